@@ -1,0 +1,94 @@
+# thaw: plain Makefile. Modules add themselves through */module.mk.
+BUILD    ?= build
+CC       ?= gcc
+CLANG    ?= clang
+CFLAGS   ?= -O2 -g
+WARN     := -Wall -Wextra -Wstrict-prototypes -Werror -Wno-missing-field-initializers
+CPPFLAGS := -std=gnu11 -D_GNU_SOURCE -MMD -MP -Iruntime -Ihandlers -I. $(EXTRA_CPPFLAGS)
+ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(CFLAGS) $(SAN)
+LDFLAGS  ?=
+LIBS     := -luring -lhttp_parser -lcjson -lyaml -lpthread -ldl -lm
+TEST_LIBS := -lcmocka
+NVCC     ?= /usr/local/cuda/bin/nvcc
+HAVE_CUDA := $(shell test -x $(NVCC) && echo 1)
+
+# The daemon and CLI: everything in runtime/, snapshot/ and builder/.
+DAEMON_SRC := $(wildcard runtime/*.c snapshot/*.c builder/*.c)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ    := $(filter-out $(BUILD)/runtime/main.o,$(DAEMON_OBJ))
+LIBTHAW    := $(BUILD)/libthaw.a
+
+# The instance host: loads a handler .so; exports the SDK to it.
+HOST_SRC := $(wildcard handlers/host/*.c) runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c
+HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/host/%.o)
+
+# Handlers: handlers/NAME/*.c -> $(BUILD)/handlers/NAME.so
+HANDLER_DIRS := $(filter-out handlers/thaw/ handlers/host/,$(sort $(dir $(wildcard handlers/*/*.c))))
+HANDLER_NAMES := $(patsubst handlers/%/,%,$(HANDLER_DIRS))
+HANDLER_SOS := $(HANDLER_NAMES:%=$(BUILD)/handlers/%.so)
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
+
+TOOLS :=
+
+.PHONY: all deps test bench fuzz asan soak clean
+all: $(BUILD)/thaw $(BUILD)/thaw-instance $(HANDLER_SOS) $(UNIT_BIN) $(TOOLS)
+
+# Module fragments add to DAEMON_LIBS, HANDLER_LIBS_<name>, HANDLER_EXTRA_<name>, TOOLS.
+-include $(wildcard */module.mk handlers/*/module.mk)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/host/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIBTHAW): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/thaw: $(BUILD)/runtime/main.o $(LIBTHAW)
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS) $(DAEMON_LIBS)
+
+$(BUILD)/thaw-instance: $(HOST_OBJ)
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -rdynamic -o $@ $^ -ldl -lpthread
+
+$(BUILD)/handlers/%.o: handlers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+.SECONDEXPANSION:
+$(BUILD)/handlers/%.so: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard handlers/%/*.c)) $$(HANDLER_EXTRA_$$*)
+	$(CC) $(CFLAGS) $(SAN) -shared -o $@ $^ $(HANDLER_LIBS_$*)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBTHAW)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBTHAW) $(TEST_LIBS) $(LIBS) $(DAEMON_LIBS)
+
+deps:
+	bash scripts/deps.sh
+
+test: all
+	bash tests/run.sh $(BUILD)
+
+bench: all
+	bash tests/bench/run.sh $(BUILD)
+
+soak: all
+	bash tests/soak/run.sh $(BUILD)
+
+# libFuzzer targets, each run for FUZZ_SECONDS; crashes land in tests/fuzz/corpus-*/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+asan:
+	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

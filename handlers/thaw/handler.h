@@ -1,0 +1,135 @@
+/*
+ * thaw handler SDK: the one header a handler author writes against.
+ *
+ * A handler is a shared object that defines its descriptor with
+ * THAW_HANDLER(...). The host process (thaw-instance) loads it, calls
+ * init() once, reports READY to the daemon, and then calls invoke() for
+ * every request. The warmed process may be checkpointed after init() and
+ * restored many times; each restored copy runs on_restore() before its
+ * first request (re-seed RNGs, take new ids). shutdown() runs on a graceful
+ * stop only; a killed instance never gets it.
+ *
+ * Contract:
+ *  - Hooks return 0 on success or a negative errno value. A failing init()
+ *    should say why with thaw_set_error(); the message reaches the daemon's
+ *    log and /readyz.
+ *  - invoke() may run on several threads at once when the function's
+ *    instanceConcurrency is above 1.
+ *  - Everything expensive (loading weights, building tables, warm-up runs)
+ *    belongs in init(), so that snapshots keep it.
+ *  - The SDK functions below are provided by the host; handlers link
+ *    against nothing of thaw's.
+ *
+ * ABI: the descriptor is versioned; hooks may be NULL except invoke.
+ */
+#ifndef THAW_HANDLER_H
+#define THAW_HANDLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define THAW_ABI_VERSION 1
+
+struct thaw_header {
+	const char *name; /* NUL-terminated, as the client sent it */
+	const char *value;
+};
+
+/* A request as the handler sees it. Every pointer is valid until invoke()
+ * returns; strings are NUL-terminated; the body is also NUL-terminated (the
+ * terminator is not counted in body_len) so text bodies can be parsed in
+ * place. */
+struct thaw_request {
+	const char *method;     /* "GET", "POST", ... */
+	const char *path;       /* path below the function: "/" for /fn or /fn/ */
+	const char *query;      /* raw query string without '?', "" if none */
+	const struct thaw_header *headers;
+	size_t n_headers;
+	const char *body;
+	size_t body_len;
+	const char *request_id; /* x-fc-request-id */
+	int64_t deadline_ms;    /* CLOCK_REALTIME ms past which the client is gone */
+};
+
+/* Opaque response builder owned by the host. Status defaults to 200 and the
+ * content type to application/json. */
+struct thaw_response;
+
+struct thaw_handler {
+	uint32_t abi_version; /* THAW_ABI_VERSION */
+	uint32_t size;        /* sizeof(struct thaw_handler) */
+	const char *name;
+	int (*init)(void);
+	int (*invoke)(const struct thaw_request *req, struct thaw_response *res);
+	int (*on_restore)(void);
+	void (*shutdown)(void);
+};
+
+/* Define the handler's descriptor; the host looks up this symbol. */
+#define THAW_HANDLER(...)                                                      \
+	__attribute__((visibility("default"))) const struct thaw_handler         \
+		thaw_handler_v1 = { .abi_version = THAW_ABI_VERSION,             \
+				    .size = sizeof(struct thaw_handler),          \
+				    __VA_ARGS__ }
+
+/* --- response ------------------------------------------------------------ */
+
+void thaw_response_status(struct thaw_response *res, int status);
+/* Adds a header (copied). Returns 0 or -EINVAL for names or values holding
+ * CR, LF or NUL, or names the host sets itself (content-length,
+ * transfer-encoding, connection). */
+int thaw_response_header(struct thaw_response *res, const char *name,
+			 const char *value);
+/* Appends to the body (copied). Returns 0 or -ENOMEM. */
+int thaw_response_write(struct thaw_response *res, const void *data, size_t len);
+/* Convenience: status, content type and whole body at once. */
+int thaw_respond(struct thaw_response *res, int status, const char *content_type,
+		 const void *body, size_t len);
+/* Error in the house format: {"error": "<message>"} with the given status. */
+int thaw_respond_error(struct thaw_response *res, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* --- the function -------------------------------------------------------- */
+
+const char *thaw_function_name(void);
+/* Folder holding the function's files (fc.yaml, model files, ...). */
+const char *thaw_function_dir(void);
+/* A value of fc.yaml's environmentVariables (also in the process
+ * environment), or NULL. */
+const char *thaw_config(const char *key);
+/* Instance id, 16 hex digits; a restored copy gets a fresh one. */
+const char *thaw_instance_id(void);
+/* Value of a request header, matched case-insensitively, or NULL. */
+const char *thaw_request_header(const struct thaw_request *req, const char *name);
+/* Milliseconds left before the current request's deadline (<= 0: passed). */
+int64_t thaw_time_left_ms(const struct thaw_request *req);
+
+/* --- files --------------------------------------------------------------- */
+
+struct thaw_map {
+	const void *data;
+	size_t len;
+};
+/* Maps a file of the function read-only and MAP_PRIVATE: the pages come from
+ * the page cache, so a checkpoint does not copy them and restored copies
+ * share them. relpath is relative to thaw_function_dir() unless absolute.
+ * Returns 0 or -errno. */
+int thaw_map_file(const char *relpath, struct thaw_map *out);
+void thaw_unmap(struct thaw_map *map);
+
+/* --- logging ------------------------------------------------------------- */
+
+enum thaw_log_level { THAW_LOG_DEBUG, THAW_LOG_INFO, THAW_LOG_WARN, THAW_LOG_ERROR };
+void thaw_log(enum thaw_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Sets the message a failing init() reports (kept until the next call). */
+void thaw_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif

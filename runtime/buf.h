@@ -1,0 +1,28 @@
+/*
+ * Growable byte buffer. The buffer owns data; buf_free() releases it.
+ * Growth goes through xrealloc (fatal on OOM); callers bound sizes first.
+ */
+#ifndef THAW_BUF_H
+#define THAW_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *data, size_t len);
+void buf_append_str(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_append_u32(struct buf *b, uint32_t v);
+void buf_append_u64(struct buf *b, uint64_t v);
+/* Drops the first n bytes, moving the rest to the front. */
+void buf_consume(struct buf *b, size_t n);
+void buf_reset(struct buf *b);
+void buf_free(struct buf *b);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * Instance processes: start one, or adopt one restored from a snapshot.
+ *
+ * An instance is build/thaw-instance running a handler .so. It is PID 1 of
+ * its own pid namespace (so many restored copies of one snapshot can
+ * coexist), session leader inside it, in its own mount and ipc namespaces,
+ * with stdin on /dev/null, stdout+stderr on a pipe the daemon reads (the
+ * function's log), the channel socket on fd CHANNEL_FD and no other fd.
+ */
+#ifndef THAW_INSTANCE_H
+#define THAW_INSTANCE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct config;
+
+/* The OS side of one instance; the daemon owns every fd here. */
+struct instance_proc {
+	pid_t pid;      /* host pid */
+	int pidfd;      /* readable when the process exits */
+	int channel_fd; /* daemon's end of the socketpair */
+	int log_fd;     /* read end of the stdout/stderr pipe */
+	uint64_t channel_ino; /* inode of the instance's end (for CRIU) */
+	uint64_t log_ino;     /* inode of the log pipe (for CRIU) */
+};
+
+/* Namespace flags new instances get (CLONE_NEW*); tests and the snapshot
+ * code may narrow them. */
+extern int instance_clone_flags;
+
+/* Starts host_path (build/thaw-instance) for the function cfg. The environment
+ * is cfg's environmentVariables plus THAW_FUNCTION_NAME, THAW_FUNCTION_DIR,
+ * THAW_HANDLER (absolute .so path), THAW_INSTANCE_CONCURRENCY, FC_FUNCTION_NAME,
+ * FC_FUNCTION_MEMORY_SIZE and FC_INSTANCE_ID-style ids. Returns 0 and fills out,
+ * or -errno (nothing left running, nothing to close). */
+int instance_spawn(const char *host_path, const struct config *cfg, struct instance_proc *out);
+
+/* SIGKILLs the instance (its whole pid namespace dies with it), reaps it and
+ * closes every fd in p. Safe on a half-filled p (fds of -1, pid 0). */
+void instance_destroy(struct instance_proc *p);
+
+#endif
