@@ -1,0 +1,256 @@
+/*
+ * fault: the fault-injection handler the tests drive.
+ *
+ *   /sleep?ms=N     sleeps N ms, 200 {"slept_ms":N}
+ *   /hang           sleeps forever
+ *   /crash          SIGSEGV (a write through NULL)
+ *   /abort          abort()
+ *   /exit?code=N    exit(N)
+ *   /leak?mb=N      mallocs and touches N MiB and keeps it;
+ *                   200 {"leaked_mb":<total>}
+ *   /status?code=N  answers status N, {"status":N}
+ *   /fail?errno=N   invoke returns -N having set nothing (host answers 500)
+ *   /random         {"random":<u64>,"instance_id":"..."}; the PRNG is seeded
+ *                   in init and re-seeded in on_restore, so restored copies
+ *                   differ
+ *   /id             {"instance_id":"..."}
+ *   /env?name=K     {"name":K,"value":thaw_config(K) or null}
+ *   anything else   200, the body verbatim with the request's content type
+ *
+ * init() honours FAULT_INIT_SLEEP_MS=N (sleeps), FAULT_INIT_CRASH=1
+ * (crashes) and FAULT_INIT_FAIL=<message> (fails with that message), in that
+ * order.
+ */
+#include "thaw/handler.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Atomic uint64_t rng_state;
+static pthread_mutex_t leak_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *leaked; /* chain of leaked blocks: each starts with the next */
+static uint64_t leaked_mb;
+
+static void seed(void)
+{
+	uint64_t s;
+	if (getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		s = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30 ^ (uint64_t)getpid() << 48;
+	}
+	atomic_store(&rng_state, s);
+}
+
+/* splitmix64 on an atomic counter: thread-safe without a lock */
+static uint64_t next_random(void)
+{
+	uint64_t z = atomic_fetch_add(&rng_state, 0x9e3779b97f4a7c15ull) + 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static void __attribute__((noreturn)) crash(void)
+{
+	/* through a volatile pointer so the compiler cannot turn it into a trap */
+	int *volatile p = NULL;
+	*p = 1;
+	abort();
+}
+
+/* Value of key in a query string, percent-decoded into buf; NULL if absent. */
+static const char *query_param(const char *query, const char *key, char *buf, size_t size)
+{
+	size_t klen = strlen(key);
+	for (const char *q = query; q && *q;) {
+		const char *amp = strchr(q, '&');
+		const char *end = amp ? amp : q + strlen(q);
+		if ((size_t)(end - q) > klen && !strncmp(q, key, klen) && q[klen] == '=') {
+			size_t n = 0;
+			for (const char *p = q + klen + 1; p < end && n + 1 < size; p++) {
+				unsigned v;
+				if (*p == '%' && end - p > 2 && sscanf(p + 1, "%2x", &v) == 1) {
+					buf[n++] = (char)v;
+					p += 2;
+				} else {
+					buf[n++] = *p == '+' ? ' ' : *p;
+				}
+			}
+			buf[n] = '\0';
+			return buf;
+		}
+		q = amp ? amp + 1 : NULL;
+	}
+	return NULL;
+}
+
+/* An integer query parameter, or def when absent or not a number. */
+static long long int_param(const struct thaw_request *req, const char *key, long long def)
+{
+	char buf[32], *end;
+	const char *v = query_param(req->query, key, buf, sizeof(buf));
+	if (!v || !*v)
+		return def;
+	long long n = strtoll(v, &end, 10);
+	return *end ? def : n;
+}
+
+/* Appends s as a JSON string with its quotes; escapes what JSON requires and
+ * leaves other bytes alone (test values are ASCII). */
+static int put_json_str(struct thaw_response *res, const char *s)
+{
+	int r = thaw_response_write(res, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p && !r; p++) {
+		char esc[7];
+		if (*p == '"' || *p == '\\')
+			r = thaw_response_write(res, (char[]){ '\\', (char)*p }, 2);
+		else if (*p < 0x20)
+			snprintf(esc, sizeof(esc), "\\u%04x", *p),
+				r = thaw_response_write(res, esc, 6);
+		else
+			r = thaw_response_write(res, p, 1);
+	}
+	return r ? r : thaw_response_write(res, "\"", 1);
+}
+
+static int json_printf(struct thaw_response *res, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int json_printf(struct thaw_response *res, int status, const char *fmt, ...)
+{
+	char body[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(body, sizeof(body), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(body))
+		return -EOVERFLOW;
+	return thaw_respond(res, status, "application/json", body, (size_t)n);
+}
+
+static int do_leak(const struct thaw_request *req, struct thaw_response *res)
+{
+	long long mb = int_param(req, "mb", 1);
+	if (mb < 0 || mb > (1 << 20))
+		return thaw_respond_error(res, 400, "mb must be 0..%d", 1 << 20);
+	size_t size = (size_t)mb << 20;
+	void *p = NULL;
+	if (size) {
+		p = malloc(size);
+		if (!p)
+			return thaw_respond_error(res, 507, "cannot allocate %lld MiB", mb);
+		memset(p, 0xa5, size); /* touch every page: make it resident */
+	}
+	pthread_mutex_lock(&leak_lock);
+	if (p) {
+		*(void **)p = leaked;
+		leaked = p;
+	}
+	leaked_mb += (uint64_t)mb;
+	uint64_t total = leaked_mb;
+	pthread_mutex_unlock(&leak_lock);
+	return json_printf(res, 200, "{\"leaked_mb\":%" PRIu64 "}", total);
+}
+
+static int do_env(const struct thaw_request *req, struct thaw_response *res)
+{
+	char name[256];
+	if (!query_param(req->query, "name", name, sizeof(name)) || !*name)
+		return thaw_respond_error(res, 400, "missing ?name=");
+	const char *v = thaw_config(name);
+	thaw_response_status(res, 200);
+	int r = thaw_response_write(res, "{\"name\":", 8);
+	r = r ? r : put_json_str(res, name);
+	r = r ? r : thaw_response_write(res, ",\"value\":", 9);
+	r = r ? r : v ? put_json_str(res, v) : thaw_response_write(res, "null", 4);
+	return r ? r : thaw_response_write(res, "}", 1);
+}
+
+static int invoke(const struct thaw_request *req, struct thaw_response *res)
+{
+	const char *path = req->path;
+	if (!strcmp(path, "/sleep")) {
+		long long ms = int_param(req, "ms", 0);
+		if (ms < 0 || ms > 86400000)
+			return thaw_respond_error(res, 400, "ms must be 0..86400000");
+		sleep_ms(ms);
+		return json_printf(res, 200, "{\"slept_ms\":%lld}", ms);
+	}
+	if (!strcmp(path, "/hang"))
+		for (;;)
+			pause();
+	if (!strcmp(path, "/crash"))
+		crash();
+	if (!strcmp(path, "/abort"))
+		abort();
+	if (!strcmp(path, "/exit")) {
+		fflush(NULL);
+		exit((int)int_param(req, "code", 0));
+	}
+	if (!strcmp(path, "/leak"))
+		return do_leak(req, res);
+	if (!strcmp(path, "/status")) {
+		long long code = int_param(req, "code", 200);
+		if (code < 100 || code > 599)
+			return thaw_respond_error(res, 400, "code must be 100..599");
+		return json_printf(res, (int)code, "{\"status\":%lld}", code);
+	}
+	if (!strcmp(path, "/fail")) {
+		long long e = int_param(req, "errno", EIO);
+		return e > 0 && e < 4096 ? -(int)e : -EIO;
+	}
+	if (!strcmp(path, "/random"))
+		return json_printf(res, 200, "{\"random\":%" PRIu64 ",\"instance_id\":\"%s\"}",
+				   next_random(), thaw_instance_id());
+	if (!strcmp(path, "/id"))
+		return json_printf(res, 200, "{\"instance_id\":\"%s\"}", thaw_instance_id());
+	if (!strcmp(path, "/env"))
+		return do_env(req, res);
+	const char *ct = thaw_request_header(req, "content-type");
+	if (!ct || thaw_respond(res, 200, ct, req->body, req->body_len))
+		return thaw_respond(res, 200, "application/octet-stream", req->body, req->body_len);
+	return 0;
+}
+
+static int init(void)
+{
+	const char *v = thaw_config("FAULT_INIT_SLEEP_MS");
+	if (v && atoll(v) > 0)
+		sleep_ms(atoll(v));
+	v = thaw_config("FAULT_INIT_CRASH");
+	if (v && !strcmp(v, "1"))
+		crash();
+	v = thaw_config("FAULT_INIT_FAIL");
+	if (v) {
+		thaw_set_error("%s", v);
+		return -EINVAL;
+	}
+	seed();
+	thaw_log(THAW_LOG_INFO, "fault handler ready, instance %s", thaw_instance_id());
+	return 0;
+}
+
+static int on_restore(void)
+{
+	seed();
+	return 0;
+}
+
+THAW_HANDLER(.name = "fault", .init = init, .invoke = invoke, .on_restore = on_restore);
