@@ -599,7 +599,7 @@ static int walk_pair(struct parser *p, yaml_node_pair_t *pair, const struct fiel
 		     size_t n, size_t *seen)
 {
 	yaml_node_t *k = node(p, pair->key), *v = node(p, pair->value);
-	if (!is_scalar_text(k) || is_empty(k))
+	if (!is_scalar_text(k) || !k->data.scalar.length)
 		return expected(p, k, "a field name");
 	set_field(p, strlen(p->field), text(k), k->data.scalar.length);
 	const struct field *f = find(fields, n, k);
