@@ -71,7 +71,7 @@ static void sleep_ms(int64_t ms)
 static void __attribute__((noreturn)) crash(void)
 {
 	/* through a volatile pointer so the compiler cannot turn it into a trap */
-	int *volatile p = NULL;
+	volatile int *volatile p = NULL;
 	*p = 1;
 	abort();
 }
