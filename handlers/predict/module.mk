@@ -1,0 +1,26 @@
+# predict: TF Serving-style model handler (half_plus_two, safetensors MLP).
+HANDLER_EXTRA_predict = $(KERNELS_OBJ)
+HANDLER_LIBS_predict = $(KERNELS_LIBS) -lcjson -lm
+PREDICT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard handlers/predict/*.c))
+$(BUILD)/handlers/predict/%.o: CFLAGS += $(KERNELS_CPPFLAGS)
+
+PREDICT_TOOLS := $(BUILD)/tools/gen_weights $(BUILD)/tests/bench/bench_predict
+TOOLS += $(PREDICT_TOOLS)
+all: $(PREDICT_TOOLS)
+
+$(BUILD)/tools/gen_weights: tools/gen_weights.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lm
+
+$(BUILD)/tests/bench/bench_predict: tests/bench/bench_predict.c $(KERNELS_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(KERNELS_LIBS)
+
+# The unit test links the handler's objects with a mock of the host SDK.
+$(BUILD)/tests/unit/test_predict: tests/unit/test_predict.c $(PREDICT_OBJ) $(KERNELS_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(TEST_LIBS) $(KERNELS_LIBS) -lcjson -lm
+
+# Named explicitly: the generic .so rule's $(wildcard handlers/%/*.c) does not
+# see the stem, so without this line the .so would hold only the kernels.
+$(BUILD)/handlers/predict.so: $(PREDICT_OBJ)

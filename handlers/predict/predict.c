@@ -1,0 +1,248 @@
+/*
+ * predict: a TensorFlow Serving REST-compatible model handler.
+ *
+ *   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict (or POST /)
+ *   GET  /v1/models/{name}[/versions/{v}]            model status
+ *   GET  /v1/models/{name}[/versions/{v}]/metadata   signature metadata
+ *   POST ...:classify, ...:regress                   400, not supported
+ *
+ * Configuration (fc.yaml environmentVariables, read with thaw_config):
+ *   MODEL              half_plus_two | mlp
+ *   WEIGHTS            mlp: safetensors file, relative to the function dir
+ *   PREDICT_DEVICE     cpu | gpu | auto (default auto: GPU if one is present)
+ *   PREDICT_MAX_BATCH  rows per GEMM and size of the scratch (default 256);
+ *                      longer requests run in chunks of this many rows
+ *
+ * The model serves version "1" only. Errors are {"error": "..."}: 400 for
+ * bad requests, 404 for unknown routes or versions.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "predict/model.h"
+#include "predict/tfrest.h"
+#include "thaw/handler.h"
+
+#define DEFAULT_MAX_BATCH 256
+
+static struct {
+	struct predict_model model;
+	struct thaw_map map; /* mlp weights; mapped until shutdown */
+	int mapped;
+	char model_name[32];
+} g;
+
+static int init_mlp(void)
+{
+	const char *weights = thaw_config("WEIGHTS");
+	const char *batch_s = thaw_config("PREDICT_MAX_BATCH");
+	const char *device = thaw_config("PREDICT_DEVICE");
+	char err[256] = "";
+	int max_batch = batch_s ? atoi(batch_s) : DEFAULT_MAX_BATCH;
+	int rc;
+
+	if (!weights || !*weights) {
+		thaw_set_error("MODEL=mlp needs WEIGHTS=<safetensors file>");
+		return -EINVAL;
+	}
+	if (max_batch < 1 || max_batch > 65536) {
+		thaw_set_error("PREDICT_MAX_BATCH=%s: expected 1..65536", batch_s);
+		return -EINVAL;
+	}
+	rc = thaw_map_file(weights, &g.map);
+	if (rc < 0) {
+		thaw_set_error("WEIGHTS=%s: cannot map: %s", weights, strerror(-rc));
+		return rc;
+	}
+	g.mapped = 1;
+	rc = predict_model_mlp(&g.model, g.map.data, g.map.len, device, max_batch, err,
+			       sizeof(err));
+	if (rc < 0) {
+		thaw_set_error("WEIGHTS=%s: %s", weights, err);
+		thaw_unmap(&g.map);
+		g.mapped = 0;
+		return rc;
+	}
+	if (err[0])
+		thaw_log(THAW_LOG_WARN, "predict: GPU unusable (%s), using the CPU", err);
+	thaw_log(THAW_LOG_INFO, "predict: mlp %d layers, %d -> %d, max batch %d, on %s",
+		 g.model.net.n_layers, g.model.in_width, g.model.out_width, max_batch,
+		 predict_device_name(&g.model));
+	return 0;
+}
+
+static int predict_init(void)
+{
+	const char *model = thaw_config("MODEL");
+
+	memset(&g, 0, sizeof(g));
+	if (!model || !*model) {
+		thaw_set_error("MODEL is not set (half_plus_two or mlp)");
+		return -EINVAL;
+	}
+	snprintf(g.model_name, sizeof(g.model_name), "%s", model);
+	if (strcmp(model, "half_plus_two") == 0) {
+		predict_model_half_plus_two(&g.model);
+		thaw_log(THAW_LOG_INFO, "predict: half_plus_two on cpu");
+		return 0;
+	}
+	if (strcmp(model, "mlp") == 0)
+		return init_mlp();
+	thaw_set_error("MODEL=%s: expected half_plus_two or mlp", model);
+	return -EINVAL;
+}
+
+static void predict_shutdown(void)
+{
+	predict_model_fini(&g.model);
+	if (g.mapped)
+		thaw_unmap(&g.map);
+	g.mapped = 0;
+}
+
+static int respond_buf(struct thaw_response *res, struct tfrest_buf *b)
+{
+	int rc;
+	if (b->oom)
+		rc = thaw_respond_error(res, 500, "out of memory writing the response");
+	else
+		rc = thaw_respond(res, 200, "application/json", b->p, b->len);
+	tfrest_buf_free(b);
+	return rc;
+}
+
+/* TF Serving shape; the only version is "1". */
+static int do_status(struct thaw_response *res)
+{
+	static const char body[] =
+		"{\"model_version_status\":[{\"version\":\"1\",\"state\":\"AVAILABLE\","
+		"\"status\":{\"error_code\":\"OK\",\"error_message\":\"\"}}]}";
+	return thaw_respond(res, 200, "application/json", body, sizeof(body) - 1);
+}
+
+static void put_tensor_info(struct tfrest_buf *b, const char *name, int width)
+{
+	char tmp[256];
+	snprintf(tmp, sizeof(tmp),
+		 "\"%s\":{\"dtype\":\"DT_FLOAT\",\"tensor_shape\":{\"dim\":[{\"size\":\"-1\","
+		 "\"name\":\"\"}",
+		 name);
+	tfrest_buf_puts(b, tmp);
+	if (width > 0) {
+		snprintf(tmp, sizeof(tmp), ",{\"size\":\"%d\",\"name\":\"\"}", width);
+		tfrest_buf_puts(b, tmp);
+	}
+	snprintf(tmp, sizeof(tmp), "],\"unknown_rank\":false},\"name\":\"%s:0\"}", name);
+	tfrest_buf_puts(b, tmp);
+}
+
+static int do_metadata(struct thaw_response *res, const struct tfrest_route *r)
+{
+	struct tfrest_buf b = { 0 };
+	char tmp[512];
+	int mlp = g.model.kind == PREDICT_MLP;
+
+	snprintf(tmp, sizeof(tmp),
+		 "{\"model_spec\":{\"name\":\"%s\",\"signature_name\":\"\",\"version\":\"1\"},"
+		 "\"metadata\":{\"signature_def\":{\"signature_def\":{\"serving_default\":"
+		 "{\"inputs\":{",
+		 r->name);
+	tfrest_buf_puts(&b, tmp);
+	put_tensor_info(&b, "x", mlp ? g.model.in_width : 0);
+	tfrest_buf_puts(&b, "},\"outputs\":{");
+	put_tensor_info(&b, "y", mlp ? g.model.out_width : 0);
+	tfrest_buf_puts(&b, "},\"method_name\":\"tensorflow/serving/predict\"}}}}}");
+	return respond_buf(res, &b);
+}
+
+static int do_predict(const struct thaw_request *req, struct thaw_response *res)
+{
+	struct tfrest_tensor t;
+	enum tfrest_format fmt;
+	char err[256];
+	float *y = NULL;
+	int64_t oshape[TFREST_MAX_DIMS];
+	int ondim, rc;
+	size_t rows, ny;
+
+	if (tfrest_parse_predict(req->body, req->body_len, &fmt, &t, err, sizeof(err)) < 0)
+		return thaw_respond_error(res, 400, "%s", err);
+	if (g.model.kind == PREDICT_MLP) {
+		if (t.ndim != 2 || t.shape[1] != g.model.in_width) {
+			rc = thaw_respond_error(
+				res, 400,
+				"input must be a batch of lists of %d numbers (shape [-1, %d]), got %s",
+				g.model.in_width, g.model.in_width,
+				t.ndim == 2 ? "rows of another width" : "another shape");
+			goto free_t;
+		}
+		rows = (size_t)t.shape[0];
+		ny = rows * (size_t)g.model.out_width;
+		ondim = 2;
+		oshape[0] = (int64_t)rows;
+		oshape[1] = g.model.out_width;
+	} else {
+		rows = ny = t.n;
+		ondim = t.ndim;
+		memcpy(oshape, t.shape, sizeof(oshape));
+	}
+	if (req->deadline_ms > 0 && thaw_time_left_ms(req) <= 0) {
+		rc = thaw_respond_error(res, 504, "deadline passed before inference");
+		goto free_t;
+	}
+	y = malloc((ny ? ny : 1) * sizeof(float));
+	if (!y) {
+		rc = thaw_respond_error(res, 500, "out of memory for %zu outputs", ny);
+		goto free_t;
+	}
+	rc = predict_model_run(&g.model, t.data, rows, y);
+	if (rc < 0) {
+		thaw_log(THAW_LOG_ERROR, "predict: inference failed: %s", strerror(-rc));
+		rc = thaw_respond_error(res, 500, "inference failed on the %s",
+					predict_device_name(&g.model));
+		goto free_y;
+	}
+	struct tfrest_buf b = { 0 };
+	tfrest_write_response(&b, fmt, y, ondim, oshape);
+	rc = respond_buf(res, &b);
+free_y:
+	free(y);
+free_t:
+	tfrest_tensor_free(&t);
+	return rc;
+}
+
+static int predict_invoke(const struct thaw_request *req, struct thaw_response *res)
+{
+	struct tfrest_route r;
+
+	if (tfrest_route_parse(req->method, req->path, &r) < 0)
+		return thaw_respond_error(res, 404, "Malformed request: %s %s", req->method,
+					  req->path);
+	if (r.version[0] && strcmp(r.version, "1") != 0)
+		return thaw_respond_error(res, 404,
+					  "Servable not found for request: Specific(%s, %s)",
+					  r.name, r.version);
+	if (r.label[0])
+		return thaw_respond_error(res, 404, "Unrecognized servable version label: %s",
+					  r.label);
+	switch (r.op) {
+	case TFREST_STATUS:
+		return do_status(res);
+	case TFREST_METADATA:
+		return do_metadata(res, &r);
+	case TFREST_PREDICT:
+		return do_predict(req, res);
+	case TFREST_CLASSIFY:
+	case TFREST_REGRESS:
+		return thaw_respond_error(res, 400, "%s is not supported by model %s (%s); use :predict",
+					  r.op == TFREST_CLASSIFY ? "classify" : "regress",
+					  r.name, g.model_name);
+	}
+	return thaw_respond_error(res, 404, "Malformed request");
+}
+
+THAW_HANDLER(.name = "predict", .init = predict_init, .invoke = predict_invoke,
+	     .shutdown = predict_shutdown);

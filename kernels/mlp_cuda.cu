@@ -1,0 +1,210 @@
+/*
+ * mlp_cuda: the GPU forward pass. Per layer one cuBLAS SGEMM (row-major data
+ * seen as column-major transposes, so no copies) followed by a fused
+ * bias+ReLU kernel, or by a bias+softmax kernel (one block per row) at the
+ * output. Weights are copied to the device once in mlp_cuda_new().
+ */
+#include "kernels/mlp.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <errno.h>
+#include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mlp_cuda {
+	struct mlp_net net; /* host view; w/b point at device copies below */
+	float *dw[MLP_MAX_LAYERS], *db[MLP_MAX_LAYERS];
+	float *dx, *da, *dbuf; /* input, ping-pong activations (2 x max) */
+	int max_batch, width;
+	cublasHandle_t blas;
+	cudaStream_t stream;
+	char name[256];
+};
+
+__global__ void bias_relu_kernel(float *y, const float *b, int rows, int cols)
+{
+	size_t n = (size_t)rows * cols;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		float v = y[i] + b[i % cols];
+		y[i] = v > 0.0f ? v : 0.0f;
+	}
+}
+
+/* One block per row: adds the bias, then a numerically stable softmax. */
+__global__ void bias_softmax_kernel(float *y, const float *b, int cols)
+{
+	__shared__ float red[256];
+	float *row = y + (size_t)blockIdx.x * cols;
+	float m = -FLT_MAX;
+	for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+		float v = row[c] + b[c];
+		row[c] = v;
+		m = fmaxf(m, v);
+	}
+	red[threadIdx.x] = m;
+	__syncthreads();
+	for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+		if (threadIdx.x < s)
+			red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
+		__syncthreads();
+	}
+	m = red[0];
+	__syncthreads();
+	float sum = 0.0f;
+	for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+		float e = expf(row[c] - m);
+		row[c] = e;
+		sum += e;
+	}
+	red[threadIdx.x] = sum;
+	__syncthreads();
+	for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+		if (threadIdx.x < s)
+			red[threadIdx.x] += red[threadIdx.x + s];
+		__syncthreads();
+	}
+	float inv = 1.0f / red[0];
+	for (int c = threadIdx.x; c < cols; c += blockDim.x)
+		row[c] *= inv;
+}
+
+extern "C" int mlp_cuda_device_count(void)
+{
+	int n = 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess) {
+		cudaGetLastError(); /* clear the sticky "no driver" error */
+		return 0;
+	}
+	return n;
+}
+
+extern "C" void mlp_cuda_free(struct mlp_cuda *ctx)
+{
+	if (!ctx)
+		return;
+	for (int l = 0; l < ctx->net.n_layers; l++) {
+		cudaFree(ctx->dw[l]);
+		cudaFree(ctx->db[l]);
+	}
+	cudaFree(ctx->dx);
+	cudaFree(ctx->dbuf);
+	if (ctx->blas)
+		cublasDestroy(ctx->blas);
+	if (ctx->stream)
+		cudaStreamDestroy(ctx->stream);
+	free(ctx);
+}
+
+#define CU_TRY(call, what)                                                      \
+	do {                                                                   \
+		cudaError_t e_ = (call);                                      \
+		if (e_ != cudaSuccess) {                                      \
+			snprintf(err, errlen, "%s: %s", what, cudaGetErrorString(e_)); \
+			rc = e_ == cudaErrorMemoryAllocation ? -ENOMEM : -EIO; \
+			goto fail;                                            \
+		}                                                             \
+	} while (0)
+
+extern "C" int mlp_cuda_new(const struct mlp_net *net, int max_batch,
+			    struct mlp_cuda **out, char *err, size_t errlen)
+{
+	int rc = -EIO;
+	struct mlp_cuda *ctx;
+	if (!mlp__net_valid(net, max_batch)) {
+		snprintf(err, errlen, "invalid network or batch");
+		return -EINVAL;
+	}
+	if (mlp_cuda_device_count() < 1) {
+		snprintf(err, errlen, "no CUDA device");
+		return -ENODEV;
+	}
+	ctx = (struct mlp_cuda *)calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	ctx->net = *net;
+	ctx->max_batch = max_batch;
+	ctx->width = mlp_max_width(net);
+	{
+		cudaDeviceProp prop;
+		CU_TRY(cudaSetDevice(0), "cudaSetDevice");
+		CU_TRY(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+		snprintf(ctx->name, sizeof(ctx->name), "%s", prop.name);
+	}
+	CU_TRY(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+	if (cublasCreate(&ctx->blas) != CUBLAS_STATUS_SUCCESS) {
+		ctx->blas = NULL;
+		snprintf(err, errlen, "cublasCreate failed");
+		goto fail;
+	}
+	cublasSetStream(ctx->blas, ctx->stream);
+	for (int l = 0; l < net->n_layers; l++) {
+		const struct mlp_layer *L = &net->layers[l];
+		size_t wb = (size_t)L->in * L->out * sizeof(float);
+		CU_TRY(cudaMalloc((void **)&ctx->dw[l], wb), "cudaMalloc(weights)");
+		CU_TRY(cudaMalloc((void **)&ctx->db[l], L->out * sizeof(float)), "cudaMalloc(bias)");
+		CU_TRY(cudaMemcpy(ctx->dw[l], L->w, wb, cudaMemcpyHostToDevice), "cudaMemcpy(weights)");
+		CU_TRY(cudaMemcpy(ctx->db[l], L->b, L->out * sizeof(float), cudaMemcpyHostToDevice),
+		       "cudaMemcpy(bias)");
+		ctx->net.layers[l].w = ctx->dw[l];
+		ctx->net.layers[l].b = ctx->db[l];
+	}
+	CU_TRY(cudaMalloc((void **)&ctx->dx, (size_t)max_batch * net->layers[0].in * sizeof(float)),
+	       "cudaMalloc(input)");
+	CU_TRY(cudaMalloc((void **)&ctx->dbuf, 2 * (size_t)max_batch * ctx->width * sizeof(float)),
+	       "cudaMalloc(activations)");
+	*out = ctx;
+	return 0;
+fail:
+	mlp_cuda_free(ctx);
+	return rc;
+}
+
+extern "C" int mlp_cuda_forward(struct mlp_cuda *ctx, const float *x, int batch, float *y)
+{
+	if (!ctx || batch < 1 || batch > ctx->max_batch)
+		return -EINVAL;
+	const struct mlp_net *net = &ctx->net;
+	size_t half = (size_t)batch * ctx->width;
+	const float one = 1.0f, zero = 0.0f;
+	if (cudaMemcpyAsync(ctx->dx, x, (size_t)batch * net->layers[0].in * sizeof(float),
+			    cudaMemcpyHostToDevice, ctx->stream) != cudaSuccess)
+		return -EIO;
+	const float *in = ctx->dx;
+	float *outp = NULL;
+	for (int l = 0; l < net->n_layers; l++) {
+		const struct mlp_layer *L = &net->layers[l];
+		outp = ctx->dbuf + (l & 1) * half;
+		/* Column-major view: Y^T[out x batch] = W[in x out]^T . X^T[in x batch] */
+		if (cublasSgemm(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N, L->out, batch, L->in, &one,
+				L->w, L->in, in, L->in, &zero, outp, L->out) != CUBLAS_STATUS_SUCCESS)
+			return -EIO;
+		if (l == net->n_layers - 1) {
+			bias_softmax_kernel<<<batch, 256, 0, ctx->stream>>>(outp, L->b, L->out);
+		} else {
+			size_t n = (size_t)batch * L->out;
+			int blocks = (int)((n + 255) / 256);
+			if (blocks > 65535)
+				blocks = 65535;
+			bias_relu_kernel<<<blocks, 256, 0, ctx->stream>>>(outp, L->b, batch, L->out);
+		}
+		in = outp;
+	}
+	int out_w = net->layers[net->n_layers - 1].out;
+	if (cudaMemcpyAsync(y, outp, (size_t)batch * out_w * sizeof(float),
+			    cudaMemcpyDeviceToHost, ctx->stream) != cudaSuccess)
+		return -EIO;
+	if (cudaStreamSynchronize(ctx->stream) != cudaSuccess)
+		return -EIO;
+	return cudaGetLastError() == cudaSuccess ? 0 : -EIO;
+}
+
+extern "C" const char *mlp_cuda_device_name(const struct mlp_cuda *ctx)
+{
+	return ctx ? ctx->name : "";
+}

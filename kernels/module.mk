@@ -1,0 +1,24 @@
+# kernels: the MLP forward pass. The reference loops and the OpenBLAS path
+# always build; the CUDA path builds when $(NVCC) exists (HAVE_CUDA, probed by
+# the top Makefile) and then defines HAVE_CUDA for the code that calls it.
+# Objects are position-independent so handlers (.so) can link them.
+CUDA_HOME   ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVCCFLAGS   ?= -O2 -std=c++17 \
+	--generate-code arch=compute_80,code=sm_80 \
+	--generate-code arch=compute_90,code=[sm_90,compute_90]
+KERNELS_OBJ := $(BUILD)/kernels/mlp_cpu.o $(BUILD)/kernels/mlp_blas.o
+KERNELS_LIBS := -lopenblas -lm
+KERNELS_CPPFLAGS :=
+ifeq ($(HAVE_CUDA),1)
+KERNELS_OBJ += $(BUILD)/kernels/mlp_cuda.o
+KERNELS_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+KERNELS_CPPFLAGS := -DHAVE_CUDA=1
+endif
+
+$(BUILD)/kernels/%.o: kernels/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/kernels/%.o: kernels/%.cu kernels/mlp.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -I. -Xcompiler -fPIC,-fvisibility=hidden,-Wall -c $< -o $@
