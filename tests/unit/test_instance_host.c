@@ -74,6 +74,8 @@ static void spawn(struct inst *in, const char *handler, const char *const *extra
 	env[n++] = "THAW_FUNCTION_NAME=testfn";
 	env[n++] = "THAW_FUNCTION_DIR=/tmp";
 	env[n++] = "PATH=/usr/bin:/bin";
+	/* under `make asan`: let SIGSEGV kill the host as it would in production */
+	env[n++] = "ASAN_OPTIONS=handle_segv=0:handle_abort=0";
 	for (int i = 0; extra_env && extra_env[i] && n < 31; i++)
 		env[n++] = (char *)extra_env[i];
 	env[n] = NULL;
