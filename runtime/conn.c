@@ -1,0 +1,399 @@
+#define LOG_PREFIX "conn: "
+#include "conn.h"
+#include "endpoints.h"
+#include "log.h"
+#include "loop.h"
+#include "mem.h"
+#include "pool.h"
+#include "router.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <strings.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Pipelined bytes buffered while a request runs; past it the client is
+ * flooding us and is closed. */
+#define MAX_PENDING_INPUT (4u << 20)
+/* Body limit for requests that reach no function. */
+#define BUILTIN_BODY_LIMIT (1u << 20)
+
+#define COUNT(arr, code) atomic_fetch_add_explicit(&(arr)[(code) % 600], 1, memory_order_relaxed)
+
+static void process(struct conn *c);
+static void arm_recv(struct conn *c);
+
+static void maybe_free(struct conn *c)
+{
+	if (c->state != CONN_CLOSING || c->ops)
+		return;
+	close(c->fd);
+	http_req_fini(&c->req);
+	buf_free(&c->out);
+	c->sh->n_conns--;
+	atomic_fetch_sub(&server.metrics.connections, 1);
+	free(c);
+}
+
+void conn_close(struct conn *c)
+{
+	if (c->state == CONN_CLOSING)
+		return;
+	if (c->fn)
+		pool_cancel(c, false);
+	timer_cancel(&c->sh->timers, &c->rtimer);
+	timer_cancel(&c->sh->timers, &c->deadline);
+	c->state = CONN_CLOSING;
+	/* wakes the armed recv (it completes with 0) so ops drains */
+	shutdown(c->fd, SHUT_RDWR);
+	maybe_free(c);
+}
+
+static void read_timeout(struct timer *t)
+{
+	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, rtimer));
+	if (c->req.in.len == 0 && !c->req.headers_done) { /* idle keep-alive */
+		conn_close(c);
+		return;
+	}
+	c->close_after_send = true;
+	COUNT(server.metrics.http_errors, 408);
+	conn_respond_error(c, 408, "timed out reading the request");
+}
+
+static void arm_read_timer(struct conn *c)
+{
+	unsigned ms = server.opt.idle_timeout_ms;
+	if (c->req.headers_done)
+		ms = server.opt.body_timeout_ms;
+	else if (c->req.in.len)
+		ms = server.opt.header_timeout_ms;
+	/* a request's header timer runs from its first byte: don't push it out */
+	if (c->rtimer.idx && c->req.in.len && !c->req.headers_done &&
+	    ms == server.opt.header_timeout_ms && c->rtimer.fire == read_timeout &&
+	    c->rtimer.at_ns <= now_ns() + (int64_t)ms * 1000000)
+		return;
+	timer_set(&c->sh->timers, &c->rtimer, now_ns() + (int64_t)ms * 1000000, read_timeout);
+}
+
+void conn_accept(struct shard *sh, int fd)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	c->fd = fd;
+	c->sh = sh;
+	c->state = CONN_READING;
+	http_req_init(&c->req, BUILTIN_BODY_LIMIT);
+	sh->n_conns++;
+	atomic_fetch_add(&server.metrics.connections, 1);
+	atomic_fetch_add(&server.metrics.connections_total, 1);
+	arm_recv(c);
+	arm_read_timer(c);
+}
+
+static void arm_recv(struct conn *c)
+{
+	struct shard *sh = c->sh;
+	struct io_uring_sqe *sqe = shard_sqe(sh);
+	if (sh->use_buf_ring) {
+		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	} else {
+		buf_reserve(&c->req.in, 16384);
+		io_uring_prep_recv(sqe, c->fd, c->req.in.data + c->req.in.len,
+				   c->req.in.cap - c->req.in.len, 0);
+	}
+	if (sh->use_buf_ring) {
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = 1;
+	}
+	io_uring_sqe_set_data64(sqe, OP_DATA(c, OP_CONN_RECV));
+	c->recv_armed = true;
+	c->ops++;
+}
+
+void conn_on_recv(struct conn *c, struct io_uring_cqe *cqe)
+{
+	struct shard *sh = c->sh;
+	bool more = sh->use_buf_ring && (cqe->flags & IORING_CQE_F_MORE);
+	if (!more) {
+		c->recv_armed = false;
+		c->ops--;
+	}
+	int res = cqe->res;
+	if (res > 0 && sh->use_buf_ring) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		if (c->state != CONN_CLOSING)
+			http_req_feed(&c->req, sh->bufs + (size_t)bid * sh->buf_size, (size_t)res);
+		shard_recycle_buf(sh, bid);
+	} else if (res > 0) {
+		c->req.in.len += (size_t)res;
+	}
+	if (c->state == CONN_CLOSING) {
+		maybe_free(c);
+		return;
+	}
+	if (res == -ENOBUFS) { /* out of provided buffers: try again */
+		if (!c->recv_armed)
+			arm_recv(c);
+		return;
+	}
+	if (res <= 0) {
+		conn_close(c);
+		return;
+	}
+	if (!c->recv_armed)
+		arm_recv(c);
+	if (c->state == CONN_READING) {
+		arm_read_timer(c);
+		process(c);
+	} else if (http_req_pending(&c->req) > MAX_PENDING_INPUT) {
+		conn_close(c);
+	}
+}
+
+static void arm_send(struct conn *c)
+{
+	struct io_uring_sqe *sqe = shard_sqe(c->sh);
+	io_uring_prep_send(sqe, c->fd, c->out.data + c->out_sent, c->out.len - c->out_sent,
+			   MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, OP_DATA(c, OP_CONN_SEND));
+	c->send_inflight = true;
+	c->ops++;
+}
+
+static void start_send(struct conn *c)
+{
+	if (!c->send_inflight && c->out_sent < c->out.len)
+		arm_send(c);
+}
+
+/* The response is out: next request, or close. */
+static void request_done(struct conn *c)
+{
+	buf_reset(&c->out);
+	c->out_sent = 0;
+	if (c->close_after_send) {
+		conn_close(c);
+		return;
+	}
+	http_req_next(&c->req);
+	c->state = CONN_READING;
+	arm_read_timer(c);
+	process(c);
+}
+
+void conn_on_send(struct conn *c, int res)
+{
+	c->send_inflight = false;
+	c->ops--;
+	if (c->state == CONN_CLOSING) {
+		maybe_free(c);
+		return;
+	}
+	if (res < 0) {
+		conn_close(c);
+		return;
+	}
+	c->out_sent += (size_t)res;
+	if (c->out_sent < c->out.len) {
+		arm_send(c);
+		return;
+	}
+	request_done(c);
+}
+
+static void access_log(struct conn *c, int status, int64_t dur_ns)
+{
+	if (!server.opt.access_log)
+		return;
+	struct buf l = { 0 };
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	buf_printf(&l, "{\"ts\":%ld.%03ld,\"request_id\":\"%s\",\"function\":", (long)ts.tv_sec,
+		   ts.tv_nsec / 1000000, c->request_id);
+	if (c->fn)
+		buf_append_json_string(&l, c->fn->cfg.name, strlen(c->fn->cfg.name));
+	else
+		buf_append_str(&l, "null");
+	buf_printf(&l, ",\"method\":\"%s\",\"path\":", http_req_method(&c->req));
+	buf_append_json_string(&l, http_span_ptr(&c->req, c->req.url), c->req.url.len);
+	buf_printf(&l, ",\"status\":%d,\"duration_ms\":%.3f}\n", status, (double)dur_ns / 1e6);
+	log_raw_line(l.data, l.len);
+	buf_free(&l);
+}
+
+void conn_respond(struct conn *c, int status, const char *ctype, const char *body, size_t len,
+		  const struct channel_kv *headers, unsigned n_headers)
+{
+	if (c->state == CONN_CLOSING || c->state == CONN_WRITING)
+		return;
+	timer_cancel(&c->sh->timers, &c->rtimer);
+	timer_cancel(&c->sh->timers, &c->deadline);
+	if (!c->req.headers_done || !http_req_keep_alive(&c->req))
+		c->close_after_send = true;
+	int64_t dur = now_ns() - (c->start_ns ? c->start_ns : now_ns());
+	if (c->fn) {
+		COUNT(c->fn->metrics.requests, status);
+		histogram_observe(&c->fn->metrics.duration, dur);
+	}
+	access_log(c, status, dur);
+	buf_reset(&c->out);
+	c->out_sent = 0;
+	buf_printf(&c->out, "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n", status,
+		   http_status_text(status), len);
+	if (ctype)
+		buf_printf(&c->out, "content-type: %s\r\n", ctype);
+	if (c->request_id[0])
+		buf_printf(&c->out, "x-fc-request-id: %s\r\n", c->request_id);
+	for (unsigned i = 0; i < n_headers; i++)
+		buf_printf(&c->out, "%s: %s\r\n", headers[i].name, headers[i].value);
+	if (c->close_after_send)
+		buf_append_str(&c->out, "connection: close\r\n");
+	buf_append(&c->out, "\r\n", 2);
+	buf_append(&c->out, body, len);
+	c->state = CONN_WRITING;
+	c->fn = NULL;
+	start_send(c);
+}
+
+void conn_respond_error(struct conn *c, int status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	struct buf b = { 0 };
+	buf_append_str(&b, "{\"error\": ");
+	buf_append_json_string(&b, msg, strlen(msg));
+	buf_append_str(&b, "}");
+	struct channel_kv retry = { "retry-after", "1" };
+	conn_respond(c, status, "application/json", b.data, b.len, &retry,
+		     status == 429 || status == 503 ? 1 : 0);
+	buf_free(&b);
+}
+
+static bool has_header(const char *name, size_t len, const char *want)
+{
+	return strlen(want) == len && strncasecmp(name, want, len) == 0;
+}
+
+void conn_respond_channel(struct conn *c, const struct channel_response *r)
+{
+	struct channel_kv hs[64];
+	unsigned n = 0;
+	const char *ctype = NULL, *cur = r->headers;
+	for (uint32_t i = 0; i < r->n_headers; i++) {
+		struct channel_kv kv;
+		channel_next_header(&cur, &kv);
+		size_t nl = strlen(kv.name);
+		if (has_header(kv.name, nl, "content-type"))
+			ctype = kv.value;
+		else if (!has_header(kv.name, nl, "content-length") &&
+			 !has_header(kv.name, nl, "connection") &&
+			 !has_header(kv.name, nl, "transfer-encoding") && n < 64)
+			hs[n++] = kv;
+	}
+	conn_respond(c, (int)r->status, ctype ? ctype : "application/json", r->body, r->body_len,
+		     hs, n);
+}
+
+/* Accepts the client's x-fc-request-id when it is a sane token, else makes one. */
+static void set_request_id(struct conn *c)
+{
+	struct http_span v;
+	if (http_req_header(&c->req, "x-fc-request-id", &v) && v.len > 0 && v.len < 65) {
+		const char *p = http_span_ptr(&c->req, v);
+		size_t i = 0;
+		while (i < v.len && (isalnum((unsigned char)p[i]) || strchr("-_.:", p[i])))
+			i++;
+		if (i == v.len) {
+			memcpy(c->request_id, p, v.len);
+			c->request_id[v.len] = '\0';
+			return;
+		}
+	}
+	static _Thread_local uint64_t seq, salt;
+	if (!salt && getrandom(&salt, sizeof(salt), 0) != sizeof(salt))
+		salt = (uint64_t)now_ns();
+	snprintf(c->request_id, sizeof(c->request_id), "%016lx-%08lx", (unsigned long)salt,
+		 (unsigned long)++seq);
+}
+
+/* Headers are complete: pick the body limit from the route. */
+static void on_headers(struct conn *c)
+{
+	struct route rt;
+	const char *url = http_span_ptr(&c->req, c->req.url);
+	const char *q = memchr(url, '?', c->req.url.len);
+	size_t plen = q ? (size_t)(q - url) : c->req.url.len;
+	router_route(url, plen, &rt);
+	if (rt.kind == ROUTE_INVOKE) {
+		struct function *fn = server_find_function(rt.fn, rt.fn_len);
+		if (fn)
+			c->req.body_limit = fn->cfg.max_body_bytes;
+	}
+	/* 25 bytes into an idle socket's send buffer: a plain send never blocks */
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	if (c->req.expect_continue && c->req.body.len == 0 &&
+	    (c->req.parser.content_length == ULLONG_MAX ||
+	     c->req.parser.content_length <= c->req.body_limit)) {
+		ssize_t r = send(c->fd, cont, sizeof(cont) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		(void)r;
+	}
+}
+
+static void on_request(struct conn *c)
+{
+	timer_cancel(&c->sh->timers, &c->rtimer);
+	c->start_ns = now_ns();
+	c->state = CONN_WAITING;
+	set_request_id(c);
+	struct route rt;
+	const char *url = http_span_ptr(&c->req, c->req.url);
+	const char *q = memchr(url, '?', c->req.url.len);
+	size_t plen = q ? (size_t)(q - url) : c->req.url.len;
+	router_route(url, plen, &rt);
+	if (rt.kind != ROUTE_INVOKE) {
+		endpoints_handle(c, &rt);
+		return;
+	}
+	struct function *fn = server_find_function(rt.fn, rt.fn_len);
+	if (!fn) {
+		COUNT(server.metrics.http_errors, 404);
+		conn_respond_error(c, 404, "function not found: %.*s", (int)rt.fn_len, rt.fn);
+		return;
+	}
+	c->fn = fn;
+	c->sub = rt.sub;
+	c->sub_len = rt.sub_len;
+	pool_submit(pool_get(c->sh, fn), c);
+}
+
+static void process(struct conn *c)
+{
+	/* bounded: each turn consumes input or changes state */
+	while (c->state == CONN_READING) {
+		enum http_step s = http_req_parse(&c->req);
+		if (s == HTTP_PARTIAL) {
+			return;
+		} else if (s == HTTP_HEADERS) {
+			on_headers(c);
+		} else if (s == HTTP_DONE) {
+			on_request(c);
+		} else {
+			c->close_after_send = true;
+			c->start_ns = now_ns();
+			COUNT(server.metrics.http_errors, c->req.error_status);
+			conn_respond_error(c, c->req.error_status, "%s", c->req.error_msg);
+			return;
+		}
+	}
+}

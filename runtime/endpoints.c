@@ -1,0 +1,187 @@
+#define LOG_PREFIX "endpoints: "
+#include "endpoints.h"
+#include "conn.h"
+#include "log.h"
+#include "router.h"
+#include "server.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define COUNT(arr, code) atomic_fetch_add_explicit(&(arr)[code], 1, memory_order_relaxed)
+
+static void respond_json(struct conn *c, int status, cJSON *doc)
+{
+	char *s = cJSON_PrintUnformatted(doc);
+	conn_respond(c, status, "application/json", s, strlen(s), NULL, 0);
+	free(s);
+	cJSON_Delete(doc);
+}
+
+static const char *const state_names[] = { "starting", "ready", "failed" };
+
+static void readyz(struct conn *c)
+{
+	cJSON *doc = cJSON_CreateObject(), *fns = cJSON_AddObjectToObject(doc, "functions");
+	bool ready = true;
+	unsigned n = atomic_load(&server.n_functions);
+	for (unsigned i = 0; i < n; i++) {
+		struct function *fn = server.functions[i];
+		int st = atomic_load(&fn->state);
+		ready &= st == FN_READY;
+		cJSON *f = cJSON_AddObjectToObject(fns, fn->cfg.name);
+		cJSON_AddStringToObject(f, "state", state_names[st]);
+		if (st == FN_FAILED) {
+			char msg[512];
+			function_error(fn, msg, sizeof(msg));
+			cJSON_AddStringToObject(f, "error", msg);
+		}
+	}
+	cJSON_AddBoolToObject(doc, "ready", ready);
+	respond_json(c, ready ? 200 : 503, doc);
+}
+
+static void metrics(struct conn *c)
+{
+	struct buf b = { 0 };
+	metrics_render_head(&b);
+	unsigned n = atomic_load(&server.n_functions);
+	for (unsigned i = 0; i < n; i++)
+		metrics_render_fn(&b, server.functions[i]->cfg.name, &server.functions[i]->metrics);
+	metrics_render_server(&b, &server.metrics);
+	conn_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL, 0);
+	buf_free(&b);
+}
+
+static bool authorized(struct conn *c)
+{
+	struct http_span v;
+	if (!http_req_header(&c->req, "authorization", &v) || v.len < 8)
+		return false;
+	const char *p = http_span_ptr(&c->req, v);
+	size_t tl = strlen(server.admin_token);
+	return strncasecmp(p, "Bearer ", 7) == 0 && v.len - 7 == tl &&
+	       memcmp(p + 7, server.admin_token, tl) == 0;
+}
+
+static cJSON *function_json(struct function *fn)
+{
+	cJSON *f = cJSON_CreateObject();
+	cJSON_AddStringToObject(f, "name", fn->cfg.name);
+	cJSON_AddStringToObject(f, "dir", fn->cfg.dir);
+	cJSON_AddStringToObject(f, "handler", fn->handler_path);
+	cJSON_AddStringToObject(f, "state", state_names[atomic_load(&fn->state)]);
+	cJSON_AddNumberToObject(f, "timeout", fn->cfg.timeout_s);
+	cJSON_AddNumberToObject(f, "instanceConcurrency", fn->cfg.instance_concurrency);
+	return f;
+}
+
+/* POST /admin/functions {"dir": "/abs/folder"}: load fc.yaml from there. */
+static void admin_add(struct conn *c)
+{
+	cJSON *body = cJSON_ParseWithLength(c->req.body.data, c->req.body.len);
+	cJSON *dir = cJSON_GetObjectItemCaseSensitive(body, "dir");
+	if (!cJSON_IsString(dir) || dir->valuestring[0] != '/') {
+		cJSON_Delete(body);
+		conn_respond_error(c, 400, "expected {\"dir\": \"/absolute/folder/with/fc.yaml\"}");
+		return;
+	}
+	char *path = NULL, err[512] = "";
+	if (asprintf(&path, "%s/fc.yaml", dir->valuestring) < 0)
+		abort();
+	cJSON_Delete(body);
+	struct config cfg;
+	int ret = config_load(path, &cfg, err, sizeof(err));
+	free(path);
+	if (ret) {
+		conn_respond_error(c, 400, "%s", err);
+		return;
+	}
+	struct function *fn;
+	ret = server_add_function(&cfg, &fn);
+	if (ret == -EEXIST) {
+		conn_respond_error(c, 409, "function %s exists", cfg.name);
+		config_free(&cfg);
+		return;
+	}
+	if (ret) {
+		conn_respond_error(c, 507, "function registry full");
+		config_free(&cfg);
+		return;
+	}
+	pr_info("added function %s from %s", fn->cfg.name, fn->cfg.dir);
+	respond_json(c, 201, function_json(fn));
+}
+
+static void admin(struct conn *c, const struct route *rt)
+{
+	if (!authorized(c)) {
+		COUNT(server.metrics.http_errors, 401);
+		struct channel_kv h = { "www-authenticate", "Bearer realm=\"thaw\"" };
+		static const char body[] =
+			"{\"error\": \"admin API needs Authorization: Bearer <token>\"}";
+		conn_respond(c, 401, "application/json", body, sizeof(body) - 1, &h, 1);
+		return;
+	}
+	bool get = strcmp(http_req_method(&c->req), "GET") == 0;
+	if (rt->sub_len == 10 && memcmp(rt->sub, "/functions", 10) == 0) {
+		if (get) {
+			cJSON *arr = cJSON_CreateArray();
+			unsigned n = atomic_load(&server.n_functions);
+			for (unsigned i = 0; i < n; i++)
+				cJSON_AddItemToArray(arr, function_json(server.functions[i]));
+			respond_json(c, 200, arr);
+		} else if (strcmp(http_req_method(&c->req), "POST") == 0) {
+			admin_add(c);
+		} else {
+			conn_respond_error(c, 405, "use GET or POST");
+		}
+		return;
+	}
+	conn_respond_error(c, 404, "no admin endpoint %.*s", (int)rt->sub_len, rt->sub);
+}
+
+void endpoints_handle(struct conn *c, const struct route *rt)
+{
+	const char *m = http_req_method(&c->req);
+	bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+	switch (rt->kind) {
+	case ROUTE_HEALTHZ:
+		conn_respond(c, 200, "application/json", "{\"status\": \"ok\"}", 16, NULL, 0);
+		return;
+	case ROUTE_READYZ:
+		readyz(c);
+		return;
+	case ROUTE_METRICS:
+		if (!get)
+			break;
+		metrics(c);
+		return;
+	case ROUTE_V2_SERVER:
+		static const char meta[] =
+			"{\"name\": \"thaw\", \"version\": \"0.1.0\", \"extensions\": []}";
+		conn_respond(c, 200, "application/json", meta, sizeof(meta) - 1, NULL, 0);
+		return;
+	case ROUTE_ADMIN:
+		admin(c, rt);
+		return;
+	case ROUTE_PROXY:
+		COUNT(server.metrics.http_errors, 403);
+		conn_respond_error(c, 403, "proxy: port %u is not in the allow-list", rt->port);
+		return;
+	case ROUTE_BAD_PATH:
+		COUNT(server.metrics.http_errors, 400);
+		conn_respond_error(c, 400, "invalid request path");
+		return;
+	default:
+		COUNT(server.metrics.http_errors, 404);
+		conn_respond_error(c, 404, "not found");
+		return;
+	}
+	COUNT(server.metrics.http_errors, 405);
+	conn_respond_error(c, 405, "method not allowed");
+}

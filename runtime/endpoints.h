@@ -1,0 +1,14 @@
+/*
+ * The daemon's own endpoints: /healthz, /readyz, /metrics, /v2 (KServe
+ * server metadata), /admin/... (bearer token) and /proxy/{port}/...
+ */
+#ifndef THAW_ENDPOINTS_H
+#define THAW_ENDPOINTS_H
+
+struct conn;
+struct route;
+
+/* Answers c's request for a non-function route. */
+void endpoints_handle(struct conn *c, const struct route *rt);
+
+#endif

@@ -1,0 +1,147 @@
+#define LOG_PREFIX "instance: "
+#include "instance.h"
+#include "channel.h"
+#include "config.h"
+#include "log.h"
+#include "mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int instance_clone_flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC;
+
+static char **build_env(const struct config *cfg, const char *handler)
+{
+	size_t n = 0, cap = cfg->n_env + 16;
+	char **env = xcalloc(cap, sizeof(char *));
+	static const char *const keep[] = { "PATH", "HOME", "LANG", "TZ", "LD_LIBRARY_PATH",
+					    "ASAN_OPTIONS", "UBSAN_OPTIONS", NULL };
+	for (const char *const *k = keep; *k; k++) {
+		const char *v = getenv(*k);
+		if (v)
+			env[n++] = xasprintf("%s=%s", *k, v);
+	}
+	env[n++] = xasprintf("THAW_FUNCTION_NAME=%s", cfg->name);
+	env[n++] = xasprintf("THAW_FUNCTION_DIR=%s", cfg->dir);
+	env[n++] = xasprintf("THAW_HANDLER=%s", handler);
+	env[n++] = xasprintf("THAW_INSTANCE_CONCURRENCY=%u", cfg->instance_concurrency);
+	env[n++] = xasprintf("FC_FUNCTION_NAME=%s", cfg->name);
+	env[n++] = xasprintf("FC_FUNCTION_MEMORY_SIZE=%u", cfg->memory_mb);
+	env[n++] = xasprintf("FC_FUNCTION_TIMEOUT=%u", cfg->timeout_s);
+	for (size_t i = 0; i < cfg->n_env && n + 1 < cap; i++)
+		env[n++] = xasprintf("%s=%s", cfg->env[i].key, cfg->env[i].value);
+	env[n] = NULL;
+	return env;
+}
+
+static void free_env(char **env)
+{
+	for (char **e = env; *e; e++)
+		free(*e);
+	free(env);
+}
+
+static uint64_t inode_of(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+/* In the child: PID 1 of the new pid namespace. Only async-signal-safe calls. */
+static void child(int chan, int log_w, const char *host, char **env)
+{
+	setsid();
+	int null = open("/dev/null", O_RDONLY);
+	if (null < 0 || dup2(null, 0) < 0 || dup2(log_w, 1) < 0 || dup2(log_w, 2) < 0 ||
+	    dup2(chan, CHANNEL_FD) < 0)
+		_exit(127);
+	/* no stray fd may reach the instance: CRIU refuses to dump them */
+	syscall(SYS_close_range, CHANNEL_FD + 1, ~0U, 0);
+	char *argv[] = { (char *)host, NULL };
+	execve(host, argv, env);
+	_exit(127);
+}
+
+int instance_spawn(const char *host_path, const struct config *cfg, struct instance_proc *out)
+{
+	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, ret;
+	*out = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = -1, .log_fd = -1 };
+	char *handler = cfg->handler[0] == '/' ? xstrdup(cfg->handler)
+					       : xasprintf("%s/%s", cfg->dir, cfg->handler);
+	char **env = build_env(cfg, handler);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		ret = -errno;
+		pr_perror("socketpair");
+		goto free_env;
+	}
+	if (pipe2(lp, O_CLOEXEC) < 0) {
+		ret = -errno;
+		pr_perror("pipe");
+		goto close_sv;
+	}
+	int pidfd = -1;
+	struct clone_args args = {
+		.flags = (uint64_t)instance_clone_flags | CLONE_PIDFD,
+		.pidfd = (uint64_t)(uintptr_t)&pidfd,
+		.exit_signal = SIGCHLD,
+	};
+	long pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (pid < 0) {
+		ret = -errno;
+		pr_perror("clone3 of %s (namespaces need root)", host_path);
+		goto close_lp;
+	}
+	if (pid == 0)
+		child(sv[1], lp[1], host_path, env);
+	out->pid = (pid_t)pid;
+	out->pidfd = pidfd;
+	out->channel_fd = sv[0];
+	out->log_fd = lp[0];
+	out->channel_ino = inode_of(sv[1]);
+	out->log_ino = inode_of(lp[1]);
+	close(sv[1]);
+	close(lp[1]);
+	free_env(env);
+	free(handler);
+	return 0;
+close_lp:
+	close(lp[0]);
+	close(lp[1]);
+close_sv:
+	close(sv[0]);
+	close(sv[1]);
+free_env:
+	free_env(env);
+	free(handler);
+	return ret;
+}
+
+void instance_destroy(struct instance_proc *p)
+{
+	if (p->pid > 0) {
+		if (p->pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
+		else
+			kill(p->pid, SIGKILL);
+		while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		p->pid = 0;
+	}
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	if (p->channel_fd >= 0)
+		close(p->channel_fd);
+	if (p->log_fd >= 0)
+		close(p->log_fd);
+	p->pidfd = p->channel_fd = p->log_fd = -1;
+}

@@ -1,0 +1,262 @@
+#define LOG_PREFIX "loop: "
+#include "loop.h"
+#include "conn.h"
+#include "log.h"
+#include "mem.h"
+#include "pool.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RING_ENTRIES 4096
+#define BUF_GROUP 1
+#define NBUFS 1024
+#define BUF_SIZE 16384
+
+struct io_uring_sqe *shard_sqe(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
+	while (!sqe) {
+		io_uring_submit(&sh->ring);
+		sqe = io_uring_get_sqe(&sh->ring);
+	}
+	return sqe;
+}
+
+static int listen_socket(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(server.opt.port) };
+	if (inet_pton(AF_INET, server.opt.listen, &a.sin_addr) != 1) {
+		pr_err("--listen %s: not an IPv4 address", server.opt.listen);
+		return -EINVAL;
+	}
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4096) < 0) {
+		int err = -errno;
+		pr_perror("listen on %s:%u", server.opt.listen, server.opt.port);
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Provided buffers let one multishot recv serve every connection without a
+ * buffer per idle connection; kernels before 5.19 fall back to plain recv. */
+static void setup_buf_ring(struct shard *sh)
+{
+	sh->nbufs = NBUFS;
+	sh->buf_size = BUF_SIZE;
+	size_t ring_bytes = sh->nbufs * sizeof(struct io_uring_buf);
+	void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (mem == MAP_FAILED)
+		return;
+	struct io_uring_buf_reg reg = { .ring_addr = (uint64_t)(uintptr_t)mem,
+					.ring_entries = sh->nbufs,
+					.bgid = BUF_GROUP };
+	if (io_uring_register_buf_ring(&sh->ring, &reg, 0) < 0) {
+		munmap(mem, ring_bytes);
+		pr_info("provided buffer rings unavailable: single-shot recv");
+		return;
+	}
+	sh->br = mem;
+	io_uring_buf_ring_init(sh->br);
+	sh->bufs = xmalloc((size_t)sh->nbufs * sh->buf_size);
+	for (unsigned i = 0; i < sh->nbufs; i++)
+		io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)i * sh->buf_size, sh->buf_size, i,
+				      io_uring_buf_ring_mask(sh->nbufs), (int)i);
+	io_uring_buf_ring_advance(sh->br, (int)sh->nbufs);
+	sh->use_buf_ring = true;
+}
+
+void shard_recycle_buf(struct shard *sh, unsigned bid)
+{
+	io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)bid * sh->buf_size, sh->buf_size, bid,
+			      io_uring_buf_ring_mask(sh->nbufs), 0);
+	io_uring_buf_ring_advance(sh->br, 1);
+}
+
+int shard_init(struct shard *sh, unsigned id)
+{
+	memset(sh, 0, sizeof(*sh));
+	sh->id = id;
+	sh->timeout_at = -1;
+	struct io_uring_params p = { .flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN };
+	int ret = io_uring_queue_init_params(RING_ENTRIES, &sh->ring, &p);
+	if (ret == -EINVAL) { /* older kernel: no such flags */
+		memset(&p, 0, sizeof(p));
+		ret = io_uring_queue_init_params(RING_ENTRIES, &sh->ring, &p);
+	}
+	if (ret < 0) {
+		pr_err("io_uring_queue_init: %s", strerror(-ret));
+		return ret;
+	}
+	sh->listen_fd = listen_socket();
+	if (sh->listen_fd < 0) {
+		ret = sh->listen_fd;
+		io_uring_queue_exit(&sh->ring);
+		return ret;
+	}
+	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
+	setup_buf_ring(sh);
+	return 0;
+}
+
+static void arm_accept(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = shard_sqe(sh);
+	io_uring_prep_multishot_accept(sqe, sh->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, OP_DATA(sh, OP_ACCEPT));
+	sh->accept_armed = true;
+}
+
+static void arm_wake(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = shard_sqe(sh);
+	io_uring_prep_read(sqe, sh->wake_fd, &sh->wake_val, sizeof(sh->wake_val), 0);
+	io_uring_sqe_set_data64(sqe, OP_DATA(sh, OP_WAKE));
+}
+
+static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		sh->accept_armed = false;
+	if (cqe->res < 0) {
+		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED)
+			pr_warn("accept: %s", strerror(-cqe->res));
+		return;
+	}
+	int fd = cqe->res;
+	unsigned total = 0;
+	for (unsigned i = 0; i < server.n_shards; i++)
+		total += server.shards[i]->n_conns;
+	if (total >= server.opt.max_connections) {
+		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: "
+					   "application/json\r\ncontent-length: 39\r\nconnection: "
+					   "close\r\n\r\n{\"error\": \"too many open connections\"}";
+		ssize_t r = send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		(void)r;
+		close(fd);
+		atomic_fetch_add(&server.metrics.http_errors[503], 1);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	conn_accept(sh, fd);
+}
+
+static void tick(struct timer *t)
+{
+	struct shard *sh = (struct shard *)((char *)t - offsetof(struct shard, tick));
+	int64_t now = now_ns();
+	for (unsigned i = 0; i < MAX_FUNCTIONS; i++)
+		if (sh->pools[i])
+			pool_tick(sh->pools[i], now);
+	timer_set(&sh->timers, &sh->tick, now + 1000000000LL, tick);
+}
+
+/* Keeps one io_uring timeout armed for the earliest timer. */
+static void arm_timeout(struct shard *sh)
+{
+	int64_t next = timer_next(&sh->timers);
+	if (next < 0 || next == sh->timeout_at)
+		return;
+	if (sh->timeout_at >= 0 && sh->timeout_at <= next)
+		return; /* the armed one fires first and re-arms */
+	sh->timeout_at = next;
+	sh->timeout_ts.tv_sec = next / 1000000000;
+	sh->timeout_ts.tv_nsec = next % 1000000000;
+	struct io_uring_sqe *sqe = shard_sqe(sh);
+	io_uring_prep_timeout(sqe, &sh->timeout_ts, 0, IORING_TIMEOUT_ABS);
+	io_uring_sqe_set_data64(sqe, OP_DATA(sh, OP_TIMEOUT));
+}
+
+static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	if (!ud)
+		return;
+	void *ptr = (void *)(uintptr_t)(ud & ~OP_TAG_MASK);
+	switch ((enum op_tag)(ud & OP_TAG_MASK)) {
+	case OP_TIMEOUT:
+		/* any completion of an armed timeout (fired or not) frees its slot */
+		sh->timeout_at = -1;
+		break;
+	case OP_ACCEPT:
+		on_accept(sh, cqe);
+		break;
+	case OP_CONN_RECV:
+		conn_on_recv(ptr, cqe);
+		break;
+	case OP_CONN_SEND:
+		conn_on_send(ptr, cqe->res);
+		break;
+	case OP_INST_RECV:
+		instance_on_recv(ptr, cqe->res);
+		break;
+	case OP_INST_SEND:
+		instance_on_send(ptr, cqe->res);
+		break;
+	case OP_INST_LOG:
+		instance_on_log(ptr, cqe->res);
+		break;
+	case OP_WAKE:
+		sh->stopping = true;
+		break;
+	}
+}
+
+void *shard_main(void *arg)
+{
+	struct shard *sh = arg;
+	arm_accept(sh);
+	arm_wake(sh);
+	timer_set(&sh->timers, &sh->tick, now_ns() + 1000000000LL, tick);
+	if (sh->id == 0) /* shard 0 warms every function's first instance */
+		for (unsigned i = 0; i < atomic_load(&server.n_functions); i++)
+			pool_warm(pool_get(sh, server.functions[i]));
+	while (!sh->stopping) {
+		if (!sh->accept_armed)
+			arm_accept(sh);
+		arm_timeout(sh);
+		int ret = io_uring_submit_and_wait(&sh->ring, 1);
+		if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY) {
+			pr_err("io_uring_submit_and_wait: %s", strerror(-ret));
+			break;
+		}
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&sh->ring, head, cqe)
+		{
+			dispatch(sh, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&sh->ring, n);
+		timer_run(&sh->timers, now_ns());
+	}
+	for (unsigned i = 0; i < MAX_FUNCTIONS; i++)
+		if (sh->pools[i])
+			pool_shutdown(sh->pools[i]);
+	return NULL;
+}
+
+void shard_fini(struct shard *sh)
+{
+	close(sh->listen_fd);
+	close(sh->wake_fd);
+	io_uring_queue_exit(&sh->ring);
+	timer_heap_free(&sh->timers);
+	free(sh->bufs);
+}

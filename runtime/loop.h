@@ -1,0 +1,66 @@
+/*
+ * One io_uring event loop ("shard"): listener, client connections, instance
+ * channels and timers of one thread. Loop shape: submit_and_wait ->
+ * for_each_cqe -> dispatch on the tag packed into user_data -> cq_advance.
+ */
+#ifndef THAW_LOOP_H
+#define THAW_LOOP_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server.h"
+#include "timer.h"
+
+/* user_data = pointer | tag (objects are 8-byte aligned). */
+enum op_tag {
+	OP_TIMEOUT = 0, /* ptr: shard; user_data 0 = ignore */
+	OP_ACCEPT,      /* ptr: shard */
+	OP_CONN_RECV,   /* ptr: conn */
+	OP_CONN_SEND,   /* ptr: conn */
+	OP_INST_RECV,   /* ptr: instance */
+	OP_INST_SEND,   /* ptr: instance */
+	OP_INST_LOG,    /* ptr: instance */
+	OP_WAKE,        /* ptr: shard (eventfd: stop) */
+};
+#define OP_TAG_MASK 7ULL
+#define OP_DATA(ptr, tag) ((uint64_t)(uintptr_t)(ptr) | (uint64_t)(tag))
+
+struct pool;
+
+struct shard {
+	unsigned id;
+	struct io_uring ring;
+	int listen_fd;
+	int wake_fd; /* eventfd: the main thread writes to stop the loop */
+	uint64_t wake_val;
+	bool accept_armed;
+	/* provided buffers for multishot recv (when the kernel has them) */
+	struct io_uring_buf_ring *br;
+	char *bufs;
+	unsigned nbufs, buf_size;
+	bool use_buf_ring;
+	struct timer_heap timers;
+	struct __kernel_timespec timeout_ts;
+	int64_t timeout_at; /* deadline of the armed io_uring timeout, -1 none */
+	struct pool *pools[MAX_FUNCTIONS];
+	unsigned n_conns;
+	bool stopping;
+	pthread_t thread;
+	struct timer tick; /* 1 s housekeeping: retries, scale-in */
+};
+
+/* Creates the ring and listener of shard id. Returns 0 or -errno. */
+int shard_init(struct shard *sh, unsigned id);
+/* Runs until stopped through wake_fd. */
+void *shard_main(void *arg);
+void shard_fini(struct shard *sh);
+
+/* Gets an SQE, submitting when the ring is full. Never NULL. */
+struct io_uring_sqe *shard_sqe(struct shard *sh);
+
+/* Provided-buffer recv helpers (used by conn.c). */
+void shard_recycle_buf(struct shard *sh, unsigned bid);
+
+#endif

@@ -1,0 +1,105 @@
+/* thaw: the command line. `thaw serve` runs the daemon. */
+#define LOG_PREFIX ""
+#include "log.h"
+#include "server.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_serve[] =
+	"usage: thaw serve [options]\n"
+	"  --listen ADDR         address to listen on (default 0.0.0.0)\n"
+	"  --port N              port (default 9000)\n"
+	"  --threads N           event loops, one per core (default: cores)\n"
+	"  --functions DIR       load every DIR/*/fc.yaml at start\n"
+	"  --state-dir DIR       state (default /var/lib/thaw; $XDG_STATE_HOME/thaw when not root)\n"
+	"  --max-header-bytes N  431 past it (default 8192)\n"
+	"  --header-timeout MS   408 when the request head takes longer (default 10000)\n"
+	"  --body-timeout MS     408 when the body takes longer (default 60000)\n"
+	"  --idle-timeout MS     close idle keep-alive connections (default 60000)\n"
+	"  --max-connections N   503 past it (default 20000)\n"
+	"  --no-access-log       no JSON line per request\n"
+	"  --verbose             debug logging\n";
+
+static int parse_uint(const char *s, const char *what, unsigned *out)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	if (!*s || *end || v > 0xffffffffUL) {
+		fprintf(stderr, "thaw serve: %s: not a number: %s\n", what, s);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	struct server_options *o = &server.opt;
+	server_options_default(o);
+	static const struct option opts[] = {
+		{ "listen", required_argument, 0, 'l' },
+		{ "port", required_argument, 0, 'p' },
+		{ "threads", required_argument, 0, 't' },
+		{ "functions", required_argument, 0, 'f' },
+		{ "state-dir", required_argument, 0, 's' },
+		{ "max-header-bytes", required_argument, 0, 'H' },
+		{ "header-timeout", required_argument, 0, 'T' },
+		{ "body-timeout", required_argument, 0, 'B' },
+		{ "idle-timeout", required_argument, 0, 'I' },
+		{ "max-connections", required_argument, 0, 'C' },
+		{ "no-access-log", no_argument, 0, 'q' },
+		{ "verbose", no_argument, 0, 'v' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	int c, bad = 0;
+	unsigned v;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l': o->listen = optarg; break;
+		case 'p': bad |= parse_uint(optarg, "--port", &o->port) || !o->port || o->port > 65535; break;
+		case 't': bad |= parse_uint(optarg, "--threads", &o->threads) || !o->threads || o->threads > MAX_SHARDS; break;
+		case 'f': o->functions_dir = optarg; break;
+		case 's': o->state_dir = optarg; break;
+		case 'H': bad |= parse_uint(optarg, "--max-header-bytes", &v); o->max_header_bytes = v; break;
+		case 'T': bad |= parse_uint(optarg, "--header-timeout", &o->header_timeout_ms); break;
+		case 'B': bad |= parse_uint(optarg, "--body-timeout", &o->body_timeout_ms); break;
+		case 'I': bad |= parse_uint(optarg, "--idle-timeout", &o->idle_timeout_ms); break;
+		case 'C': bad |= parse_uint(optarg, "--max-connections", &o->max_connections); break;
+		case 'q': o->access_log = false; break;
+		case 'v': log_set_level(LOG_DEBUG); break;
+		case 'h': fputs(usage_serve, stdout); return 0;
+		default: bad = 1;
+		}
+	}
+	if (bad || optind != argc) {
+		fputs(usage_serve, stderr);
+		return 2;
+	}
+	return server_run() ? 1 : 0;
+}
+
+static const char usage[] = "usage: thaw <command> [options]\n"
+			    "commands:\n"
+			    "  serve     run the daemon (thaw serve --help)\n"
+			    "  version   print the version\n";
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		fputs(usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "serve"))
+		return cmd_serve(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "version")) {
+		puts("thaw 0.1.0");
+		return 0;
+	}
+	fprintf(stderr, "thaw: unknown command '%s'\n%s", argv[1], usage);
+	return 2;
+}

@@ -1,0 +1,99 @@
+#include "metrics.h"
+
+/* Upper bounds in seconds: from 100 us (gateway overhead) to a minute (cold
+ * init of a big model). */
+static const double bounds[METRICS_BUCKETS] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+						0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+						1,      2.5,     10,     60 };
+
+#define ADD(a, v) atomic_fetch_add_explicit((a), (v), memory_order_relaxed)
+#define GET(a) atomic_load_explicit((a), memory_order_relaxed)
+
+void histogram_observe(struct histogram *h, int64_t ns)
+{
+	double s = (double)ns / 1e9;
+	unsigned i = 0;
+	while (i < METRICS_BUCKETS && s > bounds[i])
+		i++;
+	ADD(&h->count[i], 1);
+	ADD(&h->sum_us, (uint64_t)(ns > 0 ? ns / 1000 : 0));
+}
+
+static void render_histogram(struct buf *out, const char *name, const char *fn,
+			     const struct histogram *h)
+{
+	uint64_t cum = 0;
+	for (unsigned i = 0; i <= METRICS_BUCKETS; i++) {
+		cum += GET(&h->count[i]);
+		if (i < METRICS_BUCKETS)
+			buf_printf(out, "%s_bucket{function=\"%s\",le=\"%g\"} %lu\n", name, fn,
+				   bounds[i], (unsigned long)cum);
+		else
+			buf_printf(out, "%s_bucket{function=\"%s\",le=\"+Inf\"} %lu\n", name, fn,
+				   (unsigned long)cum);
+	}
+	buf_printf(out, "%s_sum{function=\"%s\"} %.6f\n", name, fn, (double)GET(&h->sum_us) / 1e6);
+	buf_printf(out, "%s_count{function=\"%s\"} %lu\n", name, fn, (unsigned long)cum);
+}
+
+void metrics_render_head(struct buf *out)
+{
+	buf_append_str(out,
+		       "# HELP thaw_requests_total Invocations answered, by function and status code.\n"
+		       "# TYPE thaw_requests_total counter\n"
+		       "# HELP thaw_request_duration_seconds Time from a whole request to its response, queueing included.\n"
+		       "# TYPE thaw_request_duration_seconds histogram\n"
+		       "# HELP thaw_init_duration_seconds Cold start: process start to READY (handler init).\n"
+		       "# TYPE thaw_init_duration_seconds histogram\n"
+		       "# HELP thaw_restore_duration_seconds Snapshot restore: criu start to READY after on_restore.\n"
+		       "# TYPE thaw_restore_duration_seconds histogram\n"
+		       "# HELP thaw_instances Instances by state.\n"
+		       "# TYPE thaw_instances gauge\n"
+		       "# HELP thaw_instance_starts_total Instances started, by kind (cold or restore).\n"
+		       "# TYPE thaw_instance_starts_total counter\n"
+		       "# HELP thaw_queue_depth Requests waiting for a free instance.\n"
+		       "# TYPE thaw_queue_depth gauge\n"
+		       "# HELP thaw_desired_instances Instances the autoscaler wants.\n"
+		       "# TYPE thaw_desired_instances gauge\n");
+}
+
+void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics *m)
+{
+	for (int code = 100; code < 600; code++) {
+		uint64_t n = GET(&m->requests[code]);
+		if (n)
+			buf_printf(out, "thaw_requests_total{function=\"%s\",code=\"%d\"} %lu\n", fn,
+				   code, (unsigned long)n);
+	}
+	render_histogram(out, "thaw_request_duration_seconds", fn, &m->duration);
+	render_histogram(out, "thaw_init_duration_seconds", fn, &m->init);
+	render_histogram(out, "thaw_restore_duration_seconds", fn, &m->restore);
+	static const char *const states[INST_STATES] = { "starting", "idle", "busy" };
+	for (int s = 0; s < INST_STATES; s++)
+		buf_printf(out, "thaw_instances{function=\"%s\",state=\"%s\"} %d\n", fn, states[s],
+			   GET(&m->instances[s]));
+	buf_printf(out, "thaw_instance_starts_total{function=\"%s\",kind=\"cold\"} %lu\n", fn,
+		   (unsigned long)GET(&m->starts[START_COLD]));
+	buf_printf(out, "thaw_instance_starts_total{function=\"%s\",kind=\"restore\"} %lu\n", fn,
+		   (unsigned long)GET(&m->starts[START_RESTORE]));
+	buf_printf(out, "thaw_queue_depth{function=\"%s\"} %d\n", fn, GET(&m->queue_depth));
+	buf_printf(out, "thaw_desired_instances{function=\"%s\"} %d\n", fn, GET(&m->desired));
+}
+
+void metrics_render_server(struct buf *out, const struct server_metrics *m)
+{
+	buf_append_str(out, "# HELP thaw_http_errors_total Requests refused before reaching a function.\n"
+			    "# TYPE thaw_http_errors_total counter\n");
+	for (int code = 100; code < 600; code++) {
+		uint64_t n = GET(&m->http_errors[code]);
+		if (n)
+			buf_printf(out, "thaw_http_errors_total{code=\"%d\"} %lu\n", code,
+				   (unsigned long)n);
+	}
+	buf_printf(out,
+		   "# HELP thaw_connections Open client connections.\n# TYPE thaw_connections gauge\n"
+		   "thaw_connections %d\n"
+		   "# HELP thaw_connections_total Client connections accepted.\n"
+		   "# TYPE thaw_connections_total counter\nthaw_connections_total %lu\n",
+		   GET(&m->connections), (unsigned long)GET(&m->connections_total));
+}

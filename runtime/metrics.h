@@ -1,0 +1,50 @@
+/*
+ * Prometheus metrics. Counters are relaxed atomics updated by every loop
+ * thread; /metrics renders a consistent-enough snapshot in text format 0.0.4.
+ */
+#ifndef THAW_METRICS_H
+#define THAW_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define METRICS_BUCKETS 16
+
+struct histogram {
+	atomic_uint_least64_t count[METRICS_BUCKETS + 1]; /* last: +Inf */
+	atomic_uint_least64_t sum_us;
+};
+
+enum instance_state_gauge { INST_STARTING, INST_IDLE, INST_BUSY, INST_STATES };
+enum start_kind { START_COLD, START_RESTORE, START_KINDS };
+
+/* Per function; lives as long as the function. */
+struct fn_metrics {
+	atomic_uint_least64_t requests[600]; /* by status code */
+	struct histogram duration;
+	struct histogram init;
+	struct histogram restore;
+	atomic_int instances[INST_STATES];
+	atomic_uint_least64_t starts[START_KINDS];
+	atomic_int queue_depth;
+	atomic_int desired;
+};
+
+/* Daemon-wide. */
+struct server_metrics {
+	atomic_uint_least64_t http_errors[600]; /* answered before reaching a function */
+	atomic_int connections;
+	atomic_uint_least64_t connections_total;
+};
+
+void histogram_observe(struct histogram *h, int64_t ns);
+
+/* Appends the text of one function's metrics (HELP/TYPE lines are written by
+ * metrics_render_head once). */
+void metrics_render_head(struct buf *out);
+void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics *m);
+void metrics_render_server(struct buf *out, const struct server_metrics *m);
+
+#endif

@@ -1,0 +1,611 @@
+#define LOG_PREFIX "pool: "
+#include "pool.h"
+#include "channel.h"
+#include "conn.h"
+#include "log.h"
+#include "loop.h"
+#include "mem.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RETRY_AFTER_FAIL_NS (5 * 1000000000LL)
+#define RECV_CHUNK 65536
+
+static void kill_instance(struct instance *in, int status, const char *why);
+static void drain_queue(struct pool *p);
+static void scale_up(struct pool *p);
+
+struct pool *pool_get(struct shard *sh, struct function *fn)
+{
+	struct pool *p = sh->pools[fn->index];
+	if (!p) {
+		p = xcalloc(1, sizeof(*p));
+		p->sh = sh;
+		p->fn = fn;
+		sh->pools[fn->index] = p;
+	}
+	return p;
+}
+
+/* Gauge category of an instance: starting, idle, busy, or none when dead. */
+static int category(const struct instance *in)
+{
+	if (in->state == I_STARTING)
+		return INST_STARTING;
+	if (in->state == I_READY)
+		return in->inflight ? INST_BUSY : INST_IDLE;
+	return -1;
+}
+
+static void gauge_move(struct instance *in, int before)
+{
+	int after = category(in);
+	struct fn_metrics *m = &in->pool->fn->metrics;
+	if (before == after)
+		return;
+	if (before >= 0)
+		atomic_fetch_sub(&m->instances[before], 1);
+	if (after >= 0)
+		atomic_fetch_add(&m->instances[after], 1);
+}
+
+/* --- channel I/O -------------------------------------------------------- */
+
+static void arm_recv(struct instance *in)
+{
+	buf_reserve(&in->in, RECV_CHUNK);
+	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
+	io_uring_prep_recv(sqe, in->proc.channel_fd, in->in.data + in->in.len,
+			   in->in.cap - in->in.len, 0);
+	io_uring_sqe_set_data64(sqe, OP_DATA(in, OP_INST_RECV));
+	in->recv_armed = true;
+	in->ops++;
+}
+
+static void arm_log(struct instance *in)
+{
+	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
+	io_uring_prep_read(sqe, in->proc.log_fd, in->log + in->log_len,
+			   sizeof(in->log) - in->log_len, 0);
+	io_uring_sqe_set_data64(sqe, OP_DATA(in, OP_INST_LOG));
+	in->log_armed = true;
+	in->ops++;
+}
+
+static void arm_send(struct instance *in)
+{
+	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
+	io_uring_prep_send(sqe, in->proc.channel_fd, in->out.data + in->out_sent,
+			   in->out.len - in->out_sent, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, OP_DATA(in, OP_INST_SEND));
+	in->send_inflight = true;
+	in->ops++;
+}
+
+/* Frames are built in pending; they move to out when no send is in flight
+ * (out must not move under the kernel while it sends). */
+static void flush(struct instance *in)
+{
+	if (in->send_inflight || in->state == I_DEAD || !in->pending.len)
+		return;
+	struct buf t = in->out;
+	in->out = in->pending;
+	in->pending = t;
+	buf_reset(&in->pending);
+	in->out_sent = 0;
+	arm_send(in);
+}
+
+static void maybe_free(struct instance *in)
+{
+	if (in->state != I_DEAD || in->ops)
+		return;
+	instance_destroy(&in->proc);
+	buf_free(&in->in);
+	buf_free(&in->out);
+	buf_free(&in->pending);
+	free(in->slots);
+	free(in);
+}
+
+/* --- starting ----------------------------------------------------------- */
+
+static void init_timeout(struct timer *t)
+{
+	struct instance *in = (struct instance *)((char *)t - offsetof(struct instance, init_timer));
+	char msg[128];
+	snprintf(msg, sizeof(msg), "init did not finish in %u s", server.opt.init_timeout_s);
+	function_set_failed(in->pool->fn, msg);
+	in->pool->last_fail_ns = now_ns();
+	kill_instance(in, 503, msg);
+}
+
+static struct instance *start_instance(struct pool *p)
+{
+	struct function *fn = p->fn;
+	struct instance *in = xcalloc(1, sizeof(*in));
+	in->pool = p;
+	in->state = I_STARTING;
+	in->slots = xcalloc(fn->cfg.instance_concurrency, sizeof(*in->slots));
+	in->started_ns = now_ns();
+	int ret = instance_spawn(server.opt.instance_bin, &fn->cfg, &in->proc);
+	if (ret) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "cannot start an instance: %s", strerror(-ret));
+		function_set_failed(fn, msg);
+		p->last_fail_ns = now_ns();
+		free(in->slots);
+		free(in);
+		return NULL;
+	}
+	atomic_fetch_add(&fn->metrics.starts[START_COLD], 1);
+	in->next = p->instances;
+	p->instances = in;
+	p->n_live++;
+	p->n_starting++;
+	gauge_move(in, -1);
+	arm_recv(in);
+	arm_log(in);
+	timer_set(&p->sh->timers, &in->init_timer,
+		  now_ns() + (int64_t)server.opt.init_timeout_s * 1000000000, init_timeout);
+	pr_debug("%s: starting instance pid %d", fn->cfg.name, in->proc.pid);
+	return in;
+}
+
+void pool_warm(struct pool *p)
+{
+	if (p->n_live == 0)
+		start_instance(p);
+}
+
+static void on_ready(struct instance *in, const char *payload, size_t len)
+{
+	struct pool *p = in->pool;
+	if (in->state != I_STARTING)
+		return;
+	int before = category(in);
+	timer_cancel(&p->sh->timers, &in->init_timer);
+	in->state = I_READY;
+	p->n_starting--;
+	p->n_ready++;
+	gauge_move(in, before);
+	snprintf(in->id, sizeof(in->id), "%.*s", (int)len, payload);
+	int64_t took = now_ns() - in->started_ns;
+	histogram_observe(&p->fn->metrics.init, took);
+	in->idle_since_ns = now_ns();
+	atomic_store(&p->fn->state, FN_READY);
+	pr_info("%s: instance %s (pid %d) ready in %.1f ms", p->fn->cfg.name, in->id, in->proc.pid,
+		(double)took / 1e6);
+	drain_queue(p);
+}
+
+static void on_init_failed(struct instance *in, const char *payload, size_t len)
+{
+	char msg[512];
+	snprintf(msg, sizeof(msg), "init failed: %.*s", (int)len, payload);
+	pr_err("%s: %s", in->pool->fn->cfg.name, msg);
+	function_set_failed(in->pool->fn, msg);
+	in->pool->last_fail_ns = now_ns();
+	kill_instance(in, 503, msg);
+}
+
+/* --- requests ----------------------------------------------------------- */
+
+static bool hop_by_hop(const char *name, size_t len)
+{
+	static const char *const skip[] = { "connection", "keep-alive", "transfer-encoding",
+					    "upgrade", "te", "expect", "content-length" };
+	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
+		if (strlen(skip[i]) == len && strncasecmp(name, skip[i], len) == 0)
+			return true;
+	/* clients may not set the platform's own x-fc-* headers, but the request id */
+	return len > 5 && strncasecmp(name, "x-fc-", 5) == 0 &&
+	       !(len == 15 && strncasecmp(name, "x-fc-request-id", 15) == 0);
+}
+
+static int64_t realtime_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void run_on(struct instance *in, struct conn *c)
+{
+	unsigned slot = 0;
+	while (in->slots[slot].id)
+		slot++;
+	int before = category(in);
+	uint64_t id = ++in->next_id;
+	in->slots[slot] = (struct inst_slot){ .id = id, .conn = c };
+	in->inflight++;
+	gauge_move(in, before);
+	c->inst = in;
+	c->slot = slot;
+	/* header views are not NUL-terminated: copy names and values once */
+	struct http_req *r = &c->req;
+	struct buf hb = { 0 };
+	struct channel_kv kv[HTTP_MAX_HEADERS];
+	size_t offs[HTTP_MAX_HEADERS][2];
+	uint32_t n = 0;
+	for (unsigned i = 0; i < r->n_headers; i++) {
+		const struct http_header_ref *h = &r->headers[i];
+		if (hop_by_hop(http_span_ptr(r, h->name), h->name.len))
+			continue;
+		offs[n][0] = hb.len;
+		buf_append(&hb, http_span_ptr(r, h->name), h->name.len);
+		buf_append(&hb, "", 1);
+		offs[n][1] = hb.len;
+		buf_append(&hb, http_span_ptr(r, h->value), h->value.len);
+		buf_append(&hb, "", 1);
+		n++;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		kv[i] = (struct channel_kv){ hb.data + offs[i][0], hb.data + offs[i][1] };
+	const char *url = http_span_ptr(r, r->url);
+	const char *q = memchr(url, '?', r->url.len);
+	size_t qlen = q ? r->url.len - (size_t)(q - url) - 1 : 0;
+	int64_t left_ms = (c->deadline.at_ns - now_ns()) / 1000000;
+	channel_put_request(&in->pending, id, http_req_method(r), c->sub, c->sub_len,
+			    q ? q + 1 : "", qlen, c->request_id, realtime_ms() + left_ms, kv, n,
+			    r->body.data ? r->body.data : "", r->body.len);
+	buf_free(&hb);
+	flush(in);
+}
+
+static struct instance *free_instance(struct pool *p)
+{
+	struct instance *best = NULL;
+	for (struct instance *in = p->instances; in; in = in->next)
+		if (in->state == I_READY && in->inflight < p->fn->cfg.instance_concurrency &&
+		    (!best || in->inflight < best->inflight))
+			best = in;
+	return best;
+}
+
+static void enqueue(struct pool *p, struct conn *c)
+{
+	c->qnext = NULL;
+	c->qprev = p->q_tail;
+	if (p->q_tail)
+		p->q_tail->qnext = c;
+	else
+		p->q_head = c;
+	p->q_tail = c;
+	c->queued = true;
+	p->q_len++;
+	atomic_fetch_add(&p->fn->metrics.queue_depth, 1);
+}
+
+static void dequeue(struct pool *p, struct conn *c)
+{
+	if (c->qprev)
+		c->qprev->qnext = c->qnext;
+	else
+		p->q_head = c->qnext;
+	if (c->qnext)
+		c->qnext->qprev = c->qprev;
+	else
+		p->q_tail = c->qprev;
+	c->queued = false;
+	p->q_len--;
+	atomic_fetch_sub(&p->fn->metrics.queue_depth, 1);
+}
+
+static void drain_queue(struct pool *p)
+{
+	struct instance *in;
+	while (p->q_head && (in = free_instance(p))) {
+		struct conn *c = p->q_head;
+		dequeue(p, c);
+		run_on(in, c);
+	}
+}
+
+static void deadline_fired(struct timer *t)
+{
+	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, deadline));
+	pool_cancel(c, true);
+}
+
+/* Seconds from an X-Timeout header ("2.5", "2.5s", "300ms"), or -1. */
+static double header_timeout(struct http_req *r)
+{
+	struct http_span v;
+	if (!http_req_header(r, "x-timeout", &v) || v.len == 0 || v.len > 31)
+		return -1;
+	char s[32];
+	memcpy(s, http_span_ptr(r, v), v.len);
+	s[v.len] = '\0';
+	char *end;
+	double x = strtod(s, &end);
+	if (end == s || !isfinite(x) || x <= 0)
+		return -1;
+	if (strcmp(end, "ms") == 0)
+		return x / 1000;
+	return (*end == '\0' || strcmp(end, "s") == 0) ? x : -1;
+}
+
+void pool_submit(struct pool *p, struct conn *c)
+{
+	struct function *fn = p->fn;
+	double secs = fn->cfg.timeout_s, h = header_timeout(&c->req);
+	if (h > 0 && h < secs)
+		secs = h;
+	timer_set(&p->sh->timers, &c->deadline, c->start_ns + (int64_t)(secs * 1e9), deadline_fired);
+	struct instance *in = free_instance(p);
+	if (in) {
+		run_on(in, c);
+		return;
+	}
+	if (atomic_load(&fn->state) == FN_FAILED && p->n_ready == 0 &&
+	    now_ns() - p->last_fail_ns < RETRY_AFTER_FAIL_NS) {
+		char msg[512];
+		function_error(fn, msg, sizeof(msg));
+		conn_respond_error(c, 503, "function %s is unavailable: %s", fn->cfg.name, msg);
+		return;
+	}
+	if (p->q_len >= fn->cfg.scaling.max_queue) {
+		conn_respond_error(c, 429, "function %s is busy: %u requests queued", fn->cfg.name,
+				   p->q_len);
+		return;
+	}
+	enqueue(p, c);
+	scale_up(p);
+}
+
+static bool failed_recently(struct pool *p)
+{
+	return atomic_load(&p->fn->state) == FN_FAILED &&
+	       now_ns() - p->last_fail_ns < RETRY_AFTER_FAIL_NS;
+}
+
+static void scale_up(struct pool *p)
+{
+	unsigned conc = p->fn->cfg.instance_concurrency;
+	unsigned max = p->fn->cfg.scaling.max_instances;
+	if (p->sh->stopping)
+		return;
+	/* one more instance for each instanceConcurrency queued requests */
+	while (!failed_recently(p) && p->q_len > p->n_starting * conc && p->n_live < max)
+		if (!start_instance(p))
+			break;
+	if (!p->n_live && p->q_len) /* nothing can start: fail the queue */
+		while (p->q_head) {
+			struct conn *c = p->q_head;
+			char msg[512];
+			dequeue(p, c);
+			function_error(p->fn, msg, sizeof(msg));
+			conn_respond_error(c, 503, "function %s is unavailable: %s",
+					   p->fn->cfg.name, msg);
+		}
+}
+
+void pool_cancel(struct conn *c, bool deadline)
+{
+	struct function *fn = c->fn;
+	struct pool *p = fn ? c->sh->pools[fn->index] : NULL;
+	if (!p)
+		return;
+	timer_cancel(&c->sh->timers, &c->deadline);
+	if (c->queued)
+		dequeue(p, c);
+	struct instance *in = c->inst;
+	if (in) {
+		in->slots[c->slot].conn = NULL;
+		c->inst = NULL;
+	}
+	if (!deadline)
+		return;
+	conn_respond_error(c, 504, "function %s did not answer within its deadline", fn->cfg.name);
+	if (in) /* the handler is stuck on it: recycle the instance */
+		kill_instance(in, 502, "instance recycled after a request passed its deadline");
+}
+
+static void on_response(struct instance *in, uint64_t id, const char *payload, size_t len)
+{
+	unsigned conc = in->pool->fn->cfg.instance_concurrency, i = 0;
+	while (i < conc && in->slots[i].id != id)
+		i++;
+	if (i == conc) {
+		kill_instance(in, 502, "instance answered an unknown request");
+		return;
+	}
+	struct conn *c = in->slots[i].conn;
+	int before = category(in);
+	in->slots[i] = (struct inst_slot){ 0 };
+	in->inflight--;
+	gauge_move(in, before);
+	if (!in->inflight)
+		in->idle_since_ns = now_ns();
+	struct channel_response r;
+	if (channel_decode_response(payload, len, &r) < 0) {
+		if (c) {
+			c->inst = NULL;
+			conn_respond_error(c, 502, "instance sent a malformed response");
+		}
+		kill_instance(in, 502, "instance sent a malformed response");
+		return;
+	}
+	if (c) {
+		c->inst = NULL;
+		conn_respond_channel(c, &r);
+	}
+	drain_queue(in->pool);
+}
+
+static void handle_frame(struct instance *in, const struct channel_hdr *h, const char *payload)
+{
+	switch (h->type) {
+	case CH_READY:
+		on_ready(in, payload, h->len);
+		break;
+	case CH_INIT_FAILED:
+		on_init_failed(in, payload, h->len);
+		break;
+	case CH_RESPONSE:
+		on_response(in, h->id, payload, h->len);
+		break;
+	default:
+		kill_instance(in, 502, "instance sent an unexpected frame");
+	}
+}
+
+void instance_on_recv(struct instance *in, int res)
+{
+	in->recv_armed = false;
+	in->ops--;
+	if (in->state == I_DEAD) {
+		maybe_free(in);
+		return;
+	}
+	if (res <= 0) {
+		kill_instance(in, 502, res == 0 ? "instance exited" : "instance channel failed");
+		return;
+	}
+	in->in.len += (size_t)res;
+	size_t off = 0;
+	long n;
+	while (in->state != I_DEAD &&
+	       (n = channel_frame_complete(in->in.data + off, in->in.len - off)) > 0) {
+		struct channel_hdr h;
+		memcpy(&h, in->in.data + off, sizeof(h));
+		handle_frame(in, &h, in->in.data + off + sizeof(h));
+		off += (size_t)n;
+	}
+	if (n < 0) {
+		kill_instance(in, 502, "instance broke the channel protocol");
+		return;
+	}
+	if (in->state == I_DEAD) {
+		maybe_free(in);
+		return;
+	}
+	buf_consume(&in->in, off);
+	arm_recv(in);
+}
+
+void instance_on_send(struct instance *in, int res)
+{
+	in->send_inflight = false;
+	in->ops--;
+	if (in->state == I_DEAD) {
+		maybe_free(in);
+		return;
+	}
+	if (res < 0) {
+		kill_instance(in, 502, "instance channel failed");
+		return;
+	}
+	in->out_sent += (size_t)res;
+	if (in->out_sent < in->out.len) {
+		arm_send(in);
+		return;
+	}
+	buf_reset(&in->out);
+	flush(in);
+}
+
+/* Handler stdout/stderr: one daemon log line per line, tagged. */
+void instance_on_log(struct instance *in, int res)
+{
+	in->log_armed = false;
+	in->ops--;
+	if (res > 0)
+		in->log_len += (size_t)res;
+	char *start = in->log, *end = in->log + in->log_len, *nl;
+	while ((nl = memchr(start, '\n', (size_t)(end - start)))) {
+		pr_info("%s[%d]: %.*s", in->pool->fn->cfg.name, in->proc.pid, (int)(nl - start),
+			start);
+		start = nl + 1;
+	}
+	if (start == in->log && in->log_len == sizeof(in->log)) { /* a line too long */
+		pr_info("%s[%d]: %.*s", in->pool->fn->cfg.name, in->proc.pid, (int)in->log_len,
+			in->log);
+		start = end;
+	}
+	in->log_len = (size_t)(end - start);
+	memmove(in->log, start, in->log_len);
+	if (res > 0)
+		arm_log(in);
+	else
+		maybe_free(in);
+}
+
+/* --- ending ------------------------------------------------------------- */
+
+static void kill_instance(struct instance *in, int status, const char *why)
+{
+	if (in->state == I_DEAD)
+		return;
+	struct pool *p = in->pool;
+	int before = category(in);
+	if (in->state == I_STARTING)
+		p->n_starting--;
+	else
+		p->n_ready--;
+	p->n_live--;
+	in->state = I_DEAD;
+	gauge_move(in, before);
+	timer_cancel(&p->sh->timers, &in->init_timer);
+	for (struct instance **pp = &p->instances; *pp; pp = &(*pp)->next)
+		if (*pp == in) {
+			*pp = in->next;
+			break;
+		}
+	if (in->proc.pid > 0)
+		kill(in->proc.pid, SIGKILL);
+	/* only this instance's own requests fail */
+	for (unsigned i = 0; i < p->fn->cfg.instance_concurrency; i++) {
+		struct conn *c = in->slots[i].conn;
+		if (!c)
+			continue;
+		in->slots[i].conn = NULL;
+		c->inst = NULL;
+		conn_respond_error(c, status, "function %s: %s", p->fn->cfg.name, why);
+	}
+	pr_warn("%s: instance pid %d stopped: %s", p->fn->cfg.name, in->proc.pid, why);
+	/* the recv and log reads complete with EOF now; the last one frees in */
+	unsigned keep = p->fn->cfg.scaling.min_instances ? p->fn->cfg.scaling.min_instances : 1;
+	if (status != 503 && !p->sh->stopping && p->n_live < keep && !failed_recently(p))
+		start_instance(p); /* replace a crashed or recycled instance */
+	scale_up(p);
+	drain_queue(p);
+}
+
+void pool_tick(struct pool *p, int64_t now)
+{
+	struct config_scaling *s = &p->fn->cfg.scaling;
+	if (p->q_len && !p->n_live && now - p->last_fail_ns >= RETRY_AFTER_FAIL_NS)
+		scale_up(p);
+	/* scale in: idle instances past the grace period, down to minInstances */
+	int64_t grace = (int64_t)s->scale_to_zero_grace_s * 1000000000;
+	struct instance *in = p->instances, *next;
+	for (; in; in = next) {
+		next = in->next;
+		if (p->n_live <= s->min_instances || p->q_len)
+			break;
+		if (in->state == I_READY && !in->inflight && now - in->idle_since_ns > grace)
+			kill_instance(in, 503, "scaled in after idling");
+	}
+}
+
+void pool_shutdown(struct pool *p)
+{
+	while (p->q_head) {
+		struct conn *c = p->q_head;
+		dequeue(p, c);
+		conn_respond_error(c, 503, "daemon shutting down");
+	}
+	while (p->instances)
+		kill_instance(p->instances, 503, "daemon shutting down");
+}

@@ -1,0 +1,80 @@
+/*
+ * A function's instances and request queue within one shard.
+ *
+ * pool_submit() runs a request on a free instance, or queues it (bounded:
+ * 429 past maxQueueLength) and starts another instance if the function may
+ * have more. Deadlines cover queueing: a queued request past its deadline
+ * gets 504 and leaves the queue; a running one gets 504 and its instance is
+ * killed and replaced. An instance that dies fails only its own requests
+ * (502). An init failure marks the function failed (503 with the handler's
+ * message) and is retried no more often than every 5 s.
+ */
+#ifndef THAW_POOL_H
+#define THAW_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "instance.h"
+#include "timer.h"
+
+struct shard;
+struct function;
+struct conn;
+
+enum inst_state { I_STARTING, I_READY, I_DEAD };
+
+struct inst_slot {
+	uint64_t id;       /* 0: free */
+	struct conn *conn; /* NULL when the client went away */
+};
+
+struct instance {
+	struct pool *pool;
+	struct instance_proc proc;
+	enum inst_state state;
+	bool restored;
+	unsigned ops; /* io_uring operations in flight */
+	bool recv_armed, send_inflight, log_armed;
+	struct buf in, out;
+	size_t out_sent;
+	struct buf pending; /* frames queued while a send is in flight */
+	char log[4096];
+	size_t log_len;
+	unsigned inflight;
+	struct inst_slot *slots; /* instanceConcurrency of them */
+	uint64_t next_id;
+	int64_t started_ns, idle_since_ns;
+	struct timer init_timer;
+	struct instance *next;
+	char id[17];
+};
+
+struct pool {
+	struct shard *sh;
+	struct function *fn;
+	struct instance *instances;
+	unsigned n_live, n_starting, n_ready;
+	struct conn *q_head, *q_tail;
+	unsigned q_len;
+	int64_t last_fail_ns;
+};
+
+/* The shard's pool of fn, created on first use. */
+struct pool *pool_get(struct shard *sh, struct function *fn);
+/* Starts the function's first instance (at load). */
+void pool_warm(struct pool *p);
+void pool_submit(struct pool *p, struct conn *c);
+/* The client of c went away or its deadline passed: detach it. */
+void pool_cancel(struct conn *c, bool deadline);
+/* io_uring completions of an instance. */
+void instance_on_recv(struct instance *in, int res);
+void instance_on_send(struct instance *in, int res);
+void instance_on_log(struct instance *in, int res);
+/* Housekeeping once a second: retries, scale-in of idle extras. */
+void pool_tick(struct pool *p, int64_t now);
+/* Kills every instance (shutdown). */
+void pool_shutdown(struct pool *p);
+
+#endif

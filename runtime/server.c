@@ -1,0 +1,268 @@
+#define LOG_PREFIX "server: "
+#include "server.h"
+#include "http.h"
+#include "log.h"
+#include "loop.h"
+#include "mem.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct server server = { .registry_lock = PTHREAD_MUTEX_INITIALIZER };
+
+void server_options_default(struct server_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->listen = "0.0.0.0";
+	o->port = 9000;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	o->threads = cores > 0 && cores <= MAX_SHARDS ? (unsigned)cores : 1;
+	o->max_header_bytes = 8192;
+	o->header_timeout_ms = 10000;
+	o->body_timeout_ms = 60000;
+	o->idle_timeout_ms = 60000;
+	o->max_connections = 20000;
+	o->init_timeout_s = 300;
+	o->access_log = true;
+	static char state[PATH_MAX];
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	if (geteuid() == 0)
+		snprintf(state, sizeof(state), "/var/lib/thaw");
+	else if (xdg && *xdg)
+		snprintf(state, sizeof(state), "%s/thaw", xdg);
+	else
+		snprintf(state, sizeof(state), "%s/.local/state/thaw", home ? home : "/tmp");
+	o->state_dir = state;
+	/* thaw-instance lives beside the thaw binary */
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	self[n > 0 ? n : 0] = '\0';
+	char *slash = strrchr(self, '/');
+	size_t dir_len = slash ? (size_t)(slash - self) : 0;
+	if (dir_len > sizeof(o->instance_bin) - 20)
+		dir_len = 0;
+	memcpy(o->instance_bin, self, dir_len);
+	strcpy(o->instance_bin + dir_len, "/thaw-instance");
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+				return -errno;
+			*p = '/';
+		}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* The admin token: made at first start, readable by the owner only. */
+static int load_admin_token(void)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/admin.token", server.opt.state_dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, server.admin_token, 64);
+		close(fd);
+		if (n == 64) {
+			server.admin_token[64] = '\0';
+			return 0;
+		}
+		pr_warn("%s is damaged: making a new token", path);
+	}
+	unsigned char raw[32];
+	if (getrandom(raw, sizeof(raw), 0) != sizeof(raw))
+		return -EIO;
+	for (int i = 0; i < 32; i++)
+		sprintf(server.admin_token + 2 * i, "%02x", raw[i]);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, server.admin_token, 64) != 64) {
+		int err = -errno;
+		pr_perror("writing %s", path);
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	fchmod(fd, 0600);
+	close(fd);
+	pr_info("admin token written to %s", path);
+	return 0;
+}
+
+struct function *server_find_function(const char *name, size_t len)
+{
+	unsigned n = atomic_load(&server.n_functions);
+	for (unsigned i = 0; i < n; i++) {
+		struct function *fn = server.functions[i];
+		if (strlen(fn->cfg.name) == len && memcmp(fn->cfg.name, name, len) == 0)
+			return fn;
+	}
+	return NULL;
+}
+
+int server_add_function(struct config *cfg, struct function **out)
+{
+	pthread_mutex_lock(&server.registry_lock);
+	int ret = 0;
+	unsigned n = atomic_load(&server.n_functions);
+	if (server_find_function(cfg->name, strlen(cfg->name))) {
+		ret = -EEXIST;
+		goto unlock;
+	}
+	if (n == MAX_FUNCTIONS) {
+		ret = -ENOSPC;
+		goto unlock;
+	}
+	struct function *fn = xcalloc(1, sizeof(*fn));
+	fn->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	fn->handler_path = fn->cfg.handler[0] == '/'
+				   ? xstrdup(fn->cfg.handler)
+				   : xasprintf("%s/%s", fn->cfg.dir, fn->cfg.handler);
+	fn->index = n;
+	pthread_mutex_init(&fn->lock, NULL);
+	atomic_store(&fn->state, FN_STARTING);
+	server.functions[n] = fn;
+	atomic_store(&server.n_functions, n + 1); /* publish after the slot is filled */
+	if (out)
+		*out = fn;
+unlock:
+	pthread_mutex_unlock(&server.registry_lock);
+	return ret;
+}
+
+int server_load_functions_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		int err = -errno;
+		pr_perror("--functions %s", dir);
+		return err;
+	}
+	int loaded = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[PATH_MAX], err[512];
+		snprintf(path, sizeof(path), "%s/%s/fc.yaml", dir, e->d_name);
+		if (access(path, F_OK) != 0)
+			continue;
+		struct config cfg;
+		if (config_load(path, &cfg, err, sizeof(err))) {
+			pr_err("%s", err);
+			continue;
+		}
+		int ret = server_add_function(&cfg, NULL);
+		if (ret) {
+			pr_err("%s: %s", path, ret == -EEXIST ? "a function of that name exists"
+							       : "function registry full");
+			config_free(&cfg);
+			continue;
+		}
+		loaded++;
+	}
+	closedir(d);
+	return loaded;
+}
+
+void function_set_failed(struct function *fn, const char *msg)
+{
+	pthread_mutex_lock(&fn->lock);
+	snprintf(fn->init_error, sizeof(fn->init_error), "%s", msg);
+	pthread_mutex_unlock(&fn->lock);
+	/* a function with a working instance elsewhere stays ready */
+	int ready = atomic_load(&fn->metrics.instances[INST_IDLE]) +
+		    atomic_load(&fn->metrics.instances[INST_BUSY]);
+	if (!ready)
+		atomic_store(&fn->state, FN_FAILED);
+}
+
+void function_error(struct function *fn, char *out, size_t len)
+{
+	pthread_mutex_lock(&fn->lock);
+	snprintf(out, len, "%s", fn->init_error[0] ? fn->init_error : "no instance available");
+	pthread_mutex_unlock(&fn->lock);
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit r;
+	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &r);
+	}
+}
+
+int server_run(void)
+{
+	struct server_options *o = &server.opt;
+	server.start_ns = now_ns();
+	int ret = mkdir_p(o->state_dir, 0700);
+	if (ret) {
+		pr_err("state dir %s: %s", o->state_dir, strerror(-ret));
+		return ret;
+	}
+	if ((ret = load_admin_token()))
+		return ret;
+	if (access(o->instance_bin, X_OK) != 0) {
+		pr_err("instance host %s: %s (build it with make)", o->instance_bin, strerror(errno));
+		return -ENOENT;
+	}
+	http_set_max_header_size(o->max_header_bytes);
+	raise_fd_limit();
+	signal(SIGPIPE, SIG_IGN);
+	if (o->functions_dir) {
+		int n = server_load_functions_dir(o->functions_dir);
+		if (n < 0)
+			return n;
+		pr_info("loaded %d function(s) from %s", n, o->functions_dir);
+	}
+	/* block the stop signals in every thread; this one waits for them */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	server.n_shards = o->threads;
+	for (unsigned i = 0; i < server.n_shards; i++) {
+		server.shards[i] = xcalloc(1, sizeof(struct shard));
+		if ((ret = shard_init(server.shards[i], i)))
+			return ret;
+	}
+	for (unsigned i = 0; i < server.n_shards; i++)
+		pthread_create(&server.shards[i]->thread, NULL, shard_main, server.shards[i]);
+	pr_info("listening on %s:%u with %u loop(s), state in %s", o->listen, o->port,
+		server.n_shards, o->state_dir);
+	int sig;
+	sigwait(&stop, &sig);
+	pr_info("signal %d: stopping", sig);
+	atomic_store(&server.stopping, true);
+	for (unsigned i = 0; i < server.n_shards; i++) {
+		uint64_t one = 1;
+		if (write(server.shards[i]->wake_fd, &one, sizeof(one)) < 0)
+			pr_perror("wake");
+	}
+	for (unsigned i = 0; i < server.n_shards; i++) {
+		pthread_join(server.shards[i]->thread, NULL);
+		shard_fini(server.shards[i]);
+	}
+	return 0;
+}
