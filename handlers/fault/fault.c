@@ -15,6 +15,11 @@
  *                   differ
  *   /id             {"instance_id":"..."}
  *   /env?name=K     {"name":K,"value":thaw_config(K) or null}
+ *   /map?file=F     maps F (relative to the function dir) with thaw_map_file:
+ *                   {"len":N,"sum":<byte sum>}; 404 when missing
+ *   /header?name=H  {"name":H,"value":<request header H, any case, or null>}
+ *   /sdk-check      runs the SDK's response-header validation and answers
+ *                   the return codes as JSON, with header x-checked: 1
  *   anything else   200, the body verbatim with the request's content type
  *
  * init() honours FAULT_INIT_SLEEP_MS=N (sleeps), FAULT_INIT_CRASH=1
@@ -183,6 +188,56 @@ static int do_env(const struct thaw_request *req, struct thaw_response *res)
 	return r ? r : thaw_response_write(res, "}", 1);
 }
 
+static int do_map(const struct thaw_request *req, struct thaw_response *res)
+{
+	char file[512];
+	if (!query_param(req->query, "file", file, sizeof(file)) || !*file)
+		return thaw_respond_error(res, 400, "missing ?file=");
+	struct thaw_map m;
+	int r = thaw_map_file(file, &m);
+	if (r)
+		return thaw_respond_error(res, r == -ENOENT ? 404 : 500, "map %s: %s", file,
+					  strerror(-r));
+	uint64_t sum = 0;
+	for (size_t i = 0; i < m.len; i++)
+		sum += ((const unsigned char *)m.data)[i];
+	size_t len = m.len;
+	thaw_unmap(&m);
+	return json_printf(res, 200, "{\"len\":%zu,\"sum\":%" PRIu64 "}", len, sum);
+}
+
+static int do_header(const struct thaw_request *req, struct thaw_response *res)
+{
+	char name[256];
+	if (!query_param(req->query, "name", name, sizeof(name)) || !*name)
+		return thaw_respond_error(res, 400, "missing ?name=");
+	const char *v = thaw_request_header(NULL, name); /* the current request */
+	thaw_response_status(res, 200);
+	int r = thaw_response_write(res, "{\"name\":", 8);
+	r = r ? r : put_json_str(res, name);
+	r = r ? r : thaw_response_write(res, ",\"value\":", 9);
+	r = r ? r : v ? put_json_str(res, v) : thaw_response_write(res, "null", 4);
+	return r ? r : thaw_response_write(res, "}", 1);
+}
+
+static int do_sdk_check(struct thaw_response *res)
+{
+	int crlf = thaw_response_header(res, "x-a", "v\r\nset-cookie: x");
+	int lf = thaw_response_header(res, "x-b", "v\nw");
+	int bad_name = thaw_response_header(res, "x a:", "v");
+	int empty = thaw_response_header(res, "", "v");
+	int clen = thaw_response_header(res, "Content-Length", "5");
+	int te = thaw_response_header(res, "transfer-encoding", "chunked");
+	int conn = thaw_response_header(res, "Connection", "close");
+	int good = thaw_response_header(res, "x-checked", "1");
+	return json_printf(res, 200,
+			   "{\"crlf\":%d,\"lf\":%d,\"bad_name\":%d,\"empty_name\":%d,"
+			   "\"content_length\":%d,\"transfer_encoding\":%d,\"connection\":%d,"
+			   "\"good\":%d,\"time_left_positive\":%s}",
+			   crlf, lf, bad_name, empty, clen, te, conn, good,
+			   thaw_time_left_ms(NULL) > 0 ? "true" : "false");
+}
+
 static int invoke(const struct thaw_request *req, struct thaw_response *res)
 {
 	const char *path = req->path;
@@ -223,6 +278,12 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 		return json_printf(res, 200, "{\"instance_id\":\"%s\"}", thaw_instance_id());
 	if (!strcmp(path, "/env"))
 		return do_env(req, res);
+	if (!strcmp(path, "/map"))
+		return do_map(req, res);
+	if (!strcmp(path, "/header"))
+		return do_header(req, res);
+	if (!strcmp(path, "/sdk-check"))
+		return do_sdk_check(res);
 	const char *ct = thaw_request_header(req, "content-type");
 	if (!ct || thaw_respond(res, 200, ct, req->body, req->body_len))
 		return thaw_respond(res, 200, "application/octet-stream", req->body, req->body_len);

@@ -70,14 +70,15 @@ static void spawn(struct inst *in, const char *handler, const char *const *extra
 	int n = 0;
 	char handler_env[sizeof(so) + 16];
 	snprintf(handler_env, sizeof(handler_env), "THAW_HANDLER=%s", so);
+	/* first, so they override the defaults below (getenv takes the first) */
+	for (int i = 0; extra_env && extra_env[i] && n < 24; i++)
+		env[n++] = (char *)extra_env[i];
 	env[n++] = handler_env;
 	env[n++] = "THAW_FUNCTION_NAME=testfn";
 	env[n++] = "THAW_FUNCTION_DIR=/tmp";
 	env[n++] = "PATH=/usr/bin:/bin";
 	/* under `make asan`: let SIGSEGV kill the host as it would in production */
 	env[n++] = "ASAN_OPTIONS=handle_segv=0:handle_abort=0";
-	for (int i = 0; extra_env && extra_env[i] && n < 31; i++)
-		env[n++] = (char *)extra_env[i];
 	env[n] = NULL;
 
 	int sv[2];
@@ -471,6 +472,83 @@ static void test_config_reaches_handler(void **state)
 	destroy(&in);
 }
 
+static char fn_dir[64];
+
+static int rm_fn_dir(void **state)
+{
+	char path[128];
+	static const char *const files[] = { "w.bin", "empty.bin" };
+	for (int i = 0; i < 2 && fn_dir[0]; i++) {
+		snprintf(path, sizeof(path), "%s/%s", fn_dir, files[i]);
+		unlink(path);
+	}
+	if (fn_dir[0])
+		rmdir(fn_dir);
+	fn_dir[0] = '\0';
+	return teardown(state);
+}
+
+static void get_body(struct inst *in, const char *path, const char *query,
+		     const struct channel_kv *h, uint32_t nh, uint32_t want_status,
+		     const char *want_body)
+{
+	send_request(in, 1, "GET", path, query, h, nh, "", 0);
+	struct frame f;
+	struct channel_response r;
+	expect_response(in, &f, &r);
+	if (r.status != want_status || (want_body && strcmp(r.body, want_body)))
+		fail_msg("%s?%s: got %u %s, want %u %s", path, query, r.status, r.body,
+			 want_status, want_body ? want_body : "(any)");
+	free(f.payload);
+}
+
+static void test_sdk_files_headers_validation(void **state)
+{
+	(void)state;
+	snprintf(fn_dir, sizeof(fn_dir), "/tmp/thaw-host-test-XXXXXX");
+	assert_non_null(mkdtemp(fn_dir));
+	char path[128], dir_env[96], abs_q[160];
+	snprintf(path, sizeof(path), "%s/w.bin", fn_dir);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("abc", fp);
+	fclose(fp);
+	snprintf(abs_q, sizeof(abs_q), "file=%s", path);
+	snprintf(path, sizeof(path), "%s/empty.bin", fn_dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	snprintf(dir_env, sizeof(dir_env), "THAW_FUNCTION_DIR=%s", fn_dir);
+
+	struct inst in;
+	const char *env[] = { dir_env, NULL };
+	spawn(&in, "fault", env);
+	expect_ready(&in, NULL);
+	get_body(&in, "/map", "file=w.bin", NULL, 0, 200, "{\"len\":3,\"sum\":294}");
+	get_body(&in, "/map", abs_q, NULL, 0, 200, "{\"len\":3,\"sum\":294}");
+	get_body(&in, "/map", "file=empty.bin", NULL, 0, 200, "{\"len\":0,\"sum\":0}");
+	get_body(&in, "/map", "file=missing.bin", NULL, 0, 404,
+		 "{\"error\":\"map missing.bin: No such file or directory\"}");
+	const struct channel_kv h[] = { { "X-Model-Version", "7" } };
+	get_body(&in, "/header", "name=x-model-VERSION", h, 1, 200,
+		 "{\"name\":\"x-model-VERSION\",\"value\":\"7\"}");
+	get_body(&in, "/header", "name=x-none", h, 1, 200,
+		 "{\"name\":\"x-none\",\"value\":null}");
+
+	send_request(&in, 2, "GET", "/sdk-check", "", NULL, 0, "", 0);
+	struct frame f;
+	struct channel_response r;
+	expect_response(&in, &f, &r);
+	assert_string_equal(r.body, "{\"crlf\":-22,\"lf\":-22,\"bad_name\":-22,"
+				    "\"empty_name\":-22,\"content_length\":-22,"
+				    "\"transfer_encoding\":-22,\"connection\":-22,\"good\":0,"
+				    "\"time_left_positive\":true}");
+	assert_string_equal(resp_header(&r, "x-checked"), "1");
+	assert_int_equal(r.n_headers, 2); /* x-checked and content-type, nothing else */
+	free(f.payload);
+	destroy(&in);
+}
+
 static void test_shutdown_exits_zero(void **state)
 {
 	(void)state;
@@ -574,6 +652,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_crash_closes_channel, teardown),
 		cmocka_unit_test_teardown(test_handler_failure_answers_500, teardown),
 		cmocka_unit_test_teardown(test_config_reaches_handler, teardown),
+		cmocka_unit_test_teardown(test_sdk_files_headers_validation, rm_fn_dir),
 		cmocka_unit_test_teardown(test_shutdown_exits_zero, teardown),
 		cmocka_unit_test_teardown(test_eof_exits_zero, teardown),
 		cmocka_unit_test_teardown(test_malformed_frame_exits_2, teardown),
