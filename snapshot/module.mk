@@ -1,0 +1,2 @@
+# snapshot/: manifests hash with OpenSSL EVP SHA-256 (libssl-dev)
+DAEMON_LIBS += -lcrypto

@@ -1,0 +1,362 @@
+#define LOG_PREFIX "snapshot: "
+#include "snapshot.h"
+#include "log.h"
+#include "manifest.h"
+#include "mem.h"
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHECK_TIMEOUT_MS 20000
+#define DUMP_TIMEOUT_MS 300000 /* ~1 s per GiB of dirty memory, and margin */
+#define RESTORE_TIMEOUT_MS 60000
+/* The fd numbers the fresh channel and log pipe have in criu restore. */
+#define RESTORE_CHANNEL_FD 3
+#define RESTORE_LOG_FD 4
+/* criu prints this on every run here; it is harmless and says nothing */
+#define CRIU_NOISE "RLIMIT_NOFILE"
+#ifndef CAP_CHECKPOINT_RESTORE
+#define CAP_CHECKPOINT_RESTORE 40
+#endif
+
+/* What snapshot_dump records for restores. */
+struct fds_file {
+	uint64_t channel_ino;
+	uint64_t log_ino;
+	int mntns; /* the instance had its own mount namespace */
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static const char *criu_path(void)
+{
+	const char *p = getenv("THAW_CRIU");
+	return p && *p ? p : SNAPSHOT_CRIU_DEFAULT;
+}
+
+/* Runs criu with argv (argv[0] is replaced by the binary's path); logs the
+ * tail of its output on failure. */
+static int run_criu(const char *what, char **argv, const struct spawn_fd *fds, unsigned n_fds,
+		    int timeout_ms, struct spawn_result *res)
+{
+	argv[0] = (char *)criu_path();
+	int ret = spawn_run(argv, fds, n_fds, timeout_ms, res);
+	if (ret) {
+		const char *out = res->out ? res->out : "";
+		size_t n = strlen(out);
+		const char *tail = n > 2000 ? out + n - 2000 : out;
+		pr_err("criu %s failed (%s, status 0x%x); its output ends:\n%s", what,
+		       strerror(-ret), res->status, tail);
+	}
+	return ret;
+}
+
+static void ensure_rundir(void)
+{
+	if (mkdir(SNAPSHOT_CRIU_RUNDIR, 0700) && errno != EEXIST)
+		pr_perror("mkdir %s (criu's kernel-feature cache)", SNAPSHOT_CRIU_RUNDIR);
+}
+
+static int privileged(void)
+{
+	if (geteuid() == 0)
+		return 1;
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+	if (syscall(SYS_capget, &hdr, data))
+		return 0;
+	return !!(data[CAP_CHECKPOINT_RESTORE / 32].effective &
+		  (1u << (CAP_CHECKPOINT_RESTORE % 32)));
+}
+
+static int probe_uncached(const char *path, char *why, size_t len)
+{
+	if (access(path, X_OK)) {
+		if (errno == ENOENT)
+			snprintf(why, len, "snapshots off: criu not found at %s; run make deps",
+				 path);
+		else
+			snprintf(why, len, "snapshots off: cannot run criu at %s: %s", path,
+				 strerror(errno));
+		return -ENOTSUP;
+	}
+	if (!privileged()) {
+		snprintf(why, len,
+			 "snapshots off: not root (CRIU needs root or CAP_CHECKPOINT_RESTORE)");
+		return -ENOTSUP;
+	}
+	ensure_rundir();
+	char *argv[] = { NULL, "check", NULL };
+	struct spawn_result res;
+	int ret = spawn_run((argv[0] = (char *)path, argv), NULL, 0, CHECK_TIMEOUT_MS, &res);
+	if (ret) {
+		char line[200];
+		spawn_last_line(&res, CRIU_NOISE, line, sizeof(line));
+		snprintf(why, len, "snapshots off: criu check failed: %s",
+			 line[0] ? line : strerror(-ret));
+		spawn_result_fini(&res);
+		return -ENOTSUP;
+	}
+	spawn_result_fini(&res);
+	why[0] = '\0';
+	return 0;
+}
+
+int snapshot_probe(char *why, size_t len)
+{
+	/* Cached per criu path: tests switch THAW_CRIU between calls. */
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char cached_path[PATH_MAX], cached_why[256];
+	static int cached_ret;
+	const char *path = criu_path();
+
+	pthread_mutex_lock(&lock);
+	if (strcmp(cached_path, path)) {
+		cached_ret = probe_uncached(path, cached_why, sizeof(cached_why));
+		snprintf(cached_path, sizeof(cached_path), "%s", path);
+	}
+	int ret = cached_ret;
+	if (len)
+		snprintf(why, len, "%s", cached_why);
+	pthread_mutex_unlock(&lock);
+	return ret;
+}
+
+static int ns_differs(pid_t pid, const char *ns)
+{
+	char path[64], self[64];
+	struct stat a, b;
+	snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, ns);
+	snprintf(self, sizeof(self), "/proc/self/ns/%s", ns);
+	if (stat(path, &a) || stat(self, &b))
+		return 0;
+	return a.st_ino != b.st_ino || a.st_dev != b.st_dev;
+}
+
+static int write_fds_file(const char *dir, const struct fds_file *ff)
+{
+	char *path = xasprintf("%s/%s", dir, SNAPSHOT_FDS_NAME);
+	int ret = 0;
+	FILE *f = fopen(path, "we");
+	if (!f) {
+		ret = -errno;
+		pr_perror("create %s", path);
+		goto out;
+	}
+	fprintf(f, "channel_ino %" PRIu64 "\nlog_ino %" PRIu64 "\nmntns %d\n", ff->channel_ino,
+		ff->log_ino, ff->mntns);
+	if (fclose(f)) {
+		ret = -errno;
+		pr_perror("write %s", path);
+	}
+out:
+	free(path);
+	return ret;
+}
+
+static int read_fds_file(const char *dir, struct fds_file *ff)
+{
+	char *path = xasprintf("%s/%s", dir, SNAPSHOT_FDS_NAME);
+	int ret = 0;
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		ret = -errno;
+		pr_perror("open %s (not a thaw snapshot?)", path);
+		goto out;
+	}
+	if (fscanf(f, "channel_ino %" SCNu64 " log_ino %" SCNu64 " mntns %d", &ff->channel_ino,
+		   &ff->log_ino, &ff->mntns) != 3 ||
+	    !ff->channel_ino || !ff->log_ino) {
+		ret = -EBADMSG;
+		pr_err("%s: malformed", path);
+	}
+	fclose(f);
+out:
+	free(path);
+	return ret;
+}
+
+int snapshot_dump(const struct instance_proc *p, const char *dir, struct snapshot_info *info)
+{
+	char why[256];
+	int ret = snapshot_probe(why, sizeof(why));
+	if (ret) {
+		pr_err("%s", why);
+		return ret;
+	}
+	*info = (struct snapshot_info){ 0 };
+	struct fds_file ff = { .channel_ino = p->channel_ino,
+			       .log_ino = p->log_ino,
+			       .mntns = ns_differs(p->pid, "mnt") };
+	if (p->pid <= 0 || !ff.channel_ino || !ff.log_ino) {
+		pr_err("dump: instance without pid or channel/log inodes");
+		return -EINVAL;
+	}
+	char pid_s[24], unix_s[48];
+	snprintf(pid_s, sizeof(pid_s), "%d", (int)p->pid);
+	/* the channel's peer is the daemon: external, re-attached at restore */
+	snprintf(unix_s, sizeof(unix_s), "unix[%" PRIu64 "]", ff.channel_ino);
+	char *argv[24] = { NULL, "dump", "-t", pid_s, "-D", (char *)dir, "-o", "-", "-v2",
+			   "--external", unix_s };
+	int argc = 11;
+	if (ff.mntns) {
+		/* every mount of the instance is a bind of one of ours */
+		argv[argc++] = "--external";
+		argv[argc++] = "mnt[]";
+	}
+	argv[argc] = NULL;
+
+	struct spawn_result res;
+	ret = run_criu("dump", argv, NULL, 0, DUMP_TIMEOUT_MS, &res);
+	info->dump_ms = res.ms;
+	spawn_result_fini(&res);
+	if (ret)
+		return ret;
+
+	ret = write_fds_file(dir, &ff);
+	if (ret)
+		return ret;
+	double t0 = now_ms();
+	ret = manifest_write(dir, &info->image_bytes, &info->n_files);
+	info->manifest_ms = now_ms() - t0;
+	return ret;
+}
+
+int snapshot_verify(const char *dir, char *why, size_t len)
+{
+	return manifest_verify(dir, why, len);
+}
+
+static uint64_t inode_of(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+static pid_t read_pidfile(const char *path)
+{
+	char buf[32] = { 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	long v = n > 0 ? strtol(buf, NULL, 10) : 0;
+	return v > 0 && v < INT_MAX ? (pid_t)v : -EBADMSG;
+}
+
+int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot_timing *t)
+{
+	static unsigned long counter; /* unique pidfile names */
+	double t0 = now_ms();
+	struct fds_file ff;
+	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, ret;
+	*out = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = -1, .log_fd = -1 };
+	if (t)
+		*t = (struct snapshot_timing){ 0 };
+
+	char why[256];
+	ret = snapshot_probe(why, sizeof(why));
+	if (ret) {
+		pr_err("%s", why);
+		return ret;
+	}
+	ret = read_fds_file(dir, &ff);
+	if (ret)
+		return ret;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		ret = -errno;
+		pr_perror("socketpair");
+		return ret;
+	}
+	if (pipe2(lp, O_CLOEXEC) < 0) {
+		ret = -errno;
+		pr_perror("pipe");
+		goto close_sv;
+	}
+
+	char pidfile[PATH_MAX], chan_s[64], log_s[64];
+	snprintf(pidfile, sizeof(pidfile), "%s/restore-%d-%lu.pid", SNAPSHOT_CRIU_RUNDIR,
+		 (int)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+	unlink(pidfile); /* criu refuses an existing one */
+	snprintf(chan_s, sizeof(chan_s), "fd[%d]:socket:[%" PRIu64 "]", RESTORE_CHANNEL_FD,
+		 ff.channel_ino);
+	snprintf(log_s, sizeof(log_s), "fd[%d]:pipe:[%" PRIu64 "]", RESTORE_LOG_FD, ff.log_ino);
+	/* -d: criu returns once the copy runs; -S (--restore-sibling): the copy
+	 * is our child, see snapshot.h. The pid namespace recorded in the image
+	 * is created anew for each copy. */
+	char *argv[24] = { NULL, "restore", "-D", (char *)dir, "-o", "-", "-v2", "-d", "-S",
+			   "--pidfile", pidfile, "--inherit-fd", chan_s, "--inherit-fd", log_s };
+	int argc = 15;
+	if (ff.mntns) {
+		argv[argc++] = "--root";
+		argv[argc++] = "/";
+		argv[argc++] = "--external";
+		argv[argc++] = "mnt[]";
+	}
+	argv[argc] = NULL;
+	const struct spawn_fd fds[] = { { sv[1], RESTORE_CHANNEL_FD }, { lp[1], RESTORE_LOG_FD } };
+
+	struct spawn_result res;
+	ret = run_criu("restore", argv, fds, 2, RESTORE_TIMEOUT_MS, &res);
+	if (t)
+		t->criu_ms = res.ms;
+	spawn_result_fini(&res);
+	if (ret) {
+		unlink(pidfile);
+		goto close_lp;
+	}
+	pid_t pid = read_pidfile(pidfile);
+	unlink(pidfile);
+	if (pid < 0) {
+		ret = pid;
+		pr_err("restore: no pid in %s: %s", pidfile, strerror(-ret));
+		goto close_lp;
+	}
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		ret = -errno;
+		pr_perror("pidfd_open(%d) of a restored copy", (int)pid);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0); /* our child (--restore-sibling) */
+		goto close_lp;
+	}
+	out->pid = pid;
+	out->pidfd = pidfd;
+	out->channel_fd = sv[0];
+	out->log_fd = lp[0];
+	out->channel_ino = inode_of(sv[1]);
+	out->log_ino = inode_of(lp[1]);
+	close(sv[1]);
+	close(lp[1]);
+	if (t)
+		t->total_ms = now_ms() - t0;
+	return 0;
+close_lp:
+	close(lp[0]);
+	close(lp[1]);
+close_sv:
+	close(sv[0]);
+	close(sv[1]);
+	return ret;
+}
