@@ -1,0 +1,406 @@
+/*
+ * snapshot/: checkpoint a READY echo instance with CRIU, restore copies of
+ * it, check that each copy serves its own channel, and that the manifest
+ * catches corruption. zdtm shape: set up state -> dump/restore -> verify.
+ *
+ * Needs root and the CRIU of `make deps` (exit 77 otherwise), and
+ * $THAW_BUILD/thaw-instance with $THAW_BUILD/handlers/echo.so. Both are
+ * copied to a private folder first: an image names the binaries it maps and
+ * checks their sizes, so a parallel rebuild must not pull them away.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "channel.h"
+#include "config.h"
+#include "instance.h"
+#include "mem.h"
+#include "snapshot/manifest.h"
+#include "snapshot/snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <sched.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COPIES 4
+#define TIMING_RUNS 20
+#define WAIT_MS 10000
+
+static struct {
+	char root[64];   /* private folder on /dev/shm */
+	char host[128];  /* copy of thaw-instance */
+	char so[128];    /* copy of echo.so */
+	char img[128];   /* the snapshot */
+	char ready_id[128]; /* instance id the original reported */
+} fx;
+
+/* --- channel helpers ----------------------------------------------------- */
+
+static void send_all(int fd, const struct buf *b)
+{
+	size_t off = 0;
+	while (off < b->len) {
+		ssize_t n = write(fd, b->data + off, b->len - off);
+		assert_true(n > 0);
+		off += (size_t)n;
+	}
+}
+
+static void send_ctl(int fd, uint32_t type)
+{
+	struct buf b = { 0 };
+	channel_put_hdr(&b, type, 0, 0);
+	send_all(fd, &b);
+	buf_free(&b);
+}
+
+/* Reads one frame (deadline WAIT_MS); returns its payload (NUL-terminated,
+ * caller frees) and fills h. */
+static char *read_frame(int fd, struct channel_hdr *h)
+{
+	char *p = (char *)h;
+	size_t want = sizeof(*h), got = 0;
+	char *payload = NULL;
+	for (int phase = 0; phase < 2; phase++) {
+		while (got < want) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			assert_int_equal(poll(&pfd, 1, WAIT_MS), 1);
+			ssize_t n = read(fd, p + got, want - got);
+			assert_true(n > 0);
+			got += (size_t)n;
+		}
+		if (phase == 0) {
+			assert_true(channel_frame_complete((const char *)h, sizeof(*h)) >= 0);
+			payload = xmalloc(h->len + 1);
+			p = payload;
+			want = h->len;
+			got = 0;
+		}
+	}
+	payload[h->len] = '\0';
+	return payload;
+}
+
+/* Waits for CH_READY; copies the instance id. */
+static void wait_ready(int fd, char *id, size_t len)
+{
+	struct channel_hdr h;
+	char *payload = read_frame(fd, &h);
+	if (h.type != CH_READY)
+		fail_msg("expected CH_READY, got type %u: %s", h.type, payload);
+	snprintf(id, len, "%s", payload);
+	free(payload);
+}
+
+/* POST /json with body; checks the echoed body and the instance id. */
+static void check_request(int fd, uint64_t rid, const char *body, const char *iid)
+{
+	struct buf b = { 0 };
+	channel_put_request(&b, rid, "POST", "/json", 5, "", 0, "req", 0, NULL, 0, body,
+			    strlen(body));
+	send_all(fd, &b);
+	buf_free(&b);
+
+	struct channel_hdr h;
+	char *payload = read_frame(fd, &h);
+	assert_int_equal(h.type, CH_RESPONSE);
+	assert_int_equal(h.id, rid);
+	struct channel_response res;
+	assert_int_equal(channel_decode_response(payload, h.len, &res), 0);
+	assert_int_equal(res.status, 200);
+	char want[256];
+	snprintf(want, sizeof(want), "\"body\":\"%s\"", body);
+	if (!strstr(res.body, want))
+		fail_msg("response %s lacks %s", res.body, want);
+	snprintf(want, sizeof(want), "\"instance_id\":\"%s\"", iid);
+	if (!strstr(res.body, want))
+		fail_msg("response %s lacks %s", res.body, want);
+	free(payload);
+}
+
+/* Inode of /proc/PID/ns/NS (pid 0: ourselves). */
+static ino_t ns_of(pid_t pid, const char *ns)
+{
+	char path[64];
+	struct stat st;
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, ns);
+	else
+		snprintf(path, sizeof(path), "/proc/self/ns/%s", ns);
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_ino;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* --- fixture ------------------------------------------------------------- */
+
+static int copy_file(const char *from, const char *to)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, to);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	const char *build = getenv("THAW_BUILD") ? getenv("THAW_BUILD") : "build";
+	char host[256], so[256];
+	snprintf(host, sizeof(host), "%s/thaw-instance", build);
+	snprintf(so, sizeof(so), "%s/handlers/echo.so", build);
+	snprintf(fx.root, sizeof(fx.root), "/dev/shm/thaw-test-snapshot-XXXXXX");
+	if (!mkdtemp(fx.root))
+		return -1;
+	snprintf(fx.host, sizeof(fx.host), "%s/thaw-instance", fx.root);
+	snprintf(fx.so, sizeof(fx.so), "%s/echo.so", fx.root);
+	snprintf(fx.img, sizeof(fx.img), "%s/img", fx.root);
+	if (copy_file(host, fx.host) || copy_file(so, fx.so) || mkdir(fx.img, 0700))
+		return -1;
+
+	struct config cfg = { .name = "echo", .dir = fx.root, .handler = fx.so,
+			      .instance_concurrency = 1, .memory_mb = 512, .timeout_s = 3 };
+	struct instance_proc p;
+	if (instance_spawn(fx.host, &cfg, &p))
+		return -1;
+	wait_ready(p.channel_fd, fx.ready_id, sizeof(fx.ready_id));
+	check_request(p.channel_fd, 1, "before-dump", fx.ready_id);
+
+	struct snapshot_info info;
+	int r = snapshot_dump(&p, fx.img, &info);
+	instance_destroy(&p);
+	if (r) {
+		fprintf(stderr, "snapshot_dump: %s\n", strerror(-r));
+		return -1;
+	}
+	printf("dump: %.1f ms, %u files, %.1f KiB, manifest %.1f ms\n", info.dump_ms,
+	       info.n_files, (double)info.image_bytes / 1024, info.manifest_ms);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (fx.root[0])
+		nftw(fx.root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+/* --- tests --------------------------------------------------------------- */
+
+static void test_verify_accepts_fresh_snapshot(void **state)
+{
+	(void)state;
+	char why[256];
+	int r = snapshot_verify(fx.img, why, sizeof(why));
+	if (r)
+		fail_msg("verify: %s", why);
+}
+
+/* Four copies restored at once, each in its own pid namespace: each gets its
+ * own id after CH_RESTORED and answers its own request on its own channel. */
+struct restore_job {
+	struct instance_proc c;
+	struct snapshot_timing t;
+	int ret;
+};
+
+static void *restore_thread(void *arg)
+{
+	struct restore_job *j = arg;
+	j->ret = snapshot_restore(fx.img, &j->c, &j->t);
+	return NULL;
+}
+
+static void test_restore_copies_serve_own_channel(void **state)
+{
+	(void)state;
+	struct restore_job jobs[COPIES];
+	pthread_t th[COPIES];
+	char ids[COPIES][128];
+	for (int i = 0; i < COPIES; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, restore_thread, &jobs[i]), 0);
+	for (int i = 0; i < COPIES; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		if (jobs[i].ret)
+			fail_msg("restore %d: %s", i, strerror(-jobs[i].ret));
+		printf("copy %d: pid %d, criu %.1f ms (4 at once)\n", i, (int)jobs[i].c.pid,
+		       jobs[i].t.criu_ms);
+	}
+	for (int i = 0; i < COPIES; i++) {
+		send_ctl(jobs[i].c.channel_fd, CH_RESTORED);
+		wait_ready(jobs[i].c.channel_fd, ids[i], sizeof(ids[i]));
+		assert_string_not_equal(ids[i], fx.ready_id);
+		/* its own pid namespace; its own mount namespace when instances
+		 * get one */
+		assert_int_not_equal(ns_of(jobs[i].c.pid, "pid"), ns_of(0, "pid"));
+		if (instance_clone_flags & CLONE_NEWNS)
+			assert_int_not_equal(ns_of(jobs[i].c.pid, "mnt"), ns_of(0, "mnt"));
+		for (int j = 0; j < i; j++) {
+			assert_string_not_equal(ids[i], ids[j]);
+			assert_int_not_equal(jobs[i].c.pid, jobs[j].c.pid);
+			assert_int_not_equal(ns_of(jobs[i].c.pid, "pid"), ns_of(jobs[j].c.pid, "pid"));
+		}
+	}
+	for (int i = COPIES - 1; i >= 0; i--) { /* answer in another order */
+		char body[32];
+		snprintf(body, sizeof(body), "copy-%d", i);
+		check_request(jobs[i].c.channel_fd, 100 + (uint64_t)i, body, ids[i]);
+	}
+	for (int i = 0; i < COPIES; i++)
+		instance_destroy(&jobs[i].c);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Restore latency, one at a time: criu exec->exit, and restore call to the
+ * copy's CH_READY (after CH_RESTORED) and its first response. */
+static void test_restore_timing(void **state)
+{
+	(void)state;
+	double criu[TIMING_RUNS], ready[TIMING_RUNS], first[TIMING_RUNS];
+	for (int i = 0; i < TIMING_RUNS; i++) {
+		struct instance_proc c;
+		struct snapshot_timing t;
+		char id[128];
+		double t0 = now_ms();
+		assert_int_equal(snapshot_restore(fx.img, &c, &t), 0);
+		send_ctl(c.channel_fd, CH_RESTORED);
+		wait_ready(c.channel_fd, id, sizeof(id));
+		ready[i] = now_ms() - t0;
+		check_request(c.channel_fd, 7, "timing", id);
+		first[i] = now_ms() - t0;
+		criu[i] = t.criu_ms;
+		instance_destroy(&c);
+	}
+	qsort(criu, TIMING_RUNS, sizeof(double), cmp_double);
+	qsort(ready, TIMING_RUNS, sizeof(double), cmp_double);
+	qsort(first, TIMING_RUNS, sizeof(double), cmp_double);
+	printf("restore x%d (images on /dev/shm): criu p50 %.1f ms (min %.1f, max %.1f); "
+	       "to CH_READY p50 %.1f ms; to first response p50 %.1f ms (max %.1f)\n",
+	       TIMING_RUNS, criu[TIMING_RUNS / 2], criu[0], criu[TIMING_RUNS - 1],
+	       ready[TIMING_RUNS / 2], first[TIMING_RUNS / 2], first[TIMING_RUNS - 1]);
+}
+
+/* A copy of the snapshot with one byte flipped, one file missing, or no
+ * manifest is rejected with a reason. */
+static void test_verify_rejects_corruption(void **state)
+{
+	(void)state;
+	char dir[160], cmd[400], why[256], victim[256] = "";
+	snprintf(dir, sizeof(dir), "%s/bad", fx.root);
+	snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", fx.img, dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(snapshot_verify(dir, why, sizeof(why)), 0);
+
+	/* flip a byte in the middle of the biggest pages image */
+	snprintf(cmd, sizeof(cmd), "ls -S '%s' | grep '^pages-' | head -n 1", dir);
+	FILE *ls = popen(cmd, "r");
+	assert_non_null(ls);
+	assert_non_null(fgets(victim, sizeof(victim), ls));
+	pclose(ls);
+	victim[strcspn(victim, "\n")] = '\0';
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, victim);
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	unsigned char byte;
+	off_t at = st.st_size / 2;
+	assert_int_equal(pread(fd, &byte, 1, at), 1);
+	byte ^= 0x40;
+	assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+	close(fd);
+	assert_int_equal(snapshot_verify(dir, why, sizeof(why)), -EBADMSG);
+	assert_non_null(strstr(why, victim));
+	printf("corrupt byte: %s\n", why);
+
+	/* a missing image file */
+	byte ^= 0x40;
+	fd = open(path, O_RDWR);
+	assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+	close(fd);
+	assert_int_equal(snapshot_verify(dir, why, sizeof(why)), 0);
+	snprintf(path, sizeof(path), "%s/inventory.img", dir);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(snapshot_verify(dir, why, sizeof(why)), -EBADMSG);
+	printf("missing file: %s\n", why);
+
+	/* no manifest: a dump that never finished */
+	snprintf(path, sizeof(path), "%s/%s", dir, MANIFEST_NAME);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(snapshot_verify(dir, why, sizeof(why)), -EBADMSG);
+	printf("no manifest: %s\n", why);
+}
+
+static void test_missing_criu_is_reported(void **state)
+{
+	(void)state;
+	char why[256];
+	setenv("THAW_CRIU", "/nonexistent", 1);
+	assert_int_equal(snapshot_probe(why, sizeof(why)), -ENOTSUP);
+	assert_string_equal(why, "snapshots off: criu not found at /nonexistent; run make deps");
+	struct instance_proc c;
+	assert_int_equal(snapshot_restore(fx.img, &c, NULL), -ENOTSUP);
+	assert_int_equal(c.pidfd, -1);
+	unsetenv("THAW_CRIU");
+	assert_int_equal(snapshot_probe(why, sizeof(why)), 0);
+}
+
+int main(void)
+{
+	char why[256];
+	/* skip, not fail, where snapshots cannot work: no root, no CRIU */
+	if (snapshot_probe(why, sizeof(why))) {
+		printf("skip: %s\n", why);
+		return 77;
+	}
+	const char *build = getenv("THAW_BUILD") ? getenv("THAW_BUILD") : "build";
+	char need[2][256];
+	snprintf(need[0], sizeof(need[0]), "%s/thaw-instance", build);
+	snprintf(need[1], sizeof(need[1]), "%s/handlers/echo.so", build);
+	for (int i = 0; i < 2; i++)
+		if (access(need[i], R_OK)) {
+			printf("skip: %s missing (run make)\n", need[i]);
+			return 77;
+		}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_verify_accepts_fresh_snapshot),
+		cmocka_unit_test(test_restore_copies_serve_own_channel),
+		cmocka_unit_test(test_restore_timing),
+		cmocka_unit_test(test_verify_rejects_corruption),
+		cmocka_unit_test(test_missing_criu_is_reported),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
