@@ -1,0 +1,796 @@
+/*
+ * Unit tests of the OCR handler (handlers/ocr) without the thaw host.
+ *
+ * The test makes its own data with MuPDF: a 2-page PDF of known English text
+ * in Helvetica 24 pt and a PNG of its first page at 144 dpi. A small HTTP
+ * server on 127.0.0.1 (one thread) serves them and a few bad documents; the
+ * handler's invoke() (handlers/ocr/ocr.c, included below with stub SDK
+ * functions) and its core (ocr_batch_run, ocr_document_text) are called on
+ * URLs of that server. Text is checked by character error rate (Levenshtein
+ * distance over the length of the known text, whitespace collapsed), also
+ * against the tesseract CLI on the same PNG.
+ *
+ * Exit 77 (skip) when Tesseract's English model is missing.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <mupdf/fitz.h>
+#include <mupdf/pdf.h>
+
+#include "thaw/handler.h"
+
+/* --- stub SDK: what thaw-instance provides to the handler -------------------- */
+
+struct thaw_response {
+	int status;
+	char ctype[64];
+	char *body;
+	size_t len;
+};
+
+static int64_t stub_time_left_ms = 60000;
+static char stub_error[256];
+
+void thaw_response_status(struct thaw_response *res, int status)
+{
+	res->status = status;
+}
+
+int thaw_response_header(struct thaw_response *res, const char *name,
+			 const char *value)
+{
+	(void)res;
+	(void)name;
+	(void)value;
+	return 0;
+}
+
+int thaw_response_write(struct thaw_response *res, const void *data, size_t len)
+{
+	char *p = realloc(res->body, res->len + len + 1);
+
+	if (!p)
+		return -ENOMEM;
+	memcpy(p + res->len, data, len);
+	res->len += len;
+	p[res->len] = 0;
+	res->body = p;
+	return 0;
+}
+
+int thaw_respond(struct thaw_response *res, int status, const char *content_type,
+		 const void *body, size_t len)
+{
+	res->status = status;
+	snprintf(res->ctype, sizeof(res->ctype), "%s", content_type);
+	return thaw_response_write(res, body, len);
+}
+
+int thaw_respond_error(struct thaw_response *res, int status, const char *fmt, ...)
+{
+	(void)fmt;
+	res->status = status;
+	return 0;
+}
+
+const char *thaw_config(const char *key)
+{
+	(void)key;
+	return NULL;
+}
+
+int64_t thaw_time_left_ms(const struct thaw_request *req)
+{
+	(void)req;
+	return stub_time_left_ms;
+}
+
+void thaw_log(enum thaw_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level < THAW_LOG_INFO)
+		return;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void thaw_set_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(stub_error, sizeof(stub_error), fmt, ap);
+	va_end(ap);
+}
+
+/* The handler itself, to reach its static hooks. */
+#include "ocr/ocr.c"
+
+/* --- known text -------------------------------------------------------------- */
+
+#define LINES_PER_PAGE 6
+static const char *const page_lines[2][LINES_PER_PAGE] = {
+	{ "The quick brown fox jumps over",
+	  "the lazy dog near the river bank.",
+	  "Serverless functions wake up",
+	  "from snapshots in milliseconds.",
+	  "Pack my box with five dozen",
+	  "liquor jugs before the winter." },
+	{ "Second page of the test document.",
+	  "Optical character recognition",
+	  "turns rendered pixels into text.",
+	  "Numbers too: 12345 and 67890.",
+	  "Sphinx of black quartz, judge",
+	  "my vow, said the old librarian." },
+};
+
+static char *page_text(int p)
+{
+	static char buf[2][1024];
+	size_t n = 0;
+	int i;
+
+	buf[p][0] = 0;
+	for (i = 0; i < LINES_PER_PAGE; i++)
+		n += snprintf(buf[p] + n, sizeof(buf[p]) - n, "%s%s", i ? "\n" : "",
+			      page_lines[p][i]);
+	return buf[p];
+}
+
+/* Whitespace runs become one space; ends trimmed. Returns malloc'd. */
+static char *normalize(const char *s)
+{
+	char *out = malloc(strlen(s) + 1), *o = out;
+	int space = 0;
+
+	assert_non_null(out);
+	for (; *s; s++) {
+		if (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r' || *s == '\f') {
+			space = o != out;
+			continue;
+		}
+		if (space)
+			*o++ = ' ';
+		space = 0;
+		*o++ = *s;
+	}
+	*o = 0;
+	return out;
+}
+
+static size_t levenshtein(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j, *row, d;
+
+	row = calloc(lb + 1, sizeof(*row));
+	assert_non_null(row);
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		size_t diag = row[0];
+
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t best = diag + (a[i - 1] != b[j - 1]);
+
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	d = row[lb];
+	free(row);
+	return d;
+}
+
+/* Character error rate of got against the reference ref, in percent. */
+static double cer(const char *ref, const char *got)
+{
+	char *r = normalize(ref), *g = normalize(got);
+	double v = 100.0 * (double)levenshtein(r, g) / (double)(strlen(r) ? strlen(r) : 1);
+
+	free(r);
+	free(g);
+	return v;
+}
+
+/* --- test data made with MuPDF ------------------------------------------------ */
+
+static fz_buffer *pdf_data, *png_data;
+
+static fz_buffer *make_pdf(fz_context *ctx)
+{
+	pdf_document *doc = pdf_create_document(ctx);
+	fz_font *font = fz_new_base14_font(ctx, "Helvetica");
+	pdf_obj *fontref = pdf_add_simple_font(ctx, doc, font, PDF_SIMPLE_ENCODING_LATIN);
+	fz_buffer *out = fz_new_buffer(ctx, 8192);
+	fz_output *o = fz_new_output_with_buffer(ctx, out);
+	int p, i;
+
+	for (p = 0; p < 2; p++) {
+		pdf_obj *res = pdf_new_dict(ctx, doc, 1);
+		pdf_obj *fonts = pdf_dict_put_dict(ctx, res, PDF_NAME(Font), 1);
+		fz_buffer *contents = fz_new_buffer(ctx, 1024);
+		pdf_obj *page;
+
+		pdf_dict_puts(ctx, fonts, "F1", fontref);
+		for (i = 0; i < LINES_PER_PAGE; i++)
+			fz_append_printf(ctx, contents, "BT /F1 24 Tf 72 %d Td (%s) Tj ET\n",
+					 700 - 40 * i, page_lines[p][i]);
+		page = pdf_add_page(ctx, doc, fz_make_rect(0, 0, 612, 792), 0, res,
+				    contents);
+		pdf_insert_page(ctx, doc, -1, page);
+		pdf_drop_obj(ctx, page);
+		pdf_drop_obj(ctx, res);
+		fz_drop_buffer(ctx, contents);
+	}
+	pdf_write_document(ctx, doc, o, &pdf_default_write_options);
+	fz_close_output(ctx, o);
+	fz_drop_output(ctx, o);
+	pdf_drop_obj(ctx, fontref);
+	fz_drop_font(ctx, font);
+	pdf_drop_document(ctx, doc);
+	return out;
+}
+
+/* Page 1 of the PDF at 144 dpi, RGB, as PNG. */
+static fz_buffer *make_png(fz_context *ctx, fz_buffer *pdf)
+{
+	fz_stream *stm = fz_open_buffer(ctx, pdf);
+	pdf_document *doc = pdf_open_document_with_stream(ctx, stm);
+	fz_pixmap *pix = fz_new_pixmap_from_page_number(ctx, (fz_document *)doc, 0,
+							fz_scale(2, 2),
+							fz_device_rgb(ctx), 0);
+	fz_buffer *png;
+
+	fz_set_pixmap_resolution(ctx, pix, 144, 144);
+	png = fz_new_buffer_from_pixmap_as_png(ctx, pix, fz_default_color_params);
+	fz_drop_pixmap(ctx, pix);
+	pdf_drop_document(ctx, doc);
+	fz_drop_stream(ctx, stm);
+	return png;
+}
+
+/* --- a tiny HTTP server ------------------------------------------------------ */
+
+struct route {
+	const char *path;
+	int status;
+	const char *location; /* for 302 */
+	const unsigned char *body;
+	size_t len;
+};
+
+static const char not_pdf[] = "this is plain text, not a PDF at all\n";
+static const char broken_pdf[] = "%PDF-1.7\n1 0 obj <</Type /Catalog /Pages 9 0 R"
+				 "\ngarbage garbage\n%%EOF\n";
+static unsigned char garbage[4096];
+static unsigned char big[200 * 1024];
+static struct route routes[16];
+static size_t n_routes;
+static int server_fd = -1, server_port;
+static volatile int server_stop;
+static pthread_t server_thread;
+static char base_url[64];
+
+static void add_route(const char *path, int status, const char *location,
+		      const void *body, size_t len)
+{
+	routes[n_routes++] = (struct route){ path, status, location, body, len };
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+
+		if (w <= 0)
+			return;
+		c += w;
+		n -= (size_t)w;
+	}
+}
+
+static void serve_one(int fd)
+{
+	char req[8192], path[1024], head[512];
+	const struct route *r = NULL;
+	size_t got = 0, i;
+	int hl;
+
+	while (got < sizeof(req) - 1) {
+		ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
+
+		if (n <= 0)
+			return;
+		got += (size_t)n;
+		req[got] = 0;
+		if (strstr(req, "\r\n\r\n"))
+			break;
+	}
+	if (sscanf(req, "GET %1023s ", path) != 1)
+		return;
+	for (i = 0; i < n_routes; i++)
+		if (!strcmp(routes[i].path, path))
+			r = &routes[i];
+	if (!r) {
+		hl = snprintf(head, sizeof(head), "HTTP/1.1 404 Not Found\r\n"
+				  "Content-Length: 9\r\nConnection: close\r\n\r\nnot found");
+		write_all(fd, head, (size_t)hl);
+		return;
+	}
+	hl = snprintf(head, sizeof(head),
+		      "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s%s%s"
+		      "Content-Type: application/octet-stream\r\n"
+		      "Connection: close\r\n\r\n",
+		      r->status, r->len, r->location ? "Location: " : "",
+		      r->location ? r->location : "", r->location ? "\r\n" : "");
+	write_all(fd, head, (size_t)hl);
+	write_all(fd, r->body, r->len);
+}
+
+static void *server_main(void *arg)
+{
+	(void)arg;
+	while (!server_stop) {
+		struct pollfd p = { .fd = server_fd, .events = POLLIN };
+		int fd;
+
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		fd = accept(server_fd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		serve_one(fd);
+		shutdown(fd, SHUT_WR);
+		close(fd);
+	}
+	return NULL;
+}
+
+static int server_start(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(a);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	server_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (server_fd < 0 || bind(server_fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    listen(server_fd, 64) || getsockname(server_fd, (struct sockaddr *)&a, &alen))
+		return -errno;
+	server_port = ntohs(a.sin_port);
+	snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%d", server_port);
+	return pthread_create(&server_thread, NULL, server_main, NULL) ? -EAGAIN : 0;
+}
+
+static void server_end(void)
+{
+	server_stop = 1;
+	pthread_join(server_thread, NULL);
+	close(server_fd);
+}
+
+/* --- helpers --------------------------------------------------------------- */
+
+static char *url(const char *path)
+{
+	static char buf[8][256];
+	static int next;
+	char *b = buf[next++ % 8];
+
+	snprintf(b, sizeof(buf[0]), "%s%s", base_url, path);
+	return b;
+}
+
+/* Calls the handler's invoke() as the host would. */
+static struct thaw_response invoke(const char *method, const char *path,
+				   const char *body)
+{
+	struct thaw_request req = {
+		.method = method, .path = path, .query = "",
+		.body = body ? body : "", .body_len = body ? strlen(body) : 0,
+		.request_id = "test",
+	};
+	struct thaw_response res = { 0 };
+
+	assert_int_equal(ocr_invoke(&req, &res), 0);
+	assert_non_null(res.body);
+	return res;
+}
+
+/* POSTs a body and expects status; returns the parsed JSON reply. */
+static cJSON *post(const char *body, int status)
+{
+	struct thaw_response res = invoke("POST", "/", body);
+	cJSON *j = cJSON_Parse(res.body);
+
+	if (res.status != status)
+		fprintf(stderr, "got %d %s\n", res.status, res.body);
+	assert_int_equal(res.status, status);
+	assert_string_equal(res.ctype, "application/json");
+	assert_non_null(j);
+	free(res.body);
+	return j;
+}
+
+/* Expects 400 with a detail holding want. */
+static void expect_400(const char *body, const char *want)
+{
+	cJSON *j = post(body, 400);
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "detail");
+
+	assert_true(cJSON_IsString(d));
+	if (!strstr(d->valuestring, want))
+		fprintf(stderr, "detail '%s' lacks '%s'\n", d->valuestring, want);
+	assert_non_null(strstr(d->valuestring, want));
+	cJSON_Delete(j);
+}
+
+static const char *output_at(const cJSON *j, int i)
+{
+	const cJSON *out = cJSON_GetObjectItemCaseSensitive(j, "output");
+	const cJSON *s = cJSON_GetArrayItem(out, i);
+
+	assert_true(cJSON_IsArray(out));
+	assert_true(cJSON_IsString(s));
+	return s->valuestring;
+}
+
+/* Checks a 2-page OCR result against the known text, page by page. */
+static void check_two_pages(const char *text, const char *what)
+{
+	const char *split = strstr(text, OCR_PAGE_SPLIT);
+	char *p1;
+	double c1, c2;
+
+	assert_non_null(split);
+	assert_null(strstr(split + 1, OCR_PAGE_SPLIT));
+	p1 = strndup(text, (size_t)(split - text));
+	c1 = cer(page_text(0), p1);
+	c2 = cer(page_text(1), split + strlen(OCR_PAGE_SPLIT));
+	printf("# CER %s: page 1 %.2f%%, page 2 %.2f%%\n", what, c1, c2);
+	assert_true(c1 <= 2.0);
+	assert_true(c2 <= 2.0);
+	free(p1);
+}
+
+/* --- tests ------------------------------------------------------------------- */
+
+static void test_health_answers_healthy(void **state)
+{
+	struct thaw_response res = invoke("GET", "/health", NULL);
+
+	(void)state;
+	assert_int_equal(res.status, 200);
+	assert_string_equal(res.body, "{\"status\":\"healthy\"}");
+	free(res.body);
+	res = invoke("GET", "/nowhere", NULL);
+	assert_int_equal(res.status, 404);
+	free(res.body);
+	res = invoke("GET", "/", NULL);
+	assert_int_equal(res.status, 405);
+	free(res.body);
+}
+
+static void test_pdf_pages_joined_with_split_marker(void **state)
+{
+	char body[512];
+	cJSON *j;
+
+	(void)state;
+	snprintf(body, sizeof(body), "{\"input\": {\"pdfs\": [\"%s\"]}}",
+		 url("/doc.pdf"));
+	j = post(body, 200);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "output")), 1);
+	check_two_pages(output_at(j, 0), "PDF");
+	cJSON_Delete(j);
+}
+
+static char *run_tesseract_cli(const char *png_path)
+{
+	char cmd[512], *out = NULL;
+	size_t len = 0;
+	FILE *f;
+	char buf[4096];
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "tesseract '%s' stdout 2>/dev/null", png_path);
+	f = popen(cmd, "r");
+	if (!f)
+		return NULL;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		out = realloc(out, len + n + 1);
+		memcpy(out + len, buf, n);
+		len += n;
+		out[len] = 0;
+	}
+	if (pclose(f) != 0 || !out) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static void test_png_matches_text_and_tesseract_cli(void **state)
+{
+	char body[512], path[] = "/tmp/test_ocr_XXXXXX.png", *cli;
+	const char *ours;
+	double c_ours, c_cli, c_between;
+	cJSON *j;
+	int fd;
+
+	(void)state;
+	snprintf(body, sizeof(body),
+		 "{\"input\": {\"images\": [\"%s\"]}, \"prompt\": \"<image>\\nFree OCR.\"}",
+		 url("/page1.png"));
+	j = post(body, 200);
+	ours = output_at(j, 0);
+	assert_null(strstr(ours, OCR_PAGE_SPLIT));
+	c_ours = cer(page_text(0), ours);
+	printf("# CER PNG (handler): %.2f%%\n", c_ours);
+	assert_true(c_ours <= 2.0);
+
+	fd = mkstemps(path, 4);
+	assert_true(fd >= 0);
+	write_all(fd, png_data->data, png_data->len);
+	close(fd);
+	cli = run_tesseract_cli(path);
+	unlink(path);
+	if (!cli) {
+		printf("# tesseract CLI not found; comparison skipped\n");
+		cJSON_Delete(j);
+		return;
+	}
+	c_cli = cer(page_text(0), cli);
+	c_between = cer(cli, ours);
+	printf("# CER PNG (tesseract CLI): %.2f%%; handler vs CLI: %.2f%%\n", c_cli,
+	       c_between);
+	assert_true(c_cli <= 2.0);
+	assert_true(c_between <= 2.0);
+	free(cli);
+	cJSON_Delete(j);
+}
+
+static void test_output_order_images_then_pdfs(void **state)
+{
+	char body[1024];
+	cJSON *j;
+
+	(void)state;
+	/* pdfs listed first in the JSON: images still come first. An image URL
+	 * holding a PDF is read as a PDF. */
+	snprintf(body, sizeof(body),
+		 "{\"input\": {\"pdfs\": [\"%s\"], \"images\": [\"%s\", \"%s\"]}}",
+		 url("/doc.pdf"), url("/page1.png"), url("/pdf-as-image"));
+	j = post(body, 200);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "output")), 3);
+	assert_true(cer(page_text(0), output_at(j, 0)) <= 2.0);
+	assert_null(strstr(output_at(j, 0), OCR_PAGE_SPLIT));
+	check_two_pages(output_at(j, 1), "PDF at an image URL");
+	check_two_pages(output_at(j, 2), "PDF (batch of 3)");
+	cJSON_Delete(j);
+}
+
+static void test_bad_requests_give_400_detail(void **state)
+{
+	char body[512];
+
+	(void)state;
+	expect_400("{\"input\": ", "not valid JSON");
+	expect_400("[1, 2]", "JSON object");
+	expect_400("{\"prompt\": \"x\"}", "input");
+	expect_400("{\"input\": {}}", "input.images and/or input.pdfs");
+	expect_400("{\"input\": {\"images\": [], \"pdfs\": null}}",
+		   "input.images and/or input.pdfs");
+	expect_400("{\"input\": {\"images\": \"http://x/\"}}", "list of URLs");
+	expect_400("{\"input\": {\"pdfs\": [3]}}", "list of URLs");
+	expect_400("{\"input\": {\"pdfs\": [\"http://x/\"]}, \"prompt\": 5}",
+		   "prompt");
+
+	snprintf(body, sizeof(body), "{\"input\": {\"pdfs\": [\"%s\"]}}",
+		 url("/not-a-pdf.pdf"));
+	expect_400(body, "pdfs[0]: not a PDF");
+	snprintf(body, sizeof(body), "{\"input\": {\"pdfs\": [\"%s\"]}}",
+		 url("/missing.pdf"));
+	expect_400(body, "HTTP status 404");
+	snprintf(body, sizeof(body), "{\"input\": {\"images\": [\"%s\", \"%s\"]}}",
+		 url("/page1.png"), url("/missing.png"));
+	expect_400(body, "images[1]: download");
+	expect_400("{\"input\": {\"images\": [\"file:///etc/passwd\"]}}",
+		   "images[0]: download of file:///etc/passwd failed");
+	expect_400("{\"input\": {\"pdfs\": [\"ftp://127.0.0.1/x.pdf\"]}}",
+		   "failed");
+	snprintf(body, sizeof(body), "{\"input\": {\"images\": [\"%s\"]}}",
+		 url("/redirect-file"));
+	expect_400(body, "images[0]: download");
+	snprintf(body, sizeof(body), "{\"input\": {\"images\": [\"%s\"]}}",
+		 url("/redirect-loop"));
+	expect_400(body, "redirect");
+	snprintf(body, sizeof(body), "{\"input\": {\"images\": [\"%s\"]}}",
+		 url("/garbage.png"));
+	expect_400(body, "images[0]: cannot decode image");
+	snprintf(body, sizeof(body), "{\"input\": {\"pdfs\": [\"%s\"]}}",
+		 url("/broken.pdf"));
+	expect_400(body, "pdfs[0]:");
+}
+
+/* A truncated PDF may be repaired or refused, but never crashes. */
+static void test_truncated_pdfs_never_crash(void **state)
+{
+	size_t cut;
+
+	(void)state;
+	for (cut = 16; cut < pdf_data->len; cut += pdf_data->len / 7) {
+		char *text = NULL, err[256] = "";
+		int rc = ocr_document_text(ocr, pdf_data->data, cut, OCR_KIND_PDF,
+					   ocr_now_ms() + 60000, &text, err, sizeof(err));
+
+		assert_true(rc == 0 || rc == -EINVAL);
+		if (rc == -EINVAL)
+			assert_true(err[0] != 0);
+		free(text);
+	}
+}
+
+/* Limits from the environment: size cap and page cap give 400. */
+static void test_limits_give_400(void **state)
+{
+	struct ocr_config cfg;
+	struct ocr_ctx *c;
+	struct ocr_reply r;
+	char body[512], err[256] = "";
+
+	(void)state;
+	ocr_config_load(&cfg, NULL);
+	cfg.max_download_bytes = 100 * 1024;
+	cfg.max_pages = 1;
+	assert_int_equal(ocr_ctx_new(&cfg, &c, err, sizeof(err)), 0);
+	snprintf(body, sizeof(body), "{\"input\": {\"images\": [\"%s\"]}}", url("/big"));
+	assert_int_equal(ocr_batch_run(c, body, strlen(body), 30000, &r), 0);
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(r.body, "larger than the limit"));
+	ocr_reply_fini(&r);
+	snprintf(body, sizeof(body), "{\"input\": {\"pdfs\": [\"%s\"]}}", url("/doc.pdf"));
+	assert_int_equal(ocr_batch_run(c, body, strlen(body), 30000, &r), 0);
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(r.body, "PDF has 2 pages; the limit is 1"));
+	ocr_reply_fini(&r);
+	assert_int_equal(ocr_batch_run(c, body, strlen(body), 0, &r), 0);
+	assert_int_equal(r.status, 504);
+	ocr_reply_fini(&r);
+	ocr_ctx_free(c);
+}
+
+static void test_env_config_is_read(void **state)
+{
+	struct ocr_config cfg;
+
+	(void)state;
+	setenv("OCR_MAX_DOWNLOAD_BYTES", "1234", 1);
+	setenv("OCR_MAX_PAGES", "7", 1);
+	setenv("OCR_ENGINES", "junk", 1);
+	ocr_config_load(&cfg, (const char *(*)(const char *))getenv);
+	assert_int_equal(cfg.max_download_bytes, 1234);
+	assert_int_equal(cfg.max_pages, 7);
+	assert_int_equal(cfg.engines, 1);
+	unsetenv("OCR_MAX_DOWNLOAD_BYTES");
+	unsetenv("OCR_MAX_PAGES");
+	unsetenv("OCR_ENGINES");
+	ocr_config_load(&cfg, (const char *(*)(const char *))getenv);
+	assert_int_equal(cfg.max_download_bytes, 50u << 20);
+	assert_int_equal(cfg.max_pages, 50);
+}
+
+/* Throughput of render + OCR of the two rendered pages on one thread. */
+static void test_pages_per_second(void **state)
+{
+	int64_t t0 = ocr_now_ms(), ms;
+	int rounds = 3, i;
+
+	(void)state;
+	for (i = 0; i < rounds; i++) {
+		char *text = NULL, err[256] = "";
+
+		assert_int_equal(ocr_document_text(ocr, pdf_data->data, pdf_data->len,
+						   OCR_KIND_PDF, ocr_now_ms() + 60000,
+						   &text, err, sizeof(err)),
+				 0);
+		free(text);
+	}
+	ms = ocr_now_ms() - t0;
+	printf("# %d pages rendered at 144 dpi + OCR in %lld ms: %.2f pages/s "
+	       "(OMP_THREAD_LIMIT=%s)\n",
+	       rounds * 2, (long long)ms, rounds * 2 * 1000.0 / (double)(ms ? ms : 1),
+	       getenv("OMP_THREAD_LIMIT") ? getenv("OMP_THREAD_LIMIT") : "unset");
+}
+
+/* --- setup --------------------------------------------------------------------- */
+
+static int make_data(void)
+{
+	fz_context *ctx = fz_new_context(NULL, NULL, FZ_STORE_DEFAULT);
+	int rc = 0;
+	size_t i;
+
+	if (!ctx)
+		return -ENOMEM;
+	fz_try(ctx) {
+		pdf_data = make_pdf(ctx);
+		png_data = make_png(ctx, pdf_data);
+	}
+	fz_catch(ctx) {
+		fprintf(stderr, "cannot make test data: %s\n", fz_caught_message(ctx));
+		rc = -EIO;
+	}
+	/* ctx is kept: the buffers made with it live until exit. */
+	for (i = 0; i < sizeof(garbage); i++)
+		garbage[i] = (unsigned char)(i * 7919 + 13);
+	memset(big, 'x', sizeof(big));
+	add_route("/doc.pdf", 200, NULL, pdf_data->data, pdf_data->len);
+	add_route("/pdf-as-image", 200, NULL, pdf_data->data, pdf_data->len);
+	add_route("/page1.png", 200, NULL, png_data->data, png_data->len);
+	add_route("/not-a-pdf.pdf", 200, NULL, not_pdf, sizeof(not_pdf) - 1);
+	add_route("/broken.pdf", 200, NULL, broken_pdf, sizeof(broken_pdf) - 1);
+	add_route("/garbage.png", 200, NULL, garbage, sizeof(garbage));
+	add_route("/big", 200, NULL, big, sizeof(big));
+	add_route("/redirect-loop", 302, "/redirect-loop", "", 0);
+	add_route("/redirect-file", 302, "file:///etc/passwd", "", 0);
+	return rc;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_health_answers_healthy),
+		cmocka_unit_test(test_env_config_is_read),
+		cmocka_unit_test(test_pdf_pages_joined_with_split_marker),
+		cmocka_unit_test(test_png_matches_text_and_tesseract_cli),
+		cmocka_unit_test(test_output_order_images_then_pdfs),
+		cmocka_unit_test(test_bad_requests_give_400_detail),
+		cmocka_unit_test(test_truncated_pdfs_never_crash),
+		cmocka_unit_test(test_limits_give_400),
+		cmocka_unit_test(test_pages_per_second),
+	};
+	int rc;
+
+	if (access(OCR_TESSDATA_DEFAULT "/eng.traineddata", R_OK) && !getenv("OCR_TESSDATA")) {
+		printf("no Tesseract English model in " OCR_TESSDATA_DEFAULT "\n");
+		return 77;
+	}
+	if (make_data() || server_start()) {
+		fprintf(stderr, "test setup failed\n");
+		return 1;
+	}
+	if (ocr_init()) {
+		fprintf(stderr, "ocr init failed: %s\n", stub_error);
+		return 1;
+	}
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	ocr_shutdown();
+	server_end();
+	return rc;
+}
