@@ -61,7 +61,7 @@ $(BUILD)/handlers/%.o: handlers/%.c
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
 .SECONDEXPANSION:
-$(BUILD)/handlers/%.so: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard handlers/%/*.c)) $$(HANDLER_EXTRA_$$*)
+$(BUILD)/handlers/%.so: $$(addprefix $(BUILD)/,$$(subst .c,.o,$$(wildcard handlers/$$*/*.c))) $$(HANDLER_EXTRA_$$*)
 	$(CC) $(CFLAGS) $(SAN) -shared -o $@ $^ $(HANDLER_LIBS_$*)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBTHAW)

@@ -138,7 +138,7 @@ static enum http_step parser_error(struct http_req *r)
 	if (e == HPE_HEADER_OVERFLOW)
 		fail(r, 431, "request header fields too large");
 	else if (e == HPE_INVALID_METHOD)
-		fail(r, 501, "unknown method");
+		fail(r, 400, "malformed request line: unknown method");
 	else
 		fail(r, 400, http_errno_description(e));
 	return HTTP_ERROR;

@@ -19,7 +19,7 @@ import time
 import http.client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("THAW_BUILD", os.path.join(ROOT, "build"))
+BUILD = os.path.abspath(os.environ.get("THAW_BUILD", os.path.join(ROOT, "build")))
 THAW = os.path.join(BUILD, "thaw")
 
 failures = []

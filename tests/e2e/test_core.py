@@ -1,0 +1,159 @@
+"""End to end through the real daemon: HTTP/1.1 behaviour, limits, deadlines,
+crashes, routing and metrics (issue: runtime core)."""
+import socket
+import threading
+import time
+
+from thawtest import Daemon, check, finish, handler_so
+
+ECHO = {"handler": handler_so("echo"), "timeout": 5}
+FAULT = {"handler": handler_so("fault"), "timeout": 1,
+         "scalingConfig": {"maxInstances": 4, "maxQueueLength": 2}}
+BROKEN = {"handler": handler_so("fault"), "environmentVariables": {"FAULT_INIT_FAIL": "weights.bin is missing"}}
+SMALL = {"handler": handler_so("echo"), "maxRequestBodySize": 1000}
+
+with Daemon({"echo": ECHO, "fault": FAULT, "small": SMALL},
+            args=["--header-timeout", "500", "--max-connections", "200"]) as d:
+    # keep-alive: several requests on one connection
+    c = d.connect()
+    rs = [d.request("POST", "/echo/ka", body=b"n%d" % i, conn=c) for i in range(5)]
+    check([r.body for r in rs] == [b"n%d" % i for i in range(5)], "keep-alive: 5 requests on one connection")
+    c.close()
+
+    # pipelining: three requests in one write, answers in order
+    pipe = b"".join(b"POST /echo/p%d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nb%d" % (i, i) for i in range(3))
+    out = d.raw(pipe + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    check(out.count(b"HTTP/1.1 200 OK") == 4, "pipelining: 4 answers", out[:300])
+    check(out.find(b"\r\n\r\nb0") < out.find(b"\r\n\r\nb1") < out.find(b"\r\n\r\nb2"), "pipelining: order kept")
+
+    # chunked request body
+    out = d.raw(b"POST /echo/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 200") and out.endswith(b"hello world"), "chunked body de-chunked", out)
+    out = d.raw(b"POST /echo/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 400"), "malformed chunk size: 400", out)
+
+    # 1 MiB round trip
+    big = bytes(range(256)) * 4096
+    r = d.request("POST", "/echo/big", body=big, headers={"Content-Type": "application/octet-stream"})
+    check(r.status == 200 and r.body == big, "1 MiB body round trip", r.status)
+
+    # request ids: accepted from the client, or made
+    r = d.request("GET", "/echo/", headers={"x-fc-request-id": "abc-123"})
+    check(r.header("x-fc-request-id") == "abc-123", "client request id echoed", r.headers)
+    r = d.request("GET", "/echo/")
+    check(len(r.header("x-fc-request-id") or "") > 8, "request id made when absent")
+
+    # routes
+    r = d.request("POST", "/invoke/echo", body=b"via invoke")
+    check(r.status == 200 and r.body == b"via invoke" and r.header("x-echo-path") == "/", "/invoke/{fn} route", r)
+    r = d.request("GET", "/nope/x")
+    check(r.status == 404 and r.json().get("error", "").startswith("function not found"), "unknown function 404", r)
+    out = d.raw(b"BLAH /echo HTTP/1.1\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 501") or out.startswith(b"HTTP/1.1 400"), "unknown method refused", out)
+    out = d.raw(b"GET /echo HTTP/1.1 extra\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 400"), "malformed request line 400", out)
+    out = d.raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    check(out.startswith(b"HTTP/1.1 400"), "TLS hello on plain port: 400", out)
+    out = d.raw(b"GET /echo/../admin HTTP/1.1\r\nHost: x\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 400"), "dot segments refused", out)
+
+    # limits
+    out = d.raw(b"GET /echo/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 431"), "header too large: 431", out[:100])
+    r = d.request("POST", "/small/", body=b"x" * 1001)
+    check(r.status == 413, "body over the function's limit: 413", r)
+    r = d.request("POST", "/small/", body=b"x" * 1000)
+    check(r.status == 200, "body at the function's limit: 200", r)
+    out = d.raw(b"POST /small/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                (b"100\r\n" + b"y" * 256 + b"\r\n") * 5 + b"0\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 413"), "chunked body over the limit: 413", out[:80])
+    t0 = time.time()
+    out = d.raw(b"GET /echo/ HTTP/1.1\r\nHost: x\r\n", timeout=5)
+    check(out.startswith(b"HTTP/1.1 408") and time.time() - t0 < 3, "slow header: 408 after the header timeout", out)
+    socks = []
+    for i in range(205):
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", d.port)))
+        except OSError:
+            break
+    time.sleep(0.3)
+    s = socks[-1]
+    s.settimeout(2)
+    try:
+        got = s.recv(200)
+    except OSError:
+        got = b""
+    check(got.startswith(b"HTTP/1.1 503"), "connection cap: 503 past it", got)
+    for s in socks:
+        s.close()
+    time.sleep(0.3)
+    check(d.request("GET", "/healthz").status == 200, "serving again after the cap")
+
+    # deadline: 504, instance replaced, a parallel request on another instance unaffected
+    before = d.metrics()
+    res = {}
+
+    def call(key, path):
+        res[key] = d.request("GET", path, timeout=10)
+    t_hang = threading.Thread(target=call, args=("hang", "/fault/hang"))
+    t_hang.start()
+    time.sleep(0.2)
+    t_ok = threading.Thread(target=call, args=("ok", "/fault/sleep?ms=300"))
+    t_ok.start()
+    t_hang.join()
+    t_ok.join()
+    check(res["hang"].status == 504, "hanging handler: 504", res["hang"])
+    check(res["ok"].status == 200, "parallel request on another instance: 200", res["ok"])
+    r = d.request("GET", "/fault/id")
+    check(r.status == 200, "function serves after the recycle", r)
+    after = d.metrics()
+    starts = 'thaw_instance_starts_total{function="fault",kind="cold"}'
+    check(after[starts] >= before.get(starts, 0) + 1, "a new instance replaced the recycled one")
+
+    # X-Timeout header shortens the deadline
+    t0 = time.time()
+    r = d.request("GET", "/fault/sleep?ms=800", headers={"X-Timeout": "200ms"})
+    check(r.status == 504 and time.time() - t0 < 0.7, "X-Timeout: 200ms gives 504 early", r)
+
+    # crash: 502 for that request only
+    r = d.request("GET", "/fault/crash")
+    check(r.status == 502, "crashing handler: 502", r)
+    r = d.request("GET", "/fault/id")
+    check(r.status == 200, "next request served by a replacement", r)
+
+    # queue bound: 429 with Retry-After when full
+    res.clear()
+    threads = [threading.Thread(target=call, args=(i, "/fault/sleep?ms=600")) for i in range(10)]
+    for t in threads:
+        t.start()
+        time.sleep(0.01)
+    for t in threads:
+        t.join()
+    codes = sorted(r.status for r in res.values())
+    check(429 in codes and 200 in codes, "queue full: some 429 beside 200s", codes)
+    r429 = [r for r in res.values() if r.status == 429]
+    check(all(r.header("retry-after") for r in r429), "429 carries Retry-After")
+
+    # metrics moved
+    m = d.metrics()
+    check(m.get('thaw_requests_total{function="echo",code="200"}', 0) >= 10, "requests_total counts echo 200s")
+    check(m.get('thaw_requests_total{function="fault",code="504"}', 0) >= 2, "requests_total counts 504s")
+    check(m.get('thaw_requests_total{function="fault",code="502"}', 0) >= 1, "requests_total counts 502s")
+    check(m.get('thaw_request_duration_seconds_count{function="echo"}', 0) >= 10, "duration histogram counts")
+    check(m.get('thaw_http_errors_total{code="431"}', 0) >= 1, "http_errors_total counts 431")
+    check('thaw_instances{function="echo",state="idle"}' in m, "instances gauge present")
+    check(m.get('thaw_init_duration_seconds_count{function="echo"}', 0) >= 1, "init duration observed")
+
+# an init failure makes the function unready, with the handler's message
+with Daemon({"echo": ECHO, "broken": BROKEN}, wait_ready=False) as d:
+    time.sleep(0.5)
+    r = d.request("GET", "/readyz")
+    check(r.status == 503, "readyz 503 with a failed function", r)
+    check("weights.bin is missing" in r.json()["functions"]["broken"].get("error", ""), "readyz names the init error", r.body)
+    r = d.request("GET", "/broken/")
+    check(r.status == 503 and b"weights.bin is missing" in r.body, "failed function: 503 with the message", r)
+    check("weights.bin is missing" in d.logs(), "init error in the daemon log")
+    check(d.request("POST", "/echo/", body=b"x").status == 200, "other functions unaffected")
+
+finish()
