@@ -112,8 +112,15 @@ static int probe_uncached(const char *path, char *why, size_t len)
 	if (ret) {
 		char line[200];
 		spawn_last_line(&res, CRIU_NOISE, line, sizeof(line));
-		snprintf(why, len, "snapshots off: criu check failed: %s",
-			 line[0] ? line : strerror(-ret));
+		if (!line[0] && ret == -EIO && WIFEXITED(res.status))
+			snprintf(line, sizeof(line), "%s exited with status %d, no output", path,
+				 WEXITSTATUS(res.status));
+		else if (!line[0] && ret == -EIO && WIFSIGNALED(res.status))
+			snprintf(line, sizeof(line), "%s killed by signal %d", path,
+				 WTERMSIG(res.status));
+		else if (!line[0])
+			snprintf(line, sizeof(line), "%s", strerror(-ret));
+		snprintf(why, len, "snapshots off: criu check failed: %s", line);
 		spawn_result_fini(&res);
 		return -ENOTSUP;
 	}
@@ -212,6 +219,13 @@ int snapshot_dump(const struct instance_proc *p, const char *dir, struct snapsho
 		pr_err("dump: instance without pid or channel/log inodes");
 		return -EINVAL;
 	}
+	/* a manifest left from an earlier dump into dir must not vouch for
+	 * the images this one writes (or half-writes) */
+	char *stale = xasprintf("%s/%s", dir, MANIFEST_NAME);
+	if (unlink(stale) && errno != ENOENT)
+		pr_perror("unlink %s", stale);
+	free(stale);
+
 	char pid_s[24], unix_s[48];
 	snprintf(pid_s, sizeof(pid_s), "%d", (int)p->pid);
 	/* the channel's peer is the daemon: external, re-attached at restore */

@@ -206,6 +206,10 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
+	if (getenv("THAW_TEST_KEEP")) { /* for poking at the images by hand */
+		printf("kept %s\n", fx.root);
+		return 0;
+	}
 	if (fx.root[0])
 		nftw(fx.root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return 0;
@@ -284,16 +288,15 @@ static int cmp_double(const void *a, const void *b)
 
 /* Restore latency, one at a time: criu exec->exit, and restore call to the
  * copy's CH_READY (after CH_RESTORED) and its first response. */
-static void test_restore_timing(void **state)
+static void measure_restores(const char *img, const char *label)
 {
-	(void)state;
 	double criu[TIMING_RUNS], ready[TIMING_RUNS], first[TIMING_RUNS];
 	for (int i = 0; i < TIMING_RUNS; i++) {
 		struct instance_proc c;
 		struct snapshot_timing t;
 		char id[128];
 		double t0 = now_ms();
-		assert_int_equal(snapshot_restore(fx.img, &c, &t), 0);
+		assert_int_equal(snapshot_restore(img, &c, &t), 0);
 		send_ctl(c.channel_fd, CH_RESTORED);
 		wait_ready(c.channel_fd, id, sizeof(id));
 		ready[i] = now_ms() - t0;
@@ -305,10 +308,42 @@ static void test_restore_timing(void **state)
 	qsort(criu, TIMING_RUNS, sizeof(double), cmp_double);
 	qsort(ready, TIMING_RUNS, sizeof(double), cmp_double);
 	qsort(first, TIMING_RUNS, sizeof(double), cmp_double);
-	printf("restore x%d (images on /dev/shm): criu p50 %.1f ms (min %.1f, max %.1f); "
+	printf("restore x%d, %s, images on /dev/shm: criu p50 %.1f ms (min %.1f, max %.1f); "
 	       "to CH_READY p50 %.1f ms; to first response p50 %.1f ms (max %.1f)\n",
-	       TIMING_RUNS, criu[TIMING_RUNS / 2], criu[0], criu[TIMING_RUNS - 1],
+	       TIMING_RUNS, label, criu[TIMING_RUNS / 2], criu[0], criu[TIMING_RUNS - 1],
 	       ready[TIMING_RUNS / 2], first[TIMING_RUNS / 2], first[TIMING_RUNS - 1]);
+}
+
+static void test_restore_timing(void **state)
+{
+	(void)state;
+	measure_restores(fx.img, "own mount namespace");
+}
+
+/* The same without a mount namespace, for comparison: CRIU then has no mount
+ * tree to re-create. */
+static void test_restore_timing_without_mntns(void **state)
+{
+	(void)state;
+	char img[160];
+	snprintf(img, sizeof(img), "%s/img-nomnt", fx.root);
+	assert_int_equal(mkdir(img, 0700), 0);
+	int saved = instance_clone_flags;
+	instance_clone_flags &= ~CLONE_NEWNS;
+	struct config cfg = { .name = "echo", .dir = fx.root, .handler = fx.so,
+			      .instance_concurrency = 1, .memory_mb = 512, .timeout_s = 3 };
+	struct instance_proc p;
+	int r = instance_spawn(fx.host, &cfg, &p);
+	instance_clone_flags = saved;
+	assert_int_equal(r, 0);
+	char id[128];
+	wait_ready(p.channel_fd, id, sizeof(id));
+	struct snapshot_info info;
+	r = snapshot_dump(&p, img, &info);
+	instance_destroy(&p);
+	assert_int_equal(r, 0);
+	printf("dump without mount namespace: %.1f ms\n", info.dump_ms);
+	measure_restores(img, "no mount namespace");
 }
 
 /* A copy of the snapshot with one byte flipped, one file missing, or no
@@ -399,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_verify_accepts_fresh_snapshot),
 		cmocka_unit_test(test_restore_copies_serve_own_channel),
 		cmocka_unit_test(test_restore_timing),
+		cmocka_unit_test(test_restore_timing_without_mntns),
 		cmocka_unit_test(test_verify_rejects_corruption),
 		cmocka_unit_test(test_missing_criu_is_reported),
 	};
