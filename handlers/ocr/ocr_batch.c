@@ -170,7 +170,7 @@ static int ocr_page(struct ocr_ctx *c, struct ocr_doc *doc, int i,
 		return rc;
 	rc = ocr_engine_get(c->engines, deadline_ms - ocr_now_ms(), &e);
 	if (rc == 0) {
-		rc = ocr_engine_recognize(e, &bm, text);
+		rc = ocr_engine_recognize(e, &bm, deadline_ms - ocr_now_ms(), text);
 		ocr_engine_put(c->engines, e);
 	}
 	ocr_bitmap_fini(&bm);

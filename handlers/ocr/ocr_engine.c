@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,16 +135,42 @@ void ocr_engine_put(struct ocr_engines *p, struct ocr_engine *e)
 	pthread_mutex_unlock(&p->lock);
 }
 
-int ocr_engine_recognize(struct ocr_engine *e, const struct ocr_bitmap *bm,
-			 char **text)
+static int64_t mono_ms(void)
 {
-	char *t, *copy;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ocr_engine_recognize(struct ocr_engine *e, const struct ocr_bitmap *bm,
+			 int64_t timeout_ms, char **text)
+{
+	int64_t until = mono_ms() + timeout_ms;
+	ETEXT_DESC *monitor;
+	char *t = NULL, *copy;
+	int rc, late;
 	size_t len;
 
+	if (timeout_ms <= 0)
+		return -ETIMEDOUT;
+	if (timeout_ms > INT32_MAX)
+		timeout_ms = INT32_MAX;
+	monitor = TessMonitorCreate();
+	if (!monitor)
+		return -ENOMEM;
+	TessMonitorSetDeadlineMSecs(monitor, (int)timeout_ms);
 	TessBaseAPISetImage(e->api, bm->px, bm->w, bm->h, 1, bm->stride);
 	TessBaseAPISetSourceResolution(e->api, bm->dpi > 0 ? bm->dpi : 72);
-	t = TessBaseAPIGetUTF8Text(e->api);
+	rc = TessBaseAPIRecognize(e->api, monitor);
+	/* A passed deadline stops recognition early with partial text. */
+	late = mono_ms() >= until;
+	if (rc == 0 && !late)
+		t = TessBaseAPIGetUTF8Text(e->api);
 	TessBaseAPIClear(e->api);
+	TessMonitorDelete(monitor);
+	if (late)
+		return -ETIMEDOUT;
 	if (!t)
 		return -EIO;
 	len = strlen(t);

@@ -30,9 +30,10 @@ int ocr_engine_get(struct ocr_engines *p, int64_t timeout_ms,
 		   struct ocr_engine **out);
 void ocr_engine_put(struct ocr_engines *p, struct ocr_engine *e);
 
-/* Recognises the text of bm. *text is malloc'd, NUL-terminated, trailing
- * whitespace removed; the caller frees it. Returns 0, -EIO, -ENOMEM. */
+/* Recognises the text of bm within timeout_ms (Tesseract's monitor stops
+ * it). *text is malloc'd, NUL-terminated, trailing whitespace removed; the
+ * caller frees it. Returns 0, -ETIMEDOUT, -EIO, -ENOMEM. */
 int ocr_engine_recognize(struct ocr_engine *e, const struct ocr_bitmap *bm,
-			 char **text);
+			 int64_t timeout_ms, char **text);
 
 #endif

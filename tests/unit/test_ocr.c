@@ -218,7 +218,7 @@ static double cer(const char *ref, const char *got)
 
 /* --- test data made with MuPDF ------------------------------------------------ */
 
-static fz_buffer *pdf_data, *png_data;
+static fz_buffer *pdf_data, *png_data, *blank_png;
 
 static fz_buffer *make_pdf(fz_context *ctx)
 {
@@ -270,6 +270,19 @@ static fz_buffer *make_png(fz_context *ctx, fz_buffer *pdf)
 	fz_drop_pixmap(ctx, pix);
 	pdf_drop_document(ctx, doc);
 	fz_drop_stream(ctx, stm);
+	return png;
+}
+
+/* A white 300x200 grey PNG: a page without text. */
+static fz_buffer *make_blank_png(fz_context *ctx)
+{
+	fz_pixmap *pix = fz_new_pixmap_with_bbox(ctx, fz_device_gray(ctx),
+						 fz_make_irect(0, 0, 300, 200), NULL, 0);
+	fz_buffer *png;
+
+	fz_clear_pixmap_with_value(ctx, pix, 255);
+	png = fz_new_buffer_from_pixmap_as_png(ctx, pix, fz_default_color_params);
+	fz_drop_pixmap(ctx, pix);
 	return png;
 }
 
@@ -705,6 +718,102 @@ static void test_env_config_is_read(void **state)
 	assert_int_equal(cfg.max_pages, 50);
 }
 
+static void test_blank_image_gives_empty_text(void **state)
+{
+	char body[512];
+	cJSON *j;
+
+	(void)state;
+	snprintf(body, sizeof(body), "{\"input\": {\"images\": [\"%s\"]}}",
+		 url("/blank.png"));
+	j = post(body, 200);
+	assert_string_equal(output_at(j, 0), "");
+	cJSON_Delete(j);
+}
+
+static void test_deadline_passed_gives_504(void **state)
+{
+	char body[512];
+	cJSON *j;
+
+	(void)state;
+	snprintf(body, sizeof(body), "{\"input\": {\"pdfs\": [\"%s\"]}}",
+		 url("/doc.pdf"));
+	stub_time_left_ms = 0;
+	j = post(body, 504);
+	cJSON_Delete(j);
+	/* Enough for the download, too little for OCR of two pages. */
+	stub_time_left_ms = 60;
+	j = post(body, 504);
+	/* On a loaded machine the download itself may be what runs out. */
+	assert_true(strstr(cJSON_GetObjectItem(j, "detail")->valuestring, "deadline") ||
+		    strstr(cJSON_GetObjectItem(j, "detail")->valuestring, "timed out"));
+	cJSON_Delete(j);
+	stub_time_left_ms = 60000;
+}
+
+struct worker {
+	struct ocr_ctx *c;
+	const char *body;
+	int status;
+	char *out0;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct ocr_reply r;
+	cJSON *j;
+
+	if (ocr_batch_run(w->c, w->body, strlen(w->body), 60000, &r))
+		return NULL;
+	w->status = r.status;
+	j = cJSON_Parse(r.body);
+	if (j && cJSON_GetArrayItem(cJSON_GetObjectItem(j, "output"), 0))
+		w->out0 = strdup(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "output"), 0)
+					 ->valuestring);
+	cJSON_Delete(j);
+	ocr_reply_fini(&r);
+	return NULL;
+}
+
+/* instanceConcurrency > 1: four requests at once on two engines. */
+static void test_concurrent_requests_share_engine_pool(void **state)
+{
+	struct ocr_config cfg;
+	struct ocr_ctx *c;
+	struct worker w[4] = { { 0 } };
+	pthread_t t[4];
+	char body[2][512], err[256] = "";
+	int i;
+
+	(void)state;
+	ocr_config_load(&cfg, NULL);
+	cfg.engines = 2;
+	assert_int_equal(ocr_ctx_new(&cfg, &c, err, sizeof(err)), 0);
+	snprintf(body[0], sizeof(body[0]), "{\"input\": {\"pdfs\": [\"%s\"]}}",
+		 url("/doc.pdf"));
+	snprintf(body[1], sizeof(body[1]), "{\"input\": {\"images\": [\"%s\"]}}",
+		 url("/page1.png"));
+	for (i = 0; i < 4; i++) {
+		w[i].c = c;
+		w[i].body = body[i % 2];
+		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(w[i].status, 200);
+		assert_non_null(w[i].out0);
+		if (i % 2 == 0)
+			check_two_pages(w[i].out0, "PDF (concurrent)");
+		else
+			assert_true(cer(page_text(0), w[i].out0) <= 2.0);
+		free(w[i].out0);
+	}
+	ocr_ctx_free(c);
+}
+
 /* Throughput of render + OCR of the two rendered pages on one thread. */
 static void test_pages_per_second(void **state)
 {
@@ -741,6 +850,7 @@ static int make_data(void)
 	fz_try(ctx) {
 		pdf_data = make_pdf(ctx);
 		png_data = make_png(ctx, pdf_data);
+		blank_png = make_blank_png(ctx);
 	}
 	fz_catch(ctx) {
 		fprintf(stderr, "cannot make test data: %s\n", fz_caught_message(ctx));
@@ -753,6 +863,7 @@ static int make_data(void)
 	add_route("/doc.pdf", 200, NULL, pdf_data->data, pdf_data->len);
 	add_route("/pdf-as-image", 200, NULL, pdf_data->data, pdf_data->len);
 	add_route("/page1.png", 200, NULL, png_data->data, png_data->len);
+	add_route("/blank.png", 200, NULL, blank_png->data, blank_png->len);
 	add_route("/not-a-pdf.pdf", 200, NULL, not_pdf, sizeof(not_pdf) - 1);
 	add_route("/broken.pdf", 200, NULL, broken_pdf, sizeof(broken_pdf) - 1);
 	add_route("/garbage.png", 200, NULL, garbage, sizeof(garbage));
@@ -773,6 +884,9 @@ int main(void)
 		cmocka_unit_test(test_bad_requests_give_400_detail),
 		cmocka_unit_test(test_truncated_pdfs_never_crash),
 		cmocka_unit_test(test_limits_give_400),
+		cmocka_unit_test(test_blank_image_gives_empty_text),
+		cmocka_unit_test(test_deadline_passed_gives_504),
+		cmocka_unit_test(test_concurrent_requests_share_engine_pool),
 		cmocka_unit_test(test_pages_per_second),
 	};
 	int rc;
