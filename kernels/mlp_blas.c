@@ -15,9 +15,15 @@ int mlp_blas_forward(const struct mlp_net *net, const float *x, int batch,
 		const struct mlp_layer *L = &net->layers[l];
 		int last = l == net->n_layers - 1;
 		float *out = last ? y : scratch + (l & 1) * half;
-		/* out[batch][out] = in[batch][in] . W[out][in]^T */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, L->out,
-			    L->in, 1.0f, in, L->in, L->w, L->in, 0.0f, out, L->out);
+		/* out[batch][out] = in[batch][in] . W[out][in]^T. A single row
+		 * goes through GEMV: OpenBLAS's SGEMM with M = 1 runs the
+		 * blocked kernel and is several times slower there. */
+		if (batch == 1)
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, L->out, L->in, 1.0f, L->w,
+				    L->in, in, 1, 0.0f, out, 1);
+		else
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, L->out,
+				    L->in, 1.0f, in, L->in, L->w, L->in, 0.0f, out, L->out);
 		if (last) {
 			for (int r = 0; r < batch; r++)
 				cblas_saxpy(L->out, 1.0f, L->b, 1, out + (size_t)r * L->out, 1);
