@@ -65,8 +65,14 @@ static int run_criu(const char *what, char **argv, const struct spawn_fd *fds, u
 		const char *out = res->out ? res->out : "";
 		size_t n = strlen(out);
 		const char *tail = n > 2000 ? out + n - 2000 : out;
-		pr_err("criu %s failed (%s, status 0x%x); its output ends:\n%s", what,
-		       strerror(-ret), res->status, tail);
+		char how[64];
+		if (ret == -EIO && WIFSIGNALED(res->status))
+			snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(res->status));
+		else if (ret == -EIO)
+			snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(res->status));
+		else
+			snprintf(how, sizeof(how), "%s", strerror(-ret));
+		pr_err("criu %s failed (%s); its output ends:\n%s", what, how, tail);
 	}
 	return ret;
 }

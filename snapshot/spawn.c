@@ -208,13 +208,13 @@ void spawn_last_line(const struct spawn_result *res, const char *skip, char *lin
 		while (start > res->out && start[-1] != '\n')
 			start--;
 		size_t n = (size_t)(end - start);
-		if (n && !(skip && memmem(start, n, skip, strlen(skip)))) {
-			if (n >= len)
-				n = len - 1;
-			memcpy(line, start, n);
-			line[n] = '\0';
+		if (n >= len)
+			n = len - 1;
+		memcpy(line, start, n);
+		line[n] = '\0';
+		if (n && !(skip && strstr(line, skip)))
 			return;
-		}
+		line[0] = '\0';
 		end = start;
 	}
 }

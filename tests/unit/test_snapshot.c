@@ -21,11 +21,13 @@
 #include "mem.h"
 #include "snapshot/manifest.h"
 #include "snapshot/snapshot.h"
+#include "snapshot/spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <signal.h>
 #include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -398,6 +400,45 @@ static void test_verify_rejects_corruption(void **state)
 	printf("no manifest: %s\n", why);
 }
 
+/* A restore that criu refuses returns its error, leaves out empty and no
+ * process behind. */
+static void test_failed_restore_unwinds(void **state)
+{
+	(void)state;
+	char dir[160], cmd[700];
+	snprintf(dir, sizeof(dir), "%s/broken", fx.root);
+	snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s' && rm '%s/pstree.img'", fx.img, dir, dir);
+	assert_int_equal(system(cmd), 0);
+	struct instance_proc c;
+	assert_int_equal(snapshot_restore(dir, &c, NULL), -EIO);
+	assert_int_equal(c.pid, 0);
+	assert_int_equal(c.pidfd, -1);
+	assert_int_equal(c.channel_fd, -1);
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* no child left */
+	assert_int_equal(errno, ECHILD);
+}
+
+/* The spawn wrapper kills and reaps a child past its deadline, and keeps
+ * the tail of what it printed. */
+static void test_spawn_kills_on_timeout(void **state)
+{
+	(void)state;
+	char *argv[] = { "/bin/sh", "-c", "echo started; exec sleep 10", NULL };
+	struct spawn_result res;
+	double t0 = now_ms();
+	assert_int_equal(spawn_run(argv, NULL, 0, 200, &res), -ETIMEDOUT);
+	assert_true(now_ms() - t0 < 2000);
+	assert_true(WIFSIGNALED(res.status) && WTERMSIG(res.status) == SIGKILL);
+	char line[64];
+	spawn_last_line(&res, NULL, line, sizeof(line));
+	assert_string_equal(line, "started");
+	spawn_result_fini(&res);
+
+	char *missing[] = { "/nonexistent/criu", NULL };
+	assert_int_equal(spawn_run(missing, NULL, 0, 200, &res), -ENOENT);
+	spawn_result_fini(&res);
+}
+
 static void test_missing_criu_is_reported(void **state)
 {
 	(void)state;
@@ -436,6 +477,8 @@ int main(void)
 		cmocka_unit_test(test_restore_timing),
 		cmocka_unit_test(test_restore_timing_without_mntns),
 		cmocka_unit_test(test_verify_rejects_corruption),
+		cmocka_unit_test(test_failed_restore_unwinds),
+		cmocka_unit_test(test_spawn_kills_on_timeout),
 		cmocka_unit_test(test_missing_criu_is_reported),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
