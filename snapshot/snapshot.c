@@ -304,6 +304,7 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 	ret = read_fds_file(dir, &ff);
 	if (ret)
 		return ret;
+	ensure_rundir(); /* the pidfile goes there; cheap if it exists */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		ret = -errno;
 		pr_perror("socketpair");
