@@ -400,6 +400,32 @@ static void test_verify_rejects_corruption(void **state)
 	printf("no manifest: %s\n", why);
 }
 
+/* The copy's stdout/stderr reach the fresh log pipe: a malformed frame makes
+ * the host log an error there and exit. */
+static void test_restored_copy_logs_to_new_pipe(void **state)
+{
+	(void)state;
+	struct instance_proc c;
+	assert_int_equal(snapshot_restore(fx.img, &c, NULL), 0);
+	struct channel_hdr h = { .type = 99, .len = 0, .id = 0 };
+	assert_int_equal(write(c.channel_fd, &h, sizeof(h)), (ssize_t)sizeof(h));
+	char log[4096];
+	size_t got = 0;
+	while (got < sizeof(log) - 1) { /* until EOF: the copy exits */
+		struct pollfd pfd = { .fd = c.log_fd, .events = POLLIN };
+		assert_int_equal(poll(&pfd, 1, WAIT_MS), 1);
+		ssize_t n = read(c.log_fd, log + got, sizeof(log) - 1 - got);
+		assert_true(n >= 0);
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	log[got] = '\0';
+	if (!strstr(log, "malformed frame"))
+		fail_msg("log of the copy: '%s'", log);
+	instance_destroy(&c);
+}
+
 /* A restore that criu refuses returns its error, leaves out empty and no
  * process behind. */
 static void test_failed_restore_unwinds(void **state)
@@ -477,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_restore_timing),
 		cmocka_unit_test(test_restore_timing_without_mntns),
 		cmocka_unit_test(test_verify_rejects_corruption),
+		cmocka_unit_test(test_restored_copy_logs_to_new_pipe),
 		cmocka_unit_test(test_failed_restore_unwinds),
 		cmocka_unit_test(test_spawn_kills_on_timeout),
 		cmocka_unit_test(test_missing_criu_is_reported),
