@@ -138,11 +138,14 @@ int predict_model_mlp(struct predict_model *m, const void *data, size_t len,
 		goto free_buf;
 	pthread_mutex_init(&m->lock, NULL);
 	m->lock_ready = 1;
-	/* Warm-up: touches every weight page and all scratch, spins up the
-	 * BLAS threads or the CUDA context, so the snapshot holds them. */
+	/* Warm-up: a single row (GEMV) and a two-row pass (GEMM) touch every
+	 * weight page and start the BLAS threads or the CUDA context and
+	 * cuBLAS kernels, so the snapshot holds them; the scratch is touched
+	 * by hand, as a full max_batch pass costs seconds on GiB models. */
+	memset(m->scratch, 0, mlp_scratch_floats(&m->net, m->max_batch) * sizeof(float));
 	rc = predict_model_run(m, x, 1, y);
-	if (rc == 0)
-		rc = predict_model_run(m, x, m->max_batch, y);
+	if (rc == 0 && m->max_batch > 1)
+		rc = predict_model_run(m, x, 2, y);
 	if (rc < 0) {
 		fail(err, errlen, rc, "warm-up inference failed on the %s", predict_device_name(m));
 		predict_model_fini(m);

@@ -2,6 +2,7 @@
 HANDLER_EXTRA_predict = $(KERNELS_OBJ)
 HANDLER_LIBS_predict = $(KERNELS_LIBS) -lcjson -lm
 PREDICT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard handlers/predict/*.c))
+PREDICT_MODEL_OBJ := $(BUILD)/handlers/predict/model.o $(BUILD)/handlers/predict/safetensors.o
 $(BUILD)/handlers/predict/%.o: CFLAGS += $(KERNELS_CPPFLAGS)
 
 PREDICT_TOOLS := $(BUILD)/tools/gen_weights $(BUILD)/tests/bench/bench_predict
@@ -12,9 +13,9 @@ $(BUILD)/tools/gen_weights: tools/gen_weights.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lm
 
-$(BUILD)/tests/bench/bench_predict: tests/bench/bench_predict.c $(KERNELS_OBJ)
+$(BUILD)/tests/bench/bench_predict: tests/bench/bench_predict.c $(PREDICT_MODEL_OBJ) $(KERNELS_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(KERNELS_LIBS)
+	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(KERNELS_LIBS) -lcjson
 
 # The unit test links the handler's objects with a mock of the host SDK.
 $(BUILD)/tests/unit/test_predict: tests/unit/test_predict.c $(PREDICT_OBJ) $(KERNELS_OBJ)
