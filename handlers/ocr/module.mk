@@ -11,7 +11,8 @@
 # the host loads. The result is ~45 MB (MuPDF's built-in fonts).
 OCR_MUPDF_LIBS := -Wl,--exclude-libs,ALL -lmupdf -lmupdf-third -lmujs -lgumbo \
 	-lopenjp2 -ljbig2dec -ljpeg -lharfbuzz -lfreetype -lz
-HANDLER_LIBS_ocr := $(OCR_MUPDF_LIBS) -ltesseract -lcurl -lcjson -lpthread -lm
+# -lgomp: the handler caps the OpenMP threads Tesseract starts (omp_*).
+HANDLER_LIBS_ocr := $(OCR_MUPDF_LIBS) -ltesseract -lgomp -lcurl -lcjson -lpthread -lm
 
 OCR_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard handlers/ocr/*.c))
 # The generic .so rule's prerequisite list comes out empty here (its

@@ -69,6 +69,7 @@ void ocr_config_load(struct ocr_config *cfg, const char *(*lookup)(const char *)
 	cfg->connect_timeout_ms = 10000;
 	cfg->max_parallel = 8;
 	cfg->engines = 1;
+	cfg->omp_threads = 1;
 	cfg->lang = "eng";
 	if (!lookup)
 		return;
@@ -86,6 +87,8 @@ void ocr_config_load(struct ocr_config *cfg, const char *(*lookup)(const char *)
 		cfg->max_parallel = (long)v;
 	if (!parse_num(lookup("OCR_ENGINES"), 1, 256, &v))
 		cfg->engines = (size_t)v;
+	if (!parse_num(lookup("OCR_OMP_THREADS"), 0, 256, &v))
+		cfg->omp_threads = (int)v;
 	s = lookup("OCR_TESSDATA");
 	if (s && *s)
 		cfg->tessdata = s;
@@ -108,8 +111,8 @@ int ocr_ctx_new(const struct ocr_config *cfg, struct ocr_ctx **out, char *err,
 		snprintf(err, errlen, "cannot make the MuPDF context");
 		goto free_ctx;
 	}
-	rc = ocr_engines_new(cfg->engines, cfg->tessdata, cfg->lang, &c->engines,
-			     err, errlen);
+	rc = ocr_engines_new(cfg->engines, cfg->tessdata, cfg->lang,
+			     cfg->omp_threads, &c->engines, err, errlen);
 	if (rc < 0)
 		goto free_render;
 	*out = c;

@@ -28,6 +28,7 @@ struct ocr_config {
 	int64_t connect_timeout_ms; /* OCR_CONNECT_TIMEOUT_MS, 10 s */
 	long max_parallel;         /* OCR_MAX_PARALLEL downloads, 8 */
 	size_t engines;            /* OCR_ENGINES: Tesseract instances, 1 */
+	int omp_threads;           /* OCR_OMP_THREADS per recognition, 1; 0: OpenMP's */
 	const char *tessdata;      /* OCR_TESSDATA (borrowed), NULL: Debian's */
 	const char *lang;          /* OCR_LANG (borrowed), "eng" */
 };

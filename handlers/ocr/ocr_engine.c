@@ -11,10 +11,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <omp.h>
 #include <tesseract/capi.h>
 
 struct ocr_engine {
 	TessBaseAPI *api;
+	int omp_threads;
 	struct ocr_engine *next_free;
 };
 
@@ -45,7 +47,8 @@ static int engine_init(struct ocr_engine *e, const char *tessdata,
 }
 
 int ocr_engines_new(size_t n, const char *tessdata, const char *lang,
-		    struct ocr_engines **out, char *err, size_t errlen)
+		    int omp_threads, struct ocr_engines **out, char *err,
+		    size_t errlen)
 {
 	struct ocr_engines *p;
 	size_t i;
@@ -69,6 +72,7 @@ int ocr_engines_new(size_t n, const char *tessdata, const char *lang,
 		rc = engine_init(&p->all[i], tessdata, lang, err, errlen);
 		if (rc < 0)
 			goto fail_engines;
+		p->all[i].omp_threads = omp_threads;
 		p->all[i].next_free = p->free_list;
 		p->free_list = &p->all[i];
 		p->n = i + 1;
@@ -160,6 +164,13 @@ int ocr_engine_recognize(struct ocr_engine *e, const struct ocr_bitmap *bm,
 	if (!monitor)
 		return -ENOMEM;
 	TessMonitorSetDeadlineMSecs(monitor, (int)timeout_ms);
+	if (e->omp_threads > 0) {
+		/* Tesseract's num_threads(4) clauses override omp_set_num_threads;
+		 * with dynamic adjustment on, libgomp caps a region at
+		 * nthreads-var. Both are per-thread settings, hence here. */
+		omp_set_dynamic(1);
+		omp_set_num_threads(e->omp_threads);
+	}
 	TessBaseAPISetImage(e->api, bm->px, bm->w, bm->h, 1, bm->stride);
 	TessBaseAPISetSourceResolution(e->api, bm->dpi > 0 ? bm->dpi : 72);
 	rc = TessBaseAPIRecognize(e->api, monitor);

@@ -19,9 +19,14 @@ struct ocr_engine;
 #define OCR_TESSDATA_DEFAULT "/usr/share/tesseract-ocr/5/tessdata"
 
 /* Makes n engines for lang from tessdata (NULL: the default above).
+ * omp_threads > 0 caps the OpenMP threads Tesseract's LSTM starts for each
+ * parallel region (set on the calling thread before every recognition);
+ * 0 leaves OpenMP's defaults. Tesseract asks for 4 threads per LSTM step,
+ * which on a shared machine runs several times slower than 1.
  * Returns 0, -ENOENT (model not loadable; err says why), -ENOMEM. */
 int ocr_engines_new(size_t n, const char *tessdata, const char *lang,
-		    struct ocr_engines **out, char *err, size_t errlen);
+		    int omp_threads, struct ocr_engines **out, char *err,
+		    size_t errlen);
 void ocr_engines_free(struct ocr_engines *p);
 
 /* Takes a free engine, waiting at most timeout_ms. Returns 0 or
