@@ -1,6 +1,7 @@
 #define LOG_PREFIX "loop: "
 #include "loop.h"
 #include "conn.h"
+#include "jobs.h"
 #include "log.h"
 #include "mem.h"
 #include "pool.h"
@@ -110,6 +111,7 @@ int shard_init(struct shard *sh, unsigned id)
 		return ret;
 	}
 	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
+	pthread_mutex_init(&sh->done_lock, NULL);
 	setup_buf_ring(sh);
 	return 0;
 }
@@ -213,7 +215,11 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
 		instance_on_log(ptr, cqe->res);
 		break;
 	case OP_WAKE:
-		sh->stopping = true;
+		jobs_complete(sh);
+		if (atomic_load(&server.stopping))
+			sh->stopping = true;
+		else
+			arm_wake(sh);
 		break;
 	}
 }

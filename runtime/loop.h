@@ -13,6 +13,8 @@
 #include "server.h"
 #include "timer.h"
 
+struct job;
+
 /* user_data = pointer | tag (objects are 8-byte aligned). */
 enum op_tag {
 	OP_TIMEOUT = 0, /* ptr: shard; user_data 0 = ignore */
@@ -22,7 +24,7 @@ enum op_tag {
 	OP_INST_RECV,   /* ptr: instance */
 	OP_INST_SEND,   /* ptr: instance */
 	OP_INST_LOG,    /* ptr: instance */
-	OP_WAKE,        /* ptr: shard (eventfd: stop) */
+	OP_WAKE,        /* ptr: shard (eventfd: stop, or jobs done) */
 };
 #define OP_TAG_MASK 7ULL
 #define OP_DATA(ptr, tag) ((uint64_t)(uintptr_t)(ptr) | (uint64_t)(tag))
@@ -33,7 +35,9 @@ struct shard {
 	unsigned id;
 	struct io_uring ring;
 	int listen_fd;
-	int wake_fd; /* eventfd: the main thread writes to stop the loop */
+	int wake_fd; /* eventfd: stop (server.stopping) or finished jobs */
+	pthread_mutex_t done_lock;
+	struct job *done_jobs; /* finished jobs whose done() is due here */
 	uint64_t wake_val;
 	bool accept_armed;
 	/* provided buffers for multishot recv (when the kernel has them) */

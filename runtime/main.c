@@ -21,6 +21,8 @@ static const char usage_serve[] =
 	"  --idle-timeout MS     close idle keep-alive connections (default 60000)\n"
 	"  --max-connections N   503 past it (default 20000)\n"
 	"  --no-access-log       no JSON line per request\n"
+	"  --no-snapshots        never checkpoint: every instance cold starts\n"
+	"  --snapshot-dir DIR    snapshot images (default /dev/shm/thaw-<id>: a tmpfs)\n"
 	"  --verbose             debug logging\n";
 
 static int parse_uint(const char *s, const char *what, unsigned *out)
@@ -51,6 +53,8 @@ static int cmd_serve(int argc, char **argv)
 		{ "idle-timeout", required_argument, 0, 'I' },
 		{ "max-connections", required_argument, 0, 'C' },
 		{ "no-access-log", no_argument, 0, 'q' },
+		{ "no-snapshots", no_argument, 0, 'N' },
+		{ "snapshot-dir", required_argument, 0, 'D' },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -70,6 +74,8 @@ static int cmd_serve(int argc, char **argv)
 		case 'I': bad |= parse_uint(optarg, "--idle-timeout", &o->idle_timeout_ms); break;
 		case 'C': bad |= parse_uint(optarg, "--max-connections", &o->max_connections); break;
 		case 'q': o->access_log = false; break;
+		case 'N': o->no_snapshots = true; break;
+		case 'D': o->snapshot_dir = optarg; break;
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'h': fputs(usage_serve, stdout); return 0;
 		default: bad = 1;

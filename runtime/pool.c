@@ -5,6 +5,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
+#include "snapshot/snapshot.h"
 
 #include <errno.h>
 #include <math.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,14 +131,39 @@ static void init_timeout(struct timer *t)
 	kill_instance(in, 503, msg);
 }
 
-static struct instance *start_instance(struct pool *p)
+static struct instance *new_instance(struct pool *p)
 {
-	struct function *fn = p->fn;
 	struct instance *in = xcalloc(1, sizeof(*in));
 	in->pool = p;
 	in->state = I_STARTING;
-	in->slots = xcalloc(fn->cfg.instance_concurrency, sizeof(*in->slots));
+	in->slots = xcalloc(p->fn->cfg.instance_concurrency, sizeof(*in->slots));
 	in->started_ns = now_ns();
+	in->proc = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = -1, .log_fd = -1 };
+	return in;
+}
+
+/* Counts a new instance in its pool as starting. */
+static void add_instance(struct pool *p, struct instance *in)
+{
+	in->next = p->instances;
+	p->instances = in;
+	p->n_live++;
+	p->n_starting++;
+	gauge_move(in, -1);
+}
+
+static void watch_instance(struct instance *in)
+{
+	arm_recv(in);
+	arm_log(in);
+	timer_set(&in->pool->sh->timers, &in->init_timer,
+		  now_ns() + (int64_t)server.opt.init_timeout_s * 1000000000, init_timeout);
+}
+
+static struct instance *start_cold(struct pool *p)
+{
+	struct function *fn = p->fn;
+	struct instance *in = new_instance(p);
 	int ret = instance_spawn(server.opt.instance_bin, &fn->cfg, &in->proc);
 	if (ret) {
 		char msg[256];
@@ -148,17 +175,164 @@ static struct instance *start_instance(struct pool *p)
 		return NULL;
 	}
 	atomic_fetch_add(&fn->metrics.starts[START_COLD], 1);
-	in->next = p->instances;
-	p->instances = in;
-	p->n_live++;
-	p->n_starting++;
-	gauge_move(in, -1);
-	arm_recv(in);
-	arm_log(in);
-	timer_set(&p->sh->timers, &in->init_timer,
-		  now_ns() + (int64_t)server.opt.init_timeout_s * 1000000000, init_timeout);
+	add_instance(p, in);
+	watch_instance(in);
 	pr_debug("%s: starting instance pid %d", fn->cfg.name, in->proc.pid);
 	return in;
+}
+
+/* --- snapshots ---------------------------------------------------------- */
+
+static void restore_run(struct job *j)
+{
+	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
+	char why[256];
+	/* never start a copy from damaged images: verify first (off the loop) */
+	in->job_ret = snapshot_verify(in->pool->fn->snap_dir, why, sizeof(why));
+	if (in->job_ret)
+		pr_err("%s: snapshot refused: %s", in->pool->fn->cfg.name, why);
+	else
+		in->job_ret = snapshot_restore(in->pool->fn->snap_dir, &in->proc, NULL);
+}
+
+static void restore_done(struct job *j)
+{
+	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
+	struct pool *p = in->pool;
+	in->ops--;
+	if (in->state == I_DEAD || p->sh->stopping) {
+		kill_instance(in, 503, "stopped while restoring");
+		maybe_free(in);
+		return;
+	}
+	if (in->job_ret) {
+		/* fall back to cold starts for good: a broken snapshot is never retried */
+		atomic_store(&p->fn->snap_state, SNAP_OFF);
+		pr_err("%s: restore failed (%s): cold starts from now on", p->fn->cfg.name,
+		       strerror(-in->job_ret));
+		kill_instance(in, 503, "restore failed");
+		maybe_free(in);
+		scale_up(p);
+		return;
+	}
+	atomic_fetch_add(&p->fn->metrics.starts[START_RESTORE], 1);
+	channel_put_hdr(&in->pending, CH_RESTORED, 0, 0);
+	watch_instance(in);
+	flush(in);
+}
+
+static struct instance *start_restore(struct pool *p)
+{
+	struct instance *in = new_instance(p);
+	in->restored = true;
+	add_instance(p, in);
+	in->job = (struct job){ .run = restore_run, .done = restore_done, .sh = p->sh };
+	in->ops++;
+	jobs_submit(&in->job);
+	return in;
+}
+
+/* A restore when the function has a snapshot, a cold start otherwise; none
+ * while the snapshot is being taken (the dump finishing starts them). */
+static struct instance *start_instance(struct pool *p)
+{
+	switch (atomic_load(&p->fn->snap_state)) {
+	case SNAP_TAKING:
+		return NULL;
+	case SNAP_READY:
+		return start_restore(p);
+	default:
+		return start_cold(p);
+	}
+}
+
+static void dump_run(struct job *j)
+{
+	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
+	struct snapshot_info info;
+	const char *dir = in->pool->fn->snap_dir;
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "%d", in->proc.pid);
+	in->job_ret = snapshot_dump(&in->proc, dir, &info);
+	if (!in->job_ret)
+		pr_info("%s: snapshot of pid %s in %s: %.1f MiB in %u files, dump %.1f ms, manifest %.1f ms",
+			in->pool->fn->cfg.name, cmd, dir, (double)info.image_bytes / 1048576.0,
+			info.n_files, info.dump_ms, info.manifest_ms);
+}
+
+static void dump_done(struct job *j)
+{
+	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
+	struct pool *p = in->pool;
+	in->ops--;
+	in->snapshotting = false;
+	atomic_store(&p->fn->snap_state, in->job_ret ? SNAP_OFF : SNAP_READY);
+	if (in->job_ret)
+		pr_err("%s: snapshot failed (%s): cold starts only", p->fn->cfg.name,
+		       strerror(-in->job_ret));
+	/* criu stopped the dumped process: its channel EOF retires it */
+	if (in->state == I_DEAD) {
+		maybe_free(in);
+	} else if (!in->job_ret) {
+		kill_instance(in, 503, "checkpointed");
+	}
+	unsigned keep = p->fn->cfg.scaling.min_instances ? p->fn->cfg.scaling.min_instances : 1;
+	while (!p->sh->stopping && p->n_live < keep && start_instance(p))
+		;
+	scale_up(p);
+	drain_queue(p);
+}
+
+static void rm_rf(const char *dir)
+{
+	char *argv[] = { "rm", "-rf", "--", (char *)dir, NULL };
+	pid_t pid = fork();
+	if (pid == 0) {
+		execv("/bin/rm", argv);
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+}
+
+static void start_dump(struct instance *in)
+{
+	struct function *fn = in->pool->fn;
+	rm_rf(fn->snap_dir);
+	mkdir(server.opt.snapshot_dir, 0700);
+	if (mkdir(fn->snap_dir, 0700) < 0) {
+		pr_perror("%s: snapshot dir %s", fn->cfg.name, fn->snap_dir);
+		in->snapshotting = false;
+		atomic_store(&fn->snap_state, SNAP_OFF);
+		return;
+	}
+	in->job = (struct job){ .run = dump_run, .done = dump_done, .sh = in->pool->sh };
+	in->ops++;
+	jobs_submit(&in->job);
+}
+
+/* The first cold instance of a function is warmed (fc.yaml warmup) and
+ * checkpointed; its copies then serve. */
+static bool take_snapshot(struct instance *in)
+{
+	struct function *fn = in->pool->fn;
+	int expected = SNAP_NONE;
+	if (in->restored || !server.snapshots || !fn->cfg.snapshot ||
+	    !atomic_compare_exchange_strong(&fn->snap_state, &expected, SNAP_TAKING))
+		return false;
+	in->snapshotting = true;
+	if (!fn->cfg.has_warmup) {
+		start_dump(in);
+		return true;
+	}
+	struct config_warmup *w = &fn->cfg.warmup;
+	in->warmup_id = ++in->next_id;
+	in->slots[0] = (struct inst_slot){ .id = in->warmup_id, .conn = NULL };
+	in->inflight++;
+	channel_put_request(&in->pending, in->warmup_id, w->method, w->path, strlen(w->path), "",
+			    0, "warmup", 0, NULL, 0, w->body ? w->body : "", w->body_len);
+	flush(in);
+	return true;
 }
 
 void pool_warm(struct pool *p)
@@ -180,12 +354,13 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 	gauge_move(in, before);
 	snprintf(in->id, sizeof(in->id), "%.*s", (int)len, payload);
 	int64_t took = now_ns() - in->started_ns;
-	histogram_observe(&p->fn->metrics.init, took);
+	histogram_observe(in->restored ? &p->fn->metrics.restore : &p->fn->metrics.init, took);
 	in->idle_since_ns = now_ns();
 	atomic_store(&p->fn->state, FN_READY);
-	pr_info("%s: instance %s (pid %d) ready in %.1f ms", p->fn->cfg.name, in->id, in->proc.pid,
-		(double)took / 1e6);
-	drain_queue(p);
+	pr_info("%s: instance %s (pid %d) %s in %.1f ms", p->fn->cfg.name, in->id, in->proc.pid,
+		in->restored ? "restored" : "ready", (double)took / 1e6);
+	if (!take_snapshot(in))
+		drain_queue(p);
 }
 
 static void on_init_failed(struct instance *in, const char *payload, size_t len)
@@ -266,7 +441,8 @@ static struct instance *free_instance(struct pool *p)
 {
 	struct instance *best = NULL;
 	for (struct instance *in = p->instances; in; in = in->next)
-		if (in->state == I_READY && in->inflight < p->fn->cfg.instance_concurrency &&
+		if (in->state == I_READY && !in->snapshotting &&
+		    in->inflight < p->fn->cfg.instance_concurrency &&
 		    (!best || in->inflight < best->inflight))
 			best = in;
 	return best;
@@ -427,6 +603,14 @@ static void on_response(struct instance *in, uint64_t id, const char *payload, s
 	gauge_move(in, before);
 	if (!in->inflight)
 		in->idle_since_ns = now_ns();
+	if (id == in->warmup_id) {
+		in->warmup_id = 0;
+		struct channel_response wr;
+		if (channel_decode_response(payload, len, &wr) == 0)
+			pr_info("%s: warmup answered %u", in->pool->fn->cfg.name, wr.status);
+		start_dump(in);
+		return;
+	}
 	struct channel_response r;
 	if (channel_decode_response(payload, len, &r) < 0) {
 		if (c) {
@@ -469,7 +653,10 @@ void instance_on_recv(struct instance *in, int res)
 		return;
 	}
 	if (res <= 0) {
-		kill_instance(in, 502, res == 0 ? "instance exited" : "instance channel failed");
+		if (in->snapshotting) /* criu stops the process it dumped */
+			kill_instance(in, 503, "checkpointed");
+		else
+			kill_instance(in, 502, res == 0 ? "instance exited" : "instance channel failed");
 		return;
 	}
 	in->in.len += (size_t)res;

@@ -17,6 +17,7 @@
 
 #include "buf.h"
 #include "instance.h"
+#include "jobs.h"
 #include "timer.h"
 
 struct shard;
@@ -35,6 +36,10 @@ struct instance {
 	struct instance_proc proc;
 	enum inst_state state;
 	bool restored;
+	bool snapshotting;  /* being dumped: takes no requests */
+	uint64_t warmup_id; /* the fc.yaml warmup request in flight, or 0 */
+	struct job job;     /* the restore or dump under way (counted in ops) */
+	int job_ret;
 	unsigned ops; /* io_uring operations in flight */
 	bool recv_armed, send_inflight, log_armed;
 	struct buf in, out;

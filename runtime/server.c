@@ -1,9 +1,11 @@
 #define LOG_PREFIX "server: "
 #include "server.h"
 #include "http.h"
+#include "jobs.h"
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
+#include "snapshot/snapshot.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -139,6 +141,8 @@ int server_add_function(struct config *cfg, struct function **out)
 	fn->index = n;
 	pthread_mutex_init(&fn->lock, NULL);
 	atomic_store(&fn->state, FN_STARTING);
+	snprintf(fn->snap_dir, sizeof(fn->snap_dir), "%s/%s", server.opt.snapshot_dir, fn->cfg.name);
+	atomic_store(&fn->snap_state, server.snapshots && fn->cfg.snapshot ? SNAP_NONE : SNAP_OFF);
 	server.functions[n] = fn;
 	atomic_store(&server.n_functions, n + 1); /* publish after the slot is filled */
 	if (out)
@@ -202,6 +206,30 @@ void function_error(struct function *fn, char *out, size_t len)
 	pthread_mutex_unlock(&fn->lock);
 }
 
+/* Snapshot images live on a tmpfs, one folder per daemon state dir. */
+static void probe_snapshots(void)
+{
+	static char dir[64];
+	if (!server.opt.snapshot_dir) {
+		uint32_t h = 2166136261u; /* FNV-1a of the state dir */
+		for (const char *p = server.opt.state_dir; *p; p++)
+			h = (h ^ (unsigned char)*p) * 16777619u;
+		snprintf(dir, sizeof(dir), "/dev/shm/thaw-%08x", h);
+		server.opt.snapshot_dir = dir;
+	}
+	if (server.opt.no_snapshots) {
+		pr_info("snapshots off: --no-snapshots; instances cold start");
+		return;
+	}
+	char why[256];
+	if (snapshot_probe(why, sizeof(why))) {
+		pr_warn("%s; instances cold start", why);
+		return;
+	}
+	server.snapshots = true;
+	pr_info("snapshots on: images in %s", server.opt.snapshot_dir);
+}
+
 static void raise_fd_limit(void)
 {
 	struct rlimit r;
@@ -227,6 +255,9 @@ int server_run(void)
 		return -ENOENT;
 	}
 	http_set_max_header_size(o->max_header_bytes);
+	probe_snapshots();
+	if ((ret = jobs_start(2)))
+		return ret;
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	if (o->functions_dir) {
@@ -260,8 +291,12 @@ int server_run(void)
 		if (write(server.shards[i]->wake_fd, &one, sizeof(one)) < 0)
 			pr_perror("wake");
 	}
-	for (unsigned i = 0; i < server.n_shards; i++) {
+	for (unsigned i = 0; i < server.n_shards; i++)
 		pthread_join(server.shards[i]->thread, NULL);
+	/* restores still under way end here: their done() kills the copies */
+	jobs_stop();
+	for (unsigned i = 0; i < server.n_shards; i++) {
+		jobs_complete(server.shards[i]);
 		shard_fini(server.shards[i]);
 	}
 	return 0;

@@ -21,6 +21,10 @@
 #define MAX_SHARDS 64
 
 enum fn_state { FN_STARTING, FN_READY, FN_FAILED };
+/* NONE: not taken yet; TAKING: the first instance is being dumped (pools
+ * wait rather than cold-start); READY: instances start by restore; OFF: cold
+ * starts only (snapshots off, disabled in fc.yaml, or the snapshot failed). */
+enum snap_state { SNAP_NONE, SNAP_TAKING, SNAP_READY, SNAP_OFF };
 
 struct function {
 	struct config cfg;
@@ -30,6 +34,8 @@ struct function {
 	pthread_mutex_t lock; /* guards init_error */
 	char init_error[512];
 	struct fn_metrics metrics;
+	atomic_int snap_state; /* enum snap_state */
+	char snap_dir[4096];   /* set before snap_state becomes TAKING */
 };
 
 struct shard;
@@ -47,6 +53,8 @@ struct server_options {
 	unsigned max_connections;   /* per daemon: 20000 */
 	unsigned init_timeout_s;    /* handler init: 300 s */
 	bool access_log;            /* a JSON line per request on stderr */
+	bool no_snapshots;          /* --no-snapshots: cold starts only */
+	const char *snapshot_dir;   /* images, on a tmpfs: /dev/shm/thaw-<id> */
 	char instance_bin[4096];    /* thaw-instance beside the thaw binary */
 };
 
@@ -60,6 +68,7 @@ struct server {
 	unsigned n_shards;
 	struct server_metrics metrics;
 	atomic_bool stopping;
+	bool snapshots; /* CRIU usable (probed at start) */
 	int64_t start_ns;
 };
 
