@@ -275,6 +275,8 @@ static void dump_done(struct job *j)
 		maybe_free(in);
 	} else if (!in->job_ret) {
 		kill_instance(in, 503, "checkpointed");
+	} else {
+		atomic_store(&p->fn->state, FN_READY); /* it serves on, uncheckpointed */
 	}
 	unsigned keep = p->fn->cfg.scaling.min_instances ? p->fn->cfg.scaling.min_instances : 1;
 	while (!p->sh->stopping && p->n_live < keep && start_instance(p))
@@ -356,11 +358,12 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 	int64_t took = now_ns() - in->started_ns;
 	histogram_observe(in->restored ? &p->fn->metrics.restore : &p->fn->metrics.init, took);
 	in->idle_since_ns = now_ns();
-	atomic_store(&p->fn->state, FN_READY);
 	pr_info("%s: instance %s (pid %d) %s in %.1f ms", p->fn->cfg.name, in->id, in->proc.pid,
 		in->restored ? "restored" : "ready", (double)took / 1e6);
-	if (!take_snapshot(in))
-		drain_queue(p);
+	if (take_snapshot(in))
+		return; /* ready once a copy of the snapshot serves */
+	atomic_store(&p->fn->state, FN_READY);
+	drain_queue(p);
 }
 
 static void on_init_failed(struct instance *in, const char *payload, size_t len)
@@ -555,7 +558,9 @@ static void scale_up(struct pool *p)
 	while (!failed_recently(p) && p->q_len > p->n_starting * conc && p->n_live < max)
 		if (!start_instance(p))
 			break;
-	if (!p->n_live && p->q_len) /* nothing can start: fail the queue */
+	/* nothing can start: fail the queue (unless a snapshot being taken
+	 * will start instances when it is done) */
+	if (!p->n_live && p->q_len && atomic_load(&p->fn->snap_state) != SNAP_TAKING)
 		while (p->q_head) {
 			struct conn *c = p->q_head;
 			char msg[512];
@@ -760,7 +765,10 @@ static void kill_instance(struct instance *in, int status, const char *why)
 		c->inst = NULL;
 		conn_respond_error(c, status, "function %s: %s", p->fn->cfg.name, why);
 	}
-	pr_warn("%s: instance pid %d stopped: %s", p->fn->cfg.name, in->proc.pid, why);
+	if (status == 503)
+		pr_info("%s: instance pid %d stopped: %s", p->fn->cfg.name, in->proc.pid, why);
+	else
+		pr_warn("%s: instance pid %d stopped: %s", p->fn->cfg.name, in->proc.pid, why);
 	/* the recv and log reads complete with EOF now; the last one frees in */
 	unsigned keep = p->fn->cfg.scaling.min_instances ? p->fn->cfg.scaling.min_instances : 1;
 	if (status != 503 && !p->sh->stopping && p->n_live < keep && !failed_recently(p))
