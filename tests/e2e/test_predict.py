@@ -56,6 +56,17 @@ def forward(tensors, x):
             return [v / s for v in e]
 
 
+def settle(d, fn, body, limit=30):
+    """Waits out the function's first checkpoint: the daemon reports ready
+    when init ends but answers 503 while it is dumping the warm instance."""
+    deadline = time.time() + limit
+    while True:
+        r = d.request("POST", "/v1/models/%s:predict" % fn, body=body)
+        if r.status != 503 or time.time() > deadline:
+            return r
+        time.sleep(0.1)
+
+
 def close(a, b, rel=1e-5):
     return len(a) == len(b) and all(abs(p - q) <= rel * abs(q) + 1e-7 for p, q in zip(a, b))
 
@@ -65,6 +76,8 @@ weights = os.path.join(d.fn_dir, "mlp", "w.safetensors")
 subprocess.run([GEN, weights, "--layers", ",".join(map(str, LAYERS)), "--seed", "7"],
                check=True, stdout=subprocess.DEVNULL)
 with d:
+    settle(d, "half", b'{"instances": [0]}')
+    settle(d, "mlp", json.dumps({"instances": [[0] * LAYERS[0]]}).encode())
     # half_plus_two: TF Serving's own example, byte for byte
     r = d.request("POST", "/v1/models/half:predict", body=b'{"instances": [1.0, 2.0, 5.0]}',
                   headers={"Content-Type": "application/json"})
@@ -107,6 +120,8 @@ with d:
     r = d.request("GET", "/v1/models/mlp/metadata")
     check(r.status == 200 and '"size": "8"' in json.dumps(r.json()), "mlp metadata has the input width", r)
     check("predict: mlp 3 layers" in d.logs(), "init logs the network and device")
+    if "pool: mlp: snapshot of pid" in d.logs():  # CRIU present: answers came from a restored copy
+        check("restored in" in d.logs(), "mlp served by an instance restored from its snapshot")
 
 # a corrupt weights file: init fails with the parser's message, no crash
 d = Daemon({"broken": BROKEN}, wait_ready=False)
