@@ -15,10 +15,6 @@ OCR_MUPDF_LIBS := -Wl,--exclude-libs,ALL -lmupdf -lmupdf-third -lmujs -lgumbo \
 HANDLER_LIBS_ocr := $(OCR_MUPDF_LIBS) -ltesseract -lgomp -lcurl -lcjson -lpthread -lm
 
 OCR_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard handlers/ocr/*.c))
-# The generic .so rule's prerequisite list comes out empty here (its
-# patsubst '%' gets the stem under .SECONDEXPANSION), so name the objects;
-# $^ drops duplicates should that rule be fixed.
-HANDLER_EXTRA_ocr := $(OCR_OBJ)
 # Keep the objects make would treat as intermediate and delete.
 .SECONDARY: $(OCR_OBJ)
 

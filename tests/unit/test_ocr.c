@@ -920,7 +920,33 @@ static int make_data(void)
 	return rc;
 }
 
-int main(void)
+/* --write-data DIR: the test's documents and their text, for
+ * tests/e2e/test_ocr.py (which has no MuPDF of its own). */
+static int write_file(const char *dir, const char *name, const void *p, size_t n)
+{
+	char path[4096];
+	FILE *f;
+	int ok;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "wb");
+	if (!f)
+		return -errno;
+	ok = fwrite(p, 1, n, f) == n;
+	return fclose(f) == 0 && ok ? 0 : -EIO;
+}
+
+static int write_data(const char *dir)
+{
+	if (make_data())
+		return 1;
+	return write_file(dir, "doc.pdf", pdf_data->data, pdf_data->len) ||
+	       write_file(dir, "page1.png", png_data->data, png_data->len) ||
+	       write_file(dir, "page1.txt", page_text(0), strlen(page_text(0))) ||
+	       write_file(dir, "page2.txt", page_text(1), strlen(page_text(1)));
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_health_answers_healthy),
@@ -938,6 +964,8 @@ int main(void)
 	};
 	int rc;
 
+	if (argc == 3 && !strcmp(argv[1], "--write-data"))
+		return write_data(argv[2]);
 	if (access(OCR_TESSDATA_DEFAULT "/eng.traineddata", R_OK) && !getenv("OCR_TESSDATA")) {
 		printf("no Tesseract English model in " OCR_TESSDATA_DEFAULT "\n");
 		return 77;
