@@ -28,18 +28,31 @@ static int on_message_begin(http_parser *p)
 	return 0;
 }
 
-/* Pieces of one element arrive adjacent in in: extend the span. */
-static void extend(struct http_req *r, struct http_span *s, const char *at, size_t len)
+/* Pieces of one element arrive adjacent in in: extend the span. Returns
+ * false when the piece is not adjacent: http-parser reports an obs-fold
+ * continuation line as a second piece of the value, with CRLF SP between. */
+static bool extend(struct http_req *r, struct http_span *s, const char *at, size_t len)
 {
 	if (s->len == 0)
 		s->off = off_of(r, at);
+	else if (off_of(r, at) != s->off + s->len)
+		return false;
 	s->len += (uint32_t)len;
+	return true;
+}
+
+/* RFC 9110 tchar: http-parser (built lenient) lets a space through in names. */
+static bool is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
 static int on_url(http_parser *p, const char *at, size_t len)
 {
 	struct http_req *r = REQ(p);
-	extend(r, &r->url, at, len);
+	if (!extend(r, &r->url, at, len))
+		return fail(r, 400, "malformed request target");
 	if (r->url.len > HTTP_MAX_URL)
 		return fail(r, 414, "request target too long");
 	return 0;
@@ -48,21 +61,32 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
 	struct http_req *r = REQ(p);
+	/* Chunked trailers come after the head; their bytes are dropped with
+	 * the body, so views could not outlive them: trailers are ignored. */
+	if (r->headers_done)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!is_tchar((unsigned char)at[i]))
+			return fail(r, 400, "invalid character in header field name");
 	if (r->in_value || r->n_headers == 0) {
 		if (r->n_headers == HTTP_MAX_HEADERS)
 			return fail(r, 431, "too many header fields");
 		memset(&r->headers[r->n_headers++], 0, sizeof(r->headers[0]));
 		r->in_value = false;
 	}
-	extend(r, &r->headers[r->n_headers - 1].name, at, len);
+	if (!extend(r, &r->headers[r->n_headers - 1].name, at, len))
+		return fail(r, 400, "malformed header field name");
 	return 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
 	struct http_req *r = REQ(p);
+	if (r->headers_done)
+		return 0;
 	r->in_value = true;
-	extend(r, &r->headers[r->n_headers - 1].value, at, len);
+	if (!extend(r, &r->headers[r->n_headers - 1].value, at, len))
+		return fail(r, 400, "obsolete header line folding");
 	return 0;
 }
 
@@ -71,6 +95,16 @@ static int on_headers_complete(http_parser *p)
 	struct http_req *r = REQ(p);
 	if (p->method == HTTP_CONNECT)
 		return fail(r, 501, "CONNECT is not supported");
+	/* HTTP/0.9 (no version) and 2.0 (a prior-knowledge preface) are not ours */
+	if (p->http_major != 1)
+		return fail(r, 400, "unsupported HTTP version");
+	/* http-parser skips leading whitespace of a value but keeps trailing */
+	for (unsigned i = 0; i < r->n_headers; i++) {
+		struct http_span *v = &r->headers[i].value;
+		while (v->len && (r->in.data[v->off + v->len - 1] == ' ' ||
+				  r->in.data[v->off + v->len - 1] == '\t'))
+			v->len--;
+	}
 	r->headers_done = true;
 	struct http_span v;
 	r->expect_continue = http_req_header(r, "expect", &v) && v.len == 12 &&
@@ -150,6 +184,14 @@ enum http_step http_req_parse(struct http_req *r)
 		return HTTP_ERROR;
 	if (r->message_done)
 		return HTTP_DONE;
+	/* After HTTP_HEADERS the caller may have changed body_limit: check the
+	 * declared length against it before reading body bytes. content_length
+	 * counts down what is left; body holds what was read. */
+	if (r->headers_done && (r->parser.flags & F_CONTENTLENGTH) &&
+	    !(r->parser.flags & F_CHUNKED) && r->parser.content_length != ULLONG_MAX &&
+	    (r->body.len > r->body_limit ||
+	     r->parser.content_length > r->body_limit - r->body.len))
+		return fail(r, 413, "request body too large"), HTTP_ERROR;
 	if (HTTP_PARSER_ERRNO(&r->parser) == HPE_PAUSED)
 		http_parser_pause(&r->parser, 0);
 	bool had_headers = r->headers_done;
@@ -164,10 +206,6 @@ enum http_step http_req_parse(struct http_req *r)
 		return fail(r, 501, "protocol upgrade is not supported"), HTTP_ERROR;
 	if (r->headers_done && !had_headers) {
 		r->head_end = r->parsed;
-		if (r->parser.content_length != ULLONG_MAX &&
-		    r->parser.content_length > r->body_limit &&
-		    (r->parser.flags & F_CONTENTLENGTH))
-			return fail(r, 413, "request body too large"), HTTP_ERROR;
 		return HTTP_HEADERS;
 	}
 	if (r->message_done)
