@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Gateway benchmark: thaw's echo function against nginx, side by side, with
+# wrk on loopback. Every target answers the same fixed 64-byte body to the
+# same 64-byte POST, for the same duration, connections and wrk threads:
+#
+#   (a)  nginx `return 200` with the body       the ceiling of an HTTP server here
+#   (b)  nginx reverse proxy (upstream keepalive, HTTP/1.1) to an nginx server
+#        block that returns the body             what a gateway in front of a
+#                                                kept-alive upstream costs
+#   (c)  thaw serving the echo handler, access log off
+#   (c') the same with the access log on, written to a file
+#
+# then (a), (b), (c) again with 1 connection: the gateway overhead of thaw
+# against a bare HTTP server at low load.
+#
+# Usage: tests/bench/gateway.sh [BUILD_DIR]        (make bench runs it)
+# Environment:
+#   BENCH_SECONDS      seconds per measured run (default 10)
+#   BENCH_CONNECTIONS  connections of the loaded runs (default 64)
+#   BENCH_WRK_THREADS  wrk threads of the loaded runs (default 2)
+#   BENCH_THREADS      thaw --threads and nginx worker_processes (default nproc)
+#   BENCH_INSTANCE_CONCURRENCY, BENCH_MAX_INSTANCES
+#                      the echo function's instanceConcurrency and
+#                      scalingConfig.maxInstances (default 1 and 1; thaw
+#                      applies maxInstances per event loop)
+# Exit: 0, 77 when wrk, nginx or the build is missing, 1 on a failure.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=$(cd "${1:-$ROOT/build}" && pwd)
+SECS=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-64}
+WRK_THREADS=${BENCH_WRK_THREADS:-2}
+THREADS=${BENCH_THREADS:-$(nproc)}
+IC=${BENCH_INSTANCE_CONCURRENCY:-1}
+MAXI=${BENCH_MAX_INSTANCES:-1}
+BODY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef # 64 bytes
+
+for tool in wrk nginx curl python3; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "gateway: skipped: $tool is not installed (apt-get install wrk nginx-light curl)"
+		exit 77
+	fi
+done
+for f in thaw thaw-instance handlers/echo.so; do
+	if [ ! -e "$BUILD/$f" ]; then
+		echo "gateway: skipped: $BUILD/$f is not built (make build/thaw build/thaw-instance build/handlers/echo.so)"
+		exit 77
+	fi
+done
+
+TMP=$(mktemp -d /tmp/thaw-bench-gateway.XXXXXX)
+chmod 755 "$TMP" # nginx workers may run as nobody
+PIDS=()
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL: until it answers 200 (10 s)
+wait_http() {
+	local i
+	for i in $(seq 200); do
+		curl -sf -o /dev/null "$1" && return 0
+		sleep 0.05
+	done
+	echo "gateway: $1 did not come up" >&2
+	return 1
+}
+
+# check_body URL: one POST; the answer must be 200 with the body
+check_body() {
+	local got
+	got=$(curl -sf -X POST -H 'content-type: application/octet-stream' --data-binary "$BODY" "$1") || {
+		echo "gateway: POST $1 failed" >&2
+		return 1
+	}
+	if [ "$got" != "$BODY" ]; then
+		echo "gateway: POST $1 answered '$got', not the body" >&2
+		return 1
+	fi
+}
+
+cat >"$TMP/post.lua" <<EOF
+wrk.method = "POST"
+wrk.body = "$BODY"
+wrk.headers["Content-Type"] = "application/octet-stream"
+EOF
+
+# --- nginx: (a), (b) and the upstream of (b), one master, THREADS workers
+NGX=$TMP/nginx
+mkdir -p "$NGX"
+P_DIRECT=$(free_port)
+P_PROXY=$(free_port)
+P_UP=$(free_port)
+sed -e "s|@DIR@|$NGX|g" -e "s|@WORKERS@|$THREADS|g" -e "s|@BODY@|$BODY|g" \
+	-e "s|@PORT_DIRECT@|$P_DIRECT|g" -e "s|@PORT_PROXY@|$P_PROXY|g" -e "s|@PORT_UPSTREAM@|$P_UP|g" \
+	"$ROOT/tests/bench/gateway-nginx.conf" >"$NGX/nginx.conf"
+nginx -p "$NGX" -c "$NGX/nginx.conf" -e "$NGX/error.log" >"$NGX/stdout.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$P_DIRECT/" || { cat "$NGX/error.log" "$NGX/stdout.log" >&2; exit 1; }
+wait_http "http://127.0.0.1:$P_PROXY/" || { cat "$NGX/error.log" >&2; exit 1; }
+check_body "http://127.0.0.1:$P_DIRECT/"
+check_body "http://127.0.0.1:$P_PROXY/"
+
+# --- thaw: the echo function
+FN=$TMP/functions
+mkdir -p "$FN/echo"
+cat >"$FN/echo/fc.yaml" <<EOF
+name: echo
+handler: $BUILD/handlers/echo.so
+timeout: 3
+instanceConcurrency: $IC
+scalingConfig:
+  maxInstances: $MAXI
+EOF
+THAW_PID=
+THAW_PORT=
+# start_thaw NAME [ARGS...]: a fresh daemon; its stderr (daemon log and, when
+# on, the access log) goes to $TMP/NAME.log
+start_thaw() {
+	local name=$1
+	shift
+	THAW_PORT=$(free_port)
+	"$BUILD/thaw" serve --listen 127.0.0.1 --port "$THAW_PORT" --threads "$THREADS" \
+		--functions "$FN" --state-dir "$TMP/state-$name" "$@" >"$TMP/$name.log" 2>&1 &
+	THAW_PID=$!
+	PIDS+=("$THAW_PID")
+	wait_http "http://127.0.0.1:$THAW_PORT/readyz" || { tail -n 30 "$TMP/$name.log" >&2; exit 1; }
+	check_body "http://127.0.0.1:$THAW_PORT/echo/"
+}
+stop_thaw() {
+	kill -TERM "$THAW_PID" 2>/dev/null || true
+	wait "$THAW_PID" 2>/dev/null || true
+}
+
+# --- wrk
+# measure KEY URL CONNS THREADS: 1 s warm-up (instances start on demand,
+# upstream connections open), then the measured run into $TMP/KEY.wrk
+measure() {
+	local key=$1 url=$2 c=$3 t=$4
+	wrk -t"$t" -c"$c" -d1s -s "$TMP/post.lua" "$url" >/dev/null 2>&1 || true
+	wrk -t"$t" -c"$c" -d"${SECS}s" --latency -s "$TMP/post.lua" "$url" >"$TMP/$key.wrk" 2>&1 || {
+		cat "$TMP/$key.wrk" >&2
+		echo "gateway: wrk failed on $url" >&2
+		exit 1
+	}
+}
+
+# field KEY rps|p50|p99|errors|requests: from wrk's report; latencies in us
+field() {
+	awk -v want="$2" '
+	function us(v) {
+		if (v ~ /us$/) return v + 0
+		if (v ~ /ms$/) return (v + 0) * 1000
+		if (v ~ /m$/) return (v + 0) * 60e6
+		if (v ~ /s$/) return (v + 0) * 1e6
+		return v + 0
+	}
+	/^Requests\/sec:/ { rps = $2 }
+	$1 == "50%" { p50 = us($2) }
+	$1 == "99%" { p99 = us($2) }
+	/requests in/ { n = $1 }
+	/Non-2xx or 3xx responses:/ { err += $NF }
+	/Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
+	END {
+		if (want == "rps") printf "%.0f\n", rps
+		else if (want == "p50") printf "%.0f\n", p50
+		else if (want == "p99") printf "%.0f\n", p99
+		else if (want == "requests") print n + 0
+		else print err + 0
+	}' "$TMP/$1.wrk"
+}
+
+W=$WRK_THREADS
+((W > CONNS)) && W=$CONNS
+echo "gateway: $CONNS connections, $W wrk threads, ${SECS}s per run; nginx worker_processes $THREADS," \
+	"thaw --threads $THREADS, echo instanceConcurrency $IC, maxInstances $MAXI per loop"
+measure a "http://127.0.0.1:$P_DIRECT/" "$CONNS" "$W"
+measure b "http://127.0.0.1:$P_PROXY/" "$CONNS" "$W"
+measure a1 "http://127.0.0.1:$P_DIRECT/" 1 1
+measure b1 "http://127.0.0.1:$P_PROXY/" 1 1
+
+start_thaw nolog --no-access-log
+measure c "http://127.0.0.1:$THAW_PORT/echo/" "$CONNS" "$W"
+measure c1 "http://127.0.0.1:$THAW_PORT/echo/" 1 1
+INSTANCES=$(curl -sf "http://127.0.0.1:$THAW_PORT/metrics" |
+	awk '/^thaw_instances\{/ && !/state="(stopping|stopped)"/ { n += $NF } END { print n + 0 }')
+stop_thaw
+
+start_thaw log
+measure clog "http://127.0.0.1:$THAW_PORT/echo/" "$CONNS" "$W"
+stop_thaw
+LOG_LINES=$(grep -c '"request_id"' "$TMP/log.log" || true)
+LOG_BYTES=$(stat -c %s "$TMP/log.log")
+
+header() {
+	printf '| %-44s | %9s | %8s | %8s | %6s |\n' "$1" "req/s" "p50 us" "p99 us" "errors"
+	echo "|----------------------------------------------|-----------|----------|----------|--------|"
+}
+row() { # KEY LABEL
+	printf '| %-44s | %9s | %8s | %8s | %6s |\n' "$2" "$(field "$1" rps)" "$(field "$1" p50)" \
+		"$(field "$1" p99)" "$(field "$1" errors)"
+}
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { printf (y > 0 ? "%.2f" : "-"), x / y }'; }
+
+echo
+header "target ($CONNS connections)"
+row a "(a) nginx return 200"
+row b "(b) nginx proxy_pass -> nginx (keepalive)"
+row c "(c) thaw echo, access log off"
+row clog "(c') thaw echo, access log on (to a file)"
+echo
+header "target (1 connection)"
+row a1 "(a) nginx return 200"
+row b1 "(b) nginx proxy_pass -> nginx (keepalive)"
+row c1 "(c) thaw echo, access log off"
+echo
+C=$(field c rps)
+echo "thaw/(a) req/s: $(ratio "$C" "$(field a rps)")   thaw/(b) req/s: $(ratio "$C" "$(field b rps)")" \
+	"  access log on/off req/s: $(ratio "$(field clog rps)" "$C")"
+echo "gateway overhead vs a bare HTTP server, 1 connection, thaw - (a):" \
+	"p50 $(($(field c1 p50) - $(field a1 p50))) us, p99 $(($(field c1 p99) - $(field a1 p99))) us"
+echo "for comparison, nginx as a proxy, (b) - (a):" \
+	"p50 $(($(field b1 p50) - $(field a1 p50))) us, p99 $(($(field b1 p99) - $(field a1 p99))) us"
+echo "thaw had $INSTANCES echo instance(s) live after the access-log-off runs;" \
+	"the access log run wrote $LOG_LINES lines ($LOG_BYTES bytes)"
