@@ -140,6 +140,10 @@ int ocr_doc_open(struct ocr_render *r, const unsigned char *data, size_t len,
 		if (kind == OCR_KIND_PDF) {
 			stm = fz_open_memory(ctx, data, len);
 			d->doc = (fz_document *)pdf_open_document_with_stream(ctx, stm);
+			if (fz_needs_password(ctx, d->doc) &&
+			    !fz_authenticate_password(ctx, d->doc, ""))
+				fz_throw(ctx, FZ_ERROR_GENERIC,
+					 "PDF is encrypted and needs a password");
 			d->pages = fz_count_pages(ctx, d->doc);
 		} else {
 			int w, h;

@@ -218,7 +218,7 @@ static double cer(const char *ref, const char *got)
 
 /* --- test data made with MuPDF ------------------------------------------------ */
 
-static fz_buffer *pdf_data, *png_data, *blank_png, *dense_pdf;
+static fz_buffer *pdf_data, *png_data, *blank_png, *dense_pdf, *locked_pdf;
 
 /* A PDF of n_pages pages; page p shows lines line(p, 0..n_lines) in
  * Helvetica at size pt, lead pt apart, from the top left margin. */
@@ -299,6 +299,27 @@ static fz_buffer *make_png(fz_context *ctx, fz_buffer *pdf)
 	pdf_drop_document(ctx, doc);
 	fz_drop_stream(ctx, stm);
 	return png;
+}
+
+/* pdf encrypted with a user password. */
+static fz_buffer *make_locked_pdf(fz_context *ctx, fz_buffer *pdf)
+{
+	fz_stream *stm = fz_open_buffer(ctx, pdf);
+	pdf_document *doc = pdf_open_document_with_stream(ctx, stm);
+	pdf_write_options opts = pdf_default_write_options;
+	fz_buffer *out = fz_new_buffer(ctx, 8192);
+	fz_output *o = fz_new_output_with_buffer(ctx, out);
+
+	opts.do_encrypt = PDF_ENCRYPT_AES_256;
+	opts.permissions = ~0;
+	strcpy(opts.upwd_utf8, "secret");
+	strcpy(opts.opwd_utf8, "owner");
+	pdf_write_document(ctx, doc, o, &opts);
+	fz_close_output(ctx, o);
+	fz_drop_output(ctx, o);
+	pdf_drop_document(ctx, doc);
+	fz_drop_stream(ctx, stm);
+	return out;
 }
 
 /* A white 300x200 grey PNG: a page without text. */
@@ -677,6 +698,9 @@ static void test_bad_requests_give_400_detail(void **state)
 	snprintf(body, sizeof(body), "{\"input\": {\"pdfs\": [\"%s\"]}}",
 		 url("/broken.pdf"));
 	expect_400(body, "pdfs[0]:");
+	snprintf(body, sizeof(body), "{\"input\": {\"pdfs\": [\"%s\"]}}",
+		 url("/locked.pdf"));
+	expect_400(body, "pdfs[0]: cannot open PDF: PDF is encrypted");
 }
 
 /* A truncated PDF may be repaired or refused, but never crashes. */
@@ -898,6 +922,7 @@ static int make_data(void)
 		dense_pdf = make_pdf(ctx, 1, DENSE_LINES, 11, 13, dense_line);
 		png_data = make_png(ctx, pdf_data);
 		blank_png = make_blank_png(ctx);
+		locked_pdf = make_locked_pdf(ctx, pdf_data);
 	}
 	fz_catch(ctx) {
 		fprintf(stderr, "cannot make test data: %s\n", fz_caught_message(ctx));
@@ -910,6 +935,7 @@ static int make_data(void)
 	add_route("/doc.pdf", 200, NULL, pdf_data->data, pdf_data->len);
 	add_route("/pdf-as-image", 200, NULL, pdf_data->data, pdf_data->len);
 	add_route("/page1.png", 200, NULL, png_data->data, png_data->len);
+	add_route("/locked.pdf", 200, NULL, locked_pdf->data, locked_pdf->len);
 	add_route("/blank.png", 200, NULL, blank_png->data, blank_png->len);
 	add_route("/not-a-pdf.pdf", 200, NULL, not_pdf, sizeof(not_pdf) - 1);
 	add_route("/broken.pdf", 200, NULL, broken_pdf, sizeof(broken_pdf) - 1);
