@@ -1,7 +1,7 @@
 /*
  * fault: the fault-injection handler the tests drive.
  *
- *   /sleep?ms=N     sleeps N ms, 200 {"slept_ms":N}
+ *   /sleep?ms=N&n=K sleeps N ms, 200 {"slept_ms":N,"n":K,"random":..,"instance_id":..}
  *   /hang           sleeps forever
  *   /crash          SIGSEGV (a write through NULL)
  *   /abort          abort()
@@ -246,7 +246,10 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 		if (ms < 0 || ms > 86400000)
 			return thaw_respond_error(res, 400, "ms must be 0..86400000");
 		sleep_ms(ms);
-		return json_printf(res, 200, "{\"slept_ms\":%lld}", ms);
+		return json_printf(res, 200,
+				   "{\"slept_ms\":%lld,\"n\":%lld,\"random\":%" PRIu64
+				   ",\"instance_id\":\"%s\"}",
+				   ms, int_param(req, "n", -1), next_random(), thaw_instance_id());
 	}
 	if (!strcmp(path, "/hang"))
 		for (;;)
