@@ -3,16 +3,63 @@
  * seen as column-major transposes, so no copies) followed by a fused
  * bias+ReLU kernel, or by a bias+softmax kernel (one block per row) at the
  * output. Weights are copied to the device once in mlp_cuda_new().
+ *
+ * cuBLAS is loaded with dlopen() on the first mlp_cuda_new(), not linked:
+ * merely loading libcublas allocates ~95 MB of anonymous memory (cublasLt's
+ * static tables), which every CPU-only instance and its snapshot would
+ * otherwise carry. cudart is linked (it costs < 1 MB) for the device probe.
  */
 #include "kernels/mlp.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifndef MLP_CUBLAS_LIB
+#define MLP_CUBLAS_LIB "libcublas.so"
+#endif
+
+/* The four cuBLAS entry points used, resolved once per process; the
+ * library stays loaded until exit. */
+static struct {
+	pthread_once_t once;
+	int ok;
+	char why[200];
+	cublasStatus_t (*create)(cublasHandle_t *);
+	cublasStatus_t (*destroy)(cublasHandle_t);
+	cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t);
+	cublasStatus_t (*sgemm)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+				int, const float *, const float *, int, const float *, int,
+				const float *, float *, int);
+} cublas = { PTHREAD_ONCE_INIT };
+
+static void cublas_load(void)
+{
+	static const char *const names[] = { MLP_CUBLAS_LIB, "libcublas.so.13", "libcublas.so.12",
+					     "libcublas.so" };
+	void *lib = NULL;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !lib; i++)
+		lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		snprintf(cublas.why, sizeof(cublas.why), "cannot load cuBLAS: %s", dlerror());
+		return;
+	}
+	cublas.create = (decltype(cublas.create))dlsym(lib, "cublasCreate_v2");
+	cublas.destroy = (decltype(cublas.destroy))dlsym(lib, "cublasDestroy_v2");
+	cublas.set_stream = (decltype(cublas.set_stream))dlsym(lib, "cublasSetStream_v2");
+	cublas.sgemm = (decltype(cublas.sgemm))dlsym(lib, "cublasSgemm_v2");
+	if (!cublas.create || !cublas.destroy || !cublas.set_stream || !cublas.sgemm) {
+		snprintf(cublas.why, sizeof(cublas.why), "cuBLAS lacks cublasSgemm_v2 & co");
+		return;
+	}
+	cublas.ok = 1;
+}
 
 struct mlp_cuda {
 	struct mlp_net net; /* host view; w/b point at device copies below */
@@ -93,7 +140,7 @@ extern "C" void mlp_cuda_free(struct mlp_cuda *ctx)
 	cudaFree(ctx->dx);
 	cudaFree(ctx->dbuf);
 	if (ctx->blas)
-		cublasDestroy(ctx->blas);
+		cublas.destroy(ctx->blas);
 	if (ctx->stream)
 		cudaStreamDestroy(ctx->stream);
 	free(ctx);
@@ -122,6 +169,11 @@ extern "C" int mlp_cuda_new(const struct mlp_net *net, int max_batch,
 		snprintf(err, errlen, "no CUDA device");
 		return -ENODEV;
 	}
+	pthread_once(&cublas.once, cublas_load);
+	if (!cublas.ok) {
+		snprintf(err, errlen, "%s", cublas.why);
+		return -ENODEV;
+	}
 	ctx = (struct mlp_cuda *)calloc(1, sizeof(*ctx));
 	if (!ctx) {
 		snprintf(err, errlen, "out of memory");
@@ -137,12 +189,12 @@ extern "C" int mlp_cuda_new(const struct mlp_net *net, int max_batch,
 		snprintf(ctx->name, sizeof(ctx->name), "%s", prop.name);
 	}
 	CU_TRY(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), "cudaStreamCreate");
-	if (cublasCreate(&ctx->blas) != CUBLAS_STATUS_SUCCESS) {
+	if (cublas.create(&ctx->blas) != CUBLAS_STATUS_SUCCESS) {
 		ctx->blas = NULL;
 		snprintf(err, errlen, "cublasCreate failed");
 		goto fail;
 	}
-	cublasSetStream(ctx->blas, ctx->stream);
+	cublas.set_stream(ctx->blas, ctx->stream);
 	for (int l = 0; l < net->n_layers; l++) {
 		const struct mlp_layer *L = &net->layers[l];
 		size_t wb = (size_t)L->in * L->out * sizeof(float);
@@ -181,7 +233,7 @@ extern "C" int mlp_cuda_forward(struct mlp_cuda *ctx, const float *x, int batch,
 		const struct mlp_layer *L = &net->layers[l];
 		outp = ctx->dbuf + (l & 1) * half;
 		/* Column-major view: Y^T[out x batch] = W[in x out]^T . X^T[in x batch] */
-		if (cublasSgemm(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N, L->out, batch, L->in, &one,
+		if (cublas.sgemm(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N, L->out, batch, L->in, &one,
 				L->w, L->in, in, L->in, &zero, outp, L->out) != CUBLAS_STATUS_SUCCESS)
 			return -EIO;
 		if (l == net->n_layers - 1) {

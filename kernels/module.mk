@@ -11,7 +11,9 @@ KERNELS_LIBS := -lopenblas -lm
 KERNELS_CPPFLAGS :=
 ifeq ($(HAVE_CUDA),1)
 KERNELS_OBJ += $(BUILD)/kernels/mlp_cuda.o
-KERNELS_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+# cuBLAS is dlopen()ed on first use (see mlp_cuda.cu), by this path first.
+CUBLAS_LIB := $(firstword $(wildcard $(CUDA_HOME)/lib64/libcublas.so.[0-9]*) $(CUDA_HOME)/lib64/libcublas.so)
+KERNELS_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++ -ldl -lpthread
 KERNELS_CPPFLAGS := -DHAVE_CUDA=1
 endif
 
@@ -19,6 +21,6 @@ $(BUILD)/kernels/%.o: kernels/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
-$(BUILD)/kernels/%.o: kernels/%.cu kernels/mlp.h
+$(BUILD)/kernels/%.o: kernels/%.cu kernels/mlp.h kernels/module.mk
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -I. -Xcompiler -fPIC,-fvisibility=hidden,-Wall -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -I. -DMLP_CUBLAS_LIB='"$(CUBLAS_LIB)"' -Xcompiler -fPIC,-fvisibility=hidden,-Wall -c $< -o $@
