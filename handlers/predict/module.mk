@@ -22,10 +22,6 @@ $(BUILD)/tests/unit/test_predict: tests/unit/test_predict.c $(PREDICT_OBJ) $(KER
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(TEST_LIBS) $(KERNELS_LIBS) -lcjson -lm
 
-# Named explicitly: the generic .so rule's $(wildcard handlers/%/*.c) does not
-# see the stem, so without this line the .so would hold only the kernels.
-$(BUILD)/handlers/predict.so: $(PREDICT_OBJ)
-
 $(BUILD)/tests/unit/test_kernels_mlp: tests/unit/test_kernels_mlp.c $(KERNELS_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(TEST_LIBS) $(KERNELS_LIBS) -lm
