@@ -18,6 +18,11 @@
 		return -EINVAL;                                                                \
 	} while (0)
 
+static int is_type(const struct nj_value *v, enum nj_type type)
+{
+	return v && v->type == type;
+}
+
 /* "logits[3]" when batched, "logits" for the single sequence. */
 static const char *seq_name(char *buf, size_t n, const char *field, int batched, uint32_t b)
 {
@@ -30,23 +35,23 @@ static const char *seq_name(char *buf, size_t n, const char *field, int batched,
 
 /* Checks that one sequence is [steps][K]; no allocation before this holds
  * for every sequence, so a body cannot ask for more floats than it has. */
-static int check_shape(const cJSON *seq, const char *name, uint32_t steps, uint32_t K, char *err,
+static int check_shape(const struct nj_value *seq, const char *name, uint32_t steps, uint32_t K, char *err,
 		       size_t errlen)
 {
-	const cJSON *step;
+	const struct nj_value *step;
 	uint32_t t = 0;
 	int n;
 
-	if (!cJSON_IsArray(seq))
+	if (!is_type(seq, NJ_ARRAY))
 		BAD("%s: want a list of steps", name);
-	n = cJSON_GetArraySize(seq);
+	n = (int)(seq)->count;
 	if ((uint32_t)n != steps)
 		BAD("%s has %d steps, logits[0] has %u", name, n, steps);
-	cJSON_ArrayForEach(step, seq)
+	nj_foreach(step, seq)
 	{
-		if (!cJSON_IsArray(step))
+		if (!is_type(step, NJ_ARRAY))
 			BAD("%s[%u]: want a list of %u scores", name, t, K);
-		n = cJSON_GetArraySize(step);
+		n = (int)(step)->count;
 		if (n != (int)K)
 			BAD("%s[%u] has %d scores, the model has %u tags", name, t, n, K);
 		t++;
@@ -55,20 +60,20 @@ static int check_shape(const cJSON *seq, const char *name, uint32_t steps, uint3
 }
 
 /* Copies one sequence's [steps][K] scores (shape checked) into out. */
-static int fill_sequence(const cJSON *seq, const char *name, uint32_t K, float *out, char *err,
+static int fill_sequence(const struct nj_value *seq, const char *name, uint32_t K, float *out, char *err,
 			 size_t errlen)
 {
-	const cJSON *step, *x;
+	const struct nj_value *step, *x;
 	uint32_t t = 0, j;
 
-	cJSON_ArrayForEach(step, seq)
+	nj_foreach(step, seq)
 	{
 		j = 0;
-		cJSON_ArrayForEach(x, step)
+		nj_foreach(x, step)
 		{
-			if (!cJSON_IsNumber(x))
+			if (!is_type(x, NJ_NUMBER))
 				BAD("%s[%u][%u]: not a number", name, t, j);
-			float v = (float)x->valuedouble;
+			float v = (float)x->num;
 			if (!isfinite(v))
 				BAD("%s[%u][%u]: not a finite float32", name, t, j);
 			out[(size_t)t * K + j++] = v;
@@ -78,25 +83,25 @@ static int fill_sequence(const cJSON *seq, const char *name, uint32_t K, float *
 	return 0;
 }
 
-static int parse_logits(struct ner_request *r, const cJSON *logits, char *err, size_t errlen)
+static int parse_logits(struct ner_request *r, const struct nj_value *logits, char *err, size_t errlen)
 {
-	const cJSON *seq, *first;
+	const struct nj_value *seq, *first;
 	char name[48];
 	uint32_t b;
 	int n, ret;
 
-	if (!cJSON_IsArray(logits))
+	if (!is_type(logits, NJ_ARRAY))
 		BAD("logits: want a list of sequences of per-tag scores");
 	first = logits->child;
 	/* [steps][K] when the first element's first element is a number. */
-	r->batched = !(first && cJSON_IsArray(first) && first->child &&
-		       cJSON_IsNumber(first->child));
-	n = cJSON_GetArraySize(logits);
+	r->batched = !(first && is_type(first, NJ_ARRAY) && first->child &&
+		       is_type(first->child, NJ_NUMBER));
+	n = (int)(logits)->count;
 	if (r->batched) {
 		if ((uint32_t)n > NER_MAX_BATCH)
 			BAD("logits: %d sequences, at most %u", n, NER_MAX_BATCH);
 		r->batch = (uint32_t)n;
-		r->steps = cJSON_IsArray(first) ? (uint32_t)cJSON_GetArraySize(first) : 0;
+		r->steps = is_type(first, NJ_ARRAY) ? (uint32_t)(int)(first)->count : 0;
 	} else {
 		r->batch = 1;
 		r->steps = (uint32_t)n;
@@ -148,10 +153,9 @@ static uint32_t utf8_char_len(const unsigned char *s, size_t n)
 }
 
 /* Counts (out == NULL) or stores the characters of one text. */
-static int split_text(const char *text, const char *name, struct ner_span *out, uint32_t *count,
-		      char *err, size_t errlen)
+static int split_text(const char *text, size_t n, const char *name, struct ner_span *out,
+		      uint32_t *count, char *err, size_t errlen)
 {
-	const size_t n = strlen(text);
 	uint32_t c = 0;
 
 	for (size_t at = 0; at < n;) {
@@ -168,26 +172,25 @@ static int split_text(const char *text, const char *name, struct ner_span *out, 
 }
 
 /* The strings (or texts) of sequence b of the tokens/text field. */
-static int sequence_tokens(const cJSON *seq, int is_text, const char *name, struct ner_span *out,
+static int sequence_tokens(const struct nj_value *seq, int is_text, const char *name, struct ner_span *out,
 			   uint32_t *count, char *err, size_t errlen)
 {
-	const cJSON *tok;
+	const struct nj_value *tok;
 	uint32_t c = 0;
 
 	if (is_text) {
-		if (!cJSON_IsString(seq))
+		if (!is_type(seq, NJ_STRING))
 			BAD("%s: want a string", name);
-		return split_text(seq->valuestring, name, out, count, err, errlen);
+		return split_text(seq->str, seq->len, name, out, count, err, errlen);
 	}
-	if (!cJSON_IsArray(seq))
+	if (!is_type(seq, NJ_ARRAY))
 		BAD("%s: want a list of strings", name);
-	cJSON_ArrayForEach(tok, seq)
+	nj_foreach(tok, seq)
 	{
-		if (!cJSON_IsString(tok))
+		if (!is_type(tok, NJ_STRING))
 			BAD("%s[%u]: want a string", name, c);
 		if (out)
-			out[c] = (struct ner_span){ tok->valuestring,
-						    (uint32_t)strlen(tok->valuestring) };
+			out[c] = (struct ner_span){ tok->str, tok->len };
 		c++;
 	}
 	*count = c;
@@ -195,17 +198,17 @@ static int sequence_tokens(const cJSON *seq, int is_text, const char *name, stru
 }
 
 /* tokens or text: two passes over the sequences, count then store. */
-static int parse_tokens(struct ner_request *r, const cJSON *field, int is_text, char *err,
+static int parse_tokens(struct ner_request *r, const struct nj_value *field, int is_text, char *err,
 			size_t errlen)
 {
 	const char *fname = is_text ? "text" : "tokens";
-	const cJSON *seq;
+	const struct nj_value *seq;
 	char name[48];
 	uint32_t b, count;
 	int ret;
 
 	if (r->batched) {
-		if (!cJSON_IsArray(field) || cJSON_GetArraySize(field) != (int)r->batch)
+		if (!is_type(field, NJ_ARRAY) || (int)(field)->count != (int)r->batch)
 			BAD("%s: want a list of %u %s, one per sequence", fname, r->batch,
 			    is_text ? "strings" : "lists of strings");
 	}
@@ -234,18 +237,18 @@ static int parse_tokens(struct ner_request *r, const cJSON *field, int is_text, 
 }
 
 /* A length: an integer in 0..steps. */
-static int parse_length(const cJSON *x, const char *name, uint32_t steps, int32_t *out, char *err,
+static int parse_length(const struct nj_value *x, const char *name, uint32_t steps, int32_t *out, char *err,
 			size_t errlen)
 {
-	if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble))
+	if (!is_type(x, NJ_NUMBER) || x->num != floor(x->num))
 		BAD("%s: want an integer", name);
-	if (x->valuedouble < 0 || x->valuedouble > steps)
-		BAD("%s is %.0f, the logits have %u steps", name, x->valuedouble, steps);
-	*out = (int32_t)x->valuedouble;
+	if (x->num < 0 || x->num > steps)
+		BAD("%s is %.0f, the logits have %u steps", name, x->num, steps);
+	*out = (int32_t)x->num;
 	return 0;
 }
 
-static int parse_lengths(struct ner_request *r, const cJSON *field, char *err, size_t errlen)
+static int parse_lengths(struct ner_request *r, const struct nj_value *field, char *err, size_t errlen)
 {
 	char name[48];
 	int ret;
@@ -264,11 +267,11 @@ static int parse_lengths(struct ner_request *r, const cJSON *field, char *err, s
 		}
 		return 0;
 	}
-	if (!r->batched && cJSON_IsNumber(field))
+	if (!r->batched && is_type(field, NJ_NUMBER))
 		return parse_length(field, "lengths", r->steps, &r->lengths[0], err, errlen);
-	if (!cJSON_IsArray(field) || cJSON_GetArraySize(field) != (int)r->batch)
+	if (!is_type(field, NJ_ARRAY) || (int)(field)->count != (int)r->batch)
 		BAD("lengths: want a list of %u integers, one per sequence", r->batch);
-	const cJSON *x = field->child;
+	const struct nj_value *x = field->child;
 	for (uint32_t b = 0; b < r->batch; b++, x = x->next) {
 		snprintf(name, sizeof(name), "lengths[%u]", b);
 		ret = parse_length(x, name, r->steps, &r->lengths[b], err, errlen);
@@ -297,19 +300,22 @@ static int check_token_counts(const struct ner_request *r, char *err, size_t err
 
 static int parse(struct ner_request *r, const char *body, size_t len, char *err, size_t errlen)
 {
-	const cJSON *tokens, *text, *flag;
+	const struct nj_value *root, *tokens, *text, *flag;
 	int ret;
 
-	r->root = cJSON_ParseWithLength(body, len);
-	if (!r->root)
+	ret = nj_parse(&r->doc, body, len);
+	if (ret == -EINVAL)
 		BAD("body is not valid JSON");
-	if (!cJSON_IsObject(r->root))
-		BAD("body: want a JSON object");
-	ret = parse_logits(r, cJSON_GetObjectItemCaseSensitive(r->root, "logits"), err, errlen);
 	if (ret)
 		return ret;
-	tokens = cJSON_GetObjectItemCaseSensitive(r->root, "tokens");
-	text = cJSON_GetObjectItemCaseSensitive(r->root, "text");
+	root = nj_root(&r->doc);
+	if (!is_type(root, NJ_OBJECT))
+		BAD("body: want a JSON object");
+	ret = parse_logits(r, nj_get(root, "logits"), err, errlen);
+	if (ret)
+		return ret;
+	tokens = nj_get(root, "tokens");
+	text = nj_get(root, "text");
 	if (tokens && text)
 		BAD("give tokens or text, not both");
 	if (tokens || text) {
@@ -317,13 +323,13 @@ static int parse(struct ner_request *r, const char *body, size_t len, char *err,
 		if (ret)
 			return ret;
 	}
-	ret = parse_lengths(r, cJSON_GetObjectItemCaseSensitive(r->root, "lengths"), err, errlen);
+	ret = parse_lengths(r, nj_get(root, "lengths"), err, errlen);
 	if (ret)
 		return ret;
-	flag = cJSON_GetObjectItemCaseSensitive(r->root, "return_tags");
-	if (flag && !cJSON_IsBool(flag))
+	flag = nj_get(root, "return_tags");
+	if (flag && !is_type(flag, NJ_TRUE) && !is_type(flag, NJ_FALSE))
 		BAD("return_tags: want true or false");
-	r->return_tags = cJSON_IsTrue(flag);
+	r->return_tags = is_type(flag, NJ_TRUE);
 	return check_token_counts(r, err, errlen);
 }
 
@@ -347,6 +353,6 @@ void ner_request_fini(struct ner_request *r)
 	free(r->tokens);
 	free(r->lengths);
 	free(r->logits);
-	cJSON_Delete(r->root);
+	nj_free(&r->doc);
 	memset(r, 0, sizeof(*r));
 }

@@ -18,9 +18,10 @@
 #ifndef THAW_NER_REQUEST_H
 #define THAW_NER_REQUEST_H
 
-#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "json.h"
 
 #define NER_MAX_BATCH 65536u
 
@@ -31,7 +32,7 @@ struct ner_span {
 };
 
 struct ner_request {
-	cJSON *root;       /* the parsed body; owns what the spans point into */
+	struct nj_doc doc; /* the parsed body; owns what the spans point into */
 	int batched;       /* 0 when the single-sequence form was used */
 	int return_tags;   /* "return_tags": true */
 	uint32_t batch, steps, num_tags;

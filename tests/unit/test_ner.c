@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "handlers/ner/entities.c"
+#include "handlers/ner/json.c"
 #include "handlers/ner/model.c"
 #include "handlers/ner/ner.c"
 #include "handlers/ner/request.c"
@@ -188,6 +189,189 @@ static void logits_json(char *buf, size_t n, const int *tags, int steps)
 		at += (size_t)snprintf(buf + at, n - at, "]");
 	}
 	snprintf(buf + at, n - at, "]");
+}
+
+/* --- the JSON parser ---------------------------------------------------------- */
+
+static void test_json_accepts_and_rejects(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int want;
+	} cases[] = {
+		{ "1", 0 }, { " -0 ", 0 }, { "[]", 0 }, { "{}", 0 }, { "[1, 2.5e3, -0.5E-2]", 0 },
+		{ "{\"a\": [true, false, null], \"b\": {\"c\": \"d\"}}", 0 },
+		{ "\"\\u00e9\\ud83d\\ude00\\n\\\"\\/\"", 0 }, { "\"\xe9\x87\x8d\"", 0 },
+		{ "", -EINVAL }, { " ", -EINVAL }, { "01", -EINVAL }, { "1.", -EINVAL },
+		{ ".5", -EINVAL }, { "+1", -EINVAL }, { "1e", -EINVAL }, { "1e+", -EINVAL },
+		{ "-", -EINVAL }, { "[1,]", -EINVAL }, { "[,1]", -EINVAL }, { "[1 2]", -EINVAL },
+		{ "{\"a\":1,}", -EINVAL }, { "{\"a\" 1}", -EINVAL }, { "{1:2}", -EINVAL },
+		{ "\"\\x\"", -EINVAL }, { "\"\\ud83d\"", -EINVAL }, { "\"\\ude00\"", -EINVAL },
+		{ "\"\\u0000\"", -EINVAL }, { "\"\\u12\"", -EINVAL }, { "\"a\nb\"", -EINVAL },
+		{ "\"abc", -EINVAL }, { "\"abc\\", -EINVAL }, { "tru", -EINVAL }, { "nul", -EINVAL },
+		{ "1 x", -EINVAL }, { "[1]]", -EINVAL }, { "[", -EINVAL }, { "{\"a\":", -EINVAL },
+		{ "NaN", -EINVAL }, { "Infinity", -EINVAL }, { "0x10", -EINVAL },
+	};
+	struct nj_doc doc;
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		int got = nj_parse(&doc, cases[k].text, strlen(cases[k].text));
+		if (got != cases[k].want)
+			fail_msg("%s: want %d, got %d", cases[k].text, cases[k].want, got);
+		if (!got)
+			nj_free(&doc);
+	}
+	/* a NUL inside the text */
+	assert_int_equal(nj_parse(&doc, "[1]\0", 4), -EINVAL);
+	/* nesting: NJ_MAX_DEPTH is fine, one more is not */
+	char deep[2 * NJ_MAX_DEPTH + 8];
+	for (int depth = NJ_MAX_DEPTH; depth <= NJ_MAX_DEPTH + 1; depth++) {
+		memset(deep, '[', depth);
+		memset(deep + depth, ']', depth);
+		assert_int_equal(nj_parse(&doc, deep, 2 * (size_t)depth),
+				 depth == NJ_MAX_DEPTH ? 0 : -EINVAL);
+		if (depth == NJ_MAX_DEPTH)
+			nj_free(&doc);
+	}
+	/* values, strings and the first of duplicate keys */
+	const char *t = "{\"k\": \"\\u91cd\\u5e86\", \"n\": -12.5e-1, \"k\": 2}";
+	assert_int_equal(nj_parse(&doc, t, strlen(t)), 0);
+	const struct nj_value *k = nj_get(nj_root(&doc), "k");
+	assert_non_null(k);
+	assert_int_equal(k->type, NJ_STRING);
+	assert_string_equal(k->str, "重庆");
+	assert_int_equal(k->len, 6);
+	assert_true(nj_get(nj_root(&doc), "n")->num == -1.25);
+	assert_null(nj_get(nj_root(&doc), "x"));
+	assert_int_equal(nj_root(&doc)->count, 3);
+	nj_free(&doc);
+}
+
+static uint64_t jrng = 12345;
+static uint32_t jrand(void)
+{
+	jrng = jrng * 6364136223846793005ull + 1442695040888963407ull;
+	return (uint32_t)(jrng >> 33);
+}
+
+/* Numbers in many spellings read to the same double as strtod. */
+static void test_json_numbers_match_strtod(void **state)
+{
+	(void)state;
+	char text[128];
+	struct nj_doc doc;
+	for (int k = 0; k < 200000; k++) {
+		double x;
+		uint64_t bits = ((uint64_t)jrand() << 32) | jrand();
+		switch (k % 6) {
+		case 0: memcpy(&x, &bits, sizeof(x)); if (!isfinite(x)) x = 1.5; snprintf(text, sizeof(text), "%.17g", x); break;
+		case 1: snprintf(text, sizeof(text), "%.*f", (int)(jrand() % 8), ((double)jrand() - 2147483648.0) / (1 + jrand() % 100000)); break;
+		case 2: snprintf(text, sizeof(text), "%.*e", (int)(jrand() % 20), ((double)jrand() - 2147483648.0) * 1e-7); break;
+		case 3: snprintf(text, sizeof(text), "%d", (int)jrand() - 1000000000); break;
+		case 4: snprintf(text, sizeof(text), "%u.%09u%09ue%d", jrand() % 1000, jrand() % 1000000000, jrand() % 1000000000, (int)(jrand() % 80) - 40); break;
+		default: snprintf(text, sizeof(text), "0.%06u", jrand() % 1000000); break;
+		}
+		if (strchr(text, 'n') || strchr(text, 'i'))
+			continue;
+		assert_int_equal(nj_parse(&doc, text, strlen(text)), 0);
+		double want = strtod(text, NULL), got = nj_root(&doc)->num;
+		if (memcmp(&want, &got, sizeof(want)) != 0)
+			fail_msg("%s: strtod %.17g, got %.17g", text, want, got);
+		nj_free(&doc);
+	}
+}
+
+/* Random documents, then random corruptions of them: whatever this parser
+ * accepts, cJSON accepts too, with the same values. */
+static void gen_value(char *buf, size_t cap, size_t *at, int depth)
+{
+	static const char *strs[] = { "\"重庆市\"", "\"a\\\"b\"", "\"\\u00e9\\ud83d\\ude00\"", "\"\"",
+				      "\"x\\n\\t\\\\\"" };
+	static const char *nums[] = { "0", "-1", "3.25", "1e3", "-2.5E-3", "123456789012345678901",
+				      "0.1" };
+	if (*at + 64 > cap)
+		return;
+	uint32_t r = jrand() % (depth > 4 ? 5 : 8);
+	if (r < 5) {
+		const char *lit = r == 0 ? strs[jrand() % 5] : r == 1 ? nums[jrand() % 7] :
+				  r == 2 ? "true" : r == 3 ? "null" : "false";
+		*at += (size_t)snprintf(buf + *at, cap - *at, "%s", lit);
+		return;
+	}
+	int obj = r == 7;
+	buf[(*at)++] = obj ? '{' : '[';
+	int n = (int)(jrand() % 5);
+	for (int k = 0; k < n && *at + 64 < cap; k++) {
+		if (k)
+			buf[(*at)++] = ',';
+		if (obj)
+			*at += (size_t)snprintf(buf + *at, cap - *at, "\"k%d\": ", (int)(jrand() % 3));
+		gen_value(buf, cap, at, depth + 1);
+	}
+	if (*at + 2 < cap)
+		buf[(*at)++] = obj ? '}' : ']';
+	buf[*at] = '\0';
+}
+
+static void assert_same(const struct nj_value *a, const cJSON *b)
+{
+	switch (a->type) {
+	case NJ_NULL: assert_true(cJSON_IsNull(b)); break;
+	case NJ_TRUE: assert_true(cJSON_IsTrue(b)); break;
+	case NJ_FALSE: assert_true(cJSON_IsFalse(b)); break;
+	case NJ_NUMBER: assert_true(cJSON_IsNumber(b) && memcmp(&a->num, &b->valuedouble, 8) == 0); break;
+	case NJ_STRING: assert_true(cJSON_IsString(b)); assert_string_equal(a->str, b->valuestring); break;
+	case NJ_ARRAY:
+	case NJ_OBJECT: {
+		assert_true(a->type == NJ_ARRAY ? cJSON_IsArray(b) : cJSON_IsObject(b));
+		assert_int_equal(a->count, cJSON_GetArraySize(b));
+		const struct nj_value *x = a->child;
+		const cJSON *y = b->child;
+		for (; x; x = x->next, y = y->next) {
+			if (a->type == NJ_OBJECT)
+				assert_string_equal(x->key, y->string);
+			assert_same(x, y);
+		}
+		break;
+	}
+	}
+}
+
+static void test_json_agrees_with_cjson(void **state)
+{
+	(void)state;
+	static char text[8192], mutated[8200];
+	struct nj_doc doc;
+	int accepted = 0;
+	for (int k = 0; k < 3000; k++) {
+		size_t at = 0;
+		gen_value(text, sizeof(text) - 8, &at, 0);
+		text[at] = '\0';
+		for (int m = 0; m < 10; m++) {
+			size_t n = at;
+			memcpy(mutated, text, n);
+			if (m) { /* corrupt one byte, drop one, or cut short */
+				size_t pos = jrand() % n;
+				static const char junk[] = "[]{},:\"\\ue0-1.+tn \x01\xff";
+				switch (jrand() % 3) {
+				case 0: mutated[pos] = junk[jrand() % (sizeof(junk) - 1)]; break;
+				case 1: memmove(mutated + pos, mutated + pos + 1, n - pos - 1); n--; break;
+				default: n = pos; break;
+				}
+			}
+			mutated[n] = '\0';
+			if (nj_parse(&doc, mutated, n) != 0)
+				continue;
+			cJSON *c = cJSON_ParseWithLength(mutated, n);
+			if (!c)
+				fail_msg("accepted but cJSON does not: %s", mutated);
+			assert_same(nj_root(&doc), c);
+			cJSON_Delete(c);
+			nj_free(&doc);
+			accepted++;
+		}
+	}
+	assert_true(accepted > 3000);
 }
 
 /* --- entity extraction ------------------------------------------------------- */
@@ -483,6 +667,9 @@ int main(void)
 		return 1;
 	}
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_json_accepts_and_rejects),
+		cmocka_unit_test(test_json_numbers_match_strtod),
+		cmocka_unit_test(test_json_agrees_with_cjson),
 		cmocka_unit_test(test_bio_extraction_table),
 		cmocka_unit_test(test_example_model_loads),
 		cmocka_unit_test(test_transitions_json_errors),
