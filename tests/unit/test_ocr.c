@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -866,12 +867,23 @@ static void test_concurrent_requests_share_engine_pool(void **state)
 	ocr_ctx_free(c);
 }
 
-/* Render + OCR time of one page, n rounds; returns pages/s. The text of
- * the last round is left in *text. */
-static double pages_per_second(const fz_buffer *pdf, int pages, int rounds,
-			       char **text)
+static double thread_cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/* Render + OCR of a PDF of pages pages, rounds times: pages per wall second
+ * and per CPU second of this thread (with OCR_OMP_THREADS=1 all the work is
+ * on it; the machine may be shared). The text of the last round is left in
+ * *text. */
+static void pages_per_second(const fz_buffer *pdf, int pages, int rounds,
+			     char **text, double *wall, double *cpu)
 {
 	int64_t t0 = ocr_now_ms(), ms;
+	double c0 = thread_cpu_ms(), cms;
 	int i;
 
 	for (i = 0; i < rounds; i++) {
@@ -885,24 +897,25 @@ static double pages_per_second(const fz_buffer *pdf, int pages, int rounds,
 				 0);
 	}
 	ms = ocr_now_ms() - t0;
-	return rounds * pages * 1000.0 / (double)(ms ? ms : 1);
+	cms = thread_cpu_ms() - c0;
+	*wall = rounds * pages * 1000.0 / (double)(ms ? ms : 1);
+	*cpu = rounds * pages * 1000.0 / (cms > 0 ? cms : 1);
 }
 
 /* Throughput of render (144 dpi) + OCR on one thread (the test runs one
- * engine; OpenMP inside Tesseract obeys OMP_THREAD_LIMIT). */
+ * engine with OpenMP capped at one thread). */
 static void test_pages_per_second(void **state)
 {
-	const char *omp = getenv("OMP_THREAD_LIMIT");
 	char *text = NULL;
-	double sparse, dense, c;
+	double sw, sc, dw, dc, c;
 
 	(void)state;
-	sparse = pages_per_second(pdf_data, 2, 3, &text);
-	dense = pages_per_second(dense_pdf, 1, 2, &text);
+	pages_per_second(pdf_data, 2, 3, &text, &sw, &sc);
+	pages_per_second(dense_pdf, 1, 2, &text, &dw, &dc);
 	c = cer(dense_text(), text);
-	printf("# pages/s (render 144 dpi + OCR, OMP_THREAD_LIMIT=%s): "
-	       "6 lines of 24 pt: %.2f; 48 lines of 11 pt: %.2f (CER %.2f%%)\n",
-	       omp ? omp : "unset", sparse, dense, c);
+	printf("# pages/s, render 144 dpi + OCR, one thread (wall; per CPU-second): "
+	       "6 lines of 24 pt: %.2f; %.2f -- 48 lines of 11 pt: %.2f; %.2f "
+	       "(CER %.2f%%)\n", sw, sc, dw, dc, c);
 	assert_true(c <= 2.0);
 	free(text);
 }
