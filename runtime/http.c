@@ -84,6 +84,13 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 	struct http_req *r = REQ(p);
 	if (r->headers_done)
 		return 0;
+	/* http-parser lets a NUL (and other controls) through at the start of a
+	 * value; values are handed on as C strings, so refuse them (RFC 9110 5.5) */
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)at[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return fail(r, 400, "invalid character in header field value");
+	}
 	r->in_value = true;
 	if (!extend(r, &r->headers[r->n_headers - 1].value, at, len))
 		return fail(r, 400, "obsolete header line folding");

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang into build-fuzz/ and runs each for
+# SECONDS (default 60). Seeds: tests/fuzz/corpus-<name>/ (read only; new
+# inputs go to build-fuzz/corpus-<name>/) and tests/fuzz/regressions/. On a
+# crash, leak or timeout the input is copied into tests/fuzz/regressions/
+# (replayed by tests/unit/test_fuzz_regressions.c) and the script exits 1.
+# Usage: tests/fuzz/run.sh [SECONDS]
+set -euo pipefail
+SECS=${1:-60}
+cd "$(dirname "$0")/../.."
+CLANG=${CLANG:-clang}
+OUT=build-fuzz
+FLAGS=(-std=gnu11 -D_GNU_SOURCE -Iruntime -I. -g -O1
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+	-fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-missing-field-initializers)
+REG=tests/fuzz/regressions
+mkdir -p "$OUT" "$REG"
+
+# name: sources (fuzz target first)
+declare -A TARGETS=(
+	[http]="tests/fuzz/fuzz_http.c runtime/http.c runtime/router.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c"
+)
+declare -A TARGET_LIBS=([http]="-lhttp_parser")
+
+rc=0
+for name in "${!TARGETS[@]}"; do
+	bin=$OUT/fuzz_$name
+	# shellcheck disable=SC2086
+	"$CLANG" "${FLAGS[@]}" ${TARGETS[$name]} ${TARGET_LIBS[$name]} -o "$bin"
+	corpus=$OUT/corpus-$name
+	art=$OUT/artifacts-$name
+	rm -rf "$art"
+	mkdir -p "$corpus" "$art"
+	seeds=(tests/fuzz/corpus-$name)
+	[ -n "$(ls -A "$REG" 2>/dev/null)" ] && seeds+=("$REG")
+	echo "fuzz_$name: ${SECS}s"
+	set +e
+	"$bin" -max_total_time="$SECS" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+		-print_final_stats=1 -artifact_prefix="$art/" "$corpus" "${seeds[@]}" \
+		2>"$OUT/fuzz_$name.log"
+	frc=$?
+	set -e
+	grep -E '^stat::number_of_executed_units|^stat::new_units_added' "$OUT/fuzz_$name.log" || true
+	found=0
+	for f in "$art"/*; do
+		[ -f "$f" ] || continue
+		cp "$f" "$REG/$name-$(basename "$f")"
+		echo "fuzz_$name: kept $REG/$name-$(basename "$f")"
+		found=1
+	done
+	if ((frc != 0 || found)); then
+		echo "fuzz_$name: FAILED (rc=$frc); log: $OUT/fuzz_$name.log"
+		grep -E 'ERROR|invariant failed|SUMMARY' "$OUT/fuzz_$name.log" | head -20 || true
+		rc=1
+	fi
+done
+exit $rc
