@@ -3,7 +3,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "mem.h"
-#include "spawn.h"
+#include "subproc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,11 +56,11 @@ static const char *criu_path(void)
 
 /* Runs criu with argv (argv[0] is replaced by the binary's path); logs the
  * tail of its output on failure. */
-static int run_criu(const char *what, char **argv, const struct spawn_fd *fds, unsigned n_fds,
-		    int timeout_ms, struct spawn_result *res)
+static int run_criu(const char *what, char **argv, const struct subproc_fd *fds, unsigned n_fds,
+		    int timeout_ms, struct subproc_result *res)
 {
 	argv[0] = (char *)criu_path();
-	int ret = spawn_run(argv, fds, n_fds, timeout_ms, res);
+	int ret = subproc_run(argv, fds, n_fds, timeout_ms, res);
 	if (ret) {
 		const char *out = res->out ? res->out : "";
 		size_t n = strlen(out);
@@ -113,11 +113,11 @@ static int probe_uncached(const char *path, char *why, size_t len)
 	}
 	ensure_rundir();
 	char *argv[] = { NULL, "check", NULL };
-	struct spawn_result res;
-	int ret = spawn_run((argv[0] = (char *)path, argv), NULL, 0, CHECK_TIMEOUT_MS, &res);
+	struct subproc_result res;
+	int ret = subproc_run((argv[0] = (char *)path, argv), NULL, 0, CHECK_TIMEOUT_MS, &res);
 	if (ret) {
 		char line[200];
-		spawn_last_line(&res, CRIU_NOISE, line, sizeof(line));
+		subproc_last_line(&res, CRIU_NOISE, line, sizeof(line));
 		if (!line[0] && ret == -EIO && WIFEXITED(res.status))
 			snprintf(line, sizeof(line), "%s exited with status %d, no output", path,
 				 WEXITSTATUS(res.status));
@@ -127,10 +127,10 @@ static int probe_uncached(const char *path, char *why, size_t len)
 		else if (!line[0])
 			snprintf(line, sizeof(line), "%s", strerror(-ret));
 		snprintf(why, len, "snapshots off: criu check failed: %s", line);
-		spawn_result_fini(&res);
+		subproc_result_fini(&res);
 		return -ENOTSUP;
 	}
-	spawn_result_fini(&res);
+	subproc_result_fini(&res);
 	why[0] = '\0';
 	return 0;
 }
@@ -246,10 +246,10 @@ int snapshot_dump(const struct instance_proc *p, const char *dir, struct snapsho
 	}
 	argv[argc] = NULL;
 
-	struct spawn_result res;
+	struct subproc_result res;
 	ret = run_criu("dump", argv, NULL, 0, DUMP_TIMEOUT_MS, &res);
 	info->dump_ms = res.ms;
-	spawn_result_fini(&res);
+	subproc_result_fini(&res);
 	if (ret)
 		return ret;
 
@@ -336,13 +336,13 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 		argv[argc++] = "mnt[]";
 	}
 	argv[argc] = NULL;
-	const struct spawn_fd fds[] = { { sv[1], RESTORE_CHANNEL_FD }, { lp[1], RESTORE_LOG_FD } };
+	const struct subproc_fd fds[] = { { sv[1], RESTORE_CHANNEL_FD }, { lp[1], RESTORE_LOG_FD } };
 
-	struct spawn_result res;
+	struct subproc_result res;
 	ret = run_criu("restore", argv, fds, 2, RESTORE_TIMEOUT_MS, &res);
 	if (t)
 		t->criu_ms = res.ms;
-	spawn_result_fini(&res);
+	subproc_result_fini(&res);
 	if (ret) {
 		unlink(pidfile);
 		goto close_lp;

@@ -3,7 +3,7 @@
  *
  * The CRIU binary is $THAW_CRIU, else /usr/local/lib/thaw/criu/criu (built
  * by `make deps`; Debian 12's criu 3.17 is never used). It is run through the
- * spawn wrapper (spawn.h), never through a shell.
+ * spawn wrapper (subproc.h), never through a shell.
  *
  * A snapshot is a folder: CRIU's images, SNAPSHOT_FDS_NAME (the inodes of
  * the channel socket and log pipe the instance had at dump time, which

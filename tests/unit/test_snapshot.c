@@ -21,7 +21,7 @@
 #include "mem.h"
 #include "snapshot/manifest.h"
 #include "snapshot/snapshot.h"
-#include "snapshot/spawn.h"
+#include "snapshot/subproc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -444,25 +444,25 @@ static void test_failed_restore_unwinds(void **state)
 	assert_int_equal(errno, ECHILD);
 }
 
-/* The spawn wrapper kills and reaps a child past its deadline, and keeps
+/* The subproc wrapper kills and reaps a child past its deadline, and keeps
  * the tail of what it printed. */
-static void test_spawn_kills_on_timeout(void **state)
+static void test_subproc_kills_on_timeout(void **state)
 {
 	(void)state;
 	char *argv[] = { "/bin/sh", "-c", "echo started; exec sleep 10", NULL };
-	struct spawn_result res;
+	struct subproc_result res;
 	double t0 = now_ms();
-	assert_int_equal(spawn_run(argv, NULL, 0, 200, &res), -ETIMEDOUT);
+	assert_int_equal(subproc_run(argv, NULL, 0, 200, &res), -ETIMEDOUT);
 	assert_true(now_ms() - t0 < 2000);
 	assert_true(WIFSIGNALED(res.status) && WTERMSIG(res.status) == SIGKILL);
 	char line[64];
-	spawn_last_line(&res, NULL, line, sizeof(line));
+	subproc_last_line(&res, NULL, line, sizeof(line));
 	assert_string_equal(line, "started");
-	spawn_result_fini(&res);
+	subproc_result_fini(&res);
 
 	char *missing[] = { "/nonexistent/criu", NULL };
-	assert_int_equal(spawn_run(missing, NULL, 0, 200, &res), -ENOENT);
-	spawn_result_fini(&res);
+	assert_int_equal(subproc_run(missing, NULL, 0, 200, &res), -ENOENT);
+	subproc_result_fini(&res);
 }
 
 static void test_missing_criu_is_reported(void **state)
@@ -505,7 +505,7 @@ int main(void)
 		cmocka_unit_test(test_verify_rejects_corruption),
 		cmocka_unit_test(test_restored_copy_logs_to_new_pipe),
 		cmocka_unit_test(test_failed_restore_unwinds),
-		cmocka_unit_test(test_spawn_kills_on_timeout),
+		cmocka_unit_test(test_subproc_kills_on_timeout),
 		cmocka_unit_test(test_missing_criu_is_reported),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,5 +1,5 @@
-#define LOG_PREFIX "spawn: "
-#include "spawn.h"
+#define LOG_PREFIX "subproc: "
+#include "subproc.h"
 #include "log.h"
 #include "mem.h"
 
@@ -24,17 +24,17 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Appends to the output, keeping the newest SPAWN_OUT_MAX bytes. */
-static void keep_output(struct spawn_result *res, const char *data, size_t n)
+/* Appends to the output, keeping the newest SUBPROC_OUT_MAX bytes. */
+static void keep_output(struct subproc_result *res, const char *data, size_t n)
 {
 	if (!res->out)
-		res->out = xmalloc(SPAWN_OUT_MAX + 1);
-	if (n > SPAWN_OUT_MAX) {
-		data += n - SPAWN_OUT_MAX;
-		n = SPAWN_OUT_MAX;
+		res->out = xmalloc(SUBPROC_OUT_MAX + 1);
+	if (n > SUBPROC_OUT_MAX) {
+		data += n - SUBPROC_OUT_MAX;
+		n = SUBPROC_OUT_MAX;
 	}
-	if (res->out_len + n > SPAWN_OUT_MAX) {
-		size_t drop = res->out_len + n - SPAWN_OUT_MAX;
+	if (res->out_len + n > SUBPROC_OUT_MAX) {
+		size_t drop = res->out_len + n - SUBPROC_OUT_MAX;
 		memmove(res->out, res->out + drop, res->out_len - drop);
 		res->out_len -= drop;
 	}
@@ -44,7 +44,7 @@ static void keep_output(struct spawn_result *res, const char *data, size_t n)
 }
 
 /* Reads what the pipe has; returns 0 on EOF, 1 when it may have more. */
-static int drain(int fd, struct spawn_result *res)
+static int drain(int fd, struct subproc_result *res)
 {
 	char chunk[8192];
 	for (;;) {
@@ -64,7 +64,7 @@ static int drain(int fd, struct spawn_result *res)
 /* The child's fd table, built in the order that survives every overlap of
  * source and target numbers: stage each source above every fd involved,
  * then stdout/stderr, then the targets, then close the rest. */
-static int build_actions(posix_spawn_file_actions_t *fa, int out_w, const struct spawn_fd *fds,
+static int build_actions(posix_spawn_file_actions_t *fa, int out_w, const struct subproc_fd *fds,
 			 unsigned n_fds)
 {
 	int top = out_w > 2 ? out_w : 2, r = 0;
@@ -102,12 +102,12 @@ static void kill_and_reap(pid_t pid, int *status)
 		;
 }
 
-int spawn_run(char *const argv[], const struct spawn_fd *fds, unsigned n_fds, int timeout_ms,
-	      struct spawn_result *res)
+int subproc_run(char *const argv[], const struct subproc_fd *fds, unsigned n_fds, int timeout_ms,
+	      struct subproc_result *res)
 {
 	int out[2], ret, pidfd = -1;
 	pid_t pid;
-	*res = (struct spawn_result){ .status = -1 };
+	*res = (struct subproc_result){ .status = -1 };
 	double start = now_ms();
 
 	if (pipe2(out, O_CLOEXEC) < 0)
@@ -193,7 +193,7 @@ destroy:
 	return ret;
 }
 
-void spawn_last_line(const struct spawn_result *res, const char *skip, char *line, size_t len)
+void subproc_last_line(const struct subproc_result *res, const char *skip, char *line, size_t len)
 {
 	if (!len)
 		return;
@@ -219,7 +219,7 @@ void spawn_last_line(const struct spawn_result *res, const char *skip, char *lin
 	}
 }
 
-void spawn_result_fini(struct spawn_result *res)
+void subproc_result_fini(struct subproc_result *res)
 {
 	free(res->out);
 	res->out = NULL;

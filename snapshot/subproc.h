@@ -4,27 +4,27 @@
  * stderr together, kill it when it runs past its time, and always reap it.
  *
  * The child gets stdin on /dev/null, stdout+stderr on a pipe read by
- * spawn_run, the fds of `fds` at their `target` numbers (>= 3), and no other
+ * subproc_run, the fds of `fds` at their `target` numbers (>= 3), and no other
  * fd. It inherits the caller's environment. posix_spawn (vfork-style) keeps
  * the cost independent of the daemon's size.
  */
-#ifndef THAW_SPAWN_H
-#define THAW_SPAWN_H
+#ifndef THAW_SUBPROC_H
+#define THAW_SUBPROC_H
 
 #include <stddef.h>
 
 /* Keep at most this much output: the start and, more useful, the tail. */
-#define SPAWN_OUT_MAX (64u << 10)
+#define SUBPROC_OUT_MAX (64u << 10)
 
-struct spawn_fd {
+struct subproc_fd {
 	int fd;     /* the caller's fd; left open for the caller */
 	int target; /* its number in the child, >= 3 */
 };
 
-struct spawn_result {
+struct subproc_result {
 	int status;   /* waitpid status; meaningful when the child ran */
 	char *out;    /* NUL-terminated tail of stdout+stderr; the caller frees
-		       * it with spawn_result_fini (NULL when nothing came) */
+		       * it with subproc_result_fini (NULL when nothing came) */
 	size_t out_len;
 	double ms;    /* spawn to exit, wall time */
 };
@@ -34,13 +34,13 @@ struct spawn_result {
  * res->status); -ETIMEDOUT when it ran past timeout_ms and was killed;
  * -ENOENT/-EACCES/... when it could not be started. In every case the child
  * has been reaped and res is filled as far as it got (fini it). */
-int spawn_run(char *const argv[], const struct spawn_fd *fds, unsigned n_fds, int timeout_ms,
-	      struct spawn_result *res);
+int subproc_run(char *const argv[], const struct subproc_fd *fds, unsigned n_fds, int timeout_ms,
+	      struct subproc_result *res);
 
 /* The last non-empty line of the output that does not contain skip (may be
  * NULL), copied into line; empty when there is none. */
-void spawn_last_line(const struct spawn_result *res, const char *skip, char *line, size_t len);
+void subproc_last_line(const struct subproc_result *res, const char *skip, char *line, size_t len);
 
-void spawn_result_fini(struct spawn_result *res);
+void subproc_result_fini(struct subproc_result *res);
 
 #endif
