@@ -3,7 +3,7 @@
  */
 #include "entities.h"
 
-#include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,108 +35,169 @@ uint32_t ner_entities(const struct ner_model *m, const int32_t *path, uint32_t n
 	return count;
 }
 
-/* The tokens [start, end) of sequence b joined, as a new cJSON string. */
-static cJSON *word(const struct ner_request *r, uint32_t b, uint32_t start, uint32_t end)
-{
-	const struct ner_span *tok = r->tokens + r->tok_off[b];
-	size_t len = 0;
+/* The response body, built by hand: cJSON spends a malloc per value and an
+ * snprintf plus sscanf per number. The output is byte for byte what
+ * cJSON_PrintUnformatted would give. */
+struct out {
+	char *buf;
+	size_t len, cap;
+	int oom;
+};
 
-	for (uint32_t t = start; t < end; t++)
-		len += tok[t].len;
-	char *s = malloc(len + 1), *p = s;
-	if (!s)
-		return NULL;
-	for (uint32_t t = start; t < end; t++) {
-		memcpy(p, tok[t].p, tok[t].len);
-		p += tok[t].len;
+static void put(struct out *o, const char *s, size_t n)
+{
+	if (o->oom)
+		return;
+	if (o->len + n + 1 > o->cap) {
+		size_t cap = o->cap ? o->cap : 4096;
+		while (cap < o->len + n + 1)
+			cap *= 2;
+		char *buf = realloc(o->buf, cap);
+		if (!buf) {
+			o->oom = 1;
+			return;
+		}
+		o->buf = buf;
+		o->cap = cap;
 	}
-	*p = '\0';
-	cJSON *j = cJSON_CreateString(s);
-	free(s);
-	return j;
+	memcpy(o->buf + o->len, s, n);
+	o->len += n;
+	o->buf[o->len] = '\0';
 }
 
-/* Adds the entities of sequence b to list. Returns 0 or -1 (no memory). */
-static int add_entities(const struct ner_model *m, const struct ner_request *r,
-			const int32_t *path, uint32_t b, struct ner_entity *ents, cJSON *list)
+static void put_lit(struct out *o, const char *s)
+{
+	put(o, s, strlen(s));
+}
+
+static void put_u32(struct out *o, uint32_t v)
+{
+	char tmp[10], *p = tmp + sizeof(tmp);
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	put(o, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* The inside of a JSON string: '"', '\\' and control characters escaped,
+ * everything else (UTF-8 included) as it is. */
+static void put_escaped(struct out *o, const char *s, size_t n)
+{
+	size_t run = 0;
+	for (size_t k = 0; k < n; k++) {
+		const unsigned char c = (unsigned char)s[k];
+		char esc[8];
+		const char *e = NULL;
+
+		if (c == '"')
+			e = "\\\"";
+		else if (c == '\\')
+			e = "\\\\";
+		else if (c == '\b')
+			e = "\\b";
+		else if (c == '\f')
+			e = "\\f";
+		else if (c == '\n')
+			e = "\\n";
+		else if (c == '\r')
+			e = "\\r";
+		else if (c == '\t')
+			e = "\\t";
+		else if (c < 0x20) {
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			e = esc;
+		}
+		if (!e)
+			continue;
+		put(o, s + run, k - run);
+		put_lit(o, e);
+		run = k + 1;
+	}
+	put(o, s + run, n - run);
+}
+
+static void put_string(struct out *o, const char *s)
+{
+	put_lit(o, "\"");
+	put_escaped(o, s, strlen(s));
+	put_lit(o, "\"");
+}
+
+static void put_entities(struct out *o, const struct ner_model *m, const struct ner_request *r,
+			 const int32_t *path, uint32_t b, struct ner_entity *ents)
 {
 	const uint32_t count = ner_entities(m, path, (uint32_t)r->lengths[b], ents);
 
+	put_lit(o, "[");
 	for (uint32_t k = 0; k < count; k++) {
-		cJSON *e = cJSON_CreateObject();
-		if (!e || !cJSON_AddItemToArray(list, e)) {
-			cJSON_Delete(e);
-			return -1;
-		}
+		put_lit(o, k ? ",{" : "{");
 		if (r->tok_off) {
-			cJSON *w = word(r, b, ents[k].start, ents[k].end);
-			if (!w || !cJSON_AddItemToObject(e, "word", w)) {
-				cJSON_Delete(w);
-				return -1;
-			}
+			const struct ner_span *tok = r->tokens + r->tok_off[b];
+			put_lit(o, "\"word\":\"");
+			for (uint32_t t = ents[k].start; t < ents[k].end; t++)
+				put_escaped(o, tok[t].p, tok[t].len);
+			put_lit(o, "\",");
 		}
-		if (!cJSON_AddNumberToObject(e, "start", ents[k].start) ||
-		    !cJSON_AddNumberToObject(e, "end", ents[k].end) ||
-		    !cJSON_AddStringToObject(e, "type", m->types[ents[k].type]))
-			return -1;
+		put_lit(o, "\"start\":");
+		put_u32(o, ents[k].start);
+		put_lit(o, ",\"end\":");
+		put_u32(o, ents[k].end);
+		put_lit(o, ",\"type\":");
+		put_string(o, m->types[ents[k].type]);
+		put_lit(o, "}");
 	}
-	return 0;
+	put_lit(o, "]");
 }
 
-static int add_tags(const struct ner_model *m, const struct ner_request *r, const int32_t *path,
-		    uint32_t b, cJSON *list)
+static void put_tags(struct out *o, const struct ner_model *m, const struct ner_request *r,
+		     const int32_t *path, uint32_t b)
 {
+	put_lit(o, "[");
 	for (uint32_t t = 0; t < (uint32_t)r->lengths[b]; t++) {
 		const int32_t tag = path[t];
-		const char *name = tag >= 0 && (uint32_t)tag < m->num_tags ? m->tags[tag].name : "O";
-		cJSON *s = cJSON_CreateString(name);
-		if (!s || !cJSON_AddItemToArray(list, s)) {
-			cJSON_Delete(s);
-			return -1;
-		}
+		if (t)
+			put_lit(o, ",");
+		put_string(o, tag >= 0 && (uint32_t)tag < m->num_tags ? m->tags[tag].name : "O");
 	}
-	return 0;
+	put_lit(o, "]");
 }
 
 char *ner_response_json(const struct ner_model *m, const struct ner_request *r,
 			const int32_t *paths)
 {
 	struct ner_entity *ents = malloc(((size_t)r->steps + 1) * sizeof(*ents));
-	cJSON *root = cJSON_CreateObject();
-	char *out = NULL;
+	struct out o = { 0 };
 
-	if (!ents || !root)
-		goto out;
-	cJSON *all = cJSON_AddArrayToObject(root, "entities");
-	cJSON *all_tags = r->return_tags ? cJSON_AddArrayToObject(root, "tags") : NULL;
-	if (!all || (r->return_tags && !all_tags))
-		goto out;
+	if (!ents)
+		return NULL;
+	put_lit(&o, "{\"entities\":");
+	if (r->batched)
+		put_lit(&o, "[");
 	for (uint32_t b = 0; b < r->batch; b++) {
-		const int32_t *path = paths + (size_t)b * r->steps;
-		cJSON *list = all, *tags = all_tags;
-
-		if (r->batched) {
-			list = cJSON_CreateArray();
-			if (!list || !cJSON_AddItemToArray(all, list)) {
-				cJSON_Delete(list);
-				goto out;
-			}
-			if (all_tags) {
-				tags = cJSON_CreateArray();
-				if (!tags || !cJSON_AddItemToArray(all_tags, tags)) {
-					cJSON_Delete(tags);
-					goto out;
-				}
-			}
-		}
-		if (add_entities(m, r, path, b, ents, list))
-			goto out;
-		if (tags && add_tags(m, r, path, b, tags))
-			goto out;
+		if (b)
+			put_lit(&o, ",");
+		put_entities(&o, m, r, paths + (size_t)b * r->steps, b, ents);
 	}
-	out = cJSON_PrintUnformatted(root);
-out:
-	cJSON_Delete(root);
+	if (r->batched)
+		put_lit(&o, "]");
+	if (r->return_tags) {
+		put_lit(&o, ",\"tags\":");
+		if (r->batched)
+			put_lit(&o, "[");
+		for (uint32_t b = 0; b < r->batch; b++) {
+			if (b)
+				put_lit(&o, ",");
+			put_tags(&o, m, r, paths + (size_t)b * r->steps, b);
+		}
+		if (r->batched)
+			put_lit(&o, "]");
+	}
+	put_lit(&o, "}");
 	free(ents);
-	return out;
+	if (o.oom) {
+		free(o.buf);
+		return NULL;
+	}
+	return o.buf;
 }

@@ -3,13 +3,13 @@
  */
 #include "model.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "kernels/viterbi.h"
 
 /* Returns the type index of name (len bytes), adding it if new, or -1. */
@@ -108,19 +108,21 @@ int ner_model_set_trans_json(struct ner_model *m, const char *json, size_t len, 
 			     size_t errlen)
 {
 	const uint32_t K1 = m->num_tags + 1;
-	cJSON *root = cJSON_ParseWithLength(json, len);
-	const cJSON *rows = root, *row, *x;
+	const struct nj_value *rows, *row, *x;
+	struct nj_doc doc;
 	float *trans = NULL;
 	uint32_t i = 0, j;
-	int ret = -EINVAL;
+	int ret = nj_parse(&doc, json, len);
 
-	if (!root) {
-		snprintf(err, errlen, "not valid JSON");
-		return -EINVAL;
+	if (ret) {
+		snprintf(err, errlen, ret == -ENOMEM ? "out of memory" : "not valid JSON");
+		return ret;
 	}
-	if (cJSON_IsObject(root))
-		rows = cJSON_GetObjectItemCaseSensitive(root, "transitions");
-	if (!cJSON_IsArray(rows) || cJSON_GetArraySize(rows) != (int)K1) {
+	ret = -EINVAL;
+	rows = nj_root(&doc);
+	if (rows->type == NJ_OBJECT)
+		rows = nj_get(rows, "transitions");
+	if (!rows || rows->type != NJ_ARRAY || rows->count != K1) {
 		snprintf(err, errlen, "want a list of %u rows (%u tags + start)", K1, K1 - 1);
 		goto out;
 	}
@@ -130,17 +132,17 @@ int ner_model_set_trans_json(struct ner_model *m, const char *json, size_t len, 
 		ret = -ENOMEM;
 		goto out;
 	}
-	cJSON_ArrayForEach(row, rows)
+	nj_foreach(row, rows)
 	{
-		if (!cJSON_IsArray(row) || cJSON_GetArraySize(row) != (int)K1) {
+		if (row->type != NJ_ARRAY || row->count != K1) {
 			snprintf(err, errlen, "row %u: want %u numbers", i, K1);
 			goto out;
 		}
 		j = 0;
-		cJSON_ArrayForEach(x, row)
+		nj_foreach(x, row)
 		{
-			float v = (float)x->valuedouble;
-			if (!cJSON_IsNumber(x) || !isfinite(v)) {
+			float v = (float)x->num;
+			if (x->type != NJ_NUMBER || !isfinite(v)) {
 				snprintf(err, errlen, "row %u column %u: not a finite float32", i, j);
 				goto out;
 			}
@@ -155,7 +157,7 @@ int ner_model_set_trans_json(struct ner_model *m, const char *json, size_t len, 
 	ret = 0;
 out:
 	free(trans);
-	cJSON_Delete(root);
+	nj_free(&doc);
 	return ret;
 }
 

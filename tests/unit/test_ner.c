@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -590,6 +591,26 @@ static void test_crf_forbids_o_to_inside(void **state)
 		    "\"tags\":[\"O\",\"B-PER\",\"I-PER\"]}");
 }
 
+/* Words are escaped exactly as cJSON_PrintUnformatted would. */
+static void test_word_escaping_matches_cjson(void **state)
+{
+	(void)state;
+	const char *body = "{\"tokens\": [\"a\\\"\", \"\\\\\", \"\\n\\t\\b\\f\\r\", \"\\u0001\\u001f\", \"/\\u00e9\"],"
+			   " \"logits\": [[0,0,0,5,0,0,0], [0,0,0,0,5,0,0], [0,0,0,0,5,0,0],"
+			   " [0,0,0,0,5,0,0], [0,0,0,0,5,0,0]]}";
+	cJSON *want = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(want, "entities");
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddItemToArray(list, e);
+	cJSON_AddStringToObject(e, "word", "a\"\\\n\t\b\f\r\x01\x1f/\xc3\xa9");
+	cJSON_AddNumberToObject(e, "start", 0);
+	cJSON_AddNumberToObject(e, "end", 5);
+	cJSON_AddStringToObject(e, "type", "PER");
+	char *text = cJSON_PrintUnformatted(want);
+	expect_body(body, 200, text);
+	free(text);
+	cJSON_Delete(want);
+}
+
 static void test_request_validation_table(void **state)
 {
 	(void)state;
@@ -681,6 +702,7 @@ int main(void)
 		cmocka_unit_test(test_batch_with_tokens_and_padding),
 		cmocka_unit_test(test_without_tokens_or_lengths),
 		cmocka_unit_test(test_crf_forbids_o_to_inside),
+		cmocka_unit_test(test_word_escaping_matches_cjson),
 		cmocka_unit_test(test_request_validation_table),
 		cmocka_unit_test(test_method_and_path),
 		cmocka_unit_test(test_reports_device),
