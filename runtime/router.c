@@ -98,7 +98,8 @@ void router_route(const char *path, size_t len, struct route *out)
 		return;
 	}
 	if (prefix(path, len, "/proxy")) {
-		const char *p = path + 7, *end = path + len;
+		/* path + 7 would point past the end of a bare "/proxy" */
+		const char *end = path + len, *p = len > 6 ? path + 7 : end;
 		size_t n = p < end ? segment(p, end, 0) : 0;
 		unsigned port = 0;
 		for (size_t i = 0; i < n && port <= 65535; i++)
