@@ -661,6 +661,33 @@ static void test_request_validation_table(void **state)
 	}
 }
 
+/* NER_DEVICE=gpu: init fails without a GPU; with one, batches go to it and
+ * give the CPU's answer. */
+static void test_device_gpu(void **state)
+{
+	(void)state;
+	thaw_handler_v1.shutdown();
+	setenv("NER_DEVICE", "gpu", 1);
+	int ret = thaw_handler_v1.init();
+	if (viterbi_gpu_count() == 0) {
+		assert_int_equal(ret, -ENODEV);
+		assert_string_equal(init_error, "NER_DEVICE=gpu but no usable GPU: No such device");
+		assert_int_equal(init_cpu(), 0);
+		skip();
+	}
+	assert_int_equal(ret, 0);
+	char body[4096] = "{\"text\": [\"我在重庆市工作\"], \"logits\": [";
+	logits_json(body, sizeof(body), chongqing, 7);
+	strcat(body, "]}");
+	struct thaw_response res = call("POST", "/", body);
+	assert_int_equal(res.status, 200);
+	assert_string_equal(res.device, "gpu");
+	assert_string_equal(res.body, "{\"entities\":[[{\"word\":\"重庆市\",\"start\":2,\"end\":5,\"type\":\"LOC\"}]]}");
+	free(res.body);
+	thaw_handler_v1.shutdown();
+	assert_int_equal(init_cpu(), 0);
+}
+
 static void test_method_and_path(void **state)
 {
 	(void)state;
@@ -705,6 +732,7 @@ int main(void)
 		cmocka_unit_test(test_word_escaping_matches_cjson),
 		cmocka_unit_test(test_request_validation_table),
 		cmocka_unit_test(test_method_and_path),
+		cmocka_unit_test(test_device_gpu),
 		cmocka_unit_test(test_reports_device),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown) ? 1 : 0;
