@@ -22,6 +22,7 @@
 #define MAX_ENV 1024
 #define MAX_MODEL_FILES 1024
 #define MAX_FIELDS 24 /* entries of the largest field table */
+#define MAX_DEPTH 16  /* the schema needs 3 levels of maps and lists */
 #define GIB (1ull << 30)
 #define OFF(member) offsetof(struct config, member)
 
@@ -640,12 +641,16 @@ static size_t line_at(const char *s, size_t len, size_t offset)
 	return line;
 }
 
+static int oom(struct parser *p)
+{
+	snprintf(p->err, p->errlen, "%s: out of memory parsing YAML", p->file);
+	return -ENOMEM;
+}
+
 static int syntax_error(struct parser *p, yaml_parser_t *yp, const char *yaml, size_t len)
 {
-	if (yp->error == YAML_MEMORY_ERROR) {
-		snprintf(p->err, p->errlen, "%s: out of memory parsing YAML", p->file);
-		return -ENOMEM;
-	}
+	if (yp->error == YAML_MEMORY_ERROR)
+		return oom(p);
 	if (yp->error == YAML_READER_ERROR)
 		return fail(p, line_at(yaml, len, yp->problem_offset), "YAML syntax error: %s",
 			    yp->problem ? yp->problem : "unreadable input");
@@ -681,6 +686,36 @@ static int check_required(struct parser *p, const yaml_node_t *root)
 	if (!p->target_set)
 		c->scaling.target_concurrency = c->instance_concurrency * 0.7;
 	return 0;
+}
+
+/* A first pass over the events that refuses deep nesting early: libyaml's
+ * scanner takes time quadratic in the depth of flow collections ("[[[[..."),
+ * minutes for a 1 MiB file, so the tree is built only for shallow input. */
+static int check_depth(struct parser *p, const char *yaml, size_t len)
+{
+	yaml_parser_t yp;
+	yaml_event_t ev;
+	int depth = 0, r = 0;
+	if (!yaml_parser_initialize(&yp))
+		return oom(p);
+	yaml_parser_set_input_string(&yp, (const unsigned char *)yaml, len);
+	for (bool end = false; !end && !r;) {
+		if (!yaml_parser_parse(&yp, &ev)) {
+			r = syntax_error(p, &yp, yaml, len);
+			break;
+		}
+		end = ev.type == YAML_STREAM_END_EVENT;
+		if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT)
+			depth++;
+		if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT)
+			depth--;
+		if (depth > MAX_DEPTH)
+			r = fail(p, ev.start_mark.line + 1, "expected at most %d levels of nesting",
+				 MAX_DEPTH);
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&yp);
+	return r;
 }
 
 static int parse_document(struct parser *p, yaml_parser_t *yp, const char *yaml, size_t len)
@@ -747,11 +782,12 @@ int config_parse(const char *yaml, size_t len, const char *name_for_errors, cons
 	out->dir = dir ? xstrdup(dir) : NULL;
 	if (!yaml_parser_initialize(&yp)) {
 		config_free(out);
-		snprintf(p.err, p.errlen, "%s: out of memory parsing YAML", p.file);
-		return -ENOMEM;
+		return oom(&p);
 	}
 	yaml_parser_set_input_string(&yp, (const unsigned char *)yaml, len);
-	int r = parse_document(&p, &yp, yaml, len);
+	int r = check_depth(&p, yaml, len);
+	if (!r)
+		r = parse_document(&p, &yp, yaml, len);
 	yaml_parser_delete(&yp);
 	if (r)
 		config_free(out);
