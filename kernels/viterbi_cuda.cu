@@ -48,10 +48,10 @@ struct viterbi_gpu {
 	size_t bp_cap;
 };
 
-__global__ void viterbi_kernel(const float *__restrict__ logits, const int32_t *__restrict__ lengths,
-			       const float *__restrict__ trans_g, uint32_t batch, uint32_t steps,
-			       uint32_t K, int trans_in_smem, uint16_t *__restrict__ bp_all,
-			       int32_t *__restrict__ paths)
+__global__ void viterbi_kernel(const float *__restrict__ logits,
+			       const int32_t *__restrict__ lengths, const float *__restrict__ trans_g,
+			       uint32_t batch, uint32_t steps, uint32_t K, int trans_in_smem,
+			       uint16_t *__restrict__ bp_all, int32_t *__restrict__ paths)
 {
 	extern __shared__ float smem[];
 	const uint32_t K1 = K + 1;

@@ -35,33 +35,30 @@ static const char *seq_name(char *buf, size_t n, const char *field, int batched,
 
 /* Checks that one sequence is [steps][K]; no allocation before this holds
  * for every sequence, so a body cannot ask for more floats than it has. */
-static int check_shape(const struct nj_value *seq, const char *name, uint32_t steps, uint32_t K, char *err,
-		       size_t errlen)
+static int check_shape(const struct nj_value *seq, const char *name, uint32_t steps, uint32_t K,
+		       char *err, size_t errlen)
 {
 	const struct nj_value *step;
 	uint32_t t = 0;
-	int n;
 
 	if (!is_type(seq, NJ_ARRAY))
 		BAD("%s: want a list of steps", name);
-	n = (int)(seq)->count;
-	if ((uint32_t)n != steps)
-		BAD("%s has %d steps, logits[0] has %u", name, n, steps);
+	if (seq->count != steps)
+		BAD("%s has %u steps, logits[0] has %u", name, seq->count, steps);
 	nj_foreach(step, seq)
 	{
 		if (!is_type(step, NJ_ARRAY))
 			BAD("%s[%u]: want a list of %u scores", name, t, K);
-		n = (int)(step)->count;
-		if (n != (int)K)
-			BAD("%s[%u] has %d scores, the model has %u tags", name, t, n, K);
+		if (step->count != K)
+			BAD("%s[%u] has %u scores, the model has %u tags", name, t, step->count, K);
 		t++;
 	}
 	return 0;
 }
 
 /* Copies one sequence's [steps][K] scores (shape checked) into out. */
-static int fill_sequence(const struct nj_value *seq, const char *name, uint32_t K, float *out, char *err,
-			 size_t errlen)
+static int fill_sequence(const struct nj_value *seq, const char *name, uint32_t K, float *out,
+			 char *err, size_t errlen)
 {
 	const struct nj_value *step, *x;
 	uint32_t t = 0, j;
@@ -83,12 +80,13 @@ static int fill_sequence(const struct nj_value *seq, const char *name, uint32_t 
 	return 0;
 }
 
-static int parse_logits(struct ner_request *r, const struct nj_value *logits, char *err, size_t errlen)
+static int parse_logits(struct ner_request *r, const struct nj_value *logits, char *err,
+			size_t errlen)
 {
 	const struct nj_value *seq, *first;
 	char name[48];
 	uint32_t b;
-	int n, ret;
+	int ret;
 
 	if (!is_type(logits, NJ_ARRAY))
 		BAD("logits: want a list of sequences of per-tag scores");
@@ -96,15 +94,14 @@ static int parse_logits(struct ner_request *r, const struct nj_value *logits, ch
 	/* [steps][K] when the first element's first element is a number. */
 	r->batched = !(first && is_type(first, NJ_ARRAY) && first->child &&
 		       is_type(first->child, NJ_NUMBER));
-	n = (int)(logits)->count;
 	if (r->batched) {
-		if ((uint32_t)n > NER_MAX_BATCH)
-			BAD("logits: %d sequences, at most %u", n, NER_MAX_BATCH);
-		r->batch = (uint32_t)n;
-		r->steps = is_type(first, NJ_ARRAY) ? (uint32_t)(int)(first)->count : 0;
+		if (logits->count > NER_MAX_BATCH)
+			BAD("logits: %u sequences, at most %u", logits->count, NER_MAX_BATCH);
+		r->batch = logits->count;
+		r->steps = is_type(first, NJ_ARRAY) ? first->count : 0;
 	} else {
 		r->batch = 1;
-		r->steps = (uint32_t)n;
+		r->steps = logits->count;
 	}
 	b = 0;
 	for (seq = r->batched ? first : logits; b < r->batch; b++, seq = seq->next) {
@@ -172,8 +169,8 @@ static int split_text(const char *text, size_t n, const char *name, struct ner_s
 }
 
 /* The strings (or texts) of sequence b of the tokens/text field. */
-static int sequence_tokens(const struct nj_value *seq, int is_text, const char *name, struct ner_span *out,
-			   uint32_t *count, char *err, size_t errlen)
+static int sequence_tokens(const struct nj_value *seq, int is_text, const char *name,
+			   struct ner_span *out, uint32_t *count, char *err, size_t errlen)
 {
 	const struct nj_value *tok;
 	uint32_t c = 0;
@@ -208,7 +205,7 @@ static int parse_tokens(struct ner_request *r, const struct nj_value *field, int
 	int ret;
 
 	if (r->batched) {
-		if (!is_type(field, NJ_ARRAY) || (int)(field)->count != (int)r->batch)
+		if (!is_type(field, NJ_ARRAY) || field->count != r->batch)
 			BAD("%s: want a list of %u %s, one per sequence", fname, r->batch,
 			    is_text ? "strings" : "lists of strings");
 	}
@@ -237,8 +234,8 @@ static int parse_tokens(struct ner_request *r, const struct nj_value *field, int
 }
 
 /* A length: an integer in 0..steps. */
-static int parse_length(const struct nj_value *x, const char *name, uint32_t steps, int32_t *out, char *err,
-			size_t errlen)
+static int parse_length(const struct nj_value *x, const char *name, uint32_t steps, int32_t *out,
+			char *err, size_t errlen)
 {
 	if (!is_type(x, NJ_NUMBER) || x->num != floor(x->num))
 		BAD("%s: want an integer", name);
@@ -248,7 +245,8 @@ static int parse_length(const struct nj_value *x, const char *name, uint32_t ste
 	return 0;
 }
 
-static int parse_lengths(struct ner_request *r, const struct nj_value *field, char *err, size_t errlen)
+static int parse_lengths(struct ner_request *r, const struct nj_value *field, char *err,
+			 size_t errlen)
 {
 	char name[48];
 	int ret;
@@ -269,7 +267,7 @@ static int parse_lengths(struct ner_request *r, const struct nj_value *field, ch
 	}
 	if (!r->batched && is_type(field, NJ_NUMBER))
 		return parse_length(field, "lengths", r->steps, &r->lengths[0], err, errlen);
-	if (!is_type(field, NJ_ARRAY) || (int)(field)->count != (int)r->batch)
+	if (!is_type(field, NJ_ARRAY) || field->count != r->batch)
 		BAD("lengths: want a list of %u integers, one per sequence", r->batch);
 	const struct nj_value *x = field->child;
 	for (uint32_t b = 0; b < r->batch; b++, x = x->next) {
