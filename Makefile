@@ -32,11 +32,12 @@ UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
 TOOLS :=
 
+.DEFAULT_GOAL := all
 .PHONY: all deps test bench fuzz asan soak clean
-all: $(BUILD)/thaw $(BUILD)/thaw-instance $(HANDLER_SOS) $(UNIT_BIN) $(TOOLS)
-
 # Module fragments add to DAEMON_LIBS, HANDLER_LIBS_<name>, HANDLER_EXTRA_<name>, TOOLS.
 -include $(wildcard */module.mk handlers/*/module.mk)
+
+all: $(BUILD)/thaw $(BUILD)/thaw-instance $(HANDLER_SOS) $(UNIT_BIN) $(TOOLS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
