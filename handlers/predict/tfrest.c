@@ -202,6 +202,14 @@ out:
 int tfrest_parse_predict(const char *body, size_t len, enum tfrest_format *fmt,
 			 struct tfrest_tensor *t, char *err, size_t errlen)
 {
+	if (tfrest__parse_fast(body, len, fmt, t) == 0)
+		return 0;
+	return tfrest__parse_cjson(body, len, fmt, t, err, errlen);
+}
+
+int tfrest__parse_cjson(const char *body, size_t len, enum tfrest_format *fmt,
+			struct tfrest_tensor *t, char *err, size_t errlen)
+{
 	const char *end = NULL;
 	cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
 	int rc;
@@ -289,17 +297,23 @@ void tfrest_buf_free(struct tfrest_buf *b)
 
 int tfrest_format_float(float v, char *out, size_t outlen)
 {
-	int n = 0;
+	int n, lo = 1, hi = 9; /* 9 significant digits always round-trip a float */
 	if (isnan(v))
 		return snprintf(out, outlen, "NaN");
 	if (isinf(v))
 		return snprintf(out, outlen, v < 0 ? "-Infinity" : "Infinity");
-	for (int prec = 1; prec <= 9; prec++) {
-		n = snprintf(out, outlen, "%.*g", prec, (double)v);
+	/* Round-tripping is monotone in the precision: binary search for the
+	 * shortest (4 tries instead of up to 9). */
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		snprintf(out, outlen, "%.*g", mid, (double)v);
 		if (strtof(out, NULL) == v)
-			break;
+			hi = mid;
+		else
+			lo = mid + 1;
 	}
-	if (!strpbrk(out, ".eE") && (size_t)n + 2 < outlen) {
+	n = snprintf(out, outlen, "%.*g", lo, (double)v);
+	if (!strpbrk(out, ".eEn") && (size_t)n + 2 < outlen) {
 		memcpy(out + n, ".0", 3);
 		n += 2;
 	}

@@ -53,6 +53,13 @@ enum tfrest_format { TFREST_ROW, TFREST_COLUMNAR };
 int tfrest_parse_predict(const char *body, size_t len, enum tfrest_format *fmt,
 			 struct tfrest_tensor *t, char *err, size_t errlen);
 
+/* Internal, for tests: the allocation-free fast path (tfrest_fast.c; 0 or
+ * -ENOTSUP = "use the general path") and the general cJSON path. */
+int tfrest__parse_fast(const char *body, size_t len, enum tfrest_format *fmt,
+		       struct tfrest_tensor *t);
+int tfrest__parse_cjson(const char *body, size_t len, enum tfrest_format *fmt,
+			struct tfrest_tensor *t, char *err, size_t errlen);
+
 /* Growable output buffer. */
 struct tfrest_buf {
 	char *p;

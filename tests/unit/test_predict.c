@@ -378,6 +378,72 @@ static void test_mlp_bad_requests_give_400_error(void **state)
 	thaw_handler_v1.shutdown();
 }
 
+/* The fast path either declines or agrees bit for bit with the cJSON path. */
+static void check_fast_agrees(const char *body, size_t len, int *accepted)
+{
+	struct tfrest_tensor a, b;
+	enum tfrest_format fa, fb;
+	char err[256];
+	if (tfrest__parse_fast(body, len, &fa, &a) != 0)
+		return;
+	++*accepted;
+	if (tfrest__parse_cjson(body, len, &fb, &b, err, sizeof(err)) != 0)
+		fail_msg("fast path accepted what cJSON refuses (%s): %.200s", err, body);
+	assert_int_equal(fa, fb);
+	assert_int_equal(a.ndim, b.ndim);
+	assert_int_equal(a.n, b.n);
+	assert_memory_equal(a.shape, b.shape, sizeof(a.shape[0]) * a.ndim);
+	if (memcmp(a.data, b.data, a.n * sizeof(float)) != 0)
+		fail_msg("values differ: %.200s", body);
+	tfrest_tensor_free(&a);
+	tfrest_tensor_free(&b);
+}
+
+static void test_fast_json_path_matches_cjson(void **state)
+{
+	static const char *const fmts[] = { "%.17g", "%.9g", "%g", "%e", "%.3f", "%.0f", "%.25g" };
+	char body[8192];
+	int accepted = 0;
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_bodies) / sizeof(bad_bodies[0]); i++)
+		check_fast_agrees(bad_bodies[i], strlen(bad_bodies[i]), &accepted);
+	assert_int_equal(accepted, 0);
+	static const char *const edge[] = {
+		"{\"instances\": [0, -0, 1e0, 1E+2, -1.5e-3, 123456789012345678901234567890, 1e-400,"
+		" 1e39, 0.1, 9007199254740993, 4.9406564584124654e-324]}",
+		" {\"signature_name\":\"\",\"inputs\":[[1],[2]]} ",
+		"{\"inputs\": [[[1, 2]], [[3, 4]]], \"signature_name\": \"serving_default\"}",
+	};
+	for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
+		check_fast_agrees(edge[i], strlen(edge[i]), &accepted);
+	assert_int_equal(accepted, 3);
+	for (int iter = 0; iter < 3000; iter++) {
+		int rows = 1 + (int)(fabsf(frand()) * 5), cols = 1 + (int)(fabsf(frand()) * 6);
+		size_t n = (size_t)snprintf(body, sizeof(body), "{\"%s\": [",
+					    iter & 1 ? "inputs" : "instances");
+		for (int r = 0; r < rows; r++) {
+			n += snprintf(body + n, sizeof(body) - n, "%s[", r ? ", " : "");
+			for (int c = 0; c < cols; c++) {
+				double v = frand() * pow(10, (int)(frand() * 40));
+				n += snprintf(body + n, sizeof(body) - n, c ? "," : "");
+				n += snprintf(body + n, sizeof(body) - n, fmts[(iter + c) % 7], v);
+			}
+			n += snprintf(body + n, sizeof(body) - n, "]");
+		}
+		n += snprintf(body + n, sizeof(body) - n, "]}");
+		int before = accepted;
+		check_fast_agrees(body, n, &accepted);
+		assert_int_equal(accepted, before + 1);
+		/* Damaged copies: a flipped byte, a cut. */
+		size_t at = (size_t)(fabsf(frand()) * (n - 1));
+		char saved = body[at];
+		body[at] = "[]{},:-.e0\" x"[iter % 13];
+		check_fast_agrees(body, n, &accepted);
+		body[at] = saved;
+		check_fast_agrees(body, at, &accepted);
+	}
+}
+
 /* --- safetensors ------------------------------------------------------------ */
 
 static void test_safetensors_parses_good_file(void **state)
@@ -659,6 +725,7 @@ int main(void)
 		cmocka_unit_test(test_float_format_shortest_round_trip),
 		cmocka_unit_test(test_bad_requests_give_400_error),
 		cmocka_unit_test(test_mlp_bad_requests_give_400_error),
+		cmocka_unit_test(test_fast_json_path_matches_cjson),
 		cmocka_unit_test(test_safetensors_parses_good_file),
 		cmocka_unit_test(test_safetensors_rejects_corrupt_files),
 		cmocka_unit_test(test_corrupt_weights_fail_init_with_message),
