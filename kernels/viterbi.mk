@@ -37,5 +37,3 @@ $(BUILD)/tests/bench/bench_viterbi: tests/bench/bench_viterbi.c $(VITERBI_OBJ)
 
 TOOLS += $(BUILD)/tests/bench/bench_viterbi
 
-# Built with everything (the top Makefile reads TOOLS before the modules).
-all: $(BUILD)/tests/bench/bench_viterbi
