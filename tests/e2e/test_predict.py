@@ -8,6 +8,7 @@ import math
 import os
 import struct
 import subprocess
+import threading
 import time
 
 from thawtest import BUILD, Daemon, check, finish, handler_so, skip
@@ -19,7 +20,7 @@ for need in (os.path.join(BUILD, "thaw"), handler_so("predict"), GEN):
 
 PREDICT = handler_so("predict")
 HALF = {"handler": PREDICT, "environmentVariables": {"MODEL": "half_plus_two"}}
-MLP = {"handler": PREDICT, "environmentVariables": {
+MLP = {"handler": PREDICT, "instanceConcurrency": 4, "environmentVariables": {
     "MODEL": "mlp", "WEIGHTS": "w.safetensors", "PREDICT_DEVICE": "auto", "PREDICT_MAX_BATCH": "4"}}
 BROKEN = {"handler": PREDICT, "environmentVariables": {"MODEL": "mlp", "WEIGHTS": "w.safetensors"}}
 LAYERS = [8, 16, 12, 4]
@@ -122,6 +123,27 @@ with d:
     check("predict: mlp 3 layers" in d.logs(), "init logs the network and device")
     if "pool: mlp: snapshot of pid" in d.logs():  # CRIU present: answers came from a restored copy
         check("restored in" in d.logs(), "mlp served by an instance restored from its snapshot")
+
+    # instanceConcurrency 4: parallel requests of different sizes share the
+    # model's scratch under its lock; each must get its own answer
+    results = {}
+
+    def worker(k):
+        rows = xs[k % 5:] + xs[:k % 5]
+        body = json.dumps({"instances": rows[:1 + k % 5]}).encode()
+        got = []
+        for _ in range(10):
+            r = d.request("POST", "/v1/models/mlp:predict", body=body)
+            got.append(r.status == 200 and all(close(g, forward(tensors, x))
+                                               for g, x in zip(r.json()["predictions"], rows[:1 + k % 5])))
+        results[k] = all(got)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check(len(results) == 8 and all(results.values()), "8 clients x 10 requests at concurrency 4 all correct", results)
 
 # a corrupt weights file: init fails with the parser's message, no crash
 d = Daemon({"broken": BROKEN}, wait_ready=False)
