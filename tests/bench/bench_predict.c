@@ -41,7 +41,7 @@ static float *rand_floats(size_t n, float a, unsigned *seed)
 		exit(1);
 	}
 	for (size_t i = 0; i < n; i++)
-		p[i] = ((float)rand_r(seed) / RAND_MAX * 2 - 1) * a;
+		p[i] = (float)((double)rand_r(seed) / RAND_MAX * 2 - 1) * a;
 	return p;
 }
 

@@ -409,8 +409,8 @@ static void test_fast_json_path_matches_cjson(void **state)
 		check_fast_agrees(bad_bodies[i], strlen(bad_bodies[i]), &accepted);
 	assert_int_equal(accepted, 0);
 	static const char *const edge[] = {
-		"{\"instances\": [0, -0, 1e0, 1E+2, -1.5e-3, 123456789012345678901234567890, 1e-400,"
-		" 1e39, 0.1, 9007199254740993, 4.9406564584124654e-324]}",
+		("{\"instances\": [0, -0, 1e0, 1E+2, -1.5e-3, 123456789012345678901234567890, 1e-400,"
+		 " 1e39, 0.1, 9007199254740993, 4.9406564584124654e-324]}"),
 		" {\"signature_name\":\"\",\"inputs\":[[1],[2]]} ",
 		"{\"inputs\": [[[1, 2]], [[3, 4]]], \"signature_name\": \"serving_default\"}",
 	};
