@@ -21,7 +21,7 @@
 #   BENCH_THREADS      thaw --threads and nginx worker_processes (default nproc)
 #   BENCH_INSTANCE_CONCURRENCY, BENCH_MAX_INSTANCES
 #                      the echo function's instanceConcurrency and
-#                      scalingConfig.maxInstances (default 1 and 1; thaw
+#                      scalingConfig.maxInstances (default 8 and 2; thaw
 #                      applies maxInstances per event loop)
 # Exit: 0, 77 when wrk, nginx or the build is missing, 1 on a failure.
 set -euo pipefail
@@ -32,8 +32,8 @@ SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 THREADS=${BENCH_THREADS:-$(nproc)}
-IC=${BENCH_INSTANCE_CONCURRENCY:-1}
-MAXI=${BENCH_MAX_INSTANCES:-1}
+IC=${BENCH_INSTANCE_CONCURRENCY:-8}
+MAXI=${BENCH_MAX_INSTANCES:-2}
 BODY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef # 64 bytes
 
 for tool in wrk nginx curl python3; do
@@ -109,7 +109,8 @@ sed -e "s|@DIR@|$NGX|g" -e "s|@WORKERS@|$THREADS|g" -e "s|@BODY@|$BODY|g" \
 	-e "s|@PORT_DIRECT@|$P_DIRECT|g" -e "s|@PORT_PROXY@|$P_PROXY|g" -e "s|@PORT_UPSTREAM@|$P_UP|g" \
 	"$ROOT/tests/bench/gateway-nginx.conf" >"$NGX/nginx.conf"
 nginx -p "$NGX" -c "$NGX/nginx.conf" -e "$NGX/error.log" >"$NGX/stdout.log" 2>&1 &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
 wait_http "http://127.0.0.1:$P_DIRECT/" || { cat "$NGX/error.log" "$NGX/stdout.log" >&2; exit 1; }
 wait_http "http://127.0.0.1:$P_PROXY/" || { cat "$NGX/error.log" >&2; exit 1; }
 check_body "http://127.0.0.1:$P_DIRECT/"
@@ -146,17 +147,43 @@ stop_thaw() {
 	wait "$THAW_PID" 2>/dev/null || true
 }
 
+# --- CPU time of the server side, robust to a busy machine where req/s is not:
+# clock ticks (utime + stime, all threads) of a process and its descendants
+tree_pids() {
+	local c
+	echo "$1"
+	for c in $(pgrep -P "$1" 2>/dev/null); do tree_pids "$c"; done
+}
+ticks() { # PID [self]: the tree's ticks, or the process's own with "self"
+	local p t=0
+	for p in $(if [ "${2:-}" = self ]; then echo "$1"; else tree_pids "$1"; fi); do
+		[ -r "/proc/$p/stat" ] || continue
+		# fields after the command (which may hold spaces): utime is 14, stime 15
+		t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
+	done
+	echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
 # --- wrk
-# measure KEY URL CONNS THREADS: 1 s warm-up (instances start on demand,
-# upstream connections open), then the measured run into $TMP/KEY.wrk
+# measure KEY URL CONNS THREADS SERVER_PID [DAEMON_PID]: 1 s warm-up
+# (instances start on demand, upstream connections open), then the measured
+# run into $TMP/KEY.wrk, and the server's CPU time over it into $TMP/KEY.cpu
+# ("tree_ticks daemon_ticks")
 measure() {
-	local key=$1 url=$2 c=$3 t=$4
+	local key=$1 url=$2 c=$3 t=$4 srv=$5 daemon=${6:-}
 	wrk -t"$t" -c"$c" -d1s -s "$TMP/post.lua" "$url" >/dev/null 2>&1 || true
+	local t0 d0=0 t1 d1=0
+	t0=$(ticks "$srv")
+	[ -n "$daemon" ] && d0=$(ticks "$daemon" self)
 	wrk -t"$t" -c"$c" -d"${SECS}s" --latency -s "$TMP/post.lua" "$url" >"$TMP/$key.wrk" 2>&1 || {
 		cat "$TMP/$key.wrk" >&2
 		echo "gateway: wrk failed on $url" >&2
 		exit 1
 	}
+	t1=$(ticks "$srv")
+	[ -n "$daemon" ] && d1=$(ticks "$daemon" self)
+	echo "$((t1 - t0)) $((d1 - d0))" >"$TMP/$key.cpu"
 }
 
 # field KEY rps|p50|p99|errors|requests: from wrk's report; latencies in us
@@ -188,31 +215,42 @@ W=$WRK_THREADS
 ((W > CONNS)) && W=$CONNS
 echo "gateway: $CONNS connections, $W wrk threads, ${SECS}s per run; nginx worker_processes $THREADS," \
 	"thaw --threads $THREADS, echo instanceConcurrency $IC, maxInstances $MAXI per loop"
-measure a "http://127.0.0.1:$P_DIRECT/" "$CONNS" "$W"
-measure b "http://127.0.0.1:$P_PROXY/" "$CONNS" "$W"
-measure a1 "http://127.0.0.1:$P_DIRECT/" 1 1
-measure b1 "http://127.0.0.1:$P_PROXY/" 1 1
+measure a "http://127.0.0.1:$P_DIRECT/" "$CONNS" "$W" "$NGINX_PID"
+measure b "http://127.0.0.1:$P_PROXY/" "$CONNS" "$W" "$NGINX_PID"
+measure a1 "http://127.0.0.1:$P_DIRECT/" 1 1 "$NGINX_PID"
+measure b1 "http://127.0.0.1:$P_PROXY/" 1 1 "$NGINX_PID"
 
 start_thaw nolog --no-access-log
-measure c "http://127.0.0.1:$THAW_PORT/echo/" "$CONNS" "$W"
-measure c1 "http://127.0.0.1:$THAW_PORT/echo/" 1 1
+measure c "http://127.0.0.1:$THAW_PORT/echo/" "$CONNS" "$W" "$THAW_PID" "$THAW_PID"
+measure c1 "http://127.0.0.1:$THAW_PORT/echo/" 1 1 "$THAW_PID" "$THAW_PID"
 INSTANCES=$(curl -sf "http://127.0.0.1:$THAW_PORT/metrics" |
 	awk '/^thaw_instances\{/ && !/state="(stopping|stopped)"/ { n += $NF } END { print n + 0 }')
 stop_thaw
 
 start_thaw log
-measure clog "http://127.0.0.1:$THAW_PORT/echo/" "$CONNS" "$W"
+measure clog "http://127.0.0.1:$THAW_PORT/echo/" "$CONNS" "$W" "$THAW_PID" "$THAW_PID"
 stop_thaw
 LOG_LINES=$(grep -c '"request_id"' "$TMP/log.log" || true)
 LOG_BYTES=$(stat -c %s "$TMP/log.log")
 
 header() {
-	printf '| %-44s | %9s | %8s | %8s | %6s |\n' "$1" "req/s" "p50 us" "p99 us" "errors"
-	echo "|----------------------------------------------|-----------|----------|----------|--------|"
+	printf '| %-44s | %9s | %8s | %8s | %6s | %12s |\n' "$1" "req/s" "p50 us" "p99 us" "errors" "CPU us/req"
+	echo "|----------------------------------------------|-----------|----------|----------|--------|--------------|"
 }
-row() { # KEY LABEL
-	printf '| %-44s | %9s | %8s | %8s | %6s |\n' "$2" "$(field "$1" rps)" "$(field "$1" p50)" \
-		"$(field "$1" p99)" "$(field "$1" errors)"
+# cpu KEY: server CPU microseconds per request ("total (daemon)" for thaw)
+cpu() {
+	local n tree daemon
+	n=$(field "$1" requests)
+	read -r tree daemon <"$TMP/$1.cpu"
+	awk -v n="$n" -v t="$tree" -v d="$daemon" -v hz="$HZ" -v thaw="$2" 'BEGIN {
+		if (n <= 0) { print "-"; exit }
+		if (thaw) printf "%.1f (%.1f)\n", t * 1e6 / hz / n, d * 1e6 / hz / n
+		else printf "%.1f\n", t * 1e6 / hz / n
+	}'
+}
+row() { # KEY LABEL [thaw]
+	printf '| %-44s | %9s | %8s | %8s | %6s | %12s |\n' "$2" "$(field "$1" rps)" "$(field "$1" p50)" \
+		"$(field "$1" p99)" "$(field "$1" errors)" "$(cpu "$1" "${3:-}")"
 }
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { printf (y > 0 ? "%.2f" : "-"), x / y }'; }
 
@@ -220,13 +258,13 @@ echo
 header "target ($CONNS connections)"
 row a "(a) nginx return 200"
 row b "(b) nginx proxy_pass -> nginx (keepalive)"
-row c "(c) thaw echo, access log off"
-row clog "(c') thaw echo, access log on (to a file)"
+row c "(c) thaw echo, access log off" thaw
+row clog "(c') thaw echo, access log on (to a file)" thaw
 echo
 header "target (1 connection)"
 row a1 "(a) nginx return 200"
 row b1 "(b) nginx proxy_pass -> nginx (keepalive)"
-row c1 "(c) thaw echo, access log off"
+row c1 "(c) thaw echo, access log off" thaw
 echo
 C=$(field c rps)
 echo "thaw/(a) req/s: $(ratio "$C" "$(field a rps)")   thaw/(b) req/s: $(ratio "$C" "$(field b rps)")" \
@@ -235,5 +273,7 @@ echo "gateway overhead vs a bare HTTP server, 1 connection, thaw - (a):" \
 	"p50 $(($(field c1 p50) - $(field a1 p50))) us, p99 $(($(field c1 p99) - $(field a1 p99))) us"
 echo "for comparison, nginx as a proxy, (b) - (a):" \
 	"p50 $(($(field b1 p50) - $(field a1 p50))) us, p99 $(($(field b1 p99) - $(field a1 p99))) us"
+echo "CPU us/req: CPU time of the server's processes (nginx master and workers;" \
+	"thaw daemon and instances, the daemon alone in parentheses) over the run / requests"
 echo "thaw had $INSTANCES echo instance(s) live after the access-log-off runs;" \
 	"the access log run wrote $LOG_LINES lines ($LOG_BYTES bytes)"
