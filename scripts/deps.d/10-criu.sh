@@ -67,6 +67,8 @@ EOF
 	# mirror here may not serve; only the orig tarball matters (apt checks its
 	# hash as it downloads), so judge by that file, not by the exit code.
 	dl=$(mktemp -d "$WORK/dl.XXXXXX")
+	# apt downloads as _apt when it can write there, else warns and uses root
+	chown _apt "$dl" 2>/dev/null || true
 	(cd "$dl" && apt-get source --download-only -qq "criu/trixie") ||
 		echo "criu: apt-get source reported an error; looking for the orig tarball anyway"
 	if [ ! -s "$dl/criu_$CRIU_VERSION.orig.tar.xz" ]; then
