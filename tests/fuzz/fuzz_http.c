@@ -14,7 +14,7 @@
  *    what was encoded;
  *  - feeding the input whole, in random-sized pieces (sizes derived from a
  *    hash of the input) and, for short inputs, one byte at a time gives the
- *    same sequence of events.
+ *    same sequence of events (400, 414 and 431 count as one: see run()).
  *
  * Also compiled into tests/unit/test_fuzz_regressions.c, which replays the
  * seeds and the regressions with gcc's warnings.
@@ -299,7 +299,15 @@ static void run(const uint8_t *data, size_t size, enum feed_mode mode, uint64_t 
 				CHECK(r.error_msg && r.error_msg[0]);
 				CHECK(strcmp(http_status_text(st), "Unknown") != 0);
 				CHECK(http_req_parse(&r) == HTTP_ERROR);
-				buf_printf(log, "E %d\n", st);
+				/* A head with two faults (a URL past the limit that
+				 * later holds a bad byte) reports the one seen first,
+				 * and http-parser hands a URL or header name to the
+				 * glue only at its end or at the end of a read: which
+				 * of 400, 414 and 431 comes depends on the cuts. */
+				if (st == 400 || st == 414 || st == 431)
+					buf_append_str(log, "E head\n");
+				else
+					buf_printf(log, "E %d\n", st);
 				stop = true;
 				break;
 			}
@@ -310,9 +318,16 @@ static void run(const uint8_t *data, size_t size, enum feed_mode mode, uint64_t 
 	http_req_fini(&r);
 }
 
+/* The event logs of two feedings must match; on a mismatch both are
+ * printed (truncated) to help triage. */
 static bool same_log(const struct buf *a, const struct buf *b)
 {
-	return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+	if (a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0))
+		return true;
+	fprintf(stderr, "--- whole (%zu bytes)\n%.*s\n--- pieces (%zu bytes)\n%.*s\n---\n", a->len,
+		(int)(a->len < 2000 ? a->len : 2000), a->len ? a->data : "", b->len,
+		(int)(b->len < 2000 ? b->len : 2000), b->len ? b->data : "");
+	return false;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang into build-fuzz/ and runs each for
-# SECONDS (default 60). Seeds: tests/fuzz/corpus-<name>/ (read only; new
-# inputs go to build-fuzz/corpus-<name>/) and tests/fuzz/regressions/. On a
+# SECONDS (default 60), with tests/fuzz/<name>.dict when present. Seeds:
+# tests/fuzz/corpus-<name>/ (read only; new inputs go to
+# build-fuzz/corpus-<name>/) and tests/fuzz/regressions/. On a
 # crash, leak or timeout the input is copied into tests/fuzz/regressions/
 # (replayed by tests/unit/test_fuzz_regressions.c) and the script exits 1.
 # Usage: tests/fuzz/run.sh [SECONDS]
@@ -31,12 +32,14 @@ for name in "${!TARGETS[@]}"; do
 	art=$OUT/artifacts-$name
 	rm -rf "$art"
 	mkdir -p "$corpus" "$art"
+	dict=()
+	[ -f "tests/fuzz/$name.dict" ] && dict=(-dict="tests/fuzz/$name.dict")
 	seeds=(tests/fuzz/corpus-$name)
 	[ -n "$(ls -A "$REG" 2>/dev/null)" ] && seeds+=("$REG")
 	echo "fuzz_$name: ${SECS}s"
 	set +e
 	"$bin" -max_total_time="$SECS" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-		-print_final_stats=1 -artifact_prefix="$art/" "$corpus" "${seeds[@]}" \
+		-print_final_stats=1 -artifact_prefix="$art/" "${dict[@]}" "$corpus" "${seeds[@]}" \
 		2>"$OUT/fuzz_$name.log"
 	frc=$?
 	set -e
