@@ -188,11 +188,23 @@ static void restore_run(struct job *j)
 	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
 	char why[256];
 	/* never start a copy from damaged images: verify first (off the loop) */
-	in->job_ret = snapshot_verify(in->pool->fn->snap_dir, why, sizeof(why));
+	struct function *fn = in->pool->fn;
+	int64_t t0 = now_ns();
+	uint64_t fp = 0;
+	/* hash the images only when a file changed since the last whole check */
+	in->job_ret = snapshot_fingerprint(fn->snap_dir, &fp);
+	if (!in->job_ret && fp != atomic_load(&fn->snap_fingerprint)) {
+		in->job_ret = snapshot_verify(fn->snap_dir, why, sizeof(why));
+		if (!in->job_ret)
+			atomic_store(&fn->snap_fingerprint, fp);
+	}
+	in->verify_ms = (double)(now_ns() - t0) / 1e6;
+	struct snapshot_timing t = { 0 };
 	if (in->job_ret)
 		pr_err("%s: snapshot refused: %s", in->pool->fn->cfg.name, why);
 	else
-		in->job_ret = snapshot_restore(in->pool->fn->snap_dir, &in->proc, NULL);
+		in->job_ret = snapshot_restore(in->pool->fn->snap_dir, &in->proc, &t);
+	in->criu_ms = t.criu_ms;
 }
 
 static void restore_done(struct job *j)
@@ -216,6 +228,7 @@ static void restore_done(struct job *j)
 		return;
 	}
 	atomic_fetch_add(&p->fn->metrics.starts[START_RESTORE], 1);
+	in->restored_ns = now_ns();
 	channel_put_hdr(&in->pending, CH_RESTORED, 0, 0);
 	watch_instance(in);
 	flush(in);
@@ -251,12 +264,14 @@ static void dump_run(struct job *j)
 	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
 	struct snapshot_info info;
 	const char *dir = in->pool->fn->snap_dir;
-	char cmd[64];
-	snprintf(cmd, sizeof(cmd), "%d", in->proc.pid);
 	in->job_ret = snapshot_dump(&in->proc, dir, &info);
+	uint64_t fp;
+	/* the manifest was just made from these very files */
+	if (!in->job_ret && !snapshot_fingerprint(dir, &fp))
+		atomic_store(&in->pool->fn->snap_fingerprint, fp);
 	if (!in->job_ret)
-		pr_info("%s: snapshot of pid %s in %s: %.1f MiB in %u files, dump %.1f ms, manifest %.1f ms",
-			in->pool->fn->cfg.name, cmd, dir, (double)info.image_bytes / 1048576.0,
+		pr_info("%s: snapshot of pid %d in %s: %.1f MiB in %u files, dump %.1f ms, manifest %.1f ms",
+			in->pool->fn->cfg.name, in->proc.pid, dir, (double)info.image_bytes / 1048576.0,
 			info.n_files, info.dump_ms, info.manifest_ms);
 }
 
@@ -358,8 +373,14 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 	int64_t took = now_ns() - in->started_ns;
 	histogram_observe(in->restored ? &p->fn->metrics.restore : &p->fn->metrics.init, took);
 	in->idle_since_ns = now_ns();
-	pr_info("%s: instance %s (pid %d) %s in %.1f ms", p->fn->cfg.name, in->id, in->proc.pid,
-		in->restored ? "restored" : "ready", (double)took / 1e6);
+	if (in->restored)
+		pr_info("%s: instance %s (pid %d) restored in %.1f ms: verify %.1f, criu %.1f, "
+			"on_restore and channel %.2f", p->fn->cfg.name, in->id, in->proc.pid,
+			(double)took / 1e6, in->verify_ms, in->criu_ms,
+			(double)(now_ns() - in->restored_ns) / 1e6);
+	else
+		pr_info("%s: instance %s (pid %d) ready in %.1f ms", p->fn->cfg.name, in->id,
+			in->proc.pid, (double)took / 1e6);
 	if (take_snapshot(in))
 		return; /* ready once a copy of the snapshot serves */
 	atomic_store(&p->fn->state, FN_READY);

@@ -40,6 +40,8 @@ struct instance {
 	uint64_t warmup_id; /* the fc.yaml warmup request in flight, or 0 */
 	struct job job;     /* the restore or dump under way (counted in ops) */
 	int job_ret;
+	double verify_ms, criu_ms; /* where a restore's time went */
+	int64_t restored_ns;       /* criu done: CH_RESTORED sent */
 	unsigned ops; /* io_uring operations in flight */
 	bool recv_armed, send_inflight, log_armed;
 	struct buf in, out;

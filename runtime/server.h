@@ -36,6 +36,7 @@ struct function {
 	struct fn_metrics metrics;
 	atomic_int snap_state; /* enum snap_state */
 	char snap_dir[4096];   /* set before snap_state becomes TAKING */
+	atomic_uint_least64_t snap_fingerprint; /* of the files last verified whole */
 };
 
 struct shard;

@@ -5,6 +5,8 @@
 #include "mem.h"
 #include "subproc.h"
 
+#include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -265,6 +267,42 @@ int snapshot_dump(const struct instance_proc *p, const char *dir, struct snapsho
 int snapshot_verify(const char *dir, char *why, size_t len)
 {
 	return manifest_verify(dir, why, len);
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+	return h * 0xff51afd7ed558ccdULL;
+}
+
+int snapshot_fingerprint(const char *dir, uint64_t *out)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -errno;
+	uint64_t h = 0;
+	struct dirent *e;
+	/* order-independent sum of per-file hashes: readdir order may vary */
+	while ((e = readdir(d))) {
+		struct stat st;
+		/* what the manifest covers: criu rewrites its stats-* files per run */
+		size_t n = strlen(e->d_name);
+		bool covered = (n > 4 && !strcmp(e->d_name + n - 4, ".img")) ||
+			       !strcmp(e->d_name, SNAPSHOT_FDS_NAME) || !strcmp(e->d_name, MANIFEST_NAME);
+		if (!covered || fstatat(dirfd(d), e->d_name, &st, 0) < 0)
+			continue;
+		uint64_t f = 1469598103934665603ULL;
+		for (const char *c = e->d_name; *c; c++)
+			f = (f ^ (unsigned char)*c) * 1099511628211ULL;
+		f = mix(f, (uint64_t)st.st_size);
+		f = mix(f, (uint64_t)st.st_ino);
+		f = mix(f, (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + (uint64_t)st.st_mtim.tv_nsec);
+		f = mix(f, (uint64_t)st.st_ctim.tv_sec * 1000000000ULL + (uint64_t)st.st_ctim.tv_nsec);
+		h += f;
+	}
+	closedir(d);
+	*out = h;
+	return 0;
 }
 
 static uint64_t inode_of(int fd)

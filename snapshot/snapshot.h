@@ -74,6 +74,11 @@ int snapshot_dump(const struct instance_proc *p, const char *dir, struct snapsho
  * verify: verify once when a snapshot is loaded or before first use. */
 int snapshot_verify(const char *dir, char *why, size_t len);
 
+/* A cheap fingerprint of dir's files (names, sizes, mtimes, ctimes, inodes):
+ * any write to a file changes it. Verify fully once, keep the fingerprint,
+ * and verify again only when it changes. Returns 0 or -errno. */
+int snapshot_fingerprint(const char *dir, uint64_t *out);
+
 /* Starts a new copy of the snapshot in dir, in its own new pid namespace (as
  * many copies of one snapshot at once as wanted), with a fresh channel
  * socketpair and log pipe. Fills out as instance_spawn does (pid, pidfd, the
