@@ -47,6 +47,8 @@ void conn_close(struct conn *c)
 {
 	if (c->state == CONN_CLOSING)
 		return;
+	if (c->state == CONN_WAITING || c->state == CONN_WRITING)
+		c->sh->n_active--;
 	if (c->fn)
 		pool_cancel(c, false);
 	timer_cancel(&c->sh->timers, &c->rtimer);
@@ -179,6 +181,8 @@ static void request_done(struct conn *c)
 {
 	buf_reset(&c->out);
 	c->out_sent = 0;
+	c->sh->n_active--;
+	c->state = CONN_READING;
 	if (c->close_after_send) {
 		conn_close(c);
 		return;
@@ -234,9 +238,12 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 {
 	if (c->state == CONN_CLOSING || c->state == CONN_WRITING)
 		return;
+	if (c->state == CONN_READING) /* answered without reaching on_request */
+		c->sh->n_active++;
 	timer_cancel(&c->sh->timers, &c->rtimer);
 	timer_cancel(&c->sh->timers, &c->deadline);
-	if (!c->req.headers_done || !http_req_keep_alive(&c->req))
+	if (!c->req.headers_done || !http_req_keep_alive(&c->req) ||
+	    atomic_load(&server.draining))
 		c->close_after_send = true;
 	int64_t dur = now_ns() - (c->start_ns ? c->start_ns : now_ns());
 	if (c->fn) {
@@ -355,6 +362,7 @@ static void on_request(struct conn *c)
 	timer_cancel(&c->sh->timers, &c->rtimer);
 	c->start_ns = now_ns();
 	c->state = CONN_WAITING;
+	c->sh->n_active++;
 	set_request_id(c);
 	struct route rt;
 	const char *url = http_span_ptr(&c->req, c->req.url);

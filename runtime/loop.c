@@ -159,6 +159,27 @@ static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
 	conn_accept(sh, fd);
 }
 
+/* SIGTERM: stop accepting; the loop ends once nothing is under way here. */
+static void start_drain(struct shard *sh)
+{
+	sh->draining = true;
+	struct io_uring_sqe *sqe = shard_sqe(sh);
+	io_uring_prep_cancel64(sqe, OP_DATA(sh, OP_ACCEPT), 0);
+	io_uring_sqe_set_data64(sqe, 0);
+	shutdown(sh->listen_fd, SHUT_RD);
+}
+
+static void check_drained(struct shard *sh)
+{
+	bool queued = false;
+	for (unsigned i = 0; i < MAX_FUNCTIONS && !queued; i++)
+		queued = sh->pools[i] && sh->pools[i]->q_len;
+	if (!sh->n_active && !queued) {
+		sh->drained_reported = true;
+		atomic_fetch_add(&server.drained, 1);
+	}
+}
+
 static void tick(struct timer *t)
 {
 	struct shard *sh = (struct shard *)((char *)t - offsetof(struct shard, tick));
@@ -220,6 +241,8 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
 			sh->stopping = true;
 		else
 			arm_wake(sh);
+		if (atomic_load(&server.draining) && !sh->draining)
+			start_drain(sh);
 		break;
 	}
 }
@@ -234,8 +257,10 @@ void *shard_main(void *arg)
 		for (unsigned i = 0; i < atomic_load(&server.n_functions); i++)
 			pool_warm(pool_get(sh, server.functions[i]));
 	while (!sh->stopping) {
-		if (!sh->accept_armed)
+		if (!sh->accept_armed && !sh->draining)
 			arm_accept(sh);
+		if (sh->draining && !sh->drained_reported)
+			check_drained(sh);
 		arm_timeout(sh);
 		int ret = io_uring_submit_and_wait(&sh->ring, 1);
 		if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY) {

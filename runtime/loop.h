@@ -50,6 +50,8 @@ struct shard {
 	int64_t timeout_at; /* deadline of the armed io_uring timeout, -1 none */
 	struct pool *pools[MAX_FUNCTIONS];
 	unsigned n_conns;
+	unsigned n_active; /* requests between their last byte and their response sent */
+	bool draining, drained_reported;
 	bool stopping;
 	pthread_t thread;
 	struct timer tick; /* 1 s housekeeping: retries, scale-in */

@@ -239,6 +239,38 @@ static void raise_fd_limit(void)
 	}
 }
 
+static void wake_shards(void)
+{
+	for (unsigned i = 0; i < server.n_shards; i++) {
+		uint64_t one = 1;
+		if (write(server.shards[i]->wake_fd, &one, sizeof(one)) < 0)
+			pr_perror("wake");
+	}
+}
+
+/* Graceful stop: no new connections; requests under way and queued finish,
+ * for at most the longest function timeout. A second signal stops at once. */
+static void drain(const sigset_t *stop)
+{
+	unsigned longest = 1;
+	for (unsigned i = 0; i < atomic_load(&server.n_functions); i++)
+		if (server.functions[i]->cfg.timeout_s > longest)
+			longest = server.functions[i]->cfg.timeout_s;
+	pr_info("draining: finishing requests under way (at most %u s; signal again to stop now)",
+		longest);
+	atomic_store(&server.draining, true);
+	wake_shards();
+	int64_t end = now_ns() + (int64_t)longest * 1000000000 + 500000000;
+	while (atomic_load(&server.drained) < server.n_shards && now_ns() < end) {
+		struct timespec ts = { 0, 50000000 };
+		if (sigtimedwait(stop, NULL, &ts) >= 0) {
+			pr_info("second signal: stopping now");
+			return;
+		}
+	}
+	pr_info("drained: stopping");
+}
+
 int server_run(void)
 {
 	struct server_options *o = &server.opt;
@@ -284,13 +316,9 @@ int server_run(void)
 		server.n_shards, o->state_dir);
 	int sig;
 	sigwait(&stop, &sig);
-	pr_info("signal %d: stopping", sig);
+	drain(&stop);
 	atomic_store(&server.stopping, true);
-	for (unsigned i = 0; i < server.n_shards; i++) {
-		uint64_t one = 1;
-		if (write(server.shards[i]->wake_fd, &one, sizeof(one)) < 0)
-			pr_perror("wake");
-	}
+	wake_shards();
 	for (unsigned i = 0; i < server.n_shards; i++)
 		pthread_join(server.shards[i]->thread, NULL);
 	/* restores still under way end here: their done() kills the copies */

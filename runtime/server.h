@@ -69,6 +69,8 @@ struct server {
 	unsigned n_shards;
 	struct server_metrics metrics;
 	atomic_bool stopping;
+	atomic_bool draining;    /* SIGTERM: no new connections, finish what runs */
+	atomic_uint drained;     /* shards with nothing left to do */
 	bool snapshots; /* CRIU usable (probed at start) */
 	int64_t start_ns;
 };

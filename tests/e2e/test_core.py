@@ -182,4 +182,28 @@ with Daemon({"echo": ECHO, "broken": BROKEN}, wait_ready=False) as d:
     check("weights.bin is missing" in d.logs(), "init error in the daemon log")
     check(d.request("POST", "/echo/", body=b"x").status == 200, "other functions unaffected")
 
+# SIGTERM drains: the request under way finishes, new connections are refused, exit 0
+import signal
+with Daemon({"fault": dict(FAULT, timeout=5)}) as d:
+    res = {}
+    t = threading.Thread(target=lambda: res.__setitem__("r", d.request("GET", "/fault/sleep?ms=800", timeout=10)))
+    t.start()
+    time.sleep(0.2)
+    d.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    try:
+        d.request("GET", "/healthz", timeout=1)
+        refused = False
+    except OSError:
+        refused = True
+    check(refused, "draining: new connections refused")
+    t.join()
+    check(res.get("r") is not None and res["r"].status == 200, "draining: the request under way finished", res)
+    try:
+        rc = d.proc.wait(5)
+    except Exception:
+        rc = None
+    check(rc == 0, "daemon exited 0 after draining", rc)
+    check("draining" in d.logs() and "drained" in d.logs(), "drain logged")
+
 finish()
