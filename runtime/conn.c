@@ -373,10 +373,15 @@ static void on_request(struct conn *c)
 		endpoints_handle(c, &rt);
 		return;
 	}
-	struct function *fn = server_find_function(rt.fn, rt.fn_len);
+	struct function *fn = rt.version ? server_find_version(rt.fn, rt.fn_len, rt.version)
+					 : server_find_function(rt.fn, rt.fn_len);
 	if (!fn) {
 		COUNT(server.metrics.http_errors, 404);
-		conn_respond_error(c, 404, "function not found: %.*s", (int)rt.fn_len, rt.fn);
+		if (rt.version)
+			conn_respond_error(c, 404, "function %.*s has no version %u", (int)rt.fn_len,
+					   rt.fn, rt.version);
+		else
+			conn_respond_error(c, 404, "function not found: %.*s", (int)rt.fn_len, rt.fn);
 		return;
 	}
 	c->fn = fn;

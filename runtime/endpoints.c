@@ -2,6 +2,7 @@
 #include "endpoints.h"
 #include "conn.h"
 #include "log.h"
+#include "pool.h"
 #include "router.h"
 #include "server.h"
 
@@ -24,20 +25,30 @@ static void respond_json(struct conn *c, int status, cJSON *doc)
 
 static const char *const state_names[] = { "starting", "ready", "failed" };
 
+static struct function *newest(struct fn_name *nm)
+{
+	return nm->versions[atomic_load(&nm->n_versions) - 1];
+}
+
+/* Ready when every function has a version serving; a failed newer deploy
+ * beside a serving version is reported but does not make it unready. */
 static void readyz(struct conn *c)
 {
 	cJSON *doc = cJSON_CreateObject(), *fns = cJSON_AddObjectToObject(doc, "functions");
 	bool ready = true;
-	unsigned n = atomic_load(&server.n_functions);
+	unsigned n = atomic_load(&server.n_names);
 	for (unsigned i = 0; i < n; i++) {
-		struct function *fn = server.functions[i];
+		struct fn_name *nm = server.names[i];
+		struct function *cur = atomic_load(&nm->current), *last = newest(nm);
+		struct function *fn = cur ? cur : last;
 		int st = atomic_load(&fn->state);
-		ready &= st == FN_READY;
-		cJSON *f = cJSON_AddObjectToObject(fns, fn->cfg.name);
+		ready &= cur != NULL && st == FN_READY;
+		cJSON *f = cJSON_AddObjectToObject(fns, nm->name);
 		cJSON_AddStringToObject(f, "state", state_names[st]);
-		if (st == FN_FAILED) {
+		cJSON_AddNumberToObject(f, "version", fn->version);
+		if (atomic_load(&last->state) == FN_FAILED) {
 			char msg[512];
-			function_error(fn, msg, sizeof(msg));
+			function_error(last, msg, sizeof(msg));
 			cJSON_AddStringToObject(f, "error", msg);
 		}
 	}
@@ -49,9 +60,15 @@ static void metrics(struct conn *c)
 {
 	struct buf b = { 0 };
 	metrics_render_head(&b);
-	unsigned n = atomic_load(&server.n_functions);
-	for (unsigned i = 0; i < n; i++)
-		metrics_render_fn(&b, server.functions[i]->cfg.name, &server.functions[i]->metrics);
+	unsigned n = atomic_load(&server.n_names);
+	for (unsigned i = 0; i < n; i++) {
+		struct fn_name *nm = server.names[i];
+		const struct fn_metrics *ms[MAX_VERSIONS];
+		unsigned nv = atomic_load(&nm->n_versions);
+		for (unsigned v = 0; v < nv; v++)
+			ms[v] = &nm->versions[v]->metrics;
+		metrics_render_fn(&b, nm->name, ms, nv);
+	}
 	metrics_render_server(&b, &server.metrics);
 	conn_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL, 0);
 	buf_free(&b);
@@ -68,15 +85,38 @@ static bool authorized(struct conn *c)
 	       memcmp(p + 7, server.admin_token, tl) == 0;
 }
 
-static cJSON *function_json(struct function *fn)
+static cJSON *version_json(struct function *fn)
 {
 	cJSON *f = cJSON_CreateObject();
 	cJSON_AddStringToObject(f, "name", fn->cfg.name);
+	cJSON_AddNumberToObject(f, "version", fn->version);
+	cJSON_AddStringToObject(f, "state", state_names[atomic_load(&fn->state)]);
+	cJSON_AddNumberToObject(f, "deployed_at", (double)fn->deployed_at);
 	cJSON_AddStringToObject(f, "dir", fn->cfg.dir);
 	cJSON_AddStringToObject(f, "handler", fn->handler_path);
-	cJSON_AddStringToObject(f, "state", state_names[atomic_load(&fn->state)]);
 	cJSON_AddNumberToObject(f, "timeout", fn->cfg.timeout_s);
 	cJSON_AddNumberToObject(f, "instanceConcurrency", fn->cfg.instance_concurrency);
+	if (atomic_load(&fn->state) == FN_FAILED) {
+		char msg[512];
+		function_error(fn, msg, sizeof(msg));
+		cJSON_AddStringToObject(f, "error", msg);
+	}
+	return f;
+}
+
+/* A function: the serving version's fields, "current", and every version. */
+static cJSON *function_json(struct fn_name *nm)
+{
+	struct function *cur = atomic_load(&nm->current);
+	cJSON *f = version_json(cur ? cur : newest(nm));
+	if (cur)
+		cJSON_AddNumberToObject(f, "current", cur->version);
+	else
+		cJSON_AddNullToObject(f, "current");
+	cJSON *vs = cJSON_AddArrayToObject(f, "versions");
+	unsigned nv = atomic_load(&nm->n_versions);
+	for (unsigned v = 0; v < nv; v++)
+		cJSON_AddItemToArray(vs, version_json(nm->versions[v]));
 	return f;
 }
 
@@ -103,18 +143,61 @@ static void admin_add(struct conn *c)
 	}
 	struct function *fn;
 	ret = server_add_function(&cfg, &fn);
-	if (ret == -EEXIST) {
-		conn_respond_error(c, 409, "function %s exists", cfg.name);
-		config_free(&cfg);
-		return;
-	}
 	if (ret) {
 		conn_respond_error(c, 507, "function registry full");
 		config_free(&cfg);
 		return;
 	}
-	pr_info("added function %s from %s", fn->cfg.name, fn->cfg.dir);
-	respond_json(c, 201, function_json(fn));
+	pr_info("deployed %s version %u from %s", fn->cfg.name, fn->version, fn->cfg.dir);
+	/* start it now: it takes traffic once ready (a broken one never does) */
+	pool_warm(pool_get(c->sh, fn));
+	respond_json(c, 201, version_json(fn));
+}
+
+/* POST /admin/functions/NAME/rollback [{"version": N}] */
+static void admin_rollback(struct conn *c, struct fn_name *nm)
+{
+	unsigned v = 0;
+	if (c->req.body.len) {
+		cJSON *body = cJSON_ParseWithLength(c->req.body.data, c->req.body.len);
+		cJSON *jv = cJSON_GetObjectItemCaseSensitive(body, "version");
+		bool ok = cJSON_IsNumber(jv) && jv->valuedouble >= 1 && jv->valuedouble <= MAX_VERSIONS;
+		v = ok ? (unsigned)jv->valuedouble : 0;
+		cJSON_Delete(body);
+		if (!ok) {
+			conn_respond_error(c, 400, "expected {\"version\": N} or no body");
+			return;
+		}
+	}
+	struct function *to;
+	int ret = server_rollback(nm, v, &to);
+	if (ret == -ENOENT)
+		conn_respond_error(c, 404, "%s has no %s version %u", nm->name, v ? "such" : "older ready", v);
+	else if (ret)
+		conn_respond_error(c, 409, "%s version %u failed to initialize", nm->name, v);
+	else
+		respond_json(c, 200, function_json(nm));
+}
+
+/* /admin/functions/NAME[/rollback] */
+static void admin_function(struct conn *c, const char *rest, size_t len)
+{
+	size_t n = 0;
+	while (n < len && rest[n] != '/')
+		n++;
+	struct fn_name *nm = server_find_name(rest, n);
+	if (!nm) {
+		conn_respond_error(c, 404, "function not found: %.*s", (int)n, rest);
+		return;
+	}
+	bool get = strcmp(http_req_method(&c->req), "GET") == 0;
+	if (n == len && get)
+		respond_json(c, 200, function_json(nm));
+	else if (len - n == 9 && !memcmp(rest + n, "/rollback", 9) &&
+		 !strcmp(http_req_method(&c->req), "POST"))
+		admin_rollback(c, nm);
+	else
+		conn_respond_error(c, 404, "no admin endpoint %.*s", (int)len, rest);
 }
 
 static void admin(struct conn *c, const struct route *rt)
@@ -131,15 +214,19 @@ static void admin(struct conn *c, const struct route *rt)
 	if (rt->sub_len == 10 && memcmp(rt->sub, "/functions", 10) == 0) {
 		if (get) {
 			cJSON *arr = cJSON_CreateArray();
-			unsigned n = atomic_load(&server.n_functions);
+			unsigned n = atomic_load(&server.n_names);
 			for (unsigned i = 0; i < n; i++)
-				cJSON_AddItemToArray(arr, function_json(server.functions[i]));
+				cJSON_AddItemToArray(arr, function_json(server.names[i]));
 			respond_json(c, 200, arr);
 		} else if (strcmp(http_req_method(&c->req), "POST") == 0) {
 			admin_add(c);
 		} else {
 			conn_respond_error(c, 405, "use GET or POST");
 		}
+		return;
+	}
+	if (rt->sub_len > 11 && memcmp(rt->sub, "/functions/", 11) == 0) {
+		admin_function(c, rt->sub + 11, rt->sub_len - 11);
 		return;
 	}
 	conn_respond_error(c, 404, "no admin endpoint %.*s", (int)rt->sub_len, rt->sub);

@@ -193,9 +193,13 @@ enum http_step http_req_parse(struct http_req *r)
 		return HTTP_DONE;
 	/* After HTTP_HEADERS the caller may have changed body_limit: check the
 	 * declared length against it before reading body bytes. content_length
-	 * counts down what is left; body holds what was read. */
+	 * counts down what is left; body holds what was read. Once in chunked
+	 * trailers (F_TRAILING) the flags are no longer the head's: Debian's
+	 * http-parser clears F_CHUNKED on a trailer Transfer-Encoding, and a
+	 * trailer Content-Length sets F_CONTENTLENGTH and content_length. */
 	if (r->headers_done && (r->parser.flags & F_CONTENTLENGTH) &&
-	    !(r->parser.flags & F_CHUNKED) && r->parser.content_length != ULLONG_MAX &&
+	    !(r->parser.flags & (F_CHUNKED | F_TRAILING)) &&
+	    r->parser.content_length != ULLONG_MAX &&
 	    (r->body.len > r->body_limit ||
 	     r->parser.content_length > r->body_limit - r->body.len))
 		return fail(r, 413, "request body too large"), HTTP_ERROR;

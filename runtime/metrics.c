@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include <stddef.h>
+
 /* Upper bounds in seconds: from 100 us (gateway overhead) to a minute (cold
  * init of a big model). */
 static const double bounds[METRICS_BUCKETS] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -19,12 +21,24 @@ void histogram_observe(struct histogram *h, int64_t ns)
 	ADD(&h->sum_us, (uint64_t)(ns > 0 ? ns / 1000 : 0));
 }
 
+/* The versions of one function are summed into one series. */
+#define SUM(expr)                                                              \
+	({                                                                     \
+		uint64_t s_ = 0;                                               \
+		for (unsigned v_ = 0; v_ < n; v_++) {                          \
+			const struct fn_metrics *m = ms[v_];                   \
+			s_ += (uint64_t)(expr);                                \
+		}                                                              \
+		s_;                                                            \
+	})
+
 static void render_histogram(struct buf *out, const char *name, const char *fn,
-			     const struct histogram *h)
+			     const struct fn_metrics *const *ms, unsigned n, size_t off)
 {
+#define HIST(m) ((const struct histogram *)((const char *)(m) + off))
 	uint64_t cum = 0;
 	for (unsigned i = 0; i <= METRICS_BUCKETS; i++) {
-		cum += GET(&h->count[i]);
+		cum += SUM(GET(&HIST(m)->count[i]));
 		if (i < METRICS_BUCKETS)
 			buf_printf(out, "%s_bucket{function=\"%s\",le=\"%g\"} %lu\n", name, fn,
 				   bounds[i], (unsigned long)cum);
@@ -32,7 +46,9 @@ static void render_histogram(struct buf *out, const char *name, const char *fn,
 			buf_printf(out, "%s_bucket{function=\"%s\",le=\"+Inf\"} %lu\n", name, fn,
 				   (unsigned long)cum);
 	}
-	buf_printf(out, "%s_sum{function=\"%s\"} %.6f\n", name, fn, (double)GET(&h->sum_us) / 1e6);
+	buf_printf(out, "%s_sum{function=\"%s\"} %.6f\n", name, fn,
+		   (double)SUM(GET(&HIST(m)->sum_us)) / 1e6);
+#undef HIST
 	buf_printf(out, "%s_count{function=\"%s\"} %lu\n", name, fn, (unsigned long)cum);
 }
 
@@ -57,27 +73,33 @@ void metrics_render_head(struct buf *out)
 		       "# TYPE thaw_desired_instances gauge\n");
 }
 
-void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics *m)
+void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics *const *ms,
+		       unsigned n)
 {
 	for (int code = 100; code < 600; code++) {
-		uint64_t n = GET(&m->requests[code]);
-		if (n)
+		uint64_t c = SUM(GET(&m->requests[code]));
+		if (c)
 			buf_printf(out, "thaw_requests_total{function=\"%s\",code=\"%d\"} %lu\n", fn,
-				   code, (unsigned long)n);
+				   code, (unsigned long)c);
 	}
-	render_histogram(out, "thaw_request_duration_seconds", fn, &m->duration);
-	render_histogram(out, "thaw_init_duration_seconds", fn, &m->init);
-	render_histogram(out, "thaw_restore_duration_seconds", fn, &m->restore);
+	render_histogram(out, "thaw_request_duration_seconds", fn, ms, n,
+			 offsetof(struct fn_metrics, duration));
+	render_histogram(out, "thaw_init_duration_seconds", fn, ms, n,
+			 offsetof(struct fn_metrics, init));
+	render_histogram(out, "thaw_restore_duration_seconds", fn, ms, n,
+			 offsetof(struct fn_metrics, restore));
 	static const char *const states[INST_STATES] = { "starting", "idle", "busy" };
 	for (int s = 0; s < INST_STATES; s++)
-		buf_printf(out, "thaw_instances{function=\"%s\",state=\"%s\"} %d\n", fn, states[s],
-			   GET(&m->instances[s]));
+		buf_printf(out, "thaw_instances{function=\"%s\",state=\"%s\"} %ld\n", fn, states[s],
+			   (long)SUM(GET(&m->instances[s])));
 	buf_printf(out, "thaw_instance_starts_total{function=\"%s\",kind=\"cold\"} %lu\n", fn,
-		   (unsigned long)GET(&m->starts[START_COLD]));
+		   (unsigned long)SUM(GET(&m->starts[START_COLD])));
 	buf_printf(out, "thaw_instance_starts_total{function=\"%s\",kind=\"restore\"} %lu\n", fn,
-		   (unsigned long)GET(&m->starts[START_RESTORE]));
-	buf_printf(out, "thaw_queue_depth{function=\"%s\"} %d\n", fn, GET(&m->queue_depth));
-	buf_printf(out, "thaw_desired_instances{function=\"%s\"} %d\n", fn, GET(&m->desired));
+		   (unsigned long)SUM(GET(&m->starts[START_RESTORE])));
+	buf_printf(out, "thaw_queue_depth{function=\"%s\"} %ld\n", fn,
+		   (long)SUM(GET(&m->queue_depth)));
+	buf_printf(out, "thaw_desired_instances{function=\"%s\"} %ld\n", fn,
+		   (long)SUM(GET(&m->desired)));
 }
 
 void metrics_render_server(struct buf *out, const struct server_metrics *m)

@@ -44,7 +44,9 @@ void histogram_observe(struct histogram *h, int64_t ns);
 /* Appends the text of one function's metrics (HELP/TYPE lines are written by
  * metrics_render_head once). */
 void metrics_render_head(struct buf *out);
-void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics *m);
+/* The versions of one function (ms[0..n)) are summed into its series. */
+void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics *const *ms,
+		       unsigned n);
 void metrics_render_server(struct buf *out, const struct server_metrics *m);
 
 #endif

@@ -291,7 +291,7 @@ static void dump_done(struct job *j)
 	} else if (!in->job_ret) {
 		kill_instance(in, 503, "checkpointed");
 	} else {
-		atomic_store(&p->fn->state, FN_READY); /* it serves on, uncheckpointed */
+		function_mark_ready(p->fn); /* it serves on, uncheckpointed */
 	}
 	unsigned keep = p->fn->cfg.scaling.min_instances ? p->fn->cfg.scaling.min_instances : 1;
 	while (!p->sh->stopping && p->n_live < keep && start_instance(p))
@@ -383,7 +383,7 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 			in->proc.pid, (double)took / 1e6);
 	if (take_snapshot(in))
 		return; /* ready once a copy of the snapshot serves */
-	atomic_store(&p->fn->state, FN_READY);
+	function_mark_ready(p->fn);
 	drain_queue(p);
 }
 

@@ -58,6 +58,15 @@ static void route_function(const char *p, size_t len, int whole, const char *pat
 	out->kind = ROUTE_INVOKE;
 	out->fn = p;
 	out->fn_len = n;
+	/* TF Serving and KServe pin a version: {fn}/versions/{v} */
+	static const char vs[] = "/versions/";
+	if (whole && (size_t)(end - (p + n)) > sizeof(vs) - 1 && !memcmp(p + n, vs, sizeof(vs) - 1)) {
+		const char *d = p + n + sizeof(vs) - 1;
+		unsigned v = 0;
+		while (d < end && *d >= '0' && *d <= '9' && v < 100000)
+			v = v * 10 + (unsigned)(*d++ - '0');
+		out->version = v;
+	}
 	if (whole) {
 		out->sub = path;
 		out->sub_len = path_len;

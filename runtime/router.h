@@ -26,6 +26,7 @@ struct route {
 	const char *sub;    /* path the handler sees / admin or proxy rest */
 	size_t sub_len;
 	unsigned port;      /* ROUTE_PROXY */
+	unsigned version;   /* ROUTE_INVOKE via /v1|v2/models/{fn}/versions/{v}: v; else 0 */
 };
 
 /* Routes path (without the query). Function routes:

@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct server server = { .registry_lock = PTHREAD_MUTEX_INITIALIZER };
@@ -108,15 +109,77 @@ static int load_admin_token(void)
 	return 0;
 }
 
-struct function *server_find_function(const char *name, size_t len)
+struct fn_name *server_find_name(const char *name, size_t len)
 {
-	unsigned n = atomic_load(&server.n_functions);
+	unsigned n = atomic_load(&server.n_names);
 	for (unsigned i = 0; i < n; i++) {
-		struct function *fn = server.functions[i];
-		if (strlen(fn->cfg.name) == len && memcmp(fn->cfg.name, name, len) == 0)
-			return fn;
+		struct fn_name *nm = server.names[i];
+		if (strlen(nm->name) == len && memcmp(nm->name, name, len) == 0)
+			return nm;
 	}
 	return NULL;
+}
+
+struct function *server_find_function(const char *name, size_t len)
+{
+	struct fn_name *nm = server_find_name(name, len);
+	if (!nm)
+		return NULL;
+	struct function *cur = atomic_load(&nm->current);
+	unsigned nv = atomic_load(&nm->n_versions);
+	return cur ? cur : nm->versions[nv - 1];
+}
+
+struct function *server_find_version(const char *name, size_t len, unsigned v)
+{
+	struct fn_name *nm = server_find_name(name, len);
+	if (!nm || v == 0 || v > atomic_load(&nm->n_versions))
+		return NULL;
+	return nm->versions[v - 1];
+}
+
+void function_mark_ready(struct function *fn)
+{
+	atomic_store(&fn->state, FN_READY);
+	pthread_mutex_lock(&server.registry_lock);
+	struct fn_name *nm = fn->name;
+	if (!fn->promoted && nm->versions[atomic_load(&nm->n_versions) - 1] == fn) {
+		struct function *old = atomic_load(&nm->current);
+		if (!old || old->version < fn->version) {
+			atomic_store(&nm->current, fn);
+			pr_info("%s: version %u serves", nm->name, fn->version);
+		}
+	}
+	fn->promoted = true;
+	pthread_mutex_unlock(&server.registry_lock);
+}
+
+int server_rollback(struct fn_name *nm, unsigned v, struct function **out)
+{
+	pthread_mutex_lock(&server.registry_lock);
+	int ret = 0;
+	struct function *cur = atomic_load(&nm->current), *to = NULL;
+	unsigned nv = atomic_load(&nm->n_versions);
+	if (v == 0) { /* the newest ready version older than the current one */
+		for (unsigned i = cur ? cur->version - 1 : nv; i > 0 && !to; i--)
+			if (atomic_load(&nm->versions[i - 1]->state) == FN_READY)
+				to = nm->versions[i - 1];
+		if (!to)
+			ret = -ENOENT;
+	} else if (v > nv) {
+		ret = -ENOENT;
+	} else {
+		to = nm->versions[v - 1];
+		if (atomic_load(&to->state) == FN_FAILED)
+			ret = -EAGAIN;
+	}
+	if (!ret) {
+		atomic_store(&nm->current, to);
+		pr_info("%s: rolled back to version %u", nm->name, to->version);
+		*out = to;
+	}
+	pthread_mutex_unlock(&server.registry_lock);
+	return ret;
 }
 
 int server_add_function(struct config *cfg, struct function **out)
@@ -124,13 +187,17 @@ int server_add_function(struct config *cfg, struct function **out)
 	pthread_mutex_lock(&server.registry_lock);
 	int ret = 0;
 	unsigned n = atomic_load(&server.n_functions);
-	if (server_find_function(cfg->name, strlen(cfg->name))) {
-		ret = -EEXIST;
-		goto unlock;
-	}
-	if (n == MAX_FUNCTIONS) {
+	struct fn_name *nm = server_find_name(cfg->name, strlen(cfg->name));
+	if (n == MAX_FUNCTIONS || (!nm && atomic_load(&server.n_names) == MAX_NAMES) ||
+	    (nm && atomic_load(&nm->n_versions) == MAX_VERSIONS)) {
 		ret = -ENOSPC;
 		goto unlock;
+	}
+	if (!nm) {
+		nm = xcalloc(1, sizeof(*nm));
+		snprintf(nm->name, sizeof(nm->name), "%s", cfg->name);
+		server.names[atomic_load(&server.n_names)] = nm;
+		atomic_fetch_add(&server.n_names, 1);
 	}
 	struct function *fn = xcalloc(1, sizeof(*fn));
 	fn->cfg = *cfg;
@@ -139,12 +206,19 @@ int server_add_function(struct config *cfg, struct function **out)
 				   ? xstrdup(fn->cfg.handler)
 				   : xasprintf("%s/%s", fn->cfg.dir, fn->cfg.handler);
 	fn->index = n;
+	fn->name = nm;
+	fn->version = atomic_load(&nm->n_versions) + 1;
+	fn->deployed_at = (int64_t)time(NULL);
 	pthread_mutex_init(&fn->lock, NULL);
 	atomic_store(&fn->state, FN_STARTING);
-	snprintf(fn->snap_dir, sizeof(fn->snap_dir), "%s/%s", server.opt.snapshot_dir, fn->cfg.name);
+	snprintf(fn->snap_dir, sizeof(fn->snap_dir), "%s/%s-v%u", server.opt.snapshot_dir,
+		 fn->cfg.name, fn->version);
 	atomic_store(&fn->snap_state, server.snapshots && fn->cfg.snapshot ? SNAP_NONE : SNAP_OFF);
 	server.functions[n] = fn;
-	atomic_store(&server.n_functions, n + 1); /* publish after the slot is filled */
+	nm->versions[fn->version - 1] = fn;
+	/* publish after the slots are filled */
+	atomic_store(&nm->n_versions, fn->version);
+	atomic_store(&server.n_functions, n + 1);
 	if (out)
 		*out = fn;
 unlock:
@@ -174,10 +248,13 @@ int server_load_functions_dir(const char *dir)
 			pr_err("%s", err);
 			continue;
 		}
-		int ret = server_add_function(&cfg, NULL);
-		if (ret) {
-			pr_err("%s: %s", path, ret == -EEXIST ? "a function of that name exists"
-							       : "function registry full");
+		if (server_find_name(cfg.name, strlen(cfg.name))) {
+			pr_err("%s: a function named %s is loaded already", path, cfg.name);
+			config_free(&cfg);
+			continue;
+		}
+		if (server_add_function(&cfg, NULL)) {
+			pr_err("%s: function registry full", path);
 			config_free(&cfg);
 			continue;
 		}

@@ -17,7 +17,9 @@
 #include "config.h"
 #include "metrics.h"
 
-#define MAX_FUNCTIONS 1024
+#define MAX_FUNCTIONS 1024 /* versions of all functions together */
+#define MAX_NAMES 256
+#define MAX_VERSIONS 64
 #define MAX_SHARDS 64
 
 enum fn_state { FN_STARTING, FN_READY, FN_FAILED };
@@ -26,10 +28,18 @@ enum fn_state { FN_STARTING, FN_READY, FN_FAILED };
  * starts only (snapshots off, disabled in fc.yaml, or the snapshot failed). */
 enum snap_state { SNAP_NONE, SNAP_TAKING, SNAP_READY, SNAP_OFF };
 
+struct fn_name;
+
+/* One deployed version of a function. Versions are never freed while the
+ * daemon runs: requests that started on one finish on it. */
 struct function {
 	struct config cfg;
 	char *handler_path;   /* absolute .so */
 	unsigned index;       /* slot in the registry and in every shard's pools */
+	unsigned version;     /* 1, 2, ... per name */
+	struct fn_name *name; /* its name's version table */
+	int64_t deployed_at;  /* unix seconds */
+	bool promoted;        /* became current once (first READY) */
 	atomic_int state;     /* enum fn_state */
 	pthread_mutex_t lock; /* guards init_error */
 	char init_error[512];
@@ -37,6 +47,15 @@ struct function {
 	atomic_int snap_state; /* enum snap_state */
 	char snap_dir[4096];   /* set before snap_state becomes TAKING */
 	atomic_uint_least64_t snap_fingerprint; /* of the files last verified whole */
+};
+
+/* A function name: its versions and the one serving. Traffic switches
+ * atomically: a request picks `current` once and stays on that version. */
+struct fn_name {
+	char name[65];
+	_Atomic(struct function *) current; /* NULL until a version is ready */
+	struct function *versions[MAX_VERSIONS]; /* [v - 1] */
+	atomic_uint n_versions;
 };
 
 struct shard;
@@ -64,6 +83,8 @@ struct server {
 	char admin_token[65];
 	struct function *functions[MAX_FUNCTIONS];
 	atomic_uint n_functions;
+	struct fn_name *names[MAX_NAMES];
+	atomic_uint n_names;
 	pthread_mutex_t registry_lock; /* serialises writers only */
 	struct shard *shards[MAX_SHARDS];
 	unsigned n_shards;
@@ -83,11 +104,23 @@ void server_options_default(struct server_options *o);
  * Returns 0 or -errno with the reason logged. */
 int server_run(void);
 
-/* Registry. server_find_function returns NULL when absent. */
+/* Registry. The version serving name (the newest one while none is ready
+ * yet), or NULL when absent. */
 struct function *server_find_function(const char *name, size_t len);
-/* Takes ownership of cfg (moved into the function). Returns 0, -EEXIST for a
- * taken name, -ENOSPC when full. */
+/* Version v of name, or NULL. */
+struct function *server_find_version(const char *name, size_t len, unsigned v);
+struct fn_name *server_find_name(const char *name, size_t len);
+/* Adds cfg as a new version of its name (version 1 for a new name); it
+ * serves once ready (function_mark_ready), so a broken deploy leaves the
+ * previous version serving. Takes ownership of cfg. Returns 0, or -ENOSPC
+ * when a table is full. */
 int server_add_function(struct config *cfg, struct function **out);
+/* Switches name's traffic to version v (0: the ready version before the
+ * current one). Returns 0, -ENOENT (no such version) or -EAGAIN (not
+ * ready). */
+int server_rollback(struct fn_name *n, unsigned v, struct function **out);
+/* First READY of a version: makes it current if it is its name's newest. */
+void function_mark_ready(struct function *fn);
 /* Loads every DIR/<x>/fc.yaml; errors are logged per folder. Returns the
  * number loaded or -errno when dir cannot be read. */
 int server_load_functions_dir(const char *dir);

@@ -1,0 +1,101 @@
+"""Versions: every deploy is a new version; it takes traffic once ready, a
+broken one never does; rollback switches atomically; no request fails while
+versions change under load; TF Serving's /versions/N reaches a given one."""
+import json
+import os
+import threading
+import time
+
+from thawtest import Daemon, check, finish, handler_so, write_function
+
+V1 = {"handler": handler_so("echo"), "timeout": 5, "scalingConfig": {"maxInstances": 2}}
+V2 = {"handler": handler_so("fault"), "timeout": 5, "scalingConfig": {"maxInstances": 2}}
+BROKEN = {"handler": handler_so("fault"), "environmentVariables": {"FAULT_INIT_FAIL": "bad weights"}}
+
+
+def wait_for(pred, secs=20):
+    end = time.time() + secs
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+with Daemon({"svc": V1}, threads=2) as d:
+    auth = {"Authorization": "Bearer " + open(os.path.join(d.state_dir, "admin.token")).read().strip()}
+
+    def info():
+        return d.request("GET", "/admin/functions/svc", headers=auth).json()
+
+    def deploy(name, fields):
+        folder = write_function(os.path.join(d.tmp, name), "svc", fields)
+        return d.request("POST", "/admin/functions", body=json.dumps({"dir": folder}), headers=auth)
+
+    # steady load on two threads for the whole test: not one request may fail
+    stop = threading.Event()
+    failures, served = [], [0]
+
+    def load():
+        c = d.connect()
+        while not stop.is_set():
+            try:
+                r = d.request("POST", "/svc/id", body=b"x", conn=c)
+                if r.status != 200:
+                    failures.append(r)
+                served[0] += 1
+            except OSError as e:
+                failures.append(repr(e))
+                c.close()
+                c = d.connect()
+        c.close()
+    workers = [threading.Thread(target=load) for _ in range(2)]
+    for w in workers:
+        w.start()
+    time.sleep(0.3)
+
+    r = deploy("v2", V2)
+    check(r.status == 201 and r.json()["version"] == 2, "deploy answers 201 with version 2", r)
+    check(wait_for(lambda: info()["current"] == 2), "version 2 serves once ready", info())
+    r = d.request("GET", "/svc/id")
+    check(r.status == 200 and b"instance_id" in r.body, "traffic reaches version 2 (fault handler)", r)
+
+    r = deploy("v3", BROKEN)
+    check(r.status == 201 and r.json()["version"] == 3, "broken deploy accepted as version 3", r)
+    check(wait_for(lambda: [v["state"] for v in info()["versions"]][2] == "failed"), "version 3 fails init", info())
+    check(info()["current"] == 2, "version 2 still serves after a broken deploy", info())
+    check(d.request("GET", "/readyz").status == 200, "still ready beside the failed deploy")
+    check("bad weights" in json.dumps(info()), "the failed version's error is shown", info())
+
+    r = d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": 1}), headers=auth)
+    check(r.status == 200 and r.json()["current"] == 1, "rollback to version 1", r)
+    r = d.request("POST", "/svc/", body=b"echoed")
+    check(r.status == 200 and r.body == b"echoed", "traffic back on version 1 (echo)", r)
+    r = d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": 3}), headers=auth)
+    check(r.status == 409, "rollback to a failed version: 409", r)
+    r = d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": 9}), headers=auth)
+    check(r.status == 404, "rollback to a missing version: 404", r)
+
+    r = d.request("POST", "/v1/models/svc/versions/2:predict", body=b"{}")
+    check(r.status == 200 and r.header("x-echo-path") is None, "TF Serving path pinned to version 2 reaches it (fault)", r)
+    r = d.request("POST", "/v1/models/svc/versions/1:predict", body=b"{}")
+    check(r.status == 200 and r.header("x-echo-path") == "/v1/models/svc/versions/1:predict",
+          "pinned to version 1 reaches echo with the whole path", r.headers)
+    r = d.request("GET", "/v1/models/svc/versions/7:predict")
+    check(r.status == 404, "pinned to a missing version: 404", r)
+
+    for _ in range(3):  # flip back and forth under load
+        d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": 2}), headers=auth)
+        time.sleep(0.1)
+        d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": 1}), headers=auth)
+        time.sleep(0.1)
+    stop.set()
+    for w in workers:
+        w.join()
+    check(served[0] > 50, "load ran (%d requests)" % served[0])
+    check(not failures, "no request failed during deploys and rollbacks", failures[:3])
+    m = d.metrics()
+    check(m.get('thaw_requests_total{function="svc",code="200"}', 0) >= served[0],
+          "metrics sum the versions of a function")
+
+finish()
