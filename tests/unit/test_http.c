@@ -289,6 +289,10 @@ static const struct http_case cases[] = {
 	{ "body limit: lowered after HTTP_HEADERS applies to content-length",
 	  "POST /f HTTP/1.1\r\nContent-Length: 12\r\n\r\nhello world!", .body_limit = 100,
 	  .limit_after_head = 11, .want = "H POST /f\nE 413\n" },
+	{ "body limit: trailers cannot declare a content-length",
+	  "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+	  "Transfer-Encoding: x\r\nContent-Length: 99999\r\nX: y\r\n\r\n", .body_limit = 8,
+	  .want = "H POST /c\nD POST /c ka=1 ec=0\n  [Transfer-Encoding][chunked]\n  body(3)[abc]\n" },
 	{ "body limit: chunked over it is 413",
 	  "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n4\r\nabcd\r\n0\r\n\r\n",
 	  .body_limit = 8, .want = "H POST /c\nE 413\n" },
