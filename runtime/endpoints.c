@@ -96,6 +96,10 @@ static cJSON *version_json(struct function *fn)
 	cJSON_AddStringToObject(f, "handler", fn->handler_path);
 	cJSON_AddNumberToObject(f, "timeout", fn->cfg.timeout_s);
 	cJSON_AddNumberToObject(f, "instanceConcurrency", fn->cfg.instance_concurrency);
+	cJSON_AddNumberToObject(f, "init_ms", atomic_load(&fn->init_ms));
+	cJSON_AddNumberToObject(f, "snapshot_bytes", (double)atomic_load(&fn->snap_bytes));
+	cJSON_AddNumberToObject(f, "dump_ms", atomic_load(&fn->dump_ms));
+	cJSON_AddNumberToObject(f, "restore_ms", atomic_load(&fn->restore_ms));
 	if (atomic_load(&fn->state) == FN_FAILED) {
 		char msg[512];
 		function_error(fn, msg, sizeof(msg));

@@ -269,6 +269,10 @@ static void dump_run(struct job *j)
 	/* the manifest was just made from these very files */
 	if (!in->job_ret && !snapshot_fingerprint(dir, &fp))
 		atomic_store(&in->pool->fn->snap_fingerprint, fp);
+	if (!in->job_ret) {
+		atomic_store(&in->pool->fn->snap_bytes, info.image_bytes);
+		atomic_store(&in->pool->fn->dump_ms, info.dump_ms);
+	}
 	if (!in->job_ret)
 		pr_info("%s: snapshot of pid %d in %s: %.1f MiB in %u files, dump %.1f ms, manifest %.1f ms",
 			in->pool->fn->cfg.name, in->proc.pid, dir, (double)info.image_bytes / 1048576.0,
@@ -372,6 +376,9 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 	snprintf(in->id, sizeof(in->id), "%.*s", (int)len, payload);
 	int64_t took = now_ns() - in->started_ns;
 	histogram_observe(in->restored ? &p->fn->metrics.restore : &p->fn->metrics.init, took);
+	double zero = 0;
+	atomic_compare_exchange_strong(in->restored ? &p->fn->restore_ms : &p->fn->init_ms, &zero,
+				       (double)took / 1e6);
 	in->idle_since_ns = now_ns();
 	if (in->restored)
 		pr_info("%s: instance %s (pid %d) restored in %.1f ms: verify %.1f, criu %.1f, "

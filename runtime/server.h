@@ -47,6 +47,9 @@ struct function {
 	atomic_int snap_state; /* enum snap_state */
 	char snap_dir[4096];   /* set before snap_state becomes TAKING */
 	atomic_uint_least64_t snap_fingerprint; /* of the files last verified whole */
+	/* first cold start, the snapshot and the first restore, for deploy reports */
+	_Atomic double init_ms, dump_ms, restore_ms;
+	atomic_uint_least64_t snap_bytes;
 };
 
 /* A function name: its versions and the one serving. Traffic switches
