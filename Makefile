@@ -12,8 +12,8 @@ TEST_LIBS := -lcmocka
 NVCC     ?= /usr/local/cuda/bin/nvcc
 HAVE_CUDA := $(shell test -x $(NVCC) && echo 1)
 
-# The daemon and CLI: everything in runtime/, snapshot/ and builder/.
-DAEMON_SRC := $(wildcard runtime/*.c snapshot/*.c builder/*.c)
+# The daemon and CLI: everything in runtime/, snapshot/, builder/ and cli/.
+DAEMON_SRC := $(wildcard runtime/*.c snapshot/*.c builder/*.c cli/*.c)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ    := $(filter-out $(BUILD)/runtime/main.o,$(DAEMON_OBJ))
 LIBTHAW    := $(BUILD)/libthaw.a
