@@ -51,6 +51,8 @@ done
 
 TMP=$(mktemp -d /tmp/thaw-bench-gateway.XXXXXX)
 chmod 755 "$TMP" # nginx workers may run as nobody
+# thaw's snapshot images (a tmpfs by default): ours, so they go at exit
+SNAP=$(mktemp -d /dev/shm/thaw-bench-gateway.XXXXXX 2>/dev/null || echo "$TMP/snapshots")
 PIDS=()
 cleanup() {
 	local pid
@@ -60,7 +62,7 @@ cleanup() {
 	for pid in "${PIDS[@]}"; do
 		wait "$pid" 2>/dev/null || true
 	done
-	rm -rf "$TMP"
+	rm -rf "$TMP" "$SNAP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -136,7 +138,8 @@ start_thaw() {
 	shift
 	THAW_PORT=$(free_port)
 	"$BUILD/thaw" serve --listen 127.0.0.1 --port "$THAW_PORT" --threads "$THREADS" \
-		--functions "$FN" --state-dir "$TMP/state-$name" "$@" >"$TMP/$name.log" 2>&1 &
+		--functions "$FN" --state-dir "$TMP/state-$name" --snapshot-dir "$SNAP/$name" \
+		"$@" >"$TMP/$name.log" 2>&1 &
 	THAW_PID=$!
 	PIDS+=("$THAW_PID")
 	wait_http "http://127.0.0.1:$THAW_PORT/readyz" || { tail -n 30 "$TMP/$name.log" >&2; exit 1; }
