@@ -5,6 +5,7 @@
 #include "loop.h"
 #include "mem.h"
 #include "pool.h"
+#include "proxy.h"
 #include "router.h"
 
 #include <ctype.h>
@@ -43,6 +44,12 @@ static void maybe_free(struct conn *c)
 	free(c);
 }
 
+void conn_op_done(struct conn *c)
+{
+	c->ops--;
+	maybe_free(c);
+}
+
 void conn_close(struct conn *c)
 {
 	if (c->state == CONN_CLOSING)
@@ -51,6 +58,9 @@ void conn_close(struct conn *c)
 		c->sh->n_active--;
 	if (c->fn)
 		pool_cancel(c, false);
+	if (c->proxy)
+		proxy_detach(c->proxy);
+	c->proxy = NULL;
 	timer_cancel(&c->sh->timers, &c->rtimer);
 	timer_cancel(&c->sh->timers, &c->deadline);
 	c->state = CONN_CLOSING;

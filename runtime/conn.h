@@ -43,6 +43,7 @@ struct conn {
 	bool queued;
 	const char *sub;       /* handler path view */
 	size_t sub_len;
+	struct proxy *proxy;   /* a /proxy relay under way */
 };
 
 /* Takes a freshly accepted fd. */
@@ -57,7 +58,10 @@ void conn_respond_error(struct conn *c, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Answers from an instance's decoded CH_RESPONSE. */
 void conn_respond_channel(struct conn *c, const struct channel_response *r);
-/* Closes every connection of the shard at shutdown. */
+/* Closes c: in-flight work is detached; memory goes once no operation of
+ * c is in flight. */
 void conn_close(struct conn *c);
+/* An operation counted in c->ops by another module completed. */
+void conn_op_done(struct conn *c);
 
 #endif

@@ -3,6 +3,7 @@
 #include "conn.h"
 #include "log.h"
 #include "pool.h"
+#include "proxy.h"
 #include "router.h"
 #include "server.h"
 
@@ -74,13 +75,15 @@ static void metrics(struct conn *c)
 	buf_free(&b);
 }
 
-static bool authorized(struct conn *c)
+bool endpoints_authorized(const struct conn *c)
 {
 	struct http_span v;
+	size_t tl = strlen(server.admin_token);
+	if (http_req_header(&c->req, "x-thaw-token", &v))
+		return v.len == tl && memcmp(http_span_ptr(&c->req, v), server.admin_token, tl) == 0;
 	if (!http_req_header(&c->req, "authorization", &v) || v.len < 8)
 		return false;
 	const char *p = http_span_ptr(&c->req, v);
-	size_t tl = strlen(server.admin_token);
 	return strncasecmp(p, "Bearer ", 7) == 0 && v.len - 7 == tl &&
 	       memcmp(p + 7, server.admin_token, tl) == 0;
 }
@@ -206,7 +209,7 @@ static void admin_function(struct conn *c, const char *rest, size_t len)
 
 static void admin(struct conn *c, const struct route *rt)
 {
-	if (!authorized(c)) {
+	if (!endpoints_authorized(c)) {
 		COUNT(server.metrics.http_errors, 401);
 		struct channel_kv h = { "www-authenticate", "Bearer realm=\"thaw\"" };
 		static const char body[] =
@@ -261,8 +264,7 @@ void endpoints_handle(struct conn *c, const struct route *rt)
 		admin(c, rt);
 		return;
 	case ROUTE_PROXY:
-		COUNT(server.metrics.http_errors, 403);
-		conn_respond_error(c, 403, "proxy: port %u is not in the allow-list", rt->port);
+		proxy_start(c, rt);
 		return;
 	case ROUTE_BAD_PATH:
 		COUNT(server.metrics.http_errors, 400);

@@ -8,6 +8,11 @@
 struct conn;
 struct route;
 
+#include <stdbool.h>
+
+/* True when c carries the admin token (Authorization: Bearer, or
+ * X-Thaw-Token). */
+bool endpoints_authorized(const struct conn *c);
 /* Answers c's request for a non-function route. */
 void endpoints_handle(struct conn *c, const struct route *rt);
 

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pool.h"
+#include "proxy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -234,6 +235,18 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
 		break;
 	case OP_INST_LOG:
 		instance_on_log(ptr, cqe->res);
+		break;
+	case OP_PROXY_CONNECT:
+		proxy_on_connect(ptr, cqe->res);
+		break;
+	case OP_PROXY_SEND:
+		proxy_on_send(ptr, cqe->res);
+		break;
+	case OP_PROXY_RECV:
+		proxy_on_recv(ptr, cqe->res);
+		break;
+	case OP_PROXY_CLIENT_SEND:
+		proxy_on_client_send(ptr, cqe->res);
 		break;
 	case OP_WAKE:
 		jobs_complete(sh);

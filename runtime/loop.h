@@ -15,7 +15,7 @@
 
 struct job;
 
-/* user_data = pointer | tag (objects are 8-byte aligned). */
+/* user_data = pointer | tag. */
 enum op_tag {
 	OP_TIMEOUT = 0, /* ptr: shard; user_data 0 = ignore */
 	OP_ACCEPT,      /* ptr: shard */
@@ -25,8 +25,13 @@ enum op_tag {
 	OP_INST_SEND,   /* ptr: instance */
 	OP_INST_LOG,    /* ptr: instance */
 	OP_WAKE,        /* ptr: shard (eventfd: stop, or jobs done) */
+	OP_PROXY_CONNECT, /* ptr: proxy */
+	OP_PROXY_SEND,
+	OP_PROXY_RECV,
+	OP_PROXY_CLIENT_SEND,
 };
-#define OP_TAG_MASK 7ULL
+/* objects come from malloc: 16-byte aligned, so 4 tag bits */
+#define OP_TAG_MASK 15ULL
 #define OP_DATA(ptr, tag) ((uint64_t)(uintptr_t)(ptr) | (uint64_t)(tag))
 
 struct pool;

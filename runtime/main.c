@@ -1,6 +1,7 @@
 /* thaw: the command line. `thaw serve` runs the daemon. */
 #define LOG_PREFIX ""
 #include "log.h"
+#include "proxy.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -22,6 +23,7 @@ static const char usage_serve[] =
 	"  --max-connections N   503 past it (default 20000)\n"
 	"  --no-access-log       no JSON line per request\n"
 	"  --no-snapshots        never checkpoint: every instance cold starts\n"
+	"  --proxy-ports LIST    ports /proxy/{port}/ may reach on 127.0.0.1 (e.g. 8080,9001)\n"
 	"  --snapshot-dir DIR    snapshot images (default /dev/shm/thaw-<id>: a tmpfs)\n"
 	"  --verbose             debug logging\n";
 
@@ -54,6 +56,7 @@ static int cmd_serve(int argc, char **argv)
 		{ "max-connections", required_argument, 0, 'C' },
 		{ "no-access-log", no_argument, 0, 'q' },
 		{ "no-snapshots", no_argument, 0, 'N' },
+		{ "proxy-ports", required_argument, 0, 'P' },
 		{ "snapshot-dir", required_argument, 0, 'D' },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
@@ -75,6 +78,12 @@ static int cmd_serve(int argc, char **argv)
 		case 'C': bad |= parse_uint(optarg, "--max-connections", &o->max_connections); break;
 		case 'q': o->access_log = false; break;
 		case 'N': o->no_snapshots = true; break;
+		case 'P':
+			if (proxy_set_ports(optarg)) {
+				fprintf(stderr, "thaw serve: --proxy-ports: expected ports like 8080,9001\n");
+				bad = 1;
+			}
+			break;
 		case 'D': o->snapshot_dir = optarg; break;
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'h': fputs(usage_serve, stdout); return 0;

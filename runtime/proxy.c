@@ -1,0 +1,277 @@
+#define LOG_PREFIX "proxy: "
+#include "proxy.h"
+#include "conn.h"
+#include "endpoints.h"
+#include "log.h"
+#include "loop.h"
+#include "mem.h"
+#include "router.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_PORTS 64
+#define RELAY_BUF 65536
+
+static unsigned allowed[MAX_PORTS], n_allowed;
+
+struct proxy {
+	struct conn *c; /* NULL once the client is gone */
+	struct shard *sh;
+	int fd;
+	unsigned port;
+	struct sockaddr_in addr;
+	struct buf req;
+	size_t req_sent;
+	char relay[RELAY_BUF]; /* upstream bytes on their way to the client */
+	size_t relay_len, relay_sent;
+	unsigned ops;
+	struct conn *sending; /* the client whose fd a send of ours uses */
+	bool sent_any;
+};
+
+int proxy_set_ports(const char *list)
+{
+	n_allowed = 0;
+	const char *p = list;
+	while (*p) {
+		char *end;
+		unsigned long v = strtoul(p, &end, 10);
+		if (end == p || v == 0 || v > 65535 || n_allowed == MAX_PORTS ||
+		    (*end && *end != ','))
+			return -EINVAL;
+		allowed[n_allowed++] = (unsigned)v;
+		p = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
+static bool port_allowed(unsigned port)
+{
+	for (unsigned i = 0; i < n_allowed; i++)
+		if (allowed[i] == port)
+			return true;
+	return false;
+}
+
+/* Encoded '/', '\\' and '.' could smuggle a path the router did not see. */
+static bool sneaky(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\\')
+			return true;
+		if (p[i] == '%' && i + 2 < len) {
+			char h[3] = { p[i + 1], p[i + 2], 0 };
+			if (!strcasecmp(h, "2f") || !strcasecmp(h, "5c") || !strcasecmp(h, "2e") ||
+			    !strcasecmp(h, "00"))
+				return true;
+		}
+	}
+	return false;
+}
+
+static bool skip_header(const char *n, size_t len)
+{
+	static const char *const drop[] = { "connection", "keep-alive", "transfer-encoding",
+					    "upgrade",    "te",         "expect",
+					    "content-length", "host",   "authorization",
+					    "x-thaw-token", "proxy-authorization" };
+	for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+		if (strlen(drop[i]) == len && !strncasecmp(n, drop[i], len))
+			return true;
+	return false;
+}
+
+static void build_request(struct proxy *px, const struct route *rt)
+{
+	struct http_req *r = &px->c->req;
+	const char *url = http_span_ptr(r, r->url);
+	const char *q = memchr(url, '?', r->url.len);
+	size_t qlen = q ? r->url.len - (size_t)(q - url) : 0;
+	buf_printf(&px->req, "%s %.*s%.*s HTTP/1.1\r\nhost: 127.0.0.1:%u\r\n", http_req_method(r),
+		   (int)rt->sub_len, rt->sub, (int)qlen, q ? q : "", px->port);
+	for (unsigned i = 0; i < r->n_headers; i++) {
+		const struct http_header_ref *h = &r->headers[i];
+		if (skip_header(http_span_ptr(r, h->name), h->name.len))
+			continue;
+		buf_printf(&px->req, "%.*s: %.*s\r\n", (int)h->name.len, http_span_ptr(r, h->name),
+			   (int)h->value.len, http_span_ptr(r, h->value));
+	}
+	/* jupyter-server-proxy's headers: where the app is mounted */
+	buf_printf(&px->req,
+		   "x-forwarded-context: /proxy/%u\r\nx-proxycontextpath: /proxy/%u\r\n"
+		   "x-fc-request-id: %s\r\nconnection: close\r\ncontent-length: %zu\r\n\r\n",
+		   px->port, px->port, px->c->request_id, r->body.len);
+	buf_append(&px->req, r->body.data, r->body.len);
+}
+
+static void submit(struct proxy *px, struct io_uring_sqe *sqe, enum op_tag tag)
+{
+	io_uring_sqe_set_data64(sqe, OP_DATA(px, tag));
+	px->ops++;
+}
+
+static void maybe_free(struct proxy *px)
+{
+	if (px->ops || px->c)
+		return;
+	close(px->fd);
+	buf_free(&px->req);
+	free(px);
+}
+
+/* Relay over: the client connection closes (its response had no length). */
+static void finish(struct proxy *px)
+{
+	struct conn *c = px->c;
+	px->c = NULL;
+	if (c) {
+		c->proxy = NULL;
+		conn_close(c);
+	}
+	shutdown(px->fd, SHUT_RDWR);
+	maybe_free(px);
+}
+
+static void fail(struct proxy *px, int status, const char *what, int err)
+{
+	pr_info("port %u: %s: %s", px->port, what, strerror(-err));
+	struct conn *c = px->c;
+	if (c && !px->sent_any) {
+		px->c = NULL;
+		c->proxy = NULL;
+		conn_respond_error(c, status, "proxy: port %u: %s: %s", px->port, what, strerror(-err));
+	}
+	finish(px);
+}
+
+void proxy_start(struct conn *c, const struct route *rt)
+{
+	if (!endpoints_authorized(c)) {
+		conn_respond_error(c, 401, "proxy: needs the admin token (X-Thaw-Token or Authorization: Bearer)");
+		return;
+	}
+	if (!port_allowed(rt->port)) {
+		conn_respond_error(c, 403, "proxy: port %u is not in the allow-list", rt->port);
+		return;
+	}
+	const char *url = http_span_ptr(&c->req, c->req.url);
+	if (sneaky(url, c->req.url.len)) {
+		conn_respond_error(c, 400, "proxy: encoded slashes, dots or backslashes refused");
+		return;
+	}
+	struct proxy *px = xcalloc(1, sizeof(*px));
+	px->c = c;
+	px->sh = c->sh;
+	px->port = rt->port;
+	px->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (px->fd < 0) {
+		free(px);
+		conn_respond_error(c, 503, "proxy: no socket: %s", strerror(errno));
+		return;
+	}
+	c->proxy = px;
+	build_request(px, rt);
+	px->addr = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)rt->port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct io_uring_sqe *sqe = shard_sqe(px->sh);
+	io_uring_prep_connect(sqe, px->fd, (struct sockaddr *)&px->addr, sizeof(px->addr));
+	submit(px, sqe, OP_PROXY_CONNECT);
+}
+
+static void send_upstream(struct proxy *px)
+{
+	struct io_uring_sqe *sqe = shard_sqe(px->sh);
+	io_uring_prep_send(sqe, px->fd, px->req.data + px->req_sent, px->req.len - px->req_sent,
+			   MSG_NOSIGNAL);
+	submit(px, sqe, OP_PROXY_SEND);
+}
+
+static void recv_upstream(struct proxy *px)
+{
+	struct io_uring_sqe *sqe = shard_sqe(px->sh);
+	io_uring_prep_recv(sqe, px->fd, px->relay, sizeof(px->relay), 0);
+	submit(px, sqe, OP_PROXY_RECV);
+}
+
+static void send_client(struct proxy *px)
+{
+	struct io_uring_sqe *sqe = shard_sqe(px->sh);
+	io_uring_prep_send(sqe, px->c->fd, px->relay + px->relay_sent,
+			   px->relay_len - px->relay_sent, MSG_NOSIGNAL);
+	submit(px, sqe, OP_PROXY_CLIENT_SEND);
+	px->sending = px->c;
+	px->c->ops++; /* the client's fd must outlive this send */
+}
+
+void proxy_on_connect(struct proxy *px, int res)
+{
+	px->ops--;
+	if (!px->c)
+		return maybe_free(px);
+	if (res < 0)
+		return fail(px, 502, "connect", res);
+	send_upstream(px);
+}
+
+void proxy_on_send(struct proxy *px, int res)
+{
+	px->ops--;
+	if (!px->c)
+		return maybe_free(px);
+	if (res < 0)
+		return fail(px, 502, "send", res);
+	px->req_sent += (size_t)res;
+	if (px->req_sent < px->req.len)
+		send_upstream(px);
+	else
+		recv_upstream(px);
+}
+
+void proxy_on_recv(struct proxy *px, int res)
+{
+	px->ops--;
+	if (!px->c)
+		return maybe_free(px);
+	if (res < 0)
+		return fail(px, 502, "receive", res);
+	if (res == 0) {
+		if (!px->sent_any)
+			return fail(px, 502, "upstream closed without answering", -ECONNRESET);
+		return finish(px);
+	}
+	px->sent_any = true;
+	px->relay_len = (size_t)res;
+	px->relay_sent = 0;
+	send_client(px);
+}
+
+void proxy_on_client_send(struct proxy *px, int res)
+{
+	px->ops--;
+	struct conn *sent_on = px->sending;
+	px->sending = NULL;
+	conn_op_done(sent_on); /* frees it if it closed meanwhile */
+	if (!px->c)
+		return maybe_free(px);
+	if (res < 0)
+		return finish(px);
+	px->relay_sent += (size_t)res;
+	if (px->relay_sent < px->relay_len)
+		send_client(px);
+	else
+		recv_upstream(px); /* next chunk only once this one is out: backpressure */
+}
+
+void proxy_detach(struct proxy *px)
+{
+	px->c = NULL;
+	shutdown(px->fd, SHUT_RDWR);
+	maybe_free(px);
+}

@@ -1,0 +1,33 @@
+/*
+ * Dev-pod proxy: /proxy/{port}/... forwards to 127.0.0.1:{port}, so a
+ * developer can call a debug server through the gateway. Never an open
+ * proxy: the destination host is always loopback, the port must be in
+ * --proxy-ports, the caller must present the admin token, and paths with
+ * encoded slashes, backslashes or dots are refused.
+ *
+ * The upstream's response is relayed byte for byte as it arrives
+ * (streaming); the upstream request says Connection: close, and the client
+ * connection closes after the relay.
+ */
+#ifndef THAW_PROXY_H
+#define THAW_PROXY_H
+
+#include <stddef.h>
+
+struct conn;
+struct proxy;
+struct route;
+
+/* Answers c's /proxy request: an error, or starts the relay. */
+void proxy_start(struct conn *c, const struct route *rt);
+/* io_uring completions. */
+void proxy_on_connect(struct proxy *px, int res);
+void proxy_on_send(struct proxy *px, int res);
+void proxy_on_recv(struct proxy *px, int res);
+void proxy_on_client_send(struct proxy *px, int res);
+/* The client connection is closing. */
+void proxy_detach(struct proxy *px);
+/* Parses --proxy-ports "8080,9001"; 0 or -EINVAL. */
+int proxy_set_ports(const char *list);
+
+#endif

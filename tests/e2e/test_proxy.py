@@ -1,0 +1,92 @@
+"""Dev-pod proxy: /proxy/{port}/ reaches an allow-listed loopback port with
+the token, streams, and is never an open proxy."""
+import http.server
+import json
+import os
+import socket
+import threading
+import time
+
+from thawtest import Daemon, check, finish, free_port, handler_so
+
+
+class Upstream(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        if self.path.startswith("/stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            for i in range(3):
+                self.wfile.write(b"chunk%d\n" % i)
+                self.wfile.flush()
+                time.sleep(0.4)
+            return
+        body = json.dumps({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+
+up_port, dead_port = free_port(), free_port()
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", up_port), Upstream)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+with Daemon({"echo": {"handler": handler_so("echo")}}, args=["--proxy-ports", "%d,%d" % (up_port, dead_port)]) as d:
+    token = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    auth = {"X-Thaw-Token": token}
+    r = d.request("GET", "/proxy/%d/hello?x=1" % up_port)
+    check(r.status == 401, "no token: 401", r)
+    r = d.request("GET", "/proxy/%d/hello" % up_port, headers={"X-Thaw-Token": "nope"})
+    check(r.status == 401, "wrong token: 401", r)
+    r = d.request("GET", "/proxy/%d/hello?x=1" % up_port, headers=auth)
+    check(r.status == 200, "allowed port with the token: 200", r)
+    seen = r.json()
+    check(seen["path"] == "/hello?x=1", "path below /proxy/{port} and query forwarded", seen)
+    check(seen["headers"].get("x-forwarded-context") == "/proxy/%d" % up_port, "X-Forwarded-Context set", seen)
+    check("x-thaw-token" not in seen["headers"] and "authorization" not in seen["headers"], "token not passed upstream", seen)
+    check(seen["headers"].get("host") == "127.0.0.1:%d" % up_port, "upstream Host is loopback", seen)
+    r = d.request("POST", "/proxy/%d/post" % up_port, body=b"payload", headers=dict(auth, Authorization="Bearer " + token))
+    check(r.status == 200, "POST with a body through the proxy", r)
+
+    # streaming: the first chunk arrives long before the upstream finishes
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+    t0 = time.time()
+    s.sendall(b"GET /proxy/%d/stream HTTP/1.1\r\nHost: x\r\nX-Thaw-Token: %s\r\n\r\n" % (up_port, token.encode()))
+    first = s.recv(4096)
+    t_first = time.time() - t0
+    rest = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        rest += b
+    t_all = time.time() - t0
+    s.close()
+    check(b"chunk0" in first and t_first < 0.35, "streamed: first chunk after %.2f s" % t_first, first)
+    check(b"chunk2" in first + rest and t_all > 0.7, "streamed: the rest follows (%.2f s)" % t_all)
+
+    # never an open proxy
+    r = d.request("GET", "/proxy/%d/x" % (up_port + 1 if up_port + 1 != dead_port else up_port + 2), headers=auth)
+    check(r.status == 403, "port not in the allow-list: 403", r)
+    for path in ["/proxy/%d/../admin/functions" % up_port, "/proxy/%d/%%2e%%2e/x" % up_port,
+                 "/proxy/%d/a%%2Fb" % up_port, "/proxy/%d/a%%5cb" % up_port, "/proxy/99999/x",
+                 "/proxy/0/x", "/proxy/abc/x", "/proxy//x"]:
+        out = d.raw(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Thaw-Token: " + token.encode() + b"\r\n\r\n")
+        check(out.startswith(b"HTTP/1.1 400"), "path trick refused: " + path, out[:60])
+    out = d.raw(b"GET http://127.0.0.1:%d/hello HTTP/1.1\r\nHost: x\r\nX-Thaw-Token: %s\r\n\r\n" % (up_port, token.encode()))
+    check(out.startswith(b"HTTP/1.1 400"), "absolute-form target refused", out[:60])
+    out = d.raw(b"GET /proxy/%d/hello HTTP/1.1\r\nHost: evil.example:80\r\nX-Thaw-Token: %s\r\nConnection: close\r\n\r\n" % (up_port, token.encode()))
+    check(out.startswith(b"HTTP/1.0 200") or out.startswith(b"HTTP/1.1 200"), "client Host header does not pick the target", out[:60])
+    r = d.request("GET", "/proxy/%d/x" % dead_port, headers=auth)
+    check(r.status == 502, "allowed port with nothing listening: 502", r)
+    check(d.request("GET", "/healthz").status == 200, "daemon fine after the proxy tests")
+
+srv.shutdown()
+finish()
