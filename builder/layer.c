@@ -67,7 +67,8 @@ void layer_finish(struct layer *l)
 			e->exec = true;
 		}
 	}
-	qsort(l->e, l->n, sizeof(*l->e), by_path);
+	if (l->n)
+		qsort(l->e, l->n, sizeof(*l->e), by_path);
 	size_t w = 0;
 	for (size_t i = 0; i < l->n; i++) {
 		if (w && !strcmp(l->e[w - 1].path, l->e[i].path)) {

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "builder/builder.h"
+#include "builder/compile.h"
 #include "thaw/handler.h"
 
 /* --- files --------------------------------------------------------------- */
@@ -440,9 +441,21 @@ static void test_errors_name_file_and_line(void **state)
 	}
 }
 
+/* A compiler, and the SDK header: found next to the binary (build/tests/
+ * unit/ -> handlers/), else taken from the folder the test runs in. */
 static int have_gcc(void)
 {
-	return system("command -v ${CC:-gcc} >/dev/null 2>&1") == 0;
+	if (system("command -v ${CC:-gcc} >/dev/null 2>&1") != 0)
+		return 0;
+	char *sdk = compile_sdk_include();
+	if (!sdk) {
+		char *here = realpath("handlers", NULL);
+		if (here)
+			setenv("THAW_SDK_INCLUDE", here, 1);
+		free(here);
+	}
+	free(sdk);
+	return 1;
 }
 
 static const char hello_c[] = "#include <thaw/handler.h>\n"
