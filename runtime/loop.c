@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define RING_ENTRIES 4096
@@ -95,11 +96,20 @@ int shard_init(struct shard *sh, unsigned id)
 	memset(sh, 0, sizeof(*sh));
 	sh->id = id;
 	sh->timeout_at = -1;
-	struct io_uring_params p = { .flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN };
-	int ret = io_uring_queue_init_params(RING_ENTRIES, &sh->ring, &p);
-	if (ret == -EINVAL) { /* older kernel: no such flags */
-		memset(&p, 0, sizeof(p));
+	/* one thread submits and reaps: completions run only when it waits
+	 * (6.1+); fall back flag by flag on older kernels */
+	static const unsigned flag_sets[] = {
+		/* disabled until the loop thread enables it: it is the single issuer */
+		IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			IORING_SETUP_R_DISABLED,
+		IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int ret = -EINVAL;
+	for (unsigned i = 0; i < 3 && ret == -EINVAL; i++) {
+		struct io_uring_params p = { .flags = flag_sets[i] };
 		ret = io_uring_queue_init_params(RING_ENTRIES, &sh->ring, &p);
+		sh->ring_disabled = i == 0;
 	}
 	if (ret < 0) {
 		pr_err("io_uring_queue_init: %s", strerror(-ret));
@@ -263,6 +273,10 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
 void *shard_main(void *arg)
 {
 	struct shard *sh = arg;
+	/* Debian's liburing 2.3 declares io_uring_enable_rings but lacks it */
+	if (sh->ring_disabled &&
+	    syscall(__NR_io_uring_register, sh->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+		pr_perror("enabling the ring");
 	arm_accept(sh);
 	arm_wake(sh);
 	timer_set(&sh->timers, &sh->tick, now_ns() + 1000000000LL, tick);

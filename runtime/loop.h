@@ -45,6 +45,7 @@ struct shard {
 	struct job *done_jobs; /* finished jobs whose done() is due here */
 	uint64_t wake_val;
 	bool accept_armed;
+	bool ring_disabled; /* made with R_DISABLED: the loop thread enables it */
 	/* provided buffers for multishot recv (when the kernel has them) */
 	struct io_uring_buf_ring *br;
 	char *bufs;

@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -316,6 +317,22 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* Snapshots are taken anew at every start: leave no images on the tmpfs. */
+static void remove_snapshots(void)
+{
+	for (unsigned i = 0; i < atomic_load(&server.n_functions); i++) {
+		const char *dir = server.functions[i]->snap_dir;
+		pid_t pid = fork();
+		if (pid == 0) {
+			execl("/bin/rm", "rm", "-rf", "--", dir, (char *)NULL);
+			_exit(127);
+		}
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+	}
+	rmdir(server.opt.snapshot_dir); /* only if empty: it may be shared */
+}
+
 static void wake_shards(void)
 {
 	for (unsigned i = 0; i < server.n_shards; i++) {
@@ -404,5 +421,6 @@ int server_run(void)
 		jobs_complete(server.shards[i]);
 		shard_fini(server.shards[i]);
 	}
+	remove_snapshots();
 	return 0;
 }
