@@ -177,6 +177,10 @@ int layer_write(struct layer *l, const char *blobs_dir, time_t mtime, struct oci
 	}
 	archive_write_set_format_pax_restricted(a);
 	archive_write_add_filter_none(a);
+	/* Blocks of 100 tar records of 10240 bytes for few syscalls, the last
+	 * padded to 10240: the same bytes as tar's default blocking. */
+	archive_write_set_bytes_per_block(a, 100 * 10240);
+	archive_write_set_bytes_in_last_block(a, 10240);
 	if (archive_write_open2(a, &sink, NULL, sink_write, NULL, NULL) != ARCHIVE_OK) {
 		rc = fail(err, errlen, -EIO, "libarchive: %s", archive_error_string(a));
 		goto fail_archive;
