@@ -5,6 +5,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
+#include "snapshot/cuda_ckpt.h"
 #include "snapshot/snapshot.h"
 
 #include <errno.h>
@@ -205,6 +206,14 @@ static void restore_run(struct job *j)
 	else
 		in->job_ret = snapshot_restore(in->pool->fn->snap_dir, &in->proc, &t);
 	in->criu_ms = t.criu_ms;
+	if (!in->job_ret && fn->cfg.gpu_type) {
+		struct cuda_ckpt_timing ct = { 0 };
+		int ret = cuda_ckpt_resume(in->proc.pid, &ct);
+		if (ret && ret != -ESRCH) {
+			in->job_ret = ret;
+			instance_destroy(&in->proc);
+		}
+	}
 }
 
 static void restore_done(struct job *j)
@@ -264,6 +273,18 @@ static void dump_run(struct job *j)
 	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
 	struct snapshot_info info;
 	const char *dir = in->pool->fn->snap_dir;
+	/* GPU state first goes to host memory, where CRIU can see it */
+	if (in->pool->fn->cfg.gpu_type) {
+		struct cuda_ckpt_timing ct = { 0 };
+		in->job_ret = cuda_ckpt_suspend(in->proc.pid, 10000, &ct);
+		if (in->job_ret == -ESRCH) /* the handler made no CUDA context: CPU only */
+			in->job_ret = 0;
+		else if (!in->job_ret)
+			pr_info("%s: GPU state of pid %d moved to host memory in %.1f ms",
+				in->pool->fn->cfg.name, in->proc.pid, ct.total_ms);
+		if (in->job_ret)
+			return;
+	}
 	in->job_ret = snapshot_dump(&in->proc, dir, &info);
 	uint64_t fp;
 	/* the manifest was just made from these very files */
@@ -338,8 +359,15 @@ static bool take_snapshot(struct instance *in)
 {
 	struct function *fn = in->pool->fn;
 	int expected = SNAP_NONE;
-	if (in->restored || !server.snapshots || !fn->cfg.snapshot ||
-	    !atomic_compare_exchange_strong(&fn->snap_state, &expected, SNAP_TAKING))
+	if (in->restored || !server.snapshots || !fn->cfg.snapshot)
+		return false;
+	char why[256];
+	if (fn->cfg.gpu_type && cuda_ckpt_probe(why, sizeof(why))) {
+		if (atomic_compare_exchange_strong(&fn->snap_state, &expected, SNAP_OFF))
+			pr_warn("%s: %s; its instances cold start", fn->cfg.name, why);
+		return false;
+	}
+	if (!atomic_compare_exchange_strong(&fn->snap_state, &expected, SNAP_TAKING))
 		return false;
 	in->snapshotting = true;
 	if (!fn->cfg.has_warmup) {

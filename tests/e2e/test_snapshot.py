@@ -87,4 +87,20 @@ with Daemon({"fault": FAULT}, env={"THAW_CRIU": "/nonexistent/criu"}) as d:
     r = d.request("GET", "/fault/id")
     check(r.status == 200 and cold(d, "fault") == 1 and restores(d, "fault") == 0, "cold start serves without CRIU")
 
+# a GPU function on a machine without the driver's checkpoint API: a clear
+# line, cold starts (CRIU cannot dump device memory it cannot see)
+import ctypes
+try:
+    ctypes.CDLL("libcuda.so.1")
+    have_driver = True
+except OSError:
+    have_driver = False
+if not have_driver:
+    GPU = dict(FAULT, gpuConfig={"gpuType": "any", "gpuMemorySize": 1024})
+    with Daemon({"gpu": GPU}) as d:
+        line = [l for l in d.logs().splitlines() if "GPU snapshots off" in l]
+        check(line and "libcuda.so.1" in line[0], "GPU function: clear GPU-snapshots-off line", line)
+        r = d.request("GET", "/gpu/id")
+        check(r.status == 200 and cold(d, "gpu") == 1 and restores(d, "gpu") == 0, "GPU function cold starts")
+
 finish()
