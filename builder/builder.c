@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@ static const char usage[] =
 	"  DIR          function folder holding fc.yaml (default .)\n"
 	"  -o, --output OUT  image folder, OCI image layout (default DIR/.thaw/image)\n"
 	"  --json       print the result as one JSON object\n"
+	"  --no-cache   read every file again, even when unchanged since the last build\n"
 	"Compiles the handler when fc.yaml names sources (.c file or folder), then\n"
 	"packages handler, fc.yaml, modelFiles and the folder's other files.\n"
 	"SOURCE_DATE_EPOCH sets the files' mtime (default 0); THAW_SDK_INCLUDE the\n"
@@ -169,9 +171,9 @@ static int add_path(struct build *b, enum walk_kind kind, const char *abs, const
 			    BUILDER_MAX_FILES);
 	char *path = in_image(rel);
 	if (kind == WALK_MODEL) {
-		layer_add_file(&b->model, path, abs, (uint64_t)st.st_size, st.st_mode & 0111);
+		layer_add_file(&b->model, path, abs, &st, false);
 	} else if (!layer_has(&b->model, path)) {
-		layer_add_file(&b->code, path, abs, (uint64_t)st.st_size, st.st_mode & 0111);
+		layer_add_file(&b->code, path, abs, &st, false);
 	}
 	free(path);
 	return 0;
@@ -266,14 +268,14 @@ static int collect_code(struct build *b)
 	}
 	/* First added wins: the handler and fc.yaml before what the walk finds. */
 	char *p = in_image(b->so_path);
-	layer_add_file(&b->code, p, b->so_src, (uint64_t)st.st_size, true);
+	layer_add_file(&b->code, p, b->so_src, &st, true);
 	free(p);
 	char *fc = xasprintf("%s/fc.yaml", b->dir);
 	if (stat(fc, &st) < 0) {
 		free(fc);
 		return fail(b, -errno, "%s: %s", b->fc_path, strerror(errno));
 	}
-	layer_add_file(&b->code, IMAGE_FUNCTION_DIR "/fc.yaml", fc, (uint64_t)st.st_size, false);
+	layer_add_file(&b->code, IMAGE_FUNCTION_DIR "/fc.yaml", fc, &st, false);
 	free(fc);
 	rc = walk(b, WALK_CODE, b->dir, "", 0);
 	if (rc < 0)
@@ -355,14 +357,109 @@ static time_t source_date_epoch(void)
 	return (time_t)v;
 }
 
+/* The layer cache: DIR/.thaw/cache/layer-<fingerprint> holds the digest and
+ * size of the tar those exact files gave last time, so unchanged weights
+ * are neither read nor written again when their blob is still in OUT. */
+static char *cache_path(struct build *b, const struct layer *l, time_t epoch)
+{
+	if (b->o->no_cache)
+		return NULL;
+	char fp[65];
+	layer_fingerprint(l, epoch, fp);
+	return xasprintf("%s/.thaw/cache/layer-%s", b->dir, fp);
+}
+
+static bool cache_lookup(struct build *b, const char *path, struct oci_desc *out)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	char digest[OCI_DIGEST_LEN + 1];
+	unsigned long long size;
+	int ok = fscanf(f, "%71s %llu", digest, &size) == 2;
+	fclose(f);
+	if (!ok || strlen(digest) != OCI_DIGEST_LEN || strncmp(digest, "sha256:", 7))
+		return false;
+	char *blob = xasprintf("%s/%s", b->blobs, digest + 7);
+	struct stat st;
+	ok = stat(blob, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size;
+	free(blob);
+	if (!ok)
+		return false;
+	memcpy(out->digest, digest, sizeof(digest));
+	out->size = size;
+	return true;
+}
+
+/* Remembers a layer unless a file changed in the last seconds: a file
+ * rewritten again within its timestamp's granularity would keep the same
+ * fingerprint with new bytes (git's "racy clean" case). */
+static void cache_store(struct build *b, const char *path, const struct layer *l,
+			const struct oci_desc *d)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	if (l->newest_mtime_ns >= now_ns - 2 * (int64_t)1000000000)
+		return;
+	char *dir = xasprintf("%s/.thaw/cache", b->dir);
+	char msg[256];
+	if (mkdir_p(dir) == 0) {
+		char *text = xasprintf("%s %llu\n", d->digest, (unsigned long long)d->size);
+		oci_write_file(path, text, strlen(text), msg, sizeof(msg)); /* best effort */
+		free(text);
+	}
+	free(dir);
+}
+
+/* Drops cache entries naming blobs this image no longer holds. */
+static void cache_prune(struct build *b, const char *const *keep, size_t n_keep)
+{
+	char *dir = xasprintf("%s/.thaw/cache", b->dir);
+	DIR *d = opendir(dir);
+	free(dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "layer-", 6))
+			continue;
+		char digest[OCI_DIGEST_LEN + 1] = "";
+		int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, digest, OCI_DIGEST_LEN);
+		close(fd);
+		digest[n > 0 ? n : 0] = '\0';
+		bool kept = false;
+		for (size_t i = 0; i < n_keep; i++)
+			kept |= !strcmp(keep[i], digest);
+		if (!kept)
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+}
+
 static int write_layer(struct build *b, struct layer *l, const char *kind,
 		       struct builder_result *res)
 {
 	struct builder_layer *bl = &res->layers[res->n_layers];
+	time_t epoch = source_date_epoch();
+	char *cache = cache_path(b, l, epoch);
 	char msg[1024];
-	int rc = layer_write(l, b->blobs, source_date_epoch(), &bl->img.desc, msg, sizeof(msg));
-	if (rc < 0)
-		return fail(b, rc, "%s layer: %s", kind, msg);
+	int rc = 0;
+	if (cache && cache_lookup(b, cache, &bl->img.desc)) {
+		bl->reused = true;
+	} else {
+		rc = layer_write(l, b->blobs, epoch, &bl->img.desc, msg, sizeof(msg));
+		if (rc < 0) {
+			free(cache);
+			return fail(b, rc, "%s layer: %s", kind, msg);
+		}
+		if (cache)
+			cache_store(b, cache, l, &bl->img.desc);
+	}
+	free(cache);
 	bl->img.media_type = OCI_MT_LAYER_TAR;
 	bl->img.kind = kind;
 	bl->n_files = l->n_files;
@@ -423,6 +520,7 @@ static int write_image(struct build *b, struct builder_result *res)
 	for (size_t i = 0; i < res->n_layers; i++)
 		keep[n_keep++] = res->layers[i].img.desc.digest;
 	oci_blobs_prune(b->blobs, keep, n_keep);
+	cache_prune(b, keep, n_keep);
 	return 0;
 }
 
@@ -553,6 +651,7 @@ static void print_json(const struct builder_result *r)
 		cJSON *d = json_desc(l->img.media_type, &l->img.desc);
 		cJSON_AddStringToObject(d, "kind", l->img.kind);
 		cJSON_AddNumberToObject(d, "files", (double)l->n_files);
+		cJSON_AddBoolToObject(d, "reused", l->reused);
 		cJSON_AddItemToArray(ls, d);
 	}
 	cJSON_AddStringToObject(root, "handler", r->handler);
@@ -572,8 +671,9 @@ static void print_text(const struct builder_result *r)
 	printf("built %s%s\n", r->name, r->compiled ? " (handler compiled)" : "");
 	for (size_t i = 0; i < r->n_layers; i++) {
 		const struct builder_layer *l = &r->layers[i];
-		printf("  %-8s %s  %10s  %zu file%s\n", l->img.kind, l->img.desc.digest,
-		       human(l->img.desc.size, a, sizeof(a)), l->n_files, l->n_files == 1 ? "" : "s");
+		printf("  %-8s %s  %10s  %zu file%s%s\n", l->img.kind, l->img.desc.digest,
+		       human(l->img.desc.size, a, sizeof(a)), l->n_files, l->n_files == 1 ? "" : "s",
+		       l->reused ? ", unchanged" : "");
 	}
 	printf("  %-8s %s  %10s\n", "config", r->config.digest, human(r->config.size, a, sizeof(a)));
 	printf("  %-8s %s  %10s\n", "manifest", r->manifest.digest,
@@ -586,6 +686,7 @@ int builder_main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "output", required_argument, 0, 'o' },
 		{ "json", no_argument, 0, 'j' },
+		{ "no-cache", no_argument, 0, 'n' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -600,6 +701,9 @@ int builder_main(int argc, char **argv)
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'n':
+			o.no_cache = true;
 			break;
 		case 'h':
 			fputs(usage, stdout);

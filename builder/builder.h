@@ -16,6 +16,7 @@
 #include "builder/image.h"
 #include "builder/oci.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,12 +29,15 @@ struct builder_options {
 	const char *dir; /* function folder holding fc.yaml; NULL: "." */
 	const char *out; /* image folder; NULL: <dir>/.thaw/image */
 	FILE *diag;      /* compiler output as it comes; NULL: stderr */
+	bool no_cache;   /* ignore DIR/.thaw/cache: read and hash every file */
 };
 
 struct builder_layer {
 	struct image_layer img; /* digest, size, media type, kind */
 	size_t n_files;
 	uint64_t content_bytes; /* the files' bytes, before tar headers */
+	bool reused;            /* files unchanged since a build whose blob is
+				   still in the image: not read again */
 };
 
 struct builder_result {

@@ -6,6 +6,7 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,13 +38,52 @@ static struct layer_entry *push(struct layer *l)
 	return e;
 }
 
-void layer_add_file(struct layer *l, const char *path, const char *src, uint64_t size, bool exec)
+static int64_t ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+void layer_add_file(struct layer *l, const char *path, const char *src, const struct stat *st,
+		    bool exec)
 {
 	struct layer_entry *e = push(l);
 	e->path = xstrdup(path);
 	e->src = xstrdup(src);
-	e->size = size;
-	e->exec = exec;
+	e->size = (uint64_t)st->st_size;
+	e->exec = exec || (st->st_mode & 0111);
+	e->dev = (uint64_t)st->st_dev;
+	e->ino = (uint64_t)st->st_ino;
+	e->mtime_ns = ns(&st->st_mtim);
+	e->ctime_ns = ns(&st->st_ctim);
+	if (e->mtime_ns > l->newest_mtime_ns)
+		l->newest_mtime_ns = e->mtime_ns;
+}
+
+void layer_fingerprint(const struct layer *l, time_t mtime, char out[65])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		fprintf(stderr, "thaw build: OpenSSL could not start a digest\n");
+		abort();
+	}
+	char line[128];
+	int n = snprintf(line, sizeof(line), "thaw-layer-v1 %lld\n", (long long)mtime);
+	EVP_DigestUpdate(md, line, (size_t)n);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct layer_entry *e = &l->e[i];
+		EVP_DigestUpdate(md, e->path, strlen(e->path) + 1);
+		n = snprintf(line, sizeof(line), "%d %d %llu %llu %llu %lld %lld\n", e->dir, e->exec,
+			     (unsigned long long)e->size, (unsigned long long)e->dev,
+			     (unsigned long long)e->ino, (long long)e->mtime_ns,
+			     (long long)e->ctime_ns);
+		EVP_DigestUpdate(md, line, (size_t)n);
+	}
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned dlen = 0;
+	EVP_DigestFinal_ex(md, d, &dlen);
+	EVP_MD_CTX_free(md);
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
 static int by_path(const void *a, const void *b)

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <time.h>
 
 struct layer_entry {
@@ -26,6 +27,9 @@ struct layer_entry {
 	bool exec;    /* 0755 rather than 0644 */
 	uint64_t size; /* bytes expected in src (from stat) */
 	size_t seq;    /* order added: the first of equal paths wins */
+	/* Identity of src when added, for layer_fingerprint. */
+	uint64_t dev, ino;
+	int64_t mtime_ns, ctime_ns;
 };
 
 struct layer {
@@ -34,11 +38,14 @@ struct layer {
 	uint64_t content_bytes; /* sum of file sizes */
 	size_t n_files;
 	bool sorted;            /* layer_finish ran */
+	int64_t newest_mtime_ns; /* of all files */
 };
 
-/* Adds a file (copies path and src). When the same path is added twice the
- * first one stays and later ones are dropped by layer_finish. */
-void layer_add_file(struct layer *l, const char *path, const char *src, uint64_t size, bool exec);
+/* Adds a file (copies path and src; st is its stat). When the same path is
+ * added twice the first one stays and later ones are dropped by
+ * layer_finish. exec forces 0755; otherwise any x bit of st gives it. */
+void layer_add_file(struct layer *l, const char *path, const char *src, const struct stat *st,
+		    bool exec);
 
 /* Adds the missing parent folders, sorts by path and drops repeated paths.
  * Call once, after the last layer_add_file. */
@@ -46,6 +53,13 @@ void layer_finish(struct layer *l);
 
 /* Whether path is in a finished layer (binary search). */
 bool layer_has(const struct layer *l, const char *path);
+
+/* What the layer's bytes depend on, without reading a file: for each entry
+ * its path, mode, size, device, inode, mtime and ctime, and the tar mtime.
+ * Equal fingerprints mean the same tar unless a file was rewritten within
+ * its timestamp's granularity (see builder.c for how that is avoided).
+ * Writes 64 hex digits and a NUL to out. */
+void layer_fingerprint(const struct layer *l, time_t mtime, char out[65]);
 
 /* Streams the tar of a finished layer into a new blob of blobs_dir. A file whose size changed since it was
  * added is an error (the tar header already promised its size). Returns 0

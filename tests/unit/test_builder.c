@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "builder/builder.h"
@@ -275,6 +276,65 @@ static void test_model_byte_changes_digest(void **state)
 
 	builder_result_fini(&r1);
 	builder_result_fini(&r2);
+	rm_rf(d);
+	free(w);
+	free(d);
+}
+
+/* Sets every file of the function an hour back, as after a download. */
+static void age_files(const char *d)
+{
+	const char *files[] = { "fc.yaml", "lib/demo.so", "vocab.txt", "models/w.bin" };
+	struct timespec old[2];
+	clock_gettime(CLOCK_REALTIME, &old[0]);
+	old[0].tv_sec -= 3600;
+	old[1] = old[0];
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *p = path_of(d, files[i]);
+		assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+		free(p);
+	}
+}
+
+static void test_unchanged_layers_are_not_reread(void **state)
+{
+	(void)state;
+	char *d = make_function();
+	struct builder_result r1, r2, r3, r4;
+	char err[1024];
+	/* Files written just now are not trusted by their timestamps. */
+	assert_int_equal(build(d, NULL, &r1, err, sizeof(err)), 0);
+	assert_false(r1.layers[0].reused);
+	builder_result_fini(&r1);
+	age_files(d);
+	assert_int_equal(build(d, NULL, &r1, err, sizeof(err)), 0);
+	assert_int_equal(build(d, NULL, &r2, err, sizeof(err)), 0);
+	assert_true(r2.layers[0].reused);
+	assert_true(r2.layers[1].reused);
+	assert_string_equal(r1.manifest.digest, r2.manifest.digest);
+
+	/* A changed byte changes the timestamp: read again, new digest. */
+	char *w = path_of(d, "models/w.bin");
+	int fd = open(w, O_WRONLY);
+	assert_int_equal(pwrite(fd, "\x01", 1, 7), 1);
+	close(fd);
+	assert_int_equal(build(d, NULL, &r3, err, sizeof(err)), 0);
+	assert_false(r3.layers[0].reused);
+	assert_true(r3.layers[1].reused);
+	assert_string_not_equal(r1.manifest.digest, r3.manifest.digest);
+
+	/* Without the cache the same digest comes from reading everything. */
+	FILE *diag = fopen("/dev/null", "w");
+	struct builder_options o = { .dir = d, .diag = diag, .no_cache = true };
+	assert_int_equal(builder_build(&o, &r4, err, sizeof(err)), 0);
+	fclose(diag);
+	assert_false(r4.layers[0].reused);
+	assert_string_equal(r3.manifest.digest, r4.manifest.digest);
+
+	builder_result_fini(&r1);
+	builder_result_fini(&r2);
+	builder_result_fini(&r3);
+	builder_result_fini(&r4);
 	rm_rf(d);
 	free(w);
 	free(d);
@@ -625,6 +685,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_same_inputs_same_digest),
 		cmocka_unit_test(test_model_byte_changes_digest),
+		cmocka_unit_test(test_unchanged_layers_are_not_reread),
 		cmocka_unit_test(test_source_date_epoch_sets_mtime),
 		cmocka_unit_test(test_layout_is_valid),
 		cmocka_unit_test(test_errors_name_file_and_line),
