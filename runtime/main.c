@@ -3,6 +3,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "server.h"
+#include "cli/cli.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -100,7 +101,14 @@ static int cmd_serve(int argc, char **argv)
 static const char usage[] = "usage: thaw <command> [options]\n"
 			    "commands:\n"
 			    "  serve     run the daemon (thaw serve --help)\n"
-			    "  version   print the version\n";
+			    "  deploy    deploy a function folder, wait until it serves\n"
+			    "  ls        list functions\n"
+			    "  invoke    call a function, print its answer\n"
+			    "  history   list a function's versions\n"
+			    "  rollback  switch a function back to an older version\n"
+			    "  top       live requests/s, latency and instances per function\n"
+			    "  version   print the version\n"
+			    "thaw COMMAND --help for each; docs/cli.md\n";
 
 int main(int argc, char **argv)
 {
@@ -111,6 +119,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "serve"))
 		return cmd_serve(argc - 1, argv + 1);
+	if (cli_is_command(argv[1]))
+		return cli_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version")) {
 		puts("thaw 0.1.0");
 		return 0;
