@@ -70,7 +70,9 @@ void metrics_render_head(struct buf *out)
 		       "# HELP thaw_queue_depth Requests waiting for a free instance.\n"
 		       "# TYPE thaw_queue_depth gauge\n"
 		       "# HELP thaw_desired_instances Instances the autoscaler wants.\n"
-		       "# TYPE thaw_desired_instances gauge\n");
+		       "# TYPE thaw_desired_instances gauge\n"
+		       "# HELP thaw_panic_mode Loops whose autoscaler is in panic mode (a burst).\n"
+		       "# TYPE thaw_panic_mode gauge\n");
 }
 
 void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics *const *ms,
@@ -100,6 +102,7 @@ void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics 
 		   (long)SUM(GET(&m->queue_depth)));
 	buf_printf(out, "thaw_desired_instances{function=\"%s\"} %ld\n", fn,
 		   (long)SUM(GET(&m->desired)));
+	buf_printf(out, "thaw_panic_mode{function=\"%s\"} %ld\n", fn, (long)SUM(GET(&m->panic)));
 }
 
 void metrics_render_server(struct buf *out, const struct server_metrics *m)

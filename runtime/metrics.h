@@ -30,6 +30,7 @@ struct fn_metrics {
 	atomic_uint_least64_t starts[START_KINDS];
 	atomic_int queue_depth;
 	atomic_int desired;
+	atomic_int panic; /* pools in panic mode */
 };
 
 /* Daemon-wide. */

@@ -34,9 +34,23 @@ struct pool *pool_get(struct shard *sh, struct function *fn)
 		p = xcalloc(1, sizeof(*p));
 		p->sh = sh;
 		p->fn = fn;
+		p->load_at = p->tick_at = p->last_request_ns = now_ns();
+		autoscale_init(&p->as, &fn->cfg.scaling);
 		sh->pools[fn->index] = p;
 	}
 	return p;
+}
+
+/* Integrates the pool's load up to now, then takes its new value. */
+static void account(struct pool *p)
+{
+	int64_t now = now_ns();
+	p->load_area += (double)(now - p->load_at) * p->load;
+	p->load_at = now;
+	unsigned load = p->q_len;
+	for (struct instance *in = p->instances; in; in = in->next)
+		load += in->inflight;
+	p->load = load;
 }
 
 /* Gauge category of an instance: starting, idle, busy, or none when dead. */
@@ -465,6 +479,7 @@ static void run_on(struct instance *in, struct conn *c)
 	gauge_move(in, before);
 	c->inst = in;
 	c->slot = slot;
+	account(in->pool);
 	/* header views are not NUL-terminated: copy names and values once */
 	struct http_req *r = &c->req;
 	struct buf hb = { 0 };
@@ -519,6 +534,7 @@ static void enqueue(struct pool *p, struct conn *c)
 	c->queued = true;
 	p->q_len++;
 	atomic_fetch_add(&p->fn->metrics.queue_depth, 1);
+	account(p);
 }
 
 static void dequeue(struct pool *p, struct conn *c)
@@ -534,6 +550,7 @@ static void dequeue(struct pool *p, struct conn *c)
 	c->queued = false;
 	p->q_len--;
 	atomic_fetch_sub(&p->fn->metrics.queue_depth, 1);
+	account(p);
 }
 
 static void drain_queue(struct pool *p)
@@ -573,6 +590,7 @@ static double header_timeout(struct http_req *r)
 void pool_submit(struct pool *p, struct conn *c)
 {
 	struct function *fn = p->fn;
+	p->last_request_ns = c->start_ns;
 	double secs = fn->cfg.timeout_s, h = header_timeout(&c->req);
 	if (h > 0 && h < secs)
 		secs = h;
@@ -662,6 +680,7 @@ static void on_response(struct instance *in, uint64_t id, const char *payload, s
 	in->slots[i] = (struct inst_slot){ 0 };
 	in->inflight--;
 	gauge_move(in, before);
+	account(in->pool);
 	if (!in->inflight)
 		in->idle_since_ns = now_ns();
 	if (id == in->warmup_id) {
@@ -810,6 +829,7 @@ static void kill_instance(struct instance *in, int status, const char *why)
 			*pp = in->next;
 			break;
 		}
+	account(p);
 	if (in->proc.pid > 0)
 		kill(in->proc.pid, SIGKILL);
 	/* only this instance's own requests fail */
@@ -833,25 +853,46 @@ static void kill_instance(struct instance *in, int status, const char *why)
 	drain_queue(p);
 }
 
+/* Publishes this pool's share of the function's autoscaler gauges. */
+static void show_scaling(struct pool *p, unsigned desired, bool panic)
+{
+	struct fn_metrics *m = &p->fn->metrics;
+	atomic_fetch_add(&m->desired, (int)desired - (int)p->desired_shown);
+	atomic_fetch_add(&m->panic, (int)panic - (int)p->panic_shown);
+	p->desired_shown = desired;
+	p->panic_shown = panic;
+}
+
 void pool_tick(struct pool *p, int64_t now)
 {
 	struct config_scaling *s = &p->fn->cfg.scaling;
 	if (p->q_len && !p->n_live && now - p->last_fail_ns >= RETRY_AFTER_FAIL_NS)
 		scale_up(p);
-	/* scale in: idle instances past the grace period, down to minInstances */
+	account(p);
+	double concurrency = now > p->tick_at ? p->load_area / (double)(now - p->tick_at) : 0;
+	p->load_area = 0;
+	p->tick_at = now;
+	unsigned want = autoscale_tick(&p->as, s, concurrency, p->n_ready, now);
+	show_scaling(p, want, p->as.panic);
+	/* out: restores (or cold starts) up to what the load asks for */
+	while (!p->sh->stopping && p->n_live < want && start_instance(p))
+		;
+	/* in: idle instances beyond it; the last one only after the grace period */
 	int64_t grace = (int64_t)s->scale_to_zero_grace_s * 1000000000;
 	struct instance *in = p->instances, *next;
-	for (; in; in = next) {
+	for (; in && !p->q_len; in = next) {
 		next = in->next;
-		if (p->n_live <= s->min_instances || p->q_len)
+		if (p->n_live <= want || (p->n_live == 1 && now - p->last_request_ns <= grace))
 			break;
-		if (in->state == I_READY && !in->inflight && now - in->idle_since_ns > grace)
-			kill_instance(in, 503, "scaled in after idling");
+		if (in->state == I_READY && !in->inflight && !in->snapshotting &&
+		    now - in->idle_since_ns > 1000000000)
+			kill_instance(in, 503, "scaled in");
 	}
 }
 
 void pool_shutdown(struct pool *p)
 {
+	show_scaling(p, 0, false);
 	while (p->q_head) {
 		struct conn *c = p->q_head;
 		dequeue(p, c);

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "autoscale.h"
 #include "buf.h"
 #include "instance.h"
 #include "jobs.h"
@@ -66,6 +67,14 @@ struct pool {
 	struct conn *q_head, *q_tail;
 	unsigned q_len;
 	int64_t last_fail_ns;
+	int64_t last_request_ns;
+	/* load = requests running + queued, integrated over time for the autoscaler */
+	unsigned load;
+	double load_area;
+	int64_t load_at, tick_at;
+	struct autoscaler as;
+	unsigned desired_shown; /* this pool's share of the metric gauges */
+	bool panic_shown;
 };
 
 /* The shard's pool of fn, created on first use. */
