@@ -139,6 +139,16 @@ char *image_config_json(const struct config *c, const char *handler_path,
 	cJSON *ids = must(cJSON_AddArrayToObject(rootfs, "diff_ids"));
 	for (size_t i = 0; i < n_layers; i++)
 		cJSON_AddItemToArray(ids, must(cJSON_CreateString(layers[i].desc.digest)));
+	/* One history line per layer, as `docker history` and umoci show it;
+	 * no "created": the time would break reproducibility. */
+	cJSON *hist = must(cJSON_AddArrayToObject(root, "history"));
+	for (size_t i = 0; i < n_layers; i++) {
+		cJSON *h = must(cJSON_CreateObject());
+		char *by = xasprintf("thaw build: %s layer", layers[i].kind);
+		add_str(h, "created_by", by);
+		free(by);
+		cJSON_AddItemToArray(hist, h);
+	}
 	cJSON_AddItemToObject(root, "thaw", thaw_section(c, handler_path));
 	return print(root);
 }

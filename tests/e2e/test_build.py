@@ -112,6 +112,24 @@ def main():
         check(names[1] == ["function", "function/echo.c", "function/fc.yaml",
                            "function/handler.so"], "code layer entries (no dotfiles)", names[1])
 
+        # Another tool reads it: umoci unpacks it into an OCI runtime bundle.
+        if shutil.which("umoci"):
+            bundle = os.path.join(tmp, "bundle")
+            u = subprocess.run(["umoci", "unpack", "--rootless", "--image", image + ":latest",
+                                bundle], capture_output=True, text=True, timeout=120)
+            check(u.returncode == 0, "umoci unpacks the image", u.stderr)
+            if u.returncode == 0:
+                with open(os.path.join(bundle, "config.json")) as f:
+                    proc = json.load(f)["process"]
+                check(proc["args"] == ["thaw-instance"] and proc["cwd"] == "/function"
+                      and "GREETING=hello" in proc["env"], "umoci: process", proc)
+                rootfs = os.path.join(bundle, "rootfs", "function")
+                check(os.path.isfile(os.path.join(rootfs, "handler.so"))
+                      and os.path.getsize(os.path.join(rootfs, "models", "weights.bin"))
+                      == 1 << 20, "umoci: files in place", os.listdir(rootfs))
+        else:
+            print("note: no umoci, the layout is checked by this test only")
+
         # Again, and from a copy elsewhere: the same digest.
         r2 = thaw_build(fn, "--json")
         check(r2.returncode == 0 and json.loads(r2.stdout)["digest"] == out["digest"],
