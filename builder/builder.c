@@ -490,7 +490,8 @@ static int write_image(struct build *b, struct builder_result *res)
 	struct image_layer imgs[2];
 	for (size_t i = 0; i < res->n_layers; i++)
 		imgs[i] = res->layers[i].img;
-	rc = put_json(b, image_config_json(&b->cfg, b->so_path, imgs, res->n_layers), &res->config);
+	rc = put_json(b, image_config_json(&b->cfg, b->so_path, imgs, res->n_layers,
+					     source_date_epoch()), &res->config);
 	if (rc < 0)
 		return rc;
 	rc = put_json(b, image_manifest_json(&b->cfg, &res->config, imgs, res->n_layers),

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__x86_64__)
 #define IMAGE_ARCH "amd64"
@@ -113,9 +114,14 @@ static cJSON *thaw_section(const struct config *c, const char *handler_path)
 }
 
 char *image_config_json(const struct config *c, const char *handler_path,
-			const struct image_layer *layers, size_t n_layers)
+			const struct image_layer *layers, size_t n_layers, time_t created)
 {
+	char when[32];
+	struct tm tm;
+	gmtime_r(&created, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	cJSON *root = must(cJSON_CreateObject());
+	add_str(root, "created", when);
 	add_str(root, "architecture", IMAGE_ARCH);
 	add_str(root, "os", "linux");
 	cJSON *cfg = must(cJSON_AddObjectToObject(root, "config"));
@@ -139,12 +145,12 @@ char *image_config_json(const struct config *c, const char *handler_path,
 	cJSON *ids = must(cJSON_AddArrayToObject(rootfs, "diff_ids"));
 	for (size_t i = 0; i < n_layers; i++)
 		cJSON_AddItemToArray(ids, must(cJSON_CreateString(layers[i].desc.digest)));
-	/* One history line per layer, as `docker history` and umoci show it;
-	 * no "created": the time would break reproducibility. */
+	/* One history line per layer, as `docker history` and umoci show it. */
 	cJSON *hist = must(cJSON_AddArrayToObject(root, "history"));
 	for (size_t i = 0; i < n_layers; i++) {
 		cJSON *h = must(cJSON_CreateObject());
 		char *by = xasprintf("thaw build: %s layer", layers[i].kind);
+		add_str(h, "created", when);
 		add_str(h, "created_by", by);
 		free(by);
 		cJSON_AddItemToArray(hist, h);

@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <stddef.h>
+#include <time.h>
 
 #define IMAGE_FUNCTION_DIR "function" /* where the function's files sit in the image */
 
@@ -25,9 +26,11 @@ struct image_layer {
 /* The image config: architecture, os, config.Entrypoint ["thaw-instance"],
  * config.Env from environmentVariables, config.WorkingDir, config.Labels,
  * rootfs.diff_ids, and a "thaw" section with the function's settings.
- * handler_path is the handler .so's path inside the image. */
+ * handler_path is the handler .so's path inside the image; created is the
+ * time written as "created" (the files' mtime, not the clock: the same
+ * inputs must give the same bytes). */
 char *image_config_json(const struct config *c, const char *handler_path,
-			const struct image_layer *layers, size_t n_layers);
+			const struct image_layer *layers, size_t n_layers, time_t created);
 
 /* The manifest naming config and layers, annotated with the function name. */
 char *image_manifest_json(const struct config *c, const struct oci_desc *config,

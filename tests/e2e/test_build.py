@@ -118,6 +118,10 @@ def main():
             u = subprocess.run(["umoci", "unpack", "--rootless", "--image", image + ":latest",
                                 bundle], capture_output=True, text=True, timeout=120)
             check(u.returncode == 0, "umoci unpacks the image", u.stderr)
+            s = subprocess.run(["umoci", "stat", "--image", image + ":latest"],
+                               capture_output=True, text=True, timeout=60)
+            check(s.returncode == 0 and "thaw build: model layer" in s.stdout,
+                  "umoci stat shows the layers' history", s.stdout + s.stderr)
             if u.returncode == 0:
                 with open(os.path.join(bundle, "config.json")) as f:
                     proc = json.load(f)["process"]
