@@ -4,6 +4,7 @@
 #include "config.h"
 #include "log.h"
 #include "mem.h"
+#include "memlimit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -58,9 +60,13 @@ static uint64_t inode_of(int fd)
 }
 
 /* In the child: PID 1 of the new pid namespace. Only async-signal-safe calls. */
-static void child(int chan, int log_w, const char *host, char **env)
+static void child(int chan, int log_w, const char *host, char **env, uint64_t data_limit)
 {
 	setsid();
+	if (data_limit) {
+		struct rlimit r = { data_limit, data_limit };
+		setrlimit(RLIMIT_DATA, &r);
+	}
 	int null = open("/dev/null", O_RDONLY);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(log_w, 1) < 0 || dup2(log_w, 2) < 0 ||
 	    dup2(chan, CHANNEL_FD) < 0)
@@ -102,7 +108,8 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 		goto close_lp;
 	}
 	if (pid == 0)
-		child(sv[1], lp[1], host_path, env);
+		child(sv[1], lp[1], host_path, env,
+		      memlimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0);
 	out->pid = (pid_t)pid;
 	out->pidfd = pidfd;
 	out->channel_fd = sv[0];

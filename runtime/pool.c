@@ -5,6 +5,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
+#include "memlimit.h"
 #include "snapshot/cuda_ckpt.h"
 #include "snapshot/snapshot.h"
 
@@ -127,6 +128,7 @@ static void maybe_free(struct instance *in)
 	if (in->state != I_DEAD || in->ops)
 		return;
 	instance_destroy(&in->proc);
+	memlimit_release(in->cgroup);
 	buf_free(&in->in);
 	buf_free(&in->out);
 	buf_free(&in->pending);
@@ -189,6 +191,7 @@ static struct instance *start_cold(struct pool *p)
 		free(in);
 		return NULL;
 	}
+	memlimit_apply(in->proc.pid, fn->cfg.memory_mb, in->cgroup, sizeof(in->cgroup));
 	atomic_fetch_add(&fn->metrics.starts[START_COLD], 1);
 	add_instance(p, in);
 	watch_instance(in);
@@ -220,6 +223,8 @@ static void restore_run(struct job *j)
 	else
 		in->job_ret = snapshot_restore(in->pool->fn->snap_dir, &in->proc, &t);
 	in->criu_ms = t.criu_ms;
+	if (!in->job_ret)
+		memlimit_apply(in->proc.pid, fn->cfg.memory_mb, in->cgroup, sizeof(in->cgroup));
 	if (!in->job_ret && fn->cfg.gpu_type) {
 		struct cuda_ckpt_timing ct = { 0 };
 		int ret = cuda_ckpt_resume(in->proc.pid, &ct);
@@ -724,6 +729,30 @@ static void handle_frame(struct instance *in, const struct channel_hdr *h, const
 	}
 }
 
+/* Why an instance's channel closed: out of memory, a signal, an exit. */
+static const char *describe_exit(struct instance *in, char *buf, size_t len)
+{
+	if (memlimit_oom_killed(in->cgroup)) {
+		snprintf(buf, len, "instance killed: out of memory (memorySize %u MB)",
+			 in->pool->fn->cfg.memory_mb);
+		return buf;
+	}
+	siginfo_t si = { 0 };
+	/* the channel closes a moment before the process turns zombie */
+	for (int i = 0; i < 20 && !si.si_pid; i++)
+		if (waitid(P_PID, (id_t)in->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+		    (!si.si_pid && usleep(250)))
+			break;
+	if (si.si_pid) {
+		if (si.si_code == CLD_EXITED)
+			snprintf(buf, len, "instance exited with status %d", si.si_status);
+		else
+			snprintf(buf, len, "instance killed by signal %s", strsignal(si.si_status));
+		return buf;
+	}
+	return "instance closed its channel";
+}
+
 void instance_on_recv(struct instance *in, int res)
 {
 	in->recv_armed = false;
@@ -733,10 +762,11 @@ void instance_on_recv(struct instance *in, int res)
 		return;
 	}
 	if (res <= 0) {
+		char why[160];
 		if (in->snapshotting) /* criu stops the process it dumped */
 			kill_instance(in, 503, "checkpointed");
 		else
-			kill_instance(in, 502, res == 0 ? "instance exited" : "instance channel failed");
+			kill_instance(in, 502, describe_exit(in, why, sizeof(why)));
 		return;
 	}
 	in->in.len += (size_t)res;

@@ -57,6 +57,7 @@ struct instance {
 	struct timer init_timer;
 	struct instance *next;
 	char id[17];
+	char cgroup[256]; /* its memory cgroup, "" when none */
 };
 
 struct pool {

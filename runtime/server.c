@@ -5,6 +5,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
+#include "memlimit.h"
 #include "snapshot/snapshot.h"
 
 #include <dirent.h>
@@ -382,6 +383,7 @@ int server_run(void)
 	}
 	http_set_max_header_size(o->max_header_bytes);
 	probe_snapshots();
+	memlimit_init();
 	if ((ret = jobs_start(2)))
 		return ret;
 	raise_fd_limit();
@@ -422,5 +424,6 @@ int server_run(void)
 		shard_fini(server.shards[i]);
 	}
 	remove_snapshots();
+	memlimit_fini();
 	return 0;
 }

@@ -364,9 +364,11 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 	/* -d: criu returns once the copy runs; -S (--restore-sibling): the copy
 	 * is our child, see snapshot.h. The pid namespace recorded in the image
 	 * is created anew for each copy. */
+	/* cgroups: each copy lands in ours; the daemon then gives it its own */
 	char *argv[24] = { NULL, "restore", "-D", (char *)dir, "-o", "-", "-v2", "-d", "-S",
-			   "--pidfile", pidfile, "--inherit-fd", chan_s, "--inherit-fd", log_s };
-	int argc = 15;
+			   "--pidfile", pidfile, "--inherit-fd", chan_s, "--inherit-fd", log_s,
+			   "--manage-cgroups=ignore" };
+	int argc = 16;
 	if (ff.mntns) {
 		argv[argc++] = "--root";
 		argv[argc++] = "/";

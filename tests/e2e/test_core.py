@@ -184,6 +184,21 @@ with Daemon({"echo": ECHO, "broken": BROKEN}, wait_ready=False) as d:
     check("weights.bin is missing" in d.logs(), "init error in the daemon log")
     check(d.request("POST", "/echo/", body=b"x").status == 200, "other functions unaffected")
 
+# memorySize enforced: the instance over it is stopped, its request alone fails
+LEAKY = {"handler": handler_so("fault"), "timeout": 10, "memorySize": 128,
+         "scalingConfig": {"maxInstances": 2}}
+with Daemon({"leaky": LEAKY}) as d:
+    r = d.request("GET", "/leaky/leak?mb=400", timeout=20)
+    check(r.status in (502, 507), "allocating past memorySize: 502 (killed) or 507 (allocation refused)", r)
+    if r.status == 502:
+        check("out of memory" in r.json().get("error", ""), "the 502 says out of memory", r)
+        check("out of memory (memorySize 128 MB)" in d.logs(), "clear log line for the OOM kill")
+    r = d.request("GET", "/leaky/leak?mb=16")
+    check(r.status == 200, "a request within the limit still succeeds", r)
+    r = d.request("GET", "/leaky/crash")
+    check(r.status == 502 and "killed by signal Segmentation fault" in r.json().get("error", ""),
+          "a crash names its signal", r)
+
 # SIGTERM drains: the request under way finishes, new connections are refused, exit 0
 import signal
 with Daemon({"fault": dict(FAULT, timeout=5)}) as d:
