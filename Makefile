@@ -81,7 +81,7 @@ bench: all
 soak: all
 	bash tests/soak/run.sh $(BUILD)
 
-# libFuzzer targets, each run for FUZZ_SECONDS; crashes land in tests/fuzz/corpus-*/.
+# libFuzzer targets, each run for FUZZ_SECONDS; crash inputs are kept in tests/fuzz/regressions/.
 FUZZ_SECONDS ?= 60
 fuzz:
 	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
