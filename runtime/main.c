@@ -3,6 +3,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "server.h"
+#include "builder/builder.h"
 #include "cli/cli.h"
 
 #include <getopt.h>
@@ -101,6 +102,7 @@ static int cmd_serve(int argc, char **argv)
 static const char usage[] = "usage: thaw <command> [options]\n"
 			    "commands:\n"
 			    "  serve     run the daemon (thaw serve --help)\n"
+			    "  build     package a function folder into an OCI image\n"
 			    "  deploy    deploy a function folder, wait until it serves\n"
 			    "  ls        list functions\n"
 			    "  invoke    call a function, print its answer\n"
@@ -119,6 +121,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "serve"))
 		return cmd_serve(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "build"))
+		return builder_main(argc - 1, argv + 1);
 	if (cli_is_command(argv[1]))
 		return cli_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version")) {
