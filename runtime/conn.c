@@ -394,6 +394,12 @@ static void on_request(struct conn *c)
 			conn_respond_error(c, 404, "function not found: %.*s", (int)rt.fn_len, rt.fn);
 		return;
 	}
+	if (!strcmp(fn->cfg.auth_type, "function") && !endpoints_authorized(c)) {
+		COUNT(server.metrics.http_errors, 401);
+		conn_respond_error(c, 401, "function %s needs a token (httpTrigger.authType: function)",
+				   fn->cfg.name);
+		return;
+	}
 	c->fn = fn;
 	c->sub = rt.sub;
 	c->sub_len = rt.sub_len;

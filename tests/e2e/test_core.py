@@ -199,6 +199,14 @@ with Daemon({"leaky": LEAKY}) as d:
     check(r.status == 502 and "killed by signal Segmentation fault" in r.json().get("error", ""),
           "a crash names its signal", r)
 
+# httpTrigger.authType: function needs the token
+with Daemon({"private": {"handler": handler_so("echo"), "httpTrigger": {"authType": "function"}}}) as d:
+    r = d.request("POST", "/private/", body=b"x")
+    check(r.status == 401, "authType function without a token: 401", r)
+    tok = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    r = d.request("POST", "/private/", body=b"x", headers={"Authorization": "Bearer " + tok})
+    check(r.status == 200 and r.body == b"x", "authType function with the token: 200", r)
+
 # SIGTERM drains: the request under way finishes, new connections are refused, exit 0
 import signal
 with Daemon({"fault": dict(FAULT, timeout=5)}) as d:
