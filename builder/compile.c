@@ -1,5 +1,6 @@
 /* builder/compile.c: handler sources -> one shared object. */
 #include "builder/compile.h"
+#include "builder/errmsg.h"
 #include "mem.h"
 #include "snapshot/subproc.h"
 
@@ -16,16 +17,6 @@
 #define MAX_SOURCES 1024
 #define COMPILE_TIMEOUT_MS (10 * 60 * 1000)
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return rc;
-}
 
 static char *resolve(const char *fn_dir, const char *p)
 {
@@ -126,7 +117,7 @@ static int list_sources(const char *dir, char ***out, size_t *n_out, char *err, 
 {
 	DIR *d = opendir(dir);
 	if (!d)
-		return fail(err, errlen, -errno, "%s: %s", dir, strerror(errno));
+		return builder__fail(err, errlen, -errno, "%s: %s", dir, strerror(errno));
 	char **v = NULL;
 	size_t n = 0;
 	struct dirent *de;
@@ -138,7 +129,7 @@ static int list_sources(const char *dir, char ***out, size_t *n_out, char *err, 
 	}
 	closedir(d);
 	if (!n)
-		return fail(err, errlen, -ENOENT, "%s: no .c files to compile", dir);
+		return builder__fail(err, errlen, -ENOENT, "%s: no .c files to compile", dir);
 	qsort(v, n, sizeof(*v), by_str);
 	*out = v;
 	*n_out = n;
@@ -160,17 +151,17 @@ int compile_handler(const char *fn_dir, const char *handler, const char *out_so,
 	struct stat st;
 
 	if (!cc) {
-		rc = fail(err, errlen, -ENOENT, "no C compiler: %s not found on PATH",
+		rc = builder__fail(err, errlen, -ENOENT, "no C compiler: %s not found on PATH",
 			  getenv("CC") && *getenv("CC") ? getenv("CC") : "gcc");
 		goto out;
 	}
 	if (!sdk) {
-		rc = fail(err, errlen, -ENOENT,
+		rc = builder__fail(err, errlen, -ENOENT,
 			  "thaw/handler.h not found: set THAW_SDK_INCLUDE to the folder holding thaw/");
 		goto out;
 	}
 	if (stat(src, &st) < 0) {
-		rc = fail(err, errlen, -errno, "%s: %s", src, strerror(errno));
+		rc = builder__fail(err, errlen, -errno, "%s: %s", src, strerror(errno));
 		goto out;
 	}
 	if (S_ISDIR(st.st_mode)) {
@@ -206,12 +197,12 @@ int compile_handler(const char *fn_dir, const char *handler, const char *out_so,
 	}
 	if (rc == -EIO) {
 		int code = WIFEXITED(res.status) ? WEXITSTATUS(res.status) : 128 + WTERMSIG(res.status);
-		fail(err, errlen, rc, "handler: %s failed (exit %d) compiling %s", cc, code, handler);
+		builder__fail(err, errlen, rc, "handler: %s failed (exit %d) compiling %s", cc, code, handler);
 	} else if (rc == -ETIMEDOUT) {
-		fail(err, errlen, rc, "handler: %s ran past %d s compiling %s", cc,
+		builder__fail(err, errlen, rc, "handler: %s ran past %d s compiling %s", cc,
 		     COMPILE_TIMEOUT_MS / 1000, handler);
 	} else if (rc < 0) {
-		fail(err, errlen, rc, "handler: could not run %s: %s", cc, strerror(-rc));
+		builder__fail(err, errlen, rc, "handler: could not run %s: %s", cc, strerror(-rc));
 	}
 	subproc_result_fini(&res);
 	free(fixed[6]);

@@ -1,5 +1,6 @@
 /* builder/oci.c: content-addressed blobs of an OCI image layout. */
 #include "builder/oci.h"
+#include "builder/errmsg.h"
 #include "mem.h"
 
 #include <dirent.h>
@@ -15,16 +16,6 @@
 
 #define TMP_PREFIX ".tmp-"
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return rc;
-}
 
 static int mkdir_p(const char *path)
 {
@@ -52,7 +43,7 @@ int oci_layout_init(const char *image, char *err, size_t errlen)
 	char *blobs = xasprintf("%s/blobs/sha256", image);
 	int rc = mkdir_p(blobs);
 	if (rc < 0)
-		fail(err, errlen, rc, "%s: %s", blobs, strerror(-rc));
+		builder__fail(err, errlen, rc, "%s: %s", blobs, strerror(-rc));
 	free(blobs);
 	return rc;
 }
@@ -77,7 +68,7 @@ int oci_blob_open(struct oci_blob *b, const char *blobs_dir, char *err, size_t e
 	b->fd = mkostemp(b->tmp, O_CLOEXEC);
 	if (b->fd < 0) {
 		int rc = -errno;
-		fail(err, errlen, rc, "%s: %s", blobs_dir, strerror(errno));
+		builder__fail(err, errlen, rc, "%s: %s", blobs_dir, strerror(errno));
 		free(b->tmp);
 		free(b->blobs_dir);
 		b->tmp = b->blobs_dir = NULL;
@@ -87,7 +78,7 @@ int oci_blob_open(struct oci_blob *b, const char *blobs_dir, char *err, size_t e
 	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
 		EVP_MD_CTX_free(md);
 		oci_blob_abort(b);
-		return fail(err, errlen, -ENOMEM, "SHA-256: OpenSSL could not start a digest");
+		return builder__fail(err, errlen, -ENOMEM, "SHA-256: OpenSSL could not start a digest");
 	}
 	b->md = md;
 	fchmod(b->fd, 0644);
@@ -141,7 +132,7 @@ int oci_blob_commit(struct oci_blob *b, struct oci_desc *out, char *err, size_t 
 	out->size = b->size;
 	if (close(b->fd) < 0) {
 		b->fd = -1;
-		rc = fail(err, errlen, -errno, "%s: %s", b->tmp, strerror(errno));
+		rc = builder__fail(err, errlen, -errno, "%s: %s", b->tmp, strerror(errno));
 		goto fail_unlink;
 	}
 	b->fd = -1;
@@ -153,7 +144,7 @@ int oci_blob_commit(struct oci_blob *b, struct oci_desc *out, char *err, size_t 
 		goto fail_unlink;
 	}
 	if (rename(b->tmp, final) < 0) {
-		rc = fail(err, errlen, -errno, "%s: %s", final, strerror(errno));
+		rc = builder__fail(err, errlen, -errno, "%s: %s", final, strerror(errno));
 		free(final);
 		goto fail_unlink;
 	}
@@ -175,7 +166,7 @@ int oci_blob_put(const char *blobs_dir, const void *data, size_t n, struct oci_d
 		return rc;
 	rc = oci_blob_write(&b, data, n);
 	if (rc < 0) {
-		fail(err, errlen, rc, "%s: %s", b.tmp, strerror(-rc));
+		builder__fail(err, errlen, rc, "%s: %s", b.tmp, strerror(-rc));
 		oci_blob_abort(&b);
 		return rc;
 	}
@@ -227,7 +218,7 @@ int oci_write_file(const char *path, const void *data, size_t n, char *err, size
 	int rc = 0;
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
-		rc = fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		rc = builder__fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		goto out_free;
 	}
 	fchmod(fd, 0644);
@@ -236,7 +227,7 @@ int oci_write_file(const char *path, const void *data, size_t n, char *err, size
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0) {
-			rc = fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+			rc = builder__fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 			goto out_unlink;
 		}
 		p += w;
@@ -244,12 +235,12 @@ int oci_write_file(const char *path, const void *data, size_t n, char *err, size
 	}
 	if (close(fd) < 0) {
 		fd = -1;
-		rc = fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+		rc = builder__fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 		goto out_unlink;
 	}
 	fd = -1;
 	if (rename(tmp, path) < 0) {
-		rc = fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		rc = builder__fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		goto out_unlink;
 	}
 	free(tmp);
