@@ -78,6 +78,22 @@ static void child(int chan, int log_w, const char *host, char **env, uint64_t da
 	_exit(127);
 }
 
+int instance_fds_new(int sv[2], int lp[2])
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		pr_perror("socketpair");
+		return -errno;
+	}
+	if (pipe2(lp, O_CLOEXEC) < 0) {
+		int err = -errno;
+		pr_perror("pipe");
+		close(sv[0]);
+		close(sv[1]);
+		return err;
+	}
+	return 0;
+}
+
 int instance_spawn(const char *host_path, const struct config *cfg, struct instance_proc *out)
 {
 	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, ret;
@@ -85,16 +101,8 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 	char *handler = cfg->handler[0] == '/' ? xstrdup(cfg->handler)
 					       : xasprintf("%s/%s", cfg->dir, cfg->handler);
 	char **env = build_env(cfg, handler);
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		ret = -errno;
-		pr_perror("socketpair");
+	if ((ret = instance_fds_new(sv, lp)))
 		goto free_env;
-	}
-	if (pipe2(lp, O_CLOEXEC) < 0) {
-		ret = -errno;
-		pr_perror("pipe");
-		goto close_sv;
-	}
 	int pidfd = -1;
 	struct clone_args args = {
 		.flags = (uint64_t)instance_clone_flags | CLONE_PIDFD,
@@ -124,7 +132,6 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 close_lp:
 	close(lp[0]);
 	close(lp[1]);
-close_sv:
 	close(sv[0]);
 	close(sv[1]);
 free_env:

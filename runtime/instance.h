@@ -25,6 +25,10 @@ struct instance_proc {
 	uint64_t log_ino;     /* inode of the log pipe (for CRIU) */
 };
 
+/* Makes the channel socketpair (sv) and the log pipe (lp) of a new
+ * instance, close-on-exec. Returns 0 or -errno (nothing left open). */
+int instance_fds_new(int sv[2], int lp[2]);
+
 /* Namespace flags new instances get (CLONE_NEW*); tests and the snapshot
  * code may narrow them. */
 extern int instance_clone_flags;

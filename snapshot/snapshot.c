@@ -343,16 +343,8 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 	if (ret)
 		return ret;
 	ensure_rundir(); /* the pidfile goes there; cheap if it exists */
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		ret = -errno;
-		pr_perror("socketpair");
+	if ((ret = instance_fds_new(sv, lp)))
 		return ret;
-	}
-	if (pipe2(lp, O_CLOEXEC) < 0) {
-		ret = -errno;
-		pr_perror("pipe");
-		goto close_sv;
-	}
 
 	char pidfile[PATH_MAX], chan_s[64], log_s[64];
 	snprintf(pidfile, sizeof(pidfile), "%s/restore-%d-%lu.pid", SNAPSHOT_CRIU_RUNDIR,
@@ -416,7 +408,6 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 close_lp:
 	close(lp[0]);
 	close(lp[1]);
-close_sv:
 	close(sv[0]);
 	close(sv[1]);
 	return ret;
