@@ -128,7 +128,13 @@ def ocr(build, data, pages, repeat):
         def log_message(self, *a):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    class Server(http.server.ThreadingHTTPServer):
+        # socketserver's default listen backlog is 5: the handler opens up to
+        # OCR_MAX_PARALLEL (8) connections per request, so 2 requests at once
+        # overflowed it and the dropped SYNs cost a 1 s retransmit each
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", 0), Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = "http://127.0.0.1:%d/" % server.server_address[1]
     bad = []
