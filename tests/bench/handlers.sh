@@ -54,7 +54,11 @@ echo "handlers: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ 
 echo "handlers: OpenBLAS $(dpkg-query -W -f '${Version}' libopenblas0-pthread 2>/dev/null ||
 	dpkg-query -W -f '${Version}' libopenblas0 2>/dev/null || echo '?'), OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset};" \
 	"$(tesseract --version 2>/dev/null | head -1 || echo 'no tesseract')"
-echo "GPU: not measured: no GPU available in this session (nvidia-smi: $(nvidia-smi -L 2>/dev/null | head -1 || echo none))"
+if gpu=$(nvidia-smi -L 2>/dev/null | head -1) && [ -n "$gpu" ]; then
+	echo "GPU: $gpu (bench_predict and bench_viterbi print its figures; ocr and ner through thaw run on the CPU)"
+else
+	echo "GPU: not measured: no GPU available in this session"
+fi
 echo
 
 # repeat_bench NAME AWK_SCORE CMD...: runs CMD REPEAT times, printing each

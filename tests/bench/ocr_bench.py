@@ -247,7 +247,7 @@ def ocr(build, data, pages, repeat):
     header()
     for what, settings, n, nreq, run in results:
         row(what, settings, n, nreq, run)
-    print("GPU: not measured: no GPU available in this session (Tesseract here is CPU only)")
+    print("GPU: not measured: Tesseract has no GPU path")
     for b in bad:
         print("ocr: FAILED: " + b)
     return 1 if bad else 0
@@ -304,7 +304,7 @@ def ner(build, requests, repeat):
     for (b, s), size, (med, mn, load) in out:
         print("| %-16s | %6.0f KB | %9.2f | %9.2f | %12.0f | %5.2f |" % (
             "%d x %d" % (b, s), size / 1000, med * 1e3, mn * 1e3, b / med, load))
-    print("GPU: not measured: no GPU available in this session")
+    print("GPU: not measured here: the function runs with NER_DEVICE=cpu (bench_viterbi has the GPU line)")
     return 0
 
 
