@@ -39,6 +39,12 @@ static void maybe_free(struct conn *c)
 	close(c->fd);
 	http_req_fini(&c->req);
 	buf_free(&c->out);
+	if (c->prev_conn)
+		c->prev_conn->next_conn = c->next_conn;
+	else
+		c->sh->conns = c->next_conn;
+	if (c->next_conn)
+		c->next_conn->prev_conn = c->prev_conn;
 	c->sh->n_conns--;
 	atomic_fetch_sub(&server.metrics.connections, 1);
 	free(c);
@@ -103,6 +109,10 @@ void conn_accept(struct shard *sh, int fd)
 	c->sh = sh;
 	c->state = CONN_READING;
 	http_req_init(&c->req, BUILTIN_BODY_LIMIT);
+	c->next_conn = sh->conns;
+	if (sh->conns)
+		sh->conns->prev_conn = c;
+	sh->conns = c;
 	sh->n_conns++;
 	atomic_fetch_add(&server.metrics.connections, 1);
 	atomic_fetch_add(&server.metrics.connections_total, 1);

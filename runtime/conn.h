@@ -44,6 +44,7 @@ struct conn {
 	const char *sub;       /* handler path view */
 	size_t sub_len;
 	struct proxy *proxy;   /* a /proxy relay under way */
+	struct conn *next_conn, *prev_conn; /* the shard's list */
 };
 
 /* Takes a freshly accepted fd. */

@@ -270,6 +270,47 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
 	}
 }
 
+static void reap_cqes(struct shard *sh)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	io_uring_for_each_cqe(&sh->ring, head, cqe)
+	{
+		dispatch(sh, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&sh->ring, n);
+}
+
+/* Closes every connection and instance, then runs the ring until their
+ * operations have completed and their memory is freed (at most 2 s). */
+static void shutdown_all(struct shard *sh)
+{
+	for (unsigned i = 0; i < MAX_FUNCTIONS; i++)
+		if (sh->pools[i])
+			pool_shutdown(sh->pools[i]);
+	for (struct conn *c = sh->conns, *next; c; c = next) {
+		next = c->next_conn;
+		conn_close(c);
+	}
+	int64_t end = now_ns() + 2000000000LL;
+	while ((sh->n_conns || sh->n_instances) && now_ns() < end) {
+		struct __kernel_timespec ts = { 0, 50000000 };
+		struct io_uring_cqe *cqe;
+		io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
+		reap_cqes(sh);
+		jobs_complete(sh); /* restores finishing now are stopped at once */
+	}
+	if (sh->n_conns || sh->n_instances)
+		pr_warn("loop %u: %u connections and %u instances still closing at exit", sh->id,
+			sh->n_conns, sh->n_instances);
+	for (unsigned i = 0; i < MAX_FUNCTIONS; i++)
+		if (sh->pools[i]) {
+			pool_free(sh->pools[i]);
+			sh->pools[i] = NULL;
+		}
+}
+
 void *shard_main(void *arg)
 {
 	struct shard *sh = arg;
@@ -294,19 +335,10 @@ void *shard_main(void *arg)
 			pr_err("io_uring_submit_and_wait: %s", strerror(-ret));
 			break;
 		}
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
-		io_uring_for_each_cqe(&sh->ring, head, cqe)
-		{
-			dispatch(sh, cqe);
-			n++;
-		}
-		io_uring_cq_advance(&sh->ring, n);
+		reap_cqes(sh);
 		timer_run(&sh->timers, now_ns());
 	}
-	for (unsigned i = 0; i < MAX_FUNCTIONS; i++)
-		if (sh->pools[i])
-			pool_shutdown(sh->pools[i]);
+	shutdown_all(sh);
 	return NULL;
 }
 

@@ -56,6 +56,8 @@ struct shard {
 	int64_t timeout_at; /* deadline of the armed io_uring timeout, -1 none */
 	struct pool *pools[MAX_FUNCTIONS];
 	unsigned n_conns;
+	struct conn *conns;     /* every open connection, for shutdown */
+	unsigned n_instances;   /* instance objects not yet freed */
 	unsigned n_active; /* requests between their last byte and their response sent */
 	bool draining, drained_reported;
 	bool stopping;

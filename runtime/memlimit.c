@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static bool v2;
+static bool v2, initialized;
 static char parent[2048]; /* empty: no cgroup, use rlimits */
 
 static int write_file(const char *dir, const char *name, const char *value)
@@ -66,6 +66,7 @@ static bool own_group(const char *controller, char *out, size_t len)
 bool memlimit_init(void)
 {
 	char rel[1024], buf[256];
+	initialized = true;
 	if (read_file("/sys/fs/cgroup", "cgroup.controllers", buf, sizeof(buf)) > 0 &&
 	    strstr(buf, "memory") && own_group("", rel, sizeof(rel))) {
 		v2 = true;
@@ -89,7 +90,11 @@ bool memlimit_init(void)
 
 bool memlimit_use_rlimit(void)
 {
-	return parent[0] == '\0';
+#ifdef __SANITIZE_ADDRESS__
+	return false; /* ASan's shadow mappings count against RLIMIT_DATA */
+#else
+	return initialized && parent[0] == '\0';
+#endif
 }
 
 int memlimit_apply(pid_t pid, uint32_t memory_mb, char *path, size_t len)

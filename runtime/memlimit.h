@@ -16,7 +16,7 @@
 /* Finds the memory cgroup hierarchy and makes the daemon's parent group.
  * Returns true when cgroups will be used; logs which way limits go. */
 bool memlimit_init(void);
-/* Whether instances need RLIMIT_DATA (no cgroup). */
+/* Whether instances need RLIMIT_DATA: memlimit_init found no cgroup. */
 bool memlimit_use_rlimit(void);
 /* Puts pid in a new group limited to memory_mb; path gets the group (empty
  * when none). Returns 0 or -errno (the instance then runs unlimited). */

@@ -133,6 +133,7 @@ static void maybe_free(struct instance *in)
 	buf_free(&in->out);
 	buf_free(&in->pending);
 	free(in->slots);
+	in->pool->sh->n_instances--;
 	free(in);
 }
 
@@ -156,6 +157,7 @@ static struct instance *new_instance(struct pool *p)
 	in->slots = xcalloc(p->fn->cfg.instance_concurrency, sizeof(*in->slots));
 	in->started_ns = now_ns();
 	in->proc = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = -1, .log_fd = -1 };
+	p->sh->n_instances++;
 	return in;
 }
 
@@ -189,6 +191,7 @@ static struct instance *start_cold(struct pool *p)
 		p->last_fail_ns = now_ns();
 		free(in->slots);
 		free(in);
+		p->sh->n_instances--;
 		return NULL;
 	}
 	memlimit_apply(in->proc.pid, fn->cfg.memory_mb, in->cgroup, sizeof(in->cgroup));
@@ -918,6 +921,12 @@ void pool_tick(struct pool *p, int64_t now)
 		    now - in->idle_since_ns > 1000000000)
 			kill_instance(in, 503, "scaled in");
 	}
+}
+
+void pool_free(struct pool *p)
+{
+	autoscale_fini(&p->as);
+	free(p);
 }
 
 void pool_shutdown(struct pool *p)

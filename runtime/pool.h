@@ -91,7 +91,10 @@ void instance_on_send(struct instance *in, int res);
 void instance_on_log(struct instance *in, int res);
 /* Housekeeping once a second: retries, scale-in of idle extras. */
 void pool_tick(struct pool *p, int64_t now);
-/* Kills every instance (shutdown). */
+/* Kills every instance (shutdown); their memory goes as their operations
+ * complete. */
 void pool_shutdown(struct pool *p);
+/* Frees an empty pool. */
+void pool_free(struct pool *p);
 
 #endif

@@ -14,6 +14,7 @@ static struct config_scaling scaling(void)
 	struct config c;
 	config_defaults(&c);
 	struct config_scaling s = c.scaling;
+	config_free(&c);
 	s.min_instances = 0;
 	s.max_instances = 50;
 	s.target_concurrency = 1;
