@@ -21,6 +21,8 @@ import http.client
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get("THAW_BUILD", os.path.join(ROOT, "build")))
 THAW = os.path.join(BUILD, "thaw")
+# make asan builds into build-asan: ASan turns a SIGSEGV into exit status 1
+SANITIZED = os.path.basename(BUILD).startswith("build-asan")
 
 failures = []
 
