@@ -1,6 +1,7 @@
 #define LOG_PREFIX "endpoints: "
 #include "endpoints.h"
 #include "conn.h"
+#include "journal.h"
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
@@ -156,6 +157,7 @@ static void admin_add(struct conn *c)
 		return;
 	}
 	pr_info("deployed %s version %u from %s", fn->cfg.name, fn->version, fn->cfg.dir);
+	journal_deploy(fn->cfg.name, fn->cfg.dir);
 	/* start it now: it takes traffic once ready (a broken one never does) */
 	pool_warm(pool_get(c->sh, fn));
 	respond_json(c, 201, version_json(fn));
@@ -182,8 +184,10 @@ static void admin_rollback(struct conn *c, struct fn_name *nm)
 		conn_respond_error(c, 404, "%s has no %s version %u", nm->name, v ? "such" : "older ready", v);
 	else if (ret)
 		conn_respond_error(c, 409, "%s version %u failed to initialize", nm->name, v);
-	else
+	else {
+		journal_rollback(nm->name, to->version);
 		respond_json(c, 200, function_json(nm));
+	}
 }
 
 /* /admin/functions/NAME[/rollback] */

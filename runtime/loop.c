@@ -321,9 +321,12 @@ void *shard_main(void *arg)
 	arm_accept(sh);
 	arm_wake(sh);
 	timer_set(&sh->timers, &sh->tick, now_ns() + 1000000000LL, tick);
-	if (sh->id == 0) /* shard 0 warms every function's first instance */
-		for (unsigned i = 0; i < atomic_load(&server.n_functions); i++)
-			pool_warm(pool_get(sh, server.functions[i]));
+	if (sh->id == 0) /* shard 0 warms each function's serving (or newest) version */
+		for (unsigned i = 0; i < atomic_load(&server.n_names); i++) {
+			struct fn_name *nm = server.names[i];
+			struct function *cur = atomic_load(&nm->current);
+			pool_warm(pool_get(sh, cur ? cur : nm->versions[atomic_load(&nm->n_versions) - 1]));
+		}
 	while (!sh->stopping) {
 		if (!sh->accept_armed && !sh->draining)
 			arm_accept(sh);

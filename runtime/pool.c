@@ -249,10 +249,13 @@ static void restore_done(struct job *j)
 		return;
 	}
 	if (in->job_ret) {
-		/* fall back to cold starts for good: a broken snapshot is never retried */
-		atomic_store(&p->fn->snap_state, SNAP_OFF);
-		pr_err("%s: restore failed (%s): cold starts from now on", p->fn->cfg.name,
-		       strerror(-in->job_ret));
+		/* a snapshot of an earlier run may predate a rebuild: take a new one;
+		 * one of this run that fails means cold starts for good */
+		bool retake = p->fn->snap_reused;
+		p->fn->snap_reused = false;
+		atomic_store(&p->fn->snap_state, retake ? SNAP_NONE : SNAP_OFF);
+		pr_err("%s: restore failed (%s): %s", p->fn->cfg.name, strerror(-in->job_ret),
+		       retake ? "taking a new snapshot" : "cold starts from now on");
 		kill_instance(in, 503, "restore failed");
 		maybe_free(in);
 		scale_up(p);

@@ -2,6 +2,7 @@
 #include "server.h"
 #include "http.h"
 #include "jobs.h"
+#include "journal.h"
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
@@ -111,6 +112,25 @@ static int load_admin_token(void)
 	return 0;
 }
 
+/* A snapshot left by an earlier run of this daemon (same state dir, name and
+ * version) that still verifies is used as it is: the first instance is then
+ * a restore. A restore that fails drops it and a new one is taken. */
+static void reuse_snapshot(struct function *fn)
+{
+	char why[256];
+	uint64_t fp;
+	if (atomic_load(&fn->snap_state) != SNAP_NONE || access(fn->snap_dir, F_OK) != 0)
+		return;
+	if (snapshot_verify(fn->snap_dir, why, sizeof(why)) || snapshot_fingerprint(fn->snap_dir, &fp)) {
+		pr_info("%s: not reusing %s: %s", fn->cfg.name, fn->snap_dir, why);
+		return;
+	}
+	atomic_store(&fn->snap_fingerprint, fp);
+	atomic_store(&fn->snap_state, SNAP_READY);
+	fn->snap_reused = true;
+	pr_info("%s: version %u reuses its snapshot %s", fn->cfg.name, fn->version, fn->snap_dir);
+}
+
 struct fn_name *server_find_name(const char *name, size_t len)
 {
 	unsigned n = atomic_load(&server.n_names);
@@ -145,7 +165,7 @@ void function_mark_ready(struct function *fn)
 	atomic_store(&fn->state, FN_READY);
 	pthread_mutex_lock(&server.registry_lock);
 	struct fn_name *nm = fn->name;
-	if (!fn->promoted && nm->versions[atomic_load(&nm->n_versions) - 1] == fn) {
+	if (!fn->promoted && !nm->pinned && nm->versions[atomic_load(&nm->n_versions) - 1] == fn) {
 		struct function *old = atomic_load(&nm->current);
 		if (!old || old->version < fn->version) {
 			atomic_store(&nm->current, fn);
@@ -177,6 +197,7 @@ int server_rollback(struct fn_name *nm, unsigned v, struct function **out)
 	}
 	if (!ret) {
 		atomic_store(&nm->current, to);
+		nm->pinned = true;
 		pr_info("%s: rolled back to version %u", nm->name, to->version);
 		*out = to;
 	}
@@ -216,8 +237,10 @@ int server_add_function(struct config *cfg, struct function **out)
 	snprintf(fn->snap_dir, sizeof(fn->snap_dir), "%s/%s-v%u", server.opt.snapshot_dir,
 		 fn->cfg.name, fn->version);
 	atomic_store(&fn->snap_state, server.snapshots && fn->cfg.snapshot ? SNAP_NONE : SNAP_OFF);
+	reuse_snapshot(fn);
 	server.functions[n] = fn;
 	nm->versions[fn->version - 1] = fn;
+	nm->pinned = false; /* a new deploy takes over once ready */
 	/* publish after the slots are filled */
 	atomic_store(&nm->n_versions, fn->version);
 	atomic_store(&server.n_functions, n + 1);
@@ -318,22 +341,6 @@ static void raise_fd_limit(void)
 	}
 }
 
-/* Snapshots are taken anew at every start: leave no images on the tmpfs. */
-static void remove_snapshots(void)
-{
-	for (unsigned i = 0; i < atomic_load(&server.n_functions); i++) {
-		const char *dir = server.functions[i]->snap_dir;
-		pid_t pid = fork();
-		if (pid == 0) {
-			execl("/bin/rm", "rm", "-rf", "--", dir, (char *)NULL);
-			_exit(127);
-		}
-		if (pid > 0)
-			waitpid(pid, NULL, 0);
-	}
-	rmdir(server.opt.snapshot_dir); /* only if empty: it may be shared */
-}
-
 static void wake_shards(void)
 {
 	for (unsigned i = 0; i < server.n_shards; i++) {
@@ -394,6 +401,9 @@ int server_run(void)
 			return n;
 		pr_info("loaded %d function(s) from %s", n, o->functions_dir);
 	}
+	int replayed = journal_replay();
+	if (replayed > 0)
+		pr_info("replayed %d deploys and rollbacks of earlier runs", replayed);
 	/* block the stop signals in every thread; this one waits for them */
 	sigset_t stop;
 	sigemptyset(&stop);
@@ -423,7 +433,6 @@ int server_run(void)
 		jobs_complete(server.shards[i]);
 		shard_fini(server.shards[i]);
 	}
-	remove_snapshots();
 	memlimit_fini();
 	return 0;
 }

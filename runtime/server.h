@@ -40,6 +40,7 @@ struct function {
 	struct fn_name *name; /* its name's version table */
 	int64_t deployed_at;  /* unix seconds */
 	bool promoted;        /* became current once (first READY) */
+	bool snap_reused;     /* its snapshot is from an earlier daemon run */
 	atomic_int state;     /* enum fn_state */
 	pthread_mutex_t lock; /* guards init_error */
 	char init_error[512];
@@ -59,6 +60,7 @@ struct fn_name {
 	_Atomic(struct function *) current; /* NULL until a version is ready */
 	struct function *versions[MAX_VERSIONS]; /* [v - 1] */
 	atomic_uint n_versions;
+	bool pinned; /* rolled back: a version getting ready does not take over */
 };
 
 struct shard;

@@ -98,4 +98,18 @@ with Daemon({"svc": V1}, threads=2) as d:
     check(m.get('thaw_requests_total{function="svc",code="200"}', 0) >= served[0],
           "metrics sum the versions of a function")
 
+    # a restarted daemon serves the same versions, from the same snapshots
+    before = info()
+    d.restart()
+    after = info()
+    check(after["current"] == before["current"] == 1 and len(after["versions"]) == 3,
+          "after a restart: same versions, same one serving", after)
+    r = d.request("POST", "/svc/", body=b"again")
+    check(r.status == 200 and r.body == b"again", "version 1 serves after the restart", r)
+    check("reuses its snapshot" in d.logs(), "the snapshot of the earlier run is reused")
+    m = d.metrics()
+    check(m.get('thaw_instance_starts_total{function="svc",kind="cold"}', 0) == 0 and
+          m.get('thaw_instance_starts_total{function="svc",kind="restore"}', 0) >= 1,
+          "no cold start after the restart: restores only", {k: v for k, v in m.items() if "starts" in k})
+
 finish()

@@ -112,6 +112,9 @@ class Daemon:
         self.tmp = tempfile.mkdtemp(prefix="thaw-e2e-")
         self.fn_dir = os.path.join(self.tmp, "functions")
         self.state_dir = os.path.join(self.tmp, "state")
+        # snapshot images outlive the daemon (a restart reuses them): keep
+        # this test's on a tmpfs folder of its own, removed at the end
+        self.snap_dir = tempfile.mkdtemp(prefix="thaw-e2e-snap-", dir="/dev/shm")
         os.makedirs(self.fn_dir)
         for name, fields in (functions or {}).items():
             write_function(self.fn_dir, name, fields)
@@ -122,6 +125,7 @@ class Daemon:
         self.wait_ready = wait_ready
         self.env = dict(os.environ, **(env or {}))
         self.proc = None
+        self.keep = False  # restart(): keep state and snapshots across stop/start
         self.log_path = os.path.join(self.tmp, "daemon.log")
 
     def __enter__(self):
@@ -134,6 +138,7 @@ class Daemon:
     def start(self):
         cmd = [THAW, "serve", "--listen", "127.0.0.1", "--port", str(self.port),
                "--functions", self.fn_dir, "--state-dir", self.state_dir,
+               "--snapshot-dir", self.snap_dir,
                "--threads", str(self.threads)] + self.args
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
@@ -160,7 +165,17 @@ class Daemon:
                 self.proc.wait()
         if failures:
             sys.stdout.write("--- daemon log (tail) ---\n" + self.logs()[-6000:] + "\n")
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            shutil.rmtree(self.snap_dir, ignore_errors=True)
+
+    def restart(self):
+        """Stops the daemon (SIGTERM) and starts it again on the same state,
+        functions and snapshot folders."""
+        self.keep = True
+        self.stop()
+        self.keep = False
+        self.start()
 
     def logs(self):
         try:

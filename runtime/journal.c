@@ -1,0 +1,118 @@
+#define LOG_PREFIX "journal: "
+#include "journal.h"
+#include "log.h"
+#include "server.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LINE 8192
+
+static void path_of(char *out, size_t len)
+{
+	snprintf(out, len, "%s/deployments.jsonl", server.opt.state_dir);
+}
+
+static int append(cJSON *line)
+{
+	char path[PATH_MAX];
+	path_of(path, sizeof(path));
+	cJSON_AddNumberToObject(line, "time", (double)time(NULL));
+	char *s = cJSON_PrintUnformatted(line);
+	cJSON_Delete(line);
+	int ret = 0, fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	size_t n = strlen(s);
+	s[n] = '\n'; /* replaces the NUL: written with its length */
+	if (fd < 0 || write(fd, s, n + 1) != (ssize_t)(n + 1) || fsync(fd) < 0) {
+		ret = -errno;
+		pr_perror("writing %s", path);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(s);
+	return ret;
+}
+
+int journal_deploy(const char *name, const char *dir)
+{
+	cJSON *l = cJSON_CreateObject();
+	cJSON_AddStringToObject(l, "op", "deploy");
+	cJSON_AddStringToObject(l, "name", name);
+	cJSON_AddStringToObject(l, "dir", dir);
+	return append(l);
+}
+
+int journal_rollback(const char *name, unsigned version)
+{
+	cJSON *l = cJSON_CreateObject();
+	cJSON_AddStringToObject(l, "op", "rollback");
+	cJSON_AddStringToObject(l, "name", name);
+	cJSON_AddNumberToObject(l, "version", version);
+	return append(l);
+}
+
+static int replay_deploy(const char *dir)
+{
+	char path[PATH_MAX], err[512];
+	snprintf(path, sizeof(path), "%s/fc.yaml", dir);
+	struct config cfg;
+	if (config_load(path, &cfg, err, sizeof(err))) {
+		pr_err("cannot redeploy: %s", err);
+		return -EINVAL;
+	}
+	if (server_add_function(&cfg, NULL)) {
+		config_free(&cfg);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+static int replay_line(const char *line, unsigned lineno)
+{
+	cJSON *l = cJSON_Parse(line);
+	const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "op"));
+	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "name"));
+	int ret = -EINVAL;
+	if (op && name && !strcmp(op, "deploy")) {
+		const char *dir = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "dir"));
+		ret = dir ? replay_deploy(dir) : -EINVAL;
+	} else if (op && name && !strcmp(op, "rollback")) {
+		cJSON *v = cJSON_GetObjectItemCaseSensitive(l, "version");
+		struct fn_name *nm = server_find_name(name, strlen(name));
+		struct function *to;
+		ret = nm && cJSON_IsNumber(v) ? server_rollback(nm, (unsigned)v->valuedouble, &to)
+					      : -EINVAL;
+	}
+	if (ret)
+		pr_warn("line %u skipped: %s", lineno, line);
+	cJSON_Delete(l);
+	return ret;
+}
+
+int journal_replay(void)
+{
+	char path[PATH_MAX];
+	path_of(path, sizeof(path));
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	char *line = malloc(MAX_LINE);
+	int applied = 0;
+	unsigned lineno = 0;
+	while (line && fgets(line, MAX_LINE, f)) {
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		if (*line && !replay_line(line, lineno))
+			applied++;
+	}
+	free(line);
+	fclose(f);
+	return applied;
+}

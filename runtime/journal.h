@@ -1,0 +1,18 @@
+/*
+ * The deploy journal: STATE/deployments.jsonl, one JSON line per deploy
+ * ({"op":"deploy","name","dir","time"}) or rollback ({"op":"rollback",
+ * "name","version","time"}) made through the admin API. A restarted daemon
+ * replays it, so it serves the same versions as before (their snapshots are
+ * reused when still valid, see server_add_function).
+ */
+#ifndef THAW_JOURNAL_H
+#define THAW_JOURNAL_H
+
+/* Appends a line; 0 or -errno (logged). */
+int journal_deploy(const char *name, const char *dir);
+int journal_rollback(const char *name, unsigned version);
+/* Replays the journal into the registry. Returns the number of lines
+ * applied, or -errno when it cannot be read (a missing file is 0). */
+int journal_replay(void);
+
+#endif
