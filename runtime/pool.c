@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,10 +294,8 @@ static struct instance *start_instance(struct pool *p)
 	}
 }
 
-static void dump_run(struct job *j)
+static void dump_locked(struct instance *in, struct snapshot_info *info)
 {
-	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
-	struct snapshot_info info;
 	const char *dir = in->pool->fn->snap_dir;
 	/* GPU state first goes to host memory, where CRIU can see it */
 	if (in->pool->fn->cfg.gpu_type) {
@@ -310,20 +309,34 @@ static void dump_run(struct job *j)
 		if (in->job_ret)
 			return;
 	}
-	in->job_ret = snapshot_dump(&in->proc, dir, &info);
+	in->job_ret = snapshot_dump(&in->proc, dir, info);
 	uint64_t fp;
 	/* the manifest was just made from these very files */
 	if (!in->job_ret && !snapshot_fingerprint(dir, &fp))
 		atomic_store(&in->pool->fn->snap_fingerprint, fp);
 	if (!in->job_ret) {
-		atomic_store(&in->pool->fn->snap_bytes, info.image_bytes);
-		atomic_store(&in->pool->fn->dump_ms, info.dump_ms);
+		atomic_store(&in->pool->fn->snap_bytes, info->image_bytes);
+		atomic_store(&in->pool->fn->dump_ms, info->dump_ms);
 	}
 	if (!in->job_ret)
 		pr_info("%s: snapshot of pid %d in %s: %.1f MiB in %u files, dump %.1f ms, manifest %.1f ms",
-			in->pool->fn->cfg.name, in->proc.pid, dir, (double)info.image_bytes / 1048576.0,
-			info.n_files, info.dump_ms, info.manifest_ms);
+			in->pool->fn->cfg.name, in->proc.pid, dir, (double)info->image_bytes / 1048576.0,
+			info->n_files, info->dump_ms, info->manifest_ms);
 }
+
+/* criu dump mounts its proc at proc.crtools in the instance's working
+ * directory (the daemon's, shared by all): two dumps at once collide. */
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void dump_run(struct job *j)
+{
+	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
+	struct snapshot_info info;
+	pthread_mutex_lock(&dump_lock);
+	dump_locked(in, &info);
+	pthread_mutex_unlock(&dump_lock);
+}
+
 
 static void dump_done(struct job *j)
 {

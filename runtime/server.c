@@ -391,7 +391,9 @@ int server_run(void)
 	http_set_max_header_size(o->max_header_bytes);
 	probe_snapshots();
 	memlimit_init();
-	if ((ret = jobs_start(2)))
+	/* restores mostly wait for criu: a burst of them should not queue
+	 * behind two workers (16 at once measured 8 rounds deep) */
+	if ((ret = jobs_start(8)))
 		return ret;
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
