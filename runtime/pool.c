@@ -180,6 +180,29 @@ static void watch_instance(struct instance *in)
 		  now_ns() + (int64_t)server.opt.init_timeout_s * 1000000000, init_timeout);
 }
 
+static void limit_run(struct job *j)
+{
+	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, limit_job));
+	memlimit_apply(in->proc.pid, in->pool->fn->cfg.memory_mb, in->limit_cgroup,
+		       sizeof(in->limit_cgroup));
+}
+
+static void limit_done(struct job *j)
+{
+	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, limit_job));
+	in->ops--;
+	memcpy(in->cgroup, in->limit_cgroup, sizeof(in->cgroup));
+	maybe_free(in); /* it may have died meanwhile: its group goes with it */
+}
+
+/* Puts a running instance under its memorySize limit, off the start path. */
+static void limit_instance(struct instance *in)
+{
+	in->limit_job = (struct job){ .run = limit_run, .done = limit_done, .sh = in->pool->sh };
+	in->ops++;
+	jobs_submit(&in->limit_job);
+}
+
 static struct instance *start_cold(struct pool *p)
 {
 	struct function *fn = p->fn;
@@ -195,10 +218,10 @@ static struct instance *start_cold(struct pool *p)
 		p->sh->n_instances--;
 		return NULL;
 	}
-	memlimit_apply(in->proc.pid, fn->cfg.memory_mb, in->cgroup, sizeof(in->cgroup));
 	atomic_fetch_add(&fn->metrics.starts[START_COLD], 1);
 	add_instance(p, in);
 	watch_instance(in);
+	limit_instance(in);
 	pr_debug("%s: starting instance pid %d", fn->cfg.name, in->proc.pid);
 	return in;
 }
@@ -212,6 +235,7 @@ static void restore_run(struct job *j)
 	/* never start a copy from damaged images: verify first (off the loop) */
 	struct function *fn = in->pool->fn;
 	int64_t t0 = now_ns();
+	in->job_start_ns = t0;
 	uint64_t fp = 0;
 	/* hash the images only when a file changed since the last whole check */
 	in->job_ret = snapshot_fingerprint(fn->snap_dir, &fp);
@@ -227,8 +251,7 @@ static void restore_run(struct job *j)
 	else
 		in->job_ret = snapshot_restore(in->pool->fn->snap_dir, &in->proc, &t);
 	in->criu_ms = t.criu_ms;
-	if (!in->job_ret)
-		memlimit_apply(in->proc.pid, fn->cfg.memory_mb, in->cgroup, sizeof(in->cgroup));
+	in->job_end_ns = now_ns();
 	if (!in->job_ret && fn->cfg.gpu_type) {
 		struct cuda_ckpt_timing ct = { 0 };
 		int ret = cuda_ckpt_resume(in->proc.pid, &ct);
@@ -267,6 +290,7 @@ static void restore_done(struct job *j)
 	channel_put_hdr(&in->pending, CH_RESTORED, 0, 0);
 	watch_instance(in);
 	flush(in);
+	limit_instance(in);
 }
 
 static struct instance *start_restore(struct pool *p)
@@ -447,9 +471,11 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 				       (double)took / 1e6);
 	in->idle_since_ns = now_ns();
 	if (in->restored)
-		pr_info("%s: instance %s (pid %d) restored in %.1f ms: verify %.1f, criu %.1f, "
-			"on_restore and channel %.2f", p->fn->cfg.name, in->id, in->proc.pid,
-			(double)took / 1e6, in->verify_ms, in->criu_ms,
+		pr_info("%s: instance %s (pid %d) restored in %.1f ms: queue %.1f, verify %.1f, "
+			"criu %.1f, back to loop %.1f, on_restore and channel %.2f",
+			p->fn->cfg.name, in->id, in->proc.pid, (double)took / 1e6,
+			(double)(in->job_start_ns - in->started_ns) / 1e6, in->verify_ms, in->criu_ms,
+			(double)(in->restored_ns - in->job_end_ns) / 1e6,
 			(double)(now_ns() - in->restored_ns) / 1e6);
 	else
 		pr_info("%s: instance %s (pid %d) ready in %.1f ms", p->fn->cfg.name, in->id,

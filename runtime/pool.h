@@ -42,6 +42,11 @@ struct instance {
 	struct job job;     /* the restore or dump under way (counted in ops) */
 	int job_ret;
 	double verify_ms, criu_ms; /* where a restore's time went */
+	int64_t job_start_ns, job_end_ns;
+	/* moving a process into a memory cgroup takes ~9 ms (cgroup v1): done
+	 * off the start path, by a job of its own (counted in ops) */
+	struct job limit_job;
+	char limit_cgroup[256];
 	int64_t restored_ns;       /* criu done: CH_RESTORED sent */
 	unsigned ops; /* io_uring operations in flight */
 	bool recv_armed, send_inflight, log_armed;
