@@ -1,5 +1,6 @@
 #define LOG_PREFIX "pool: "
 #include "pool.h"
+#include "pool_internal.h"
 #include "channel.h"
 #include "conn.h"
 #include "log.h"
@@ -25,9 +26,6 @@
 #define RETRY_AFTER_FAIL_NS (5 * 1000000000LL)
 #define RECV_CHUNK 65536
 
-static void kill_instance(struct instance *in, int status, const char *why);
-static void drain_queue(struct pool *p);
-static void scale_up(struct pool *p);
 
 struct pool *pool_get(struct shard *sh, struct function *fn)
 {
@@ -44,7 +42,7 @@ struct pool *pool_get(struct shard *sh, struct function *fn)
 }
 
 /* Integrates the pool's load up to now, then takes its new value. */
-static void account(struct pool *p)
+void pool__account(struct pool *p)
 {
 	int64_t now = now_ns();
 	p->load_area += (double)(now - p->load_at) * p->load;
@@ -56,7 +54,7 @@ static void account(struct pool *p)
 }
 
 /* Gauge category of an instance: starting, idle, busy, or none when dead. */
-static int category(const struct instance *in)
+int pool__category(const struct instance *in)
 {
 	if (in->state == I_STARTING)
 		return INST_STARTING;
@@ -65,9 +63,9 @@ static int category(const struct instance *in)
 	return -1;
 }
 
-static void gauge_move(struct instance *in, int before)
+void pool__gauge_move(struct instance *in, int before)
 {
-	int after = category(in);
+	int after = pool__category(in);
 	struct fn_metrics *m = &in->pool->fn->metrics;
 	if (before == after)
 		return;
@@ -112,7 +110,7 @@ static void arm_send(struct instance *in)
 
 /* Frames are built in pending; they move to out when no send is in flight
  * (out must not move under the kernel while it sends). */
-static void flush(struct instance *in)
+void pool__flush(struct instance *in)
 {
 	if (in->send_inflight || in->state == I_DEAD || !in->pending.len)
 		return;
@@ -124,7 +122,7 @@ static void flush(struct instance *in)
 	arm_send(in);
 }
 
-static void maybe_free(struct instance *in)
+void pool__maybe_free(struct instance *in)
 {
 	if (in->state != I_DEAD || in->ops)
 		return;
@@ -147,32 +145,10 @@ static void init_timeout(struct timer *t)
 	snprintf(msg, sizeof(msg), "init did not finish in %u s", server.opt.init_timeout_s);
 	function_set_failed(in->pool->fn, msg);
 	in->pool->last_fail_ns = now_ns();
-	kill_instance(in, 503, msg);
+	pool__kill_instance(in, 503, msg);
 }
 
-static struct instance *new_instance(struct pool *p)
-{
-	struct instance *in = xcalloc(1, sizeof(*in));
-	in->pool = p;
-	in->state = I_STARTING;
-	in->slots = xcalloc(p->fn->cfg.instance_concurrency, sizeof(*in->slots));
-	in->started_ns = now_ns();
-	in->proc = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = -1, .log_fd = -1 };
-	p->sh->n_instances++;
-	return in;
-}
-
-/* Counts a new instance in its pool as starting. */
-static void add_instance(struct pool *p, struct instance *in)
-{
-	in->next = p->instances;
-	p->instances = in;
-	p->n_live++;
-	p->n_starting++;
-	gauge_move(in, -1);
-}
-
-static void watch_instance(struct instance *in)
+void pool__watch_instance(struct instance *in)
 {
 	arm_recv(in);
 	arm_log(in);
@@ -180,276 +156,10 @@ static void watch_instance(struct instance *in)
 		  now_ns() + (int64_t)server.opt.init_timeout_s * 1000000000, init_timeout);
 }
 
-static void limit_run(struct job *j)
-{
-	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, limit_job));
-	memlimit_apply(in->proc.pid, in->pool->fn->cfg.memory_mb, in->limit_cgroup,
-		       sizeof(in->limit_cgroup));
-}
-
-static void limit_done(struct job *j)
-{
-	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, limit_job));
-	in->ops--;
-	memcpy(in->cgroup, in->limit_cgroup, sizeof(in->cgroup));
-	maybe_free(in); /* it may have died meanwhile: its group goes with it */
-}
-
-/* Puts a running instance under its memorySize limit, off the start path. */
-static void limit_instance(struct instance *in)
-{
-	in->limit_job = (struct job){ .run = limit_run, .done = limit_done, .sh = in->pool->sh };
-	in->ops++;
-	jobs_submit(&in->limit_job);
-}
-
-static struct instance *start_cold(struct pool *p)
-{
-	struct function *fn = p->fn;
-	struct instance *in = new_instance(p);
-	int ret = instance_spawn(server.opt.instance_bin, &fn->cfg, &in->proc);
-	if (ret) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "cannot start an instance: %s", strerror(-ret));
-		function_set_failed(fn, msg);
-		p->last_fail_ns = now_ns();
-		free(in->slots);
-		free(in);
-		p->sh->n_instances--;
-		return NULL;
-	}
-	atomic_fetch_add(&fn->metrics.starts[START_COLD], 1);
-	add_instance(p, in);
-	watch_instance(in);
-	limit_instance(in);
-	pr_debug("%s: starting instance pid %d", fn->cfg.name, in->proc.pid);
-	return in;
-}
-
-/* --- snapshots ---------------------------------------------------------- */
-
-static void restore_run(struct job *j)
-{
-	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
-	char why[256];
-	/* never start a copy from damaged images: verify first (off the loop) */
-	struct function *fn = in->pool->fn;
-	int64_t t0 = now_ns();
-	in->job_start_ns = t0;
-	uint64_t fp = 0;
-	/* hash the images only when a file changed since the last whole check */
-	in->job_ret = snapshot_fingerprint(fn->snap_dir, &fp);
-	if (!in->job_ret && fp != atomic_load(&fn->snap_fingerprint)) {
-		in->job_ret = snapshot_verify(fn->snap_dir, why, sizeof(why));
-		if (!in->job_ret)
-			atomic_store(&fn->snap_fingerprint, fp);
-	}
-	in->verify_ms = (double)(now_ns() - t0) / 1e6;
-	struct snapshot_timing t = { 0 };
-	if (in->job_ret)
-		pr_err("%s: snapshot refused: %s", in->pool->fn->cfg.name, why);
-	else
-		in->job_ret = snapshot_restore(in->pool->fn->snap_dir, &in->proc, &t);
-	in->criu_ms = t.criu_ms;
-	in->job_end_ns = now_ns();
-	if (!in->job_ret && fn->cfg.gpu_type) {
-		struct cuda_ckpt_timing ct = { 0 };
-		int ret = cuda_ckpt_resume(in->proc.pid, &ct);
-		if (ret && ret != -ESRCH) {
-			in->job_ret = ret;
-			instance_destroy(&in->proc);
-		}
-	}
-}
-
-static void restore_done(struct job *j)
-{
-	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
-	struct pool *p = in->pool;
-	in->ops--;
-	if (in->state == I_DEAD || p->sh->stopping) {
-		kill_instance(in, 503, "stopped while restoring");
-		maybe_free(in);
-		return;
-	}
-	if (in->job_ret) {
-		/* a snapshot of an earlier run may predate a rebuild: take a new one;
-		 * one of this run that fails means cold starts for good */
-		bool retake = p->fn->snap_reused;
-		p->fn->snap_reused = false;
-		atomic_store(&p->fn->snap_state, retake ? SNAP_NONE : SNAP_OFF);
-		pr_err("%s: restore failed (%s): %s", p->fn->cfg.name, strerror(-in->job_ret),
-		       retake ? "taking a new snapshot" : "cold starts from now on");
-		kill_instance(in, 503, "restore failed");
-		maybe_free(in);
-		scale_up(p);
-		return;
-	}
-	atomic_fetch_add(&p->fn->metrics.starts[START_RESTORE], 1);
-	in->restored_ns = now_ns();
-	channel_put_hdr(&in->pending, CH_RESTORED, 0, 0);
-	watch_instance(in);
-	flush(in);
-	limit_instance(in);
-}
-
-static struct instance *start_restore(struct pool *p)
-{
-	struct instance *in = new_instance(p);
-	in->restored = true;
-	add_instance(p, in);
-	in->job = (struct job){ .run = restore_run, .done = restore_done, .sh = p->sh };
-	in->ops++;
-	jobs_submit(&in->job);
-	return in;
-}
-
-/* A restore when the function has a snapshot, a cold start otherwise; none
- * while the snapshot is being taken (the dump finishing starts them). */
-static struct instance *start_instance(struct pool *p)
-{
-	switch (atomic_load(&p->fn->snap_state)) {
-	case SNAP_TAKING:
-		return NULL;
-	case SNAP_READY:
-		return start_restore(p);
-	default:
-		return start_cold(p);
-	}
-}
-
-static void dump_locked(struct instance *in, struct snapshot_info *info)
-{
-	const char *dir = in->pool->fn->snap_dir;
-	/* GPU state first goes to host memory, where CRIU can see it */
-	if (in->pool->fn->cfg.gpu_type) {
-		struct cuda_ckpt_timing ct = { 0 };
-		in->job_ret = cuda_ckpt_suspend(in->proc.pid, 10000, &ct);
-		if (in->job_ret == -ESRCH) /* the handler made no CUDA context: CPU only */
-			in->job_ret = 0;
-		else if (!in->job_ret)
-			pr_info("%s: GPU state of pid %d moved to host memory in %.1f ms",
-				in->pool->fn->cfg.name, in->proc.pid, ct.total_ms);
-		if (in->job_ret)
-			return;
-	}
-	in->job_ret = snapshot_dump(&in->proc, dir, info);
-	uint64_t fp;
-	/* the manifest was just made from these very files */
-	if (!in->job_ret && !snapshot_fingerprint(dir, &fp))
-		atomic_store(&in->pool->fn->snap_fingerprint, fp);
-	if (!in->job_ret) {
-		atomic_store(&in->pool->fn->snap_bytes, info->image_bytes);
-		atomic_store(&in->pool->fn->dump_ms, info->dump_ms);
-	}
-	if (!in->job_ret)
-		pr_info("%s: snapshot of pid %d in %s: %.1f MiB in %u files, dump %.1f ms, manifest %.1f ms",
-			in->pool->fn->cfg.name, in->proc.pid, dir, (double)info->image_bytes / 1048576.0,
-			info->n_files, info->dump_ms, info->manifest_ms);
-}
-
-/* criu dump mounts its proc at proc.crtools in the instance's working
- * directory (the daemon's, shared by all): two dumps at once collide. */
-static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void dump_run(struct job *j)
-{
-	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
-	struct snapshot_info info;
-	pthread_mutex_lock(&dump_lock);
-	dump_locked(in, &info);
-	pthread_mutex_unlock(&dump_lock);
-}
-
-
-static void dump_done(struct job *j)
-{
-	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
-	struct pool *p = in->pool;
-	in->ops--;
-	in->snapshotting = false;
-	atomic_store(&p->fn->snap_state, in->job_ret ? SNAP_OFF : SNAP_READY);
-	if (in->job_ret)
-		pr_err("%s: snapshot failed (%s): cold starts only", p->fn->cfg.name,
-		       strerror(-in->job_ret));
-	/* criu stopped the dumped process: its channel EOF retires it */
-	if (in->state == I_DEAD) {
-		maybe_free(in);
-	} else if (!in->job_ret) {
-		kill_instance(in, 503, "checkpointed");
-	} else {
-		function_mark_ready(p->fn); /* it serves on, uncheckpointed */
-	}
-	unsigned keep = p->fn->cfg.scaling.min_instances ? p->fn->cfg.scaling.min_instances : 1;
-	while (!p->sh->stopping && p->n_live < keep && start_instance(p))
-		;
-	scale_up(p);
-	drain_queue(p);
-}
-
-static void rm_rf(const char *dir)
-{
-	char *argv[] = { "rm", "-rf", "--", (char *)dir, NULL };
-	pid_t pid = fork();
-	if (pid == 0) {
-		execv("/bin/rm", argv);
-		_exit(127);
-	}
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
-}
-
-static void start_dump(struct instance *in)
-{
-	struct function *fn = in->pool->fn;
-	rm_rf(fn->snap_dir);
-	mkdir(server.opt.snapshot_dir, 0700);
-	if (mkdir(fn->snap_dir, 0700) < 0) {
-		pr_perror("%s: snapshot dir %s", fn->cfg.name, fn->snap_dir);
-		in->snapshotting = false;
-		atomic_store(&fn->snap_state, SNAP_OFF);
-		return;
-	}
-	in->job = (struct job){ .run = dump_run, .done = dump_done, .sh = in->pool->sh };
-	in->ops++;
-	jobs_submit(&in->job);
-}
-
-/* The first cold instance of a function is warmed (fc.yaml warmup) and
- * checkpointed; its copies then serve. */
-static bool take_snapshot(struct instance *in)
-{
-	struct function *fn = in->pool->fn;
-	int expected = SNAP_NONE;
-	if (in->restored || !server.snapshots || !fn->cfg.snapshot)
-		return false;
-	char why[256];
-	if (fn->cfg.gpu_type && cuda_ckpt_probe(why, sizeof(why))) {
-		if (atomic_compare_exchange_strong(&fn->snap_state, &expected, SNAP_OFF))
-			pr_warn("%s: %s; its instances cold start", fn->cfg.name, why);
-		return false;
-	}
-	if (!atomic_compare_exchange_strong(&fn->snap_state, &expected, SNAP_TAKING))
-		return false;
-	in->snapshotting = true;
-	if (!fn->cfg.has_warmup) {
-		start_dump(in);
-		return true;
-	}
-	struct config_warmup *w = &fn->cfg.warmup;
-	in->warmup_id = ++in->next_id;
-	in->slots[0] = (struct inst_slot){ .id = in->warmup_id, .conn = NULL };
-	in->inflight++;
-	channel_put_request(&in->pending, in->warmup_id, w->method, w->path, strlen(w->path), "",
-			    0, "warmup", 0, NULL, 0, w->body ? w->body : "", w->body_len);
-	flush(in);
-	return true;
-}
-
 void pool_warm(struct pool *p)
 {
 	if (p->n_live == 0)
-		start_instance(p);
+		pool__start_instance(p);
 }
 
 static void on_ready(struct instance *in, const char *payload, size_t len)
@@ -457,12 +167,12 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 	struct pool *p = in->pool;
 	if (in->state != I_STARTING)
 		return;
-	int before = category(in);
+	int before = pool__category(in);
 	timer_cancel(&p->sh->timers, &in->init_timer);
 	in->state = I_READY;
 	p->n_starting--;
 	p->n_ready++;
-	gauge_move(in, before);
+	pool__gauge_move(in, before);
 	snprintf(in->id, sizeof(in->id), "%.*s", (int)len, payload);
 	int64_t took = now_ns() - in->started_ns;
 	histogram_observe(in->restored ? &p->fn->metrics.restore : &p->fn->metrics.init, took);
@@ -480,10 +190,10 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 	else
 		pr_info("%s: instance %s (pid %d) ready in %.1f ms", p->fn->cfg.name, in->id,
 			in->proc.pid, (double)took / 1e6);
-	if (take_snapshot(in))
+	if (pool__take_snapshot(in))
 		return; /* ready once a copy of the snapshot serves */
 	function_mark_ready(p->fn);
-	drain_queue(p);
+	pool__drain_queue(p);
 }
 
 static void on_init_failed(struct instance *in, const char *payload, size_t len)
@@ -493,7 +203,7 @@ static void on_init_failed(struct instance *in, const char *payload, size_t len)
 	pr_err("%s: %s", in->pool->fn->cfg.name, msg);
 	function_set_failed(in->pool->fn, msg);
 	in->pool->last_fail_ns = now_ns();
-	kill_instance(in, 503, msg);
+	pool__kill_instance(in, 503, msg);
 }
 
 /* --- requests ----------------------------------------------------------- */
@@ -522,14 +232,14 @@ static void run_on(struct instance *in, struct conn *c)
 	unsigned slot = 0;
 	while (in->slots[slot].id)
 		slot++;
-	int before = category(in);
+	int before = pool__category(in);
 	uint64_t id = ++in->next_id;
 	in->slots[slot] = (struct inst_slot){ .id = id, .conn = c };
 	in->inflight++;
-	gauge_move(in, before);
+	pool__gauge_move(in, before);
 	c->inst = in;
 	c->slot = slot;
-	account(in->pool);
+	pool__account(in->pool);
 	/* header views are not NUL-terminated: copy names and values once */
 	struct http_req *r = &c->req;
 	struct buf hb = { 0 };
@@ -558,7 +268,7 @@ static void run_on(struct instance *in, struct conn *c)
 			    q ? q + 1 : "", qlen, c->request_id, realtime_ms() + left_ms, kv, n,
 			    r->body.data ? r->body.data : "", r->body.len);
 	buf_free(&hb);
-	flush(in);
+	pool__flush(in);
 }
 
 static struct instance *free_instance(struct pool *p)
@@ -584,7 +294,7 @@ static void enqueue(struct pool *p, struct conn *c)
 	c->queued = true;
 	p->q_len++;
 	atomic_fetch_add(&p->fn->metrics.queue_depth, 1);
-	account(p);
+	pool__account(p);
 }
 
 static void dequeue(struct pool *p, struct conn *c)
@@ -600,10 +310,10 @@ static void dequeue(struct pool *p, struct conn *c)
 	c->queued = false;
 	p->q_len--;
 	atomic_fetch_sub(&p->fn->metrics.queue_depth, 1);
-	account(p);
+	pool__account(p);
 }
 
-static void drain_queue(struct pool *p)
+void pool__drain_queue(struct pool *p)
 {
 	struct instance *in;
 	while (p->q_head && (in = free_instance(p))) {
@@ -663,7 +373,7 @@ void pool_submit(struct pool *p, struct conn *c)
 		return;
 	}
 	enqueue(p, c);
-	scale_up(p);
+	pool__scale_up(p);
 }
 
 static bool failed_recently(struct pool *p)
@@ -672,7 +382,7 @@ static bool failed_recently(struct pool *p)
 	       now_ns() - p->last_fail_ns < RETRY_AFTER_FAIL_NS;
 }
 
-static void scale_up(struct pool *p)
+void pool__scale_up(struct pool *p)
 {
 	unsigned conc = p->fn->cfg.instance_concurrency;
 	unsigned max = p->fn->cfg.scaling.max_instances;
@@ -680,7 +390,7 @@ static void scale_up(struct pool *p)
 		return;
 	/* one more instance for each instanceConcurrency queued requests */
 	while (!failed_recently(p) && p->q_len > p->n_starting * conc && p->n_live < max)
-		if (!start_instance(p))
+		if (!pool__start_instance(p))
 			break;
 	/* nothing can start: fail the queue (unless a snapshot being taken
 	 * will start instances when it is done) */
@@ -713,7 +423,7 @@ void pool_cancel(struct conn *c, bool deadline)
 		return;
 	conn_respond_error(c, 504, "function %s did not answer within its deadline", fn->cfg.name);
 	if (in) /* the handler is stuck on it: recycle the instance */
-		kill_instance(in, 502, "instance recycled after a request passed its deadline");
+		pool__kill_instance(in, 502, "instance recycled after a request passed its deadline");
 }
 
 static void on_response(struct instance *in, uint64_t id, const char *payload, size_t len)
@@ -722,15 +432,15 @@ static void on_response(struct instance *in, uint64_t id, const char *payload, s
 	while (i < conc && in->slots[i].id != id)
 		i++;
 	if (i == conc) {
-		kill_instance(in, 502, "instance answered an unknown request");
+		pool__kill_instance(in, 502, "instance answered an unknown request");
 		return;
 	}
 	struct conn *c = in->slots[i].conn;
-	int before = category(in);
+	int before = pool__category(in);
 	in->slots[i] = (struct inst_slot){ 0 };
 	in->inflight--;
-	gauge_move(in, before);
-	account(in->pool);
+	pool__gauge_move(in, before);
+	pool__account(in->pool);
 	if (!in->inflight)
 		in->idle_since_ns = now_ns();
 	if (id == in->warmup_id) {
@@ -738,7 +448,7 @@ static void on_response(struct instance *in, uint64_t id, const char *payload, s
 		struct channel_response wr;
 		if (channel_decode_response(payload, len, &wr) == 0)
 			pr_info("%s: warmup answered %u", in->pool->fn->cfg.name, wr.status);
-		start_dump(in);
+		pool__start_dump(in);
 		return;
 	}
 	struct channel_response r;
@@ -747,14 +457,14 @@ static void on_response(struct instance *in, uint64_t id, const char *payload, s
 			c->inst = NULL;
 			conn_respond_error(c, 502, "instance sent a malformed response");
 		}
-		kill_instance(in, 502, "instance sent a malformed response");
+		pool__kill_instance(in, 502, "instance sent a malformed response");
 		return;
 	}
 	if (c) {
 		c->inst = NULL;
 		conn_respond_channel(c, &r);
 	}
-	drain_queue(in->pool);
+	pool__drain_queue(in->pool);
 }
 
 static void handle_frame(struct instance *in, const struct channel_hdr *h, const char *payload)
@@ -770,7 +480,7 @@ static void handle_frame(struct instance *in, const struct channel_hdr *h, const
 		on_response(in, h->id, payload, h->len);
 		break;
 	default:
-		kill_instance(in, 502, "instance sent an unexpected frame");
+		pool__kill_instance(in, 502, "instance sent an unexpected frame");
 	}
 }
 
@@ -803,15 +513,15 @@ void instance_on_recv(struct instance *in, int res)
 	in->recv_armed = false;
 	in->ops--;
 	if (in->state == I_DEAD) {
-		maybe_free(in);
+		pool__maybe_free(in);
 		return;
 	}
 	if (res <= 0) {
 		char why[160];
 		if (in->snapshotting) /* criu stops the process it dumped */
-			kill_instance(in, 503, "checkpointed");
+			pool__kill_instance(in, 503, "checkpointed");
 		else
-			kill_instance(in, 502, describe_exit(in, why, sizeof(why)));
+			pool__kill_instance(in, 502, describe_exit(in, why, sizeof(why)));
 		return;
 	}
 	in->in.len += (size_t)res;
@@ -825,11 +535,11 @@ void instance_on_recv(struct instance *in, int res)
 		off += (size_t)n;
 	}
 	if (n < 0) {
-		kill_instance(in, 502, "instance broke the channel protocol");
+		pool__kill_instance(in, 502, "instance broke the channel protocol");
 		return;
 	}
 	if (in->state == I_DEAD) {
-		maybe_free(in);
+		pool__maybe_free(in);
 		return;
 	}
 	buf_consume(&in->in, off);
@@ -841,11 +551,11 @@ void instance_on_send(struct instance *in, int res)
 	in->send_inflight = false;
 	in->ops--;
 	if (in->state == I_DEAD) {
-		maybe_free(in);
+		pool__maybe_free(in);
 		return;
 	}
 	if (res < 0) {
-		kill_instance(in, 502, "instance channel failed");
+		pool__kill_instance(in, 502, "instance channel failed");
 		return;
 	}
 	in->out_sent += (size_t)res;
@@ -854,7 +564,7 @@ void instance_on_send(struct instance *in, int res)
 		return;
 	}
 	buf_reset(&in->out);
-	flush(in);
+	pool__flush(in);
 }
 
 /* Handler stdout/stderr: one daemon log line per line, tagged. */
@@ -880,31 +590,31 @@ void instance_on_log(struct instance *in, int res)
 	if (res > 0)
 		arm_log(in);
 	else
-		maybe_free(in);
+		pool__maybe_free(in);
 }
 
 /* --- ending ------------------------------------------------------------- */
 
-static void kill_instance(struct instance *in, int status, const char *why)
+void pool__kill_instance(struct instance *in, int status, const char *why)
 {
 	if (in->state == I_DEAD)
 		return;
 	struct pool *p = in->pool;
-	int before = category(in);
+	int before = pool__category(in);
 	if (in->state == I_STARTING)
 		p->n_starting--;
 	else
 		p->n_ready--;
 	p->n_live--;
 	in->state = I_DEAD;
-	gauge_move(in, before);
+	pool__gauge_move(in, before);
 	timer_cancel(&p->sh->timers, &in->init_timer);
 	for (struct instance **pp = &p->instances; *pp; pp = &(*pp)->next)
 		if (*pp == in) {
 			*pp = in->next;
 			break;
 		}
-	account(p);
+	pool__account(p);
 	if (in->proc.pid > 0)
 		kill(in->proc.pid, SIGKILL);
 	/* only this instance's own requests fail */
@@ -923,9 +633,9 @@ static void kill_instance(struct instance *in, int status, const char *why)
 	/* the recv and log reads complete with EOF now; the last one frees in */
 	unsigned keep = p->fn->cfg.scaling.min_instances ? p->fn->cfg.scaling.min_instances : 1;
 	if (status != 503 && !p->sh->stopping && p->n_live < keep && !failed_recently(p))
-		start_instance(p); /* replace a crashed or recycled instance */
-	scale_up(p);
-	drain_queue(p);
+		pool__start_instance(p); /* replace a crashed or recycled instance */
+	pool__scale_up(p);
+	pool__drain_queue(p);
 }
 
 /* Publishes this pool's share of the function's autoscaler gauges. */
@@ -942,15 +652,15 @@ void pool_tick(struct pool *p, int64_t now)
 {
 	struct config_scaling *s = &p->fn->cfg.scaling;
 	if (p->q_len && !p->n_live && now - p->last_fail_ns >= RETRY_AFTER_FAIL_NS)
-		scale_up(p);
-	account(p);
+		pool__scale_up(p);
+	pool__account(p);
 	double concurrency = now > p->tick_at ? p->load_area / (double)(now - p->tick_at) : 0;
 	p->load_area = 0;
 	p->tick_at = now;
 	unsigned want = autoscale_tick(&p->as, s, concurrency, p->n_ready, now);
 	show_scaling(p, want, p->as.panic);
 	/* out: restores (or cold starts) up to what the load asks for */
-	while (!p->sh->stopping && p->n_live < want && start_instance(p))
+	while (!p->sh->stopping && p->n_live < want && pool__start_instance(p))
 		;
 	/* in: idle instances beyond it; the last one only after the grace period */
 	int64_t grace = (int64_t)s->scale_to_zero_grace_s * 1000000000;
@@ -961,7 +671,7 @@ void pool_tick(struct pool *p, int64_t now)
 			break;
 		if (in->state == I_READY && !in->inflight && !in->snapshotting &&
 		    now - in->idle_since_ns > 1000000000)
-			kill_instance(in, 503, "scaled in");
+			pool__kill_instance(in, 503, "scaled in");
 	}
 }
 
@@ -980,5 +690,5 @@ void pool_shutdown(struct pool *p)
 		conn_respond_error(c, 503, "daemon shutting down");
 	}
 	while (p->instances)
-		kill_instance(p->instances, 503, "daemon shutting down");
+		pool__kill_instance(p->instances, 503, "daemon shutting down");
 }

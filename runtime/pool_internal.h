@@ -1,0 +1,34 @@
+/*
+ * Internals shared by pool.c (requests, channel I/O, ending instances) and
+ * pool_start.c (cold starts, restores, snapshots). Not for other modules.
+ */
+#ifndef THAW_POOL_INTERNAL_H
+#define THAW_POOL_INTERNAL_H
+
+#include <stdbool.h>
+
+#include "pool.h"
+
+/* pool.c */
+void pool__flush(struct instance *in);
+void pool__maybe_free(struct instance *in);
+void pool__kill_instance(struct instance *in, int status, const char *why);
+int pool__category(const struct instance *in);
+void pool__gauge_move(struct instance *in, int before);
+void pool__account(struct pool *p);
+void pool__scale_up(struct pool *p);
+void pool__drain_queue(struct pool *p);
+void pool__watch_instance(struct instance *in);
+
+/* pool_start.c */
+/* A restore when the function has a snapshot, a cold start otherwise; NULL
+ * while the snapshot is being taken or when nothing could start. */
+struct instance *pool__start_instance(struct pool *p);
+/* Called on the first READY of a cold instance: warmup and dump when the
+ * function should get a snapshot. True when it did (the instance takes no
+ * requests meanwhile). */
+bool pool__take_snapshot(struct instance *in);
+/* The warmup answered: checkpoint the instance now. */
+void pool__start_dump(struct instance *in);
+
+#endif
