@@ -7,12 +7,9 @@
 #include "loop.h"
 #include "mem.h"
 #include "memlimit.h"
-#include "snapshot/cuda_ckpt.h"
-#include "snapshot/snapshot.h"
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
