@@ -21,6 +21,7 @@ static const struct {
 } commands[] = {
 	{ "deploy", cli_deploy },	{ "ls", cli_ls },	{ "history", cli_history },
 	{ "rollback", cli_rollback }, { "invoke", cli_invoke }, { "top", cli_top },
+	{ "logs", cli_logs },
 };
 
 bool cli_is_command(const char *name)
@@ -135,11 +136,12 @@ static int load_token(struct cli *cli)
 	return CLI_OK;
 }
 
-int cli_admin(struct cli *cli, const char *method, const char *path, const char *body,
-	      cJSON **out)
+/* The admin call itself: CLI_OK with a 2xx answer in *res (also filled on
+ * errors: the caller finishes it), else the exit code (said on stderr). */
+static int admin_do(struct cli *cli, const char *method, const char *path, const char *body,
+		    const char *want_header, struct cli_http_res *res)
 {
-	if (out)
-		*out = NULL;
+	memset(res, 0, sizeof(*res));
 	if (!cli->token[0]) {
 		int ret = load_token(cli);
 		if (ret)
@@ -152,21 +154,41 @@ int cli_admin(struct cli *cli, const char *method, const char *path, const char 
 	struct cli_http_req req = {
 		.method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0,
 		.headers = hdrs, .n_headers = body ? 2 : 1, .timeout_ms = ADMIN_TIMEOUT_MS,
+		.want_header = want_header,
 	};
-	struct cli_http_res res;
-	int ret = cli_http_do(&req, &res);
-	if (ret) {
-		ret = cli_transport_error(cli, ret, res.err);
-		goto out;
-	}
-	cJSON *doc = cJSON_ParseWithLength(res.body, res.len);
-	if (res.status == 401 || res.status == 403) {
-		ret = cli_fail(cli, CLI_UNAUTHORIZED, "unauthorized: the daemon refused the admin token from %s",
-			       cli->token_from);
-	} else if (res.status < 200 || res.status > 299) {
+	int ret = cli_http_do(&req, res);
+	if (ret)
+		return cli_transport_error(cli, ret, res->err);
+	if (res->status == 401 || res->status == 403)
+		return cli_fail(cli, CLI_UNAUTHORIZED,
+				"unauthorized: the daemon refused the admin token from %s", cli->token_from);
+	if (res->status < 200 || res->status > 299) {
+		cJSON *doc = cJSON_ParseWithLength(res->body, res->len);
 		const char *msg = cli_str(doc, "error");
-		ret = cli_fail(cli, CLI_FAILED, "%s (HTTP %ld)", *msg ? msg : res.body, res.status);
-	} else if (out && !doc) {
+		ret = cli_fail(cli, CLI_FAILED, "%s (HTTP %ld)", *msg ? msg : res->body, res->status);
+		cJSON_Delete(doc);
+		return ret;
+	}
+	return CLI_OK;
+}
+
+int cli_admin_text(struct cli *cli, const char *path, const char *want_header,
+		   struct cli_http_res *res)
+{
+	return admin_do(cli, "GET", path, NULL, want_header, res);
+}
+
+int cli_admin(struct cli *cli, const char *method, const char *path, const char *body,
+	      cJSON **out)
+{
+	if (out)
+		*out = NULL;
+	struct cli_http_res res;
+	int ret = admin_do(cli, method, path, body, NULL, &res);
+	if (ret)
+		goto out;
+	cJSON *doc = cJSON_ParseWithLength(res.body, res.len);
+	if (out && !doc) {
 		ret = cli_fail(cli, CLI_FAILED, "the daemon answered %s with something not JSON", path);
 	} else if (out) {
 		*out = doc;

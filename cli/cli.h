@@ -70,6 +70,8 @@ int cli_history(struct cli *cli, int argc, char **argv);
 int cli_rollback(struct cli *cli, int argc, char **argv);
 int cli_invoke(struct cli *cli, int argc, char **argv);
 int cli_top(struct cli *cli, int argc, char **argv);
+int cli_logs(struct cli *cli, int argc, char **argv);
+int cli_rm(struct cli *cli, int argc, char **argv);
 
 /* An admin API call: method on cli->url + path with an optional JSON body.
  * On a 2xx answer returns CLI_OK and, when out is not NULL, the parsed JSON
@@ -78,6 +80,14 @@ int cli_top(struct cli *cli, int argc, char **argv);
  * returns the exit code: CLI_FAILED, CLI_UNREACHABLE or CLI_UNAUTHORIZED. */
 int cli_admin(struct cli *cli, const char *method, const char *path, const char *body,
 	      cJSON **out);
+
+struct cli_http_res;
+/* A GET of admin path answering text: CLI_OK with the answer in *res (the
+ * caller frees it with cli_http_res_fini, whatever the result), else the
+ * exit code as cli_admin. want_header (lower case, or NULL) lands in
+ * res->header. */
+int cli_admin_text(struct cli *cli, const char *path, const char *want_header,
+		   struct cli_http_res *res);
 
 /* Prints "thaw CMD: msg" to stderr; returns code. */
 int cli_fail(const struct cli *cli, int code, const char *fmt, ...)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_MAX_BODY (64u << 20)
@@ -38,6 +39,26 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
 	memcpy(s->res->body + s->res->len, p, len);
 	s->res->len += len;
 	s->res->body[s->res->len] = '\0';
+	return len;
+}
+
+struct header_sink {
+	const char *want;
+	struct cli_http_res *res;
+};
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct header_sink *s = arg;
+	size_t len = size * n, wl = strlen(s->want);
+	if (len > wl + 1 && !strncasecmp(p, s->want, wl) && p[wl] == ':') {
+		const char *v = p + wl + 1, *end = p + len;
+		while (v < end && (*v == ' ' || *v == '\t'))
+			v++;
+		while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+			end--;
+		snprintf(s->res->header, sizeof(s->res->header), "%.*s", (int)(end - v), v);
+	}
 	return len;
 }
 
@@ -108,6 +129,11 @@ int cli_http_do(const struct cli_http_req *req, struct cli_http_res *res)
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "thaw-cli/0.1.0");
+	struct header_sink hs = { .want = req->want_header, .res = res };
+	if (req->want_header) {
+		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+		curl_easy_setopt(h, CURLOPT_HEADERDATA, &hs);
+	}
 	const char *body = req->body;
 	bool bodyless = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD") ||
 			!strcmp(req->method, "DELETE") || !strcmp(req->method, "OPTIONS");

@@ -17,6 +17,7 @@ struct cli_http_req {
 	unsigned n_headers;
 	unsigned timeout_ms;    /* whole request; 0: 30 s */
 	size_t max_body;        /* answer bodies past it fail; 0: 64 MiB */
+	const char *want_header; /* lower case: its value lands in res->header */
 };
 
 struct cli_http_res {
@@ -24,6 +25,7 @@ struct cli_http_res {
 	char *body; /* owned, NUL-terminated (len excludes the NUL) */
 	size_t len;
 	char err[256]; /* why, when cli_http_do fails */
+	char header[256]; /* req->want_header's value, "" when absent */
 };
 
 /* Sends req and reads the whole answer into res (free with

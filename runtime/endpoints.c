@@ -1,5 +1,7 @@
 #define LOG_PREFIX "endpoints: "
 #include "endpoints.h"
+#include "buf.h"
+#include "fnlog.h"
 #include "conn.h"
 #include "journal.h"
 #include "log.h"
@@ -190,7 +192,80 @@ static void admin_rollback(struct conn *c, struct fn_name *nm)
 	}
 }
 
-/* /admin/functions/NAME[/rollback] */
+/* The value of key in the request's query into out (decoded: %XX and '+');
+ * false when absent or too long. */
+static bool query_param(const struct conn *c, const char *key, char *out, size_t cap)
+{
+	const char *url = http_span_ptr(&c->req, c->req.url);
+	size_t len = c->req.url.len, klen = strlen(key);
+	const char *q = memchr(url, '?', len);
+	if (!q)
+		return false;
+	const char *p = q + 1, *end = url + len;
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *e = amp ? amp : end;
+		if ((size_t)(e - p) > klen && !memcmp(p, key, klen) && p[klen] == '=') {
+			size_t n = 0;
+			for (const char *v = p + klen + 1; v < e; v++) {
+				char ch = *v;
+				if (ch == '+')
+					ch = ' ';
+				else if (ch == '%' && e - v > 2) {
+					char hex[3] = { v[1], v[2], 0 };
+					ch = (char)strtol(hex, NULL, 16);
+					v += 2;
+				}
+				if (n + 1 >= cap)
+					return false;
+				out[n++] = ch;
+			}
+			out[n] = '\0';
+			return true;
+		}
+		p = e + 1;
+	}
+	return false;
+}
+
+/* GET /admin/functions/NAME/logs?tail=N&grep=WORD&offset=B */
+static void admin_logs(struct conn *c, struct fn_name *nm)
+{
+	char arg[256], grep[256] = "";
+	unsigned long long tail = 100, offset = 0;
+	char *end;
+	if (query_param(c, "tail", arg, sizeof(arg))) {
+		tail = strtoull(arg, &end, 10);
+		if (!*arg || *end || tail < 1 || tail > 10000) {
+			conn_respond_error(c, 400, "tail: expected 1 to 10000 lines");
+			return;
+		}
+	}
+	if (query_param(c, "offset", arg, sizeof(arg))) {
+		offset = strtoull(arg, &end, 10);
+		if (!*arg || *end) {
+			conn_respond_error(c, 400, "offset: expected a byte offset");
+			return;
+		}
+	}
+	if (!query_param(c, "grep", grep, sizeof(grep)))
+		grep[0] = '\0';
+	struct buf b = { 0 };
+	uint64_t size;
+	int ret = fnlog_read(nm->name, (size_t)tail, grep, offset, &b, &size);
+	if (ret) {
+		buf_free(&b);
+		conn_respond_error(c, 500, "reading %s's log: %s", nm->name, strerror(-ret));
+		return;
+	}
+	char off[32];
+	snprintf(off, sizeof(off), "%llu", (unsigned long long)size);
+	struct channel_kv h = { "x-thaw-log-offset", off };
+	conn_respond(c, 200, "text/plain; charset=utf-8", b.data ? b.data : "", b.len, &h, 1);
+	buf_free(&b);
+}
+
+/* /admin/functions/NAME[/rollback|/logs] */
 static void admin_function(struct conn *c, const char *rest, size_t len)
 {
 	size_t n = 0;
@@ -207,6 +282,8 @@ static void admin_function(struct conn *c, const char *rest, size_t len)
 	else if (len - n == 9 && !memcmp(rest + n, "/rollback", 9) &&
 		 !strcmp(http_req_method(&c->req), "POST"))
 		admin_rollback(c, nm);
+	else if (len - n == 5 && !memcmp(rest + n, "/logs", 5) && get)
+		admin_logs(c, nm);
 	else
 		conn_respond_error(c, 404, "no admin endpoint %.*s", (int)len, rest);
 }

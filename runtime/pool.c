@@ -565,6 +565,14 @@ void instance_on_send(struct instance *in, int res)
 }
 
 /* Handler stdout/stderr: one daemon log line per line, tagged. */
+/* To the daemon's log and to the function's own file (fnlog.h). */
+static void log_line(struct instance *in, const char *line, size_t len)
+{
+	struct function *fn = in->pool->fn;
+	pr_info("%s[%d]: %.*s", fn->cfg.name, in->proc.pid, (int)len, line);
+	fnlog_write(&fn->name->log, fn->cfg.name, fn->version, in->proc.pid, line, len);
+}
+
 void instance_on_log(struct instance *in, int res)
 {
 	in->log_armed = false;
@@ -573,13 +581,11 @@ void instance_on_log(struct instance *in, int res)
 		in->log_len += (size_t)res;
 	char *start = in->log, *end = in->log + in->log_len, *nl;
 	while ((nl = memchr(start, '\n', (size_t)(end - start)))) {
-		pr_info("%s[%d]: %.*s", in->pool->fn->cfg.name, in->proc.pid, (int)(nl - start),
-			start);
+		log_line(in, start, (size_t)(nl - start));
 		start = nl + 1;
 	}
 	if (start == in->log && in->log_len == sizeof(in->log)) { /* a line too long */
-		pr_info("%s[%d]: %.*s", in->pool->fn->cfg.name, in->proc.pid, (int)in->log_len,
-			in->log);
+		log_line(in, in->log, in->log_len);
 		start = end;
 	}
 	in->log_len = (size_t)(end - start);

@@ -219,6 +219,7 @@ int server_add_function(struct config *cfg, struct function **out)
 	if (!nm) {
 		nm = xcalloc(1, sizeof(*nm));
 		snprintf(nm->name, sizeof(nm->name), "%s", cfg->name);
+		fnlog_init_name(&nm->log);
 		server.names[atomic_load(&server.n_names)] = nm;
 		atomic_fetch_add(&server.n_names, 1);
 	}
@@ -389,6 +390,7 @@ int server_run(void)
 		return -ENOENT;
 	}
 	http_set_max_header_size(o->max_header_bytes);
+	fnlog_setup();
 	probe_snapshots();
 	memlimit_init();
 	/* restores mostly wait for criu: a burst of them should not queue

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "fnlog.h"
 #include "metrics.h"
 
 #define MAX_FUNCTIONS 1024 /* versions of all functions together */
@@ -61,6 +62,7 @@ struct fn_name {
 	struct function *versions[MAX_VERSIONS]; /* [v - 1] */
 	atomic_uint n_versions;
 	bool pinned; /* rolled back: a version getting ready does not take over */
+	struct fnlog log; /* STATE/logs/<name>.log */
 };
 
 struct shard;

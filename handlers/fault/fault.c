@@ -18,6 +18,8 @@
  *   /map?file=F     maps F (relative to the function dir) with thaw_map_file:
  *                   {"len":N,"sum":<byte sum>}; 404 when missing
  *   /header?name=H  {"name":H,"value":<request header H, any case, or null>}
+ *   /log?n=N        thaw_log()s N lines "fault log line I of N" (N <= 100000),
+ *                   200 {"logged":N}
  *   /sdk-check      runs the SDK's response-header validation and answers
  *                   the return codes as JSON, with header x-checked: 1
  *   anything else   200, the body verbatim with the request's content type
@@ -287,6 +289,14 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 		return do_header(req, res);
 	if (!strcmp(path, "/sdk-check"))
 		return do_sdk_check(res);
+	if (!strcmp(path, "/log")) {
+		long long n = int_param(req, "n", 1);
+		if (n < 0 || n > 100000)
+			return thaw_respond_error(res, 400, "n must be 0..100000");
+		for (long long i = 1; i <= n; i++)
+			thaw_log(THAW_LOG_INFO, "fault log line %lld of %lld", i, n);
+		return json_printf(res, 200, "{\"logged\":%lld}", n);
+	}
 	const char *ct = thaw_request_header(req, "content-type");
 	if (!ct || thaw_respond(res, 200, ct, req->body, req->body_len))
 		return thaw_respond(res, 200, "application/octet-stream", req->body, req->body_len);

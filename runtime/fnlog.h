@@ -1,0 +1,49 @@
+/*
+ * Function logs: every line an instance writes (stdout/stderr) is appended
+ * to STATE/logs/<name>.log, one file per function name for all its
+ * versions, as "ISO-time v<version> pid <pid>: <line>". Past the rotation
+ * size (THAW_LOG_ROTATE_BYTES at start, default 8 MiB) the file becomes
+ * <name>.log.1 (replacing the older one) and a new one starts.
+ *
+ * Writes are one O_APPEND write(2) per line on an fd opened once per name;
+ * a failed write is logged once per name and the line is dropped: the
+ * daemon goes on. Loops of every shard may write: a per-name mutex orders
+ * the writes and the rotation.
+ */
+#ifndef THAW_FNLOG_H
+#define THAW_FNLOG_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf;
+
+/* Per function name; zeroed (calloc) is not enough: fnlog_init_name. */
+struct fnlog {
+	pthread_mutex_t lock;
+	int fd;        /* -1 until the first line */
+	uint64_t size; /* of the current file */
+	bool failed;   /* a write failed: said once, retried at the next open */
+	bool closed;   /* the name was removed: no more lines */
+};
+
+/* Reads THAW_LOG_ROTATE_BYTES and makes STATE/logs; call once at start. */
+void fnlog_setup(void);
+void fnlog_init_name(struct fnlog *l);
+/* Appends one line (without its '\n') of instance pid of version. */
+void fnlog_write(struct fnlog *l, const char *name, unsigned version, int pid,
+		 const char *line, size_t len);
+/* Closes the fd; later writes are dropped. */
+void fnlog_close(struct fnlog *l);
+
+/* The newest `tail` lines of name's current file after byte `offset` that
+ * contain grep (NULL or "": all), appended to out; *size is the file's size
+ * (the offset a follower asks for next). An offset past the size (the file
+ * was rotated since) reads from 0. Returns 0 (a missing file reads as
+ * empty) or -errno. */
+int fnlog_read(const char *name, size_t tail, const char *grep, uint64_t offset,
+	       struct buf *out, uint64_t *size);
+
+#endif

@@ -1,0 +1,100 @@
+"""thaw logs and GET /admin/functions/NAME/logs: the lines an instance
+writes land in STATE/logs/<name>.log ("TIME vV pid P: line"), --grep and
+--tail select, the x-thaw-log-offset header lets a follower ask for new
+lines only, --follow prints lines as they come, and the file rotates past
+THAW_LOG_ROTATE_BYTES into <name>.log.1."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+from thawtest import THAW, Daemon, check, finish, handler_so, write_function
+
+FAULT = {"handler": handler_so("fault"), "timeout": 10}
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z v1 pid \d+: ")
+ROTATE = 65536
+
+
+def thaw(env, *args, timeout=30):
+    p = subprocess.run([THAW] + list(args), env=env, capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def wait_for(pred, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return pred()
+
+
+with Daemon(env={"THAW_LOG_ROTATE_BYTES": str(ROTATE)}) as d:
+    env = dict(os.environ, THAW_URL="http://127.0.0.1:%d" % d.port)
+    env.pop("THAW_TOKEN", None)
+    sd = ["--state-dir", d.state_dir]
+    logfile = os.path.join(d.state_dir, "logs", "fault.log")
+    rc, out, err = thaw(env, "deploy", write_function(d.tmp, "fault", FAULT), *sd, timeout=60)
+    check(rc == 0, "deploy fault", (rc, out, err))
+
+    # the init line, through the CLI
+    ok = wait_for(lambda: "fault handler ready" in thaw(env, "logs", "fault", "--grep", "ready", *sd)[1])
+    rc, out, err = thaw(env, "logs", "fault", "--grep", "ready", *sd)
+    lines = out.splitlines()
+    check(ok and rc == 0 and len(lines) >= 1 and all("fault handler ready, instance" in l for l in lines),
+          "thaw logs --grep ready shows the init line", (rc, out, err))
+    check(all(LINE.match(l) for l in lines), "lines read TIME vV pid P: line", lines)
+
+    # --tail and grep over the admin API
+    r = d.request("GET", "/fault/log?n=50")
+    check(r.status == 200, "/log?n=50 answers", r)
+    check(wait_for(lambda: "fault log line 50 of 50" in open(logfile).read()), "the lines reach the file")
+    rc, out, err = thaw(env, "logs", "fault", "--grep", "of 50", "--tail", "5", *sd)
+    want = ["fault log line %d of 50" % i for i in range(46, 51)]
+    got = [l.rsplit(": ", 1)[-1] for l in out.splitlines()]
+    check(rc == 0 and got == want, "--tail 5 gives the newest five matches in order", (rc, out, err))
+    tok = {"Authorization": "Bearer " + open(os.path.join(d.state_dir, "admin.token")).read().strip()}
+    r = d.request("GET", "/admin/functions/fault/logs?tail=3&grep=line+7+of", headers=tok)
+    check(r.status == 200 and r.body.decode().count("\n") == 1 and "fault log line 7 of 50" in r.body.decode(),
+          "the API's grep is a substring match, '+' a space", r)
+    off = int(r.header("x-thaw-log-offset") or -1)
+    check(off == os.path.getsize(logfile), "x-thaw-log-offset is the file's size", (off, os.path.getsize(logfile)))
+    d.request("GET", "/fault/log?n=2")
+    wait_for(lambda: os.path.getsize(logfile) > off)
+    r = d.request("GET", "/admin/functions/fault/logs?tail=100&offset=%d" % off, headers=tok)
+    check(r.status == 200 and [l.rsplit(": ", 1)[-1] for l in r.body.decode().splitlines()]
+          == ["fault log line 1 of 2", "fault log line 2 of 2"], "offset= gives only the lines after it", r)
+    r = d.request("GET", "/admin/functions/fault/logs?tail=0", headers=tok)
+    check(r.status == 400, "tail=0 is a 400", r)
+    r = d.request("GET", "/admin/functions/nope/logs", headers=tok)
+    check(r.status == 404, "logs of an unknown function: 404", r)
+    rc, out, err = thaw(env, "logs", "nope", *sd)
+    check(rc == 1, "thaw logs of an unknown function exits 1", (rc, out, err))
+    rc, out, err = thaw(env, "logs", *sd)
+    check(rc == 2, "thaw logs without FN exits 2", (rc, out, err))
+
+    # --follow prints new lines, ends on Ctrl-C with 0
+    p = subprocess.Popen([THAW, "logs", "fault", "--follow", "--grep", "of 3"] + sd, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.8)
+    d.request("GET", "/fault/log?n=3")
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    got = [l.rsplit(": ", 1)[-1] for l in out.decode().splitlines()]
+    check(p.returncode == 0 and got == ["fault log line %d of 3" % i for i in (1, 2, 3)],
+          "--follow prints the new lines, Ctrl-C ends it with 0", (p.returncode, out, err))
+
+    # rotation past THAW_LOG_ROTATE_BYTES (64 KiB here): ~90 bytes a line
+    r = d.request("GET", "/fault/log?n=1500")
+    check(r.status == 200, "/log?n=1500 answers", r)
+    check(wait_for(lambda: os.path.exists(logfile + ".1")), "the log rotates into fault.log.1")
+    check(wait_for(lambda: "fault log line 1500 of 1500" in open(logfile).read()), "the newest lines are in fault.log")
+    check(os.path.getsize(logfile + ".1") >= ROTATE and os.path.getsize(logfile) < ROTATE,
+          "fault.log.1 holds the full file, fault.log the rest",
+          (os.path.getsize(logfile + ".1"), os.path.getsize(logfile)))
+    rc, out, err = thaw(env, "logs", "fault", "--tail", "1", *sd)
+    check(rc == 0 and out.strip().endswith("fault log line 1500 of 1500"), "thaw logs reads the new file", (rc, out))
+
+finish()
