@@ -21,7 +21,7 @@ static const struct {
 } commands[] = {
 	{ "deploy", cli_deploy },	{ "ls", cli_ls },	{ "history", cli_history },
 	{ "rollback", cli_rollback }, { "invoke", cli_invoke }, { "top", cli_top },
-	{ "logs", cli_logs },
+	{ "logs", cli_logs },	{ "rm", cli_rm },
 };
 
 bool cli_is_command(const char *name)

@@ -1,6 +1,6 @@
 /*
- * The client commands of `thaw`: deploy, ls, invoke, rollback, history and
- * top talk to a running daemon over its HTTP API (docs/http-api.md) at
+ * The client commands of `thaw`: deploy, ls, invoke, rollback, history, top,
+ * logs and rm talk to a running daemon over its HTTP API (docs/http-api.md) at
  * $THAW_URL (default http://127.0.0.1:9000). Admin calls carry the token
  * from $THAW_TOKEN, else STATE_DIR/admin.token.
  *

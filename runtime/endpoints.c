@@ -43,6 +43,8 @@ static void readyz(struct conn *c)
 	unsigned n = atomic_load(&server.n_names);
 	for (unsigned i = 0; i < n; i++) {
 		struct fn_name *nm = server.names[i];
+		if (atomic_load(&nm->removed))
+			continue;
 		struct function *cur = atomic_load(&nm->current), *last = newest(nm);
 		struct function *fn = cur ? cur : last;
 		int st = atomic_load(&fn->state);
@@ -68,6 +70,8 @@ static void metrics(struct conn *c)
 	for (unsigned i = 0; i < n; i++) {
 		struct fn_name *nm = server.names[i];
 		const struct fn_metrics *ms[MAX_VERSIONS];
+		if (atomic_load(&nm->removed))
+			continue;
 		unsigned nv = atomic_load(&nm->n_versions);
 		for (unsigned v = 0; v < nv; v++)
 			ms[v] = &nm->versions[v]->metrics;
@@ -192,6 +196,22 @@ static void admin_rollback(struct conn *c, struct fn_name *nm)
 	}
 }
 
+/* DELETE /admin/functions/NAME */
+static void admin_rm(struct conn *c, struct fn_name *nm)
+{
+	cJSON *doc = cJSON_CreateObject();
+	cJSON_AddStringToObject(doc, "name", nm->name);
+	cJSON_AddNumberToObject(doc, "versions", atomic_load(&nm->n_versions));
+	if (server_remove(nm)) {
+		cJSON_Delete(doc);
+		conn_respond_error(c, 404, "function not found: %s", nm->name);
+		return;
+	}
+	journal_rm(nm->name);
+	cJSON_AddBoolToObject(doc, "removed", true);
+	respond_json(c, 200, doc);
+}
+
 /* The value of key in the request's query into out (decoded: %XX and '+');
  * false when absent or too long. */
 static bool query_param(const struct conn *c, const char *key, char *out, size_t cap)
@@ -265,7 +285,7 @@ static void admin_logs(struct conn *c, struct fn_name *nm)
 	buf_free(&b);
 }
 
-/* /admin/functions/NAME[/rollback|/logs] */
+/* /admin/functions/NAME[/rollback|/logs], DELETE /admin/functions/NAME */
 static void admin_function(struct conn *c, const char *rest, size_t len)
 {
 	size_t n = 0;
@@ -282,6 +302,8 @@ static void admin_function(struct conn *c, const char *rest, size_t len)
 	else if (len - n == 9 && !memcmp(rest + n, "/rollback", 9) &&
 		 !strcmp(http_req_method(&c->req), "POST"))
 		admin_rollback(c, nm);
+	else if (n == len && !strcmp(http_req_method(&c->req), "DELETE"))
+		admin_rm(c, nm);
 	else if (len - n == 5 && !memcmp(rest + n, "/logs", 5) && get)
 		admin_logs(c, nm);
 	else
@@ -304,7 +326,8 @@ static void admin(struct conn *c, const struct route *rt)
 			cJSON *arr = cJSON_CreateArray();
 			unsigned n = atomic_load(&server.n_names);
 			for (unsigned i = 0; i < n; i++)
-				cJSON_AddItemToArray(arr, function_json(server.names[i]));
+				if (!atomic_load(&server.names[i]->removed))
+					cJSON_AddItemToArray(arr, function_json(server.names[i]));
 			respond_json(c, 200, arr);
 		} else if (strcmp(http_req_method(&c->req), "POST") == 0) {
 			admin_add(c);

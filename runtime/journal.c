@@ -58,6 +58,14 @@ int journal_rollback(const char *name, unsigned version)
 	return append(l);
 }
 
+int journal_rm(const char *name)
+{
+	cJSON *l = cJSON_CreateObject();
+	cJSON_AddStringToObject(l, "op", "rm");
+	cJSON_AddStringToObject(l, "name", name);
+	return append(l);
+}
+
 static int replay_deploy(const char *dir)
 {
 	char path[PATH_MAX], err[512];
@@ -89,6 +97,9 @@ static int replay_line(const char *line, unsigned lineno)
 		struct function *to;
 		ret = nm && cJSON_IsNumber(v) ? server_rollback(nm, (unsigned)v->valuedouble, &to)
 					      : -EINVAL;
+	} else if (op && name && !strcmp(op, "rm")) {
+		struct fn_name *nm = server_find_name(name, strlen(name));
+		ret = nm ? server_remove(nm) : -EINVAL;
 	}
 	if (ret)
 		pr_warn("line %u skipped: %s", lineno, line);

@@ -1,7 +1,7 @@
 /*
  * The deploy journal: STATE/deployments.jsonl, one JSON line per deploy
  * ({"op":"deploy","name","dir","time"}) or rollback ({"op":"rollback",
- * "name","version","time"}) made through the admin API. A restarted daemon
+ * "name","version","time"}) or removal ({"op":"rm","name","time"}) made through the admin API. A restarted daemon
  * replays it, so it serves the same versions as before (their snapshots are
  * reused when still valid, see server_add_function).
  */
@@ -11,6 +11,7 @@
 /* Appends a line; 0 or -errno (logged). */
 int journal_deploy(const char *name, const char *dir);
 int journal_rollback(const char *name, unsigned version);
+int journal_rm(const char *name);
 /* Replays the journal into the registry. Returns the number of lines
  * applied, or -errno when it cannot be read (a missing file is 0). */
 int journal_replay(void);

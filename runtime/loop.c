@@ -325,6 +325,8 @@ void *shard_main(void *arg)
 		for (unsigned i = 0; i < atomic_load(&server.n_names); i++) {
 			struct fn_name *nm = server.names[i];
 			struct function *cur = atomic_load(&nm->current);
+			if (atomic_load(&nm->removed))
+				continue;
 			pool_warm(pool_get(sh, cur ? cur : nm->versions[atomic_load(&nm->n_versions) - 1]));
 		}
 	while (!sh->stopping) {

@@ -109,6 +109,7 @@ static const char usage[] = "usage: thaw <command> [options]\n"
 			    "  history   list a function's versions\n"
 			    "  rollback  switch a function back to an older version\n"
 			    "  logs      print (or follow) a function's log lines\n"
+			    "  rm        remove a function\n"
 			    "  top       live requests/s, latency and instances per function\n"
 			    "  version   print the version\n"
 			    "thaw COMMAND --help for each; docs/cli.md\n";

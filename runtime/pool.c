@@ -651,9 +651,28 @@ static void show_scaling(struct pool *p, unsigned desired, bool panic)
 	p->panic_shown = panic;
 }
 
+/* A removed function's pool: idle instances stop now, busy ones when done;
+ * the queue fails (nothing new starts). */
+static void tick_removed(struct pool *p)
+{
+	struct instance *in = p->instances, *next;
+	for (; in; in = next) {
+		next = in->next;
+		if (in->state == I_READY && !in->inflight && !in->snapshotting)
+			pool__kill_instance(in, 503, "function removed");
+	}
+	pool__scale_up(p); /* with nothing live, fails what is queued */
+	show_scaling(p, 0, false);
+	function_removed_gc(p->fn);
+}
+
 void pool_tick(struct pool *p, int64_t now)
 {
 	struct config_scaling *s = &p->fn->cfg.scaling;
+	if (function_removed(p->fn)) {
+		tick_removed(p);
+		return;
+	}
 	if (p->q_len && !p->n_live && now - p->last_fail_ns >= RETRY_AFTER_FAIL_NS)
 		pool__scale_up(p);
 	pool__account(p);

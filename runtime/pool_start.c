@@ -175,6 +175,8 @@ static struct instance *start_restore(struct pool *p)
  * while the snapshot is being taken (the dump finishing starts them). */
 struct instance *pool__start_instance(struct pool *p)
 {
+	if (function_removed(p->fn))
+		return NULL;
 	switch (atomic_load(&p->fn->snap_state)) {
 	case SNAP_TAKING:
 		return NULL;
@@ -235,6 +237,12 @@ static void dump_done(struct job *j)
 	struct pool *p = in->pool;
 	in->ops--;
 	in->snapshotting = false;
+	if (function_removed(p->fn) && !in->job_ret) {
+		/* removed while dumping: the images are no one's (server_remove
+		 * moved the folder aside before criu wrote them) */
+		server_rm_rf(p->fn->snap_dir);
+		in->job_ret = -ECANCELED;
+	}
 	atomic_store(&p->fn->snap_state, in->job_ret ? SNAP_OFF : SNAP_READY);
 	if (in->job_ret)
 		pr_err("%s: snapshot failed (%s): cold starts only", p->fn->cfg.name,
@@ -254,22 +262,10 @@ static void dump_done(struct job *j)
 	pool__drain_queue(p);
 }
 
-static void rm_rf(const char *dir)
-{
-	char *argv[] = { "rm", "-rf", "--", (char *)dir, NULL };
-	pid_t pid = fork();
-	if (pid == 0) {
-		execv("/bin/rm", argv);
-		_exit(127);
-	}
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
-}
-
 void pool__start_dump(struct instance *in)
 {
 	struct function *fn = in->pool->fn;
-	rm_rf(fn->snap_dir);
+	server_rm_rf(fn->snap_dir);
 	mkdir(server.opt.snapshot_dir, 0700);
 	if (mkdir(fn->snap_dir, 0700) < 0) {
 		pr_perror("%s: snapshot dir %s", fn->cfg.name, fn->snap_dir);

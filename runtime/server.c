@@ -136,7 +136,7 @@ struct fn_name *server_find_name(const char *name, size_t len)
 	unsigned n = atomic_load(&server.n_names);
 	for (unsigned i = 0; i < n; i++) {
 		struct fn_name *nm = server.names[i];
-		if (strlen(nm->name) == len && memcmp(nm->name, name, len) == 0)
+		if (!atomic_load(&nm->removed) && strlen(nm->name) == len && memcmp(nm->name, name, len) == 0)
 			return nm;
 	}
 	return NULL;
@@ -203,6 +203,69 @@ int server_rollback(struct fn_name *nm, unsigned v, struct function **out)
 	}
 	pthread_mutex_unlock(&server.registry_lock);
 	return ret;
+}
+
+void server_rm_rf(const char *dir)
+{
+	char *argv[] = { "rm", "-rf", "--", (char *)dir, NULL };
+	pid_t pid = fork();
+	if (pid == 0) {
+		execv("/bin/rm", argv);
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+}
+
+static int live_instances(struct function *fn)
+{
+	int n = 0;
+	for (int s = 0; s < INST_STATES; s++)
+		n += atomic_load(&fn->metrics.instances[s]);
+	return n;
+}
+
+/* A removed version's snapshot folder is moved aside at once (a new deploy
+ * of the name reuses the folder name) and deleted when its instances are. */
+static void removed_snap_dir(struct function *fn, char *out, size_t len)
+{
+	snprintf(out, len, "%s.removed-%u", fn->snap_dir, fn->index);
+}
+
+void function_removed_gc(struct function *fn)
+{
+	if (live_instances(fn) || atomic_load(&fn->snap_dropped) ||
+	    atomic_exchange(&fn->snap_dropped, true))
+		return;
+	char dir[sizeof(fn->snap_dir) + 32];
+	removed_snap_dir(fn, dir, sizeof(dir));
+	if (access(dir, F_OK) == 0) {
+		server_rm_rf(dir);
+		pr_info("%s: version %u's snapshot %s deleted", fn->cfg.name, fn->version, dir);
+	}
+}
+
+int server_remove(struct fn_name *nm)
+{
+	pthread_mutex_lock(&server.registry_lock);
+	if (atomic_exchange(&nm->removed, true)) {
+		pthread_mutex_unlock(&server.registry_lock);
+		return -ENOENT;
+	}
+	pthread_mutex_unlock(&server.registry_lock);
+	fnlog_close(&nm->log);
+	unsigned nv = atomic_load(&nm->n_versions);
+	for (unsigned v = 0; v < nv; v++) {
+		struct function *fn = nm->versions[v];
+		char dir[sizeof(fn->snap_dir) + 32];
+		atomic_store(&fn->snap_state, SNAP_OFF);
+		removed_snap_dir(fn, dir, sizeof(dir));
+		if (access(fn->snap_dir, F_OK) == 0 && rename(fn->snap_dir, dir) < 0)
+			pr_perror("%s: moving %s aside", nm->name, fn->snap_dir);
+		function_removed_gc(fn);
+	}
+	pr_info("%s removed (%u version(s))", nm->name, nv);
+	return 0;
 }
 
 int server_add_function(struct config *cfg, struct function **out)

@@ -52,6 +52,7 @@ struct function {
 	/* first cold start, the snapshot and the first restore, for deploy reports */
 	_Atomic double init_ms, dump_ms, restore_ms;
 	atomic_uint_least64_t snap_bytes;
+	atomic_bool snap_dropped; /* removed: its snapshot folder is deleted */
 };
 
 /* A function name: its versions and the one serving. Traffic switches
@@ -63,6 +64,7 @@ struct fn_name {
 	atomic_uint n_versions;
 	bool pinned; /* rolled back: a version getting ready does not take over */
 	struct fnlog log; /* STATE/logs/<name>.log */
+	atomic_bool removed; /* thaw rm: never found again; a new deploy makes a new name */
 };
 
 struct shard;
@@ -116,7 +118,23 @@ int server_run(void);
 struct function *server_find_function(const char *name, size_t len);
 /* Version v of name, or NULL. */
 struct function *server_find_version(const char *name, size_t len, unsigned v);
+/* The name's table, or NULL when absent or removed. */
 struct fn_name *server_find_name(const char *name, size_t len);
+/* Removes nm: lookups stop finding it at once (requests under way finish),
+ * pools stop starting instances and scale in as they go idle
+ * (function_removed_gc), its log file is closed. Snapshot folders of
+ * versions without instances are deleted now, the others by
+ * function_removed_gc. 0, or -ENOENT when already removed. */
+int server_remove(struct fn_name *nm);
+static inline bool function_removed(const struct function *fn)
+{
+	return atomic_load(&fn->name->removed);
+}
+/* For a version of a removed name: deletes its snapshot folder once no
+ * instance of it is left on any loop (once). */
+void function_removed_gc(struct function *fn);
+/* rm -rf dir (a child process, waited for). */
+void server_rm_rf(const char *dir);
 /* Adds cfg as a new version of its name (version 1 for a new name); it
  * serves once ready (function_mark_ready), so a broken deploy leaves the
  * previous version serving. Takes ownership of cfg. Returns 0, or -ENOSPC

@@ -30,6 +30,16 @@ def wait_for(pred, timeout=10):
     return pred()
 
 
+def read(path):
+    """The file's text, "" while it does not exist (between a rotation's
+    rename and the next line)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 with Daemon(env={"THAW_LOG_ROTATE_BYTES": str(ROTATE)}) as d:
     env = dict(os.environ, THAW_URL="http://127.0.0.1:%d" % d.port)
     env.pop("THAW_TOKEN", None)
@@ -49,7 +59,7 @@ with Daemon(env={"THAW_LOG_ROTATE_BYTES": str(ROTATE)}) as d:
     # --tail and grep over the admin API
     r = d.request("GET", "/fault/log?n=50")
     check(r.status == 200, "/log?n=50 answers", r)
-    check(wait_for(lambda: "fault log line 50 of 50" in open(logfile).read()), "the lines reach the file")
+    check(wait_for(lambda: "fault log line 50 of 50" in read(logfile)), "the lines reach the file")
     rc, out, err = thaw(env, "logs", "fault", "--grep", "of 50", "--tail", "5", *sd)
     want = ["fault log line %d of 50" % i for i in range(46, 51)]
     got = [l.rsplit(": ", 1)[-1] for l in out.splitlines()]
@@ -90,7 +100,7 @@ with Daemon(env={"THAW_LOG_ROTATE_BYTES": str(ROTATE)}) as d:
     r = d.request("GET", "/fault/log?n=1500")
     check(r.status == 200, "/log?n=1500 answers", r)
     check(wait_for(lambda: os.path.exists(logfile + ".1")), "the log rotates into fault.log.1")
-    check(wait_for(lambda: "fault log line 1500 of 1500" in open(logfile).read()), "the newest lines are in fault.log")
+    check(wait_for(lambda: "fault log line 1500 of 1500" in read(logfile)), "the newest lines are in fault.log")
     check(os.path.getsize(logfile + ".1") >= ROTATE and os.path.getsize(logfile) < ROTATE,
           "fault.log.1 holds the full file, fault.log the rest",
           (os.path.getsize(logfile + ".1"), os.path.getsize(logfile)))
