@@ -3,6 +3,7 @@
 #include "builder/compile.h"
 #include "builder/layer.h"
 #include "config.h"
+#include "builder/util.h"
 #include "mem.h"
 
 #include <cjson/cJSON.h>
@@ -286,33 +287,13 @@ static int collect_code(struct build *b)
 
 /* --- the handler --------------------------------------------------------- */
 
-static int mkdir_p(const char *path)
-{
-	char *p = xstrdup(path);
-	int rc = 0;
-	for (char *s = p + 1;; s++) {
-		if (*s != '/' && *s)
-			continue;
-		char c = *s;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			rc = -errno;
-			break;
-		}
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
-	return rc;
-}
 
 static int prepare_handler(struct build *b)
 {
 	const char *h = b->cfg.handler;
 	if (compile_is_source(b->dir, h)) {
 		char *bdir = xasprintf("%s/.thaw/build", b->dir);
-		int rc = mkdir_p(bdir);
+		int rc = builder__mkdir_p(bdir);
 		if (rc < 0) {
 			fail(b, rc, "%s: %s", bdir, strerror(-rc));
 			free(bdir);
@@ -404,7 +385,7 @@ static void cache_store(struct build *b, const char *path, const struct layer *l
 		return;
 	char *dir = xasprintf("%s/.thaw/cache", b->dir);
 	char msg[256];
-	if (mkdir_p(dir) == 0) {
+	if (builder__mkdir_p(dir) == 0) {
 		char *text = xasprintf("%s %llu\n", d->digest, (unsigned long long)d->size);
 		oci_write_file(path, text, strlen(text), msg, sizeof(msg)); /* best effort */
 		free(text);

@@ -1,6 +1,6 @@
 /* builder/compile.c: handler sources -> one shared object. */
 #include "builder/compile.h"
-#include "builder/errmsg.h"
+#include "builder/util.h"
 #include "mem.h"
 #include "snapshot/subproc.h"
 

@@ -1,6 +1,6 @@
 /* builder/layer.c: reproducible tar layers, streamed into blobs. */
 #include "builder/layer.h"
-#include "builder/errmsg.h"
+#include "builder/util.h"
 #include "mem.h"
 
 #include <archive.h>

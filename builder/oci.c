@@ -1,6 +1,6 @@
 /* builder/oci.c: content-addressed blobs of an OCI image layout. */
 #include "builder/oci.h"
-#include "builder/errmsg.h"
+#include "builder/util.h"
 #include "mem.h"
 
 #include <dirent.h>
@@ -17,31 +17,11 @@
 #define TMP_PREFIX ".tmp-"
 
 
-static int mkdir_p(const char *path)
-{
-	char *p = xstrdup(path);
-	int rc = 0;
-	for (char *s = p + 1;; s++) {
-		if (*s != '/' && *s)
-			continue;
-		char c = *s;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			rc = -errno;
-			break;
-		}
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
-	return rc;
-}
 
 int oci_layout_init(const char *image, char *err, size_t errlen)
 {
 	char *blobs = xasprintf("%s/blobs/sha256", image);
-	int rc = mkdir_p(blobs);
+	int rc = builder__mkdir_p(blobs);
 	if (rc < 0)
 		builder__fail(err, errlen, rc, "%s: %s", blobs, strerror(-rc));
 	free(blobs);
