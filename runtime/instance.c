@@ -94,6 +94,19 @@ int instance_fds_new(int sv[2], int lp[2])
 	return 0;
 }
 
+void instance_proc_adopt(struct instance_proc *out, pid_t pid, int pidfd, const int sv[2],
+			 const int lp[2])
+{
+	out->pid = pid;
+	out->pidfd = pidfd;
+	out->channel_fd = sv[0];
+	out->log_fd = lp[0];
+	out->channel_ino = inode_of(sv[1]);
+	out->log_ino = inode_of(lp[1]);
+	close(sv[1]);
+	close(lp[1]);
+}
+
 int instance_spawn(const char *host_path, const struct config *cfg, struct instance_proc *out)
 {
 	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, ret;
@@ -118,14 +131,7 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 	if (pid == 0)
 		child(sv[1], lp[1], host_path, env,
 		      memlimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0);
-	out->pid = (pid_t)pid;
-	out->pidfd = pidfd;
-	out->channel_fd = sv[0];
-	out->log_fd = lp[0];
-	out->channel_ino = inode_of(sv[1]);
-	out->log_ino = inode_of(lp[1]);
-	close(sv[1]);
-	close(lp[1]);
+	instance_proc_adopt(out, (pid_t)pid, pidfd, sv, lp);
 	free_env(env);
 	free(handler);
 	return 0;

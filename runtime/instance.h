@@ -29,6 +29,11 @@ struct instance_proc {
  * instance, close-on-exec. Returns 0 or -errno (nothing left open). */
 int instance_fds_new(int sv[2], int lp[2]);
 
+/* Fills out for a started process whose ends of sv and lp (index 1) it
+ * holds, and closes those ends here: the daemon keeps sv[0] and lp[0]. */
+void instance_proc_adopt(struct instance_proc *out, pid_t pid, int pidfd, const int sv[2],
+			 const int lp[2]);
+
 /* Namespace flags new instances get (CLONE_NEW*); tests and the snapshot
  * code may narrow them. */
 extern int instance_clone_flags;

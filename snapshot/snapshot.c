@@ -305,11 +305,6 @@ int snapshot_fingerprint(const char *dir, uint64_t *out)
 	return 0;
 }
 
-static uint64_t inode_of(int fd)
-{
-	struct stat st;
-	return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
-}
 
 static pid_t read_pidfile(const char *path)
 {
@@ -394,14 +389,7 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 		waitpid(pid, NULL, 0); /* our child (--restore-sibling) */
 		goto close_lp;
 	}
-	out->pid = pid;
-	out->pidfd = pidfd;
-	out->channel_fd = sv[0];
-	out->log_fd = lp[0];
-	out->channel_ino = inode_of(sv[1]);
-	out->log_ino = inode_of(lp[1]);
-	close(sv[1]);
-	close(lp[1]);
+	instance_proc_adopt(out, pid, pidfd, sv, lp);
 	if (t)
 		t->total_ms = now_ms() - t0;
 	return 0;
