@@ -19,7 +19,7 @@ LIB_OBJ    := $(filter-out $(BUILD)/runtime/main.o,$(DAEMON_OBJ))
 LIBTHAW    := $(BUILD)/libthaw.a
 
 # The instance host: loads a handler .so; exports the SDK to it.
-HOST_SRC := $(wildcard handlers/host/*.c) runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c
+HOST_SRC := $(wildcard handlers/host/*.c) runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/http.c
 HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/host/%.o)
 
 # Handlers: handlers/NAME/*.c -> $(BUILD)/handlers/NAME.so
@@ -55,7 +55,7 @@ $(BUILD)/thaw: $(BUILD)/runtime/main.o $(LIBTHAW)
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS) $(DAEMON_LIBS)
 
 $(BUILD)/thaw-instance: $(HOST_OBJ)
-	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -rdynamic -o $@ $^ -ldl -lpthread
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -rdynamic -o $@ $^ -lhttp_parser -ldl -lpthread
 
 $(BUILD)/handlers/%.o: handlers/%.c
 	@mkdir -p $(dir $@)

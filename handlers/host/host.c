@@ -11,9 +11,13 @@
  *
  * Exit codes: 0 on EOF or CH_SHUTDOWN, 1 when loading or init fails (after
  * CH_INIT_FAILED), 2 on a protocol error (a malformed frame).
+ *
+ * `thaw-instance --http HOST:PORT ... HANDLER.so` (http_front.h) runs the
+ * same handler without a channel, as a plain HTTP debug server.
  */
 #define LOG_PREFIX "host: "
 #include "host.h"
+#include "http_front.h"
 #include "log.h"
 #include "mem.h"
 
@@ -32,6 +36,7 @@
 #define READ_CHUNK (64u << 10)
 
 static const struct thaw_handler *handler;
+static bool no_channel; /* --http: nobody to send frames to */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* --- channel output ------------------------------------------------------ */
@@ -73,6 +78,8 @@ static void send_frame(struct buf *out)
 
 static void send_msg(uint32_t type, const char *payload)
 {
+	if (no_channel)
+		return;
 	struct buf out = { 0 };
 	size_t len = strlen(payload);
 	channel_put_hdr(&out, type, 0, len);
@@ -105,7 +112,7 @@ static void serve(struct worker *w, uint64_t id, const struct channel_request *c
 		w->hdrs[i].name = kv.name;
 		w->hdrs[i].value = kv.value;
 	}
-	struct thaw_request req = {
+	const struct thaw_request req = {
 		.method = cr->method,
 		.path = cr->path,
 		.query = cr->query,
@@ -116,14 +123,19 @@ static void serve(struct worker *w, uint64_t id, const struct channel_request *c
 		.request_id = cr->request_id,
 		.deadline_ms = cr->deadline_ms,
 	};
-	host__response_reset(&w->res);
-	host__set_current(&req);
-	int r = handler->invoke(&req, &w->res);
-	host__set_current(NULL);
-	if (r < 0 && !w->res.touched)
-		thaw_respond_error(&w->res, 500, "handler failed: %s", strerror(-r));
+	host__invoke(&req, &w->res);
 	host__response_encode(&w->res, id, &w->out);
 	send_frame(&w->out);
+}
+
+void host__invoke(const struct thaw_request *req, struct thaw_response *res)
+{
+	host__response_reset(res);
+	host__set_current(req);
+	int r = handler->invoke(req, res);
+	host__set_current(NULL);
+	if (r < 0 && !res->touched)
+		thaw_respond_error(res, 500, "handler failed: %s", strerror(-r));
 }
 
 /* Requests waiting for a worker (concurrency > 1 only). A job is the frame's
@@ -381,20 +393,35 @@ static void start_workers(int n)
 	pthread_attr_destroy(&attr);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
 	/* handler log lines go to a pipe: line-buffer stdout for printf users */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	host__set_identity(getenv("THAW_FUNCTION_NAME"), getenv("THAW_FUNCTION_DIR"));
+	static struct http_front_options http; /* lives as long as the process */
+	int mode = http_front_parse_args(argc, argv, &http);
+	if (mode < 0)
+		return 2;
+	no_channel = mode > 0;
+	if (no_channel)
+		host__set_identity(http.name, http.function_dir);
+	else
+		host__set_identity(getenv("THAW_FUNCTION_NAME"), getenv("THAW_FUNCTION_DIR"));
 	int concurrency = parse_concurrency();
-	load_handler(getenv("THAW_HANDLER"));
+	load_handler(no_channel ? http.handler : getenv("THAW_HANDLER"));
 	host__new_instance_id();
 	if (handler->init) {
 		int r = handler->init();
 		if (r < 0)
 			init_failed("init", r);
+	}
+	if (no_channel) {
+		int r = http_front_run(&http);
+		if (handler->shutdown)
+			handler->shutdown();
+		fflush(NULL);
+		return r < 0 ? 1 : 0;
 	}
 	send_msg(CH_READY, thaw_instance_id());
 

@@ -36,9 +36,17 @@ struct thaw_response {
 
 void host__response_reset(struct thaw_response *res);
 void host__response_fini(struct thaw_response *res);
-/* Appends the CH_RESPONSE frame for res to out. Applies the defaults: status
- * 200, content type application/json; an out-of-range status becomes 500. */
+/* Applies the defaults (status 200, content type application/json; an
+ * out-of-range status becomes a 500 error answer) and lays the headers out
+ * in res->kv, content-type last. Returns how many; the views live until the
+ * next reset. */
+uint32_t host__response_finish(struct thaw_response *res);
+/* Appends the CH_RESPONSE frame for res to out, after host__response_finish. */
 void host__response_encode(struct thaw_response *res, uint64_t id, struct buf *out);
+
+/* Runs the handler's invoke() for req into res (reset first); a failure
+ * without an answer becomes a 500 error answer. */
+void host__invoke(const struct thaw_request *req, struct thaw_response *res);
 
 /* Process-wide identity, set once at startup (and on restore for the id). */
 void host__set_identity(const char *function_name, const char *function_dir);

@@ -99,8 +99,13 @@ void host__response_fini(struct thaw_response *res)
 	memset(res, 0, sizeof(*res));
 }
 
-void host__response_encode(struct thaw_response *res, uint64_t id, struct buf *out)
+uint32_t host__response_finish(struct thaw_response *res)
 {
+	/* first: the error answer replaces the content type the views below use */
+	if (res->status < 100 || res->status > 599) {
+		pr_err("handler set invalid status %d", res->status);
+		thaw_respond_error(res, 500, "handler set invalid status %d", res->status);
+	}
 	uint32_t n = res->n_headers + 1;
 	if (n > res->kv_cap) {
 		res->kv_cap = n < 16 ? 16 : n;
@@ -116,10 +121,12 @@ void host__response_encode(struct thaw_response *res, uint64_t id, struct buf *o
 	}
 	res->kv[res->n_headers].name = "content-type";
 	res->kv[res->n_headers].value = res->ctype.len ? res->ctype.data : "application/json";
-	if (res->status < 100 || res->status > 599) {
-		pr_err("handler set invalid status %d", res->status);
-		thaw_respond_error(res, 500, "handler set invalid status %d", res->status);
-	}
+	return n;
+}
+
+void host__response_encode(struct thaw_response *res, uint64_t id, struct buf *out)
+{
+	uint32_t n = host__response_finish(res);
 	channel_put_response(out, id, (uint32_t)res->status, res->kv, n,
 			     res->body ? res->body : "", res->body_len);
 }
