@@ -359,7 +359,7 @@ static bool cache_lookup(struct build *b, const char *path, struct oci_desc *out
 	unsigned long long size;
 	int ok = fscanf(f, "%71s %llu", digest, &size) == 2;
 	fclose(f);
-	if (!ok || strlen(digest) != OCI_DIGEST_LEN || strncmp(digest, "sha256:", 7))
+	if (!ok || !oci_digest_valid(digest))
 		return false;
 	char *blob = xasprintf("%s/%s", b->blobs, digest + 7);
 	struct stat st;

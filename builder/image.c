@@ -62,8 +62,7 @@ static cJSON *descriptor(const char *media_type, const struct oci_desc *d)
 	return o;
 }
 
-/* fc.yaml's settings, as fc.yaml spells them. */
-static cJSON *thaw_section(const struct config *c, const char *handler_path)
+cJSON *image_settings_json(const struct config *c, const char *handler_path)
 {
 	cJSON *t = must(cJSON_CreateObject());
 	add_str(t, "name", c->name);
@@ -155,7 +154,7 @@ char *image_config_json(const struct config *c, const char *handler_path,
 		free(by);
 		cJSON_AddItemToArray(hist, h);
 	}
-	cJSON_AddItemToObject(root, "thaw", thaw_section(c, handler_path));
+	cJSON_AddItemToObject(root, "thaw", image_settings_json(c, handler_path));
 	return print(root);
 }
 

@@ -32,6 +32,10 @@ struct image_layer {
 char *image_config_json(const struct config *c, const char *handler_path,
 			const struct image_layer *layers, size_t n_layers, time_t created);
 
+/* The config's "thaw" section alone: every setting of fc.yaml after
+ * defaults, spelled as in fc.yaml. The caller frees it with cJSON_Delete. */
+struct cJSON *image_settings_json(const struct config *c, const char *handler_path);
+
 /* The manifest naming config and layers, annotated with the function name. */
 char *image_manifest_json(const struct config *c, const struct oci_desc *config,
 			  const struct image_layer *layers, size_t n_layers);

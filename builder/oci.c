@@ -104,12 +104,23 @@ void oci_blob_abort(struct oci_blob *b)
 
 int oci_blob_commit(struct oci_blob *b, struct oci_desc *out, char *err, size_t errlen)
 {
+	return oci_blob_commit_as(b, NULL, out, err, errlen);
+}
+
+int oci_blob_commit_as(struct oci_blob *b, const char *expect, struct oci_desc *out, char *err,
+		       size_t errlen)
+{
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
 	int rc = 0;
 	EVP_DigestFinal_ex(b->md, md, &mdlen);
 	hex(md, out->digest);
 	out->size = b->size;
+	if (expect && strcmp(expect, out->digest)) {
+		rc = builder__fail(err, errlen, -EBADMSG, "the bytes hash to %s, not %s", out->digest,
+				   expect);
+		goto fail_unlink;
+	}
 	if (close(b->fd) < 0) {
 		b->fd = -1;
 		rc = builder__fail(err, errlen, -errno, "%s: %s", b->tmp, strerror(errno));
@@ -151,6 +162,16 @@ int oci_blob_put(const char *blobs_dir, const void *data, size_t n, struct oci_d
 		return rc;
 	}
 	return oci_blob_commit(&b, out, err, errlen);
+}
+
+bool oci_digest_valid(const char *s)
+{
+	if (strncmp(s, "sha256:", 7) || strlen(s) != OCI_DIGEST_LEN)
+		return false;
+	for (s += 7; *s; s++)
+		if (!strchr("0123456789abcdef", *s))
+			return false;
+	return true;
 }
 
 int oci_file_digest(const char *path, struct oci_desc *out)

@@ -10,6 +10,7 @@
 #ifndef THAW_BUILDER_OCI_H
 #define THAW_BUILDER_OCI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,12 +48,19 @@ int oci_blob_write(struct oci_blob *b, const void *data, size_t n);
 /* Finishes the hash, renames the file to its digest and fills out. Returns
  * 0 or -errno; either way the blob is closed and needs nothing more. */
 int oci_blob_commit(struct oci_blob *b, struct oci_desc *out, char *err, size_t errlen);
+/* Same, but only when the bytes hash to expect ("sha256:<hex>"); otherwise
+ * -EBADMSG, nothing stored. */
+int oci_blob_commit_as(struct oci_blob *b, const char *expect, struct oci_desc *out, char *err,
+		       size_t errlen);
 /* Drops a blob being written (removes its temporary file). */
 void oci_blob_abort(struct oci_blob *b);
 
 /* Stores a small blob already in memory. Returns 0 or -errno. */
 int oci_blob_put(const char *blobs_dir, const void *data, size_t n, struct oci_desc *out,
 		 char *err, size_t errlen);
+
+/* Whether s is "sha256:" and 64 lower-case hex digits. */
+bool oci_digest_valid(const char *s);
 
 /* SHA-256 of a file as "sha256:<hex>", with its size: for checks. Returns 0
  * or -errno. */

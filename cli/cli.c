@@ -21,7 +21,7 @@ static const struct {
 } commands[] = {
 	{ "deploy", cli_deploy },	{ "ls", cli_ls },	{ "history", cli_history },
 	{ "rollback", cli_rollback }, { "invoke", cli_invoke }, { "top", cli_top },
-	{ "logs", cli_logs },	{ "rm", cli_rm },
+	{ "logs", cli_logs },	{ "rm", cli_rm },		{ "dev", cli_dev },
 };
 
 bool cli_is_command(const char *name)
@@ -137,9 +137,10 @@ static int load_token(struct cli *cli)
 }
 
 /* The admin call itself: CLI_OK with a 2xx answer in *res (also filled on
- * errors: the caller finishes it), else the exit code (said on stderr). */
-static int admin_do(struct cli *cli, const char *method, const char *path, const char *body,
-		    const char *want_header, struct cli_http_res *res)
+ * errors: the caller finishes it), else the exit code (said on stderr). A
+ * 404 with allow_404 is CLI_FAILED without a word. */
+static int admin_do(struct cli *cli, struct cli_http_req *req, const char *path,
+		    bool allow_404, struct cli_http_res *res)
 {
 	memset(res, 0, sizeof(*res));
 	if (!cli->token[0]) {
@@ -151,17 +152,19 @@ static int admin_do(struct cli *cli, const char *method, const char *path, const
 	snprintf(url, sizeof(url), "%s%s", cli->url, path);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", cli->token);
 	const char *hdrs[] = { auth, "Content-Type: application/json" };
-	struct cli_http_req req = {
-		.method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0,
-		.headers = hdrs, .n_headers = body ? 2 : 1, .timeout_ms = ADMIN_TIMEOUT_MS,
-		.want_header = want_header,
-	};
-	int ret = cli_http_do(&req, res);
+	req->url = url;
+	req->headers = hdrs;
+	req->n_headers = req->body ? 2 : 1;
+	if (!req->timeout_ms)
+		req->timeout_ms = cli->admin_timeout_ms ? cli->admin_timeout_ms : ADMIN_TIMEOUT_MS;
+	int ret = cli_http_do(req, res);
 	if (ret)
 		return cli_transport_error(cli, ret, res->err);
 	if (res->status == 401 || res->status == 403)
 		return cli_fail(cli, CLI_UNAUTHORIZED,
 				"unauthorized: the daemon refused the admin token from %s", cli->token_from);
+	if (res->status == 404 && allow_404)
+		return CLI_FAILED;
 	if (res->status < 200 || res->status > 299) {
 		cJSON *doc = cJSON_ParseWithLength(res->body, res->len);
 		const char *msg = cli_str(doc, "error");
@@ -172,10 +175,33 @@ static int admin_do(struct cli *cli, const char *method, const char *path, const
 	return CLI_OK;
 }
 
+int cli_admin_upload(struct cli *cli, const char *path, FILE *f, uint64_t size,
+		     void (*progress)(void *ctx, uint64_t sent, uint64_t total), void *ctx)
+{
+	struct cli_http_req req = { .method = "PUT", .upload = f, .upload_size = size,
+				    .progress = progress, .progress_ctx = ctx };
+	struct cli_http_res res;
+	int ret = admin_do(cli, &req, path, false, &res);
+	cli_http_res_fini(&res);
+	return ret;
+}
+
+int cli_admin_exists(struct cli *cli, const char *path, bool *exists)
+{
+	struct cli_http_req req = { .method = "GET" };
+	struct cli_http_res res;
+	int ret = admin_do(cli, &req, path, true, &res);
+	bool gone = ret == CLI_FAILED && res.status == 404;
+	cli_http_res_fini(&res);
+	*exists = ret == CLI_OK;
+	return gone ? CLI_OK : ret;
+}
+
 int cli_admin_text(struct cli *cli, const char *path, const char *want_header,
 		   struct cli_http_res *res)
 {
-	return admin_do(cli, "GET", path, NULL, want_header, res);
+	struct cli_http_req req = { .method = "GET", .want_header = want_header };
+	return admin_do(cli, &req, path, false, res);
 }
 
 int cli_admin(struct cli *cli, const char *method, const char *path, const char *body,
@@ -184,7 +210,9 @@ int cli_admin(struct cli *cli, const char *method, const char *path, const char 
 	if (out)
 		*out = NULL;
 	struct cli_http_res res;
-	int ret = admin_do(cli, method, path, body, NULL, &res);
+	struct cli_http_req req = { .method = method, .body = body,
+				    .body_len = body ? strlen(body) : 0 };
+	int ret = admin_do(cli, &req, path, false, &res);
 	if (ret)
 		goto out;
 	cJSON *doc = cJSON_ParseWithLength(res.body, res.len);

@@ -15,6 +15,8 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 enum {
 	CLI_OK = 0,
@@ -32,6 +34,7 @@ struct cli {
 	char token[256];       /* loaded by cli_admin on first use */
 	char token_from[1100]; /* "$THAW_TOKEN" or the file, for messages */
 	bool json;             /* --json: machine output on stdout */
+	unsigned admin_timeout_ms; /* admin calls' deadline; 0: 30 s */
 };
 
 /* The options every command takes; append to a command's getopt table.
@@ -72,6 +75,7 @@ int cli_invoke(struct cli *cli, int argc, char **argv);
 int cli_top(struct cli *cli, int argc, char **argv);
 int cli_logs(struct cli *cli, int argc, char **argv);
 int cli_rm(struct cli *cli, int argc, char **argv);
+int cli_dev(struct cli *cli, int argc, char **argv);
 
 /* An admin API call: method on cli->url + path with an optional JSON body.
  * On a 2xx answer returns CLI_OK and, when out is not NULL, the parsed JSON
@@ -80,6 +84,14 @@ int cli_rm(struct cli *cli, int argc, char **argv);
  * returns the exit code: CLI_FAILED, CLI_UNREACHABLE or CLI_UNAUTHORIZED. */
 int cli_admin(struct cli *cli, const char *method, const char *path, const char *body,
 	      cJSON **out);
+
+/* PUT of a file to admin path, with progress as bytes go out: CLI_OK or
+ * the exit code as cli_admin. */
+int cli_admin_upload(struct cli *cli, const char *path, FILE *f, uint64_t size,
+		     void (*progress)(void *ctx, uint64_t sent, uint64_t total), void *ctx);
+/* GET of admin path: CLI_OK with *exists false on 404, true on 2xx; else
+ * the exit code as cli_admin. */
+int cli_admin_exists(struct cli *cli, const char *path, bool *exists);
 
 struct cli_http_res;
 /* A GET of admin path answering text: CLI_OK with the answer in *res (the

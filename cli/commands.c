@@ -15,8 +15,10 @@ static const char usage_ls[] =
 
 static const char usage_history[] =
 	"usage: thaw history FN [options]\n"
-	"Lists every version of FN: when it was deployed (UTC), its state, its folder\n"
-	"and, for a failed one, why. '*' marks the version serving.\n" CLI_COMMON_USAGE;
+	"Lists every version of FN: when it was deployed (UTC), its state, its image\n"
+	"digest (or folder), what changed from the version before (settings of\n"
+	"fc.yaml, image layers) and, for a failed one, why. '*' marks the version\n"
+	"serving.\n" CLI_COMMON_USAGE;
 
 static const char usage_rollback[] =
 	"usage: thaw rollback FN [VERSION] [options]\n"
@@ -131,7 +133,7 @@ int cli_history(struct cli *cli, int argc, char **argv)
 	}
 	unsigned cur = (unsigned)cli_num(fn, "current");
 	printf("  %-7s  %-8s  %-20s  %-8s  %-10s  %s\n", "VERSION", "STATE", "DEPLOYED", "INIT_MS",
-	       "RESTORE_MS", "DIR");
+	       "RESTORE_MS", "IMAGE");
 	const cJSON *v;
 	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(fn, "versions")) {
 		unsigned n = (unsigned)cli_num(v, "version");
@@ -139,8 +141,13 @@ int cli_history(struct cli *cli, int argc, char **argv)
 		iso_time(cli_num(v, "deployed_at"), when, sizeof(when));
 		cli_format_ms(cli_num(v, "init_ms"), init, sizeof(init));
 		cli_format_ms(cli_num(v, "restore_ms"), restore, sizeof(restore));
-		printf("%c %-7u  %-8s  %-20s  %-8s  %-10s  %s\n", n == cur ? '*' : ' ', n,
-		       cli_str(v, "state"), when, init, restore, cli_str(v, "dir"));
+		const cJSON *img = cJSON_GetObjectItemCaseSensitive(v, "image"), *ch;
+		printf("%c %-7u  %-8s  %-20s  %-8s  %-10s  %.19s%s\n", n == cur ? '*' : ' ', n,
+		       cli_str(v, "state"), when, init, restore,
+		       img ? cli_str(img, "digest") : "folder ", img ? "" : cli_str(v, "dir"));
+		cJSON_ArrayForEach(ch, cJSON_GetObjectItemCaseSensitive(v, "changes"))
+			if (cJSON_IsString(ch))
+				printf("           %s\n", ch->valuestring);
 		if (*cli_str(v, "error"))
 			printf("           error: %s\n", cli_str(v, "error"));
 	}

@@ -1,5 +1,7 @@
-/* `thaw deploy [DIR]`: add DIR as a new version, wait until it serves or
+/* `thaw deploy [DIR]`: build DIR into an image, upload the blobs the
+ * daemon lacks, deploy the image as a new version, wait until it serves or
  * fails, report the invoke URL and the measured start times. */
+#include "builder/builder.h"
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -13,17 +15,22 @@
 
 #define POLL_MS 200
 #define MAX_TIMEOUT_S 86400
+#define UNPACK_TIMEOUT_MS 600000 /* the daemon unpacks the layers before it answers */
 
 static const char usage[] =
 	"usage: thaw deploy [DIR] [options]\n"
-	"Deploys the function in DIR (default: the current folder; it holds fc.yaml)\n"
-	"as a new version and waits until that version serves. A version that fails\n"
-	"to start never serves: the previous one keeps serving, and deploy exits 1.\n"
+	"Builds the function in DIR (default: the current folder; it holds fc.yaml)\n"
+	"into an image (thaw build), uploads what the daemon does not have yet,\n"
+	"deploys it as a new version and waits until that version serves. A version\n"
+	"that fails to start never serves: the previous one keeps serving, and\n"
+	"deploy exits 1.\n"
 	"  --timeout S       stop waiting after S seconds (default 300)\n" CLI_COMMON_USAGE;
 
 struct deploy {
 	struct cli *cli;
 	char name[65];
+	char digest[OCI_DIGEST_LEN + 1];
+	uint64_t uploaded;  /* bytes sent */
 	unsigned version;
 	bool tty;           /* progress line rewritten in place */
 	const char *shown;  /* the state last printed (plain lines) */
@@ -101,6 +108,8 @@ static void report_json(const struct deploy *d, const cJSON *v, unsigned current
 	else
 		cJSON_AddNullToObject(o, "current");
 	cJSON_AddStringToObject(o, "url", url);
+	cJSON_AddStringToObject(o, "digest", d->digest);
+	cJSON_AddNumberToObject(o, "uploaded_bytes", (double)d->uploaded);
 	static const char *const nums[] = { "init_ms", "snapshot_bytes", "dump_ms", "restore_ms" };
 	for (size_t i = 0; i < 4; i++)
 		cJSON_AddNumberToObject(o, nums[i], v ? cli_num(v, nums[i]) : 0);
@@ -127,6 +136,7 @@ static int report_ready(const struct deploy *d, const cJSON *v)
 	cli_format_bytes(cli_num(v, "snapshot_bytes"), size, sizeof(size));
 	printf("%s version %u serves (ready in %.1f s)\n", d->name, d->version, now_s() - d->t0);
 	printf("  url          %s/%s/\n", d->cli->url, d->name);
+	printf("  image        %s\n", d->digest);
 	printf("  cold start   %s ms (handler init)\n", init);
 	if (cli_num(v, "snapshot_bytes") > 0) {
 		printf("  snapshot     %s (dump %s ms)\n", size, dump);
@@ -192,6 +202,88 @@ static int wait_for(struct deploy *d, unsigned timeout_s)
 			d->name, d->version, state, timeout_s, d->name);
 }
 
+/* thaw build, with the compiler's output on stderr. */
+static int build(struct deploy *d, const char *dir, struct builder_result *res)
+{
+	char err[1024];
+	struct builder_options o = { .dir = dir, .diag = stderr };
+	if (builder_build(&o, res, err, sizeof(err)))
+		return cli_fail(d->cli, CLI_FAILED, "build failed: %s", err);
+	snprintf(d->digest, sizeof(d->digest), "%s", res->manifest.digest);
+	if (!d->cli->json)
+		printf("built %s %s (%.2f s)\n", res->name, res->manifest.digest, res->seconds);
+	return CLI_OK;
+}
+
+struct upload {
+	struct deploy *d;
+	const char *what;
+	double t0, shown;
+};
+
+static void upload_progress(void *ctx, uint64_t sent, uint64_t total)
+{
+	struct upload *u = ctx;
+	double t = now_s();
+	if (!u->d->tty || u->d->cli->json || t - u->shown < 0.1)
+		return;
+	u->shown = t;
+	char a[32], b[32];
+	cli_format_bytes((double)sent, a, sizeof(a));
+	cli_format_bytes((double)total, b, sizeof(b));
+	printf("\r\033[K  uploading %s  %s / %s  %.0f MB/s", u->what, a, b,
+	       (double)sent / 1e6 / (t - u->t0 > 1e-3 ? t - u->t0 : 1e-3));
+	fflush(stdout);
+}
+
+/* One blob of the image: nothing when the daemon has it, else a PUT. */
+static int push_blob(struct deploy *d, const char *image, const char *what, const struct oci_desc *b)
+{
+	char path[128], file[PATH_MAX + 128], size[32];
+	bool have;
+	snprintf(path, sizeof(path), "/admin/blobs/%s", b->digest);
+	int ret = cli_admin_exists(d->cli, path, &have);
+	if (ret)
+		return ret;
+	cli_format_bytes((double)b->size, size, sizeof(size));
+	if (have) {
+		if (!d->cli->json)
+			printf("  %-12s %.19s  %10s  on the daemon already\n", what, b->digest, size);
+		return CLI_OK;
+	}
+	snprintf(file, sizeof(file), "%s/blobs/sha256/%s", image, b->digest + 7);
+	FILE *f = fopen(file, "rbe");
+	if (!f)
+		return cli_fail(d->cli, CLI_FAILED, "%s: %s", file, strerror(errno));
+	struct upload u = { .d = d, .what = what, .t0 = now_s() };
+	ret = cli_admin_upload(d->cli, path, f, b->size, upload_progress, &u);
+	fclose(f);
+	clear_progress(d);
+	if (ret)
+		return ret;
+	d->uploaded += b->size;
+	if (!d->cli->json)
+		printf("  %-12s %.19s  %10s  uploaded in %.2f s\n", what, b->digest, size,
+		       now_s() - u.t0);
+	return CLI_OK;
+}
+
+/* Layers first, then config, then the manifest that names them. */
+static int push(struct deploy *d, const struct builder_result *r)
+{
+	int ret = CLI_OK;
+	for (size_t i = 0; !ret && i < r->n_layers; i++) {
+		char what[32];
+		snprintf(what, sizeof(what), "%s layer", r->layers[i].img.kind);
+		ret = push_blob(d, r->image, what, &r->layers[i].img.desc);
+	}
+	if (!ret)
+		ret = push_blob(d, r->image, "config", &r->config);
+	if (!ret)
+		ret = push_blob(d, r->image, "manifest", &r->manifest);
+	return ret;
+}
+
 int cli_deploy(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -231,12 +323,22 @@ int cli_deploy(struct cli *cli, int argc, char **argv)
 		return cli_fail(cli, CLI_USAGE, "%s: not a folder (give the folder holding fc.yaml)", dir);
 
 	struct deploy d = { .cli = cli, .tty = isatty(STDOUT_FILENO), .t0 = now_s() };
+	struct builder_result built;
+	int ret = build(&d, abs, &built);
+	if (ret)
+		return ret;
+	ret = push(&d, &built);
+	builder_result_fini(&built);
+	if (ret)
+		return ret;
 	cJSON *req = cJSON_CreateObject();
-	cJSON_AddStringToObject(req, "dir", abs);
+	cJSON_AddStringToObject(req, "image", d.digest);
 	char *body = cJSON_PrintUnformatted(req);
 	cJSON_Delete(req);
 	cJSON *added;
-	int ret = cli_admin(cli, "POST", "/admin/functions", body, &added);
+	cli->admin_timeout_ms = UNPACK_TIMEOUT_MS;
+	ret = cli_admin(cli, "POST", "/admin/functions", body, &added);
+	cli->admin_timeout_ms = 0;
 	free(body);
 	if (ret)
 		return ret;
@@ -246,6 +348,6 @@ int cli_deploy(struct cli *cli, int argc, char **argv)
 	if (!cli_valid_name(d.name) || !d.version)
 		return cli_fail(cli, CLI_FAILED, "unexpected answer from the daemon (no name or version)");
 	if (!cli->json && !d.tty)
-		printf("deploying %s as %s version %u\n", abs, d.name, d.version);
+		printf("deploying %s as %s version %u\n", d.digest, d.name, d.version);
 	return wait_for(&d, timeout_s);
 }

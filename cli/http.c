@@ -62,6 +62,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	const struct cli_http_req *req = arg;
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	req->progress(req->progress_ctx, (uint64_t)ulnow, req->upload_size);
+	return 0;
+}
+
 static CURL *get_handle(void)
 {
 	if (!handle) {
@@ -143,7 +154,19 @@ int cli_http_do(const struct cli_http_req *req, struct cli_http_res *res)
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 	}
-	if (!strcmp(req->method, "HEAD") && !body)
+	if (req->progress) {
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)req);
+	}
+	if (req->upload) { /* a PUT */
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_READDATA, req->upload);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->upload_size);
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 0L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+	} else if (!strcmp(req->method, "HEAD") && !body)
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 	else if (!strcmp(req->method, "GET") && !body)
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);

@@ -7,6 +7,8 @@
 #define THAW_CLI_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 struct cli_http_req {
 	const char *method;     /* "GET", "POST", ... */
@@ -18,6 +20,11 @@ struct cli_http_req {
 	unsigned timeout_ms;    /* whole request; 0: 30 s */
 	size_t max_body;        /* answer bodies past it fail; 0: 64 MiB */
 	const char *want_header; /* lower case: its value lands in res->header */
+	FILE *upload;           /* PUT this file (body NULL): no total deadline,
+				   but failing when nothing moves for 60 s */
+	uint64_t upload_size;
+	void (*progress)(void *ctx, uint64_t sent, uint64_t total); /* NULL: none */
+	void *progress_ctx;
 };
 
 struct cli_http_res {

@@ -37,6 +37,7 @@ static void maybe_free(struct conn *c)
 	if (c->state != CONN_CLOSING || c->ops)
 		return;
 	close(c->fd);
+	endpoints_conn_closed(c);
 	http_req_fini(&c->req);
 	buf_free(&c->out);
 	if (c->prev_conn)
@@ -366,6 +367,10 @@ static void on_headers(struct conn *c)
 		struct function *fn = server_find_function(rt.fn, rt.fn_len);
 		if (fn)
 			c->req.body_limit = fn->cfg.max_body_bytes;
+	} else if (rt.kind == ROUTE_ADMIN) {
+		endpoints_on_headers(c, &rt);
+		if (c->state != CONN_READING)
+			return; /* refused: no 100 Continue */
 	}
 	/* 25 bytes into an idle socket's send buffer: a plain send never blocks */
 	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";

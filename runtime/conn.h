@@ -19,6 +19,7 @@ struct shard;
 struct io_uring_cqe;
 struct function;
 struct instance;
+struct imagestore_upload;
 
 enum conn_state { CONN_READING, CONN_WAITING, CONN_WRITING, CONN_CLOSING };
 
@@ -44,6 +45,7 @@ struct conn {
 	const char *sub;       /* handler path view */
 	size_t sub_len;
 	struct proxy *proxy;   /* a /proxy relay under way */
+	struct imagestore_upload *upload; /* PUT /admin/blobs/... being stored */
 	struct conn *next_conn, *prev_conn; /* the shard's list */
 };
 

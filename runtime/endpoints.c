@@ -2,6 +2,9 @@
 #include "endpoints.h"
 #include "buf.h"
 #include "fnlog.h"
+#include "imagestore.h"
+#include "jobs.h"
+#include "mem.h"
 #include "conn.h"
 #include "journal.h"
 #include "log.h"
@@ -104,6 +107,20 @@ static cJSON *version_json(struct function *fn)
 	cJSON_AddNumberToObject(f, "deployed_at", (double)fn->deployed_at);
 	cJSON_AddStringToObject(f, "dir", fn->cfg.dir);
 	cJSON_AddStringToObject(f, "handler", fn->handler_path);
+	if (fn->image) {
+		cJSON *img = cJSON_AddObjectToObject(f, "image");
+		cJSON_AddStringToObject(img, "digest", fn->image->digest);
+		cJSON *ls = cJSON_AddArrayToObject(img, "layers");
+		for (unsigned i = 0; i < fn->image->n_layers; i++) {
+			cJSON *l = cJSON_CreateObject();
+			cJSON_AddStringToObject(l, "kind", fn->image->layer_kinds[i]);
+			cJSON_AddStringToObject(l, "digest", fn->image->layers[i]);
+			cJSON_AddItemToArray(ls, l);
+		}
+	} else {
+		cJSON_AddNullToObject(f, "image");
+	}
+	cJSON_AddItemToObject(f, "changes", cJSON_Parse(fn->changes));
 	cJSON_AddNumberToObject(f, "timeout", fn->cfg.timeout_s);
 	cJSON_AddNumberToObject(f, "instanceConcurrency", fn->cfg.instance_concurrency);
 	cJSON_AddNumberToObject(f, "init_ms", atomic_load(&fn->init_ms));
@@ -134,39 +151,169 @@ static cJSON *function_json(struct fn_name *nm)
 	return f;
 }
 
-/* POST /admin/functions {"dir": "/abs/folder"}: load fc.yaml from there. */
+/* A new version is in the registry: start it, remember it, answer. */
+static void deployed(struct conn *c, struct shard *sh, struct config *cfg,
+		     const struct imagestore_image *img)
+{
+	struct function *fn;
+	if (server_add_function(cfg, img, &fn)) {
+		config_free(cfg);
+		if (c->state != CONN_CLOSING)
+			conn_respond_error(c, 507, "function registry full");
+		return;
+	}
+	pr_info("deployed %s version %u from %s", fn->cfg.name, fn->version,
+		img ? img->digest : fn->cfg.dir);
+	journal_deploy(fn->cfg.name, fn->cfg.dir, img ? img->digest : NULL);
+	/* start it now: it takes traffic once ready (a broken one never does) */
+	pool_warm(pool_get(sh, fn));
+	if (c->state != CONN_CLOSING)
+		respond_json(c, 201, version_json(fn));
+}
+
+/* Unpacking an image takes seconds for large layers: a job does it. */
+struct image_deploy {
+	struct job job;
+	struct conn *c;
+	char digest[OCI_DIGEST_LEN + 1];
+	struct config cfg;
+	struct imagestore_image img;
+	int rc;
+	char err[512];
+};
+
+static void image_deploy_run(struct job *j)
+{
+	struct image_deploy *d = (struct image_deploy *)j;
+	d->rc = imagestore_load(d->digest, &d->cfg, &d->img, d->err, sizeof(d->err));
+}
+
+static void image_deploy_done(struct job *j)
+{
+	struct image_deploy *d = (struct image_deploy *)j;
+	struct conn *c = d->c;
+	if (d->rc) {
+		pr_warn("deploy of image %s refused: %s", d->digest, d->err);
+		if (c->state != CONN_CLOSING)
+			conn_respond_error(c, d->rc == -ENOENT ? 404 : 400, "%s", d->err);
+	} else {
+		deployed(c, j->sh, &d->cfg, &d->img); /* the client may be gone: deploy anyway */
+	}
+	free(d);
+	conn_op_done(c);
+}
+
+/* POST /admin/functions {"image": "sha256:<manifest>"} (uploaded through
+ * /admin/blobs) or {"dir": "/abs/folder"} (fc.yaml loaded in place). */
 static void admin_add(struct conn *c)
 {
 	cJSON *body = cJSON_ParseWithLength(c->req.body.data, c->req.body.len);
-	cJSON *dir = cJSON_GetObjectItemCaseSensitive(body, "dir");
-	if (!cJSON_IsString(dir) || dir->valuestring[0] != '/') {
+	const char *dir = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "dir"));
+	const char *image = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "image"));
+	if (image && oci_digest_valid(image)) {
+		struct image_deploy *d = xcalloc(1, sizeof(*d));
+		snprintf(d->digest, sizeof(d->digest), "%s", image);
 		cJSON_Delete(body);
-		conn_respond_error(c, 400, "expected {\"dir\": \"/absolute/folder/with/fc.yaml\"}");
+		d->c = c;
+		d->job.run = image_deploy_run;
+		d->job.done = image_deploy_done;
+		d->job.sh = c->sh;
+		c->ops++; /* c stays allocated until done() */
+		jobs_submit(&d->job);
 		return;
 	}
-	char *path = NULL, err[512] = "";
-	if (asprintf(&path, "%s/fc.yaml", dir->valuestring) < 0)
-		abort();
+	if (!dir || dir[0] != '/') {
+		cJSON_Delete(body);
+		conn_respond_error(c, 400, "expected {\"image\": \"sha256:<manifest digest>\"} or {\"dir\": \"/absolute/folder/with/fc.yaml\"}");
+		return;
+	}
+	char *path = xasprintf("%s/fc.yaml", dir), err[512] = "";
 	cJSON_Delete(body);
 	struct config cfg;
 	int ret = config_load(path, &cfg, err, sizeof(err));
 	free(path);
-	if (ret) {
+	if (ret)
 		conn_respond_error(c, 400, "%s", err);
+	else
+		deployed(c, c->sh, &cfg, NULL);
+}
+
+static void unauthorized(struct conn *c)
+{
+	COUNT(server.metrics.http_errors, 401);
+	struct channel_kv h = { "www-authenticate", "Bearer realm=\"thaw\"" };
+	static const char body[] = "{\"error\": \"admin API needs Authorization: Bearer <token>\"}";
+	conn_respond(c, 401, "application/json", body, sizeof(body) - 1, &h, 1);
+}
+
+static int upload_sink(void *ctx, const char *data, size_t len)
+{
+	return imagestore_upload_write(ctx, data, len);
+}
+
+void endpoints_on_headers(struct conn *c, const struct route *rt)
+{
+	if (rt->kind != ROUTE_ADMIN || rt->sub_len < 7 || memcmp(rt->sub, "/blobs/", 7) ||
+	    strcmp(http_req_method(&c->req), "PUT"))
+		return;
+	/* refused before a byte of the body is stored */
+	c->close_after_send = true;
+	if (!endpoints_authorized(c)) {
+		unauthorized(c);
 		return;
 	}
-	struct function *fn;
-	ret = server_add_function(&cfg, &fn);
-	if (ret) {
-		conn_respond_error(c, 507, "function registry full");
-		config_free(&cfg);
+	char digest[OCI_DIGEST_LEN + 1], err[512];
+	snprintf(digest, sizeof(digest), "%.*s", (int)(rt->sub_len - 7), rt->sub + 7);
+	struct imagestore_upload *u = xmalloc(sizeof(*u));
+	int rc = rt->sub_len - 7 == OCI_DIGEST_LEN ? imagestore_upload_begin(u, digest, err, sizeof(err))
+						   : (snprintf(err, sizeof(err), "expected /admin/blobs/sha256:<64 hex digits>"), -EINVAL);
+	if (rc) {
+		free(u);
+		conn_respond_error(c, rc == -EINVAL ? 400 : 500, "%s", err);
 		return;
 	}
-	pr_info("deployed %s version %u from %s", fn->cfg.name, fn->version, fn->cfg.dir);
-	journal_deploy(fn->cfg.name, fn->cfg.dir);
-	/* start it now: it takes traffic once ready (a broken one never does) */
-	pool_warm(pool_get(c->sh, fn));
-	respond_json(c, 201, version_json(fn));
+	c->close_after_send = false;
+	c->upload = u;
+	c->req.body_limit = IMAGESTORE_MAX_BLOB;
+	c->req.sink = upload_sink;
+	c->req.sink_ctx = u;
+}
+
+void endpoints_conn_closed(struct conn *c)
+{
+	if (c->upload) {
+		imagestore_upload_abort(c->upload);
+		free(c->upload);
+		c->upload = NULL;
+	}
+}
+
+/* GET /admin/blobs/DIGEST: whether the daemon has it; PUT: the upload,
+ * streamed to disk since its headers (endpoints_on_headers), checked here. */
+static void admin_blob(struct conn *c, const char *digest, size_t len)
+{
+	char d[OCI_DIGEST_LEN + 1], err[512];
+	uint64_t size = 0;
+	snprintf(d, sizeof(d), "%.*s", (int)(len < sizeof(d) ? len : sizeof(d) - 1), digest);
+	if (!strcmp(http_req_method(&c->req), "PUT") && c->upload) {
+		int rc = imagestore_upload_commit(c->upload, &size, err, sizeof(err));
+		free(c->upload);
+		c->upload = NULL;
+		if (rc) {
+			conn_respond_error(c, rc == -EBADMSG ? 400 : 500, "%s: %s", d, err);
+			return;
+		}
+	} else if (strcmp(http_req_method(&c->req), "GET")) {
+		conn_respond_error(c, 405, "use GET or PUT");
+		return;
+	} else if (len != OCI_DIGEST_LEN || !imagestore_has(d, &size)) {
+		conn_respond_error(c, 404, "no blob %.*s", (int)(len > 80 ? 80 : len), digest);
+		return;
+	}
+	cJSON *doc = cJSON_CreateObject();
+	cJSON_AddStringToObject(doc, "digest", d);
+	cJSON_AddNumberToObject(doc, "size", (double)size);
+	respond_json(c, strcmp(http_req_method(&c->req), "PUT") ? 200 : 201, doc);
 }
 
 /* POST /admin/functions/NAME/rollback [{"version": N}] */
@@ -313,11 +460,7 @@ static void admin_function(struct conn *c, const char *rest, size_t len)
 static void admin(struct conn *c, const struct route *rt)
 {
 	if (!endpoints_authorized(c)) {
-		COUNT(server.metrics.http_errors, 401);
-		struct channel_kv h = { "www-authenticate", "Bearer realm=\"thaw\"" };
-		static const char body[] =
-			"{\"error\": \"admin API needs Authorization: Bearer <token>\"}";
-		conn_respond(c, 401, "application/json", body, sizeof(body) - 1, &h, 1);
+		unauthorized(c);
 		return;
 	}
 	bool get = strcmp(http_req_method(&c->req), "GET") == 0;
@@ -334,6 +477,10 @@ static void admin(struct conn *c, const struct route *rt)
 		} else {
 			conn_respond_error(c, 405, "use GET or POST");
 		}
+		return;
+	}
+	if (rt->sub_len > 7 && memcmp(rt->sub, "/blobs/", 7) == 0) {
+		admin_blob(c, rt->sub + 7, rt->sub_len - 7);
 		return;
 	}
 	if (rt->sub_len > 11 && memcmp(rt->sub, "/functions/", 11) == 0) {

@@ -13,6 +13,11 @@ struct route;
 /* True when c carries the admin token (Authorization: Bearer, or
  * X-Thaw-Token). */
 bool endpoints_authorized(const struct conn *c);
+/* At the head of a request (before its body): starts streaming an
+ * upload (PUT /admin/blobs/DIGEST) to disk, or refuses it at once. */
+void endpoints_on_headers(struct conn *c, const struct route *rt);
+/* c is being freed: drops an upload it left half done. */
+void endpoints_conn_closed(struct conn *c);
 /* Answers c's request for a non-function route. */
 void endpoints_handle(struct conn *c, const struct route *rt);
 

@@ -124,8 +124,12 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t len)
 {
 	struct http_req *r = REQ(p);
-	if (r->body.len + len > r->body_limit)
+	if (r->body.len + r->sunk + len > r->body_limit)
 		return fail(r, 413, "request body too large");
+	if (r->sink) {
+		r->sunk += len;
+		return r->sink(r->sink_ctx, at, len) ? fail(r, 507, "cannot store the body") : 0;
+	}
 	buf_append(&r->body, at, len);
 	return 0;
 }
@@ -239,6 +243,9 @@ void http_req_next(struct http_req *r)
 	r->n_headers = 0;
 	r->in_value = false;
 	buf_reset(&r->body);
+	r->sink = NULL;
+	r->sink_ctx = NULL;
+	r->sunk = 0;
 	r->headers_done = r->message_done = r->expect_continue = false;
 	if (HTTP_PARSER_ERRNO(&r->parser) == HPE_PAUSED)
 		http_parser_pause(&r->parser, 0);
@@ -297,6 +304,7 @@ const char *http_status_text(int status)
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
+	case 507: return "Insufficient Storage";
 	default: return "Unknown";
 	}
 }

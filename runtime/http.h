@@ -44,6 +44,12 @@ struct http_req {
 	bool in_value;   /* last header callback was a value */
 	struct buf body;
 	uint64_t body_limit;
+	/* Set after HTTP_HEADERS to stream the body elsewhere (an upload to
+	 * disk) instead of into body; a non-zero return fails the request with
+	 * 507. Cleared by http_req_next. */
+	int (*sink)(void *ctx, const char *data, size_t len);
+	void *sink_ctx;
+	uint64_t sunk; /* body bytes given to sink */
 	bool headers_done, message_done, expect_continue;
 	int error_status;       /* HTTP_ERROR: 400, 413, 414, 431, 501 */
 	const char *error_msg;  /* static text */

@@ -1,5 +1,6 @@
 #define LOG_PREFIX "journal: "
 #include "journal.h"
+#include "imagestore.h"
 #include "log.h"
 #include "server.h"
 
@@ -40,12 +41,15 @@ static int append(cJSON *line)
 	return ret;
 }
 
-int journal_deploy(const char *name, const char *dir)
+int journal_deploy(const char *name, const char *dir, const char *image)
 {
 	cJSON *l = cJSON_CreateObject();
 	cJSON_AddStringToObject(l, "op", "deploy");
 	cJSON_AddStringToObject(l, "name", name);
-	cJSON_AddStringToObject(l, "dir", dir);
+	if (image)
+		cJSON_AddStringToObject(l, "image", image);
+	else
+		cJSON_AddStringToObject(l, "dir", dir);
 	return append(l);
 }
 
@@ -66,16 +70,23 @@ int journal_rm(const char *name)
 	return append(l);
 }
 
-static int replay_deploy(const char *dir)
+static int replay_deploy(const char *dir, const char *image)
 {
 	char path[PATH_MAX], err[512];
-	snprintf(path, sizeof(path), "%s/fc.yaml", dir);
 	struct config cfg;
-	if (config_load(path, &cfg, err, sizeof(err))) {
+	struct imagestore_image img;
+	int rc;
+	if (image) {
+		rc = imagestore_load(image, &cfg, &img, err, sizeof(err));
+	} else {
+		snprintf(path, sizeof(path), "%s/fc.yaml", dir);
+		rc = config_load(path, &cfg, err, sizeof(err));
+	}
+	if (rc) {
 		pr_err("cannot redeploy: %s", err);
 		return -EINVAL;
 	}
-	if (server_add_function(&cfg, NULL)) {
+	if (server_add_function(&cfg, image ? &img : NULL, NULL)) {
 		config_free(&cfg);
 		return -ENOSPC;
 	}
@@ -90,7 +101,8 @@ static int replay_line(const char *line, unsigned lineno)
 	int ret = -EINVAL;
 	if (op && name && !strcmp(op, "deploy")) {
 		const char *dir = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "dir"));
-		ret = dir ? replay_deploy(dir) : -EINVAL;
+		const char *image = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "image"));
+		ret = dir || image ? replay_deploy(dir, image) : -EINVAL;
 	} else if (op && name && !strcmp(op, "rollback")) {
 		cJSON *v = cJSON_GetObjectItemCaseSensitive(l, "version");
 		struct fn_name *nm = server_find_name(name, strlen(name));

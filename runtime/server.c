@@ -2,6 +2,8 @@
 #include "server.h"
 #include "http.h"
 #include "jobs.h"
+#include "history.h"
+#include "imagestore.h"
 #include "journal.h"
 #include "log.h"
 #include "loop.h"
@@ -268,7 +270,8 @@ int server_remove(struct fn_name *nm)
 	return 0;
 }
 
-int server_add_function(struct config *cfg, struct function **out)
+int server_add_function(struct config *cfg, const struct imagestore_image *image,
+			struct function **out)
 {
 	pthread_mutex_lock(&server.registry_lock);
 	int ret = 0;
@@ -292,9 +295,14 @@ int server_add_function(struct config *cfg, struct function **out)
 	fn->handler_path = fn->cfg.handler[0] == '/'
 				   ? xstrdup(fn->cfg.handler)
 				   : xasprintf("%s/%s", fn->cfg.dir, fn->cfg.handler);
+	if (image) {
+		fn->image = xmalloc(sizeof(*image));
+		*fn->image = *image;
+	}
 	fn->index = n;
 	fn->name = nm;
 	fn->version = atomic_load(&nm->n_versions) + 1;
+	fn->changes = history_changes(fn->version > 1 ? nm->versions[fn->version - 2] : NULL, fn);
 	fn->deployed_at = (int64_t)time(NULL);
 	pthread_mutex_init(&fn->lock, NULL);
 	atomic_store(&fn->state, FN_STARTING);
@@ -342,7 +350,7 @@ int server_load_functions_dir(const char *dir)
 			config_free(&cfg);
 			continue;
 		}
-		if (server_add_function(&cfg, NULL)) {
+		if (server_add_function(&cfg, NULL, NULL)) {
 			pr_err("%s: function registry full", path);
 			config_free(&cfg);
 			continue;
@@ -446,7 +454,7 @@ int server_run(void)
 		pr_err("state dir %s: %s", o->state_dir, strerror(-ret));
 		return ret;
 	}
-	if ((ret = load_admin_token()))
+	if ((ret = load_admin_token()) || (ret = imagestore_init(o->state_dir)))
 		return ret;
 	if (access(o->instance_bin, X_OK) != 0) {
 		pr_err("instance host %s: %s (build it with make)", o->instance_bin, strerror(errno));

@@ -30,12 +30,15 @@ enum fn_state { FN_STARTING, FN_READY, FN_FAILED };
 enum snap_state { SNAP_NONE, SNAP_TAKING, SNAP_READY, SNAP_OFF };
 
 struct fn_name;
+struct imagestore_image;
 
 /* One deployed version of a function. Versions are never freed while the
  * daemon runs: requests that started on one finish on it. */
 struct function {
 	struct config cfg;
 	char *handler_path;   /* absolute .so */
+	struct imagestore_image *image; /* deployed from an uploaded image; NULL: a folder */
+	char *changes;        /* JSON array: what differs from the version before */
 	unsigned index;       /* slot in the registry and in every shard's pools */
 	unsigned version;     /* 1, 2, ... per name */
 	struct fn_name *name; /* its name's version table */
@@ -137,9 +140,10 @@ void function_removed_gc(struct function *fn);
 void server_rm_rf(const char *dir);
 /* Adds cfg as a new version of its name (version 1 for a new name); it
  * serves once ready (function_mark_ready), so a broken deploy leaves the
- * previous version serving. Takes ownership of cfg. Returns 0, or -ENOSPC
- * when a table is full. */
-int server_add_function(struct config *cfg, struct function **out);
+ * previous version serving. Takes ownership of cfg; image (NULL for a
+ * folder) is copied. Returns 0, or -ENOSPC when a table is full. */
+int server_add_function(struct config *cfg, const struct imagestore_image *image,
+			struct function **out);
 /* Switches name's traffic to version v (0: the ready version before the
  * current one). Returns 0, -ENOENT (no such version) or -EAGAIN (not
  * ready). */

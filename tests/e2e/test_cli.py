@@ -6,6 +6,8 @@ import json
 import os
 import pty
 import re
+import shutil
+import tempfile
 import subprocess
 import time
 
@@ -59,6 +61,8 @@ with Daemon() as d:
     check(rc == 0, "deploy exits 0 once the version serves", (rc, out, err))
     check("svc version 1 serves" in out and url + "/svc/" in out, "deploy prints the invoke URL", out)
     check("cold start" in out and "\r" not in out, "deploy prints the cold start, plain lines off a terminal", out)
+    check(re.search(r"^built svc sha256:[0-9a-f]{64}", out, re.M) and re.search(r"code layer .* uploaded in", out),
+          "deploy builds the image and uploads its layers", out)
 
     # deploy from the function's folder (DIR defaults to "."), --json
     rc, out, err = thaw(env, "deploy", "--json", *sd, cwd=v1)
@@ -68,6 +72,9 @@ with Daemon() as d:
     check(doc.get("url") == url + "/svc/" and doc.get("init_ms", 0) > 0,
           "deploy --json has the URL and init_ms", doc)
     check(all(k in doc for k in ("snapshot_bytes", "restore_ms", "dump_ms")), "deploy --json has the snapshot fields", doc)
+    check(re.fullmatch(r"sha256:[0-9a-f]{64}", doc.get("digest", "")) and doc.get("uploaded_bytes") == 0,
+          "the same folder again: same image, nothing uploaded", doc)
+    digest_v2 = doc.get("digest", "")
 
     # on a terminal: one progress line rewritten with \r
     rc, out = thaw_tty(env, "deploy", v1, *sd)
@@ -114,8 +121,11 @@ with Daemon() as d:
 
     # history
     rc, out, err = thaw(env, "history", "svc", *sd)
-    check(rc == 0 and len(ISO.findall(out)) == 5 and "failed" in out and bad in out and v1 in out,
-          "history lists 5 versions with ISO times, states and folders", (rc, out, err))
+    check(rc == 0 and len(ISO.findall(out)) == 5 and "failed" in out and digest_v2[:19] in out,
+          "history lists 5 versions with ISO times, states and image digests", (rc, out, err))
+    check('environmentVariables.FAULT_INIT_FAIL: (unset) -> "bad weights"' in out and
+          re.search(r"code layer: sha256:[0-9a-f]{12} -> sha256:[0-9a-f]{12}", out),
+          "history says what changed: the setting and the code layer", out)
     check(re.search(r"^\* 3\s+ready", out, re.M) and "init failed: bad weights" in out,
           "history marks the serving version and shows the error", out)
     rc, out, err = thaw(env, "history", "svc", "--json", *sd)
@@ -184,8 +194,9 @@ with Daemon() as d:
 # daemon down: a port nothing listens on
 down = base_env("http://127.0.0.1:%d" % free_port())
 down["THAW_TOKEN"] = "any"
-here = os.path.dirname(os.path.abspath(__file__))
-for args in (["ls"], ["invoke", "svc"], ["deploy", here], ["top", "--once"], ["rollback", "svc"]):
+fn_dir = write_function(os.path.join(tempfile.mkdtemp(prefix="thaw-cli-"), "fn"), "svc", ECHO)
+for args in (["ls"], ["invoke", "svc"], ["deploy", fn_dir], ["top", "--once"], ["rollback", "svc"]):
     rc, out, err = thaw(down, *args)
     check(rc == 3 and "unreachable" in err, "daemon down: thaw %s: exit 3" % args[0], (rc, out, err))
+shutil.rmtree(os.path.dirname(fn_dir))
 finish()

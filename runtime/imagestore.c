@@ -1,0 +1,539 @@
+#define LOG_PREFIX "images: "
+#include "imagestore.h"
+#include "builder/util.h"
+#include "log.h"
+#include "mem.h"
+#include "server.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TMP_PREFIX ".tmp-"
+#define MAX_ENTRIES 100000 /* per layer, as thaw build allows */
+#define MAX_LAYERS 8
+
+static char root[PATH_MAX / 2]; /* STATE/images */
+
+/* Paths under root: bounded by construction (root is under PATH_MAX / 2,
+ * names under it under 1200 bytes), so they always fit. */
+static void pathf(char out[PATH_MAX], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pathf(char out[PATH_MAX], const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(out, PATH_MAX, fmt, ap);
+	va_end(ap);
+}
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* Removes what a daemon that died left half-done in dir. */
+static void drop_temporaries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX))) {
+			char path[PATH_MAX];
+			pathf(path, "%s/%s", dir, e->d_name);
+			if (unlink(path) < 0)
+				server_rm_rf(path);
+		}
+	closedir(d);
+}
+
+int imagestore_init(const char *state_dir)
+{
+	static const char *const sub[] = { "blobs/sha256", "layers", "functions" };
+	if (strlen(state_dir) + 8 > sizeof(root)) {
+		pr_err("state dir %s: path too long", state_dir);
+		return -ENAMETOOLONG;
+	}
+	snprintf(root, sizeof(root), "%s/images", state_dir);
+	for (size_t i = 0; i < 3; i++) {
+		char path[PATH_MAX];
+		pathf(path, "%s/%s", root, sub[i]);
+		int rc = builder__mkdir_p(path);
+		if (rc < 0) {
+			pr_err("%s: %s", path, strerror(-rc));
+			return rc;
+		}
+		drop_temporaries(path);
+	}
+	return 0;
+}
+
+static void blob_path(const char *digest, char *out, size_t len)
+{
+	(void)len;
+	pathf(out, "%s/blobs/sha256/%s", root, digest + 7);
+}
+
+static void layer_path(const char *digest, char *out, size_t len)
+{
+	(void)len;
+	pathf(out, "%s/layers/%s", root, digest + 7);
+}
+
+bool imagestore_has(const char *digest, uint64_t *size)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	if (!oci_digest_valid(digest))
+		return false;
+	blob_path(digest, path, sizeof(path));
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+		if (size)
+			*size = (uint64_t)st.st_size;
+		return true;
+	}
+	/* an unpacked layer remembers its tar's size */
+	layer_path(digest, path, sizeof(path));
+	strncat(path, "/size", sizeof(path) - strlen(path) - 1);
+	FILE *f = fopen(path, "re");
+	unsigned long long n = 0;
+	bool ok = f && fscanf(f, "%llu", &n) == 1;
+	if (f)
+		fclose(f);
+	if (ok && size)
+		*size = n;
+	return ok;
+}
+
+int imagestore_upload_begin(struct imagestore_upload *u, const char *digest, char *err,
+			    size_t errlen)
+{
+	memset(u, 0, sizeof(*u));
+	if (!oci_digest_valid(digest))
+		return fail(err, errlen, -EINVAL, "expected a digest sha256:<64 hex digits>, got '%s'",
+			    digest);
+	snprintf(u->digest, sizeof(u->digest), "%s", digest);
+	char dir[PATH_MAX];
+	pathf(dir, "%s/blobs/sha256", root);
+	return oci_blob_open(&u->blob, dir, err, errlen);
+}
+
+int imagestore_upload_write(struct imagestore_upload *u, const void *data, size_t n)
+{
+	return oci_blob_write(&u->blob, data, n);
+}
+
+int imagestore_upload_commit(struct imagestore_upload *u, uint64_t *size, char *err,
+			     size_t errlen)
+{
+	struct oci_desc d;
+	int rc = oci_blob_commit_as(&u->blob, u->digest, &d, err, errlen);
+	if (!rc && size)
+		*size = d.size;
+	return rc;
+}
+
+void imagestore_upload_abort(struct imagestore_upload *u)
+{
+	oci_blob_abort(&u->blob);
+}
+
+/* Reads a small blob whole and checks it against its digest. */
+static int read_doc(const char *digest, const char *what, cJSON **out, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	blob_path(digest, path, sizeof(path));
+	struct oci_desc d;
+	int rc = oci_file_digest(path, &d);
+	if (rc == -ENOENT)
+		return fail(err, errlen, rc, "%s %s was not uploaded", what, digest);
+	if (rc)
+		return fail(err, errlen, rc, "%s %s: %s", what, digest, strerror(-rc));
+	if (strcmp(d.digest, digest))
+		return fail(err, errlen, -EBADMSG, "%s %s: stored bytes hash to %s", what, digest,
+			    d.digest);
+	if (d.size > IMAGESTORE_MAX_DOC)
+		return fail(err, errlen, -EFBIG, "%s %s: %llu bytes, more than a %s can be", what,
+			    digest, (unsigned long long)d.size, what);
+	char *text = xmalloc(d.size + 1);
+	FILE *f = fopen(path, "re");
+	size_t n = f ? fread(text, 1, d.size, f) : 0;
+	if (f)
+		fclose(f);
+	*out = n == d.size ? cJSON_ParseWithLength(text, n) : NULL;
+	free(text);
+	if (!*out || !cJSON_IsObject(*out)) {
+		cJSON_Delete(*out);
+		return fail(err, errlen, -EINVAL, "%s %s: not a JSON object", what, digest);
+	}
+	return 0;
+}
+
+static const char *str_at(const cJSON *o, const char *key)
+{
+	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+/* A descriptor's digest when it has the media type wanted, else NULL. */
+static const char *desc_digest(const cJSON *desc, const char *media_type)
+{
+	const char *d = str_at(desc, "digest"), *mt = str_at(desc, "mediaType");
+	return d && mt && oci_digest_valid(d) && !strcmp(mt, media_type) ? d : NULL;
+}
+
+static int parse_manifest(struct imagestore_image *img, char *config_digest, char *err,
+			  size_t errlen)
+{
+	cJSON *m;
+	int rc = read_doc(img->digest, "manifest", &m, err, errlen);
+	if (rc)
+		return rc;
+	const cJSON *layers = cJSON_GetObjectItemCaseSensitive(m, "layers"), *l;
+	const char *cfg = desc_digest(cJSON_GetObjectItemCaseSensitive(m, "config"), OCI_MT_CONFIG);
+	const cJSON *schema = cJSON_GetObjectItemCaseSensitive(m, "schemaVersion");
+	int n = cJSON_GetArraySize(layers);
+	if (!cJSON_IsNumber(schema) || schema->valueint != 2 || !cfg || !cJSON_IsArray(layers) ||
+	    n < 1 || n > MAX_LAYERS) {
+		cJSON_Delete(m);
+		return fail(err, errlen, -EINVAL,
+			    "manifest %s: expected schemaVersion 2, a config and 1 to %d layers",
+			    img->digest, MAX_LAYERS);
+	}
+	snprintf(config_digest, OCI_DIGEST_LEN + 1, "%s", cfg);
+	img->n_layers = 0;
+	cJSON_ArrayForEach(l, layers) {
+		const char *d = desc_digest(l, OCI_MT_LAYER_TAR);
+		if (!d) {
+			cJSON_Delete(m);
+			return fail(err, errlen, -EINVAL,
+				    "manifest %s: layer %u: expected an uncompressed tar (%s) with a sha256 digest",
+				    img->digest, img->n_layers + 1, OCI_MT_LAYER_TAR);
+		}
+		const char *kind = str_at(cJSON_GetObjectItemCaseSensitive(l, "annotations"),
+					  "io.thaw.layer");
+		snprintf(img->layers[img->n_layers], OCI_DIGEST_LEN + 1, "%s", d);
+		snprintf(img->layer_kinds[img->n_layers], sizeof(img->layer_kinds[0]), "%s",
+			 kind ? kind : "");
+		img->n_layers++;
+	}
+	cJSON_Delete(m);
+	return 0;
+}
+
+/* The image config's thaw.name and thaw.handler (relative to /function). */
+static int parse_config(const char *digest, char **name, char **handler, char *err,
+			size_t errlen)
+{
+	cJSON *c;
+	int rc = read_doc(digest, "config", &c, err, errlen);
+	if (rc)
+		return rc;
+	const cJSON *thaw = cJSON_GetObjectItemCaseSensitive(c, "thaw");
+	const char *n = str_at(thaw, "name"), *h = str_at(thaw, "handler");
+	if (!n || !h || !*h || h[0] == '/' || strstr(h, "..")) {
+		cJSON_Delete(c);
+		return fail(err, errlen, -EINVAL,
+			    "config %s: expected thaw.name and thaw.handler (a path inside /function), as thaw build writes",
+			    digest);
+	}
+	*name = xstrdup(n);
+	*handler = xstrdup(h);
+	cJSON_Delete(c);
+	return 0;
+}
+
+/* A layer entry's path: "function" or under "function/", plain segments
+ * only (no '', '.', '..', no whiteout). */
+static bool entry_path_ok(const char *p)
+{
+	size_t len = strlen(p);
+	while (len && p[len - 1] == '/')
+		len--;
+	if (len < 8 || len > 1024 || strncmp(p, "function", 8) || (len > 8 && p[8] != '/'))
+		return false;
+	const char *s = p, *end = p + len;
+	while (s < end) {
+		const char *slash = memchr(s, '/', (size_t)(end - s));
+		const char *e = slash ? slash : end;
+		size_t n = (size_t)(e - s);
+		if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && !memcmp(s, "..", 2)) ||
+		    (n >= 4 && !memcmp(s, ".wh.", 4)) || memchr(s, '\0', n))
+			return false;
+		s = e + 1;
+	}
+	return true;
+}
+
+static int parent_mkdir(char *path)
+{
+	char *slash = strrchr(path, '/');
+	*slash = '\0';
+	int rc = builder__mkdir_p(path);
+	*slash = '/';
+	return rc;
+}
+
+static int copy_entry_data(struct archive *a, int fd)
+{
+	static _Thread_local char buf[1 << 16];
+	for (;;) {
+		la_ssize_t n = archive_read_data(a, buf, sizeof(buf));
+		if (n == 0)
+			return 0;
+		if (n < 0)
+			return -EIO;
+		for (la_ssize_t off = 0; off < n;) {
+			ssize_t w = write(fd, buf + off, (size_t)(n - off));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return -errno;
+			off += w;
+		}
+	}
+}
+
+/* Extracts the tar at blob into dir (fresh), refusing anything but folders
+ * and regular files under function/. */
+static int extract(const char *blob, const char *dir, const char *digest, char *err,
+		   size_t errlen)
+{
+	struct archive *a = archive_read_new();
+	archive_read_support_format_tar(a);
+	if (archive_read_open_filename(a, blob, 1 << 20) != ARCHIVE_OK) {
+		int rc = fail(err, errlen, -EIO, "layer %s: %s", digest, archive_error_string(a));
+		archive_read_free(a);
+		return rc;
+	}
+	struct archive_entry *e;
+	unsigned n = 0;
+	int rc = 0, r;
+	while (!rc && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		const char *p = archive_entry_pathname(e);
+		mode_t type = archive_entry_filetype(e);
+		if (++n > MAX_ENTRIES) {
+			rc = fail(err, errlen, -E2BIG, "layer %s: more than %d entries", digest,
+				  MAX_ENTRIES);
+			break;
+		}
+		if (!p || !entry_path_ok(p)) {
+			rc = fail(err, errlen, -EPERM,
+				  "layer %s: entry '%s': only paths under function/ without '..', '.' or whiteouts",
+				  digest, p ? p : "");
+			break;
+		}
+		if (type != AE_IFDIR && type != AE_IFREG) {
+			rc = fail(err, errlen, -EPERM,
+				  "layer %s: entry '%s': only folders and regular files (no links, devices, fifos)",
+				  digest, p);
+			break;
+		}
+		char target[PATH_MAX];
+		pathf(target, "%s/%s", dir, p);
+		size_t tl = strlen(target);
+		while (tl && target[tl - 1] == '/')
+			target[--tl] = '\0';
+		if ((rc = parent_mkdir(target)) < 0) {
+			fail(err, errlen, rc, "%s: %s", target, strerror(-rc));
+			break;
+		}
+		if (type == AE_IFDIR) {
+			struct stat st;
+			if (mkdir(target, 0755) < 0 && !(errno == EEXIST && stat(target, &st) == 0 &&
+							 S_ISDIR(st.st_mode)))
+				rc = fail(err, errlen, -errno, "%s: %s", target, strerror(errno));
+			continue;
+		}
+		mode_t mode = (archive_entry_perm(e) & 0111) ? 0755 : 0644;
+		int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd < 0) {
+			rc = errno == EEXIST
+				     ? fail(err, errlen, -EEXIST, "layer %s: entry '%s' appears twice",
+					    digest, p)
+				     : fail(err, errlen, -errno, "%s: %s", target, strerror(errno));
+			break;
+		}
+		rc = copy_entry_data(a, fd);
+		if (close(fd) < 0 && !rc)
+			rc = -errno;
+		if (rc)
+			fail(err, errlen, rc, "layer %s: entry '%s': %s", digest, p,
+			     rc == -EIO ? archive_error_string(a) : strerror(-rc));
+	}
+	if (!rc && r != ARCHIVE_EOF)
+		rc = fail(err, errlen, -EIO, "layer %s: not a readable tar: %s", digest,
+			  archive_error_string(a));
+	archive_read_free(a);
+	return rc;
+}
+
+/* Moves a finished temporary folder to its place; when another deploy of
+ * the same digest got there first, ours goes. */
+static int publish(const char *tmp, const char *final, char *err, size_t errlen)
+{
+	if (rename(tmp, final) == 0)
+		return 0;
+	int e = errno;
+	server_rm_rf(tmp);
+	struct stat st;
+	if ((e == EEXIST || e == ENOTEMPTY) && stat(final, &st) == 0)
+		return 0;
+	return fail(err, errlen, -e, "%s: %s", final, strerror(e));
+}
+
+static int unpack_layer(const char *digest, char *err, size_t errlen)
+{
+	char final[PATH_MAX], blob[PATH_MAX], tmp[PATH_MAX];
+	struct stat st;
+	layer_path(digest, final, sizeof(final));
+	if (stat(final, &st) == 0)
+		return 0;
+	blob_path(digest, blob, sizeof(blob));
+	if (stat(blob, &st) < 0)
+		return fail(err, errlen, -ENOENT, "layer %s was not uploaded", digest);
+	pathf(tmp, "%s/layers/" TMP_PREFIX "%.12sXXXXXX", root, digest + 7);
+	if (!mkdtemp(tmp))
+		return fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+	int rc = extract(blob, tmp, digest, err, errlen);
+	if (!rc) {
+		char size[PATH_MAX], text[32];
+		pathf(size, "%s/size", tmp);
+		int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)st.st_size);
+		rc = oci_write_file(size, text, (size_t)n, err, errlen);
+	}
+	if (rc) {
+		server_rm_rf(tmp);
+		return rc;
+	}
+	rc = publish(tmp, final, err, errlen);
+	if (!rc)
+		unlink(blob); /* the unpacked files are the one copy kept */
+	return rc;
+}
+
+/* nftw has no context argument: the composition under way on this thread. */
+static _Thread_local struct {
+	size_t src_len;
+	const char *dst;
+	char *err;
+	size_t errlen;
+} compose_ctx;
+
+static int link_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	char dst[PATH_MAX];
+	pathf(dst, "%s%s", compose_ctx.dst, path + compose_ctx.src_len);
+	if (type == FTW_D) {
+		if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+			return fail(compose_ctx.err, compose_ctx.errlen, -errno, "%s: %s", dst,
+				    strerror(errno));
+		return 0;
+	}
+	if (type != FTW_F)
+		return fail(compose_ctx.err, compose_ctx.errlen, -EPERM, "%s: not a file", path);
+	/* a later layer's file replaces an earlier one's */
+	if ((unlink(dst) < 0 && errno != ENOENT) || link(path, dst) < 0)
+		return fail(compose_ctx.err, compose_ctx.errlen, -errno, "%s: %s", dst,
+			    strerror(errno));
+	return 0;
+}
+
+/* functions/<hex>/: every layer's files hard-linked, in layer order. */
+static int compose(const struct imagestore_image *img, char *fn_root, size_t len, char *err,
+		   size_t errlen)
+{
+	struct stat st;
+	(void)len;
+	pathf(fn_root, "%s/functions/%s", root, img->digest + 7);
+	if (stat(fn_root, &st) == 0)
+		return 0;
+	char tmp[PATH_MAX];
+	pathf(tmp, "%s/functions/" TMP_PREFIX "%.12sXXXXXX", root, img->digest + 7);
+	if (!mkdtemp(tmp))
+		return fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+	int rc = 0;
+	for (unsigned i = 0; !rc && i < img->n_layers; i++) {
+		char src[PATH_MAX], dst[PATH_MAX];
+		layer_path(img->layers[i], src, sizeof(src));
+		strncat(src, "/function", sizeof(src) - strlen(src) - 1);
+		pathf(dst, "%s/function", tmp);
+		if (stat(src, &st) < 0)
+			continue; /* a layer of nothing but "function/" is possible */
+		compose_ctx.src_len = strlen(src);
+		compose_ctx.dst = dst;
+		compose_ctx.err = err;
+		compose_ctx.errlen = errlen;
+		rc = nftw(src, link_one, 16, FTW_PHYS);
+		if (rc > 0 || (rc < 0 && !*err))
+			rc = fail(err, errlen, -EIO, "%s: cannot walk the layer", src);
+	}
+	if (rc) {
+		server_rm_rf(tmp);
+		return rc;
+	}
+	return publish(tmp, fn_root, err, errlen);
+}
+
+int imagestore_load(const char *digest, struct config *cfg, struct imagestore_image *img,
+		    char *err, size_t errlen)
+{
+	memset(img, 0, sizeof(*img));
+	memset(cfg, 0, sizeof(*cfg));
+	if (!oci_digest_valid(digest))
+		return fail(err, errlen, -EINVAL, "expected an image digest sha256:<64 hex digits>, got '%s'",
+			    digest);
+	snprintf(img->digest, sizeof(img->digest), "%s", digest);
+	char config_digest[OCI_DIGEST_LEN + 1], fn_root[PATH_MAX], path[PATH_MAX];
+	char *name = NULL, *handler = NULL;
+	int rc = parse_manifest(img, config_digest, err, errlen);
+	if (!rc)
+		rc = parse_config(config_digest, &name, &handler, err, errlen);
+	for (unsigned i = 0; !rc && i < img->n_layers; i++)
+		rc = unpack_layer(img->layers[i], err, errlen);
+	if (!rc)
+		rc = compose(img, fn_root, sizeof(fn_root), err, errlen);
+	if (!rc) {
+		pathf(path, "%s/function/fc.yaml", fn_root);
+		rc = config_load(path, cfg, err, errlen);
+	}
+	if (!rc && strcmp(cfg->name, name))
+		rc = fail(err, errlen, -EINVAL, "image %s: config names %s, its fc.yaml %s", digest,
+			  name, cfg->name);
+	struct stat st;
+	if (!rc) {
+		pathf(path, "%s/function/%s", fn_root, handler);
+		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+			rc = fail(err, errlen, -ENOENT, "image %s: handler %s is not in the image",
+				  digest, handler);
+	}
+	if (!rc) {
+		free(cfg->handler);
+		cfg->handler = handler;
+		handler = NULL;
+	} else if (cfg->name) {
+		config_free(cfg);
+	}
+	free(name);
+	free(handler);
+	return rc;
+}
