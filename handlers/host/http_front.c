@@ -182,7 +182,9 @@ static volatile sig_atomic_t stopping;
 
 static void on_stop_signal(int sig)
 {
-	if (stopping) /* the second one: the handler may be stuck in invoke() */
+	/* a second Ctrl-C: the handler may be stuck in invoke(). (thaw dev's
+	 * SIGTERM after the terminal's SIGINT stays graceful.) */
+	if (stopping && sig == SIGINT)
 		_exit(128 + sig);
 	stopping = 1;
 	int saved = errno;
