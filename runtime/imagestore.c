@@ -319,7 +319,8 @@ static int extract(const char *blob, const char *dir, const char *digest, char *
 	struct archive *a = archive_read_new();
 	archive_read_support_format_tar(a);
 	if (archive_read_open_filename(a, blob, 1 << 20) != ARCHIVE_OK) {
-		int rc = fail(err, errlen, -EIO, "layer %s: %s", digest, archive_error_string(a));
+		int rc = fail(err, errlen, -EIO, "layer %s: not a readable tar: %s", digest,
+			      archive_error_string(a));
 		archive_read_free(a);
 		return rc;
 	}

@@ -7,6 +7,7 @@
  * contexts cloned per document).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,12 @@ static int ocr_init(void)
 		return rc;
 	}
 	ocr_config_load(&cfg, lookup);
+	/* a relative OCR_TESSDATA is a model folder shipped with the function */
+	static char tessdata[4096]; /* outlives init: the config borrows it */
+	if (cfg.tessdata && cfg.tessdata[0] != '/') {
+		snprintf(tessdata, sizeof(tessdata), "%s/%s", thaw_function_dir(), cfg.tessdata);
+		cfg.tessdata = tessdata;
+	}
 	rc = ocr_ctx_new(&cfg, &ocr, err, sizeof(err));
 	if (rc < 0) {
 		thaw_set_error("ocr: %s", err[0] ? err : "out of memory");
