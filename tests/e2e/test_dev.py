@@ -151,9 +151,10 @@ def alive(pid):
 
 try:
     check(wait_for(lambda: version_now() == "v1", START_S), "dev builds and serves the handler", dev_log()[-2000:])
-    out = dev_log()
-    check("/proxy/%d/" % port in out and "--proxy-ports %d" % port in out,
-          "dev prints the URL and how to reach it through the daemon", out[-800:])
+    # dev notices the server listens a moment after a client can: wait for its line
+    said = wait_for(lambda: "--proxy-ports %d" % port in dev_log(), 5)
+    check(said and "/proxy/%d/" % port in dev_log() and "http://127.0.0.1:%d/" % port in dev_log(),
+          "dev prints the URL and how to reach it through the daemon", dev_log()[-800:])
 
     # --- directly ---------------------------------------------------------
     st, hs, body = get("/a/b?x=1&y=2", method="POST", body=b"12345", headers={"X-Who": "me"})
