@@ -136,16 +136,46 @@ int imagestore_upload_begin(struct imagestore_upload *u, const char *digest, cha
 	return oci_blob_open(&u->blob, dir, err, errlen);
 }
 
+/* Bytes arrive a socket buffer at a time; page-cache writes of 1 MiB cost
+ * far less per byte than of 16 KiB. */
+#define UPLOAD_WRITE (1u << 20)
+
+static int flush(struct imagestore_upload *u)
+{
+	int rc = u->len ? oci_blob_write(&u->blob, u->buf, u->len) : 0;
+	u->len = 0;
+	return rc;
+}
+
 int imagestore_upload_write(struct imagestore_upload *u, const void *data, size_t n)
 {
-	return oci_blob_write(&u->blob, data, n);
+	if (!u->buf)
+		u->buf = xmalloc(UPLOAD_WRITE);
+	while (n) {
+		size_t take = n < UPLOAD_WRITE - u->len ? n : UPLOAD_WRITE - u->len;
+		memcpy(u->buf + u->len, data, take);
+		u->len += take;
+		data = (const char *)data + take;
+		n -= take;
+		int rc = u->len == UPLOAD_WRITE ? flush(u) : 0;
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 int imagestore_upload_commit(struct imagestore_upload *u, uint64_t *size, char *err,
 			     size_t errlen)
 {
 	struct oci_desc d;
-	int rc = oci_blob_commit_as(&u->blob, u->digest, &d, err, errlen);
+	int rc = flush(u);
+	free(u->buf);
+	u->buf = NULL;
+	if (rc) {
+		oci_blob_abort(&u->blob);
+		return fail(err, errlen, rc, "storing the blob: %s", strerror(-rc));
+	}
+	rc = oci_blob_commit_as(&u->blob, u->digest, &d, err, errlen);
 	if (!rc && size)
 		*size = d.size;
 	return rc;
@@ -153,6 +183,8 @@ int imagestore_upload_commit(struct imagestore_upload *u, uint64_t *size, char *
 
 void imagestore_upload_abort(struct imagestore_upload *u)
 {
+	free(u->buf);
+	u->buf = NULL;
 	oci_blob_abort(&u->blob);
 }
 
@@ -291,11 +323,12 @@ static int parent_mkdir(char *path)
 	return rc;
 }
 
-static int copy_entry_data(struct archive *a, int fd)
+#define COPY_CHUNK (1u << 20)
+
+static int copy_entry_data(struct archive *a, int fd, char *buf)
 {
-	static _Thread_local char buf[1 << 16];
 	for (;;) {
-		la_ssize_t n = archive_read_data(a, buf, sizeof(buf));
+		la_ssize_t n = archive_read_data(a, buf, COPY_CHUNK);
 		if (n == 0)
 			return 0;
 		if (n < 0)
@@ -327,6 +360,7 @@ static int extract(const char *blob, const char *dir, const char *digest, char *
 	struct archive_entry *e;
 	unsigned n = 0;
 	int rc = 0, r;
+	char *buf = xmalloc(COPY_CHUNK);
 	while (!rc && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
 		const char *p = archive_entry_pathname(e);
 		mode_t type = archive_entry_filetype(e);
@@ -372,7 +406,7 @@ static int extract(const char *blob, const char *dir, const char *digest, char *
 				     : fail(err, errlen, -errno, "%s: %s", target, strerror(errno));
 			break;
 		}
-		rc = copy_entry_data(a, fd);
+		rc = copy_entry_data(a, fd, buf);
 		if (close(fd) < 0 && !rc)
 			rc = -errno;
 		if (rc)
@@ -383,6 +417,7 @@ static int extract(const char *blob, const char *dir, const char *digest, char *
 		rc = fail(err, errlen, -EIO, "layer %s: not a readable tar: %s", digest,
 			  archive_error_string(a));
 	archive_read_free(a);
+	free(buf);
 	return rc;
 }
 

@@ -40,6 +40,8 @@ bool imagestore_has(const char *digest, uint64_t *size);
 struct imagestore_upload {
 	struct oci_blob blob;
 	char digest[OCI_DIGEST_LEN + 1]; /* what the client says it sends */
+	char *buf;   /* received bytes gathered into large writes */
+	size_t len;
 };
 
 /* Starts storing a blob the client calls digest. 0, or -EINVAL (not a
