@@ -131,12 +131,14 @@ static bool matches(const char *line, size_t len, const char *grep, size_t glen)
 	return len >= glen && memmem(line, len, grep, glen) != NULL;
 }
 
-int fnlog_read(const char *name, size_t tail, const char *grep, uint64_t offset,
-	       struct buf *out, uint64_t *size)
+/* The newest `tail` lines of path after byte offset that match, appended to
+ * out; *found counts them, *size is the file's size up to its last whole
+ * line. A missing file reads as empty. */
+static int read_tail(const char *path, size_t tail, const char *grep, uint64_t offset,
+		     struct buf *out, uint64_t *size, size_t *found)
 {
-	char path[PATH_MAX];
-	path_of(path, sizeof(path), name, "");
 	*size = 0;
+	*found = 0;
 	int ret = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -147,7 +149,7 @@ int fnlog_read(const char *name, size_t tail, const char *grep, uint64_t offset,
 	}
 	*size = (uint64_t)st.st_size;
 	if (offset > *size)
-		offset = 0; /* rotated since */
+		offset = *size;
 	/* only whole lines: the scan stops at the last '\n' */
 	uint64_t from = offset;
 	if (*size - from > MAX_READ)
@@ -168,30 +170,53 @@ int fnlog_read(const char *name, size_t tail, const char *grep, uint64_t offset,
 		got--;
 	*size = from + got;
 	/* walk back from the end for the newest `tail` matches */
-	size_t glen = grep ? strlen(grep) : 0, found = 0, start = got;
+	size_t glen = grep ? strlen(grep) : 0, n = 0, start = got;
 	size_t end = got;
-	while (end > 0 && found < tail) {
+	while (end > 0 && n < tail) {
 		size_t b = end - 1; /* the '\n' of this line */
 		while (b > 0 && data[b - 1] != '\n')
 			b--;
 		if (matches(data + b, end - 1 - b, grep, glen)) {
-			found++;
+			n++;
 			start = b;
 		}
 		end = b;
 	}
+	*found = n;
 	/* emit matching lines from start, in order */
-	for (size_t p = start; p < got && found;) {
+	for (size_t p = start; p < got && n;) {
 		char *nl = memchr(data + p, '\n', got - p);
 		size_t e = (size_t)(nl - data);
 		if (matches(data + p, e - p, grep, glen)) {
 			buf_append(out, data + p, e - p + 1);
-			found--;
+			n--;
 		}
 		p = e + 1;
 	}
 	free(data);
 close_fd:
 	close(fd);
+	return ret;
+}
+
+int fnlog_read(const char *name, size_t tail, const char *grep, uint64_t offset,
+	       struct buf *out, uint64_t *size)
+{
+	char cur[PATH_MAX], old[PATH_MAX];
+	path_of(cur, sizeof(cur), name, "");
+	path_of(old, sizeof(old), name, ".1");
+	/* an offset past the current file: it was rotated since, and the lines
+	 * not read yet are at the end of the rotated file */
+	struct stat st;
+	bool rotated = offset > (stat(cur, &st) == 0 ? (uint64_t)st.st_size : 0);
+	struct buf newer = { 0 };
+	size_t found, n;
+	uint64_t old_size;
+	int ret = read_tail(cur, tail, grep, rotated ? 0 : offset, &newer, size, &found);
+	if (!ret && found < tail && (rotated || offset == 0))
+		ret = read_tail(old, tail - found, grep, rotated ? offset : 0, out, &old_size, &n);
+	if (!ret && newer.len)
+		buf_append(out, newer.data, newer.len);
+	buf_free(&newer);
 	return ret;
 }

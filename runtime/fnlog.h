@@ -38,11 +38,14 @@ void fnlog_write(struct fnlog *l, const char *name, unsigned version, int pid,
 /* Closes the fd; later writes are dropped. */
 void fnlog_close(struct fnlog *l);
 
-/* The newest `tail` lines of name's current file after byte `offset` that
- * contain grep (NULL or "": all), appended to out; *size is the file's size
- * (the offset a follower asks for next). An offset past the size (the file
- * was rotated since) reads from 0. Returns 0 (a missing file reads as
- * empty) or -errno. */
+/* The newest `tail` lines of name's log after byte `offset` of the current
+ * file that contain grep (NULL or "": all), appended to out, oldest first;
+ * *size is the current file's size up to its last whole line (the offset a
+ * follower asks for next). From offset 0, lines of the rotated file
+ * (.log.1) come first when the current one has fewer than `tail`. An offset
+ * past the current file's size (it was rotated since) gives the rest of the
+ * rotated file after that offset, then the current file from its start.
+ * Returns 0 (missing files read as empty) or -errno. */
 int fnlog_read(const char *name, size_t tail, const char *grep, uint64_t offset,
 	       struct buf *out, uint64_t *size);
 

@@ -107,4 +107,28 @@ with Daemon(env={"THAW_LOG_ROTATE_BYTES": str(ROTATE)}) as d:
     rc, out, err = thaw(env, "logs", "fault", "--tail", "1", *sd)
     check(rc == 0 and out.strip().endswith("fault log line 1500 of 1500"), "thaw logs reads the new file", (rc, out))
 
+    # reading across the rotation: the rotated file's lines first, in order
+    rc, out, err = thaw(env, "logs", "fault", "--tail", "10000", *sd)
+    nums = [int(n) for n in re.findall(r"fault log line (\d+) of 1500", out)]
+    first_old = re.search(r"fault log line (\d+) of 1500", read(logfile + ".1"))
+    check(rc == 0 and nums and nums == list(range(nums[0], 1501)) and first_old and nums[0] <= int(first_old.group(1)),
+          "--tail spanning fault.log.1 and fault.log gives every line once, oldest first",
+          (nums[:3], nums[-3:], len(nums)))
+
+    # a follower's offset from before a rotation: nothing lost, nothing twice
+    auth = {"Authorization": "Bearer " + open(os.path.join(d.state_dir, "admin.token")).read().strip()}
+    r = d.request("GET", "/admin/functions/fault/logs?tail=1", None, auth)
+    offset = int(r.header("x-thaw-log-offset") or 0)
+    old_ino = os.stat(logfile + ".1").st_ino
+    batches = 0
+    while batches < 40 and os.stat(logfile + ".1").st_ino == old_ino:
+        d.request("GET", "/fault/log?n=100")
+        batches += 1
+        wait_for(lambda: read(logfile).count("of 100\n") + read(logfile + ".1").count("of 100\n") >= 100 * batches, 5)
+    r = d.request("GET", "/admin/functions/fault/logs?tail=10000&offset=%d" % offset, None, auth)
+    nums = [int(n) for n in re.findall(r"fault log line (\d+) of 100\n", r.body.decode())]
+    check(os.stat(logfile + ".1").st_ino != old_ino and nums == list(range(1, 101)) * batches,
+          "after a rotation, reading from the old offset gives the %d new lines exactly once" % (100 * batches),
+          (batches, len(nums), nums[:3]))
+
 finish()
