@@ -237,7 +237,8 @@ static void upload_progress(void *ctx, uint64_t sent, uint64_t total)
 }
 
 /* One blob of the image: nothing when the daemon has it, else a PUT. */
-static int push_blob(struct deploy *d, const char *image, const char *what, const struct oci_desc *b)
+static int push_blob(struct deploy *d, const char *image, const char *what,
+		     const struct oci_desc *b)
 {
 	char path[128], file[PATH_MAX + 128], size[32];
 	bool have;

@@ -224,7 +224,9 @@ static void admin_add(struct conn *c)
 	}
 	if (!dir || dir[0] != '/') {
 		cJSON_Delete(body);
-		conn_respond_error(c, 400, "expected {\"image\": \"sha256:<manifest digest>\"} or {\"dir\": \"/absolute/folder/with/fc.yaml\"}");
+		conn_respond_error(c, 400,
+				   "expected {\"image\": \"sha256:<manifest digest>\"} or "
+				   "{\"dir\": \"/absolute/folder/with/fc.yaml\"}");
 		return;
 	}
 	char *path = xasprintf("%s/fc.yaml", dir), err[512] = "";

@@ -40,7 +40,7 @@ static void add_line(cJSON *lines, const char *fmt, ...)
 static void diff_one(cJSON *lines, const char *key, const cJSON *old, const cJSON *new)
 {
 	char a[MAX_VALUE + 8], b[MAX_VALUE + 8];
-	if (old && new && cJSON_Compare(old, new, true))
+	if (old && new &&cJSON_Compare(old, new, true))
 		return;
 	value_text(old, a, sizeof(a));
 	value_text(new, b, sizeof(b));
@@ -52,7 +52,8 @@ static void diff(cJSON *lines, const char *prefix, const cJSON *old, const cJSON
 {
 	const cJSON *e;
 	char key[256];
-	cJSON_ArrayForEach(e, new) {
+	cJSON_ArrayForEach(e, new)
+	{
 		const cJSON *o = cJSON_GetObjectItemCaseSensitive(old, e->string);
 		snprintf(key, sizeof(key), "%s%s", prefix, e->string);
 		if (!*prefix && cJSON_IsObject(e) && cJSON_IsObject(o)) {
@@ -63,11 +64,11 @@ static void diff(cJSON *lines, const char *prefix, const cJSON *old, const cJSON
 			diff_one(lines, key, o, e);
 		}
 	}
-	cJSON_ArrayForEach(e, old)
-		if (!cJSON_GetObjectItemCaseSensitive(new, e->string)) {
-			snprintf(key, sizeof(key), "%s%s", prefix, e->string);
-			diff_one(lines, key, e, NULL);
-		}
+	cJSON_ArrayForEach(e, old) if (!cJSON_GetObjectItemCaseSensitive(new, e->string))
+	{
+		snprintf(key, sizeof(key), "%s%s", prefix, e->string);
+		diff_one(lines, key, e, NULL);
+	}
 }
 
 /* "sha256:" and the first 12 hex digits. */
@@ -95,7 +96,8 @@ static void diff_source(cJSON *lines, const struct function *from, const struct 
 		snprintf(what, sizeof(what), "%s layer", *kind ? kind : "a");
 		if (i >= a->n_layers || i >= b->n_layers) {
 			short_digest(i < a->n_layers ? a->layers[i] : b->layers[i], x);
-			add_line(lines, "%s: %s %s", what, i < a->n_layers ? "removed" : "added", x);
+			add_line(lines, "%s: %s %s", what, i < a->n_layers ? "removed" : "added",
+				 x);
 		} else if (strcmp(a->layers[i], b->layers[i])) {
 			short_digest(a->layers[i], x);
 			short_digest(b->layers[i], y);

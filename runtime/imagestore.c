@@ -37,17 +37,6 @@ static void pathf(char out[PATH_MAX], const char *fmt, ...)
 	va_end(ap);
 }
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
 /* Removes what a daemon that died left half-done in dir. */
 static void drop_temporaries(const char *dir)
 {
@@ -67,7 +56,7 @@ static void drop_temporaries(const char *dir)
 
 int imagestore_init(const char *state_dir)
 {
-	static const char *const sub[] = { "blobs/sha256", "layers", "functions" };
+	static const char *const sub[] = {"blobs/sha256", "layers", "functions"};
 	if (strlen(state_dir) + 8 > sizeof(root)) {
 		pr_err("state dir %s: path too long", state_dir);
 		return -ENAMETOOLONG;
@@ -128,8 +117,8 @@ int imagestore_upload_begin(struct imagestore_upload *u, const char *digest, cha
 {
 	memset(u, 0, sizeof(*u));
 	if (!oci_digest_valid(digest))
-		return fail(err, errlen, -EINVAL, "expected a digest sha256:<64 hex digits>, got '%s'",
-			    digest);
+		return builder__fail(err, errlen, -EINVAL,
+				     "expected a digest sha256:<64 hex digits>, got '%s'", digest);
 	snprintf(u->digest, sizeof(u->digest), "%s", digest);
 	char dir[PATH_MAX];
 	pathf(dir, "%s/blobs/sha256", root);
@@ -164,8 +153,7 @@ int imagestore_upload_write(struct imagestore_upload *u, const void *data, size_
 	return 0;
 }
 
-int imagestore_upload_commit(struct imagestore_upload *u, uint64_t *size, char *err,
-			     size_t errlen)
+int imagestore_upload_commit(struct imagestore_upload *u, uint64_t *size, char *err, size_t errlen)
 {
 	struct oci_desc d;
 	int rc = flush(u);
@@ -173,7 +161,7 @@ int imagestore_upload_commit(struct imagestore_upload *u, uint64_t *size, char *
 	u->buf = NULL;
 	if (rc) {
 		oci_blob_abort(&u->blob);
-		return fail(err, errlen, rc, "storing the blob: %s", strerror(-rc));
+		return builder__fail(err, errlen, rc, "storing the blob: %s", strerror(-rc));
 	}
 	rc = oci_blob_commit_as(&u->blob, u->digest, &d, err, errlen);
 	if (!rc && size)
@@ -196,15 +184,16 @@ static int read_doc(const char *digest, const char *what, cJSON **out, char *err
 	struct oci_desc d;
 	int rc = oci_file_digest(path, &d);
 	if (rc == -ENOENT)
-		return fail(err, errlen, rc, "%s %s was not uploaded", what, digest);
+		return builder__fail(err, errlen, rc, "%s %s was not uploaded", what, digest);
 	if (rc)
-		return fail(err, errlen, rc, "%s %s: %s", what, digest, strerror(-rc));
+		return builder__fail(err, errlen, rc, "%s %s: %s", what, digest, strerror(-rc));
 	if (strcmp(d.digest, digest))
-		return fail(err, errlen, -EBADMSG, "%s %s: stored bytes hash to %s", what, digest,
-			    d.digest);
+		return builder__fail(err, errlen, -EBADMSG, "%s %s: stored bytes hash to %s", what,
+				     digest, d.digest);
 	if (d.size > IMAGESTORE_MAX_DOC)
-		return fail(err, errlen, -EFBIG, "%s %s: %llu bytes, more than a %s can be", what,
-			    digest, (unsigned long long)d.size, what);
+		return builder__fail(err, errlen, -EFBIG,
+				     "%s %s: %llu bytes, more than a %s can be", what, digest,
+				     (unsigned long long)d.size, what);
 	char *text = xmalloc(d.size + 1);
 	FILE *f = fopen(path, "re");
 	size_t n = f ? fread(text, 1, d.size, f) : 0;
@@ -214,7 +203,8 @@ static int read_doc(const char *digest, const char *what, cJSON **out, char *err
 	free(text);
 	if (!*out || !cJSON_IsObject(*out)) {
 		cJSON_Delete(*out);
-		return fail(err, errlen, -EINVAL, "%s %s: not a JSON object", what, digest);
+		return builder__fail(err, errlen, -EINVAL, "%s %s: not a JSON object", what,
+				     digest);
 	}
 	return 0;
 }
@@ -245,22 +235,25 @@ static int parse_manifest(struct imagestore_image *img, char *config_digest, cha
 	if (!cJSON_IsNumber(schema) || schema->valueint != 2 || !cfg || !cJSON_IsArray(layers) ||
 	    n < 1 || n > MAX_LAYERS) {
 		cJSON_Delete(m);
-		return fail(err, errlen, -EINVAL,
-			    "manifest %s: expected schemaVersion 2, a config and 1 to %d layers",
-			    img->digest, MAX_LAYERS);
+		return builder__fail(
+		    err, errlen, -EINVAL,
+		    "manifest %s: expected schemaVersion 2, a config and 1 to %d layers",
+		    img->digest, MAX_LAYERS);
 	}
 	snprintf(config_digest, OCI_DIGEST_LEN + 1, "%s", cfg);
 	img->n_layers = 0;
-	cJSON_ArrayForEach(l, layers) {
+	cJSON_ArrayForEach(l, layers)
+	{
 		const char *d = desc_digest(l, OCI_MT_LAYER_TAR);
 		if (!d) {
 			cJSON_Delete(m);
-			return fail(err, errlen, -EINVAL,
-				    "manifest %s: layer %u: expected an uncompressed tar (%s) with a sha256 digest",
-				    img->digest, img->n_layers + 1, OCI_MT_LAYER_TAR);
+			return builder__fail(err, errlen, -EINVAL,
+					     "manifest %s: layer %u: expected an uncompressed tar "
+					     "(%s) with a sha256 digest",
+					     img->digest, img->n_layers + 1, OCI_MT_LAYER_TAR);
 		}
-		const char *kind = str_at(cJSON_GetObjectItemCaseSensitive(l, "annotations"),
-					  "io.thaw.layer");
+		const char *kind =
+		    str_at(cJSON_GetObjectItemCaseSensitive(l, "annotations"), "io.thaw.layer");
 		snprintf(img->layers[img->n_layers], OCI_DIGEST_LEN + 1, "%s", d);
 		snprintf(img->layer_kinds[img->n_layers], sizeof(img->layer_kinds[0]), "%s",
 			 kind ? kind : "");
@@ -271,8 +264,7 @@ static int parse_manifest(struct imagestore_image *img, char *config_digest, cha
 }
 
 /* The image config's thaw.name and thaw.handler (relative to /function). */
-static int parse_config(const char *digest, char **name, char **handler, char *err,
-			size_t errlen)
+static int parse_config(const char *digest, char **name, char **handler, char *err, size_t errlen)
 {
 	cJSON *c;
 	int rc = read_doc(digest, "config", &c, err, errlen);
@@ -282,9 +274,10 @@ static int parse_config(const char *digest, char **name, char **handler, char *e
 	const char *n = str_at(thaw, "name"), *h = str_at(thaw, "handler");
 	if (!n || !h || !*h || h[0] == '/' || strstr(h, "..")) {
 		cJSON_Delete(c);
-		return fail(err, errlen, -EINVAL,
-			    "config %s: expected thaw.name and thaw.handler (a path inside /function), as thaw build writes",
-			    digest);
+		return builder__fail(err, errlen, -EINVAL,
+				     "config %s: expected thaw.name and thaw.handler (a path "
+				     "inside /function), as thaw build writes",
+				     digest);
 	}
 	*name = xstrdup(n);
 	*handler = xstrdup(h);
@@ -346,14 +339,13 @@ static int copy_entry_data(struct archive *a, int fd, char *buf)
 
 /* Extracts the tar at blob into dir (fresh), refusing anything but folders
  * and regular files under function/. */
-static int extract(const char *blob, const char *dir, const char *digest, char *err,
-		   size_t errlen)
+static int extract(const char *blob, const char *dir, const char *digest, char *err, size_t errlen)
 {
 	struct archive *a = archive_read_new();
 	archive_read_support_format_tar(a);
 	if (archive_read_open_filename(a, blob, 1 << 20) != ARCHIVE_OK) {
-		int rc = fail(err, errlen, -EIO, "layer %s: not a readable tar: %s", digest,
-			      archive_error_string(a));
+		int rc = builder__fail(err, errlen, -EIO, "layer %s: not a readable tar: %s",
+				       digest, archive_error_string(a));
 		archive_read_free(a);
 		return rc;
 	}
@@ -365,20 +357,22 @@ static int extract(const char *blob, const char *dir, const char *digest, char *
 		const char *p = archive_entry_pathname(e);
 		mode_t type = archive_entry_filetype(e);
 		if (++n > MAX_ENTRIES) {
-			rc = fail(err, errlen, -E2BIG, "layer %s: more than %d entries", digest,
-				  MAX_ENTRIES);
+			rc = builder__fail(err, errlen, -E2BIG, "layer %s: more than %d entries",
+					   digest, MAX_ENTRIES);
 			break;
 		}
 		if (!p || !entry_path_ok(p)) {
-			rc = fail(err, errlen, -EPERM,
-				  "layer %s: entry '%s': only paths under function/ without '..', '.' or whiteouts",
-				  digest, p ? p : "");
+			rc = builder__fail(err, errlen, -EPERM,
+					   "layer %s: entry '%s': only paths under function/ "
+					   "without '..', '.' or whiteouts",
+					   digest, p ? p : "");
 			break;
 		}
 		if (type != AE_IFDIR && type != AE_IFREG) {
-			rc = fail(err, errlen, -EPERM,
-				  "layer %s: entry '%s': only folders and regular files (no links, devices, fifos)",
-				  digest, p);
+			rc = builder__fail(err, errlen, -EPERM,
+					   "layer %s: entry '%s': only folders and regular files "
+					   "(no links, devices, fifos)",
+					   digest, p);
 			break;
 		}
 		char target[PATH_MAX];
@@ -387,35 +381,37 @@ static int extract(const char *blob, const char *dir, const char *digest, char *
 		while (tl && target[tl - 1] == '/')
 			target[--tl] = '\0';
 		if ((rc = parent_mkdir(target)) < 0) {
-			fail(err, errlen, rc, "%s: %s", target, strerror(-rc));
+			builder__fail(err, errlen, rc, "%s: %s", target, strerror(-rc));
 			break;
 		}
 		if (type == AE_IFDIR) {
 			struct stat st;
-			if (mkdir(target, 0755) < 0 && !(errno == EEXIST && stat(target, &st) == 0 &&
-							 S_ISDIR(st.st_mode)))
-				rc = fail(err, errlen, -errno, "%s: %s", target, strerror(errno));
+			if (mkdir(target, 0755) < 0 &&
+			    !(errno == EEXIST && stat(target, &st) == 0 && S_ISDIR(st.st_mode)))
+				rc = builder__fail(err, errlen, -errno, "%s: %s", target,
+						   strerror(errno));
 			continue;
 		}
 		mode_t mode = (archive_entry_perm(e) & 0111) ? 0755 : 0644;
 		int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 		if (fd < 0) {
 			rc = errno == EEXIST
-				     ? fail(err, errlen, -EEXIST, "layer %s: entry '%s' appears twice",
-					    digest, p)
-				     : fail(err, errlen, -errno, "%s: %s", target, strerror(errno));
+				 ? builder__fail(err, errlen, -EEXIST,
+						 "layer %s: entry '%s' appears twice", digest, p)
+				 : builder__fail(err, errlen, -errno, "%s: %s", target,
+						 strerror(errno));
 			break;
 		}
 		rc = copy_entry_data(a, fd, buf);
 		if (close(fd) < 0 && !rc)
 			rc = -errno;
 		if (rc)
-			fail(err, errlen, rc, "layer %s: entry '%s': %s", digest, p,
-			     rc == -EIO ? archive_error_string(a) : strerror(-rc));
+			builder__fail(err, errlen, rc, "layer %s: entry '%s': %s", digest, p,
+				      rc == -EIO ? archive_error_string(a) : strerror(-rc));
 	}
 	if (!rc && r != ARCHIVE_EOF)
-		rc = fail(err, errlen, -EIO, "layer %s: not a readable tar: %s", digest,
-			  archive_error_string(a));
+		rc = builder__fail(err, errlen, -EIO, "layer %s: not a readable tar: %s", digest,
+				   archive_error_string(a));
 	archive_read_free(a);
 	free(buf);
 	return rc;
@@ -432,7 +428,7 @@ static int publish(const char *tmp, const char *final, char *err, size_t errlen)
 	struct stat st;
 	if ((e == EEXIST || e == ENOTEMPTY) && stat(final, &st) == 0)
 		return 0;
-	return fail(err, errlen, -e, "%s: %s", final, strerror(e));
+	return builder__fail(err, errlen, -e, "%s: %s", final, strerror(e));
 }
 
 static int unpack_layer(const char *digest, char *err, size_t errlen)
@@ -444,10 +440,10 @@ static int unpack_layer(const char *digest, char *err, size_t errlen)
 		return 0;
 	blob_path(digest, blob, sizeof(blob));
 	if (stat(blob, &st) < 0)
-		return fail(err, errlen, -ENOENT, "layer %s was not uploaded", digest);
+		return builder__fail(err, errlen, -ENOENT, "layer %s was not uploaded", digest);
 	pathf(tmp, "%s/layers/" TMP_PREFIX "%.12sXXXXXX", root, digest + 7);
 	if (!mkdtemp(tmp))
-		return fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+		return builder__fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 	int rc = extract(blob, tmp, digest, err, errlen);
 	if (!rc) {
 		char size[PATH_MAX], text[32];
@@ -481,16 +477,17 @@ static int link_one(const char *path, const struct stat *st, int type, struct FT
 	pathf(dst, "%s%s", compose_ctx.dst, path + compose_ctx.src_len);
 	if (type == FTW_D) {
 		if (mkdir(dst, 0755) < 0 && errno != EEXIST)
-			return fail(compose_ctx.err, compose_ctx.errlen, -errno, "%s: %s", dst,
-				    strerror(errno));
+			return builder__fail(compose_ctx.err, compose_ctx.errlen, -errno, "%s: %s",
+					     dst, strerror(errno));
 		return 0;
 	}
 	if (type != FTW_F)
-		return fail(compose_ctx.err, compose_ctx.errlen, -EPERM, "%s: not a file", path);
+		return builder__fail(compose_ctx.err, compose_ctx.errlen, -EPERM, "%s: not a file",
+				     path);
 	/* a later layer's file replaces an earlier one's */
 	if ((unlink(dst) < 0 && errno != ENOENT) || link(path, dst) < 0)
-		return fail(compose_ctx.err, compose_ctx.errlen, -errno, "%s: %s", dst,
-			    strerror(errno));
+		return builder__fail(compose_ctx.err, compose_ctx.errlen, -errno, "%s: %s", dst,
+				     strerror(errno));
 	return 0;
 }
 
@@ -506,7 +503,7 @@ static int compose(const struct imagestore_image *img, char *fn_root, size_t len
 	char tmp[PATH_MAX];
 	pathf(tmp, "%s/functions/" TMP_PREFIX "%.12sXXXXXX", root, img->digest + 7);
 	if (!mkdtemp(tmp))
-		return fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+		return builder__fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 	int rc = 0;
 	for (unsigned i = 0; !rc && i < img->n_layers; i++) {
 		char src[PATH_MAX], dst[PATH_MAX];
@@ -521,7 +518,7 @@ static int compose(const struct imagestore_image *img, char *fn_root, size_t len
 		compose_ctx.errlen = errlen;
 		rc = nftw(src, link_one, 16, FTW_PHYS);
 		if (rc > 0 || (rc < 0 && !*err))
-			rc = fail(err, errlen, -EIO, "%s: cannot walk the layer", src);
+			rc = builder__fail(err, errlen, -EIO, "%s: cannot walk the layer", src);
 	}
 	if (rc) {
 		server_rm_rf(tmp);
@@ -530,14 +527,15 @@ static int compose(const struct imagestore_image *img, char *fn_root, size_t len
 	return publish(tmp, fn_root, err, errlen);
 }
 
-int imagestore_load(const char *digest, struct config *cfg, struct imagestore_image *img,
-		    char *err, size_t errlen)
+int imagestore_load(const char *digest, struct config *cfg, struct imagestore_image *img, char *err,
+		    size_t errlen)
 {
 	memset(img, 0, sizeof(*img));
 	memset(cfg, 0, sizeof(*cfg));
 	if (!oci_digest_valid(digest))
-		return fail(err, errlen, -EINVAL, "expected an image digest sha256:<64 hex digits>, got '%s'",
-			    digest);
+		return builder__fail(err, errlen, -EINVAL,
+				     "expected an image digest sha256:<64 hex digits>, got '%s'",
+				     digest);
 	snprintf(img->digest, sizeof(img->digest), "%s", digest);
 	char config_digest[OCI_DIGEST_LEN + 1], fn_root[PATH_MAX], path[PATH_MAX];
 	char *name = NULL, *handler = NULL;
@@ -553,14 +551,16 @@ int imagestore_load(const char *digest, struct config *cfg, struct imagestore_im
 		rc = config_load(path, cfg, err, errlen);
 	}
 	if (!rc && strcmp(cfg->name, name))
-		rc = fail(err, errlen, -EINVAL, "image %s: config names %s, its fc.yaml %s", digest,
-			  name, cfg->name);
+		rc =
+		    builder__fail(err, errlen, -EINVAL, "image %s: config names %s, its fc.yaml %s",
+				  digest, name, cfg->name);
 	struct stat st;
 	if (!rc) {
 		pathf(path, "%s/function/%s", fn_root, handler);
 		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-			rc = fail(err, errlen, -ENOENT, "image %s: handler %s is not in the image",
-				  digest, handler);
+			rc = builder__fail(err, errlen, -ENOENT,
+					   "image %s: handler %s is not in the image", digest,
+					   handler);
 	}
 	if (!rc) {
 		free(cfg->handler);

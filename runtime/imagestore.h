@@ -40,7 +40,7 @@ bool imagestore_has(const char *digest, uint64_t *size);
 struct imagestore_upload {
 	struct oci_blob blob;
 	char digest[OCI_DIGEST_LEN + 1]; /* what the client says it sends */
-	char *buf;   /* received bytes gathered into large writes */
+	char *buf;			 /* received bytes gathered into large writes */
 	size_t len;
 };
 
@@ -53,15 +53,14 @@ int imagestore_upload_write(struct imagestore_upload *u, const void *data, size_
 /* Keeps the blob when its bytes hash to the claimed digest: 0, or
  * -EBADMSG (they do not) / -errno, with a message in err. Either way u is
  * finished. */
-int imagestore_upload_commit(struct imagestore_upload *u, uint64_t *size, char *err,
-			     size_t errlen);
+int imagestore_upload_commit(struct imagestore_upload *u, uint64_t *size, char *err, size_t errlen);
 void imagestore_upload_abort(struct imagestore_upload *u);
 
 /* What a deploy of an image needs to know about it. */
 struct imagestore_image {
 	char digest[OCI_DIGEST_LEN + 1]; /* the manifest's */
 	char layers[8][OCI_DIGEST_LEN + 1];
-	char layer_kinds[8][8];          /* io.thaw.layer: "model", "code" or "" */
+	char layer_kinds[8][8]; /* io.thaw.layer: "model", "code" or "" */
 	unsigned n_layers;
 };
 
@@ -71,7 +70,7 @@ struct imagestore_image {
  * loops. Returns 0 (cfg to free with config_free) or -errno with one line in
  * err: a missing blob, a manifest or config that is not what thaw build
  * writes, a refused layer entry, an fc.yaml error. */
-int imagestore_load(const char *digest, struct config *cfg, struct imagestore_image *img,
-		    char *err, size_t errlen);
+int imagestore_load(const char *digest, struct config *cfg, struct imagestore_image *img, char *err,
+		    size_t errlen);
 
 #endif
