@@ -436,9 +436,11 @@ static int unpack_layer(const char *digest, char *err, size_t errlen)
 	char final[PATH_MAX], blob[PATH_MAX], tmp[PATH_MAX];
 	struct stat st;
 	layer_path(digest, final, sizeof(final));
-	if (stat(final, &st) == 0)
-		return 0;
 	blob_path(digest, blob, sizeof(blob));
+	if (stat(final, &st) == 0) {
+		unlink(blob); /* uploaded again after it was unpacked */
+		return 0;
+	}
 	if (stat(blob, &st) < 0)
 		return builder__fail(err, errlen, -ENOENT, "layer %s was not uploaded", digest);
 	pathf(tmp, "%s/layers/" TMP_PREFIX "%.12sXXXXXX", root, digest + 7);
