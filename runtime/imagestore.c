@@ -575,3 +575,65 @@ int imagestore_load(const char *digest, struct config *cfg, struct imagestore_im
 	free(handler);
 	return rc;
 }
+
+static bool in(const char *hex, char *const *set, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(set[i] + 7, hex))
+			return true;
+	return false;
+}
+
+/* Removes the entries of dir (blobs, layers or image folders) whose digest
+ * is not in keep; returns how many went. */
+static unsigned sweep(const char *dir, char *const *keep, size_t n_keep, bool folders)
+{
+	DIR *d = opendir(dir);
+	unsigned gone = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char path[PATH_MAX];
+		if (e->d_name[0] == '.' || in(e->d_name, keep, n_keep))
+			continue;
+		pathf(path, "%s/%s", dir, e->d_name);
+		if (folders)
+			server_rm_rf(path);
+		else
+			unlink(path);
+		gone++;
+	}
+	if (d)
+		closedir(d);
+	return gone;
+}
+
+void imagestore_gc(const char *const *images, size_t n)
+{
+	/* what the images need: themselves, their configs and layers */
+	char **keep = xcalloc(n * (MAX_LAYERS + 2) + 1, sizeof(*keep));
+	size_t n_keep = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct imagestore_image img = { 0 };
+		char cfg[OCI_DIGEST_LEN + 1], err[512];
+		snprintf(img.digest, sizeof(img.digest), "%s", images[i]);
+		keep[n_keep++] = xstrdup(images[i]);
+		if (parse_manifest(&img, cfg, err, sizeof(err)))
+			continue;
+		keep[n_keep++] = xstrdup(cfg);
+		for (unsigned l = 0; l < img.n_layers; l++)
+			keep[n_keep++] = xstrdup(img.layers[l]);
+	}
+	char dir[PATH_MAX];
+	pathf(dir, "%s/functions", root);
+	unsigned fns = sweep(dir, keep, n_keep, true);
+	pathf(dir, "%s/layers", root);
+	unsigned layers = sweep(dir, keep, n_keep, true);
+	pathf(dir, "%s/blobs/sha256", root);
+	unsigned blobs = sweep(dir, keep, n_keep, false);
+	if (fns || layers || blobs)
+		pr_info("removed what no deployed version uses: %u image folder(s), %u layer(s), %u blob(s)",
+			fns, layers, blobs);
+	for (size_t i = 0; i < n_keep; i++)
+		free(keep[i]);
+	free(keep);
+}

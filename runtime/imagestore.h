@@ -73,4 +73,10 @@ struct imagestore_image {
 int imagestore_load(const char *digest, struct config *cfg, struct imagestore_image *img, char *err,
 		    size_t errlen);
 
+/* Deletes what none of images (manifest digests of the versions deployed)
+ * needs: other image folders, unpacked layers and blobs, such as those of
+ * removed functions and uploads never deployed. Call at start, before the
+ * admin API serves (nothing else may use the store meanwhile). */
+void imagestore_gc(const char *const *images, size_t n);
+
 #endif

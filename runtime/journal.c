@@ -2,6 +2,7 @@
 #include "journal.h"
 #include "imagestore.h"
 #include "log.h"
+#include "mem.h"
 #include "server.h"
 
 #include <cjson/cJSON.h>
@@ -119,6 +120,18 @@ static int replay_line(const char *line, unsigned lineno)
 	return ret;
 }
 
+/* The name a line is about, and whether it removes it (its own copy). */
+static char *line_name(const char *line, bool *is_rm)
+{
+	cJSON *l = cJSON_Parse(line);
+	const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "op"));
+	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "name"));
+	char *copy = name ? xstrdup(name) : NULL;
+	*is_rm = op && !strcmp(op, "rm");
+	cJSON_Delete(l);
+	return copy;
+}
+
 int journal_replay(void)
 {
 	char path[PATH_MAX];
@@ -126,16 +139,46 @@ int journal_replay(void)
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
-	char *line = malloc(MAX_LINE);
-	int applied = 0;
-	unsigned lineno = 0;
-	while (line && fgets(line, MAX_LINE, f)) {
-		lineno++;
+	char **lines = NULL, *line = xmalloc(MAX_LINE);
+	size_t n = 0, cap = 0;
+	while (fgets(line, MAX_LINE, f)) {
 		line[strcspn(line, "\n")] = '\0';
-		if (*line && !replay_line(line, lineno))
-			applied++;
+		if (n == cap)
+			lines = xrealloc(lines, (cap = cap ? cap * 2 : 64) * sizeof(*lines));
+		lines[n++] = xstrdup(line);
 	}
 	free(line);
 	fclose(f);
+	/* what a later rm removed is not started again (its image may be gone,
+	 * see imagestore_gc): walking back, the names removed further on */
+	bool *skip = xcalloc(n + 1, sizeof(*skip));
+	char **removed = xcalloc(n + 1, sizeof(*removed));
+	size_t n_removed = 0;
+	for (size_t i = n; i-- > 0;) {
+		bool is_rm;
+		char *name = line_name(lines[i], &is_rm);
+		for (size_t j = 0; name && j < n_removed && !skip[i]; j++)
+			skip[i] = !strcmp(removed[j], name);
+		if (name && is_rm && !skip[i])
+			removed[n_removed++] = name;
+		else
+			free(name);
+	}
+	int applied = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool is_rm;
+		char *name = line_name(lines[i], &is_rm);
+		/* an rm of a name never started again is already in effect */
+		bool gone = is_rm && name && !server_find_name(name, strlen(name));
+		if (*lines[i] && !skip[i] && !gone && !replay_line(lines[i], (unsigned)i + 1))
+			applied++;
+		free(name);
+		free(lines[i]);
+	}
+	for (size_t j = 0; j < n_removed; j++)
+		free(removed[j]);
+	free(removed);
+	free(skip);
+	free(lines);
 	return applied;
 }

@@ -445,6 +445,19 @@ static void drain(const sigset_t *stop)
 	pr_info("drained: stopping");
 }
 
+/* Frees the disk of images no version uses any more (removed functions,
+ * uploads never deployed): only now, before anything else uses the store. */
+static void collect_images(void)
+{
+	unsigned n = atomic_load(&server.n_functions), k = 0;
+	const char **live = xcalloc(n + 1, sizeof(*live));
+	for (unsigned i = 0; i < n; i++)
+		if (server.functions[i]->image && !function_removed(server.functions[i]))
+			live[k++] = server.functions[i]->image->digest;
+	imagestore_gc(live, k);
+	free(live);
+}
+
 int server_run(void)
 {
 	struct server_options *o = &server.opt;
@@ -479,6 +492,7 @@ int server_run(void)
 	int replayed = journal_replay();
 	if (replayed > 0)
 		pr_info("replayed %d deploys and rollbacks of earlier runs", replayed);
+	collect_images();
 	/* block the stop signals in every thread; this one waits for them */
 	sigset_t stop;
 	sigemptyset(&stop);

@@ -246,5 +246,24 @@ with Daemon(ready_timeout=60) as d:
     rc, out, err = thaw(d, "history", "ocr_batch")
     check(rc == 0 and re.search(r"^\* 3\s+ready", out, re.M), "after a restart version 3 still serves", out)
 
+    # thaw rm, then a restart frees what no version uses any more
+    rc, out, err = thaw(d, "rm", "ocr_batch")
+    check(rc == 0, "thaw rm ocr_batch", (rc, out, err))
+    echo_image = json.loads(d.request("GET", "/admin/functions/echo", None, auth).body)["image"]["digest"]
+    d.restart()
+    check("removed what no deployed version uses" in d.logs() and "cannot redeploy" not in d.logs(),
+          "the restart removes the unused images, without replaying what was removed", d.logs()[-2000:])
+    left = {sub: sorted(os.listdir(os.path.join(images, sub))) for sub in ("functions", "layers")}
+    check(left["functions"] == [echo_image[7:]] and len(left["layers"]) == 1 and
+          len(os.listdir(os.path.join(images, "blobs", "sha256"))) == 2,
+          "left: echo's image folder, its one layer, its manifest and config", left)
+    r = d.request("POST", "/echo/", b"after gc")
+    check(r.status == 200 and r.body == b"after gc", "echo serves after the clean-up", r)
+    r = d.request("GET", "/ocr_batch/health")
+    check(r.status == 404, "the removed function stays removed", r)
+    rc, out, err = thaw(d, "deploy", ocr_dir, timeout=300)
+    check(rc == 0 and "ocr_batch version 1 serves" in out and re.search(r"model layer .* uploaded in", out),
+          "a new deploy of the removed name uploads again and starts at version 1", (rc, out, err))
+
 shutil.rmtree(work, ignore_errors=True)
 finish()
