@@ -3,11 +3,11 @@
  * channel (fd CHANNEL_FD) and serves framed requests until EOF or
  * CH_SHUTDOWN.
  *
- * Threads: the main thread reads and dispatches frames. With a concurrency
- * of 1 it also runs invoke() itself (no hand-off latency, frames processed in
- * order); above 1 it queues each request for THAW_INSTANCE_CONCURRENCY
- * workers. Responses are written whole under a mutex so frames of different
- * workers never interleave.
+ * Threads: with a concurrency of 1 the main thread reads frames and runs
+ * invoke() itself, in order. Above 1, THAW_INSTANCE_CONCURRENCY threads (the
+ * main one included) each take the next frame and run it themselves (shared
+ * reading, below). Responses are written whole under a mutex so frames of
+ * different threads never interleave.
  *
  * Exit codes: 0 on EOF or CH_SHUTDOWN, 1 when loading or init fails (after
  * CH_INIT_FAILED), 2 on a protocol error (a malformed frame).
@@ -24,11 +24,15 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -138,68 +142,6 @@ void host__invoke(const struct thaw_request *req, struct thaw_response *res)
 		thaw_respond_error(res, 500, "handler failed: %s", strerror(-r));
 }
 
-/* Requests waiting for a worker (concurrency > 1 only). A job is the frame's
- * payload, allocated by the reader, freed by the worker. */
-struct job {
-	struct job *next;
-	uint64_t id;
-	struct channel_request req; /* views into payload */
-	char payload[];
-};
-
-static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t more, idle;
-	struct job *head, **tail;
-	unsigned busy;
-} queue = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-	    NULL, &queue.head, 0 };
-
-static void *worker_main(void *arg)
-{
-	(void)arg;
-	struct worker w = { 0 };
-	for (;;) {
-		pthread_mutex_lock(&queue.lock);
-		while (!queue.head)
-			pthread_cond_wait(&queue.more, &queue.lock);
-		struct job *j = queue.head;
-		queue.head = j->next;
-		if (!queue.head)
-			queue.tail = &queue.head;
-		queue.busy++;
-		pthread_mutex_unlock(&queue.lock);
-
-		serve(&w, j->id, &j->req);
-		free(j);
-
-		pthread_mutex_lock(&queue.lock);
-		if (!--queue.busy && !queue.head)
-			pthread_cond_broadcast(&queue.idle);
-		pthread_mutex_unlock(&queue.lock);
-	}
-	return NULL;
-}
-
-static void enqueue(struct job *j)
-{
-	j->next = NULL;
-	pthread_mutex_lock(&queue.lock);
-	*queue.tail = j;
-	queue.tail = &j->next;
-	pthread_cond_signal(&queue.more);
-	pthread_mutex_unlock(&queue.lock);
-}
-
-/* Waits until no request is queued or running (before shutdown). */
-static void drain(void)
-{
-	pthread_mutex_lock(&queue.lock);
-	while (queue.head || queue.busy)
-		pthread_cond_wait(&queue.idle, &queue.lock);
-	pthread_mutex_unlock(&queue.lock);
-}
-
 /* --- channel input ------------------------------------------------------- */
 
 struct reader {
@@ -284,6 +226,176 @@ static void read_payload(struct reader *r, char *dst, size_t len)
 	}
 }
 
+/* --- shared reading (concurrency > 1) ------------------------------------
+ *
+ * THAW_INSTANCE_CONCURRENCY threads (the main one included) each read and
+ * serve: a thread takes the next frame out of the shared reader under
+ * read_lock and runs the request itself, so no request is handed from a
+ * reader thread to a worker (a futex wake-up, and a wait for a core on a busy
+ * machine, per request). Idle threads sleep in epoll_wait() on the channel
+ * with EPOLLEXCLUSIVE, each on its own epoll set, so the kernel wakes one of
+ * them when a frame arrives, not all, and while one thread serves a slow
+ * request the others are already waiting on the socket: up to `concurrency`
+ * requests run at once, as before. When a thread leaves frames in the buffer
+ * (they came in one read) it posts `more` (a semaphore eventfd in every
+ * set), which wakes one more thread per frame. Control frames (CH_RESTORED,
+ * CH_SHUTDOWN) are handled under read_lock once no request runs, so they
+ * keep their place in the stream. */
+static struct reader shared_rd; /* under read_lock */
+static pthread_mutex_t read_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t busy_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t busy_done = PTHREAD_COND_INITIALIZER;
+static unsigned busy; /* requests running, under busy_lock */
+static int more_fd = -1;  /* eventfd (EFD_SEMAPHORE): frames left in shared_rd */
+static bool channel_is_socket = true;
+
+/* Reads what the channel has without blocking: bytes read, 0 on EOF,
+ * -EAGAIN when nothing is there. */
+static ssize_t try_fill(struct reader *r)
+{
+	if (r->start == r->end)
+		r->start = r->end = 0;
+	if (r->end == READ_CHUNK) {
+		memmove(r->data, r->data + r->start, r->end - r->start);
+		r->end -= r->start;
+		r->start = 0;
+	}
+	for (;;) {
+		ssize_t n;
+		if (channel_is_socket) {
+			n = recv(CHANNEL_FD, r->data + r->end, READ_CHUNK - r->end, MSG_DONTWAIT);
+			if (n < 0 && errno == ENOTSOCK) {
+				channel_is_socket = false;
+				continue;
+			}
+		} else {
+			struct pollfd pfd = { .fd = CHANNEL_FD, .events = POLLIN };
+			if (poll(&pfd, 1, 0) == 0)
+				return -EAGAIN;
+			n = read(CHANNEL_FD, r->data + r->end, READ_CHUNK - r->end);
+		}
+		if (n >= 0) {
+			r->end += (size_t)n;
+			return n;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		if (errno == ECONNRESET)
+			return 0;
+		pr_perror("read from channel");
+		fflush(NULL);
+		_exit(2);
+	}
+}
+
+static void post_more(void)
+{
+	uint64_t one = 1;
+	while (write(more_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+static void busy_add(int d)
+{
+	pthread_mutex_lock(&busy_lock);
+	busy += (unsigned)d;
+	if (!busy)
+		pthread_cond_broadcast(&busy_done);
+	pthread_mutex_unlock(&busy_lock);
+}
+
+/* Waits until no request is running (before a control frame; the caller
+ * holds read_lock, so nothing new starts). */
+static void drain(void)
+{
+	pthread_mutex_lock(&busy_lock);
+	while (busy)
+		pthread_cond_wait(&busy_done, &busy_lock);
+	pthread_mutex_unlock(&busy_lock);
+}
+
+static void handle_control(const struct channel_hdr *h);
+
+/* Takes the next frame into frame (its payload; header in h): what the
+ * buffer holds, else what the channel has, else sleeps on ep until the
+ * channel or `more` wakes this thread. */
+static void next_frame(int ep, struct channel_hdr *h, struct buf *frame)
+{
+	struct reader *r = &shared_rd;
+	pthread_mutex_lock(&read_lock);
+	while (r->end - r->start < sizeof(*h)) {
+		ssize_t n = try_fill(r);
+		if (n == 0)
+			on_eof(r);
+		if (n > 0)
+			continue;
+		pthread_mutex_unlock(&read_lock);
+		struct epoll_event ev[2];
+		int k = epoll_wait(ep, ev, 2, -1);
+		for (int i = 0; i < k; i++)
+			if (ev[i].data.fd == more_fd) {
+				uint64_t v;
+				(void)!read(more_fd, &v, sizeof(v)); /* EAGAIN: another took it */
+			}
+		if (k < 0 && errno != EINTR) {
+			pr_perror("epoll_wait");
+			fflush(NULL);
+			_exit(2);
+		}
+		pthread_mutex_lock(&read_lock);
+	}
+	read_hdr(r, h);
+	buf_reset(frame);
+	buf_reserve(frame, h->len + 1);
+	read_payload(r, frame->data, h->len);
+	if (h->type == CH_REQUEST) {
+		if (r->end != r->start)
+			post_more();
+		busy_add(1);
+		pthread_mutex_unlock(&read_lock);
+		return;
+	}
+	/* control frames run alone, after the requests before them */
+	drain();
+	handle_control(h);
+	if (r->end != r->start)
+		post_more();
+	pthread_mutex_unlock(&read_lock);
+	h->type = 0; /* handled */
+}
+
+static void *worker_main(void *arg)
+{
+	(void)arg;
+	struct worker w = { 0 };
+	struct buf frame = { 0 }; /* this thread's copy of the request */
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event in = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = CHANNEL_FD };
+	struct epoll_event more = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = more_fd };
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, CHANNEL_FD, &in) < 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, more_fd, &more) < 0) {
+		pr_perror("epoll set-up");
+		fflush(NULL);
+		_exit(1);
+	}
+	for (;;) {
+		struct channel_hdr h;
+		next_frame(ep, &h, &frame);
+		if (h.type != CH_REQUEST)
+			continue;
+		struct channel_request cr;
+		if (channel_decode_request(frame.data, h.len, &cr))
+			protocol_error("undecodable request");
+		serve(&w, h.id, &cr);
+		busy_add(-1);
+		if (frame.cap > (4u << 20))
+			buf_free(&frame);
+	}
+	return NULL;
+}
+
 /* --- lifecycle ----------------------------------------------------------- */
 
 /* Reports a failed init()/on_restore() with the handler's thaw_set_error()
@@ -350,10 +462,9 @@ static void on_restored(void)
 	send_msg(CH_READY, thaw_instance_id());
 }
 
-static void __attribute__((noreturn)) on_shutdown(int concurrency)
+static void __attribute__((noreturn)) on_shutdown(void)
 {
-	if (concurrency > 1)
-		drain();
+	/* with concurrency > 1 the caller drained the running requests */
 	if (handler->shutdown)
 		handler->shutdown();
 	fflush(NULL);
@@ -375,19 +486,32 @@ static int parse_concurrency(void)
 	return (int)v;
 }
 
+/* The frames other than requests. */
+static void handle_control(const struct channel_hdr *h)
+{
+	switch (h->type) {
+	case CH_RESTORED:
+		on_restored();
+		break;
+	case CH_SHUTDOWN:
+		on_shutdown();
+	default:
+		protocol_error("unexpected frame type");
+	}
+}
+
+/* Starts n - 1 more serving threads; the calling thread is the n-th. */
 static void start_workers(int n)
 {
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	for (int i = 0; i < n; i++) {
+	for (int i = 1; i < n; i++) {
 		pthread_t t;
 		int r = pthread_create(&t, &attr, worker_main, NULL);
 		if (r) {
 			pr_err("pthread_create: %s", strerror(r));
-			if (!i)
-				_exit(1);
-			break; /* serve with fewer workers */
+			break; /* serve with fewer threads */
 		}
 	}
 	pthread_attr_destroy(&attr);
@@ -425,8 +549,17 @@ int main(int argc, char **argv)
 	}
 	send_msg(CH_READY, thaw_instance_id());
 
-	if (concurrency > 1)
+	if (concurrency > 1) {
+		shared_rd.data = xmalloc(READ_CHUNK);
+		more_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+		if (more_fd < 0) {
+			pr_perror("eventfd");
+			fflush(NULL);
+			_exit(1);
+		}
 		start_workers(concurrency);
+		worker_main(NULL); /* does not return */
+	}
 
 	struct reader rd = { .data = xmalloc(READ_CHUNK) };
 	struct worker inline_w = { 0 };
@@ -434,40 +567,17 @@ int main(int argc, char **argv)
 	for (;;) {
 		struct channel_hdr h;
 		read_hdr(&rd, &h);
-		struct job *job = NULL;
-		char *payload;
-		if (h.type == CH_REQUEST && concurrency > 1) {
-			job = xmalloc(sizeof(*job) + h.len);
-			payload = job->payload;
-		} else {
-			buf_reset(&frame);
-			buf_reserve(&frame, h.len + 1);
-			payload = frame.data;
+		buf_reset(&frame);
+		buf_reserve(&frame, h.len + 1);
+		read_payload(&rd, frame.data, h.len);
+		if (h.type != CH_REQUEST) {
+			handle_control(&h);
+			continue;
 		}
-		read_payload(&rd, payload, h.len);
-
-		switch (h.type) {
-		case CH_REQUEST: {
-			struct channel_request cr;
-			if (channel_decode_request(payload, h.len, &cr))
-				protocol_error("undecodable request");
-			if (!job) {
-				serve(&inline_w, h.id, &cr);
-				break;
-			}
-			job->id = h.id;
-			job->req = cr;
-			enqueue(job);
-			break;
-		}
-		case CH_RESTORED:
-			on_restored();
-			break;
-		case CH_SHUTDOWN:
-			on_shutdown(concurrency);
-		default:
-			protocol_error("unexpected frame type");
-		}
+		struct channel_request cr;
+		if (channel_decode_request(frame.data, h.len, &cr))
+			protocol_error("undecodable request");
+		serve(&inline_w, h.id, &cr);
 		if (frame.cap > (4u << 20))
 			buf_free(&frame);
 	}
