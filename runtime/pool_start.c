@@ -150,6 +150,11 @@ static void restore_done(struct job *j)
 		pool__kill_instance(in, 503, "restore failed");
 		pool__maybe_free(in);
 		pool__scale_up(p);
+		/* this was the copy that was to make the function ready (or the
+		 * last live one): start another, a cold one now, rather than
+		 * leave the function not ready until a request comes */
+		if (!p->n_live && !p->sh->stopping && !function_removed(p->fn))
+			pool__start_instance(p);
 		return;
 	}
 	atomic_fetch_add(&p->fn->metrics.starts[START_RESTORE], 1);
