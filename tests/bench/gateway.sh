@@ -142,7 +142,9 @@ start_thaw() {
 		"$@" >"$TMP/$name.log" 2>&1 &
 	THAW_PID=$!
 	PIDS+=("$THAW_PID")
-	wait_http "http://127.0.0.1:$THAW_PORT/readyz" || { tail -n 30 "$TMP/$name.log" >&2; exit 1; }
+	# the daemon's own lines, not the access log's
+	wait_http "http://127.0.0.1:$THAW_PORT/readyz" ||
+		{ grep -v '"request_id"' "$TMP/$name.log" | tail -n 30 >&2; exit 1; }
 	check_body "http://127.0.0.1:$THAW_PORT/echo/"
 }
 stop_thaw() {
