@@ -12,6 +12,7 @@
 #include "proxy.h"
 #include "router.h"
 #include "server.h"
+#include "timer.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -180,12 +181,15 @@ struct image_deploy {
 	struct imagestore_image img;
 	int rc;
 	char err[512];
+	double ms; /* the unpack */
 };
 
 static void image_deploy_run(struct job *j)
 {
 	struct image_deploy *d = (struct image_deploy *)j;
+	int64_t t0 = now_ns();
 	d->rc = imagestore_load(d->digest, &d->cfg, &d->img, d->err, sizeof(d->err));
+	d->ms = (double)(now_ns() - t0) / 1e6;
 }
 
 static void image_deploy_done(struct job *j)
@@ -197,6 +201,7 @@ static void image_deploy_done(struct job *j)
 		if (c->state != CONN_CLOSING)
 			conn_respond_error(c, d->rc == -ENOENT ? 404 : 400, "%s", d->err);
 	} else {
+		pr_info("image %s unpacked in %.1f ms", d->digest, d->ms);
 		deployed(c, j->sh, &d->cfg, &d->img); /* the client may be gone: deploy anyway */
 	}
 	free(d);

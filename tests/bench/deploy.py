@@ -57,6 +57,12 @@ try:
         for name, wall, build, up, out in rows:
             print("%-34s %8.2f %8.2f %8.2f %10.2f" % (name, wall, build, up, wall - build - up))
         print("(rest: the daemon unpacks the layers, starts the instance, runs the warm-up and takes the snapshot)")
+        print("daemon log, first deploy:")
+        for line in d.logs().splitlines():
+            if re.search(r"unpacked in|ready in|snapshot of pid", line):
+                print("  " + line.split(": ", 1)[-1])
+                if "snapshot of pid" in line:
+                    break
         print("last deploy's output:\n" + out)
 finally:
     shutil.rmtree(work, ignore_errors=True)

@@ -107,6 +107,8 @@ with Daemon(ready_timeout=60) as d:
     check(len(layer_files) == 1 and os.stat(layer_files[0]).st_nlink == 2 and
           os.path.getsize(layer_files[0]) == os.path.getsize(TESSDATA),
           "the model is unpacked once and hard-linked into the function folder", layer_files)
+    check(layer_files and hashlib.sha256(open(layer_files[0], "rb").read()).digest() ==
+          hashlib.sha256(open(TESSDATA, "rb").read()).digest(), "the unpacked model equals the original byte for byte")
     check(all(os.path.getsize(os.path.join(images, "blobs", "sha256", b)) < 65536 for b in blobs),
           "only manifests and configs stay as blobs (layer tars deleted after unpacking)", blobs)
 
@@ -190,7 +192,7 @@ with Daemon(ready_timeout=60) as d:
                 info.type = kind
                 payload = b""
                 if kind == tarfile.REGTYPE:
-                    payload = extra or b"data"
+                    payload = b"data" if extra is None else extra
                     info.size = len(payload)
                 elif kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
                     info.linkname = extra
@@ -218,6 +220,28 @@ with Daemon(ready_timeout=60) as d:
     check(not os.path.exists(outside) and not os.path.exists("/tmp/thaw-evil-abs"), "nothing was written outside", outside)
     leftovers = [n for n in os.listdir(os.path.join(images, "layers")) if n.startswith(".tmp")]
     check(not leftovers, "refused layers leave no half-unpacked folder", leftovers)
+
+    # a well-formed image of many files: each unpacked byte for byte
+    files = {"function/fc.yaml": b"name: multi\nhandler: handler.so\n",
+             "function/handler.so": open(handler_so("echo"), "rb").read(),
+             "function/empty": b"",
+             "function/" + "long-name-" * 20 + "/w.bin": bytes((i * 131 + 7) & 0xFF for i in range(70000)),
+             "function/sub/odd.bin": os.urandom(12345)}
+    layer = tar_of(*[(n, tarfile.REGTYPE, b) for n, b in files.items()])
+    digest = image(layer)
+    r = d.request("POST", "/admin/functions", json.dumps({"image": digest}).encode(), auth)
+    check(r.status == 400 and "names evil" in r.json().get("error", ""), "an fc.yaml whose name differs from the config's: 400", r)
+    config = json.dumps({"thaw": {"name": "multi", "handler": "handler.so"}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer)}]}).encode()
+    r = d.request("POST", "/admin/functions", json.dumps({"image": put(manifest)}).encode(), auth)
+    check(r.status == 201, "an image of many files deploys", r)
+    root = os.path.join(images, "functions", sha(manifest)[7:])
+    same = all(os.path.exists(os.path.join(root, n)) and open(os.path.join(root, n), "rb").read() == b
+               for n, b in files.items())
+    check(same, "every file (long pax names, empty, odd sizes) is unpacked byte for byte", sorted(files))
+    r = d.request("POST", "/multi/", b"multi")
+    check(r.status == 200 and r.body == b"multi", "and it serves", r)
 
     garbage = bytes((i * 7919 + 13) & 0xFF for i in range(8192))
     r = d.request("POST", "/admin/functions", json.dumps({"image": image(garbage)}).encode(), auth)
@@ -247,8 +271,9 @@ with Daemon(ready_timeout=60) as d:
     check(rc == 0 and re.search(r"^\* 3\s+ready", out, re.M), "after a restart version 3 still serves", out)
 
     # thaw rm, then a restart frees what no version uses any more
-    rc, out, err = thaw(d, "rm", "ocr_batch")
-    check(rc == 0, "thaw rm ocr_batch", (rc, out, err))
+    for name in ("ocr_batch", "multi"):
+        rc, out, err = thaw(d, "rm", name)
+        check(rc == 0, "thaw rm " + name, (rc, out, err))
     echo_image = json.loads(d.request("GET", "/admin/functions/echo", None, auth).body)["image"]["digest"]
     d.restart()
     check("removed what no deployed version uses" in d.logs() and "cannot redeploy" not in d.logs(),
