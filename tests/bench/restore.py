@@ -94,8 +94,8 @@ probe = subprocess.run([CRIU, "check"], capture_output=True, text=True) if os.pa
 if not probe or probe.returncode != 0:
     skip("no working CRIU at %s (make deps)" % CRIU)
 
-RE_RESTORED = re.compile(r"(\S+): instance \S+ \(pid (\d+)\) restored in ([\d.]+) ms: verify ([\d.]+), "
-                         r"criu ([\d.]+), on_restore and channel ([\d.]+)")
+RE_RESTORED = re.compile(r"(\S+): instance \S+ \(pid (\d+)\) restored in ([\d.]+) ms: queue [\d.]+, verify ([\d.]+), "
+                         r"criu ([\d.]+), back to loop [\d.]+, on_restore and channel ([\d.]+)")
 RE_READY = re.compile(r"(\S+): instance \S+ \(pid (\d+)\) ready in ([\d.]+) ms")
 RE_SNAP = re.compile(r"(\S+): snapshot of pid (\d+) in (\S+): ([\d.]+) MiB in (\d+) files, dump ([\d.]+) ms")
 
