@@ -45,7 +45,7 @@ struct config {
 	char *name;        /* name (or functionName): [A-Za-z_][A-Za-z0-9_-]{0,63} */
 	char *description;
 	char *handler;     /* handler .so (or source folder), relative to dir */
-	char *runtime;     /* "c" (default); "custom" reserved */
+	char *runtime;     /* "c", the only runtime so far */
 	uint32_t timeout_s;            /* timeout, default 3, 1..86400 */
 	uint32_t memory_mb;            /* memorySize, default 512, 128..32768, multiple of 64 */
 	double cpu;                    /* cpu, default 1, 0.05..16 */

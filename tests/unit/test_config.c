@@ -32,7 +32,7 @@ static const char full_yaml[] = "# every field\n"
 				"name: my-func_1\n"
 				"description: \"A test function\"\n"
 				"handler: build/handlers/echo.so\n"
-				"runtime: custom\n"
+				"runtime: c\n"
 				"timeout: 60\n"
 				"memorySize: 1024\n"
 				"cpu: 2.5\n"
@@ -78,7 +78,7 @@ static void test_full_file_sets_every_field(void **state)
 	assert_string_equal(c.name, "my-func_1");
 	assert_string_equal(c.description, "A test function");
 	assert_string_equal(c.handler, "build/handlers/echo.so");
-	assert_string_equal(c.runtime, "custom");
+	assert_string_equal(c.runtime, "c");
 	assert_int_equal(c.timeout_s, 60);
 	assert_int_equal(c.memory_mb, 1024);
 	assert_true(c.cpu == 2.5);
@@ -250,8 +250,10 @@ static const struct bad_case bad_cases[] = {
 	{HEAD "maxRequestBodySize: 32MB\n",
 	 "fc.yaml:3: maxRequestBodySize: expected an integer of bytes in 1..1073741824, got \"32MB\""},
 	{HEAD "runtime: python3\n",
-	 "fc.yaml:3: runtime: expected \"c\" or \"custom\", got \"python3\""},
-	{HEAD "runtime: 'c\" or \"custom'\n", "fc.yaml:3: runtime: expected \"c\" or \"custom\""},
+	 "fc.yaml:3: runtime: expected \"c\" (custom, for any HTTP server command, is not supported yet), got \"python3\""},
+	{HEAD "runtime: custom\n",
+	 "fc.yaml:3: runtime: expected \"c\" (custom, for any HTTP server command, is not supported yet), got \"custom\""},
+	{HEAD "runtime: 'c\" or \"custom'\n", "fc.yaml:3: runtime: expected \"c\" (custom, for any HTTP server command, is not supported yet)"},
 	{HEAD "snapshot: maybe\n", "fc.yaml:3: snapshot: expected true or false, got \"maybe\""},
 	{HEAD "snapshot: {}\n", "fc.yaml:3: snapshot: expected true or false, got a map"},
 	{HEAD "description: [a]\n",
