@@ -4,7 +4,7 @@
 #include "config.h"
 #include "log.h"
 #include "mem.h"
-#include "memlimit.h"
+#include "reslimit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -130,7 +130,7 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 	}
 	if (pid == 0)
 		child(sv[1], lp[1], host_path, env,
-		      memlimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0);
+		      reslimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0);
 	instance_proc_adopt(out, (pid_t)pid, pidfd, sv, lp);
 	free_env(env);
 	free(handler);

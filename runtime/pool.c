@@ -6,7 +6,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
-#include "memlimit.h"
+#include "reslimit.h"
 
 #include <errno.h>
 #include <math.h>
@@ -124,7 +124,7 @@ void pool__maybe_free(struct instance *in)
 	if (in->state != I_DEAD || in->ops)
 		return;
 	instance_destroy(&in->proc);
-	memlimit_release(in->cgroup);
+	reslimit_release(&in->cgroups);
 	buf_free(&in->in);
 	buf_free(&in->out);
 	buf_free(&in->pending);
@@ -484,7 +484,7 @@ static void handle_frame(struct instance *in, const struct channel_hdr *h, const
 /* Why an instance's channel closed: out of memory, a signal, an exit. */
 static const char *describe_exit(struct instance *in, char *buf, size_t len)
 {
-	if (memlimit_oom_killed(in->cgroup)) {
+	if (reslimit_oom_killed(&in->cgroups)) {
 		snprintf(buf, len, "instance killed: out of memory (memorySize %u MB)",
 			 in->pool->fn->cfg.memory_mb);
 		return buf;

@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "instance.h"
 #include "jobs.h"
+#include "reslimit.h"
 #include "timer.h"
 
 struct shard;
@@ -43,10 +44,10 @@ struct instance {
 	int job_ret;
 	double verify_ms, criu_ms; /* where a restore's time went */
 	int64_t job_start_ns, job_end_ns;
-	/* moving a process into a memory cgroup takes ~9 ms (cgroup v1): done
-	 * off the start path, by a job of its own (counted in ops) */
+	/* moving a process into a cgroup takes ~9 ms (cgroup v1): done off
+	 * the start path, by a job of its own (counted in ops) */
 	struct job limit_job;
-	char limit_cgroup[256];
+	struct reslimit_groups limit_groups;
 	int64_t restored_ns;       /* criu done: CH_RESTORED sent */
 	unsigned ops; /* io_uring operations in flight */
 	bool recv_armed, send_inflight, log_armed;
@@ -62,7 +63,7 @@ struct instance {
 	struct timer init_timer;
 	struct instance *next;
 	char id[17];
-	char cgroup[256]; /* its memory cgroup, "" when none */
+	struct reslimit_groups cgroups; /* its memory and cpu groups */
 };
 
 struct pool {

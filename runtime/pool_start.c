@@ -6,7 +6,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
-#include "memlimit.h"
+#include "reslimit.h"
 #include "snapshot/cuda_ckpt.h"
 #include "snapshot/snapshot.h"
 #include <errno.h>
@@ -50,19 +50,19 @@ static void add_instance(struct pool *p, struct instance *in)
 static void limit_run(struct job *j)
 {
 	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, limit_job));
-	memlimit_apply(in->proc.pid, in->pool->fn->cfg.memory_mb, in->limit_cgroup,
-		       sizeof(in->limit_cgroup));
+	const struct config *cfg = &in->pool->fn->cfg;
+	reslimit_apply(in->proc.pid, cfg->memory_mb, cfg->cpu, &in->limit_groups);
 }
 
 static void limit_done(struct job *j)
 {
 	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, limit_job));
 	in->ops--;
-	memcpy(in->cgroup, in->limit_cgroup, sizeof(in->cgroup));
+	in->cgroups = in->limit_groups;
 	pool__maybe_free(in); /* it may have died meanwhile: its group goes with it */
 }
 
-/* Puts a running instance under its memorySize limit, off the start path. */
+/* Puts a running instance under its memorySize and cpu limits, off the start path. */
 static void limit_instance(struct instance *in)
 {
 	in->limit_job = (struct job){ .run = limit_run, .done = limit_done, .sh = in->pool->sh };

@@ -8,7 +8,7 @@
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
-#include "memlimit.h"
+#include "reslimit.h"
 #include "snapshot/snapshot.h"
 
 #include <dirent.h>
@@ -476,7 +476,7 @@ int server_run(void)
 	http_set_max_header_size(o->max_header_bytes);
 	fnlog_setup();
 	probe_snapshots();
-	memlimit_init();
+	reslimit_init();
 	/* restores mostly wait for criu: a burst of them should not queue
 	 * behind two workers (16 at once measured 8 rounds deep) */
 	if ((ret = jobs_start(8)))
@@ -522,6 +522,6 @@ int server_run(void)
 		jobs_complete(server.shards[i]);
 		shard_fini(server.shards[i]);
 	}
-	memlimit_fini();
+	reslimit_fini();
 	return 0;
 }

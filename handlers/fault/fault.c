@@ -3,6 +3,8 @@
  *
  *   /sleep?ms=N&n=K sleeps N ms, 200 {"slept_ms":N,"n":K,"random":..,"instance_id":..}
  *   /hang           sleeps forever
+ *   /spin?ms=N      busy-loops for N ms of wall time (N <= 60000),
+ *                   200 {"spun_ms":N,"cpu_ms":<CPU time this thread got>}
  *   /crash          SIGSEGV (a write through NULL)
  *   /abort          abort()
  *   /exit?code=N    exit(N)
@@ -222,6 +224,26 @@ static int do_header(const struct thaw_request *req, struct thaw_response *res)
 	return r ? r : thaw_response_write(res, "}", 1);
 }
 
+/* Burns CPU until ms of wall time passed: what it got shows the cpu limit. */
+static int do_spin(const struct thaw_request *req, struct thaw_response *res)
+{
+	long long ms = int_param(req, "ms", 0);
+	if (ms < 0 || ms > 60000)
+		return thaw_respond_error(res, 400, "ms must be 0..60000");
+	struct timespec t0, t, c0, c;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	volatile uint64_t x = 0;
+	do {
+		for (int i = 0; i < 10000; i++)
+			x = x + (uint64_t)i;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c);
+	return json_printf(res, 200, "{\"spun_ms\":%lld,\"cpu_ms\":%.1f}", ms,
+			   (double)(c.tv_sec - c0.tv_sec) * 1e3 + (double)(c.tv_nsec - c0.tv_nsec) / 1e6);
+}
+
 static int do_sdk_check(struct thaw_response *res)
 {
 	int crlf = thaw_response_header(res, "x-a", "v\r\nset-cookie: x");
@@ -264,6 +286,8 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 		fflush(NULL);
 		exit((int)int_param(req, "code", 0));
 	}
+	if (!strcmp(path, "/spin"))
+		return do_spin(req, res);
 	if (!strcmp(path, "/leak"))
 		return do_leak(req, res);
 	if (!strcmp(path, "/status")) {

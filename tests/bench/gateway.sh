@@ -126,6 +126,7 @@ name: echo
 handler: $BUILD/handlers/echo.so
 timeout: 3
 instanceConcurrency: $IC
+cpu: $(nproc)
 scalingConfig:
   maxInstances: $MAXI
 EOF

@@ -187,7 +187,7 @@ def ocr(build, data, pages, repeat):
         results.append((what, settings, pages, nreq, best(runs)))
 
     for ic in (1, 2):
-        fn = {"handler": so, "timeout": 300, "instanceConcurrency": ic,
+        fn = {"handler": so, "timeout": 300, "instanceConcurrency": ic, "cpu": ic,
               "scalingConfig": {"maxInstances": 1},
               "environmentVariables": {"OCR_ENGINES": ic, "OCR_OMP_THREADS": 1, "OCR_MAX_PAGES": 50}}
         settings = "IC=%d OCR_ENGINES=%d OCR_OMP_THREADS=1" % (ic, ic)
@@ -268,7 +268,7 @@ def ner(build, requests, repeat):
 
     cases = [(64, 128), (1, 32)]
     bodies = {c: body(*c) for c in cases}
-    d = Daemon({"ner": {"handler": so, "instanceConcurrency": 8,
+    d = Daemon({"ner": {"handler": so, "instanceConcurrency": 8, "cpu": os.cpu_count(),
                         "environmentVariables": {"TAGS": "tags.txt", "TRANSITIONS": "transitions.json",
                                                  "NER_DEVICE": "cpu"}}}, ready_timeout=60)
     for f in ("tags.txt", "transitions.json"):

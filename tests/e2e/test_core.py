@@ -1,5 +1,7 @@
 """End to end through the real daemon: HTTP/1.1 behaviour, limits, deadlines,
 crashes, routing and metrics (issue: runtime core)."""
+import glob
+import re
 import socket
 import threading
 import time
@@ -198,6 +200,27 @@ with Daemon({"leaky": LEAKY}) as d:
     r = d.request("GET", "/leaky/crash")
     crash_says = "exited with status 1" if SANITIZED else "killed by signal Segmentation fault"
     check(r.status == 502 and crash_says in r.json().get("error", ""), "a crash names its signal", r)
+
+# cpu enforced: an instance of cpu 0.25 gets a quarter of a core (CFS quota)
+SPIN = {"handler": handler_so("fault"), "timeout": 10, "cpu": 0.25,
+        "scalingConfig": {"maxInstances": 1}}
+with Daemon({"spin": SPIN}) as d:
+    m = re.search(r"cpu limits by cgroup v(\d): (\S+)", d.logs())
+    if not m:
+        print("note: no cpu cgroup controller here; cpu checks left out:", d.logs()[-300:])
+    else:
+        quota_file = "cpu.max" if m.group(1) == "2" else "cpu.cfs_quota_us"
+        check(d.request("GET", "/spin/spin?ms=10").status == 200, "spin answers")
+        quotas = []
+        for _ in range(100):  # the group is made by a job just after the start
+            quotas = [open(f).read().split() for f in glob.glob(m.group(2) + "/i*/" + quota_file)]
+            if quotas:
+                break
+            time.sleep(0.02)
+        check(quotas and quotas[0][0] == "25000", "cpu 0.25: a quota of 25 ms per 100 ms period", quotas)
+        r = d.request("GET", "/spin/spin?ms=600")
+        cpu_ms = r.json().get("cpu_ms", -1) if r.status == 200 else -1
+        check(0 < cpu_ms < 300, "a 600 ms busy loop gets about 150 ms of CPU, not 600", r)
 
 # httpTrigger.authType: function needs the token
 with Daemon({"private": {"handler": handler_so("echo"), "httpTrigger": {"authType": "function"}}}) as d:

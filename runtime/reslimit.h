@@ -1,0 +1,48 @@
+/*
+ * Resource limits per instance: fc.yaml memorySize and cpu. Each instance
+ * gets its own cgroup (v2 when the controllers are there, else one group in
+ * each v1 hierarchy): a memory limit, so the kernel's OOM killer stops that
+ * instance alone and the daemon can say so, and a CFS quota of cpu x 100 ms
+ * per 100 ms period. Without a memory cgroup, instances get RLIMIT_DATA
+ * instead (their allocations fail rather than the process being killed);
+ * without a cpu controller they run unthrottled (said once at start).
+ */
+#ifndef THAW_RESLIMIT_H
+#define THAW_RESLIMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define RESLIMIT_CPU_PERIOD_US 100000
+#define RESLIMIT_PATH_MAX 512
+
+/* The groups of one instance; "" where it has none. With cgroup v2 one
+ * group holds both limits and cpu stays "". */
+struct reslimit_groups {
+	char mem[RESLIMIT_PATH_MAX];
+	char cpu[RESLIMIT_PATH_MAX];
+};
+
+/* Finds the memory and cpu hierarchies and makes the daemon's parent
+ * groups. Returns true when a memory cgroup will be used; logs which way
+ * each limit goes. */
+bool reslimit_init(void);
+/* Whether instances need RLIMIT_DATA: reslimit_init found no memory cgroup. */
+bool reslimit_use_rlimit(void);
+/* The CFS quota in microseconds per RESLIMIT_CPU_PERIOD_US for cpu cores
+ * (fc.yaml's 0.05..16). */
+uint64_t reslimit_cpu_quota_us(double cpu);
+/* Puts pid in new groups limited to memory_mb and cpu cores; g gets their
+ * paths. Returns 0 or the first -errno (that limit is then not applied,
+ * logged; the others still are). */
+int reslimit_apply(pid_t pid, uint32_t memory_mb, double cpu, struct reslimit_groups *g);
+/* True when the memory group's OOM killer struck. */
+bool reslimit_oom_killed(const struct reslimit_groups *g);
+/* Removes the groups of a dead instance. */
+void reslimit_release(const struct reslimit_groups *g);
+/* Removes the daemon's parent groups at exit. */
+void reslimit_fini(void);
+
+#endif
