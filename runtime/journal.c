@@ -17,6 +17,13 @@
 
 #define MAX_LINE 8192
 
+static bool replaying;
+
+bool journal_replaying(void)
+{
+	return replaying;
+}
+
 static void path_of(char *out, size_t len)
 {
 	snprintf(out, len, "%s/deployments.jsonl", server.opt.state_dir);
@@ -25,6 +32,10 @@ static void path_of(char *out, size_t len)
 static int append(cJSON *line)
 {
 	char path[PATH_MAX];
+	if (replaying) {
+		cJSON_Delete(line);
+		return 0;
+	}
 	path_of(path, sizeof(path));
 	cJSON_AddNumberToObject(line, "time", (double)time(NULL));
 	char *s = cJSON_PrintUnformatted(line);
@@ -42,11 +53,19 @@ static int append(cJSON *line)
 	return ret;
 }
 
-int journal_deploy(const char *name, const char *dir, const char *image)
+static cJSON *line_new(const char *op, const char *name, unsigned version)
 {
 	cJSON *l = cJSON_CreateObject();
-	cJSON_AddStringToObject(l, "op", "deploy");
+	cJSON_AddStringToObject(l, "op", op);
 	cJSON_AddStringToObject(l, "name", name);
+	if (version)
+		cJSON_AddNumberToObject(l, "version", version);
+	return l;
+}
+
+int journal_deploy(const char *name, unsigned version, const char *dir, const char *image)
+{
+	cJSON *l = line_new("deploy", name, version);
 	if (image)
 		cJSON_AddStringToObject(l, "image", image);
 	else
@@ -54,28 +73,36 @@ int journal_deploy(const char *name, const char *dir, const char *image)
 	return append(l);
 }
 
+int journal_ready(const char *name, unsigned version)
+{
+	return append(line_new("ready", name, version));
+}
+
+int journal_failed(const char *name, unsigned version, const char *error)
+{
+	cJSON *l = line_new("failed", name, version);
+	cJSON_AddStringToObject(l, "error", error);
+	return append(l);
+}
+
 int journal_rollback(const char *name, unsigned version)
 {
-	cJSON *l = cJSON_CreateObject();
-	cJSON_AddStringToObject(l, "op", "rollback");
-	cJSON_AddStringToObject(l, "name", name);
-	cJSON_AddNumberToObject(l, "version", version);
-	return append(l);
+	return append(line_new("rollback", name, version));
 }
 
 int journal_rm(const char *name)
 {
-	cJSON *l = cJSON_CreateObject();
-	cJSON_AddStringToObject(l, "op", "rm");
-	cJSON_AddStringToObject(l, "name", name);
-	return append(l);
+	return append(line_new("rm", name, 0));
 }
 
-static int replay_deploy(const char *dir, const char *image)
+/* A deploy line: the version again, or, when its folder or image cannot be
+ * loaded now, a placeholder that keeps its number and says why. */
+static int replay_deploy(const char *name, const char *dir, const char *image, cJSON *l)
 {
 	char path[PATH_MAX], err[512];
 	struct config cfg;
 	struct imagestore_image img;
+	struct function *fn;
 	int rc;
 	if (image) {
 		rc = imagestore_load(image, &cfg, &img, err, sizeof(err));
@@ -83,14 +110,29 @@ static int replay_deploy(const char *dir, const char *image)
 		snprintf(path, sizeof(path), "%s/fc.yaml", dir);
 		rc = config_load(path, &cfg, err, sizeof(err));
 	}
-	if (rc) {
-		pr_err("cannot redeploy: %s", err);
-		return -EINVAL;
-	}
-	if (server_add_function(&cfg, image ? &img : NULL, NULL)) {
+	if (!rc && strcmp(cfg.name, name)) {
+		snprintf(err, sizeof(err), "%.200s now names function %s", image ? image : path,
+			 cfg.name);
 		config_free(&cfg);
-		return -ENOSPC;
+		rc = -EINVAL;
 	}
+	if (rc) {
+		pr_err("cannot redeploy %s: %s", name, err);
+		char why[600];
+		snprintf(why, sizeof(why), "cannot be loaded again after a restart: %s", err);
+		rc = server_add_placeholder(name, why, &fn);
+	} else if ((rc = server_add_function(&cfg, image ? &img : NULL, &fn))) {
+		config_free(&cfg);
+	}
+	if (rc)
+		return rc;
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(l, "version");
+	if (cJSON_IsNumber(v) && v->valuedouble != fn->version)
+		pr_warn("%s: journal says version %g, registered as version %u", name, v->valuedouble,
+			fn->version);
+	cJSON *t = cJSON_GetObjectItemCaseSensitive(l, "time");
+	if (cJSON_IsNumber(t))
+		fn->deployed_at = (int64_t)t->valuedouble;
 	return 0;
 }
 
@@ -99,19 +141,30 @@ static int replay_line(const char *line, unsigned lineno)
 	cJSON *l = cJSON_Parse(line);
 	const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "op"));
 	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "name"));
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(l, "version");
+	unsigned version = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= MAX_VERSIONS
+				   ? (unsigned)v->valuedouble
+				   : 0;
+	struct fn_name *nm = name ? server_find_name(name, strlen(name)) : NULL;
+	struct function *fn = nm && version ? server_find_version(name, strlen(name), version) : NULL;
 	int ret = -EINVAL;
 	if (op && name && !strcmp(op, "deploy")) {
 		const char *dir = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "dir"));
 		const char *image = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "image"));
-		ret = dir || image ? replay_deploy(dir, image) : -EINVAL;
-	} else if (op && name && !strcmp(op, "rollback")) {
-		cJSON *v = cJSON_GetObjectItemCaseSensitive(l, "version");
-		struct fn_name *nm = server_find_name(name, strlen(name));
+		ret = dir || image ? replay_deploy(name, dir, image, l) : -EINVAL;
+	} else if (op && fn && !strcmp(op, "ready")) {
+		if (!fn->broken)
+			function_mark_ready(fn);
+		ret = 0;
+	} else if (op && fn && !strcmp(op, "failed")) {
+		const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "error"));
+		if (!fn->broken)
+			function_set_failed(fn, e ? e : "failed before a restart");
+		ret = 0;
+	} else if (op && nm && version && !strcmp(op, "rollback")) {
 		struct function *to;
-		ret = nm && cJSON_IsNumber(v) ? server_rollback(nm, (unsigned)v->valuedouble, &to)
-					      : -EINVAL;
+		ret = server_rollback(nm, version, &to);
 	} else if (op && name && !strcmp(op, "rm")) {
-		struct fn_name *nm = server_find_name(name, strlen(name));
 		ret = nm ? server_remove(nm) : -EINVAL;
 	}
 	if (ret)
@@ -165,6 +218,7 @@ int journal_replay(void)
 			free(name);
 	}
 	int applied = 0;
+	replaying = true;
 	for (size_t i = 0; i < n; i++) {
 		bool is_rm;
 		char *name = line_name(lines[i], &is_rm);
@@ -175,6 +229,7 @@ int journal_replay(void)
 		free(name);
 		free(lines[i]);
 	}
+	replaying = false;
 	for (size_t j = 0; j < n_removed; j++)
 		free(removed[j]);
 	free(removed);

@@ -1,21 +1,38 @@
 /*
- * The deploy journal: STATE/deployments.jsonl, one JSON line per deploy
- * ({"op":"deploy","name","dir"|"image","time"}: a folder, or an uploaded
- * image by its manifest digest) or rollback ({"op":"rollback",
- * "name","version","time"}) or removal ({"op":"rm","name","time"}) made through the admin API. A restarted daemon
- * replays it, so it serves the same versions as before (their snapshots are
- * reused when still valid, see server_add_function).
+ * The deploy journal: STATE/deployments.jsonl, one JSON line per event made
+ * through the admin API or seen by the pools, each with its "time":
+ *
+ *   {"op":"deploy","name","version","dir"|"image"}  a folder, or an uploaded
+ *                                                   image by its manifest digest
+ *   {"op":"ready","name","version"}     the version's first instance got ready
+ *   {"op":"failed","name","version","error"}  it failed before it ever was
+ *   {"op":"rollback","name","version"}
+ *   {"op":"rm","name"}
+ *
+ * A restarted daemon replays it, so it serves the same version as before
+ * with the same version numbers and states (ready, failed, still starting),
+ * without starting every version to find out; snapshots are reused when
+ * made from the same source (fnsnap.h). A deploy that cannot be loaded
+ * again (its folder's fc.yaml broke, its image is gone) keeps its number as
+ * a failed version saying why, so later numbers and rollbacks stay right.
  */
 #ifndef THAW_JOURNAL_H
 #define THAW_JOURNAL_H
 
-/* Appends a line; 0 or -errno (logged). */
+#include <stdbool.h>
+
+/* Append a line; 0 or -errno (logged). While the journal is being replayed
+ * they write nothing. */
 /* image: the manifest digest of an uploaded image, or NULL for a folder. */
-int journal_deploy(const char *name, const char *dir, const char *image);
+int journal_deploy(const char *name, unsigned version, const char *dir, const char *image);
+int journal_ready(const char *name, unsigned version);
+int journal_failed(const char *name, unsigned version, const char *error);
 int journal_rollback(const char *name, unsigned version);
 int journal_rm(const char *name);
 /* Replays the journal into the registry. Returns the number of lines
  * applied, or -errno when it cannot be read (a missing file is 0). */
 int journal_replay(void);
+/* True while journal_replay runs. */
+bool journal_replaying(void);
 
 #endif

@@ -321,14 +321,19 @@ void *shard_main(void *arg)
 	arm_accept(sh);
 	arm_wake(sh);
 	timer_set(&sh->timers, &sh->tick, now_ns() + 1000000000LL, tick);
-	if (sh->id == 0) /* shard 0 warms each function's serving (or newest) version */
-		for (unsigned i = 0; i < atomic_load(&server.n_names); i++) {
-			struct fn_name *nm = server.names[i];
-			struct function *cur = atomic_load(&nm->current);
-			if (atomic_load(&nm->removed))
-				continue;
-			pool_warm(pool_get(sh, cur ? cur : nm->versions[atomic_load(&nm->n_versions) - 1]));
-		}
+	/* shard 0 warms each function's serving version, and a newer one that
+	 * was still starting when the daemon stopped (it takes over once ready) */
+	for (unsigned i = 0; sh->id == 0 && i < atomic_load(&server.n_names); i++) {
+		struct fn_name *nm = server.names[i];
+		struct function *cur = atomic_load(&nm->current);
+		struct function *last = nm->versions[atomic_load(&nm->n_versions) - 1];
+		if (atomic_load(&nm->removed))
+			continue;
+		if (cur)
+			pool_warm(pool_get(sh, cur));
+		if (last != cur && atomic_load(&last->state) == FN_STARTING)
+			pool_warm(pool_get(sh, last));
+	}
 	while (!sh->stopping) {
 		if (!sh->accept_armed && !sh->draining)
 			arm_accept(sh);

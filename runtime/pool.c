@@ -344,6 +344,13 @@ static double header_timeout(struct http_req *r)
 	return (*end == '\0' || strcmp(end, "s") == 0) ? x : -1;
 }
 
+/* Failed a moment ago (starts wait RETRY_AFTER_FAIL_NS), or never starts. */
+static bool failed_recently(struct pool *p)
+{
+	return p->fn->broken || (atomic_load(&p->fn->state) == FN_FAILED &&
+				 now_ns() - p->last_fail_ns < RETRY_AFTER_FAIL_NS);
+}
+
 void pool_submit(struct pool *p, struct conn *c)
 {
 	struct function *fn = p->fn;
@@ -357,8 +364,7 @@ void pool_submit(struct pool *p, struct conn *c)
 		run_on(in, c);
 		return;
 	}
-	if (atomic_load(&fn->state) == FN_FAILED && p->n_ready == 0 &&
-	    now_ns() - p->last_fail_ns < RETRY_AFTER_FAIL_NS) {
+	if (p->n_ready == 0 && failed_recently(p)) {
 		char msg[512];
 		function_error(fn, msg, sizeof(msg));
 		conn_respond_error(c, 503, "function %s is unavailable: %s", fn->cfg.name, msg);
@@ -371,12 +377,6 @@ void pool_submit(struct pool *p, struct conn *c)
 	}
 	enqueue(p, c);
 	pool__scale_up(p);
-}
-
-static bool failed_recently(struct pool *p)
-{
-	return atomic_load(&p->fn->state) == FN_FAILED &&
-	       now_ns() - p->last_fail_ns < RETRY_AFTER_FAIL_NS;
 }
 
 void pool__scale_up(struct pool *p)

@@ -3,6 +3,7 @@
 #include "pool_internal.h"
 #include "channel.h"
 #include "conn.h"
+#include "fnsnap.h"
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
@@ -143,8 +144,9 @@ static void restore_done(struct job *j)
 		/* a snapshot of an earlier run may predate a rebuild: take a new one;
 		 * one of this run that fails means cold starts for good */
 		bool retake = p->fn->snap_reused;
+		int ready = SNAP_READY; /* fnsnap_drop_others may have made it NONE */
 		p->fn->snap_reused = false;
-		atomic_store(&p->fn->snap_state, retake ? SNAP_NONE : SNAP_OFF);
+		atomic_compare_exchange_strong(&p->fn->snap_state, &ready, retake ? SNAP_NONE : SNAP_OFF);
 		pr_err("%s: restore failed (%s): %s", p->fn->cfg.name, strerror(-in->job_ret),
 		       retake ? "taking a new snapshot" : "cold starts from now on");
 		pool__kill_instance(in, 503, "restore failed");
@@ -180,7 +182,7 @@ static struct instance *start_restore(struct pool *p)
  * while the snapshot is being taken (the dump finishing starts them). */
 struct instance *pool__start_instance(struct pool *p)
 {
-	if (function_removed(p->fn))
+	if (function_removed(p->fn) || p->fn->broken)
 		return NULL;
 	switch (atomic_load(&p->fn->snap_state)) {
 	case SNAP_TAKING:
@@ -272,8 +274,9 @@ void pool__start_dump(struct instance *in)
 	struct function *fn = in->pool->fn;
 	server_rm_rf(fn->snap_dir);
 	mkdir(server.opt.snapshot_dir, 0700);
-	if (mkdir(fn->snap_dir, 0700) < 0) {
-		pr_perror("%s: snapshot dir %s", fn->cfg.name, fn->snap_dir);
+	int ret = mkdir(fn->snap_dir, 0700) < 0 ? -errno : fnsnap_write_source(fn);
+	if (ret) {
+		pr_err("%s: snapshot dir %s: %s", fn->cfg.name, fn->snap_dir, strerror(-ret));
 		in->snapshotting = false;
 		atomic_store(&fn->snap_state, SNAP_OFF);
 		return;

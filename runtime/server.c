@@ -2,6 +2,7 @@
 #include "server.h"
 #include "http.h"
 #include "jobs.h"
+#include "fnsnap.h"
 #include "history.h"
 #include "imagestore.h"
 #include "journal.h"
@@ -114,25 +115,6 @@ static int load_admin_token(void)
 	return 0;
 }
 
-/* A snapshot left by an earlier run of this daemon (same state dir, name and
- * version) that still verifies is used as it is: the first instance is then
- * a restore. A restore that fails drops it and a new one is taken. */
-static void reuse_snapshot(struct function *fn)
-{
-	char why[256];
-	uint64_t fp;
-	if (atomic_load(&fn->snap_state) != SNAP_NONE || access(fn->snap_dir, F_OK) != 0)
-		return;
-	if (snapshot_verify(fn->snap_dir, why, sizeof(why)) || snapshot_fingerprint(fn->snap_dir, &fp)) {
-		pr_info("%s: not reusing %s: %s", fn->cfg.name, fn->snap_dir, why);
-		return;
-	}
-	atomic_store(&fn->snap_fingerprint, fp);
-	atomic_store(&fn->snap_state, SNAP_READY);
-	fn->snap_reused = true;
-	pr_info("%s: version %u reuses its snapshot %s", fn->cfg.name, fn->version, fn->snap_dir);
-}
-
 struct fn_name *server_find_name(const char *name, size_t len)
 {
 	unsigned n = atomic_load(&server.n_names);
@@ -167,15 +149,22 @@ void function_mark_ready(struct function *fn)
 	atomic_store(&fn->state, FN_READY);
 	pthread_mutex_lock(&server.registry_lock);
 	struct fn_name *nm = fn->name;
-	if (!fn->promoted && !nm->pinned && nm->versions[atomic_load(&nm->n_versions) - 1] == fn) {
+	bool first = !fn->promoted;
+	unsigned replaced = 0;
+	if (first && !nm->pinned && nm->versions[atomic_load(&nm->n_versions) - 1] == fn) {
 		struct function *old = atomic_load(&nm->current);
 		if (!old || old->version < fn->version) {
 			atomic_store(&nm->current, fn);
 			pr_info("%s: version %u serves", nm->name, fn->version);
+			replaced = old ? old->version : 0;
 		}
 	}
 	fn->promoted = true;
 	pthread_mutex_unlock(&server.registry_lock);
+	if (replaced && !journal_replaying())
+		fnsnap_drop_others(nm, fn->version, replaced);
+	if (first)
+		journal_ready(nm->name, fn->version);
 }
 
 int server_rollback(struct fn_name *nm, unsigned v, struct function **out)
@@ -306,10 +295,7 @@ int server_add_function(struct config *cfg, const struct imagestore_image *image
 	fn->deployed_at = (int64_t)time(NULL);
 	pthread_mutex_init(&fn->lock, NULL);
 	atomic_store(&fn->state, FN_STARTING);
-	snprintf(fn->snap_dir, sizeof(fn->snap_dir), "%s/%s-v%u", server.opt.snapshot_dir,
-		 fn->cfg.name, fn->version);
-	atomic_store(&fn->snap_state, server.snapshots && fn->cfg.snapshot ? SNAP_NONE : SNAP_OFF);
-	reuse_snapshot(fn);
+	fnsnap_init(fn);
 	server.functions[n] = fn;
 	nm->versions[fn->version - 1] = fn;
 	nm->pinned = false; /* a new deploy takes over once ready */
@@ -321,6 +307,28 @@ int server_add_function(struct config *cfg, const struct imagestore_image *image
 unlock:
 	pthread_mutex_unlock(&server.registry_lock);
 	return ret;
+}
+
+int server_add_placeholder(const char *name, const char *why, struct function **out)
+{
+	struct config cfg;
+	config_defaults(&cfg);
+	cfg.name = xstrdup(name);
+	cfg.handler = xstrdup("");
+	cfg.dir = xstrdup("");
+	cfg.snapshot = false;
+	struct function *fn;
+	int ret = server_add_function(&cfg, NULL, &fn);
+	if (ret) {
+		config_free(&cfg);
+		return ret;
+	}
+	fn->broken = true;
+	free(fn->changes);
+	fn->changes = xstrdup("[]");
+	function_set_failed(fn, why);
+	*out = fn;
+	return 0;
 }
 
 int server_load_functions_dir(const char *dir)
@@ -369,8 +377,16 @@ void function_set_failed(struct function *fn, const char *msg)
 	/* a function with a working instance elsewhere stays ready */
 	int ready = atomic_load(&fn->metrics.instances[INST_IDLE]) +
 		    atomic_load(&fn->metrics.instances[INST_BUSY]);
-	if (!ready)
-		atomic_store(&fn->state, FN_FAILED);
+	if (ready)
+		return;
+	atomic_store(&fn->state, FN_FAILED);
+	/* a version that never was ready: a restart should know it failed */
+	pthread_mutex_lock(&server.registry_lock);
+	bool note = !fn->promoted && !fn->fail_journaled;
+	fn->fail_journaled = true;
+	pthread_mutex_unlock(&server.registry_lock);
+	if (note)
+		journal_failed(fn->cfg.name, fn->version, msg);
 }
 
 void function_error(struct function *fn, char *out, size_t len)
@@ -493,6 +509,7 @@ int server_run(void)
 	if (replayed > 0)
 		pr_info("replayed %d deploys and rollbacks of earlier runs", replayed);
 	collect_images();
+	fnsnap_sweep();
 	/* block the stop signals in every thread; this one waits for them */
 	sigset_t stop;
 	sigemptyset(&stop);

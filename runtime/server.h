@@ -44,6 +44,8 @@ struct function {
 	struct fn_name *name; /* its name's version table */
 	int64_t deployed_at;  /* unix seconds */
 	bool promoted;        /* became current once (first READY) */
+	bool fail_journaled;  /* its failure before any READY is in the journal */
+	bool broken;          /* could not be loaded at a restart: never starts */
 	bool snap_reused;     /* its snapshot is from an earlier daemon run */
 	atomic_int state;     /* enum fn_state */
 	pthread_mutex_t lock; /* guards init_error */
@@ -51,6 +53,7 @@ struct function {
 	struct fn_metrics metrics;
 	atomic_int snap_state; /* enum snap_state */
 	char snap_dir[4096];   /* set before snap_state becomes TAKING */
+	char snap_source[65];  /* what its instances start from (fnsnap.h) */
 	atomic_uint_least64_t snap_fingerprint; /* of the files last verified whole */
 	/* first cold start, the snapshot and the first restore, for deploy reports */
 	_Atomic double init_ms, dump_ms, restore_ms;
@@ -144,16 +147,24 @@ void server_rm_rf(const char *dir);
  * folder) is copied. Returns 0, or -ENOSPC when a table is full. */
 int server_add_function(struct config *cfg, const struct imagestore_image *image,
 			struct function **out);
+/* A version of name that cannot be started (its deploy cannot be loaded
+ * again at a restart): failed with why, so that the versions after it keep
+ * their numbers. Returns 0 or -ENOSPC. */
+int server_add_placeholder(const char *name, const char *why, struct function **out);
 /* Switches name's traffic to version v (0: the ready version before the
  * current one). Returns 0, -ENOENT (no such version) or -EAGAIN (not
  * ready). */
 int server_rollback(struct fn_name *n, unsigned v, struct function **out);
-/* First READY of a version: makes it current if it is its name's newest. */
+/* READY of a version: the first makes it current if it is its name's newest
+ * and no rollback pinned another (then the snapshots of versions other than
+ * it and the one it replaced are deleted), and is journaled. */
 void function_mark_ready(struct function *fn);
 /* Loads every DIR/<x>/fc.yaml; errors are logged per folder. Returns the
  * number loaded or -errno when dir cannot be read. */
 int server_load_functions_dir(const char *dir);
 
+/* An instance failed to start with msg: the version is FAILED unless another
+ * of its instances serves; a version never READY journals it once. */
 void function_set_failed(struct function *fn, const char *msg);
 /* Copies the init error (under the lock) into out. */
 void function_error(struct function *fn, char *out, size_t len);
