@@ -158,9 +158,12 @@ static void deployed(struct conn *c, struct shard *sh, struct config *cfg,
 {
 	struct function *fn;
 	if (server_add_function(cfg, img, &fn)) {
+		char why[200];
+		server_full_why(cfg->name, why, sizeof(why));
+		pr_err("cannot deploy %s: %s", cfg->name, why);
 		config_free(cfg);
 		if (c->state != CONN_CLOSING)
-			conn_respond_error(c, 507, "function registry full");
+			conn_respond_error(c, 507, "%s", why);
 		return;
 	}
 	pr_info("deployed %s version %u from %s", fn->cfg.name, fn->version,

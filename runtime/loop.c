@@ -183,7 +183,7 @@ static void start_drain(struct shard *sh)
 static void check_drained(struct shard *sh)
 {
 	bool queued = false;
-	for (unsigned i = 0; i < MAX_FUNCTIONS && !queued; i++)
+	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n && !queued; i++)
 		queued = sh->pools[i] && sh->pools[i]->q_len;
 	if (!sh->n_active && !queued) {
 		sh->drained_reported = true;
@@ -195,7 +195,7 @@ static void tick(struct timer *t)
 {
 	struct shard *sh = (struct shard *)((char *)t - offsetof(struct shard, tick));
 	int64_t now = now_ns();
-	for (unsigned i = 0; i < MAX_FUNCTIONS; i++)
+	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n; i++)
 		if (sh->pools[i])
 			pool_tick(sh->pools[i], now);
 	timer_set(&sh->timers, &sh->tick, now + 1000000000LL, tick);
@@ -286,7 +286,7 @@ static void reap_cqes(struct shard *sh)
  * operations have completed and their memory is freed (at most 2 s). */
 static void shutdown_all(struct shard *sh)
 {
-	for (unsigned i = 0; i < MAX_FUNCTIONS; i++)
+	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n; i++)
 		if (sh->pools[i])
 			pool_shutdown(sh->pools[i]);
 	for (struct conn *c = sh->conns, *next; c; c = next) {
@@ -304,7 +304,7 @@ static void shutdown_all(struct shard *sh)
 	if (sh->n_conns || sh->n_instances)
 		pr_warn("loop %u: %u connections and %u instances still closing at exit", sh->id,
 			sh->n_conns, sh->n_instances);
-	for (unsigned i = 0; i < MAX_FUNCTIONS; i++)
+	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n; i++)
 		if (sh->pools[i]) {
 			pool_free(sh->pools[i]);
 			sh->pools[i] = NULL;

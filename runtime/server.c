@@ -309,6 +309,20 @@ unlock:
 	return ret;
 }
 
+void server_full_why(const char *name, char *out, size_t len)
+{
+	struct fn_name *nm = server_find_name(name, strlen(name));
+	if (nm && atomic_load(&nm->n_versions) >= MAX_VERSIONS)
+		snprintf(out, len, "function %s has %u versions, the most a name keeps: thaw rm %s frees them",
+			 name, MAX_VERSIONS, name);
+	else if (!nm && atomic_load(&server.n_names) >= MAX_NAMES)
+		snprintf(out, len, "the daemon holds %u function names, the most it keeps (removed ones count until it restarts)",
+			 MAX_NAMES);
+	else
+		snprintf(out, len, "the daemon holds %u versions, the most it keeps (those of removed functions count until it restarts)",
+			 MAX_FUNCTIONS);
+}
+
 int server_add_placeholder(const char *name, const char *why, struct function **out)
 {
 	struct config cfg;
@@ -359,7 +373,9 @@ int server_load_functions_dir(const char *dir)
 			continue;
 		}
 		if (server_add_function(&cfg, NULL, NULL)) {
-			pr_err("%s: function registry full", path);
+			char why[200];
+			server_full_why(cfg.name, why, sizeof(why));
+			pr_err("%s: %s", path, why);
 			config_free(&cfg);
 			continue;
 		}

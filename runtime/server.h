@@ -18,9 +18,12 @@
 #include "fnlog.h"
 #include "metrics.h"
 
-#define MAX_FUNCTIONS 1024 /* versions of all functions together */
-#define MAX_NAMES 256
-#define MAX_VERSIONS 64
+/* Registry bounds. Slots are not reused while the daemon runs (loops read
+ * the registry without locks): removed functions give theirs back at the
+ * next start, whose journal replay skips them. */
+#define MAX_FUNCTIONS 4096 /* versions of all functions together */
+#define MAX_NAMES 1024
+#define MAX_VERSIONS 1024
 #define MAX_SHARDS 64
 
 enum fn_state { FN_STARTING, FN_READY, FN_FAILED };
@@ -147,6 +150,9 @@ void server_rm_rf(const char *dir);
  * folder) is copied. Returns 0, or -ENOSPC when a table is full. */
 int server_add_function(struct config *cfg, const struct imagestore_image *image,
 			struct function **out);
+/* Why server_add_function refused a version of name with -ENOSPC: which
+ * bound, and what frees it. */
+void server_full_why(const char *name, char *out, size_t len);
 /* A version of name that cannot be started (its deploy cannot be loaded
  * again at a restart): failed with why, so that the versions after it keep
  * their numbers. Returns 0 or -ENOSPC. */
