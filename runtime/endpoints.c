@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,25 +324,45 @@ static void admin_blob(struct conn *c, const char *digest, size_t len)
 	respond_json(c, strcmp(http_req_method(&c->req), "PUT") ? 200 : 201, doc);
 }
 
+/* The "version" of a rollback body: an integer from 1 to UINT32_MAX (one
+ * past the versions there are is a 404, not a 400). 0, or -EINVAL for a
+ * body that is not {"version": N}: 1.9 must not become 1. */
+static int rollback_version(const char *data, size_t len, unsigned *out)
+{
+	int ret = -EINVAL;
+	cJSON *body = cJSON_ParseWithLength(data, len);
+	const cJSON *jv = cJSON_GetObjectItemCaseSensitive(body, "version");
+	if (!cJSON_IsObject(body) || !cJSON_IsNumber(jv))
+		goto free_body;
+	double d = jv->valuedouble;
+	/* the range check first: it also turns away inf and nan */
+	if (!(d >= 1 && d <= UINT32_MAX) || d != (double)(uint32_t)d)
+		goto free_body;
+	*out = (unsigned)(uint32_t)d;
+	ret = 0;
+free_body:
+	cJSON_Delete(body);
+	return ret;
+}
+
 /* POST /admin/functions/NAME/rollback [{"version": N}] */
 static void admin_rollback(struct conn *c, struct fn_name *nm)
 {
 	unsigned v = 0;
-	if (c->req.body.len) {
-		cJSON *body = cJSON_ParseWithLength(c->req.body.data, c->req.body.len);
-		cJSON *jv = cJSON_GetObjectItemCaseSensitive(body, "version");
-		bool ok = cJSON_IsNumber(jv) && jv->valuedouble >= 1 && jv->valuedouble <= MAX_VERSIONS;
-		v = ok ? (unsigned)jv->valuedouble : 0;
-		cJSON_Delete(body);
-		if (!ok) {
-			conn_respond_error(c, 400, "expected {\"version\": N} or no body");
-			return;
-		}
+	if (c->req.body.len && rollback_version(c->req.body.data, c->req.body.len, &v)) {
+		conn_respond_error(c, 400, "expected {\"version\": N} (an integer >= 1) or no body");
+		return;
 	}
-	struct function *to;
+	/* for the message only: the version serving when asked */
+	struct function *cur = atomic_load(&nm->current), *to;
 	int ret = server_rollback(nm, v, &to);
-	if (ret == -ENOENT)
-		conn_respond_error(c, 404, "%s has no %s version %u", nm->name, v ? "such" : "older ready", v);
+	if (ret == -ENOENT && v)
+		conn_respond_error(c, 404, "%s has no version %u", nm->name, v);
+	else if (ret == -ENOENT && cur)
+		conn_respond_error(c, 404, "%s has no ready version older than version %u", nm->name,
+				   cur->version);
+	else if (ret == -ENOENT)
+		conn_respond_error(c, 404, "%s has no ready version", nm->name);
 	else if (ret)
 		conn_respond_error(c, 409, "%s version %u failed to initialize", nm->name, v);
 	else {
