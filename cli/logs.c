@@ -2,6 +2,7 @@
  * thaw rm: removing a function (DELETE /admin/functions/NAME). */
 #include "cli/cli.h"
 #include "cli/http.h"
+#include "fnlog.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -10,13 +11,13 @@
 #include <time.h>
 
 #define FOLLOW_INTERVAL_MS 500
-#define MAX_TAIL 10000
+#define MAX_TAIL FNLOG_MAX_TAIL
 
 static const char usage_logs[] =
 	"usage: thaw logs FN [--grep WORD] [--tail N] [--follow] [options]\n"
 	"Prints the newest N (default 100, at most 10000) lines FN's instances wrote to\n"
 	"stdout and stderr, each as \"TIME vVERSION pid PID: line\".\n"
-	"  --grep WORD       only lines containing WORD (a plain substring)\n"
+	"  --grep WORD       only lines containing WORD (a plain substring, at most 255 bytes)\n"
 	"  --tail N          how many lines (default 100)\n"
 	"  --follow, -f      then print new lines as they come, until Ctrl-C\n"
 	CLI_COMMON_USAGE;
@@ -90,14 +91,20 @@ int cli_logs(struct cli *cli, int argc, char **argv)
 	bool follow = false, bad = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "hfn:g:", opts, NULL)) != -1) {
-		char *end;
 		switch (c) {
 		case 'g':
 			grep = *optarg ? optarg : NULL;
+			/* the daemon refuses a longer one; say so before asking */
+			if (strlen(optarg) > FNLOG_MAX_GREP) {
+				cli_fail(cli, CLI_USAGE, "--grep: at most %d bytes", FNLOG_MAX_GREP);
+				bad = true;
+			}
 			break;
 		case 'n':
-			tail = strtoul(optarg, &end, 10);
-			if (!*optarg || *end || tail < 1 || tail > MAX_TAIL) {
+			tail = strtoul(optarg, NULL, 10);
+			/* digits only: strtoul takes " 5", "+5" and wraps "-1" */
+			if (!*optarg || optarg[strspn(optarg, "0123456789")] || tail < 1 ||
+			    tail > MAX_TAIL) {
 				cli_fail(cli, CLI_USAGE, "--tail: expected 1 to %d lines", MAX_TAIL);
 				bad = true;
 			}

@@ -387,15 +387,27 @@ static void admin_rm(struct conn *c, struct fn_name *nm)
 	respond_json(c, 200, doc);
 }
 
-/* The value of key in the request's query into out (decoded: %XX and '+');
- * false when absent or too long. */
-static bool query_param(const struct conn *c, const char *key, char *out, size_t cap)
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
+		return (ch | 0x20) - 'a' + 10;
+	return -1;
+}
+
+/* The value of key in the request's query into out, NUL-terminated, with
+ * '+' and %XX decoded. Returns 0, -ENOENT when absent, -EINVAL for a '%'
+ * not followed by two hex digits or a %00 (out is a C string: a NUL would
+ * cut it short, and an empty grep matches every line), -E2BIG when the
+ * decoded value does not fit in cap - 1 bytes. */
+static int query_param(const struct conn *c, const char *key, char *out, size_t cap)
 {
 	const char *url = http_span_ptr(&c->req, c->req.url);
 	size_t len = c->req.url.len, klen = strlen(key);
 	const char *q = memchr(url, '?', len);
 	if (!q)
-		return false;
+		return -ENOENT;
 	const char *p = q + 1, *end = url + len;
 	while (p < end) {
 		const char *amp = memchr(p, '&', (size_t)(end - p));
@@ -404,50 +416,77 @@ static bool query_param(const struct conn *c, const char *key, char *out, size_t
 			size_t n = 0;
 			for (const char *v = p + klen + 1; v < e; v++) {
 				char ch = *v;
-				if (ch == '+')
+				if (ch == '+') {
 					ch = ' ';
-				else if (ch == '%' && e - v > 2) {
-					char hex[3] = { v[1], v[2], 0 };
-					ch = (char)strtol(hex, NULL, 16);
+				} else if (ch == '%') {
+					int hi = e - v > 2 ? hex_digit(v[1]) : -1;
+					int lo = e - v > 2 ? hex_digit(v[2]) : -1;
+					if (hi < 0 || lo < 0 || (hi | lo) == 0)
+						return -EINVAL;
+					ch = (char)(hi << 4 | lo);
 					v += 2;
 				}
 				if (n + 1 >= cap)
-					return false;
+					return -E2BIG;
 				out[n++] = ch;
 			}
 			out[n] = '\0';
-			return true;
+			return 0;
 		}
 		p = e + 1;
 	}
-	return false;
+	return -ENOENT;
+}
+
+/* A decimal number of digits only (no sign, space or '+', which strtoull
+ * takes, and no wrap past 2^64) up to max: 0 or -EINVAL. */
+static int parse_decimal(const char *s, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+	for (; s[i] >= '0' && s[i] <= '9'; i++) {
+		unsigned d = (unsigned)(s[i] - '0');
+		if (d > max || v > (max - d) / 10)
+			return -EINVAL;
+		v = v * 10 + d;
+	}
+	if (!i || s[i])
+		return -EINVAL;
+	*out = v;
+	return 0;
 }
 
 /* GET /admin/functions/NAME/logs?tail=N&grep=WORD&offset=B */
 static void admin_logs(struct conn *c, struct fn_name *nm)
 {
-	char arg[256], grep[256] = "";
-	unsigned long long tail = 100, offset = 0;
-	char *end;
-	if (query_param(c, "tail", arg, sizeof(arg))) {
-		tail = strtoull(arg, &end, 10);
-		if (!*arg || *end || tail < 1 || tail > 10000) {
-			conn_respond_error(c, 400, "tail: expected 1 to 10000 lines");
-			return;
-		}
+	char arg[32], grep[FNLOG_MAX_GREP + 1];
+	uint64_t tail = 100, offset = 0;
+	int ret = query_param(c, "tail", arg, sizeof(arg));
+	if (ret != -ENOENT && (ret || parse_decimal(arg, FNLOG_MAX_TAIL, &tail) || tail < 1)) {
+		conn_respond_error(c, 400, "tail: expected 1 to %d lines", FNLOG_MAX_TAIL);
+		return;
 	}
-	if (query_param(c, "offset", arg, sizeof(arg))) {
-		offset = strtoull(arg, &end, 10);
-		if (!*arg || *end) {
-			conn_respond_error(c, 400, "offset: expected a byte offset");
-			return;
-		}
+	/* an off_t: past the current file is fine (it was rotated since) */
+	ret = query_param(c, "offset", arg, sizeof(arg));
+	if (ret != -ENOENT && (ret || parse_decimal(arg, INT64_MAX, &offset))) {
+		conn_respond_error(c, 400, "offset: expected a byte offset, 0 to %lld",
+				   (long long)INT64_MAX);
+		return;
 	}
-	if (!query_param(c, "grep", grep, sizeof(grep)))
+	ret = query_param(c, "grep", grep, sizeof(grep));
+	if (ret == -E2BIG) {
+		conn_respond_error(c, 400, "grep: at most %d bytes", FNLOG_MAX_GREP);
+		return;
+	}
+	if (ret == -EINVAL) {
+		conn_respond_error(c, 400, "grep: bad %%-encoding (%%XX with two hex digits, not %%00)");
+		return;
+	}
+	if (ret)
 		grep[0] = '\0';
 	struct buf b = { 0 };
 	uint64_t size;
-	int ret = fnlog_read(nm->name, (size_t)tail, grep, offset, &b, &size);
+	ret = fnlog_read(nm->name, (size_t)tail, grep, offset, &b, &size);
 	if (ret) {
 		buf_free(&b);
 		conn_respond_error(c, 500, "reading %s's log: %s", nm->name, strerror(-ret));

@@ -77,6 +77,31 @@ with Daemon(env={"THAW_LOG_ROTATE_BYTES": str(ROTATE)}) as d:
           == ["fault log line 1 of 2", "fault log line 2 of 2"], "offset= gives only the lines after it", r)
     r = d.request("GET", "/admin/functions/fault/logs?tail=0", headers=tok)
     check(r.status == 400, "tail=0 is a 400", r)
+    # strict query values: no sign, no wrap past 2^64, no bad %-encoding, no grep past 255 bytes
+    for q, why in (("offset=-1", "offset"), ("offset=99999999999999999999", "offset"),
+                   ("offset=9223372036854775808", "offset"), ("offset=+5", "offset"),
+                   ("offset=", "offset"), ("offset=%zz", "offset"), ("offset=1x", "offset"),
+                   ("tail=-1", "tail"), ("tail=99999999999999999999", "tail"), ("tail=+5", "tail"),
+                   ("tail=%205", "tail"), ("tail=10001", "tail"), ("tail=18446744073709551617", "tail"),
+                   ("grep=%zz", "grep"), ("grep=%", "grep"), ("grep=line%4", "grep"), ("grep=%00", "grep"),
+                   ("grep=%g1", "grep"), ("grep=" + "x" * 256, "at most 255 bytes"),
+                   ("grep=" + "%41" * 256, "at most 255 bytes")):
+        r = d.request("GET", "/admin/functions/fault/logs?" + q, headers=tok)
+        check(r.status == 400 and why in r.json().get("error", ""), "logs?%s is a 400 (%s)" % (q[:40], why), r)
+    r = d.request("GET", "/admin/functions/fault/logs?offset=9223372036854775807&tail=10000", headers=tok)
+    check(r.status == 200, "the largest offset (2^63-1) is taken", r)
+    r = d.request("GET", "/admin/functions/fault/logs?tail=10000&grep=" + "x" * 255, headers=tok)
+    check(r.status == 200 and r.body == b"", "a grep of 255 bytes is used, not ignored: no line matches", r)
+    r = d.request("GET", "/admin/functions/fault/logs?tail=3&grep=%6C%69ne+7+%6ff", headers=tok)
+    check(r.status == 200 and r.body.decode().count("\n") == 1 and "fault log line 7 of 50" in r.body.decode(),
+          "%XX in either case decodes", r)
+    rc, out, err = thaw(env, "logs", "fault", "--grep", "x" * 256, *sd)
+    check(rc == 2 and "at most 255 bytes" in err, "thaw logs --grep of 256 bytes: exit 2", (rc, out, err))
+    rc, out, err = thaw(env, "logs", "fault", "--grep", "x" * 255, *sd)
+    check(rc == 0 and out == "", "thaw logs --grep of 255 bytes: no line", (rc, out, err))
+    for t in ("+5", " 5", "-1", "0", "10001", "99999999999999999999"):
+        rc, out, err = thaw(env, "logs", "fault", "--tail", t, *sd)
+        check(rc == 2, "thaw logs --tail '%s': exit 2" % t, (rc, out, err))
     r = d.request("GET", "/admin/functions/nope/logs", headers=tok)
     check(r.status == 404, "logs of an unknown function: 404", r)
     rc, out, err = thaw(env, "logs", "nope", *sd)
