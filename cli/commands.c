@@ -142,7 +142,10 @@ int cli_history(struct cli *cli, int argc, char **argv)
 		iso_time(cli_num(v, "deployed_at"), when, sizeof(when));
 		cli_format_ms(cli_num(v, "init_ms"), init, sizeof(init));
 		cli_format_ms(cli_num(v, "restore_ms"), restore, sizeof(restore));
+		/* a folder deploy has "image": null, an item all the same */
 		const cJSON *img = cJSON_GetObjectItemCaseSensitive(v, "image"), *ch;
+		if (!cJSON_IsObject(img))
+			img = NULL;
 		printf("%c %-7u  %-8s  %-20s  %-8s  %-10s  %.19s%s\n", n == cur ? '*' : ' ', n,
 		       cli_str(v, "state"), when, init, restore,
 		       img ? cli_str(img, "digest") : "folder ", img ? "" : cli_str(v, "dir"));

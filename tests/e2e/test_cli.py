@@ -198,6 +198,20 @@ with Daemon() as d:
     rc, out, err = thaw(env, "deploy", nofc, *sd)
     check(rc == 1 and "fc.yaml" in err, "deploy of a folder without fc.yaml: the daemon's error, exit 1", (rc, out, err))
 
+    # history of a folder deploy ("image": null): IMAGE reads "folder PATH"
+    fold = write_function(os.path.join(d.tmp, "fold"), "fold", ECHO)
+    r = d.request("POST", "/admin/functions", body=json.dumps({"dir": fold}),
+                  headers={"Authorization": "Bearer " + token})
+    check(r.status == 201, "folder deploy over the admin API", r)
+    end = time.time() + 30  # ready (snapshot taken) before the daemon stops
+    while time.time() < end and d.request("GET", "/admin/functions/fold", headers={
+            "Authorization": "Bearer " + token}).json().get("state") != "ready":
+        time.sleep(0.1)
+    rc, out, err = thaw(env, "history", "fold", *sd)
+    row = re.search(r"^[ *] 1\s+\S+\s+%s.*$" % ISO.pattern, out, re.M)
+    check(rc == 0 and row and row.group(0).rstrip().endswith("folder " + fold),
+          "history shows a folder deploy as 'folder PATH'", (rc, out, err))
+
 # daemon down: a port nothing listens on
 down = base_env("http://127.0.0.1:%d" % free_port())
 down["THAW_TOKEN"] = "any"
