@@ -3,6 +3,7 @@ writes land in STATE/logs/<name>.log ("TIME vV pid P: line"), --grep and
 --tail select, the x-thaw-log-offset header lets a follower ask for new
 lines only, --follow prints lines as they come, and the file rotates past
 THAW_LOG_ROTATE_BYTES into <name>.log.1."""
+import json
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import time
 from thawtest import THAW, Daemon, check, finish, handler_so, write_function
 
 FAULT = {"handler": handler_so("fault"), "timeout": 10}
+ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z v1 pid \d+: ")
 ROTATE = 65536
 
@@ -30,11 +32,20 @@ def wait_for(pred, timeout=10):
     return pred()
 
 
+def jsonl(text):
+    """Each line of text parsed as JSON; [] when one is not a JSON object."""
+    try:
+        docs = [json.loads(l) for l in text.splitlines()]
+    except ValueError:
+        return []
+    return docs if all(isinstance(x, dict) for x in docs) else []
+
+
 def read(path):
     """The file's text, "" while it does not exist (between a rotation's
     rename and the next line)."""
     try:
-        with open(path) as f:
+        with open(path, errors="replace") as f:  # the --json check writes a byte not UTF-8
             return f.read()
     except FileNotFoundError:
         return ""
@@ -120,6 +131,39 @@ with Daemon(env={"THAW_LOG_ROTATE_BYTES": str(ROTATE)}) as d:
     got = [l.rsplit(": ", 1)[-1] for l in out.decode().splitlines()]
     check(p.returncode == 0 and got == ["fault log line %d of 3" % i for i in (1, 2, 3)],
           "--follow prints the new lines, Ctrl-C ends it with 0", (p.returncode, out, err))
+
+    # --json: JSON Lines, every line parses, with the fields of "TIME vV pid P: line"
+    rc, out, err = thaw(env, "logs", "fault", "--json", "--grep", "of 50", "--tail", "5", *sd)
+    docs = jsonl(out)
+    check(rc == 0 and [x.get("line", "").rsplit(": ", 1)[-1] for x in docs] == want,
+          "logs --json: one object a line, the newest five matches", (rc, out, err))
+    check(all(ISO_MS.fullmatch(x.get("time") or "") and x.get("version") == 1 and
+              isinstance(x.get("pid"), int) and x["pid"] > 0 for x in docs),
+          "logs --json has time, version and pid", docs)
+    # lines as an instance may write them: quotes, backslashes, control bytes, bytes not UTF-8,
+    # and a line without the usual head (written into the file here, as the daemon would)
+    with open(logfile, "ab") as f:
+        f.write(b'2026-01-02T03:04:05.678Z v7 pid 42: jsoncheck "q" \\ \t\x01 \xff caf\xc3\xa9\n')
+        f.write(b"jsoncheck no head\n")
+    rc, out, err = thaw(env, "logs", "fault", "--json", "--grep", "jsoncheck", *sd)
+    docs = jsonl(out)
+    check(rc == 0 and docs == [
+        {"time": "2026-01-02T03:04:05.678Z", "version": 7, "pid": 42,
+         "line": 'jsoncheck "q" \\ \t\x01 \ufffd caf\u00e9'},
+        {"time": None, "version": None, "pid": None, "line": "jsoncheck no head"}],
+        "logs --json escapes the text and keeps a line of another shape", (rc, out, docs))
+    p = subprocess.Popen([THAW, "logs", "fault", "--follow", "--json", "--grep", "of 4"] + sd, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.8)
+    d.request("GET", "/fault/log?n=4")
+    wait_for(lambda: read(logfile).count(" of 4\n") >= 4)
+    time.sleep(1.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    docs = jsonl(out.decode())
+    check(p.returncode == 0 and [x.get("line", "").rsplit(": ", 1)[-1] for x in docs]
+          == ["fault log line %d of 4" % i for i in (1, 2, 3, 4)],
+          "logs --follow --json prints the new lines as JSON Lines", (p.returncode, out, err))
 
     # rotation past THAW_LOG_ROTATE_BYTES (64 KiB here): ~90 bytes a line
     r = d.request("GET", "/fault/log?n=1500")
