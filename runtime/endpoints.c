@@ -87,17 +87,30 @@ static void metrics(struct conn *c)
 	buf_free(&b);
 }
 
+/* Whether the len bytes at given are the admin token, in a time that
+ * depends on the token's length only: memcmp stops at the first byte that
+ * differs, which would let a client find the token a byte at a time from
+ * the answer's timing. Every byte of the token is compared, a wrong length
+ * included (it only sets the result). */
+static bool token_equal(const char *given, size_t len)
+{
+	const char *tok = server.admin_token;
+	size_t tl = strlen(tok);
+	unsigned char diff = len != tl;
+	for (size_t i = 0; i < tl; i++)
+		diff |= (unsigned char)(tok[i] ^ (i < len ? given[i] : 0));
+	return diff == 0;
+}
+
 bool endpoints_authorized(const struct conn *c)
 {
 	struct http_span v;
-	size_t tl = strlen(server.admin_token);
 	if (http_req_header(&c->req, "x-thaw-token", &v))
-		return v.len == tl && memcmp(http_span_ptr(&c->req, v), server.admin_token, tl) == 0;
-	if (!http_req_header(&c->req, "authorization", &v) || v.len < 8)
+		return token_equal(http_span_ptr(&c->req, v), v.len);
+	if (!http_req_header(&c->req, "authorization", &v) || v.len < 7)
 		return false;
 	const char *p = http_span_ptr(&c->req, v);
-	return strncasecmp(p, "Bearer ", 7) == 0 && v.len - 7 == tl &&
-	       memcmp(p + 7, server.admin_token, tl) == 0;
+	return strncasecmp(p, "Bearer ", 7) == 0 && token_equal(p + 7, v.len - 7);
 }
 
 static cJSON *version_json(struct function *fn)
