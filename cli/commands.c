@@ -2,6 +2,7 @@
  * API's function list, version table and rollback, for people and scripts. */
 #include "cli/cli.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,7 +142,10 @@ int cli_history(struct cli *cli, int argc, char **argv)
 		iso_time(cli_num(v, "deployed_at"), when, sizeof(when));
 		cli_format_ms(cli_num(v, "init_ms"), init, sizeof(init));
 		cli_format_ms(cli_num(v, "restore_ms"), restore, sizeof(restore));
+		/* a folder deploy has "image": null, an item all the same */
 		const cJSON *img = cJSON_GetObjectItemCaseSensitive(v, "image"), *ch;
+		if (!cJSON_IsObject(img))
+			img = NULL;
 		printf("%c %-7u  %-8s  %-20s  %-8s  %-10s  %.19s%s\n", n == cur ? '*' : ' ', n,
 		       cli_str(v, "state"), when, init, restore,
 		       img ? cli_str(img, "digest") : "folder ", img ? "" : cli_str(v, "dir"));
@@ -166,12 +170,15 @@ int cli_rollback(struct cli *cli, int argc, char **argv)
 		return cli_fail(cli, CLI_USAGE, "not a function name: '%s'", name);
 	char body[64] = "", path[128];
 	if (optind + 1 < argc) {
-		char *end;
 		const char *arg = argv[optind + 1];
-		unsigned long v = strtoul(arg, &end, 10);
-		if (!*arg || *end || !v || v > 1000000)
-			return cli_fail(cli, CLI_USAGE, "not a version number: '%s'", arg);
-		snprintf(body, sizeof(body), "{\"version\": %lu}", v);
+		uint64_t v = 0;
+		/* digits only: strtoul would take " 7", "+7" and wrap "-1" */
+		size_t i = 0;
+		for (; arg[i] >= '0' && arg[i] <= '9' && v <= UINT32_MAX; i++)
+			v = v * 10 + (uint64_t)(arg[i] - '0');
+		if (!i || arg[i] || !v || v > UINT32_MAX)
+			return cli_fail(cli, CLI_USAGE, "not a version number (1 or more): '%s'", arg);
+		snprintf(body, sizeof(body), "{\"version\": %llu}", (unsigned long long)v);
 	}
 	snprintf(path, sizeof(path), "/admin/functions/%s/rollback", name);
 	cJSON *fn;

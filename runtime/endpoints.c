@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,17 +87,30 @@ static void metrics(struct conn *c)
 	buf_free(&b);
 }
 
+/* Whether the len bytes at given are the admin token, in a time that
+ * depends on the token's length only: memcmp stops at the first byte that
+ * differs, which would let a client find the token a byte at a time from
+ * the answer's timing. Every byte of the token is compared, a wrong length
+ * included (it only sets the result). */
+static bool token_equal(const char *given, size_t len)
+{
+	const char *tok = server.admin_token;
+	size_t tl = strlen(tok);
+	unsigned char diff = len != tl;
+	for (size_t i = 0; i < tl; i++)
+		diff |= (unsigned char)(tok[i] ^ (i < len ? given[i] : 0));
+	return diff == 0;
+}
+
 bool endpoints_authorized(const struct conn *c)
 {
 	struct http_span v;
-	size_t tl = strlen(server.admin_token);
 	if (http_req_header(&c->req, "x-thaw-token", &v))
-		return v.len == tl && memcmp(http_span_ptr(&c->req, v), server.admin_token, tl) == 0;
-	if (!http_req_header(&c->req, "authorization", &v) || v.len < 8)
+		return token_equal(http_span_ptr(&c->req, v), v.len);
+	if (!http_req_header(&c->req, "authorization", &v) || v.len < 7)
 		return false;
 	const char *p = http_span_ptr(&c->req, v);
-	return strncasecmp(p, "Bearer ", 7) == 0 && v.len - 7 == tl &&
-	       memcmp(p + 7, server.admin_token, tl) == 0;
+	return strncasecmp(p, "Bearer ", 7) == 0 && token_equal(p + 7, v.len - 7);
 }
 
 static cJSON *version_json(struct function *fn)
@@ -326,25 +340,45 @@ static void admin_blob(struct conn *c, const char *digest, size_t len)
 	respond_json(c, strcmp(http_req_method(&c->req), "PUT") ? 200 : 201, doc);
 }
 
+/* The "version" of a rollback body: an integer from 1 to UINT32_MAX (one
+ * past the versions there are is a 404, not a 400). 0, or -EINVAL for a
+ * body that is not {"version": N}: 1.9 must not become 1. */
+static int rollback_version(const char *data, size_t len, unsigned *out)
+{
+	int ret = -EINVAL;
+	cJSON *body = cJSON_ParseWithLength(data, len);
+	const cJSON *jv = cJSON_GetObjectItemCaseSensitive(body, "version");
+	if (!cJSON_IsObject(body) || !cJSON_IsNumber(jv))
+		goto free_body;
+	double d = jv->valuedouble;
+	/* the range check first: it also turns away inf and nan */
+	if (!(d >= 1 && d <= UINT32_MAX) || d != (double)(uint32_t)d)
+		goto free_body;
+	*out = (unsigned)(uint32_t)d;
+	ret = 0;
+free_body:
+	cJSON_Delete(body);
+	return ret;
+}
+
 /* POST /admin/functions/NAME/rollback [{"version": N}] */
 static void admin_rollback(struct conn *c, struct fn_name *nm)
 {
 	unsigned v = 0;
-	if (c->req.body.len) {
-		cJSON *body = cJSON_ParseWithLength(c->req.body.data, c->req.body.len);
-		cJSON *jv = cJSON_GetObjectItemCaseSensitive(body, "version");
-		bool ok = cJSON_IsNumber(jv) && jv->valuedouble >= 1 && jv->valuedouble <= MAX_VERSIONS;
-		v = ok ? (unsigned)jv->valuedouble : 0;
-		cJSON_Delete(body);
-		if (!ok) {
-			conn_respond_error(c, 400, "expected {\"version\": N} or no body");
-			return;
-		}
+	if (c->req.body.len && rollback_version(c->req.body.data, c->req.body.len, &v)) {
+		conn_respond_error(c, 400, "expected {\"version\": N} (an integer >= 1) or no body");
+		return;
 	}
-	struct function *to;
+	/* for the message only: the version serving when asked */
+	struct function *cur = atomic_load(&nm->current), *to;
 	int ret = server_rollback(nm, v, &to);
-	if (ret == -ENOENT)
-		conn_respond_error(c, 404, "%s has no %s version %u", nm->name, v ? "such" : "older ready", v);
+	if (ret == -ENOENT && v)
+		conn_respond_error(c, 404, "%s has no version %u", nm->name, v);
+	else if (ret == -ENOENT && cur)
+		conn_respond_error(c, 404, "%s has no ready version older than version %u", nm->name,
+				   cur->version);
+	else if (ret == -ENOENT)
+		conn_respond_error(c, 404, "%s has no ready version", nm->name);
 	else if (ret)
 		conn_respond_error(c, 409, "%s version %u failed to initialize", nm->name, v);
 	else {
@@ -369,15 +403,27 @@ static void admin_rm(struct conn *c, struct fn_name *nm)
 	respond_json(c, 200, doc);
 }
 
-/* The value of key in the request's query into out (decoded: %XX and '+');
- * false when absent or too long. */
-static bool query_param(const struct conn *c, const char *key, char *out, size_t cap)
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
+		return (ch | 0x20) - 'a' + 10;
+	return -1;
+}
+
+/* The value of key in the request's query into out, NUL-terminated, with
+ * '+' and %XX decoded. Returns 0, -ENOENT when absent, -EINVAL for a '%'
+ * not followed by two hex digits or a %00 (out is a C string: a NUL would
+ * cut it short, and an empty grep matches every line), -E2BIG when the
+ * decoded value does not fit in cap - 1 bytes. */
+static int query_param(const struct conn *c, const char *key, char *out, size_t cap)
 {
 	const char *url = http_span_ptr(&c->req, c->req.url);
 	size_t len = c->req.url.len, klen = strlen(key);
 	const char *q = memchr(url, '?', len);
 	if (!q)
-		return false;
+		return -ENOENT;
 	const char *p = q + 1, *end = url + len;
 	while (p < end) {
 		const char *amp = memchr(p, '&', (size_t)(end - p));
@@ -386,50 +432,77 @@ static bool query_param(const struct conn *c, const char *key, char *out, size_t
 			size_t n = 0;
 			for (const char *v = p + klen + 1; v < e; v++) {
 				char ch = *v;
-				if (ch == '+')
+				if (ch == '+') {
 					ch = ' ';
-				else if (ch == '%' && e - v > 2) {
-					char hex[3] = { v[1], v[2], 0 };
-					ch = (char)strtol(hex, NULL, 16);
+				} else if (ch == '%') {
+					int hi = e - v > 2 ? hex_digit(v[1]) : -1;
+					int lo = e - v > 2 ? hex_digit(v[2]) : -1;
+					if (hi < 0 || lo < 0 || (hi | lo) == 0)
+						return -EINVAL;
+					ch = (char)(hi << 4 | lo);
 					v += 2;
 				}
 				if (n + 1 >= cap)
-					return false;
+					return -E2BIG;
 				out[n++] = ch;
 			}
 			out[n] = '\0';
-			return true;
+			return 0;
 		}
 		p = e + 1;
 	}
-	return false;
+	return -ENOENT;
+}
+
+/* A decimal number of digits only (no sign, space or '+', which strtoull
+ * takes, and no wrap past 2^64) up to max: 0 or -EINVAL. */
+static int parse_decimal(const char *s, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+	for (; s[i] >= '0' && s[i] <= '9'; i++) {
+		unsigned d = (unsigned)(s[i] - '0');
+		if (d > max || v > (max - d) / 10)
+			return -EINVAL;
+		v = v * 10 + d;
+	}
+	if (!i || s[i])
+		return -EINVAL;
+	*out = v;
+	return 0;
 }
 
 /* GET /admin/functions/NAME/logs?tail=N&grep=WORD&offset=B */
 static void admin_logs(struct conn *c, struct fn_name *nm)
 {
-	char arg[256], grep[256] = "";
-	unsigned long long tail = 100, offset = 0;
-	char *end;
-	if (query_param(c, "tail", arg, sizeof(arg))) {
-		tail = strtoull(arg, &end, 10);
-		if (!*arg || *end || tail < 1 || tail > 10000) {
-			conn_respond_error(c, 400, "tail: expected 1 to 10000 lines");
-			return;
-		}
+	char arg[32], grep[FNLOG_MAX_GREP + 1];
+	uint64_t tail = 100, offset = 0;
+	int ret = query_param(c, "tail", arg, sizeof(arg));
+	if (ret != -ENOENT && (ret || parse_decimal(arg, FNLOG_MAX_TAIL, &tail) || tail < 1)) {
+		conn_respond_error(c, 400, "tail: expected 1 to %d lines", FNLOG_MAX_TAIL);
+		return;
 	}
-	if (query_param(c, "offset", arg, sizeof(arg))) {
-		offset = strtoull(arg, &end, 10);
-		if (!*arg || *end) {
-			conn_respond_error(c, 400, "offset: expected a byte offset");
-			return;
-		}
+	/* an off_t: past the current file is fine (it was rotated since) */
+	ret = query_param(c, "offset", arg, sizeof(arg));
+	if (ret != -ENOENT && (ret || parse_decimal(arg, INT64_MAX, &offset))) {
+		conn_respond_error(c, 400, "offset: expected a byte offset, 0 to %lld",
+				   (long long)INT64_MAX);
+		return;
 	}
-	if (!query_param(c, "grep", grep, sizeof(grep)))
+	ret = query_param(c, "grep", grep, sizeof(grep));
+	if (ret == -E2BIG) {
+		conn_respond_error(c, 400, "grep: at most %d bytes", FNLOG_MAX_GREP);
+		return;
+	}
+	if (ret == -EINVAL) {
+		conn_respond_error(c, 400, "grep: bad %%-encoding (%%XX with two hex digits, not %%00)");
+		return;
+	}
+	if (ret)
 		grep[0] = '\0';
 	struct buf b = { 0 };
 	uint64_t size;
-	int ret = fnlog_read(nm->name, (size_t)tail, grep, offset, &b, &size);
+	ret = fnlog_read(nm->name, (size_t)tail, grep, offset, &b, &size);
 	if (ret) {
 		buf_free(&b);
 		conn_respond_error(c, 500, "reading %s's log: %s", nm->name, strerror(-ret));

@@ -38,6 +38,11 @@ void fnlog_write(struct fnlog *l, const char *name, unsigned version, int pid,
 /* Closes the fd; later writes are dropped. */
 void fnlog_close(struct fnlog *l);
 
+/* Bounds of a read's arguments, as the admin API and `thaw logs` check
+ * them. */
+#define FNLOG_MAX_TAIL 10000
+#define FNLOG_MAX_GREP 255
+
 /* The newest `tail` lines of name's log after byte `offset` of the current
  * file that contain grep (NULL or "": all), appended to out, oldest first;
  * *size is the current file's size up to its last whole line (the offset a

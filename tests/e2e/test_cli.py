@@ -141,7 +141,11 @@ with Daemon() as d:
     rc, out, err = thaw(env, "rollback", "svc", "4", *sd)
     check(rc == 1 and "409" in err, "rollback to a failed version: exit 1", (rc, out, err))
     rc, out, err = thaw(env, "rollback", "svc", *sd)
-    check(rc == 1 and "404" in err, "rollback with no older ready version: exit 1", (rc, out, err))
+    check(rc == 1 and "404" in err and "svc has no ready version older than version 1" in err,
+          "rollback with no older ready version: exit 1, naming the version serving", (rc, out, err))
+    rc, out, err = thaw(env, "rollback", "svc", "100", *sd)
+    check(rc == 1 and "404" in err and "svc has no version 100" in err,
+          "rollback to a version that does not exist: 404, exit 1", (rc, out, err))
     rc, out, err = thaw(env, "rollback", "svc", "3", "--json", *sd)
     check(rc == 0 and json.loads(out)["current"] == 3, "rollback --json back to 3", (rc, out, err))
 
@@ -180,6 +184,9 @@ with Daemon() as d:
     # usage
     for args in (["invoke"], ["invoke", "svc", "--bogus"], ["deploy", "--timeout", "x"],
                  ["deploy", os.path.join(d.tmp, "missing")], ["rollback", "svc", "x"],
+                 ["rollback", "svc", "0"], ["rollback", "svc", "1.9"], ["rollback", "svc", "-1"],
+                 ["rollback", "svc", "+1"], ["rollback", "svc", " 1"], ["rollback", "svc", "4294967296"],
+                 ["rollback", "svc", "99999999999999999999"],
                  ["history"], ["ls", "extra"], ["top", "--seconds", "0"], ["invoke", "bad/name"]):
         rc, out, err = thaw(env, *args, *sd)
         check(rc == 2, "usage error: thaw %s: exit 2" % " ".join(args), (rc, out, err))
@@ -190,6 +197,20 @@ with Daemon() as d:
     os.makedirs(nofc)
     rc, out, err = thaw(env, "deploy", nofc, *sd)
     check(rc == 1 and "fc.yaml" in err, "deploy of a folder without fc.yaml: the daemon's error, exit 1", (rc, out, err))
+
+    # history of a folder deploy ("image": null): IMAGE reads "folder PATH"
+    fold = write_function(os.path.join(d.tmp, "fold"), "fold", ECHO)
+    r = d.request("POST", "/admin/functions", body=json.dumps({"dir": fold}),
+                  headers={"Authorization": "Bearer " + token})
+    check(r.status == 201, "folder deploy over the admin API", r)
+    end = time.time() + 30  # ready (snapshot taken) before the daemon stops
+    while time.time() < end and d.request("GET", "/admin/functions/fold", headers={
+            "Authorization": "Bearer " + token}).json().get("state") != "ready":
+        time.sleep(0.1)
+    rc, out, err = thaw(env, "history", "fold", *sd)
+    row = re.search(r"^[ *] 1\s+\S+\s+%s.*$" % ISO.pattern, out, re.M)
+    check(rc == 0 and row and row.group(0).rstrip().endswith("folder " + fold),
+          "history shows a folder deploy as 'folder PATH'", (rc, out, err))
 
 # daemon down: a port nothing listens on
 down = base_env("http://127.0.0.1:%d" % free_port())

@@ -159,6 +159,17 @@ with Daemon({"echo": ECHO}) as d:
     tok_path = os.path.join(d.state_dir, "admin.token")
     check(oct(os.stat(tok_path).st_mode & 0o777) == "0o600", "token file readable by its owner only")
     auth = {"Authorization": "Bearer " + open(tok_path).read().strip()}
+    tok = auth["Authorization"][7:]
+    flip = lambda ch: "0" if ch != "0" else "1"
+    # near misses (the token compared byte by byte, in constant time): each 401, on both headers
+    for wrong in ("", tok[:-1], tok + "0", tok[:32], flip(tok[0]) + tok[1:], tok[:-1] + flip(tok[-1]),
+                  tok.upper() if tok.upper() != tok else tok + "x", "x" * len(tok)):
+        for h in ({"Authorization": "Bearer " + wrong}, {"X-Thaw-Token": wrong}):
+            r = d.request("GET", "/admin/functions", headers=h)
+            check(r.status == 401, "admin with a near-miss token (%s, %d bytes): 401" % (list(h)[0], len(wrong)), r)
+    for h in ({"Authorization": "bearer " + tok}, {"X-Thaw-Token": tok}):
+        r = d.request("GET", "/admin/functions", headers=h)
+        check(r.status == 200, "the token itself on %s: 200" % list(h)[0], r)
     r = d.request("GET", "/admin/functions", headers=auth)
     check(r.status == 200 and [f["name"] for f in r.json()] == ["echo"], "admin lists functions", r)
     new_dir = write_function(d.tmp, "late", {"handler": handler_so("echo")})

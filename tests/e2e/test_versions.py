@@ -67,6 +67,19 @@ with Daemon({"svc": V1}, threads=2) as d:
     check(d.request("GET", "/readyz").status == 200, "still ready beside the failed deploy")
     check("bad weights" in json.dumps(info()), "the failed version's error is shown", info())
 
+    # rollback bodies that are not {"version": N >= 1}: 400, and nothing moves (version 2 serves)
+    for body in ('{"version": 1.9}', '{"version": 0}', '{"version": -1}', '{"version": "1"}',
+                 '{"version": 4294967296}', '{"version": 1e400}', '{"version": null}', '{}',
+                 '[1]', '1', 'not json'):
+        r = d.request("POST", "/admin/functions/svc/rollback", body=body, headers=auth)
+        check(r.status == 400 and "integer >= 1" in r.json().get("error", ""),
+              "rollback body %s: 400" % body, r)
+    check(info()["current"] == 2, "no refused rollback moved the traffic", info())
+    for v in (100, 4294967295):  # past the versions there are, past MAX_VERSIONS: no such version
+        r = d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": v}), headers=auth)
+        check(r.status == 404 and r.json().get("error") == "svc has no version %d" % v,
+              "rollback to version %d: 404 no such version" % v, r)
+
     r = d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": 1}), headers=auth)
     check(r.status == 200 and r.json()["current"] == 1, "rollback to version 1", r)
     r = d.request("POST", "/svc/", body=b"echoed")
@@ -75,6 +88,9 @@ with Daemon({"svc": V1}, threads=2) as d:
     check(r.status == 409, "rollback to a failed version: 409", r)
     r = d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": 9}), headers=auth)
     check(r.status == 404, "rollback to a missing version: 404", r)
+    r = d.request("POST", "/admin/functions/svc/rollback", headers=auth)
+    check(r.status == 404 and r.json().get("error") == "svc has no ready version older than version 1",
+          "rollback without a body from version 1: 404 naming the version serving", r)
 
     r = d.request("POST", "/v1/models/svc/versions/2:predict", body=b"{}")
     check(r.status == 200 and r.header("x-echo-path") is None, "TF Serving path pinned to version 2 reaches it (fault)", r)
