@@ -120,7 +120,7 @@ static int replay_deploy(const char *name, const char *dir, const char *image, c
 		pr_err("cannot redeploy %s: %s", name, err);
 		char why[600];
 		snprintf(why, sizeof(why), "cannot be loaded again after a restart: %s", err);
-		rc = server_add_placeholder(name, why, &fn);
+		rc = server_add_placeholder(name, dir, why, &fn);
 	} else if ((rc = server_add_function(&cfg, image ? &img : NULL, &fn))) {
 		config_free(&cfg);
 	}

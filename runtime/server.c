@@ -291,7 +291,11 @@ int server_add_function(struct config *cfg, const struct imagestore_image *image
 	fn->index = n;
 	fn->name = nm;
 	fn->version = atomic_load(&nm->n_versions) + 1;
-	fn->changes = history_changes(fn->version > 1 ? nm->versions[fn->version - 2] : NULL, fn);
+	/* what changed since the newest version that could be loaded */
+	struct function *prev = NULL;
+	for (unsigned v = fn->version - 1; v > 0 && !prev; v--)
+		prev = nm->versions[v - 1]->broken ? NULL : nm->versions[v - 1];
+	fn->changes = history_changes(prev, fn);
 	fn->deployed_at = (int64_t)time(NULL);
 	pthread_mutex_init(&fn->lock, NULL);
 	atomic_store(&fn->state, FN_STARTING);
@@ -323,13 +327,14 @@ void server_full_why(const char *name, char *out, size_t len)
 			 MAX_FUNCTIONS);
 }
 
-int server_add_placeholder(const char *name, const char *why, struct function **out)
+int server_add_placeholder(const char *name, const char *dir, const char *why,
+			   struct function **out)
 {
 	struct config cfg;
 	config_defaults(&cfg);
 	cfg.name = xstrdup(name);
 	cfg.handler = xstrdup("");
-	cfg.dir = xstrdup("");
+	cfg.dir = xstrdup(dir ? dir : "");
 	cfg.snapshot = false;
 	struct function *fn;
 	int ret = server_add_function(&cfg, NULL, &fn);

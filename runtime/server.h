@@ -153,10 +153,11 @@ int server_add_function(struct config *cfg, const struct imagestore_image *image
 /* Why server_add_function refused a version of name with -ENOSPC: which
  * bound, and what frees it. */
 void server_full_why(const char *name, char *out, size_t len);
-/* A version of name that cannot be started (its deploy cannot be loaded
- * again at a restart): failed with why, so that the versions after it keep
- * their numbers. Returns 0 or -ENOSPC. */
-int server_add_placeholder(const char *name, const char *why, struct function **out);
+/* A version of name that cannot be started (its deploy, from folder dir or
+ * NULL for an image, cannot be loaded again at a restart): failed with why,
+ * so that the versions after it keep their numbers. 0 or -ENOSPC. */
+int server_add_placeholder(const char *name, const char *dir, const char *why,
+			   struct function **out);
 /* Switches name's traffic to version v (0: the ready version before the
  * current one). Returns 0, -ENOENT (no such version) or -EAGAIN (not
  * ready). */
