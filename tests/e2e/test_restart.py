@@ -120,8 +120,6 @@ with Daemon() as d:
     check(all(info["versions"][i]["deployed_at"] == before[i + 1]["deployed_at"] for i in range(4)),
           "deploy times survive the restart", [(v["deployed_at"], before[v["version"]]["deployed_at"]) for v in info["versions"]])
     check(a.rollback("rr", 2).status == 200 and mark(d, "rr") == "r2", "rollback to v2 reaches v2's code (numbers did not shift)")
-    r = d.request("GET", "/v1/models/rr/versions/1", timeout=5)
-    r = d.request("GET", "/rr/env?name=MARK", headers={}, timeout=5)
     r1 = d.request("POST", "/v1/models/rr/versions/1:predict", body=b"{}", timeout=5)
     check(r1.status == 503 and b"cannot be loaded again" in r1.body, "a request pinned to the unloadable v1: 503 with the reason", r1)
     check(not os.path.exists(os.path.join(d.snap_dir, "ghost-v7")), "a snapshot folder no version uses is deleted at start")
