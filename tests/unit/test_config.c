@@ -471,6 +471,32 @@ static void test_load_errors_name_the_file(void **state)
 	remove_tmp(dir, path);
 }
 
+/* A FIFO as fc.yaml is refused at once: a blocking open would wait for a
+ * writer that never comes (on the daemon's event loop, in thaw build). The
+ * alarm kills the test instead of letting it hang when that regresses. */
+static void test_load_refuses_fifo_and_devices_at_once(void **state)
+{
+	(void)state;
+	char dir[64], fifo[PATH_MAX], err[PATH_MAX + 64], want[PATH_MAX + 64];
+	struct config c;
+	strcpy(dir, "/tmp/thaw-test-config-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/fc.yaml", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	const char *const paths[] = { fifo, "/dev/null" };
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		alarm(10);
+		int r = config_load(paths[i], &c, err, sizeof(err));
+		alarm(0);
+		snprintf(want, sizeof(want), "%s: not a regular file", paths[i]);
+		assert_int_equal(r, -EINVAL);
+		assert_string_equal(err, want);
+		assert_zeroed(&c);
+	}
+	unlink(fifo);
+	rmdir(dir);
+}
+
 /* The example at the repo root parses (tests run from the repo root). */
 static void test_repo_example_loads(void **state)
 {
@@ -497,6 +523,7 @@ int main(void)
 	    cmocka_unit_test(test_error_message_is_truncated_to_errlen),
 	    cmocka_unit_test(test_load_sets_path_and_real_dir),
 	    cmocka_unit_test(test_load_errors_name_the_file),
+	    cmocka_unit_test(test_load_refuses_fifo_and_devices_at_once),
 	    cmocka_unit_test(test_repo_example_loads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
