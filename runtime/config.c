@@ -5,6 +5,7 @@
  */
 #include "config.h"
 #include "mem.h"
+#include "router.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -256,10 +257,16 @@ static bool is_name(const char *s, size_t len, size_t max, bool dash)
 	return true;
 }
 
+/* Also the first segment of the function's URL: not one the daemon's own
+ * routes take, where the function could never be reached. */
 static int parse_name(struct parser *p, const struct field *f, yaml_node_t *v)
 {
 	if (v->type != YAML_SCALAR_NODE || !is_name(text(v), v->data.scalar.length, 64, true))
 		return expected(p, v, f->expect);
+	const char *route = router_reserved(text(v), v->data.scalar.length);
+	if (route)
+		return fail(p, line_of(v), "\"%s\" is reserved for the daemon's own routes (%s)",
+			    text(v), route);
 	set_str(p, f, v);
 	return 0;
 }
