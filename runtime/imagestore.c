@@ -444,6 +444,13 @@ static int extract_entry(struct archive *a, struct archive_entry *e, int tar, co
 				     "layer %s: entry '%s': only folders and regular files "
 				     "(no links, devices, fifos)",
 				     digest, p);
+	/* GNU and pax sparse entries: holes would be written out as zeros (a
+	 * small upload filling the disk), a trailing hole dropped */
+	if (archive_entry_sparse_count(e) > 0)
+		return builder__fail(err, errlen, -EINVAL,
+				     "layer %s: entry '%s': a sparse file (GNU or pax sparse "
+				     "format); only plain files, as thaw build writes",
+				     digest, p);
 	char target[PATH_MAX];
 	pathf(target, "%s/%s", dir, p);
 	size_t tl = strlen(target);

@@ -3,7 +3,7 @@ echo and ocr examples into images, uploads only the blobs the daemon lacks,
 and the daemon unpacks and serves them (also after a restart). The upload
 and unpack paths refuse what an attacker would send: no token, a wrong
 digest, a dropped connection, tar entries that escape (.., absolute paths,
-links, devices), truncated layers, a file and a folder of
+links, devices), sparse entries, truncated layers, a file and a folder of
 one name, garbage layers and manifests; refusals name the entry, never the
 daemon's own folders."""
 import hashlib
@@ -235,6 +235,39 @@ with Daemon(ready_timeout=60) as d:
         """A refusal names the layer entry: never "(null)", the daemon's
         temporary unpack folder or its state folder."""
         return "(null)" not in err and ".tmp-" not in err and d.state_dir not in err
+
+    def sparse_tar(*fmt):
+        """GNU tar --sparse of a 64 MiB file holding 4 KiB of data and a
+        trailing hole, beside a valid fc.yaml and handler."""
+        src = tempfile.mkdtemp(dir=work)
+        os.makedirs(os.path.join(src, "function"))
+        for name, _, payload in ok_files:
+            with open(os.path.join(src, name), "wb") as f:
+                f.write(payload)
+        with open(os.path.join(src, "function", "holes.bin"), "wb") as f:
+            f.seek(1 << 20)
+            f.write(b"z" * 4096)
+            f.truncate(64 << 20)
+        p = subprocess.run(["tar", "--sparse", *fmt, "-C", src, "-cf", "-", "function"],
+                           capture_output=True, timeout=60)
+        shutil.rmtree(src, ignore_errors=True)
+        return p.stdout if p.returncode == 0 else None
+
+    if shutil.which("tar"):
+        for fmt in (("--format=gnu",), ("--format=posix", "--sparse-version=0.1"),
+                    ("--format=posix", "--sparse-version=1.0")):
+            layer = sparse_tar(*fmt)
+            if not layer:
+                check(False, "tar --sparse %s makes a layer" % " ".join(fmt))
+                continue
+            status, err = deploy_error(image(layer))
+            check(status == 400 and "entry 'function/holes.bin': a sparse file" in err and names_no_path(err),
+                  "a %d-byte layer with a sparse entry (tar %s) is refused, naming it" % (len(layer), " ".join(fmt)),
+                  (status, err))
+        holes = [os.path.join(dp, f) for dp, _, fs in os.walk(images) for f in fs if f == "holes.bin"]
+        check(not holes, "no sparse entry was written out", holes)
+    else:
+        print("note: no tar(1), sparse layers not checked")
 
     def member(tar_bytes, name):
         with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as t:
