@@ -151,16 +151,35 @@ static void fail(struct proxy *px, int status, const char *what, int err)
 	finish(px);
 }
 
-void proxy_start(struct conn *c, const struct route *rt)
+/* Answers 401 or 403 and returns true when c may not use the proxy. */
+static bool refused(struct conn *c, const struct route *rt)
 {
 	if (!endpoints_authorized(c)) {
 		conn_respond_error(c, 401, "proxy: needs the admin token (X-Thaw-Token or Authorization: Bearer)");
-		return;
+		return true;
 	}
 	if (!port_allowed(rt->port)) {
 		conn_respond_error(c, 403, "proxy: port %u is not in the allow-list", rt->port);
-		return;
+		return true;
 	}
+	return false;
+}
+
+void proxy_on_headers(struct conn *c, const struct route *rt)
+{
+	/* a refusal comes before the body is read: with the body unread the
+	 * connection cannot carry another request, so it closes */
+	c->close_after_send = true;
+	if (refused(c, rt))
+		return;
+	c->close_after_send = false;
+	c->req.body_limit = PROXY_MAX_BODY;
+}
+
+void proxy_start(struct conn *c, const struct route *rt)
+{
+	if (refused(c, rt))
+		return;
 	const char *url = http_span_ptr(&c->req, c->req.url);
 	if (sneaky(url, c->req.url.len)) {
 		conn_respond_error(c, 400, "proxy: encoded slashes, dots or backslashes refused");
