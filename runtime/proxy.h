@@ -5,7 +5,10 @@
  * --proxy-ports, the caller must present the admin token, and paths with
  * encoded slashes, backslashes or dots are refused.
  *
- * The request body may be up to PROXY_MAX_BODY.
+ * The request body may be up to PROXY_MAX_BODY. Hop-by-hop headers (also
+ * those the client's Connection header names), the token, and client copies
+ * of the headers the proxy sets (X-Forwarded-*, X-ProxyContextPath,
+ * x-fc-request-id, Forwarded) are not forwarded.
  *
  * The upstream's response is relayed byte for byte as it arrives
  * (streaming), headers included: no header of it is parsed or copied; the

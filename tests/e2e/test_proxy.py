@@ -1,5 +1,7 @@
 """Dev-pod proxy: /proxy/{port}/ reaches an allow-listed loopback port with
-the token, streams, and is never an open proxy. Bodies up to 32 MiB pass."""
+the token, streams, and is never an open proxy. Bodies up to 32 MiB pass;
+hop-by-hop headers (also those the client's Connection header names) and
+client copies of the proxy's own forwarding headers do not."""
 import hashlib
 import http.server
 import json
@@ -84,6 +86,49 @@ with Daemon({"echo": {"handler": handler_so("echo")}}, args=["--proxy-ports", "%
         out = d.raw(("POST /proxy/%d/big HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n"
                      % (up_port, head, len(big) + 1)).encode(), read_until_close=False)
         check(out.startswith(want) and time.time() - t0 < 3, what, out[:80])
+
+    # forwarding headers are the proxy's own: a client's copies are dropped
+    def through(extra_headers):
+        """The upstream's view of a GET with these raw header lines."""
+        out = d.raw(("GET /proxy/%d/h HTTP/1.1\r\nHost: x\r\nX-Thaw-Token: %s\r\n%s\r\n"
+                     % (up_port, token, "".join(h + "\r\n" for h in extra_headers))).encode(), timeout=10)
+        head, _, body = out.partition(b"\r\n\r\n")
+        try:
+            return [tuple(p) for p in json.loads(body)["pairs"]]
+        except ValueError:
+            return [("unparsable", out[:200].decode(errors="replace"))]
+
+    def values(pairs, name):
+        return [v for k, v in pairs if k == name]
+
+    pairs = through(["X-Forwarded-For: 203.0.113.9", "X-Forwarded-Host: evil.example",
+                     "X-Forwarded-Context: /evil", "x-forwarded-proto: gopher",
+                     "X-ProxyContextPath: /evil", "x-fc-request-id: not a sane id!",
+                     "Forwarded: for=203.0.113.9"])
+    check(values(pairs, "x-forwarded-context") == ["/proxy/%d" % up_port] and
+          values(pairs, "x-proxycontextpath") == ["/proxy/%d" % up_port],
+          "client X-Forwarded-Context / X-ProxyContextPath dropped: the proxy's one each", pairs)
+    check(len(values(pairs, "x-fc-request-id")) == 1 and "not a sane id!" not in values(pairs, "x-fc-request-id"),
+          "a client's x-fc-request-id is not forwarded beside the proxy's", pairs)
+    check(not [k for k, _ in pairs if k.startswith("x-forwarded-") and k != "x-forwarded-context"] and
+          not values(pairs, "forwarded"), "client X-Forwarded-For/-Host/-Proto and Forwarded dropped", pairs)
+    pairs = through(["x-fc-request-id: client-id-1"])
+    check(values(pairs, "x-fc-request-id") == ["client-id-1"], "a sane client request id arrives once", pairs)
+
+    # hop-by-hop: what the client's Connection header(s) name stays here
+    cases = [
+        (["Connection: close, X-Secret", "X-Secret: s3cret", "X-Kept: yes"], ["x-secret"]),
+        (["Connection: keep-alive", "Connection: x-a ,\tX-B", "X-A: 1", "x-b: 2", "X-Kept: yes"], ["x-a", "x-b"]),
+        (["Connection: X-SECRET", "x-secret: s3cret", "X-Kept: yes"], ["x-secret"]),
+        (["Connection: TE, Trailer, Keep-Alive", "Keep-Alive: timeout=5", "TE: trailers", "X-Kept: yes"],
+         ["keep-alive", "te", "trailer"]),
+    ]
+    for lines, gone in cases:
+        pairs = through(lines)
+        names = [k for k, _ in pairs]
+        check(not [g for g in gone if g in names] and values(pairs, "x-kept") == ["yes"] and "connection" in names,
+              "headers named by %r are not forwarded, others are" % "; ".join(l for l in lines if l.startswith("Connection")),
+              pairs)
 
     # streaming: the first chunk arrives long before the upstream finishes
     s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
