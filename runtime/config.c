@@ -5,6 +5,7 @@
  */
 #include "config.h"
 #include "mem.h"
+#include "router.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -256,10 +257,16 @@ static bool is_name(const char *s, size_t len, size_t max, bool dash)
 	return true;
 }
 
+/* Also the first segment of the function's URL: not one the daemon's own
+ * routes take, where the function could never be reached. */
 static int parse_name(struct parser *p, const struct field *f, yaml_node_t *v)
 {
 	if (v->type != YAML_SCALAR_NODE || !is_name(text(v), v->data.scalar.length, 64, true))
 		return expected(p, v, f->expect);
+	const char *route = router_reserved(text(v), v->data.scalar.length);
+	if (route)
+		return fail(p, line_of(v), "\"%s\" is reserved for the daemon's own routes (%s)",
+			    text(v), route);
 	set_str(p, f, v);
 	return 0;
 }
@@ -802,10 +809,13 @@ static int io_error(char *err, size_t errlen, const char *path, int r, const cha
 	return r;
 }
 
-/* The whole file into *buf (NUL-terminated), refused above MAX_FILE_BYTES. */
+/* The whole file into *buf (NUL-terminated), refused above MAX_FILE_BYTES.
+ * Opened with O_NONBLOCK: a blocking open of a FIFO waits for a writer, and
+ * callers run on the daemon's event loop (POST /admin/functions) and in
+ * thaw build. fstat then refuses anything but a regular file. */
 static int read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), r = 0, fl;
 	struct stat st;
 	char *b = NULL;
 	size_t n = 0;
@@ -817,6 +827,8 @@ static int read_file(const char *path, char **buf, size_t *len, char *err, size_
 		r = io_error(err, errlen, path, -EISDIR, NULL);
 	else if (!S_ISREG(st.st_mode))
 		r = io_error(err, errlen, path, -EINVAL, "not a regular file");
+	else if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		r = io_error(err, errlen, path, -errno, NULL); /* plain reads from here on */
 	if (r)
 		goto close_fd;
 	b = xmalloc(MAX_FILE_BYTES + 1);

@@ -367,8 +367,11 @@ static void on_headers(struct conn *c)
 		struct function *fn = server_find_function(rt.fn, rt.fn_len);
 		if (fn)
 			c->req.body_limit = fn->cfg.max_body_bytes;
-	} else if (rt.kind == ROUTE_ADMIN) {
-		endpoints_on_headers(c, &rt);
+	} else if (rt.kind == ROUTE_ADMIN || rt.kind == ROUTE_PROXY) {
+		if (rt.kind == ROUTE_ADMIN)
+			endpoints_on_headers(c, &rt);
+		else
+			proxy_on_headers(c, &rt);
 		if (c->state != CONN_READING)
 			return; /* refused: no 100 Continue */
 	}

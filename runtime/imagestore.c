@@ -232,7 +232,8 @@ static int parse_manifest(struct imagestore_image *img, char *config_digest, cha
 	const char *cfg = desc_digest(cJSON_GetObjectItemCaseSensitive(m, "config"), OCI_MT_CONFIG);
 	const cJSON *schema = cJSON_GetObjectItemCaseSensitive(m, "schemaVersion");
 	int n = cJSON_GetArraySize(layers);
-	if (!cJSON_IsNumber(schema) || schema->valueint != 2 || !cfg || !cJSON_IsArray(layers) ||
+	/* exactly 2: valueint would read 2.5 as 2 */
+	if (!cJSON_IsNumber(schema) || schema->valuedouble != 2 || !cfg || !cJSON_IsArray(layers) ||
 	    n < 1 || n > MAX_LAYERS) {
 		cJSON_Delete(m);
 		return builder__fail(
@@ -316,8 +317,6 @@ static int parent_mkdir(char *path)
 	return rc;
 }
 
-#define COPY_CHUNK (1u << 20)
-
 static int write_all(int fd, const char *p, size_t n)
 {
 	while (n) {
@@ -359,119 +358,162 @@ static bool data_starts_at(int tar, int64_t at, int64_t size)
 /* An uncompressed tar keeps a plain file's bytes in one run: when the
  * header before it checks out, the kernel copies them (copy_file_range:
  * twice as fast as reading them through libarchive here, measured on a
- * 1 GiB layer); otherwise (sparse entries, other layouts) libarchive reads. */
+ * 1 GiB layer); otherwise (pax headers of other layouts) libarchive reads.
+ * Returns 0, or -errno with *why set to words for the message (NULL: the
+ * errno's own text). */
 static int copy_entry_data(struct archive *a, struct archive_entry *e, int tar, int fd,
-			   char *buf)
+			   const char **why)
 {
 	int64_t size = archive_entry_size(e), at = archive_filter_bytes(a, 0);
-	if (size > 0 && archive_entry_sparse_count(e) == 0 && data_starts_at(tar, at, size)) {
+	*why = NULL;
+	if (size > 0 && data_starts_at(tar, at, size)) {
 		loff_t in = at;
 		int64_t left = size;
 		while (left > 0) {
 			ssize_t n = copy_file_range(tar, &in, fd, NULL, (size_t)left, 0);
 			if (n < 0 && errno == EINTR)
 				continue;
-			if (n <= 0)
-				return n < 0 ? -errno : -EIO;
+			if (n < 0)
+				return -errno;
+			if (n == 0) {
+				*why = "truncated: the layer ends inside its data";
+				return -EIO;
+			}
 			left -= n;
 		}
-		return archive_read_data_skip(a) == ARCHIVE_OK ? 0 : -EIO;
-	}
-	for (;;) {
-		la_ssize_t n = archive_read_data(a, buf, COPY_CHUNK);
-		if (n == 0)
+		if (archive_read_data_skip(a) == ARCHIVE_OK)
 			return 0;
-		if (n < 0)
+		*why = archive_error_string(a) ? archive_error_string(a) : "truncated";
+		return -EIO;
+	}
+	/* Blocks must follow each other: a gap is a hole, which only sparse
+	 * entries have (refused before this); bounded by the entry's size. */
+	int64_t done = 0;
+	for (;;) {
+		const void *block;
+		size_t n;
+		la_int64_t off;
+		int r = archive_read_data_block(a, &block, &n, &off);
+		if (r == ARCHIVE_EOF)
+			break;
+		if (r < ARCHIVE_OK) {
+			*why = archive_error_string(a) ? archive_error_string(a) : "truncated";
 			return -EIO;
-		int rc = write_all(fd, buf, (size_t)n);
+		}
+		if (off != done || (int64_t)n > size - done) {
+			*why = "its data has holes or runs past its size (sparse?)";
+			return -EINVAL;
+		}
+		int rc = write_all(fd, block, n);
 		if (rc)
 			return rc;
+		done += (int64_t)n;
 	}
+	if (done != size) {
+		*why = "truncated: the layer ends inside its data";
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Words for a failed mkdir/open of an entry: an earlier entry of the same
+ * name (or of a parent's name) is of the other kind. Never the temporary
+ * path the layer is unpacked under. */
+static const char *clash(int rc, const char *otherwise)
+{
+	if (rc == -ENOTDIR)
+		return "a folder above it is a file (an earlier entry)";
+	if (rc == -EEXIST)
+		return otherwise;
+	return strerror(-rc);
+}
+
+/* One folder or regular file of the layer, written under dir. */
+static int extract_entry(struct archive *a, struct archive_entry *e, int tar, const char *dir,
+			 const char *digest, char *err, size_t errlen)
+{
+	const char *p = archive_entry_pathname(e), *why;
+	mode_t type = archive_entry_filetype(e);
+	if (!p || !entry_path_ok(p))
+		return builder__fail(err, errlen, -EPERM,
+				     "layer %s: entry '%s': only paths under function/ "
+				     "without '..', '.' or whiteouts",
+				     digest, p ? p : "");
+	if (type != AE_IFDIR && type != AE_IFREG)
+		return builder__fail(err, errlen, -EPERM,
+				     "layer %s: entry '%s': only folders and regular files "
+				     "(no links, devices, fifos)",
+				     digest, p);
+	/* GNU and pax sparse entries: holes would be written out as zeros (a
+	 * small upload filling the disk), a trailing hole dropped */
+	if (archive_entry_sparse_count(e) > 0)
+		return builder__fail(err, errlen, -EINVAL,
+				     "layer %s: entry '%s': a sparse file (GNU or pax sparse "
+				     "format); only plain files, as thaw build writes",
+				     digest, p);
+	char target[PATH_MAX];
+	pathf(target, "%s/%s", dir, p);
+	size_t tl = strlen(target);
+	while (tl && target[tl - 1] == '/')
+		target[--tl] = '\0';
+	int rc = parent_mkdir(target);
+	if (rc < 0)
+		return builder__fail(err, errlen, rc, "layer %s: entry '%s': %s", digest, p,
+				     clash(rc, "a folder above it is a file (an earlier entry)"));
+	if (type == AE_IFDIR) {
+		struct stat st;
+		rc = mkdir(target, 0755) < 0 ? -errno : 0;
+		if (!rc || (rc == -EEXIST && lstat(target, &st) == 0 && S_ISDIR(st.st_mode)))
+			return 0;
+		return builder__fail(err, errlen, rc, "layer %s: entry '%s': %s", digest, p,
+				     clash(rc, "a folder where an earlier entry made a file"));
+	}
+	mode_t mode = (archive_entry_perm(e) & 0111) ? 0755 : 0644;
+	int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0) {
+		rc = -errno;
+		return builder__fail(err, errlen, rc, "layer %s: entry '%s': %s", digest, p,
+				     clash(rc, "appears twice (or a file where an earlier entry "
+					       "made a folder)"));
+	}
+	rc = copy_entry_data(a, e, tar, fd, &why);
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (rc)
+		builder__fail(err, errlen, rc, "layer %s: entry '%s': %s", digest, p,
+			      why ? why : strerror(-rc));
+	return rc;
 }
 
 /* Extracts the tar at blob into dir (fresh), refusing anything but folders
- * and regular files under function/. */
+ * and regular files under function/. Messages name the layer and entry. */
 static int extract(const char *blob, const char *dir, const char *digest, char *err, size_t errlen)
 {
 	int tar = open(blob, O_RDONLY | O_CLOEXEC);
 	if (tar < 0)
-		return builder__fail(err, errlen, -errno, "%s: %s", blob, strerror(errno));
+		return builder__fail(err, errlen, -errno, "layer %s: %s", digest, strerror(errno));
 	struct archive *a = archive_read_new();
 	archive_read_support_format_tar(a);
-	/* pread and copy_file_range below leave the file offset to libarchive */
-	if (archive_read_open_fd(a, tar, 1 << 20) != ARCHIVE_OK) {
-		int rc = builder__fail(err, errlen, -EIO, "layer %s: not a readable tar: %s",
-				       digest, archive_error_string(a));
-		archive_read_free(a);
-		close(tar);
-		return rc;
-	}
+	int rc = 0, r = ARCHIVE_FATAL;
 	struct archive_entry *e;
 	unsigned n = 0;
-	int rc = 0, r;
-	char *buf = xmalloc(COPY_CHUNK);
-	while (!rc && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-		const char *p = archive_entry_pathname(e);
-		mode_t type = archive_entry_filetype(e);
-		if (++n > MAX_ENTRIES) {
-			rc = builder__fail(err, errlen, -E2BIG, "layer %s: more than %d entries",
-					   digest, MAX_ENTRIES);
-			break;
+	/* pread and copy_file_range leave the file offset to libarchive */
+	if (archive_read_open_fd(a, tar, 1 << 20) == ARCHIVE_OK) {
+		while (!rc && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+			if (++n > MAX_ENTRIES)
+				rc = builder__fail(err, errlen, -E2BIG,
+						   "layer %s: more than %d entries", digest,
+						   MAX_ENTRIES);
+			else
+				rc = extract_entry(a, e, tar, dir, digest, err, errlen);
 		}
-		if (!p || !entry_path_ok(p)) {
-			rc = builder__fail(err, errlen, -EPERM,
-					   "layer %s: entry '%s': only paths under function/ "
-					   "without '..', '.' or whiteouts",
-					   digest, p ? p : "");
-			break;
-		}
-		if (type != AE_IFDIR && type != AE_IFREG) {
-			rc = builder__fail(err, errlen, -EPERM,
-					   "layer %s: entry '%s': only folders and regular files "
-					   "(no links, devices, fifos)",
-					   digest, p);
-			break;
-		}
-		char target[PATH_MAX];
-		pathf(target, "%s/%s", dir, p);
-		size_t tl = strlen(target);
-		while (tl && target[tl - 1] == '/')
-			target[--tl] = '\0';
-		if ((rc = parent_mkdir(target)) < 0) {
-			builder__fail(err, errlen, rc, "%s: %s", target, strerror(-rc));
-			break;
-		}
-		if (type == AE_IFDIR) {
-			struct stat st;
-			if (mkdir(target, 0755) < 0 &&
-			    !(errno == EEXIST && stat(target, &st) == 0 && S_ISDIR(st.st_mode)))
-				rc = builder__fail(err, errlen, -errno, "%s: %s", target,
-						   strerror(errno));
-			continue;
-		}
-		mode_t mode = (archive_entry_perm(e) & 0111) ? 0755 : 0644;
-		int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-		if (fd < 0) {
-			rc = errno == EEXIST
-				 ? builder__fail(err, errlen, -EEXIST,
-						 "layer %s: entry '%s' appears twice", digest, p)
-				 : builder__fail(err, errlen, -errno, "%s: %s", target,
-						 strerror(errno));
-			break;
-		}
-		rc = copy_entry_data(a, e, tar, fd, buf);
-		if (close(fd) < 0 && !rc)
-			rc = -errno;
-		if (rc)
-			builder__fail(err, errlen, rc, "layer %s: entry '%s': %s", digest, p,
-				      rc == -EIO ? archive_error_string(a) : strerror(-rc));
 	}
 	if (!rc && r != ARCHIVE_EOF)
 		rc = builder__fail(err, errlen, -EIO, "layer %s: not a readable tar: %s", digest,
-				   archive_error_string(a));
+				   archive_error_string(a) ? archive_error_string(a)
+							   : "truncated");
 	archive_read_free(a);
 	close(tar);
-	free(buf);
 	return rc;
 }
 
@@ -503,7 +545,8 @@ static int unpack_layer(const char *digest, char *err, size_t errlen)
 		return builder__fail(err, errlen, -ENOENT, "layer %s was not uploaded", digest);
 	pathf(tmp, "%s/layers/" TMP_PREFIX "%.12sXXXXXX", root, digest + 7);
 	if (!mkdtemp(tmp))
-		return builder__fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+		return builder__fail(err, errlen, -errno, "layer %s: a folder to unpack it: %s",
+				     digest, strerror(errno));
 	int rc = extract(blob, tmp, digest, err, errlen);
 	if (!rc) {
 		char size[PATH_MAX], text[32];
@@ -525,29 +568,41 @@ static int unpack_layer(const char *digest, char *err, size_t errlen)
 static _Thread_local struct {
 	size_t src_len;
 	const char *dst;
+	const char *layer; /* digest, for messages */
 	char *err;
 	size_t errlen;
 } compose_ctx;
+
+/* A layer's path, named as in the tar ("function/..."), never the folders
+ * the daemon composes under. */
+static int link_fail(const char *path, int rc, const char *why)
+{
+	return builder__fail(compose_ctx.err, compose_ctx.errlen, rc, "layer %s: 'function%s': %s",
+			     compose_ctx.layer, path + compose_ctx.src_len,
+			     why ? why : strerror(-rc));
+}
 
 static int link_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
 	(void)st;
 	(void)ftw;
 	char dst[PATH_MAX];
+	struct stat was;
 	pathf(dst, "%s%s", compose_ctx.dst, path + compose_ctx.src_len);
 	if (type == FTW_D) {
-		if (mkdir(dst, 0755) < 0 && errno != EEXIST)
-			return builder__fail(compose_ctx.err, compose_ctx.errlen, -errno, "%s: %s",
-					     dst, strerror(errno));
-		return 0;
+		int e = mkdir(dst, 0755) < 0 ? errno : 0;
+		if (!e || (e == EEXIST && lstat(dst, &was) == 0 && S_ISDIR(was.st_mode)))
+			return 0;
+		return link_fail(path, -e,
+				 e == EEXIST ? "a folder here, a file in an earlier layer" : NULL);
 	}
 	if (type != FTW_F)
-		return builder__fail(compose_ctx.err, compose_ctx.errlen, -EPERM, "%s: not a file",
-				     path);
-	/* a later layer's file replaces an earlier one's */
+		return link_fail(path, -EPERM, "not a file");
+	/* a later layer's file replaces an earlier one's, not a folder */
+	if (lstat(dst, &was) == 0 && S_ISDIR(was.st_mode))
+		return link_fail(path, -EEXIST, "a file here, a folder in an earlier layer");
 	if ((unlink(dst) < 0 && errno != ENOENT) || link(path, dst) < 0)
-		return builder__fail(compose_ctx.err, compose_ctx.errlen, -errno, "%s: %s", dst,
-				     strerror(errno));
+		return link_fail(path, -errno, NULL);
 	return 0;
 }
 
@@ -563,7 +618,8 @@ static int compose(const struct imagestore_image *img, char *fn_root, size_t len
 	char tmp[PATH_MAX];
 	pathf(tmp, "%s/functions/" TMP_PREFIX "%.12sXXXXXX", root, img->digest + 7);
 	if (!mkdtemp(tmp))
-		return builder__fail(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
+		return builder__fail(err, errlen, -errno, "image %s: a folder for it: %s",
+				     img->digest, strerror(errno));
 	int rc = 0;
 	for (unsigned i = 0; !rc && i < img->n_layers; i++) {
 		char src[PATH_MAX], dst[PATH_MAX];
@@ -574,11 +630,15 @@ static int compose(const struct imagestore_image *img, char *fn_root, size_t len
 			continue; /* a layer of nothing but "function/" is possible */
 		compose_ctx.src_len = strlen(src);
 		compose_ctx.dst = dst;
+		compose_ctx.layer = img->layers[i];
 		compose_ctx.err = err;
 		compose_ctx.errlen = errlen;
+		if (errlen)
+			err[0] = '\0';
 		rc = nftw(src, link_one, 16, FTW_PHYS);
-		if (rc > 0 || (rc < 0 && !*err))
-			rc = builder__fail(err, errlen, -EIO, "%s: cannot walk the layer", src);
+		if (rc > 0 || (rc < 0 && errlen && !*err))
+			rc = builder__fail(err, errlen, -EIO, "layer %s: cannot walk its files",
+					   img->layers[i]);
 	}
 	if (rc) {
 		server_rm_rf(tmp);

@@ -76,15 +76,48 @@ static bool sneaky(const char *p, size_t len)
 	return false;
 }
 
+static bool is(const char *n, size_t len, const char *name)
+{
+	return strlen(name) == len && !strncasecmp(n, name, len);
+}
+
+/* Hop-by-hop headers, the token, and what build_request sets itself (a
+ * client's X-Forwarded-*, X-ProxyContextPath or x-fc-request-id would sit
+ * beside ours and could be taken for the proxy's word). */
 static bool skip_header(const char *n, size_t len)
 {
-	static const char *const drop[] = { "connection", "keep-alive", "transfer-encoding",
-					    "upgrade",    "te",         "expect",
-					    "content-length", "host",   "authorization",
-					    "x-thaw-token", "proxy-authorization" };
+	static const char *const drop[] = {
+		"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
+		"te", "trailer", "expect", "content-length", "host", "authorization",
+		"x-thaw-token", "proxy-authorization", "forwarded", "x-proxycontextpath",
+		"x-fc-request-id",
+	};
 	for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
-		if (strlen(drop[i]) == len && !strncasecmp(n, drop[i], len))
+		if (is(n, len, drop[i]))
 			return true;
+	return len >= 12 && !strncasecmp(n, "x-forwarded-", 12);
+}
+
+/* Whether a Connection header of the client names this header: it is then
+ * hop-by-hop too and not forwarded (RFC 9110 7.6.1). Bounded by the
+ * request's headers (at most HTTP_MAX_HEADERS, of bounded size). */
+static bool named_by_connection(const struct http_req *r, const char *n, size_t len)
+{
+	for (unsigned i = 0; i < r->n_headers; i++) {
+		const struct http_header_ref *h = &r->headers[i];
+		if (!is(http_span_ptr(r, h->name), h->name.len, "connection"))
+			continue;
+		const char *v = http_span_ptr(r, h->value), *end = v + h->value.len;
+		while (v < end) {
+			while (v < end && (*v == ',' || *v == ' ' || *v == '\t'))
+				v++;
+			const char *tok = v;
+			while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+				v++;
+			if ((size_t)(v - tok) == len && !strncasecmp(tok, n, len))
+				return true;
+		}
+	}
 	return false;
 }
 
@@ -98,7 +131,8 @@ static void build_request(struct proxy *px, const struct route *rt)
 		   (int)rt->sub_len, rt->sub, (int)qlen, q ? q : "", px->port);
 	for (unsigned i = 0; i < r->n_headers; i++) {
 		const struct http_header_ref *h = &r->headers[i];
-		if (skip_header(http_span_ptr(r, h->name), h->name.len))
+		if (skip_header(http_span_ptr(r, h->name), h->name.len) ||
+		    named_by_connection(r, http_span_ptr(r, h->name), h->name.len))
 			continue;
 		buf_printf(&px->req, "%.*s: %.*s\r\n", (int)h->name.len, http_span_ptr(r, h->name),
 			   (int)h->value.len, http_span_ptr(r, h->value));
@@ -151,16 +185,35 @@ static void fail(struct proxy *px, int status, const char *what, int err)
 	finish(px);
 }
 
-void proxy_start(struct conn *c, const struct route *rt)
+/* Answers 401 or 403 and returns true when c may not use the proxy. */
+static bool refused(struct conn *c, const struct route *rt)
 {
 	if (!endpoints_authorized(c)) {
 		conn_respond_error(c, 401, "proxy: needs the admin token (X-Thaw-Token or Authorization: Bearer)");
-		return;
+		return true;
 	}
 	if (!port_allowed(rt->port)) {
 		conn_respond_error(c, 403, "proxy: port %u is not in the allow-list", rt->port);
-		return;
+		return true;
 	}
+	return false;
+}
+
+void proxy_on_headers(struct conn *c, const struct route *rt)
+{
+	/* a refusal comes before the body is read: with the body unread the
+	 * connection cannot carry another request, so it closes */
+	c->close_after_send = true;
+	if (refused(c, rt))
+		return;
+	c->close_after_send = false;
+	c->req.body_limit = PROXY_MAX_BODY;
+}
+
+void proxy_start(struct conn *c, const struct route *rt)
+{
+	if (refused(c, rt))
+		return;
 	const char *url = http_span_ptr(&c->req, c->req.url);
 	if (sneaky(url, c->req.url.len)) {
 		conn_respond_error(c, 400, "proxy: encoded slashes, dots or backslashes refused");

@@ -5,9 +5,15 @@
  * --proxy-ports, the caller must present the admin token, and paths with
  * encoded slashes, backslashes or dots are refused.
  *
+ * The request body may be up to PROXY_MAX_BODY. Hop-by-hop headers (also
+ * those the client's Connection header names), the token, and client copies
+ * of the headers the proxy sets (X-Forwarded-*, X-ProxyContextPath,
+ * x-fc-request-id, Forwarded) are not forwarded.
+ *
  * The upstream's response is relayed byte for byte as it arrives
- * (streaming); the upstream request says Connection: close, and the client
- * connection closes after the relay.
+ * (streaming), headers included: no header of it is parsed or copied; the
+ * upstream request says Connection: close, and the client connection closes
+ * after the relay.
  */
 #ifndef THAW_PROXY_H
 #define THAW_PROXY_H
@@ -18,6 +24,13 @@ struct conn;
 struct proxy;
 struct route;
 
+/* Function Compute's limit for a synchronous call's body, and fc.yaml's
+ * maxRequestBodySize default: what a function takes, the proxy passes. */
+#define PROXY_MAX_BODY (32ull << 20)
+
+/* Headers of a /proxy request are in: 401/403 now, before the body is read
+ * (the connection then closes), else the body limit is PROXY_MAX_BODY. */
+void proxy_on_headers(struct conn *c, const struct route *rt);
 /* Answers c's /proxy request: an error, or starts the relay. */
 void proxy_start(struct conn *c, const struct route *rt);
 /* io_uring completions. */

@@ -2,6 +2,25 @@
 
 #include <string.h>
 
+/* The first segments router_route below gives to the daemon itself; keep
+ * the two in step (test_router checks each name here is taken). */
+static const struct {
+	const char *name, *route;
+} reserved[] = {
+	{ "admin", "/admin/..." },     { "proxy", "/proxy/{port}/..." },
+	{ "invoke", "/invoke/{fn}/..." }, { "healthz", "/healthz" },
+	{ "readyz", "/readyz" },       { "metrics", "/metrics" },
+	{ "v1", "/v1/models/..." },    { "v2", "/v2/..." },
+};
+
+const char *router_reserved(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (strlen(reserved[i].name) == len && !memcmp(name, reserved[i].name, len))
+			return reserved[i].route;
+	return NULL;
+}
+
 static int is_name_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

@@ -37,4 +37,10 @@ struct route {
  * Function names are [A-Za-z0-9_-]{1,64}; anything else is NOT_FOUND. */
 void router_route(const char *path, size_t len, struct route *out);
 
+/* When name (len bytes, case-sensitive) is a first path segment the daemon's
+ * own routes take (admin, proxy, invoke, healthz, readyz, metrics, v1, v2),
+ * the route it belongs to, e.g. "/admin/..."; else NULL. A function of that
+ * name could not be reached at /{name}/, so fc.yaml refuses it. */
+const char *router_reserved(const char *name, size_t len);
+
 #endif

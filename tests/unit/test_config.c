@@ -204,6 +204,16 @@ static void test_lenient_forms_are_accepted(void **state)
 	/* a null err buffer is fine */
 	assert_int_equal(config_parse("x", 1, NULL, NULL, &c, NULL, 0), -EINVAL);
 	assert_zeroed(&c);
+	/* names next to the reserved ones are free: routes are case-sensitive */
+	static const char *const near[] = { "Admin", "admins", "v3", "metrics-v1", "proxy_" };
+	for (size_t i = 0; i < sizeof(near) / sizeof(near[0]); i++) {
+		char y[96];
+		snprintf(y, sizeof(y), "name: %s\nhandler: h\n", near[i]);
+		if (parse(y, &c, err, sizeof(err)))
+			fail_msg("%s: %s", near[i], err);
+		assert_string_equal(c.name, near[i]);
+		config_free(&c);
+	}
 }
 
 struct bad_case {
@@ -272,6 +282,25 @@ static const struct bad_case bad_cases[] = {
 	{"name: f\nhandler:\n", "fc.yaml:2: handler: expected a path to the handler, got nothing"},
 	{"name: f\nhandler: \"\"\n", "fc.yaml:2: handler: expected a path to the handler, got \"\""},
 	{"handler: h\n", "fc.yaml:1: name: required field is missing"},
+	/* names the daemon's own routes take (router_reserved): never reachable */
+	{"handler: h\nname: admin\n",
+	 "fc.yaml:2: name: \"admin\" is reserved for the daemon's own routes (/admin/...)"},
+	{"name: proxy\nhandler: h\n",
+	 "fc.yaml:1: name: \"proxy\" is reserved for the daemon's own routes (/proxy/{port}/...)"},
+	{"name: invoke\nhandler: h\n",
+	 "fc.yaml:1: name: \"invoke\" is reserved for the daemon's own routes (/invoke/{fn}/...)"},
+	{"name: healthz\nhandler: h\n",
+	 "fc.yaml:1: name: \"healthz\" is reserved for the daemon's own routes (/healthz)"},
+	{"name: readyz\nhandler: h\n",
+	 "fc.yaml:1: name: \"readyz\" is reserved for the daemon's own routes (/readyz)"},
+	{"name: metrics\nhandler: h\n",
+	 "fc.yaml:1: name: \"metrics\" is reserved for the daemon's own routes (/metrics)"},
+	{"name: v1\nhandler: h\n",
+	 "fc.yaml:1: name: \"v1\" is reserved for the daemon's own routes (/v1/models/...)"},
+	{"name: v2\nhandler: h\n",
+	 "fc.yaml:1: name: \"v2\" is reserved for the daemon's own routes (/v2/...)"},
+	{"functionName: 'admin'\nhandler: h\n",
+	 "fc.yaml:1: functionName: \"admin\" is reserved for the daemon's own routes"},
 	{"# comment\n\nname: f\n", "fc.yaml:3: handler: required field is missing"},
 	/* duplicates and unknown fields */
 	{HEAD "functionName: g\n", "fc.yaml:3: functionName: duplicate field, first set at line 1"},
@@ -471,6 +500,32 @@ static void test_load_errors_name_the_file(void **state)
 	remove_tmp(dir, path);
 }
 
+/* A FIFO as fc.yaml is refused at once: a blocking open would wait for a
+ * writer that never comes (on the daemon's event loop, in thaw build). The
+ * alarm kills the test instead of letting it hang when that regresses. */
+static void test_load_refuses_fifo_and_devices_at_once(void **state)
+{
+	(void)state;
+	char dir[64], fifo[PATH_MAX], err[PATH_MAX + 64], want[PATH_MAX + 64];
+	struct config c;
+	strcpy(dir, "/tmp/thaw-test-config-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/fc.yaml", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	const char *const paths[] = { fifo, "/dev/null" };
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		alarm(10);
+		int r = config_load(paths[i], &c, err, sizeof(err));
+		alarm(0);
+		snprintf(want, sizeof(want), "%s: not a regular file", paths[i]);
+		assert_int_equal(r, -EINVAL);
+		assert_string_equal(err, want);
+		assert_zeroed(&c);
+	}
+	unlink(fifo);
+	rmdir(dir);
+}
+
 /* The example at the repo root parses (tests run from the repo root). */
 static void test_repo_example_loads(void **state)
 {
@@ -497,6 +552,7 @@ int main(void)
 	    cmocka_unit_test(test_error_message_is_truncated_to_errlen),
 	    cmocka_unit_test(test_load_sets_path_and_real_dir),
 	    cmocka_unit_test(test_load_errors_name_the_file),
+	    cmocka_unit_test(test_load_refuses_fifo_and_devices_at_once),
 	    cmocka_unit_test(test_repo_example_loads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

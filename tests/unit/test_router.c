@@ -220,11 +220,43 @@ static void test_route_prefixes_stay_inside(void **state)
 	}
 }
 
+/* Each reserved name is a first segment the daemon takes: a function of
+ * that name is not what the path under it reaches. Names next to them are
+ * free (the router is case-sensitive). */
+static void test_reserved_names_are_the_daemon_routes(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name, *path; /* a path where /{name}/ is not the function */
+	} taken[] = {
+		{ "admin", "/admin/" },     { "proxy", "/proxy/8080/" },
+		{ "invoke", "/invoke/f/" }, { "healthz", "/healthz" },
+		{ "readyz", "/readyz" },    { "metrics", "/metrics" },
+		{ "v1", "/v1/models/f" },   { "v2", "/v2/models/f" },
+	};
+	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+		const char *n = taken[i].name;
+		struct route rt;
+		assert_non_null(router_reserved(n, strlen(n)));
+		router_route(taken[i].path, strlen(taken[i].path), &rt);
+		assert_false(rt.kind == ROUTE_INVOKE && rt.fn_len == strlen(n) &&
+			     !memcmp(rt.fn, n, rt.fn_len));
+	}
+	static const char *const free_names[] = { "echo", "Admin", "admins", "v3", "metric",
+						  "proxy_", "" };
+	for (size_t i = 0; i < sizeof(free_names) / sizeof(free_names[0]); i++)
+		assert_null(router_reserved(free_names[i], strlen(free_names[i])));
+	/* len bounds the name: a view into a longer string */
+	assert_string_equal(router_reserved("admin-x", 5), "/admin/...");
+	assert_null(router_reserved("admin-x", 7));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route_table),
 		cmocka_unit_test(test_route_prefixes_stay_inside),
+		cmocka_unit_test(test_reserved_names_are_the_daemon_routes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
