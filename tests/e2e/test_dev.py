@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 
-from thawtest import THAW, Daemon, SANITIZED, check, finish, free_port, handler_so
+from thawtest import THAW, Daemon, SANITIZED, check, finish, free_port, handler_so, wait_for
 
 # under ASan the host starts slower; every wait below is bounded by these
 START_S = 60 if SANITIZED else 30
@@ -102,15 +102,6 @@ def version_now():
         pass
     return None
 
-
-def wait_for(pred, limit_s, step=0.1):
-    deadline = time.time() + limit_s
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 def raw(data, timeout=5):

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 
-from thawtest import THAW, Daemon, check, finish, handler_so, write_function
+from thawtest import THAW, Daemon, check, finish, handler_so, write_function, wait_for
 
 FAULT = {"handler": handler_so("fault"), "timeout": 10}
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -22,14 +22,6 @@ def thaw(env, *args, timeout=30):
     p = subprocess.run([THAW] + list(args), env=env, capture_output=True, timeout=timeout)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
-
-def wait_for(pred, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return pred()
 
 
 def jsonl(text):

@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 
-from thawtest import Daemon, check, finish, handler_so, skip, write_function
+from thawtest import Daemon, check, finish, handler_so, skip, write_function, wait_for
 
 if os.geteuid() != 0:
     skip("needs root (snapshots)")
@@ -20,14 +20,6 @@ def fields(mark):
     return {"handler": FAULT, "timeout": 5, "environmentVariables": {"MARK": mark},
             "scalingConfig": {"maxInstances": 2}}
 
-
-def wait_for(pred, secs=20):
-    end = time.time() + secs
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def mark(d, name):

@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-from thawtest import THAW, Daemon, check, finish, handler_so, write_function
+from thawtest import THAW, Daemon, check, finish, handler_so, write_function, wait_for
 
 FAULT = {"handler": handler_so("fault"), "timeout": 10}
 
@@ -16,14 +16,6 @@ def thaw(env, *args, timeout=60):
     p = subprocess.run([THAW] + list(args), env=env, capture_output=True, timeout=timeout)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
-
-def wait_for(pred, timeout=15):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return pred()
 
 
 def fault_snapshots(d):

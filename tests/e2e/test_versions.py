@@ -6,20 +6,12 @@ import os
 import threading
 import time
 
-from thawtest import Daemon, check, finish, handler_so, write_function
+from thawtest import Daemon, check, finish, handler_so, write_function, wait_for
 
 V1 = {"handler": handler_so("echo"), "timeout": 5, "scalingConfig": {"maxInstances": 2}}
 V2 = {"handler": handler_so("fault"), "timeout": 5, "scalingConfig": {"maxInstances": 2}}
 BROKEN = {"handler": handler_so("fault"), "environmentVariables": {"FAULT_INIT_FAIL": "bad weights"}}
 
-
-def wait_for(pred, secs=20):
-    end = time.time() + secs
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 with Daemon({"svc": V1}, threads=2) as d:

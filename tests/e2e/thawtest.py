@@ -46,6 +46,16 @@ def skip(why):
     sys.exit(77)
 
 
+def wait_for(pred, secs=20, step=0.05):
+    """Polls pred until it returns something true (returned), at most secs."""
+    end = time.time() + secs
+    while True:
+        v = pred()
+        if v or time.time() >= end:
+            return v
+        time.sleep(step)
+
+
 def handler_so(name):
     return os.path.join(BUILD, "handlers", name + ".so")
 
