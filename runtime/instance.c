@@ -20,7 +20,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int instance_clone_flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC;
+/* No mount namespace: a restored copy then has no mount tree for CRIU to
+ * rebuild, which is a third of a small restore (docs/criu.md: 5.7 vs 9.0 ms
+ * to the first response). It isolated nothing that matters here: instances
+ * mount nothing, and a root instance could leave one anyway. */
+int instance_clone_flags = CLONE_NEWPID | CLONE_NEWIPC;
 
 static char **build_env(const struct config *cfg, const char *handler)
 {

@@ -34,8 +34,9 @@ int instance_fds_new(int sv[2], int lp[2]);
 void instance_proc_adopt(struct instance_proc *out, pid_t pid, int pidfd, const int sv[2],
 			 const int lp[2]);
 
-/* Namespace flags new instances get (CLONE_NEW*); tests and the snapshot
- * code may narrow them. */
+/* Namespace flags new instances get (CLONE_NEW*): a pid namespace each (so
+ * copies of one snapshot coexist) and an ipc one; tests may add
+ * CLONE_NEWNS, which snapshots also handle. */
 extern int instance_clone_flags;
 
 /* Starts host_path (build/thaw-instance) for the function cfg. The environment
