@@ -183,6 +183,7 @@ static void deployed(struct conn *c, struct shard *sh, struct config *cfg,
 	pr_info("deployed %s version %u from %s", fn->cfg.name, fn->version,
 		img ? img->digest : fn->cfg.dir);
 	journal_deploy(fn->cfg.name, fn->version, fn->cfg.dir, img ? img->digest : NULL);
+	atomic_store(&fn->journaled, true);
 	/* start it now: it takes traffic once ready (a broken one never does) */
 	pool_warm(pool_get(sh, fn));
 	if (c->state != CONN_CLOSING)

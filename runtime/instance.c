@@ -7,12 +7,14 @@
 #include "reslimit.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,6 +27,19 @@
  * to the first response). It isolated nothing that matters here: instances
  * mount nothing, and a root instance could leave one anyway. */
 int instance_clone_flags = CLONE_NEWPID | CLONE_NEWIPC;
+
+static bool drop_user;
+static uid_t run_uid;
+static gid_t run_gid;
+static const char *run_cwd;
+
+void instance_set_user(uid_t uid, gid_t gid, const char *cwd)
+{
+	drop_user = true;
+	run_uid = uid;
+	run_gid = gid;
+	run_cwd = cwd;
+}
 
 static char **build_env(const struct config *cfg, const char *handler)
 {
@@ -67,6 +82,16 @@ static uint64_t inode_of(int fd)
 static void child(int chan, int log_w, const char *host, char **env, uint64_t data_limit)
 {
 	setsid();
+	/* raw syscalls: glibc's wrappers would signal threads this child of a
+	 * multi-threaded daemon does not have. groups, gid, then uid. */
+	/* CRIU dumps an unprivileged task only with a /proc of its own pid
+	 * namespace: mount one in its own mount namespace */
+	if (drop_user &&
+	    (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) ||
+	     chdir(run_cwd) || syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setgid, run_gid) ||
+	     syscall(SYS_setuid, run_uid)))
+		_exit(126);
 	if (data_limit) {
 		struct rlimit r = { data_limit, data_limit };
 		setrlimit(RLIMIT_DATA, &r);
@@ -122,7 +147,7 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 		goto free_env;
 	int pidfd = -1;
 	struct clone_args args = {
-		.flags = (uint64_t)instance_clone_flags | CLONE_PIDFD,
+		.flags = (uint64_t)(instance_clone_flags | (drop_user ? CLONE_NEWNS : 0)) | CLONE_PIDFD,
 		.pidfd = (uint64_t)(uintptr_t)&pidfd,
 		.exit_signal = SIGCHLD,
 	};

@@ -39,6 +39,12 @@ void instance_proc_adopt(struct instance_proc *out, pid_t pid, int pidfd, const 
  * CLONE_NEWNS, which snapshots also handle. */
 extern int instance_clone_flags;
 
+/* Instances from now on drop to uid and gid (no supplementary groups)
+ * before the host starts, working in cwd (a folder that user may write:
+ * CRIU's dump makes its proc.crtools there); without a call they keep the
+ * daemon's user (root) and working folder. cwd must outlive the instances. */
+void instance_set_user(uid_t uid, gid_t gid, const char *cwd);
+
 /* Starts host_path (build/thaw-instance) for the function cfg. The environment
  * is cfg's environmentVariables plus THAW_FUNCTION_NAME, THAW_FUNCTION_DIR,
  * THAW_HANDLER (absolute .so path), THAW_INSTANCE_CONCURRENCY, FC_FUNCTION_NAME,

@@ -126,6 +126,7 @@ static int replay_deploy(const char *name, const char *dir, const char *image, c
 	}
 	if (rc)
 		return rc;
+	atomic_store(&fn->journaled, true);
 	cJSON *v = cJSON_GetObjectItemCaseSensitive(l, "version");
 	if (cJSON_IsNumber(v) && v->valuedouble != fn->version)
 		pr_warn("%s: journal says version %g, registered as version %u", name, v->valuedouble,
@@ -152,15 +153,17 @@ static int replay_line(const char *line, unsigned lineno)
 		const char *dir = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "dir"));
 		const char *image = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "image"));
 		ret = dir || image ? replay_deploy(name, dir, image, l) : -EINVAL;
-	} else if (op && fn && !strcmp(op, "ready")) {
-		if (!fn->broken)
-			function_mark_ready(fn);
-		ret = 0;
-	} else if (op && fn && !strcmp(op, "failed")) {
+	} else if (op && fn && (!strcmp(op, "ready") || !strcmp(op, "failed"))) {
+		/* about a version a deploy line made: a --functions one is loaded
+		 * anew each start, a placeholder has its own error */
 		const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "error"));
-		if (!fn->broken)
-			function_set_failed(fn, e ? e : "failed before a restart");
 		ret = 0;
+		if (atomic_load(&fn->journaled) && !fn->broken) {
+			if (!strcmp(op, "ready"))
+				function_mark_ready(fn);
+			else
+				function_set_failed(fn, e ? e : "failed before a restart");
+		}
 	} else if (op && nm && version && !strcmp(op, "rollback")) {
 		struct function *to;
 		ret = server_rollback(nm, version, &to);

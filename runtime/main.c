@@ -27,6 +27,7 @@ static const char usage_serve[] =
 	"  --no-snapshots        never checkpoint: every instance cold starts\n"
 	"  --proxy-ports LIST    ports /proxy/{port}/ may reach on 127.0.0.1 (e.g. 8080,9001)\n"
 	"  --snapshot-dir DIR    snapshot images (default /dev/shm/thaw-<id>: a tmpfs)\n"
+	"  --instance-user USER  run instances as USER (e.g. nobody), not as root\n"
 	"  --verbose             debug logging\n";
 
 static int parse_uint(const char *s, const char *what, unsigned *out)
@@ -60,6 +61,7 @@ static int cmd_serve(int argc, char **argv)
 		{ "no-snapshots", no_argument, 0, 'N' },
 		{ "proxy-ports", required_argument, 0, 'P' },
 		{ "snapshot-dir", required_argument, 0, 'D' },
+		{ "instance-user", required_argument, 0, 'U' },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -87,6 +89,7 @@ static int cmd_serve(int argc, char **argv)
 			}
 			break;
 		case 'D': o->snapshot_dir = optarg; break;
+		case 'U': o->instance_user = optarg; break;
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'h': fputs(usage_serve, stdout); return 0;
 		default: bad = 1;

@@ -5,6 +5,7 @@
 #include "fnsnap.h"
 #include "history.h"
 #include "imagestore.h"
+#include "instance.h"
 #include "journal.h"
 #include "log.h"
 #include "loop.h"
@@ -16,11 +17,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -163,7 +167,7 @@ void function_mark_ready(struct function *fn)
 	pthread_mutex_unlock(&server.registry_lock);
 	if (replaced && !journal_replaying())
 		fnsnap_drop_others(nm, fn->version, replaced);
-	if (first)
+	if (first && atomic_load(&fn->journaled))
 		journal_ready(nm->name, fn->version);
 }
 
@@ -403,7 +407,7 @@ void function_set_failed(struct function *fn, const char *msg)
 	atomic_store(&fn->state, FN_FAILED);
 	/* a version that never was ready: a restart should know it failed */
 	pthread_mutex_lock(&server.registry_lock);
-	bool note = !fn->promoted && !fn->fail_journaled;
+	bool note = atomic_load(&fn->journaled) && !fn->promoted && !fn->fail_journaled;
 	fn->fail_journaled = true;
 	pthread_mutex_unlock(&server.registry_lock);
 	if (note)
@@ -415,6 +419,15 @@ void function_error(struct function *fn, char *out, size_t len)
 	pthread_mutex_lock(&fn->lock);
 	snprintf(out, len, "%s", fn->init_error[0] ? fn->init_error : "no instance available");
 	pthread_mutex_unlock(&fn->lock);
+}
+
+static bool has_cap(int cap)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d) < 0)
+		return false;
+	return d[cap / 32].effective & (1u << (cap % 32));
 }
 
 /* Snapshot images live on a tmpfs, one folder per daemon state dir. */
@@ -435,6 +448,14 @@ static void probe_snapshots(void)
 	char why[256];
 	if (snapshot_probe(why, sizeof(why))) {
 		pr_warn("%s; instances cold start", why);
+		return;
+	}
+	if (server.instance_uid && !has_cap(CAP_SYS_RESOURCE)) {
+		/* criu reads the instance's rlimits with prlimit(), which another
+		 * user's process allows only with that capability */
+		pr_warn("snapshots off: instances run as %s, and criu can dump another user's "
+			"process only with CAP_SYS_RESOURCE, which this daemon lacks; instances cold start",
+			server.opt.instance_user);
 		return;
 	}
 	server.snapshots = true;
@@ -495,6 +516,34 @@ static void collect_images(void)
 	free(live);
 }
 
+/* --instance-user: instances drop to that user and work in STATE/run,
+ * theirs. The state folder then lets others through (0711, nothing listed)
+ * to the images they run from; its own files (admin.token, the journal,
+ * logs/) stay the daemon's alone. */
+static int setup_instance_user(const char *name)
+{
+	static char run[PATH_MAX];
+	struct passwd *pw = getpwnam(name);
+	if (!pw) {
+		pr_err("--instance-user %s: no such user", name);
+		return -ENOENT;
+	}
+	if (pw->pw_uid == 0)
+		return 0;
+	snprintf(run, sizeof(run), "%s/run", server.opt.state_dir);
+	if ((mkdir(run, 0700) < 0 && errno != EEXIST) || chown(run, pw->pw_uid, pw->pw_gid) < 0 ||
+	    chmod(run, 0700) < 0 || chmod(server.opt.state_dir, 0711) < 0) {
+		int err = -errno;
+		pr_perror("--instance-user %s: preparing %s", name, run);
+		return err;
+	}
+	instance_set_user(pw->pw_uid, pw->pw_gid, run);
+	server.instance_uid = pw->pw_uid;
+	pr_info("instances run as %s (uid %u, gid %u)", name, (unsigned)pw->pw_uid,
+		(unsigned)pw->pw_gid);
+	return 0;
+}
+
 int server_run(void)
 {
 	struct server_options *o = &server.opt;
@@ -505,6 +554,8 @@ int server_run(void)
 		return ret;
 	}
 	if ((ret = load_admin_token()) || (ret = imagestore_init(o->state_dir)))
+		return ret;
+	if (o->instance_user && (ret = setup_instance_user(o->instance_user)))
 		return ret;
 	if (access(o->instance_bin, X_OK) != 0) {
 		pr_err("instance host %s: %s (build it with make)", o->instance_bin, strerror(errno));

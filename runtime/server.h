@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "fnlog.h"
@@ -47,6 +48,9 @@ struct function {
 	struct fn_name *name; /* its name's version table */
 	int64_t deployed_at;  /* unix seconds */
 	bool promoted;        /* became current once (first READY) */
+	atomic_bool journaled; /* deployed through the admin API: its READY and
+				* failure go to the journal (--functions ones
+				* are loaded anew each start) */
 	bool fail_journaled;  /* its failure before any READY is in the journal */
 	bool broken;          /* could not be loaded at a restart: never starts */
 	bool snap_reused;     /* its snapshot is from an earlier daemon run */
@@ -93,6 +97,7 @@ struct server_options {
 	bool access_log;            /* a JSON line per request on stderr */
 	bool no_snapshots;          /* --no-snapshots: cold starts only */
 	const char *snapshot_dir;   /* images, on a tmpfs: /dev/shm/thaw-<id> */
+	const char *instance_user;  /* --instance-user: instances run as it; NULL: root */
 	char instance_bin[4096];    /* thaw-instance beside the thaw binary */
 };
 
@@ -111,6 +116,7 @@ struct server {
 	atomic_bool draining;    /* SIGTERM: no new connections, finish what runs */
 	atomic_uint drained;     /* shards with nothing left to do */
 	bool snapshots; /* CRIU usable (probed at start) */
+	uid_t instance_uid; /* --instance-user's uid; 0: instances run as root */
 	int64_t start_ns;
 };
 

@@ -20,6 +20,9 @@
  *   /map?file=F     maps F (relative to the function dir) with thaw_map_file:
  *                   {"len":N,"sum":<byte sum>}; 404 when missing
  *   /header?name=H  {"name":H,"value":<request header H, any case, or null>}
+ *   /whoami         {"uid":N,"gid":N}: who the instance runs as
+ *   /open?path=P    opens P (absolute) for reading, then for writing:
+ *                   {"read":0 or errno,"write":0 or errno}
  *   /log?n=N        thaw_log()s N lines "fault log line I of N" (N <= 100000),
  *                   200 {"logged":N}
  *   /sdk-check      runs the SDK's response-header validation and answers
@@ -33,6 +36,7 @@
 #include "thaw/handler.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -224,6 +228,20 @@ static int do_header(const struct thaw_request *req, struct thaw_response *res)
 	return r ? r : thaw_response_write(res, "}", 1);
 }
 
+static int do_open(const struct thaw_request *req, struct thaw_response *res)
+{
+	char path[1024];
+	if (!query_param(req->query, "path", path, sizeof(path)) || path[0] != '/')
+		return thaw_respond_error(res, 400, "path=/absolute/path expected");
+	int r = open(path, O_RDONLY | O_CLOEXEC), re = r < 0 ? errno : 0;
+	if (r >= 0)
+		close(r);
+	int w = open(path, O_WRONLY | O_APPEND | O_CLOEXEC), we = w < 0 ? errno : 0;
+	if (w >= 0)
+		close(w);
+	return json_printf(res, 200, "{\"read\":%d,\"write\":%d}", re, we);
+}
+
 /* Burns CPU until ms of wall time passed: what it got shows the cpu limit. */
 static int do_spin(const struct thaw_request *req, struct thaw_response *res)
 {
@@ -286,6 +304,11 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 		fflush(NULL);
 		exit((int)int_param(req, "code", 0));
 	}
+	if (!strcmp(path, "/whoami"))
+		return json_printf(res, 200, "{\"uid\":%u,\"gid\":%u}", (unsigned)getuid(),
+				   (unsigned)getgid());
+	if (!strcmp(path, "/open"))
+		return do_open(req, res);
 	if (!strcmp(path, "/spin"))
 		return do_spin(req, res);
 	if (!strcmp(path, "/leak"))

@@ -59,6 +59,9 @@ with Daemon({"fx": fields("first")}) as d:
     d.restart()
     check(mark(d, "fx") == "second", "after an fc.yaml change and a restart: the new fc.yaml serves")
     check("made from another image, configuration or build" in d.logs(), "the old snapshot is refused, said in the log")
+    journal = os.path.join(d.state_dir, "deployments.jsonl")
+    check(not os.path.exists(journal) or '"fx"' not in open(journal).read(),
+          "--functions versions are not journaled (they are loaded anew each start)")
     d.restart()
     check(mark(d, "fx") == "second", "unchanged fc.yaml: still the same")
     check("fx: version 1 reuses its snapshot" in d.logs().split("listening on")[-2], "unchanged: the snapshot is reused")

@@ -1,0 +1,53 @@
+"""thaw serve --instance-user USER: instances run as USER, not root, so a
+handler can neither read the admin token nor change its own image's files
+(which other versions share); the daemon says so, and says why snapshots
+are off where CRIU could not dump another user's process."""
+import os
+import pwd
+import stat
+
+from thawtest import Daemon, check, finish, handler_so, skip
+
+if os.geteuid() != 0:
+    skip("needs root")
+try:
+    nobody = pwd.getpwnam("nobody")
+except KeyError:
+    skip("no user nobody")
+
+d = Daemon({"f": {"handler": handler_so("fault"), "timeout": 5}}, args=["--instance-user", "nobody"])
+# the harness's folders are private (mkdtemp): let the instances' user in
+for p in (d.tmp, d.fn_dir, os.path.join(d.fn_dir, "f")):
+    os.chmod(p, 0o755)
+with d:
+    r = d.request("GET", "/f/whoami")
+    check(r.status == 200 and r.json() == {"uid": nobody.pw_uid, "gid": nobody.pw_gid},
+          "the instance runs as nobody", r)
+    token = os.path.join(d.state_dir, "admin.token")
+    r = d.request("GET", "/f/open?path=" + token)
+    check(r.status == 200 and r.json() == {"read": 13, "write": 13}, "the admin token: EACCES both ways", r)
+    own = os.path.join(d.fn_dir, "f", "fc.yaml")
+    r = d.request("GET", "/f/open?path=" + own)
+    check(r.status == 200 and r.json() == {"read": 0, "write": 13}, "its own function files: read, not write", r)
+    mode = stat.S_IMODE(os.stat(d.state_dir).st_mode)
+    check(mode == 0o711, "the state folder lets the instances through, lists nothing", oct(mode))
+    check(stat.S_IMODE(os.stat(token).st_mode) == 0o600, "the token stays 0600")
+    logs = d.logs()
+    check("instances run as nobody (uid %d" % nobody.pw_uid in logs, "the daemon says who instances run as")
+    check("snapshot of" in logs or "criu can dump another user's process only with CAP_SYS_RESOURCE" in logs,
+          "snapshots taken, or the reason they are off", logs[-1500:])
+    r = d.request("POST", "/f/", body=b"still serves")
+    check(r.status == 200 and r.body == b"still serves", "it serves")
+
+r = Daemon(args=["--instance-user", "no-such-user-here"], wait_ready=False)
+try:
+    r.start()
+    started = True
+except RuntimeError as e:
+    started = False
+    check("--instance-user no-such-user-here: no such user" in str(e), "an unknown user: a clear error", str(e)[-300:])
+finally:
+    r.stop()
+check(not started, "an unknown user stops thaw serve")
+
+finish()
