@@ -23,14 +23,14 @@ static void add_file(struct buf *b, const char *what, const char *path)
 	if (stat(path, &st))
 		buf_printf(b, "%s %s missing\n", what, path);
 	else
-		buf_printf(b, "%s %s %lld %lld.%09ld %llu:%llu\n", what, path, (long long)st.st_size,
-			   (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+		buf_printf(b, "%s %s %lld %lld.%09ld %llu:%llu\n", what, path,
+			   (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
 			   (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
 }
 
 static void source_of(struct function *fn)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	add_file(&b, "instance", server.opt.instance_bin);
 	if (fn->image) {
 		/* the image's files are immutable once unpacked */
@@ -84,7 +84,8 @@ void fnsnap_init(struct function *fn)
 		server_rm_rf(fn->snap_dir);
 		return;
 	}
-	if (snapshot_verify(fn->snap_dir, why, sizeof(why)) || snapshot_fingerprint(fn->snap_dir, &fp)) {
+	if (snapshot_verify(fn->snap_dir, why, sizeof(why)) ||
+	    snapshot_fingerprint(fn->snap_dir, &fp)) {
 		pr_info("%s: not reusing %s: %s", fn->cfg.name, fn->snap_dir, why);
 		server_rm_rf(fn->snap_dir);
 		return;
@@ -160,7 +161,8 @@ void fnsnap_sweep(void)
 		snprintf(path, sizeof(path), "%s/%s", server.opt.snapshot_dir, e->d_name);
 		bool used = false;
 		for (unsigned i = 0; i < n && !used; i++)
-			used = !function_removed(server.functions[i]) && !server.functions[i]->broken &&
+			used = !function_removed(server.functions[i]) &&
+			       !server.functions[i]->broken &&
 			       !strcmp(server.functions[i]->snap_dir, path);
 		if (!used) {
 			server_rm_rf(path);

@@ -119,7 +119,8 @@ bool reslimit_init(void)
 	if (cpu_parent[0])
 		pr_info("cpu limits by cgroup %s: %s", v, cpu_parent);
 	else
-		pr_warn("cpu limits off: no cpu cgroup controller; instances are not throttled to fc.yaml cpu");
+		pr_warn("cpu limits off: no cpu cgroup controller; instances are not throttled to "
+			"fc.yaml cpu");
 	return mem_parent[0] != '\0';
 }
 
@@ -140,7 +141,7 @@ uint64_t reslimit_cpu_quota_us(double cpu)
 
 struct setting {
 	const char *file, *value; /* value NULL: skipped */
-	bool optional;            /* a failed write is not an error */
+	bool optional;		  /* a failed write is not an error */
 };
 
 /* Makes parent/iPID with the settings written and moves pid into it; out
@@ -178,13 +179,13 @@ int reslimit_apply(pid_t pid, uint32_t memory_mb, double cpu, struct reslimit_gr
 	if (v2) {
 		snprintf(quota, sizeof(quota), "%llu %d",
 			 (unsigned long long)reslimit_cpu_quota_us(cpu), RESLIMIT_CPU_PERIOD_US);
-		const struct setting s[] = { { "memory.max", mem, false },
-					     { "memory.swap.max", "0", true },
-					     { "cpu.max", cpu_parent[0] ? quota : NULL, false } };
+		const struct setting s[] = {{"memory.max", mem, false},
+					    {"memory.swap.max", "0", true},
+					    {"cpu.max", cpu_parent[0] ? quota : NULL, false}};
 		return mem_parent[0] ? join_group(mem_parent, pid, s, 3, g->mem) : 0;
 	}
 	if (mem_parent[0]) {
-		const struct setting s[] = { { "memory.limit_in_bytes", mem, false } };
+		const struct setting s[] = {{"memory.limit_in_bytes", mem, false}};
 		ret = join_group(mem_parent, pid, s, 1, g->mem);
 	}
 	if (cpu_parent[0]) {
@@ -192,8 +193,8 @@ int reslimit_apply(pid_t pid, uint32_t memory_mb, double cpu, struct reslimit_gr
 		snprintf(period, sizeof(period), "%d", RESLIMIT_CPU_PERIOD_US);
 		snprintf(quota, sizeof(quota), "%llu",
 			 (unsigned long long)reslimit_cpu_quota_us(cpu));
-		const struct setting s[] = { { "cpu.cfs_period_us", period, false },
-					     { "cpu.cfs_quota_us", quota, false } };
+		const struct setting s[] = {{"cpu.cfs_period_us", period, false},
+					    {"cpu.cfs_quota_us", quota, false}};
 		int err = join_group(cpu_parent, pid, s, 2, g->cpu);
 		ret = ret ? ret : err;
 	}
