@@ -24,7 +24,7 @@ subprocess.run([os.path.join(BUILD, "tools", "gen_weights"), os.path.join(fn, "w
 size = os.path.getsize(os.path.join(fn, "w.safetensors"))
 warm = '{"instances": [[%s]]}' % ",".join(["0.5"] * side)
 write_function(work, "predict", {"handler": handler_so("predict"), "timeout": 120,
-                          "memorySize": 4096, "modelFiles": ["w.safetensors"],
+                          "memorySize": 4096, "cpu": os.cpu_count(), "modelFiles": ["w.safetensors"],
                           "environmentVariables": {"MODEL": "mlp", "WEIGHTS": "w.safetensors",
                                                    "PREDICT_DEVICE": "cpu"},
                           "warmup": {"method": "POST", "path": "/", "body": warm}})
