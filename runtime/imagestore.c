@@ -664,8 +664,9 @@ int imagestore_load(const char *digest, struct config *cfg, struct imagestore_im
 		rc = parse_config(config_digest, &name, &handler, err, errlen);
 	for (unsigned i = 0; !rc && i < img->n_layers; i++)
 		rc = unpack_layer(img->layers[i], err, errlen);
+	bool composed = false;
 	if (!rc)
-		rc = compose(img, fn_root, sizeof(fn_root), err, errlen);
+		composed = !(rc = compose(img, fn_root, sizeof(fn_root), err, errlen));
 	if (!rc) {
 		pathf(path, "%s/function/fc.yaml", fn_root);
 		rc = config_load(path, cfg, err, errlen);
@@ -677,8 +678,9 @@ int imagestore_load(const char *digest, struct config *cfg, struct imagestore_im
 	struct stat st;
 	if (!rc) {
 		pathf(path, "%s/function/%s", fn_root, handler);
+		/* a bad image, not a blob to upload: 400, not 404 */
 		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-			rc = builder__fail(err, errlen, -ENOENT,
+			rc = builder__fail(err, errlen, -EINVAL,
 					   "image %s: handler %s is not in the image", digest,
 					   handler);
 	}
@@ -689,6 +691,10 @@ int imagestore_load(const char *digest, struct config *cfg, struct imagestore_im
 	} else if (cfg->name) {
 		config_free(cfg);
 	}
+	/* an image refused after its folder was made never runs: no folder
+	 * waits for the next start's clean-up (same digest, same refusal) */
+	if (rc && composed)
+		server_rm_rf(fn_root);
 	free(name);
 	free(handler);
 	return rc;

@@ -356,6 +356,12 @@ with Daemon(ready_timeout=60) as d:
     check(r.status == 400 and "uncompressed tar" in r.json().get("error", ""), "a layer type thaw does not read: 400", r)
     r = d.request("POST", "/admin/functions", json.dumps({"image": put(b"{}")}).encode(), auth)
     check(r.status == 400, "a manifest that is no manifest: 400", r)
+    missing = image(tar_of(*ok_files), handler="not-there.so")
+    r = d.request("POST", "/admin/functions", json.dumps({"image": missing}).encode(), auth)
+    check(r.status == 400 and "handler not-there.so is not in the image" in r.json().get("error", ""),
+          "a config naming a handler the image lacks: 400 (a bad image, not a missing blob)", r)
+    check(not os.path.exists(os.path.join(d.state_dir, "images", "functions", missing[7:])),
+          "the refused image leaves no folder behind")
     r = d.request("POST", "/admin/functions", json.dumps({"image": sha(b"never uploaded")}).encode(), auth)
     check(r.status == 404 and "not uploaded" in r.json().get("error", ""), "an image never uploaded: 404", r)
     r = d.request("GET", "/admin/functions/evil", None, auth)
