@@ -26,7 +26,8 @@ static const char usage_serve[] =
 	"  --no-access-log       no JSON line per request\n"
 	"  --no-snapshots        never checkpoint: every instance cold starts\n"
 	"  --proxy-ports LIST    ports /proxy/{port}/ may reach on 127.0.0.1 (e.g. 8080,9001)\n"
-	"  --snapshot-dir DIR    snapshot images (default /dev/shm/thaw-<id>: a tmpfs)\n"
+	"  --snapshot-dir DIR    snapshot images, this daemon's alone: folders no version\n"
+	"                        uses are deleted at start (default /dev/shm/thaw-<id>)\n"
 	"  --instance-user USER  run instances as USER (e.g. nobody), not as root\n"
 	"  --verbose             debug logging\n";
 
