@@ -36,7 +36,7 @@ static const char *const state_names[] = { "starting", "ready", "failed" };
 
 static struct function *newest(struct fn_name *nm)
 {
-	return nm->versions[atomic_load(&nm->n_versions) - 1];
+	return fn_name_newest(nm);
 }
 
 /* Ready when every function has a version serving; a failed newer deploy
@@ -77,9 +77,9 @@ static void metrics(struct conn *c)
 		const struct fn_metrics *ms[MAX_VERSIONS];
 		if (atomic_load(&nm->removed))
 			continue;
-		unsigned nv = atomic_load(&nm->n_versions);
-		for (unsigned v = 0; v < nv; v++)
-			ms[v] = &nm->versions[v]->metrics;
+		unsigned nv = atomic_load(&nm->n_versions) - nm->first + 1;
+		for (unsigned k = 0; k < nv; k++)
+			ms[k] = &nm->versions[k]->metrics;
 		metrics_render_fn(&b, nm->name, ms, nv);
 	}
 	metrics_render_server(&b, &server.metrics);
@@ -160,9 +160,9 @@ static cJSON *function_json(struct fn_name *nm)
 	else
 		cJSON_AddNullToObject(f, "current");
 	cJSON *vs = cJSON_AddArrayToObject(f, "versions");
-	unsigned nv = atomic_load(&nm->n_versions);
-	for (unsigned v = 0; v < nv; v++)
-		cJSON_AddItemToArray(vs, version_json(nm->versions[v]));
+	unsigned nv = atomic_load(&nm->n_versions) - nm->first + 1;
+	for (unsigned k = 0; k < nv; k++)
+		cJSON_AddItemToArray(vs, version_json(nm->versions[k]));
 	return f;
 }
 
@@ -171,7 +171,7 @@ static void deployed(struct conn *c, struct shard *sh, struct config *cfg,
 		     const struct imagestore_image *img)
 {
 	struct function *fn;
-	if (server_add_function(cfg, img, &fn)) {
+	if (server_add_function(cfg, img, 0, &fn)) {
 		char why[200];
 		server_full_why(cfg->name, why, sizeof(why));
 		pr_err("cannot deploy %s: %s", cfg->name, why);
@@ -393,7 +393,7 @@ static void admin_rm(struct conn *c, struct fn_name *nm)
 {
 	cJSON *doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "name", nm->name);
-	cJSON_AddNumberToObject(doc, "versions", atomic_load(&nm->n_versions));
+	cJSON_AddNumberToObject(doc, "versions", atomic_load(&nm->n_versions) - nm->first + 1);
 	if (server_remove(nm)) {
 		cJSON_Delete(doc);
 		conn_respond_error(c, 404, "function not found: %s", nm->name);

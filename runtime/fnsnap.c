@@ -112,8 +112,8 @@ int fnsnap_write_source(const struct function *fn)
 
 void fnsnap_drop_others(struct fn_name *nm, unsigned keep, unsigned replaced)
 {
-	for (unsigned v = 1; v < keep; v++) {
-		struct function *fn = nm->versions[v - 1];
+	for (unsigned v = nm->first; v < keep; v++) {
+		struct function *fn = fn_name_version(nm, v);
 		int ready = SNAP_READY;
 		if (v == replaced)
 			continue;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,97 +96,134 @@ int journal_rm(const char *name)
 	return append(line_new("rm", name, 0));
 }
 
+/* One line of the journal, parsed once. */
+struct entry {
+	cJSON *l; /* NULL: not JSON */
+	const char *op, *name;
+	unsigned version; /* its "version" (1..MAX_VERSIONS), else 0 */
+	unsigned number;  /* a deploy: the version it made, counted per name */
+	bool skip;        /* a later rm removed its name */
+};
+
+/* Per name, over the lines after its last rm. */
+struct tally {
+	const char *name;
+	unsigned deploys;   /* how many, so the newest version's number */
+	size_t last_deploy; /* index of the last deploy line */
+	unsigned first;     /* the oldest version to load again */
+	bool rm_later;      /* walking back: an rm of the name comes later */
+};
+
 /* A deploy line: the version again, or, when its folder or image cannot be
- * loaded now, a placeholder that keeps its number and says why. */
-static int replay_deploy(const char *name, const char *dir, const char *image, cJSON *l)
+ * loaded now, a placeholder that keeps its number and says why. number is
+ * the version the line made; a name's first version loaded takes it. */
+static int replay_deploy(const struct entry *e, unsigned number)
 {
 	char path[PATH_MAX], err[512];
 	struct config cfg;
 	struct imagestore_image img;
 	struct function *fn;
+	const char *dir = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e->l, "dir"));
+	const char *image = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e->l, "image"));
 	int rc;
+	if (!dir && !image)
+		return -EINVAL;
 	if (image) {
 		rc = imagestore_load(image, &cfg, &img, err, sizeof(err));
 	} else {
 		snprintf(path, sizeof(path), "%s/fc.yaml", dir);
 		rc = config_load(path, &cfg, err, sizeof(err));
 	}
-	if (!rc && strcmp(cfg.name, name)) {
+	if (!rc && strcmp(cfg.name, e->name)) {
 		snprintf(err, sizeof(err), "%.200s now names function %s", image ? image : path,
 			 cfg.name);
 		config_free(&cfg);
 		rc = -EINVAL;
 	}
 	if (rc) {
-		pr_err("cannot redeploy %s: %s", name, err);
+		pr_err("cannot redeploy %s: %s", e->name, err);
 		char why[600];
 		snprintf(why, sizeof(why), "cannot be loaded again after a restart: %s", err);
-		rc = server_add_placeholder(name, dir, why, &fn);
-	} else if ((rc = server_add_function(&cfg, image ? &img : NULL, &fn))) {
+		rc = server_add_placeholder(e->name, dir, why, number, &fn);
+	} else if ((rc = server_add_function(&cfg, image ? &img : NULL, number, &fn))) {
 		config_free(&cfg);
 	}
 	if (rc)
 		return rc;
 	atomic_store(&fn->journaled, true);
-	cJSON *v = cJSON_GetObjectItemCaseSensitive(l, "version");
-	if (cJSON_IsNumber(v) && v->valuedouble != fn->version)
-		pr_warn("%s: journal says version %g, registered as version %u", name, v->valuedouble,
-			fn->version);
-	cJSON *t = cJSON_GetObjectItemCaseSensitive(l, "time");
+	if (fn->version != number)
+		pr_warn("%s: journal line makes version %u, registered as version %u", e->name,
+			number, fn->version);
+	cJSON *t = cJSON_GetObjectItemCaseSensitive(e->l, "time");
 	if (cJSON_IsNumber(t))
 		fn->deployed_at = (int64_t)t->valuedouble;
 	return 0;
 }
 
-static int replay_line(const char *line, unsigned lineno)
+static int replay_line(const struct entry *e)
 {
-	cJSON *l = cJSON_Parse(line);
-	const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "op"));
-	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "name"));
-	cJSON *v = cJSON_GetObjectItemCaseSensitive(l, "version");
-	unsigned version = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= MAX_VERSIONS
-				   ? (unsigned)v->valuedouble
-				   : 0;
+	const char *op = e->op, *name = e->name;
 	struct fn_name *nm = name ? server_find_name(name, strlen(name)) : NULL;
-	struct function *fn = nm && version ? server_find_version(name, strlen(name), version) : NULL;
+	struct function *fn = nm && e->version ? fn_name_version(nm, e->version) : NULL;
 	int ret = -EINVAL;
-	if (op && name && !strcmp(op, "deploy")) {
-		const char *dir = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "dir"));
-		const char *image = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "image"));
-		ret = dir || image ? replay_deploy(name, dir, image, l) : -EINVAL;
-	} else if (op && fn && (!strcmp(op, "ready") || !strcmp(op, "failed"))) {
+	if (!op || !name)
+		return -EINVAL;
+	if (!strcmp(op, "deploy")) {
+		ret = replay_deploy(e, e->number);
+	} else if (fn && (!strcmp(op, "ready") || !strcmp(op, "failed"))) {
 		/* about a version a deploy line made: a --functions one is loaded
 		 * anew each start, a placeholder has its own error */
-		const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "error"));
+		const char *err = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e->l, "error"));
 		ret = 0;
 		if (atomic_load(&fn->journaled) && !fn->broken) {
 			if (!strcmp(op, "ready"))
 				function_mark_ready(fn);
 			else
-				function_set_failed(fn, e ? e : "failed before a restart");
+				function_set_failed(fn, err ? err : "failed before a restart");
 		}
-	} else if (op && nm && version && !strcmp(op, "rollback")) {
+	} else if (nm && e->version && !strcmp(op, "rollback")) {
 		struct function *to;
-		ret = server_rollback(nm, version, &to);
-	} else if (op && name && !strcmp(op, "rm")) {
+		ret = server_rollback(nm, e->version, &to);
+	} else if (!strcmp(op, "rm")) {
 		ret = nm ? server_remove(nm) : -EINVAL;
 	}
-	if (ret)
-		pr_warn("line %u skipped: %s", lineno, line);
-	cJSON_Delete(l);
 	return ret;
 }
 
-/* The name a line is about, and whether it removes it (its own copy). */
-static char *line_name(const char *line, bool *is_rm)
+static struct tally *tally_of(struct tally *t, size_t cap, const char *name)
 {
-	cJSON *l = cJSON_Parse(line);
-	const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "op"));
-	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "name"));
-	char *copy = name ? xstrdup(name) : NULL;
-	*is_rm = op && !strcmp(op, "rm");
-	cJSON_Delete(l);
-	return copy;
+	uint32_t h = 2166136261u; /* FNV-1a; cap is a power of two */
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (size_t i = h & (cap - 1);; i = (i + 1) & (cap - 1))
+		if (!t[i].name || !strcmp(t[i].name, name)) {
+			t[i].name = name;
+			return &t[i];
+		}
+}
+
+/* Which version each deploy line makes, and from which version each name is
+ * loaded again: its newest JOURNAL_KEEP_VERSIONS, and back to a version a
+ * rollback after its last deploy pinned. */
+static void number_versions(struct entry *e, size_t n, struct tally *t, size_t cap)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!e[i].skip && e[i].name && e[i].op && !strcmp(e[i].op, "deploy")) {
+			struct tally *k = tally_of(t, cap, e[i].name);
+			e[i].number = ++k->deploys;
+			k->last_deploy = i;
+		}
+	for (size_t i = 0; i < cap; i++)
+		if (t[i].name)
+			t[i].first = t[i].deploys > JOURNAL_KEEP_VERSIONS
+					     ? t[i].deploys - JOURNAL_KEEP_VERSIONS + 1
+					     : 1;
+	for (size_t i = 0; i < n; i++)
+		if (!e[i].skip && e[i].name && e[i].version && e[i].op && !strcmp(e[i].op, "rollback")) {
+			struct tally *k = tally_of(t, cap, e[i].name);
+			if (i > k->last_deploy && e[i].version < k->first)
+				k->first = e[i].version;
+		}
 }
 
 int journal_replay(void)
@@ -195,48 +233,68 @@ int journal_replay(void)
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
-	char **lines = NULL, *line = xmalloc(MAX_LINE);
+	struct entry *e = NULL;
+	char *line = xmalloc(MAX_LINE);
 	size_t n = 0, cap = 0;
 	while (fgets(line, MAX_LINE, f)) {
-		line[strcspn(line, "\n")] = '\0';
 		if (n == cap)
-			lines = xrealloc(lines, (cap = cap ? cap * 2 : 64) * sizeof(*lines));
-		lines[n++] = xstrdup(line);
+			e = xrealloc(e, (cap = cap ? cap * 2 : 64) * sizeof(*e));
+		struct entry *x = &e[n++];
+		*x = (struct entry){ .l = cJSON_Parse(line) };
+		x->op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x->l, "op"));
+		x->name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x->l, "name"));
+		cJSON *v = cJSON_GetObjectItemCaseSensitive(x->l, "version");
+		if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= UINT32_MAX)
+			x->version = (unsigned)v->valuedouble;
 	}
 	free(line);
 	fclose(f);
 	/* what a later rm removed is not started again (its image may be gone,
 	 * see imagestore_gc): walking back, the names removed further on */
-	bool *skip = xcalloc(n + 1, sizeof(*skip));
-	char **removed = xcalloc(n + 1, sizeof(*removed));
-	size_t n_removed = 0;
+	size_t tcap = 64;
+	while (tcap < 2 * n)
+		tcap *= 2;
+	struct tally *removed = xcalloc(tcap, sizeof(*removed));
 	for (size_t i = n; i-- > 0;) {
-		bool is_rm;
-		char *name = line_name(lines[i], &is_rm);
-		for (size_t j = 0; name && j < n_removed && !skip[i]; j++)
-			skip[i] = !strcmp(removed[j], name);
-		if (name && is_rm && !skip[i])
-			removed[n_removed++] = name;
-		else
-			free(name);
+		if (!e[i].name)
+			continue;
+		struct tally *r = tally_of(removed, tcap, e[i].name);
+		e[i].skip = r->rm_later;
+		if (e[i].op && !strcmp(e[i].op, "rm"))
+			r->rm_later = true;
 	}
+	struct tally *t = xcalloc(tcap, sizeof(*t));
+	number_versions(e, n, t, tcap);
 	int applied = 0;
+	unsigned retired = 0;
 	replaying = true;
 	for (size_t i = 0; i < n; i++) {
-		bool is_rm;
-		char *name = line_name(lines[i], &is_rm);
+		if (e[i].skip || !e[i].l)
+			continue;
+		bool is_rm = e[i].op && !strcmp(e[i].op, "rm");
 		/* an rm of a name never started again is already in effect */
-		bool gone = is_rm && name && !server_find_name(name, strlen(name));
-		if (*lines[i] && !skip[i] && !gone && !replay_line(lines[i], (unsigned)i + 1))
+		if (is_rm && e[i].name && !server_find_name(e[i].name, strlen(e[i].name)))
+			continue;
+		unsigned first = e[i].name ? tally_of(t, tcap, e[i].name)->first : 1;
+		unsigned v = e[i].number ? e[i].number : e[i].version;
+		if (v && v < first) { /* a retired version, or a line about one */
+			retired += e[i].number != 0;
+			continue;
+		}
+		if (!replay_line(&e[i]))
 			applied++;
-		free(name);
-		free(lines[i]);
+		else
+			pr_warn("line %zu skipped: %s %s version %u", i + 1, e[i].op ? e[i].op : "?",
+				e[i].name ? e[i].name : "?", v);
 	}
 	replaying = false;
-	for (size_t j = 0; j < n_removed; j++)
-		free(removed[j]);
+	if (retired)
+		pr_info("%u old version(s) retired: each name keeps its newest %d", retired,
+			JOURNAL_KEEP_VERSIONS);
+	for (size_t i = 0; i < n; i++)
+		cJSON_Delete(e[i].l);
+	free(e);
 	free(removed);
-	free(skip);
-	free(lines);
+	free(t);
 	return applied;
 }

@@ -21,6 +21,12 @@
 
 #include <stdbool.h>
 
+/* A restart loads each name's newest versions again, this many (and back
+ * to a version a rollback after the last deploy pinned); older ones are
+ * retired: no longer listed, started or rolled back to. Their numbers are
+ * not reused. */
+#define JOURNAL_KEEP_VERSIONS 64
+
 /* Append a line; 0 or -errno (logged). While the journal is being replayed
  * they write nothing. */
 /* image: the manifest digest of an uploaded image, or NULL for a folder. */

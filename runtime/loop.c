@@ -326,7 +326,7 @@ void *shard_main(void *arg)
 	for (unsigned i = 0; sh->id == 0 && i < atomic_load(&server.n_names); i++) {
 		struct fn_name *nm = server.names[i];
 		struct function *cur = atomic_load(&nm->current);
-		struct function *last = nm->versions[atomic_load(&nm->n_versions) - 1];
+		struct function *last = fn_name_newest(nm);
 		if (atomic_load(&nm->removed))
 			continue;
 		if (cur)

@@ -136,16 +136,13 @@ struct function *server_find_function(const char *name, size_t len)
 	if (!nm)
 		return NULL;
 	struct function *cur = atomic_load(&nm->current);
-	unsigned nv = atomic_load(&nm->n_versions);
-	return cur ? cur : nm->versions[nv - 1];
+	return cur ? cur : fn_name_newest(nm);
 }
 
 struct function *server_find_version(const char *name, size_t len, unsigned v)
 {
 	struct fn_name *nm = server_find_name(name, len);
-	if (!nm || v == 0 || v > atomic_load(&nm->n_versions))
-		return NULL;
-	return nm->versions[v - 1];
+	return nm ? fn_name_version(nm, v) : NULL;
 }
 
 void function_mark_ready(struct function *fn)
@@ -155,7 +152,7 @@ void function_mark_ready(struct function *fn)
 	struct fn_name *nm = fn->name;
 	bool first = !fn->promoted;
 	unsigned replaced = 0;
-	if (first && !nm->pinned && nm->versions[atomic_load(&nm->n_versions) - 1] == fn) {
+	if (first && !nm->pinned && fn_name_newest(nm) == fn) {
 		struct function *old = atomic_load(&nm->current);
 		if (!old || old->version < fn->version) {
 			atomic_store(&nm->current, fn);
@@ -178,17 +175,15 @@ int server_rollback(struct fn_name *nm, unsigned v, struct function **out)
 	struct function *cur = atomic_load(&nm->current), *to = NULL;
 	unsigned nv = atomic_load(&nm->n_versions);
 	if (v == 0) { /* the newest ready version older than the current one */
-		for (unsigned i = cur ? cur->version - 1 : nv; i > 0 && !to; i--)
-			if (atomic_load(&nm->versions[i - 1]->state) == FN_READY)
-				to = nm->versions[i - 1];
+		for (unsigned i = cur ? cur->version - 1 : nv; i >= nm->first && !to; i--)
+			if (atomic_load(&fn_name_version(nm, i)->state) == FN_READY)
+				to = fn_name_version(nm, i);
 		if (!to)
 			ret = -ENOENT;
-	} else if (v > nv) {
+	} else if (!(to = fn_name_version(nm, v))) {
 		ret = -ENOENT;
-	} else {
-		to = nm->versions[v - 1];
-		if (atomic_load(&to->state) == FN_FAILED)
-			ret = -EAGAIN;
+	} else if (atomic_load(&to->state) == FN_FAILED) {
+		ret = -EAGAIN;
 	}
 	if (!ret) {
 		atomic_store(&nm->current, to);
@@ -249,9 +244,9 @@ int server_remove(struct fn_name *nm)
 	}
 	pthread_mutex_unlock(&server.registry_lock);
 	fnlog_close(&nm->log);
-	unsigned nv = atomic_load(&nm->n_versions);
-	for (unsigned v = 0; v < nv; v++) {
-		struct function *fn = nm->versions[v];
+	unsigned nv = atomic_load(&nm->n_versions) - nm->first + 1;
+	for (unsigned k = 0; k < nv; k++) {
+		struct function *fn = nm->versions[k];
 		char dir[sizeof(fn->snap_dir) + 32];
 		atomic_store(&fn->snap_state, SNAP_OFF);
 		removed_snap_dir(fn, dir, sizeof(dir));
@@ -264,23 +259,24 @@ int server_remove(struct fn_name *nm)
 }
 
 int server_add_function(struct config *cfg, const struct imagestore_image *image,
-			struct function **out)
+			unsigned version, struct function **out)
 {
 	pthread_mutex_lock(&server.registry_lock);
 	int ret = 0;
 	unsigned n = atomic_load(&server.n_functions);
 	struct fn_name *nm = server_find_name(cfg->name, strlen(cfg->name));
 	if (n == MAX_FUNCTIONS || (!nm && atomic_load(&server.n_names) == MAX_NAMES) ||
-	    (nm && atomic_load(&nm->n_versions) == MAX_VERSIONS)) {
+	    (nm && atomic_load(&nm->n_versions) - nm->first + 1 == MAX_VERSIONS)) {
 		ret = -ENOSPC;
 		goto unlock;
 	}
-	if (!nm) {
+	bool new_name = !nm;
+	if (new_name) { /* published below, with its first version */
 		nm = xcalloc(1, sizeof(*nm));
 		snprintf(nm->name, sizeof(nm->name), "%s", cfg->name);
 		fnlog_init_name(&nm->log);
-		server.names[atomic_load(&server.n_names)] = nm;
-		atomic_fetch_add(&server.n_names, 1);
+		nm->first = version ? version : 1;
+		atomic_store(&nm->n_versions, nm->first - 1);
 	}
 	struct function *fn = xcalloc(1, sizeof(*fn));
 	fn->cfg = *cfg;
@@ -297,19 +293,23 @@ int server_add_function(struct config *cfg, const struct imagestore_image *image
 	fn->version = atomic_load(&nm->n_versions) + 1;
 	/* what changed since the newest version that could be loaded */
 	struct function *prev = NULL;
-	for (unsigned v = fn->version - 1; v > 0 && !prev; v--)
-		prev = nm->versions[v - 1]->broken ? NULL : nm->versions[v - 1];
+	for (unsigned v = fn->version - 1; v >= nm->first && !prev; v--)
+		prev = fn_name_version(nm, v)->broken ? NULL : fn_name_version(nm, v);
 	fn->changes = history_changes(prev, fn);
 	fn->deployed_at = (int64_t)time(NULL);
 	pthread_mutex_init(&fn->lock, NULL);
 	atomic_store(&fn->state, FN_STARTING);
 	fnsnap_init(fn);
 	server.functions[n] = fn;
-	nm->versions[fn->version - 1] = fn;
+	nm->versions[fn->version - nm->first] = fn;
 	nm->pinned = false; /* a new deploy takes over once ready */
 	/* publish after the slots are filled */
 	atomic_store(&nm->n_versions, fn->version);
 	atomic_store(&server.n_functions, n + 1);
+	if (new_name) {
+		server.names[atomic_load(&server.n_names)] = nm;
+		atomic_fetch_add(&server.n_names, 1);
+	}
 	if (out)
 		*out = fn;
 unlock:
@@ -320,7 +320,7 @@ unlock:
 void server_full_why(const char *name, char *out, size_t len)
 {
 	struct fn_name *nm = server_find_name(name, strlen(name));
-	if (nm && atomic_load(&nm->n_versions) >= MAX_VERSIONS)
+	if (nm && atomic_load(&nm->n_versions) - nm->first + 1 >= MAX_VERSIONS)
 		snprintf(out, len, "function %s has %u versions, the most a name keeps: thaw rm %s frees them",
 			 name, MAX_VERSIONS, name);
 	else if (!nm && atomic_load(&server.n_names) >= MAX_NAMES)
@@ -332,7 +332,7 @@ void server_full_why(const char *name, char *out, size_t len)
 }
 
 int server_add_placeholder(const char *name, const char *dir, const char *why,
-			   struct function **out)
+			   unsigned version, struct function **out)
 {
 	struct config cfg;
 	config_defaults(&cfg);
@@ -341,7 +341,7 @@ int server_add_placeholder(const char *name, const char *dir, const char *why,
 	cfg.dir = xstrdup(dir ? dir : "");
 	cfg.snapshot = false;
 	struct function *fn;
-	int ret = server_add_function(&cfg, NULL, &fn);
+	int ret = server_add_function(&cfg, NULL, version, &fn);
 	if (ret) {
 		config_free(&cfg);
 		return ret;
@@ -381,7 +381,7 @@ int server_load_functions_dir(const char *dir)
 			config_free(&cfg);
 			continue;
 		}
-		if (server_add_function(&cfg, NULL, NULL)) {
+		if (server_add_function(&cfg, NULL, 0, NULL)) {
 			char why[200];
 			server_full_why(cfg.name, why, sizeof(why));
 			pr_err("%s: %s", path, why);

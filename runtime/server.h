@@ -73,12 +73,27 @@ struct function {
 struct fn_name {
 	char name[65];
 	_Atomic(struct function *) current; /* NULL until a version is ready */
-	struct function *versions[MAX_VERSIONS]; /* [v - 1] */
-	atomic_uint n_versions;
+	struct function *versions[MAX_VERSIONS]; /* [v - first] */
+	unsigned first;          /* the oldest version kept: 1, or more when a
+				  * restart retired older ones (journal.h) */
+	atomic_uint n_versions;  /* the newest version's number */
 	bool pinned; /* rolled back: a version getting ready does not take over */
 	struct fnlog log; /* STATE/logs/<name>.log */
 	atomic_bool removed; /* thaw rm: never found again; a new deploy makes a new name */
 };
+
+/* Version v of nm, or NULL: none such, or retired at a restart. */
+static inline struct function *fn_name_version(struct fn_name *nm, unsigned v)
+{
+	return v >= nm->first && v <= atomic_load(&nm->n_versions) ? nm->versions[v - nm->first]
+								  : NULL;
+}
+
+/* The newest version of nm (a name is published with one). */
+static inline struct function *fn_name_newest(struct fn_name *nm)
+{
+	return nm->versions[atomic_load(&nm->n_versions) - nm->first];
+}
 
 struct shard;
 
@@ -150,12 +165,13 @@ static inline bool function_removed(const struct function *fn)
 void function_removed_gc(struct function *fn);
 /* rm -rf dir (a child process, waited for). */
 void server_rm_rf(const char *dir);
-/* Adds cfg as a new version of its name (version 1 for a new name); it
+/* Adds cfg as a new version of its name (version 1 for a new name, or
+ * version when not 0: a restart that retired the ones before it); it
  * serves once ready (function_mark_ready), so a broken deploy leaves the
  * previous version serving. Takes ownership of cfg; image (NULL for a
  * folder) is copied. Returns 0, or -ENOSPC when a table is full. */
 int server_add_function(struct config *cfg, const struct imagestore_image *image,
-			struct function **out);
+			unsigned version, struct function **out);
 /* Why server_add_function refused a version of name with -ENOSPC: which
  * bound, and what frees it. */
 void server_full_why(const char *name, char *out, size_t len);
@@ -163,7 +179,7 @@ void server_full_why(const char *name, char *out, size_t len);
  * NULL for an image, cannot be loaded again at a restart): failed with why,
  * so that the versions after it keep their numbers. 0 or -ENOSPC. */
 int server_add_placeholder(const char *name, const char *dir, const char *why,
-			   struct function **out);
+			   unsigned version, struct function **out);
 /* Switches name's traffic to version v (0: the ready version before the
  * current one). Returns 0, -ENOENT (no such version) or -EAGAIN (not
  * ready). */

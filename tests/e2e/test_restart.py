@@ -123,4 +123,39 @@ with Daemon() as d:
     info = a.info("rr")
     check(info["current"] == 2, "the rollback after the restart holds over another restart", info.get("current"))
 
+# 4. a name deployed 100 times keeps its newest 64 across a restart (and a
+# rollback pin further back keeps what it needs)
+with Daemon() as d:
+    a = Admin(d)
+    d.keep = True
+    d.stop()
+    d.keep = False
+    many = write_function(os.path.join(d.tmp, "many"), "many", fields("m"))
+    pin = write_function(os.path.join(d.tmp, "pin"), "pin", fields("p"))
+    t = int(time.time()) - 3600
+    lines = [{"op": "deploy", "name": "many", "version": v, "dir": many, "time": t + v} for v in range(1, 101)]
+    lines.append({"op": "ready", "name": "many", "version": 100, "time": t + 100})
+    lines += [{"op": "deploy", "name": "pin", "version": v, "dir": pin, "time": t} for v in range(1, 81)]
+    lines += [{"op": "ready", "name": "pin", "version": 5, "time": t}, {"op": "rollback", "name": "pin", "version": 5, "time": t}]
+    with open(os.path.join(d.state_dir, "deployments.jsonl"), "w") as f:
+        f.write("".join(json.dumps(l) + "\n" for l in lines))
+    d.start()
+    info = a.info("many")
+    check([v["version"] for v in info["versions"]] == list(range(37, 101)), "many: versions 37..100 loaded again",
+          [v["version"] for v in info["versions"]][:3])
+    check(info["current"] == 100 and mark(d, "many") == "m", "many: version 100 serves", info.get("current"))
+    check(info["versions"][-1]["deployed_at"] == t + 100, "many: deploy times kept")
+    check(a.rollback("many", 36).status == 404, "a retired version: 404")
+    check(a.rollback("many", 37).status == 200, "the oldest kept version: rollback works")
+    r = d.request("POST", "/v1/models/many/versions/20:predict", body=b"{}")
+    check(r.status == 404, "a retired version pinned by path: 404", r)
+    info = a.info("pin")
+    check([v["version"] for v in info["versions"]] == list(range(5, 81)) and info["current"] == 5,
+          "pin: rolled back to version 5 before the restart: versions 5..80 kept, 5 serves",
+          ([v["version"] for v in info["versions"]][:2], info.get("current")))
+    check("100 old version(s) retired" not in d.logs() and "40 old version(s) retired" in d.logs(),
+          "the log says how many versions were retired")
+    r = d.request("POST", "/admin/functions", body=json.dumps({"dir": many}), headers=a.auth())
+    check(r.status == 201 and r.json()["version"] == 101, "the next deploy is version 101", r)
+
 finish()
