@@ -10,10 +10,15 @@
  *                       CH_READY again), CH_SHUTDOWN
  *   instance -> daemon: CH_READY (payload: instance id), CH_INIT_FAILED
  *                       (payload: message), CH_RESPONSE
+ *
+ * Out of band, the daemon queues CHANNEL_CANCEL_SIGNAL to the instance with
+ * a request id as its value when that request's client went away: a frame
+ * would wait behind the running request (its thread reads the channel).
  */
 #ifndef THAW_CHANNEL_H
 #define THAW_CHANNEL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +26,9 @@
 
 /* The instance's end of the channel is always this fd in the instance. */
 #define CHANNEL_FD 3
+/* The signal (SIGRTMIN + 4: glibc keeps the first ones) whose sival_ptr is
+ * the id of a request to cancel; thaw-instance catches it. */
+#define CHANNEL_CANCEL_SIGNAL (SIGRTMIN + 4)
 /* Largest payload either side accepts; a bigger length is a protocol error. */
 #define CHANNEL_MAX_PAYLOAD (256u << 20)
 

@@ -107,6 +107,21 @@ static void child(int chan, int log_w, const char *host, char **env, uint64_t da
 	_exit(127);
 }
 
+int instance_cancel(const struct instance_proc *p, uint64_t id)
+{
+	siginfo_t si = { 0 };
+	si.si_signo = CHANNEL_CANCEL_SIGNAL;
+	si.si_code = SI_QUEUE;
+	si.si_pid = getpid();
+	si.si_uid = getuid();
+	si.si_value.sival_ptr = (void *)(uintptr_t)id;
+	/* by pidfd: a reaped instance's pid may be another process's by now */
+	if (p->pidfd < 0 ||
+	    syscall(SYS_pidfd_send_signal, p->pidfd, CHANNEL_CANCEL_SIGNAL, &si, 0) < 0)
+		return p->pidfd < 0 ? -EBADF : -errno;
+	return 0;
+}
+
 int instance_fds_new(int sv[2], int lp[2])
 {
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {

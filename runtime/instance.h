@@ -52,6 +52,11 @@ void instance_set_user(uid_t uid, gid_t gid, const char *cwd);
  * or -errno (nothing left running, nothing to close). */
 int instance_spawn(const char *host_path, const struct config *cfg, struct instance_proc *out);
 
+/* Tells the instance that request id's client went away (it queues
+ * CHANNEL_CANCEL_SIGNAL with id as its value); the handler may stop early,
+ * its answer is dropped anyway. 0 or -errno. */
+int instance_cancel(const struct instance_proc *p, uint64_t id);
+
 /* SIGKILLs the instance (its whole pid namespace dies with it), reaps it and
  * closes every fd in p. Safe on a half-filled p (fds of -1, pid 0). */
 void instance_destroy(struct instance_proc *p);

@@ -415,6 +415,10 @@ void pool_cancel(struct conn *c, bool deadline)
 	if (in) {
 		in->slots[c->slot].conn = NULL;
 		c->inst = NULL;
+		/* the client went away: the handler may stop (a deadline
+		 * recycles the instance below instead) */
+		if (!deadline)
+			instance_cancel(&in->proc, in->slots[c->slot].id);
 	}
 	if (!deadline)
 		return;

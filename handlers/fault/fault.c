@@ -2,6 +2,9 @@
  * fault: the fault-injection handler the tests drive.
  *
  *   /sleep?ms=N&n=K sleeps N ms, 200 {"slept_ms":N,"n":K,"random":..,"instance_id":..}
+ *   /work?ms=N      works N ms (N <= 60000) in 5 ms steps, stopping early when
+ *                   the request is cancelled (its client went away): logs
+ *                   "work cancelled after X ms", 200 {"worked_ms":X,"cancelled":B}
  *   /hang           sleeps forever
  *   /spin?ms=N      busy-loops for N ms of wall time (N <= 60000),
  *                   200 {"spun_ms":N,"cpu_ms":<CPU time this thread got>}
@@ -242,6 +245,22 @@ static int do_open(const struct thaw_request *req, struct thaw_response *res)
 	return json_printf(res, 200, "{\"read\":%d,\"write\":%d}", re, we);
 }
 
+static int do_work(const struct thaw_request *req, struct thaw_response *res)
+{
+	long long ms = int_param(req, "ms", 0), done = 0;
+	if (ms < 0 || ms > 60000)
+		return thaw_respond_error(res, 400, "ms must be 0..60000");
+	while (done < ms && !thaw_cancelled(req)) {
+		sleep_ms(5);
+		done += 5;
+	}
+	bool cancelled = thaw_cancelled(req);
+	if (cancelled)
+		thaw_log(THAW_LOG_INFO, "work cancelled after %lld ms", done);
+	return json_printf(res, 200, "{\"worked_ms\":%lld,\"cancelled\":%s}", done,
+			   cancelled ? "true" : "false");
+}
+
 /* Burns CPU until ms of wall time passed: what it got shows the cpu limit. */
 static int do_spin(const struct thaw_request *req, struct thaw_response *res)
 {
@@ -304,6 +323,8 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 		fflush(NULL);
 		exit((int)int_param(req, "code", 0));
 	}
+	if (!strcmp(path, "/work"))
+		return do_work(req, res);
 	if (!strcmp(path, "/whoami"))
 		return json_printf(res, 200, "{\"uid\":%u,\"gid\":%u}", (unsigned)getuid(),
 				   (unsigned)getgid());

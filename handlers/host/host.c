@@ -94,8 +94,27 @@ static void send_msg(uint32_t type, const char *payload)
 
 /* --- serving ------------------------------------------------------------- */
 
+/* The request each serving thread runs, for CHANNEL_CANCEL_SIGNAL: written
+ * by that thread, read by the signal handler (lock-free atomics). */
+static struct running {
+	_Atomic uint64_t id; /* 0: none */
+	atomic_bool cancelled;
+} running[MAX_CONCURRENCY];
+static unsigned n_running;
+
+static void on_cancel_signal(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	uint64_t id = (uint64_t)(uintptr_t)si->si_value.sival_ptr;
+	for (unsigned i = 0; id && i < n_running; i++)
+		if (atomic_load(&running[i].id) == id)
+			atomic_store(&running[i].cancelled, true);
+}
+
 /* What one invoking thread owns, reused across its requests. */
 struct worker {
+	unsigned slot; /* its entry in running[] */
 	struct thaw_response res;
 	struct thaw_header *hdrs;
 	uint32_t hdrs_cap;
@@ -127,7 +146,13 @@ static void serve(struct worker *w, uint64_t id, const struct channel_request *c
 		.request_id = cr->request_id,
 		.deadline_ms = cr->deadline_ms,
 	};
+	struct running *run = &running[w->slot];
+	atomic_store(&run->cancelled, false);
+	atomic_store(&run->id, id);
+	host__set_cancel_flag(&run->cancelled);
 	host__invoke(&req, &w->res);
+	host__set_cancel_flag(NULL);
+	atomic_store(&run->id, 0);
 	host__response_encode(&w->res, id, &w->out);
 	send_frame(&w->out);
 }
@@ -368,8 +393,7 @@ static void next_frame(int ep, struct channel_hdr *h, struct buf *frame)
 
 static void *worker_main(void *arg)
 {
-	(void)arg;
-	struct worker w = { 0 };
+	struct worker w = { .slot = (unsigned)(uintptr_t)arg };
 	struct buf frame = { 0 }; /* this thread's copy of the request */
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event in = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = CHANNEL_FD };
@@ -508,7 +532,7 @@ static void start_workers(int n)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	for (int i = 1; i < n; i++) {
 		pthread_t t;
-		int r = pthread_create(&t, &attr, worker_main, NULL);
+		int r = pthread_create(&t, &attr, worker_main, (void *)(uintptr_t)i);
 		if (r) {
 			pr_err("pthread_create: %s", strerror(r));
 			break; /* serve with fewer threads */
@@ -547,6 +571,11 @@ int main(int argc, char **argv)
 		fflush(NULL);
 		return r < 0 ? 1 : 0;
 	}
+	/* before READY: a cancel can only come for a request */
+	n_running = (unsigned)concurrency;
+	struct sigaction sa = { .sa_sigaction = on_cancel_signal, .sa_flags = SA_SIGINFO | SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(CHANNEL_CANCEL_SIGNAL, &sa, NULL);
 	send_msg(CH_READY, thaw_instance_id());
 
 	if (concurrency > 1) {
@@ -558,11 +587,11 @@ int main(int argc, char **argv)
 			_exit(1);
 		}
 		start_workers(concurrency);
-		worker_main(NULL); /* does not return */
+		worker_main((void *)0); /* slot 0; does not return */
 	}
 
 	struct reader rd = { .data = xmalloc(READ_CHUNK) };
-	struct worker inline_w = { 0 };
+	struct worker inline_w = { .slot = 0 };
 	struct buf frame = { 0 }; /* payloads served inline and control frames */
 	for (;;) {
 		struct channel_hdr h;

@@ -5,6 +5,7 @@
 #ifndef THAW_HOST_H
 #define THAW_HOST_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,5 +59,8 @@ void host__clear_error(void);
 
 /* The request the calling thread is serving (NULL outside invoke). */
 void host__set_current(const struct thaw_request *req);
+/* The flag that says the calling thread's request was cancelled (its
+ * client went away), or NULL: thaw_cancelled() reads it. */
+void host__set_cancel_flag(const atomic_bool *flag);
 
 #endif

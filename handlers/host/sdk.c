@@ -32,6 +32,7 @@ static pthread_mutex_t err_lock = PTHREAD_MUTEX_INITIALIZER;
 static char err_msg[1024];
 
 static __thread const struct thaw_request *cur_req;
+static __thread const atomic_bool *cur_cancelled;
 
 /* --- host side ----------------------------------------------------------- */
 
@@ -67,6 +68,11 @@ void host__clear_error(void)
 	pthread_mutex_lock(&err_lock);
 	err_msg[0] = '\0';
 	pthread_mutex_unlock(&err_lock);
+}
+
+void host__set_cancel_flag(const atomic_bool *flag)
+{
+	cur_cancelled = flag;
 }
 
 void host__set_current(const struct thaw_request *req)
@@ -344,11 +350,20 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A request without a deadline (deadline_ms <= 0) has all the time there is. */
+/* Only the calling thread's request can be asked about: the flag is its. */
+SDK_API int thaw_cancelled(const struct thaw_request *req)
+{
+	return (!req || req == cur_req) && cur_cancelled && atomic_load(cur_cancelled);
+}
+
+/* A request without a deadline (deadline_ms <= 0) has all the time there
+ * is; a cancelled one has none left. */
 SDK_API int64_t thaw_time_left_ms(const struct thaw_request *req)
 {
 	if (!req)
 		req = cur_req;
+	if (thaw_cancelled(req))
+		return 0;
 	if (!req || req->deadline_ms <= 0)
 		return INT64_MAX;
 	return req->deadline_ms - now_ms();

@@ -105,8 +105,13 @@ const char *thaw_config(const char *key);
 const char *thaw_instance_id(void);
 /* Value of a request header, matched case-insensitively, or NULL. */
 const char *thaw_request_header(const struct thaw_request *req, const char *name);
-/* Milliseconds left before the current request's deadline (<= 0: passed). */
+/* Milliseconds left before the current request's deadline (<= 0: passed,
+ * or the request was cancelled). */
 int64_t thaw_time_left_ms(const struct thaw_request *req);
+/* 1 when the client of the request the calling thread serves went away
+ * (req: that request, or NULL): its answer goes nowhere, so a handler that
+ * checks this (or thaw_time_left_ms) in long work can stop early. */
+int thaw_cancelled(const struct thaw_request *req);
 
 /* --- files --------------------------------------------------------------- */
 
