@@ -25,6 +25,11 @@ static const char *lookup(const char *key)
 	return v ? v : getenv(key);
 }
 
+static bool request_cancelled(void)
+{
+	return thaw_cancelled(NULL);
+}
+
 static int ocr_init(void)
 {
 	struct ocr_config cfg;
@@ -37,6 +42,7 @@ static int ocr_init(void)
 		return rc;
 	}
 	ocr_config_load(&cfg, lookup);
+	cfg.cancelled = request_cancelled;
 	/* a relative OCR_TESSDATA is a model folder shipped with the function */
 	static char tessdata[4096]; /* outlives init: the config borrows it */
 	if (cfg.tessdata && cfg.tessdata[0] != '/') {

@@ -164,7 +164,8 @@ static int ocr_page(struct ocr_ctx *c, struct ocr_doc *doc, int i,
 	char rerr[200] = "";
 	int rc;
 
-	if (ocr_now_ms() >= deadline_ms)
+	/* a cancelled request has no time left either */
+	if (ocr_now_ms() >= deadline_ms || (c->cfg.cancelled && c->cfg.cancelled()))
 		return -ETIMEDOUT;
 	rc = ocr_doc_render(doc, i, c->cfg.dpi, &bm, rerr, sizeof(rerr));
 	if (rc == -EINVAL)

@@ -9,6 +9,7 @@
 #ifndef OCR_BATCH_H
 #define OCR_BATCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,9 @@ struct ocr_config {
 	int omp_threads;           /* OCR_OMP_THREADS per recognition, 1; 0: OpenMP's */
 	const char *tessdata;      /* OCR_TESSDATA (borrowed), NULL: Debian's */
 	const char *lang;          /* OCR_LANG (borrowed), "eng" */
+	/* NULL, or true once the calling thread's request is cancelled (its
+	 * client went away): checked between pages, like the deadline */
+	bool (*cancelled)(void);
 };
 
 /* Fills cfg with the defaults above, overridden by lookup(name) where it

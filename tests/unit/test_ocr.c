@@ -45,6 +45,7 @@ struct thaw_response {
 };
 
 static int64_t stub_time_left_ms = 60000;
+static int stub_cancelled;
 static char stub_error[256];
 
 void thaw_response_status(struct thaw_response *res, int status)
@@ -104,6 +105,12 @@ int64_t thaw_time_left_ms(const struct thaw_request *req)
 {
 	(void)req;
 	return stub_time_left_ms;
+}
+
+int thaw_cancelled(const struct thaw_request *req)
+{
+	(void)req;
+	return stub_cancelled;
 }
 
 void thaw_log(enum thaw_log_level level, const char *fmt, ...)
@@ -810,6 +817,21 @@ static void test_deadline_passed_gives_504(void **state)
 	stub_time_left_ms = 60000;
 }
 
+/* A request whose client went away stops before its first page: no OCR
+ * for an answer nobody reads. */
+static void test_cancelled_request_stops_before_ocr(void **state)
+{
+	char body[512];
+	(void)state;
+	snprintf(body, sizeof(body), "{\"input\": {\"pdfs\": [\"%s\"]}}", url("/doc.pdf"));
+	stub_cancelled = 1;
+	cJSON *j = post(body, 504);
+	stub_cancelled = 0;
+	cJSON_Delete(j);
+	j = post(body, 200); /* the next one is done whole */
+	cJSON_Delete(j);
+}
+
 struct worker {
 	struct ocr_ctx *c;
 	const char *body;
@@ -1003,6 +1025,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_limits_give_400),
 		cmocka_unit_test(test_blank_image_gives_empty_text),
 		cmocka_unit_test(test_deadline_passed_gives_504),
+		cmocka_unit_test(test_cancelled_request_stops_before_ocr),
 		cmocka_unit_test(test_concurrent_requests_share_engine_pool),
 		cmocka_unit_test(test_pages_per_second),
 	};
