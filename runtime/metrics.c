@@ -67,6 +67,8 @@ void metrics_render_head(struct buf *out)
 		       "# TYPE thaw_instances gauge\n"
 		       "# HELP thaw_instance_starts_total Instances started, by kind (cold or restore).\n"
 		       "# TYPE thaw_instance_starts_total counter\n"
+		       "# HELP thaw_requests_cancelled_total Requests whose client went away while queued or running.\n"
+		       "# TYPE thaw_requests_cancelled_total counter\n"
 		       "# HELP thaw_queue_depth Requests waiting for a free instance.\n"
 		       "# TYPE thaw_queue_depth gauge\n"
 		       "# HELP thaw_desired_instances Instances the autoscaler wants.\n"
@@ -98,6 +100,8 @@ void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics 
 		   (unsigned long)SUM(GET(&m->starts[START_COLD])));
 	buf_printf(out, "thaw_instance_starts_total{function=\"%s\",kind=\"restore\"} %lu\n", fn,
 		   (unsigned long)SUM(GET(&m->starts[START_RESTORE])));
+	buf_printf(out, "thaw_requests_cancelled_total{function=\"%s\"} %lu\n", fn,
+		   (unsigned long)SUM(GET(&m->cancelled)));
 	buf_printf(out, "thaw_queue_depth{function=\"%s\"} %ld\n", fn,
 		   (long)SUM(GET(&m->queue_depth)));
 	buf_printf(out, "thaw_desired_instances{function=\"%s\"} %ld\n", fn,

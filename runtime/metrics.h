@@ -28,6 +28,7 @@ struct fn_metrics {
 	struct histogram restore;
 	atomic_int instances[INST_STATES];
 	atomic_uint_least64_t starts[START_KINDS];
+	atomic_uint_least64_t cancelled; /* requests whose client went away */
 	atomic_int queue_depth;
 	atomic_int desired;
 	atomic_int panic; /* pools in panic mode */

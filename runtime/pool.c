@@ -409,6 +409,8 @@ void pool_cancel(struct conn *c, bool deadline)
 	if (!p)
 		return;
 	timer_cancel(&c->sh->timers, &c->deadline);
+	if (!deadline && (c->queued || c->inst))
+		atomic_fetch_add_explicit(&fn->metrics.cancelled, 1, memory_order_relaxed);
 	if (c->queued)
 		dequeue(p, c);
 	struct instance *in = c->inst;

@@ -1,6 +1,7 @@
 """A client that goes away cancels its running request: the handler sees
 thaw_cancelled() (and thaw_time_left_ms() == 0) and can stop, so the
-instance is free again at once instead of finishing work nobody reads."""
+instance is free again at once instead of finishing work nobody reads;
+/metrics counts such requests."""
 import re
 import socket
 import time
@@ -25,5 +26,7 @@ for conc in (1, 4):
         r = d.request("GET", "/w/work?ms=10", timeout=30)
         took = time.time() - t0
         check(r.status == 200 and took < 3, "conc %d: the next request is served at once (%.2f s)" % (conc, took), r)
+        n = d.metrics().get('thaw_requests_cancelled_total{function="w"}')
+        check(n == 1, "conc %d: /metrics counts the cancelled request" % conc, n)
 
 finish()
