@@ -228,6 +228,22 @@ out:
 	return ret;
 }
 
+bool cli_parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	unsigned long v = 0;
+	size_t i = 0;
+	for (; s[i] >= '0' && s[i] <= '9'; i++) {
+		unsigned long d = (unsigned long)(s[i] - '0');
+		if (d > max || v > (max - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	if (!i || s[i] || v < min)
+		return false;
+	*out = v;
+	return true;
+}
+
 double cli_num(const cJSON *obj, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);

@@ -110,6 +110,9 @@ int cli_transport_error(const struct cli *cli, int ret, const char *why);
 /* JSON field helpers: a number (0 when absent), a string ("" when absent). */
 double cli_num(const cJSON *obj, const char *key);
 const char *cli_str(const cJSON *obj, const char *key);
+/* s as a number of digits only (no sign or space, which strtoul takes, no
+ * wrap past 2^64) from min to max into *out; false otherwise. */
+bool cli_parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 /* Function names as the daemon accepts them: [A-Za-z_][A-Za-z0-9_-]{0,63}. */
 bool cli_valid_name(const char *s);
 /* "12.3 MiB" and the like into out. */

@@ -171,14 +171,10 @@ int cli_rollback(struct cli *cli, int argc, char **argv)
 	char body[64] = "", path[128];
 	if (optind + 1 < argc) {
 		const char *arg = argv[optind + 1];
-		uint64_t v = 0;
-		/* digits only: strtoul would take " 7", "+7" and wrap "-1" */
-		size_t i = 0;
-		for (; arg[i] >= '0' && arg[i] <= '9' && v <= UINT32_MAX; i++)
-			v = v * 10 + (uint64_t)(arg[i] - '0');
-		if (!i || arg[i] || !v || v > UINT32_MAX)
+		unsigned long v;
+		if (!cli_parse_count(arg, 1, UINT32_MAX, &v))
 			return cli_fail(cli, CLI_USAGE, "not a version number (1 or more): '%s'", arg);
-		snprintf(body, sizeof(body), "{\"version\": %llu}", (unsigned long long)v);
+		snprintf(body, sizeof(body), "{\"version\": %lu}", v);
 	}
 	snprintf(path, sizeof(path), "/admin/functions/%s/rollback", name);
 	cJSON *fn;

@@ -223,10 +223,7 @@ int cli_logs(struct cli *cli, int argc, char **argv)
 			}
 			break;
 		case 'n':
-			tail = strtoul(optarg, NULL, 10);
-			/* digits only: strtoul takes " 5", "+5" and wraps "-1" */
-			if (!*optarg || optarg[strspn(optarg, "0123456789")] || tail < 1 ||
-			    tail > MAX_TAIL) {
+			if (!cli_parse_count(optarg, 1, MAX_TAIL, &tail)) {
 				cli_fail(cli, CLI_USAGE, "--tail: expected 1 to %d lines", MAX_TAIL);
 				bad = true;
 			}

@@ -7,11 +7,11 @@
 #include "reslimit.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mount.h>
@@ -82,10 +82,10 @@ static uint64_t inode_of(int fd)
 static void child(int chan, int log_w, const char *host, char **env, uint64_t data_limit)
 {
 	setsid();
-	/* raw syscalls: glibc's wrappers would signal threads this child of a
-	 * multi-threaded daemon does not have. groups, gid, then uid. */
-	/* CRIU dumps an unprivileged task only with a /proc of its own pid
-	 * namespace: mount one in its own mount namespace */
+	/* --instance-user: CRIU dumps an unprivileged task only with a /proc of
+	 * its own pid namespace, so mount one in its own mount namespace; then
+	 * groups, gid, uid by raw syscalls (glibc's wrappers would signal
+	 * threads this child of a multi-threaded daemon does not have) */
 	if (drop_user &&
 	    (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
 	     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) ||
