@@ -1,12 +1,10 @@
 #define LOG_PREFIX "conn: "
 #include "conn.h"
-#include "endpoints.h"
+#include "invocation.h"
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
-#include "pool.h"
-#include "proxy.h"
-#include "router.h"
+#include "server.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -19,6 +17,8 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 /* Pipelined bytes buffered while a request runs; past it the client is
@@ -31,13 +31,21 @@
 
 static void process(struct conn *c);
 static void arm_recv(struct conn *c);
+static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe);
+static void on_send(struct loop_op *op, struct io_uring_cqe *cqe);
+
+static struct conn_hooks hooks;
+
+void conn_set_hooks(const struct conn_hooks *h)
+{
+	hooks = *h;
+}
 
 static void maybe_free(struct conn *c)
 {
 	if (c->state != CONN_CLOSING || c->ops)
 		return;
 	close(c->fd);
-	endpoints_conn_closed(c);
 	http_req_fini(&c->req);
 	buf_free(&c->out);
 	if (c->prev_conn)
@@ -63,17 +71,25 @@ void conn_close(struct conn *c)
 		return;
 	if (c->state == CONN_WAITING || c->state == CONN_WRITING)
 		c->sh->n_active--;
-	if (c->fn)
-		pool_cancel(c, false);
-	if (c->proxy)
-		proxy_detach(c->proxy);
-	c->proxy = NULL;
+	if (c->inv) { /* its answer, when it comes, finds nobody */
+		c->inv->ctx = NULL;
+		invocation_cancel(c->inv);
+		c->inv = NULL;
+	}
+	hooks.closed(c);
 	timer_cancel(&c->sh->timers, &c->rtimer);
-	timer_cancel(&c->sh->timers, &c->deadline);
 	c->state = CONN_CLOSING;
 	/* wakes the armed recv (it completes with 0) so ops drains */
 	shutdown(c->fd, SHUT_RDWR);
 	maybe_free(c);
+}
+
+void conn_close_all(struct shard *sh)
+{
+	for (struct conn *c = sh->conns, *next; c; c = next) {
+		next = c->next_conn;
+		conn_close(c);
+	}
 }
 
 static void read_timeout(struct timer *t)
@@ -105,9 +121,26 @@ static void arm_read_timer(struct conn *c)
 
 void conn_accept(struct shard *sh, int fd)
 {
+	unsigned total = 0;
+	for (unsigned i = 0; i < server.n_shards; i++)
+		total += server.shards[i]->n_conns;
+	if (total >= server.opt.max_connections) {
+		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: "
+					   "application/json\r\ncontent-length: 39\r\nconnection: "
+					   "close\r\n\r\n{\"error\": \"too many open connections\"}";
+		ssize_t r = send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		(void)r;
+		close(fd);
+		atomic_fetch_add(&server.metrics.http_errors[503], 1);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct conn *c = xcalloc(1, sizeof(*c));
 	c->fd = fd;
 	c->sh = sh;
+	c->recv_op.cb = on_recv;
+	c->send_op.cb = on_send;
 	c->state = CONN_READING;
 	http_req_init(&c->req, BUILTIN_BODY_LIMIT);
 	c->next_conn = sh->conns;
@@ -136,13 +169,14 @@ static void arm_recv(struct conn *c)
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = 1;
 	}
-	io_uring_sqe_set_data64(sqe, OP_DATA(c, OP_CONN_RECV));
+	loop_op_prep(sqe, &c->recv_op);
 	c->recv_armed = true;
 	c->ops++;
 }
 
-void conn_on_recv(struct conn *c, struct io_uring_cqe *cqe)
+static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 {
+	struct conn *c = container_of(op, struct conn, recv_op);
 	struct shard *sh = c->sh;
 	bool more = sh->use_buf_ring && (cqe->flags & IORING_CQE_F_MORE);
 	if (!more) {
@@ -186,7 +220,7 @@ static void arm_send(struct conn *c)
 	struct io_uring_sqe *sqe = shard_sqe(c->sh);
 	io_uring_prep_send(sqe, c->fd, c->out.data + c->out_sent, c->out.len - c->out_sent,
 			   MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, OP_DATA(c, OP_CONN_SEND));
+	loop_op_prep(sqe, &c->send_op);
 	c->send_inflight = true;
 	c->ops++;
 }
@@ -214,8 +248,10 @@ static void request_done(struct conn *c)
 	process(c);
 }
 
-void conn_on_send(struct conn *c, int res)
+static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 {
+	struct conn *c = container_of(op, struct conn, send_op);
+	int res = cqe->res;
 	c->send_inflight = false;
 	c->ops--;
 	if (c->state == CONN_CLOSING) {
@@ -262,7 +298,6 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 	if (c->state == CONN_READING) /* answered without reaching on_request */
 		c->sh->n_active++;
 	timer_cancel(&c->sh->timers, &c->rtimer);
-	timer_cancel(&c->sh->timers, &c->deadline);
 	if (!c->req.headers_done || !http_req_keep_alive(&c->req) ||
 	    atomic_load(&server.draining))
 		c->close_after_send = true;
@@ -333,97 +368,6 @@ void conn_respond_channel(struct conn *c, const struct channel_response *r)
 		     hs, n);
 }
 
-/* Accepts the client's x-fc-request-id when it is a sane token, else makes one. */
-static void set_request_id(struct conn *c)
-{
-	struct http_span v;
-	if (http_req_header(&c->req, "x-fc-request-id", &v) && v.len > 0 && v.len < 65) {
-		const char *p = http_span_ptr(&c->req, v);
-		size_t i = 0;
-		while (i < v.len && (isalnum((unsigned char)p[i]) || strchr("-_.:", p[i])))
-			i++;
-		if (i == v.len) {
-			memcpy(c->request_id, p, v.len);
-			c->request_id[v.len] = '\0';
-			return;
-		}
-	}
-	static _Thread_local uint64_t seq, salt;
-	if (!salt && getrandom(&salt, sizeof(salt), 0) != sizeof(salt))
-		salt = (uint64_t)now_ns();
-	snprintf(c->request_id, sizeof(c->request_id), "%016lx-%08lx", (unsigned long)salt,
-		 (unsigned long)++seq);
-}
-
-/* Headers are complete: pick the body limit from the route. */
-static void on_headers(struct conn *c)
-{
-	struct route rt;
-	const char *url = http_span_ptr(&c->req, c->req.url);
-	const char *q = memchr(url, '?', c->req.url.len);
-	size_t plen = q ? (size_t)(q - url) : c->req.url.len;
-	router_route(url, plen, &rt);
-	if (rt.kind == ROUTE_INVOKE) {
-		struct function *fn = server_find_function(rt.fn, rt.fn_len);
-		if (fn)
-			c->req.body_limit = fn->cfg.max_body_bytes;
-	} else if (rt.kind == ROUTE_ADMIN || rt.kind == ROUTE_PROXY) {
-		if (rt.kind == ROUTE_ADMIN)
-			endpoints_on_headers(c, &rt);
-		else
-			proxy_on_headers(c, &rt);
-		if (c->state != CONN_READING)
-			return; /* refused: no 100 Continue */
-	}
-	/* 25 bytes into an idle socket's send buffer: a plain send never blocks */
-	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-	if (c->req.expect_continue && c->req.body.len == 0 &&
-	    (c->req.parser.content_length == ULLONG_MAX ||
-	     c->req.parser.content_length <= c->req.body_limit)) {
-		ssize_t r = send(c->fd, cont, sizeof(cont) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-		(void)r;
-	}
-}
-
-static void on_request(struct conn *c)
-{
-	timer_cancel(&c->sh->timers, &c->rtimer);
-	c->start_ns = now_ns();
-	c->state = CONN_WAITING;
-	c->sh->n_active++;
-	set_request_id(c);
-	struct route rt;
-	const char *url = http_span_ptr(&c->req, c->req.url);
-	const char *q = memchr(url, '?', c->req.url.len);
-	size_t plen = q ? (size_t)(q - url) : c->req.url.len;
-	router_route(url, plen, &rt);
-	if (rt.kind != ROUTE_INVOKE) {
-		endpoints_handle(c, &rt);
-		return;
-	}
-	struct function *fn = rt.version ? server_find_version(rt.fn, rt.fn_len, rt.version)
-					 : server_find_function(rt.fn, rt.fn_len);
-	if (!fn) {
-		COUNT(server.metrics.http_errors, 404);
-		if (rt.version)
-			conn_respond_error(c, 404, "function %.*s has no version %u", (int)rt.fn_len,
-					   rt.fn, rt.version);
-		else
-			conn_respond_error(c, 404, "function not found: %.*s", (int)rt.fn_len, rt.fn);
-		return;
-	}
-	if (!strcmp(fn->cfg.auth_type, "function") && !endpoints_authorized(c)) {
-		COUNT(server.metrics.http_errors, 401);
-		conn_respond_error(c, 401, "function %s needs a token (httpTrigger.authType: function)",
-				   fn->cfg.name);
-		return;
-	}
-	c->fn = fn;
-	c->sub = rt.sub;
-	c->sub_len = rt.sub_len;
-	pool_submit(pool_get(c->sh, fn), c);
-}
-
 static void process(struct conn *c)
 {
 	/* bounded: each turn consumes input or changes state */
@@ -432,9 +376,13 @@ static void process(struct conn *c)
 		if (s == HTTP_PARTIAL) {
 			return;
 		} else if (s == HTTP_HEADERS) {
-			on_headers(c);
+			hooks.headers(c);
 		} else if (s == HTTP_DONE) {
-			on_request(c);
+			timer_cancel(&c->sh->timers, &c->rtimer);
+			c->start_ns = now_ns();
+			c->state = CONN_WAITING;
+			c->sh->n_active++;
+			hooks.request(c);
 		} else {
 			c->close_after_send = true;
 			c->start_ns = now_ns();

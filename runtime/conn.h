@@ -1,8 +1,10 @@
 /*
- * A client connection: reads requests (HTTP/1.1, keep-alive, pipelining),
- * answers built-in endpoints itself and hands invocations to a pool. One
- * request of a connection is handled at a time; pipelined requests wait in
- * the read buffer, so responses keep their order.
+ * A client connection, HTTP/1.1 only: reads requests (keep-alive,
+ * pipelining, chunked bodies, limits and read timeouts) and writes their
+ * answers. What a request means is the front end's (front.h), called
+ * through conn_hooks. One request of a connection is handled at a time;
+ * pipelined requests wait in the read buffer, so responses keep their
+ * order.
  */
 #ifndef THAW_CONN_H
 #define THAW_CONN_H
@@ -15,10 +17,12 @@
 #include "http.h"
 #include "timer.h"
 
-struct shard;
-struct io_uring_cqe;
+#include "loop.h"
+#include "request.h"
+#include "router.h"
+
 struct function;
-struct instance;
+struct invocation;
 struct imagestore_upload;
 
 enum conn_state { CONN_READING, CONN_WAITING, CONN_WRITING, CONN_CLOSING };
@@ -28,32 +32,37 @@ struct conn {
 	struct shard *sh;
 	enum conn_state state;
 	unsigned ops;         /* io_uring operations in flight */
+	struct loop_op recv_op, send_op;
 	bool recv_armed, send_inflight, close_after_send;
 	struct http_req req;
 	struct buf out;
 	size_t out_sent;
 	struct timer rtimer;  /* header/body read or keep-alive idle */
-	/* the invocation under way */
-	struct function *fn;
-	struct timer deadline;
+	/* the request under way */
 	int64_t start_ns;
-	char request_id[65];
-	struct instance *inst; /* running on, or NULL */
-	unsigned slot;
-	struct conn *qnext, *qprev; /* pool queue links */
-	bool queued;
-	const char *sub;       /* handler path view */
-	size_t sub_len;
+	char request_id[REQUEST_ID_MAX + 1];
+	struct function *fn;     /* the function it invokes: metrics, access log */
+	struct invocation *inv;  /* at a pool, or NULL */
+	struct route route;      /* routed at the head (front.h) */
+	const char *route_base;  /* the target's address then: views move with it */
 	struct proxy *proxy;   /* a /proxy relay under way */
 	struct imagestore_upload *upload; /* PUT /admin/blobs/... being stored */
 	struct conn *next_conn, *prev_conn; /* the shard's list */
 };
 
-/* Takes a freshly accepted fd. */
+/* What requests mean: set once, before the loops start. headers runs when a
+ * request's head is in (set the body limit, refuse early), request when it
+ * is whole (answer it, now or later, with conn_respond*), closed when c
+ * closes (its operations may still complete; nothing more is read). */
+struct conn_hooks {
+	void (*headers)(struct conn *c);
+	void (*request)(struct conn *c);
+	void (*closed)(struct conn *c);
+};
+void conn_set_hooks(const struct conn_hooks *h);
+
+/* Takes a freshly accepted fd (503 and closed past --max-connections). */
 void conn_accept(struct shard *sh, int fd);
-/* io_uring completions. */
-void conn_on_recv(struct conn *c, struct io_uring_cqe *cqe);
-void conn_on_send(struct conn *c, int res);
 /* Answers the invocation of c (from the pool): a whole response. */
 void conn_respond(struct conn *c, int status, const char *ctype, const char *body, size_t len,
 		  const struct channel_kv *headers, unsigned n_headers);
@@ -61,9 +70,11 @@ void conn_respond_error(struct conn *c, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Answers from an instance's decoded CH_RESPONSE. */
 void conn_respond_channel(struct conn *c, const struct channel_response *r);
-/* Closes c: in-flight work is detached; memory goes once no operation of
+/* Closes c: its invocation is cancelled; memory goes once no operation of
  * c is in flight. */
 void conn_close(struct conn *c);
+/* Closes every connection of sh (shutdown). */
+void conn_close_all(struct shard *sh);
 /* An operation counted in c->ops by another module completed. */
 void conn_op_done(struct conn *c);
 

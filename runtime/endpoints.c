@@ -8,8 +8,8 @@
 #include "conn.h"
 #include "journal.h"
 #include "log.h"
+#include "auth.h"
 #include "pool.h"
-#include "proxy.h"
 #include "router.h"
 #include "server.h"
 #include "timer.h"
@@ -87,32 +87,6 @@ static void metrics(struct conn *c)
 	buf_free(&b);
 }
 
-/* Whether the len bytes at given are the admin token, in a time that
- * depends on the token's length only: memcmp stops at the first byte that
- * differs, which would let a client find the token a byte at a time from
- * the answer's timing. Every byte of the token is compared, a wrong length
- * included (it only sets the result). */
-static bool token_equal(const char *given, size_t len)
-{
-	const char *tok = server.admin_token;
-	size_t tl = strlen(tok);
-	unsigned char diff = len != tl;
-	for (size_t i = 0; i < tl; i++)
-		diff |= (unsigned char)(tok[i] ^ (i < len ? given[i] : 0));
-	return diff == 0;
-}
-
-bool endpoints_authorized(const struct conn *c)
-{
-	struct http_span v;
-	if (http_req_header(&c->req, "x-thaw-token", &v))
-		return token_equal(http_span_ptr(&c->req, v), v.len);
-	if (!http_req_header(&c->req, "authorization", &v) || v.len < 7)
-		return false;
-	const char *p = http_span_ptr(&c->req, v);
-	return strncasecmp(p, "Bearer ", 7) == 0 && token_equal(p + 7, v.len - 7);
-}
-
 static cJSON *version_json(struct function *fn)
 {
 	cJSON *f = cJSON_CreateObject();
@@ -167,8 +141,7 @@ static cJSON *function_json(struct fn_name *nm)
 }
 
 /* A new version is in the registry: start it, remember it, answer. */
-static void deployed(struct conn *c, struct shard *sh, struct config *cfg,
-		     const struct imagestore_image *img)
+static void deployed(struct conn *c, struct config *cfg, const struct imagestore_image *img)
 {
 	struct function *fn;
 	if (server_add_function(cfg, img, 0, &fn)) {
@@ -185,7 +158,7 @@ static void deployed(struct conn *c, struct shard *sh, struct config *cfg,
 	journal_deploy(fn->cfg.name, fn->version, fn->cfg.dir, img ? img->digest : NULL);
 	atomic_store(&fn->journaled, true);
 	/* start it now: it takes traffic once ready (a broken one never does) */
-	pool_warm(pool_get(sh, fn));
+	pool_warm(pool_of(fn));
 	if (c->state != CONN_CLOSING)
 		respond_json(c, 201, version_json(fn));
 }
@@ -220,7 +193,7 @@ static void image_deploy_done(struct job *j)
 			conn_respond_error(c, d->rc == -ENOENT ? 404 : 400, "%s", d->err);
 	} else {
 		pr_info("image %s unpacked in %.1f ms", d->digest, d->ms);
-		deployed(c, j->sh, &d->cfg, &d->img); /* the client may be gone: deploy anyway */
+		deployed(c, &d->cfg, &d->img); /* the client may be gone: deploy anyway */
 	}
 	free(d);
 	conn_op_done(c);
@@ -260,7 +233,7 @@ static void admin_add(struct conn *c)
 	if (ret)
 		conn_respond_error(c, 400, "%s", err);
 	else
-		deployed(c, c->sh, &cfg, NULL);
+		deployed(c, &cfg, NULL);
 }
 
 static void unauthorized(struct conn *c)
@@ -283,7 +256,7 @@ void endpoints_on_headers(struct conn *c, const struct route *rt)
 		return;
 	/* refused before a byte of the body is stored */
 	c->close_after_send = true;
-	if (!endpoints_authorized(c)) {
+	if (!auth_admin(&c->req)) {
 		unauthorized(c);
 		return;
 	}
@@ -543,7 +516,7 @@ static void admin_function(struct conn *c, const char *rest, size_t len)
 
 static void admin(struct conn *c, const struct route *rt)
 {
-	if (!endpoints_authorized(c)) {
+	if (!auth_admin(&c->req)) {
 		unauthorized(c);
 		return;
 	}
@@ -597,9 +570,6 @@ void endpoints_handle(struct conn *c, const struct route *rt)
 		return;
 	case ROUTE_ADMIN:
 		admin(c, rt);
-		return;
-	case ROUTE_PROXY:
-		proxy_start(c, rt);
 		return;
 	case ROUTE_BAD_PATH:
 		COUNT(server.metrics.http_errors, 400);

@@ -10,9 +10,6 @@ struct route;
 
 #include <stdbool.h>
 
-/* True when c carries the admin token (Authorization: Bearer, or
- * X-Thaw-Token). */
-bool endpoints_authorized(const struct conn *c);
 /* At the head of a request (before its body): starts streaming an
  * upload (PUT /admin/blobs/DIGEST) to disk, or refuses it at once. */
 void endpoints_on_headers(struct conn *c, const struct route *rt);

@@ -1,21 +1,14 @@
 #define LOG_PREFIX "loop: "
 #include "loop.h"
-#include "conn.h"
 #include "jobs.h"
 #include "log.h"
 #include "mem.h"
-#include "pool.h"
-#include "proxy.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -23,6 +16,16 @@
 #define BUF_GROUP 1
 #define NBUFS 1024
 #define BUF_SIZE 16384
+
+_Thread_local struct shard *shard_self;
+static struct shard_hooks hooks;
+/* IORING_OP_MSG_RING works here (probed by the first shard_init) */
+static int have_msg_ring = -1;
+
+void shard_set_hooks(const struct shard_hooks *h)
+{
+	hooks = *h;
+}
 
 struct io_uring_sqe *shard_sqe(struct shard *sh)
 {
@@ -34,26 +37,71 @@ struct io_uring_sqe *shard_sqe(struct shard *sh)
 	return sqe;
 }
 
-static int listen_socket(void)
+void shard_wake(struct shard *sh)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(server.opt.port) };
-	if (inet_pton(AF_INET, server.opt.listen, &a.sin_addr) != 1) {
-		pr_err("--listen %s: not an IPv4 address", server.opt.listen);
-		return -EINVAL;
+	uint64_t one = 1;
+	if (write(sh->wake_fd, &one, sizeof(one)) < 0)
+		pr_perror("waking loop %u", sh->id);
+}
+
+static void post_locked(struct shard *to, struct loop_op *op, int res)
+{
+	op->res = res;
+	pthread_mutex_lock(&to->done_lock);
+	op->next = to->posted;
+	to->posted = op;
+	pthread_mutex_unlock(&to->done_lock);
+	shard_wake(to);
+}
+
+/* user_data of our own completion of a MSG_RING: the op, tagged. Only a
+ * failure completes (IOSQE_CQE_SKIP_SUCCESS): then the list takes it. */
+#define POST_TAG 1u
+
+void shard_post(struct shard *to, struct loop_op *op, int res)
+{
+	struct shard *from = shard_self;
+	op->post_to = to;
+	if (!from || from == to || !have_msg_ring) {
+		post_locked(to, op, res);
+		return;
 	}
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4096) < 0) {
-		int err = -errno;
-		pr_perror("listen on %s:%u", server.opt.listen, server.opt.port);
-		close(fd);
-		return err;
+	struct io_uring_sqe *sqe = shard_sqe(from);
+	io_uring_prep_msg_ring(sqe, to->ring.ring_fd, (unsigned)res, (uint64_t)(uintptr_t)op, 0);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	op->res = res;
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | POST_TAG);
+}
+
+/* Ops posted through the list, oldest first. */
+static void run_posted(struct shard *sh)
+{
+	pthread_mutex_lock(&sh->done_lock);
+	struct loop_op *op = sh->posted, *rev = NULL;
+	sh->posted = NULL;
+	pthread_mutex_unlock(&sh->done_lock);
+	while (op) {
+		struct loop_op *next = op->next;
+		op->next = rev;
+		rev = op;
+		op = next;
 	}
-	return fd;
+	for (op = rev; op;) {
+		struct loop_op *next = op->next;
+		struct io_uring_cqe cqe = { .user_data = (uint64_t)(uintptr_t)op, .res = op->res };
+		op->cb(op, &cqe);
+		op = next;
+	}
+}
+
+static void probe_msg_ring(struct io_uring *ring)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+	have_msg_ring = p && io_uring_opcode_supported(p, IORING_OP_MSG_RING);
+	if (p)
+		io_uring_free_probe(p);
+	if (!have_msg_ring)
+		pr_info("no IORING_OP_MSG_RING: loops hand work over through an eventfd");
 }
 
 /* Provided buffers let one multishot recv serve every connection without a
@@ -91,11 +139,19 @@ void shard_recycle_buf(struct shard *sh, unsigned bid)
 	io_uring_buf_ring_advance(sh->br, 1);
 }
 
-int shard_init(struct shard *sh, unsigned id)
+static void on_accept(struct loop_op *op, struct io_uring_cqe *cqe);
+static void on_wake(struct loop_op *op, struct io_uring_cqe *cqe);
+static void on_timeout(struct loop_op *op, struct io_uring_cqe *cqe);
+
+int shard_init(struct shard *sh, unsigned id, int listen_fd)
 {
 	memset(sh, 0, sizeof(*sh));
 	sh->id = id;
 	sh->timeout_at = -1;
+	sh->listen_fd = listen_fd;
+	sh->accept_op.cb = on_accept;
+	sh->wake_op.cb = on_wake;
+	sh->timeout_op.cb = on_timeout;
 	/* one thread submits and reaps: completions run only when it waits
 	 * (6.1+); fall back flag by flag on older kernels */
 	static const unsigned flag_sets[] = {
@@ -113,14 +169,11 @@ int shard_init(struct shard *sh, unsigned id)
 	}
 	if (ret < 0) {
 		pr_err("io_uring_queue_init: %s", strerror(-ret));
+		close(listen_fd);
 		return ret;
 	}
-	sh->listen_fd = listen_socket();
-	if (sh->listen_fd < 0) {
-		ret = sh->listen_fd;
-		io_uring_queue_exit(&sh->ring);
-		return ret;
-	}
+	if (have_msg_ring < 0)
+		probe_msg_ring(&sh->ring);
 	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
 	pthread_mutex_init(&sh->done_lock, NULL);
 	setup_buf_ring(sh);
@@ -131,7 +184,7 @@ static void arm_accept(struct shard *sh)
 {
 	struct io_uring_sqe *sqe = shard_sqe(sh);
 	io_uring_prep_multishot_accept(sqe, sh->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, OP_DATA(sh, OP_ACCEPT));
+	loop_op_prep(sqe, &sh->accept_op);
 	sh->accept_armed = true;
 }
 
@@ -139,11 +192,12 @@ static void arm_wake(struct shard *sh)
 {
 	struct io_uring_sqe *sqe = shard_sqe(sh);
 	io_uring_prep_read(sqe, sh->wake_fd, &sh->wake_val, sizeof(sh->wake_val), 0);
-	io_uring_sqe_set_data64(sqe, OP_DATA(sh, OP_WAKE));
+	loop_op_prep(sqe, &sh->wake_op);
 }
 
-static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
+static void on_accept(struct loop_op *op, struct io_uring_cqe *cqe)
 {
+	struct shard *sh = container_of(op, struct shard, accept_op);
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		sh->accept_armed = false;
 	if (cqe->res < 0) {
@@ -151,53 +205,59 @@ static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
 			pr_warn("accept: %s", strerror(-cqe->res));
 		return;
 	}
-	int fd = cqe->res;
-	unsigned total = 0;
-	for (unsigned i = 0; i < server.n_shards; i++)
-		total += server.shards[i]->n_conns;
-	if (total >= server.opt.max_connections) {
-		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: "
-					   "application/json\r\ncontent-length: 39\r\nconnection: "
-					   "close\r\n\r\n{\"error\": \"too many open connections\"}";
-		ssize_t r = send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-		(void)r;
-		close(fd);
-		atomic_fetch_add(&server.metrics.http_errors[503], 1);
-		return;
-	}
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	conn_accept(sh, fd);
+	hooks.accept(sh, cqe->res);
 }
 
-/* SIGTERM: stop accepting; the loop ends once nothing is under way here. */
+/* Drain: stop accepting; report once nothing is under way here. */
 static void start_drain(struct shard *sh)
 {
 	sh->draining = true;
 	struct io_uring_sqe *sqe = shard_sqe(sh);
-	io_uring_prep_cancel64(sqe, OP_DATA(sh, OP_ACCEPT), 0);
+	io_uring_prep_cancel(sqe, &sh->accept_op, 0);
 	io_uring_sqe_set_data64(sqe, 0);
 	shutdown(sh->listen_fd, SHUT_RD);
 }
 
-static void check_drained(struct shard *sh)
+void shard_drain(struct shard *sh, atomic_uint *drained)
 {
-	bool queued = false;
-	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n && !queued; i++)
-		queued = sh->pools[i] && sh->pools[i]->q_len;
-	if (!sh->n_active && !queued) {
-		sh->drained_reported = true;
-		atomic_fetch_add(&server.drained, 1);
-	}
+	sh->drained = drained;
+	atomic_store(&sh->drain_req, true);
+	shard_wake(sh);
+}
+
+void shard_stop(struct shard *sh)
+{
+	atomic_store(&sh->stop_req, true);
+	shard_wake(sh);
+}
+
+static void on_wake(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct shard *sh = container_of(op, struct shard, wake_op);
+	(void)cqe;
+	jobs_complete(sh);
+	run_posted(sh);
+	if (atomic_load(&sh->stop_req))
+		sh->stopping = true;
+	else
+		arm_wake(sh);
+	if (atomic_load(&sh->drain_req) && !sh->draining)
+		start_drain(sh);
+}
+
+static void on_timeout(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct shard *sh = container_of(op, struct shard, timeout_op);
+	(void)cqe;
+	/* any completion of an armed timeout (fired or not) frees its slot */
+	sh->timeout_at = -1;
 }
 
 static void tick(struct timer *t)
 {
-	struct shard *sh = (struct shard *)((char *)t - offsetof(struct shard, tick));
+	struct shard *sh = container_of(t, struct shard, tick);
 	int64_t now = now_ns();
-	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n; i++)
-		if (sh->pools[i])
-			pool_tick(sh->pools[i], now);
+	hooks.tick(sh, now);
 	timer_set(&sh->timers, &sh->tick, now + 1000000000LL, tick);
 }
 
@@ -214,60 +274,7 @@ static void arm_timeout(struct shard *sh)
 	sh->timeout_ts.tv_nsec = next % 1000000000;
 	struct io_uring_sqe *sqe = shard_sqe(sh);
 	io_uring_prep_timeout(sqe, &sh->timeout_ts, 0, IORING_TIMEOUT_ABS);
-	io_uring_sqe_set_data64(sqe, OP_DATA(sh, OP_TIMEOUT));
-}
-
-static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
-{
-	uint64_t ud = io_uring_cqe_get_data64(cqe);
-	if (!ud)
-		return;
-	void *ptr = (void *)(uintptr_t)(ud & ~OP_TAG_MASK);
-	switch ((enum op_tag)(ud & OP_TAG_MASK)) {
-	case OP_TIMEOUT:
-		/* any completion of an armed timeout (fired or not) frees its slot */
-		sh->timeout_at = -1;
-		break;
-	case OP_ACCEPT:
-		on_accept(sh, cqe);
-		break;
-	case OP_CONN_RECV:
-		conn_on_recv(ptr, cqe);
-		break;
-	case OP_CONN_SEND:
-		conn_on_send(ptr, cqe->res);
-		break;
-	case OP_INST_RECV:
-		instance_on_recv(ptr, cqe->res);
-		break;
-	case OP_INST_SEND:
-		instance_on_send(ptr, cqe->res);
-		break;
-	case OP_INST_LOG:
-		instance_on_log(ptr, cqe->res);
-		break;
-	case OP_PROXY_CONNECT:
-		proxy_on_connect(ptr, cqe->res);
-		break;
-	case OP_PROXY_SEND:
-		proxy_on_send(ptr, cqe->res);
-		break;
-	case OP_PROXY_RECV:
-		proxy_on_recv(ptr, cqe->res);
-		break;
-	case OP_PROXY_CLIENT_SEND:
-		proxy_on_client_send(ptr, cqe->res);
-		break;
-	case OP_WAKE:
-		jobs_complete(sh);
-		if (atomic_load(&server.stopping))
-			sh->stopping = true;
-		else
-			arm_wake(sh);
-		if (atomic_load(&server.draining) && !sh->draining)
-			start_drain(sh);
-		break;
-	}
+	loop_op_prep(sqe, &sh->timeout_op);
 }
 
 static void reap_cqes(struct shard *sh)
@@ -276,44 +283,41 @@ static void reap_cqes(struct shard *sh)
 	unsigned head, n = 0;
 	io_uring_for_each_cqe(&sh->ring, head, cqe)
 	{
-		dispatch(sh, cqe);
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+		struct loop_op *op = (struct loop_op *)(uintptr_t)(ud & ~(uint64_t)POST_TAG);
+		if (ud & POST_TAG) /* a post that did not go through: the slow way */
+			post_locked(op->post_to, op, op->res);
+		else if (op)
+			op->cb(op, cqe);
 		n++;
 	}
 	io_uring_cq_advance(&sh->ring, n);
 }
 
-/* Closes every connection and instance, then runs the ring until their
- * operations have completed and their memory is freed (at most 2 s). */
+/* Closes everything through the hook, then runs the ring until nothing
+ * of it is left (at most 2 s): other loops may still hand work back. */
 static void shutdown_all(struct shard *sh)
 {
-	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n; i++)
-		if (sh->pools[i])
-			pool_shutdown(sh->pools[i]);
-	for (struct conn *c = sh->conns, *next; c; c = next) {
-		next = c->next_conn;
-		conn_close(c);
-	}
+	hooks.shutdown(sh);
 	int64_t end = now_ns() + 2000000000LL;
-	while ((sh->n_conns || sh->n_instances) && now_ns() < end) {
-		struct __kernel_timespec ts = { 0, 50000000 };
+	while (hooks.alive(sh) && now_ns() < end) {
+		struct __kernel_timespec ts = { 0, 20000000 };
 		struct io_uring_cqe *cqe;
 		io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
 		reap_cqes(sh);
 		jobs_complete(sh); /* restores finishing now are stopped at once */
+		run_posted(sh);
+		timer_run(&sh->timers, now_ns());
 	}
-	if (sh->n_conns || sh->n_instances)
+	if (hooks.alive(sh))
 		pr_warn("loop %u: %u connections and %u instances still closing at exit", sh->id,
 			sh->n_conns, sh->n_instances);
-	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n; i++)
-		if (sh->pools[i]) {
-			pool_free(sh->pools[i]);
-			sh->pools[i] = NULL;
-		}
 }
 
 void *shard_main(void *arg)
 {
 	struct shard *sh = arg;
+	shard_self = sh;
 	/* Debian's liburing 2.3 declares io_uring_enable_rings but lacks it */
 	if (sh->ring_disabled &&
 	    syscall(__NR_io_uring_register, sh->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
@@ -321,24 +325,14 @@ void *shard_main(void *arg)
 	arm_accept(sh);
 	arm_wake(sh);
 	timer_set(&sh->timers, &sh->tick, now_ns() + 1000000000LL, tick);
-	/* shard 0 warms each function's serving version, and a newer one that
-	 * was still starting when the daemon stopped (it takes over once ready) */
-	for (unsigned i = 0; sh->id == 0 && i < atomic_load(&server.n_names); i++) {
-		struct fn_name *nm = server.names[i];
-		struct function *cur = atomic_load(&nm->current);
-		struct function *last = fn_name_newest(nm);
-		if (atomic_load(&nm->removed))
-			continue;
-		if (cur)
-			pool_warm(pool_get(sh, cur));
-		if (last != cur && atomic_load(&last->state) == FN_STARTING)
-			pool_warm(pool_get(sh, last));
-	}
+	hooks.start(sh);
 	while (!sh->stopping) {
 		if (!sh->accept_armed && !sh->draining)
 			arm_accept(sh);
-		if (sh->draining && !sh->drained_reported)
-			check_drained(sh);
+		if (sh->draining && !sh->drained_reported && !hooks.active(sh)) {
+			sh->drained_reported = true;
+			atomic_fetch_add(sh->drained, 1);
+		}
 		arm_timeout(sh);
 		int ret = io_uring_submit_and_wait(&sh->ring, 1);
 		if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY) {

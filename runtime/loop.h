@@ -1,49 +1,64 @@
 /*
- * One io_uring event loop ("shard"): listener, client connections, instance
- * channels and timers of one thread. Loop shape: submit_and_wait ->
- * for_each_cqe -> dispatch on the tag packed into user_data -> cq_advance.
+ * One io_uring event loop ("shard") per thread: its listener, timers and
+ * the operations of whatever lives on it. The loop knows no clients: every
+ * operation embeds a `struct loop_op` whose callback it calls with the
+ * completion (libuv's uv__io_t, redis's aeFileEvent).
+ *
+ * Loop shape: submit_and_wait -> for_each_cqe -> op->cb(op, cqe) ->
+ * cq_advance. Other threads hand work to a loop with shard_post(): an
+ * IORING_OP_MSG_RING completion on the target ring where the kernel has it
+ * (5.18+), else (or when that fails) a locked list and the loop's eventfd.
  */
 #ifndef THAW_LOOP_H
 #define THAW_LOOP_H
 
 #include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "server.h"
 #include "timer.h"
 
-struct job;
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
-/* user_data = pointer | tag. */
-enum op_tag {
-	OP_TIMEOUT = 0, /* ptr: shard; user_data 0 = ignore */
-	OP_ACCEPT,      /* ptr: shard */
-	OP_CONN_RECV,   /* ptr: conn */
-	OP_CONN_SEND,   /* ptr: conn */
-	OP_INST_RECV,   /* ptr: instance */
-	OP_INST_SEND,   /* ptr: instance */
-	OP_INST_LOG,    /* ptr: instance */
-	OP_WAKE,        /* ptr: shard (eventfd: stop, or jobs done) */
-	OP_PROXY_CONNECT, /* ptr: proxy */
-	OP_PROXY_SEND,
-	OP_PROXY_RECV,
-	OP_PROXY_CLIENT_SEND,
+struct loop_op;
+/* cqe->res is the operation's result (for a posted op: the value posted). */
+typedef void (*loop_op_fn)(struct loop_op *op, struct io_uring_cqe *cqe);
+
+/* An operation in flight, embedded in its owner; user_data points at it. */
+struct loop_op {
+	loop_op_fn cb;
+	struct loop_op *next; /* posted through the locked list */
+	int res;              /* posted: the value */
+	struct shard *post_to;
 };
-/* objects come from malloc: 16-byte aligned, so 4 tag bits */
-#define OP_TAG_MASK 15ULL
-#define OP_DATA(ptr, tag) ((uint64_t)(uintptr_t)(ptr) | (uint64_t)(tag))
 
-struct pool;
+struct shard;
+
+/* What the layer above does with a loop; set once before the loops start. */
+struct shard_hooks {
+	void (*start)(struct shard *sh);          /* the loop thread began */
+	void (*accept)(struct shard *sh, int fd); /* a new client connection */
+	void (*tick)(struct shard *sh, int64_t now); /* once a second */
+	bool (*active)(struct shard *sh); /* requests under way: drain waits */
+	/* stop: close everything; the loop then runs until alive() is false */
+	void (*shutdown)(struct shard *sh);
+	bool (*alive)(struct shard *sh);
+};
+void shard_set_hooks(const struct shard_hooks *h);
 
 struct shard {
 	unsigned id;
 	struct io_uring ring;
 	int listen_fd;
-	int wake_fd; /* eventfd: stop (server.stopping) or finished jobs */
+	int wake_fd; /* eventfd: stop, posted ops, or jobs done */
 	pthread_mutex_t done_lock;
 	struct job *done_jobs; /* finished jobs whose done() is due here */
+	struct loop_op *posted; /* ops posted without MSG_RING, newest first */
 	uint64_t wake_val;
+	struct loop_op accept_op, wake_op, timeout_op;
 	bool accept_armed;
 	bool ring_disabled; /* made with R_DISABLED: the loop thread enables it */
 	/* provided buffers for multishot recv (when the kernel has them) */
@@ -54,25 +69,44 @@ struct shard {
 	struct timer_heap timers;
 	struct __kernel_timespec timeout_ts;
 	int64_t timeout_at; /* deadline of the armed io_uring timeout, -1 none */
-	struct pool *pools[MAX_FUNCTIONS];
+	struct conn *conns;   /* open client connections (conn.h's list) */
 	unsigned n_conns;
-	struct conn *conns;     /* every open connection, for shutdown */
-	unsigned n_instances;   /* instance objects not yet freed */
+	unsigned n_instances; /* instance objects not yet freed (the pools') */
 	unsigned n_active; /* requests between their last byte and their response sent */
+	atomic_bool stop_req, drain_req; /* set by shard_stop / shard_drain */
+	atomic_uint *drained;
 	bool draining, drained_reported;
 	bool stopping;
 	pthread_t thread;
-	struct timer tick; /* 1 s housekeeping: retries, scale-in */
+	struct timer tick; /* 1 s housekeeping */
 };
 
-/* Creates the ring and listener of shard id. Returns 0 or -errno. */
-int shard_init(struct shard *sh, unsigned id);
-/* Runs until stopped through wake_fd. */
+/* The shard whose loop runs on this thread, or NULL (main, job workers). */
+extern _Thread_local struct shard *shard_self;
+
+/* Creates the ring of shard id, serving listen_fd (taken: closed by
+ * shard_fini). Returns 0 or -errno. */
+int shard_init(struct shard *sh, unsigned id, int listen_fd);
+/* Runs the loop until shard_stop. */
 void *shard_main(void *arg);
 void shard_fini(struct shard *sh);
+/* From any thread: stop accepting and report drained once active() is false
+ * (drained counts such shards)... */
+void shard_drain(struct shard *sh, atomic_uint *drained);
+/* ...or stop: hooks.shutdown, then the loop ends. */
+void shard_stop(struct shard *sh);
+/* Wakes the loop (jobs done). */
+void shard_wake(struct shard *sh);
 
 /* Gets an SQE, submitting when the ring is full. Never NULL. */
 struct io_uring_sqe *shard_sqe(struct shard *sh);
+static inline void loop_op_prep(struct io_uring_sqe *sqe, struct loop_op *op)
+{
+	io_uring_sqe_set_data(sqe, op);
+}
+/* Runs op->cb(op, cqe with res) on to's loop. Callable from any thread;
+ * op must stay valid until its callback ran. Never fails. */
+void shard_post(struct shard *to, struct loop_op *op, int res);
 
 /* Provided-buffer recv helpers (used by conn.c). */
 void shard_recycle_buf(struct shard *sh, unsigned bid);

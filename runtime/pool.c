@@ -2,11 +2,12 @@
 #include "pool.h"
 #include "pool_internal.h"
 #include "channel.h"
-#include "conn.h"
+#include "invocation.h"
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
 #include "reslimit.h"
+#include "server.h"
 
 #include <errno.h>
 #include <math.h>
@@ -24,16 +25,24 @@
 #define RECV_CHUNK 65536
 
 
-struct pool *pool_get(struct shard *sh, struct function *fn)
+static void warm_posted(struct loop_op *op, struct io_uring_cqe *cqe);
+
+struct pool *pool_of(struct function *fn)
 {
-	struct pool *p = sh->pools[fn->index];
-	if (!p) {
-		p = xcalloc(1, sizeof(*p));
-		p->sh = sh;
-		p->fn = fn;
-		p->load_at = p->tick_at = p->last_request_ns = now_ns();
-		autoscale_init(&p->as, &fn->cfg.scaling);
-		sh->pools[fn->index] = p;
+	struct pool *p = atomic_load(&fn->pool);
+	if (p)
+		return p;
+	p = xcalloc(1, sizeof(*p));
+	p->sh = server.shards[fn->index % server.n_shards];
+	p->fn = fn;
+	p->load_at = p->tick_at = p->last_request_ns = now_ns();
+	p->warm_op.cb = warm_posted;
+	autoscale_init(&p->as, &fn->cfg.scaling);
+	struct pool *none = NULL;
+	if (!atomic_compare_exchange_strong(&fn->pool, &none, p)) {
+		autoscale_fini(&p->as); /* another loop made it first */
+		free(p);
+		return none;
 	}
 	return p;
 }
@@ -80,7 +89,7 @@ static void arm_recv(struct instance *in)
 	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
 	io_uring_prep_recv(sqe, in->proc.channel_fd, in->in.data + in->in.len,
 			   in->in.cap - in->in.len, 0);
-	io_uring_sqe_set_data64(sqe, OP_DATA(in, OP_INST_RECV));
+	loop_op_prep(sqe, &in->recv_op);
 	in->recv_armed = true;
 	in->ops++;
 }
@@ -90,7 +99,7 @@ static void arm_log(struct instance *in)
 	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
 	io_uring_prep_read(sqe, in->proc.log_fd, in->log + in->log_len,
 			   sizeof(in->log) - in->log_len, 0);
-	io_uring_sqe_set_data64(sqe, OP_DATA(in, OP_INST_LOG));
+	loop_op_prep(sqe, &in->log_op);
 	in->log_armed = true;
 	in->ops++;
 }
@@ -100,7 +109,7 @@ static void arm_send(struct instance *in)
 	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
 	io_uring_prep_send(sqe, in->proc.channel_fd, in->out.data + in->out_sent,
 			   in->out.len - in->out_sent, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, OP_DATA(in, OP_INST_SEND));
+	loop_op_prep(sqe, &in->send_op);
 	in->send_inflight = true;
 	in->ops++;
 }
@@ -133,6 +142,17 @@ void pool__maybe_free(struct instance *in)
 	free(in);
 }
 
+static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe);
+static void on_send(struct loop_op *op, struct io_uring_cqe *cqe);
+static void on_log(struct loop_op *op, struct io_uring_cqe *cqe);
+
+void pool__init_ops(struct instance *in)
+{
+	in->recv_op.cb = on_recv;
+	in->send_op.cb = on_send;
+	in->log_op.cb = on_log;
+}
+
 /* --- starting ----------------------------------------------------------- */
 
 static void init_timeout(struct timer *t)
@@ -153,10 +173,23 @@ void pool__watch_instance(struct instance *in)
 		  now_ns() + (int64_t)server.opt.init_timeout_s * 1000000000, init_timeout);
 }
 
+static void warm_posted(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct pool *p = container_of(op, struct pool, warm_op);
+	(void)cqe;
+	atomic_store(&p->warm_posted, false);
+	if (p->n_live == 0 && !p->sh->stopping)
+		pool__start_instance(p);
+}
+
 void pool_warm(struct pool *p)
 {
-	if (p->n_live == 0)
-		pool__start_instance(p);
+	if (p->sh == shard_self) {
+		if (p->n_live == 0)
+			pool__start_instance(p);
+	} else if (!atomic_exchange(&p->warm_posted, true)) {
+		shard_post(p->sh, &p->warm_op, 0);
+	}
 }
 
 static void on_ready(struct instance *in, const char *payload, size_t len)
@@ -205,66 +238,30 @@ static void on_init_failed(struct instance *in, const char *payload, size_t len)
 
 /* --- requests ----------------------------------------------------------- */
 
-static bool hop_by_hop(const char *name, size_t len)
-{
-	static const char *const skip[] = { "connection", "keep-alive", "transfer-encoding",
-					    "upgrade", "te", "expect", "content-length" };
-	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
-		if (strlen(skip[i]) == len && strncasecmp(name, skip[i], len) == 0)
-			return true;
-	/* clients may not set the platform's own x-fc-* headers, but the request id */
-	return len > 5 && strncasecmp(name, "x-fc-", 5) == 0 &&
-	       !(len == 15 && strncasecmp(name, "x-fc-request-id", 15) == 0);
-}
-
-static int64_t realtime_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void run_on(struct instance *in, struct conn *c)
+static void run_on(struct instance *in, struct invocation *inv)
 {
 	unsigned slot = 0;
 	while (in->slots[slot].id)
 		slot++;
 	int before = pool__category(in);
 	uint64_t id = ++in->next_id;
-	in->slots[slot] = (struct inst_slot){ .id = id, .conn = c };
+	in->slots[slot] = (struct inst_slot){ .id = id, .inv = inv };
 	in->inflight++;
 	pool__gauge_move(in, before);
-	c->inst = in;
-	c->slot = slot;
+	inv->state = INV_RUNNING;
+	inv->inst = in;
+	inv->slot = slot;
 	pool__account(in->pool);
-	/* header views are not NUL-terminated: copy names and values once */
-	struct http_req *r = &c->req;
-	struct buf hb = { 0 };
-	struct channel_kv kv[HTTP_MAX_HEADERS];
-	size_t offs[HTTP_MAX_HEADERS][2];
-	uint32_t n = 0;
-	for (unsigned i = 0; i < r->n_headers; i++) {
-		const struct http_header_ref *h = &r->headers[i];
-		if (hop_by_hop(http_span_ptr(r, h->name), h->name.len))
-			continue;
-		offs[n][0] = hb.len;
-		buf_append(&hb, http_span_ptr(r, h->name), h->name.len);
-		buf_append(&hb, "", 1);
-		offs[n][1] = hb.len;
-		buf_append(&hb, http_span_ptr(r, h->value), h->value.len);
-		buf_append(&hb, "", 1);
-		n++;
+	/* the frame is whole: number it, and hand it over without a copy
+	 * when nothing else waits to be sent */
+	memcpy(inv->frame.data + offsetof(struct channel_hdr, id), &id, sizeof(id));
+	if (!in->pending.len) {
+		struct buf t = in->pending;
+		in->pending = inv->frame;
+		inv->frame = t;
+	} else {
+		buf_append(&in->pending, inv->frame.data, inv->frame.len);
 	}
-	for (uint32_t i = 0; i < n; i++)
-		kv[i] = (struct channel_kv){ hb.data + offs[i][0], hb.data + offs[i][1] };
-	const char *url = http_span_ptr(r, r->url);
-	const char *q = memchr(url, '?', r->url.len);
-	size_t qlen = q ? r->url.len - (size_t)(q - url) - 1 : 0;
-	int64_t left_ms = (c->deadline.at_ns - now_ns()) / 1000000;
-	channel_put_request(&in->pending, id, http_req_method(r), c->sub, c->sub_len,
-			    q ? q + 1 : "", qlen, c->request_id, realtime_ms() + left_ms, kv, n,
-			    r->body.data ? r->body.data : "", r->body.len);
-	buf_free(&hb);
 	pool__flush(in);
 }
 
@@ -279,7 +276,7 @@ static struct instance *free_instance(struct pool *p)
 	return best;
 }
 
-static void enqueue(struct pool *p, struct conn *c)
+static void enqueue(struct pool *p, struct invocation *c)
 {
 	c->qnext = NULL;
 	c->qprev = p->q_tail;
@@ -288,13 +285,13 @@ static void enqueue(struct pool *p, struct conn *c)
 	else
 		p->q_head = c;
 	p->q_tail = c;
-	c->queued = true;
+	c->state = INV_QUEUED;
 	p->q_len++;
 	atomic_fetch_add(&p->fn->metrics.queue_depth, 1);
 	pool__account(p);
 }
 
-static void dequeue(struct pool *p, struct conn *c)
+static void dequeue(struct pool *p, struct invocation *c)
 {
 	if (c->qprev)
 		c->qprev->qnext = c->qnext;
@@ -304,7 +301,7 @@ static void dequeue(struct pool *p, struct conn *c)
 		c->qnext->qprev = c->qprev;
 	else
 		p->q_tail = c->qprev;
-	c->queued = false;
+	c->state = INV_NEW;
 	p->q_len--;
 	atomic_fetch_sub(&p->fn->metrics.queue_depth, 1);
 	pool__account(p);
@@ -314,34 +311,18 @@ void pool__drain_queue(struct pool *p)
 {
 	struct instance *in;
 	while (p->q_head && (in = free_instance(p))) {
-		struct conn *c = p->q_head;
-		dequeue(p, c);
-		run_on(in, c);
+		struct invocation *inv = p->q_head;
+		dequeue(p, inv);
+		run_on(in, inv);
 	}
 }
 
+static void cancel(struct pool *p, struct invocation *inv, bool deadline);
+
 static void deadline_fired(struct timer *t)
 {
-	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, deadline));
-	pool_cancel(c, true);
-}
-
-/* Seconds from an X-Timeout header ("2.5", "2.5s", "300ms"), or -1. */
-static double header_timeout(struct http_req *r)
-{
-	struct http_span v;
-	if (!http_req_header(r, "x-timeout", &v) || v.len == 0 || v.len > 31)
-		return -1;
-	char s[32];
-	memcpy(s, http_span_ptr(r, v), v.len);
-	s[v.len] = '\0';
-	char *end;
-	double x = strtod(s, &end);
-	if (end == s || !isfinite(x) || x <= 0)
-		return -1;
-	if (strcmp(end, "ms") == 0)
-		return x / 1000;
-	return (*end == '\0' || strcmp(end, "s") == 0) ? x : -1;
+	struct invocation *inv = container_of(t, struct invocation, deadline);
+	cancel(pool_of(inv->fn), inv, true);
 }
 
 /* Failed a moment ago (starts wait RETRY_AFTER_FAIL_NS), or never starts. */
@@ -351,32 +332,64 @@ static bool failed_recently(struct pool *p)
 				 now_ns() - p->last_fail_ns < RETRY_AFTER_FAIL_NS);
 }
 
-void pool_submit(struct pool *p, struct conn *c)
+/* On the pool's loop: runs inv, queues it, or answers it at once. */
+static void take(struct pool *p, struct invocation *inv)
 {
 	struct function *fn = p->fn;
-	p->last_request_ns = c->start_ns;
-	double secs = fn->cfg.timeout_s, h = header_timeout(&c->req);
-	if (h > 0 && h < secs)
-		secs = h;
-	timer_set(&p->sh->timers, &c->deadline, c->start_ns + (int64_t)(secs * 1e9), deadline_fired);
+	if (atomic_load(&inv->cancelled)) {
+		invocation_fail(inv, INVOCATION_CANCELLED, "the client went away");
+		return;
+	}
+	p->last_request_ns = inv->start_ns;
+	timer_set(&p->sh->timers, &inv->deadline, inv->deadline_ns, deadline_fired);
 	struct instance *in = free_instance(p);
 	if (in) {
-		run_on(in, c);
+		run_on(in, inv);
 		return;
 	}
 	if (p->n_ready == 0 && failed_recently(p)) {
 		char msg[512];
 		function_error(fn, msg, sizeof(msg));
-		conn_respond_error(c, 503, "function %s is unavailable: %s", fn->cfg.name, msg);
+		timer_cancel(&p->sh->timers, &inv->deadline);
+		invocation_fail(inv, 503, "function %s is unavailable: %s", fn->cfg.name, msg);
 		return;
 	}
 	if (p->q_len >= fn->cfg.scaling.max_queue) {
-		conn_respond_error(c, 429, "function %s is busy: %u requests queued", fn->cfg.name,
-				   p->q_len);
+		timer_cancel(&p->sh->timers, &inv->deadline);
+		invocation_fail(inv, 429, "function %s is busy: %u requests queued", fn->cfg.name,
+				p->q_len);
 		return;
 	}
-	enqueue(p, c);
+	enqueue(p, inv);
 	pool__scale_up(p);
+}
+
+static void submit_posted(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct invocation *inv = container_of(op, struct invocation, submit_op);
+	(void)cqe;
+	take(pool_of(inv->fn), inv);
+}
+
+static void cancel_posted(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct invocation *inv = container_of(op, struct invocation, cancel_op);
+	(void)cqe;
+	cancel(pool_of(inv->fn), inv, false);
+	invocation_put(inv);
+}
+
+void pool_submit(struct invocation *inv)
+{
+	struct pool *p = pool_of(inv->fn);
+	inv->runs_on = p->sh;
+	inv->cancel_op.cb = cancel_posted;
+	if (p->sh == shard_self) {
+		take(p, inv);
+		return;
+	}
+	inv->submit_op.cb = submit_posted;
+	shard_post(p->sh, &inv->submit_op, 0);
 }
 
 void pool__scale_up(struct pool *p)
@@ -393,39 +406,42 @@ void pool__scale_up(struct pool *p)
 	 * will start instances when it is done) */
 	if (!p->n_live && p->q_len && atomic_load(&p->fn->snap_state) != SNAP_TAKING)
 		while (p->q_head) {
-			struct conn *c = p->q_head;
+			struct invocation *inv = p->q_head;
 			char msg[512];
-			dequeue(p, c);
+			dequeue(p, inv);
+			timer_cancel(&p->sh->timers, &inv->deadline);
 			function_error(p->fn, msg, sizeof(msg));
-			conn_respond_error(c, 503, "function %s is unavailable: %s",
-					   p->fn->cfg.name, msg);
+			invocation_fail(inv, 503, "function %s is unavailable: %s",
+					p->fn->cfg.name, msg);
 		}
 }
 
-void pool_cancel(struct conn *c, bool deadline)
+/* The origin gave up on inv, or its deadline passed: it leaves the queue
+ * or its instance (which a deadline recycles: the handler is stuck on it). */
+static void cancel(struct pool *p, struct invocation *inv, bool deadline)
 {
-	struct function *fn = c->fn;
-	struct pool *p = fn ? c->sh->pools[fn->index] : NULL;
-	if (!p)
-		return;
-	timer_cancel(&c->sh->timers, &c->deadline);
-	if (!deadline && (c->queued || c->inst))
-		atomic_fetch_add_explicit(&fn->metrics.cancelled, 1, memory_order_relaxed);
-	if (c->queued)
-		dequeue(p, c);
-	struct instance *in = c->inst;
-	if (in) {
-		in->slots[c->slot].conn = NULL;
-		c->inst = NULL;
-		/* the client went away: the handler may stop (a deadline
-		 * recycles the instance below instead) */
-		if (!deadline)
-			instance_cancel(&in->proc, in->slots[c->slot].id);
-	}
+	struct function *fn = p->fn;
+	if (inv->state == INV_NEW || inv->state == INV_DONE)
+		return; /* not here yet (take() sees the flag), or answered */
+	timer_cancel(&p->sh->timers, &inv->deadline);
 	if (!deadline)
+		atomic_fetch_add_explicit(&fn->metrics.cancelled, 1, memory_order_relaxed);
+	if (inv->state == INV_QUEUED)
+		dequeue(p, inv);
+	struct instance *in = inv->inst;
+	if (in) {
+		in->slots[inv->slot].inv = NULL;
+		inv->inst = NULL;
+		/* the client went away: the handler may stop */
+		if (!deadline)
+			instance_cancel(&in->proc, in->slots[inv->slot].id);
+	}
+	if (!deadline) {
+		invocation_fail(inv, INVOCATION_CANCELLED, "the client went away");
 		return;
-	conn_respond_error(c, 504, "function %s did not answer within its deadline", fn->cfg.name);
-	if (in) /* the handler is stuck on it: recycle the instance */
+	}
+	invocation_fail(inv, 504, "function %s did not answer within its deadline", fn->cfg.name);
+	if (in)
 		pool__kill_instance(in, 502, "instance recycled after a request passed its deadline");
 }
 
@@ -438,7 +454,7 @@ static void on_response(struct instance *in, uint64_t id, const char *payload, s
 		pool__kill_instance(in, 502, "instance answered an unknown request");
 		return;
 	}
-	struct conn *c = in->slots[i].conn;
+	struct invocation *inv = in->slots[i].inv;
 	int before = pool__category(in);
 	in->slots[i] = (struct inst_slot){ 0 };
 	in->inflight--;
@@ -456,16 +472,18 @@ static void on_response(struct instance *in, uint64_t id, const char *payload, s
 	}
 	struct channel_response r;
 	if (channel_decode_response(payload, len, &r) < 0) {
-		if (c) {
-			c->inst = NULL;
-			conn_respond_error(c, 502, "instance sent a malformed response");
+		if (inv) {
+			inv->inst = NULL;
+			timer_cancel(&in->pool->sh->timers, &inv->deadline);
+			invocation_fail(inv, 502, "instance sent a malformed response");
 		}
 		pool__kill_instance(in, 502, "instance sent a malformed response");
 		return;
 	}
-	if (c) {
-		c->inst = NULL;
-		conn_respond_channel(c, &r);
+	if (inv) {
+		inv->inst = NULL;
+		timer_cancel(&in->pool->sh->timers, &inv->deadline);
+		invocation_answer(inv, payload, len);
 	}
 	pool__drain_queue(in->pool);
 }
@@ -511,8 +529,10 @@ static const char *describe_exit(struct instance *in, char *buf, size_t len)
 	return "instance closed its channel";
 }
 
-void instance_on_recv(struct instance *in, int res)
+static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 {
+	struct instance *in = container_of(op, struct instance, recv_op);
+	int res = cqe->res;
 	in->recv_armed = false;
 	in->ops--;
 	if (in->state == I_DEAD) {
@@ -549,8 +569,10 @@ void instance_on_recv(struct instance *in, int res)
 	arm_recv(in);
 }
 
-void instance_on_send(struct instance *in, int res)
+static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 {
+	struct instance *in = container_of(op, struct instance, send_op);
+	int res = cqe->res;
 	in->send_inflight = false;
 	in->ops--;
 	if (in->state == I_DEAD) {
@@ -579,8 +601,10 @@ static void log_line(struct instance *in, const char *line, size_t len)
 	fnlog_write(&fn->name->log, fn->cfg.name, fn->version, in->proc.pid, line, len);
 }
 
-void instance_on_log(struct instance *in, int res)
+static void on_log(struct loop_op *op, struct io_uring_cqe *cqe)
 {
+	struct instance *in = container_of(op, struct instance, log_op);
+	int res = cqe->res;
 	in->log_armed = false;
 	in->ops--;
 	if (res > 0)
@@ -628,12 +652,13 @@ void pool__kill_instance(struct instance *in, int status, const char *why)
 		kill(in->proc.pid, SIGKILL);
 	/* only this instance's own requests fail */
 	for (unsigned i = 0; i < p->fn->cfg.instance_concurrency; i++) {
-		struct conn *c = in->slots[i].conn;
-		if (!c)
+		struct invocation *inv = in->slots[i].inv;
+		if (!inv)
 			continue;
-		in->slots[i].conn = NULL;
-		c->inst = NULL;
-		conn_respond_error(c, status, "function %s: %s", p->fn->cfg.name, why);
+		in->slots[i].inv = NULL;
+		inv->inst = NULL;
+		timer_cancel(&p->sh->timers, &inv->deadline);
+		invocation_fail(inv, status, "function %s: %s", p->fn->cfg.name, why);
 	}
 	if (status == 503)
 		pr_info("%s: instance pid %d stopped: %s", p->fn->cfg.name, in->proc.pid, why);
@@ -713,9 +738,10 @@ void pool_shutdown(struct pool *p)
 {
 	show_scaling(p, 0, false);
 	while (p->q_head) {
-		struct conn *c = p->q_head;
-		dequeue(p, c);
-		conn_respond_error(c, 503, "daemon shutting down");
+		struct invocation *inv = p->q_head;
+		dequeue(p, inv);
+		timer_cancel(&p->sh->timers, &inv->deadline);
+		invocation_fail(inv, 503, "daemon shutting down");
 	}
 	while (p->instances)
 		pool__kill_instance(p->instances, 503, "daemon shutting down");

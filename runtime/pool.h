@@ -1,7 +1,11 @@
 /*
- * A function's instances and request queue within one shard.
+ * A function version's instances and request queue: one pool per version
+ * for the whole daemon, owned by one loop (the version's index modulo the
+ * loops), so maxInstances, minInstances and the autoscaler are per
+ * function. Invocations arrive from any loop (pool_submit hands them over
+ * with shard_post, no lock) and their answers go back the same way.
  *
- * pool_submit() runs a request on a free instance, or queues it (bounded:
+ * pool_submit() runs an invocation on a free instance, or queues it (bounded:
  * 429 past maxQueueLength) and starts another instance if the function may
  * have more. Deadlines cover queueing: a queued request past its deadline
  * gets 504 and leaves the queue; a running one gets 504 and its instance is
@@ -15,22 +19,25 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <stdatomic.h>
+
 #include "autoscale.h"
 #include "buf.h"
 #include "instance.h"
 #include "jobs.h"
+#include "loop.h"
 #include "reslimit.h"
 #include "timer.h"
 
 struct shard;
 struct function;
-struct conn;
+struct invocation;
 
 enum inst_state { I_STARTING, I_READY, I_DEAD };
 
 struct inst_slot {
-	uint64_t id;       /* 0: free */
-	struct conn *conn; /* NULL when the client went away */
+	uint64_t id;             /* 0: free */
+	struct invocation *inv;  /* NULL: the warmup, or the client went away */
 };
 
 struct instance {
@@ -50,6 +57,7 @@ struct instance {
 	struct reslimit_groups limit_groups;
 	int64_t restored_ns;       /* criu done: CH_RESTORED sent */
 	unsigned ops; /* io_uring operations in flight */
+	struct loop_op recv_op, send_op, log_op;
 	bool recv_armed, send_inflight, log_armed;
 	struct buf in, out;
 	size_t out_sent;
@@ -67,11 +75,11 @@ struct instance {
 };
 
 struct pool {
-	struct shard *sh;
+	struct shard *sh; /* the loop it runs on */
 	struct function *fn;
 	struct instance *instances;
 	unsigned n_live, n_starting, n_ready;
-	struct conn *q_head, *q_tail;
+	struct invocation *q_head, *q_tail;
 	unsigned q_len;
 	int64_t last_fail_ns;
 	int64_t last_request_ns;
@@ -82,20 +90,20 @@ struct pool {
 	struct autoscaler as;
 	unsigned desired_shown; /* this pool's share of the metric gauges */
 	bool panic_shown;
+	struct loop_op warm_op;
+	atomic_bool warm_posted;
 };
 
-/* The shard's pool of fn, created on first use. */
-struct pool *pool_get(struct shard *sh, struct function *fn);
-/* Starts the function's first instance (at load). */
+/* fn's pool, made on first use (from any thread). */
+struct pool *pool_of(struct function *fn);
+/* Starts the function's first instance unless one is live (from any
+ * thread: the pool's loop does it). */
 void pool_warm(struct pool *p);
-void pool_submit(struct pool *p, struct conn *c);
-/* The client of c went away or its deadline passed: detach it. */
-void pool_cancel(struct conn *c, bool deadline);
-/* io_uring completions of an instance. */
-void instance_on_recv(struct instance *in, int res);
-void instance_on_send(struct instance *in, int res);
-void instance_on_log(struct instance *in, int res);
-/* Housekeeping once a second: retries, scale-in of idle extras. */
+/* Runs inv (made by invocation_new, frame and deadline set) on fn's pool;
+ * its answer comes through inv->on_done on the calling loop. From a loop
+ * thread. */
+void pool_submit(struct invocation *inv);
+/* Housekeeping once a second, on the pool's loop: retries, scale-in. */
 void pool_tick(struct pool *p, int64_t now);
 /* Kills every instance (shutdown); their memory goes as their operations
  * complete. */

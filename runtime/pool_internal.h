@@ -19,6 +19,8 @@ void pool__account(struct pool *p);
 void pool__scale_up(struct pool *p);
 void pool__drain_queue(struct pool *p);
 void pool__watch_instance(struct instance *in);
+/* Sets the callbacks of in's channel and log operations. */
+void pool__init_ops(struct instance *in);
 
 /* pool_start.c */
 /* A restore when the function has a snapshot, a cold start otherwise; NULL

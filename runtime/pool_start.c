@@ -2,7 +2,6 @@
 #include "pool.h"
 #include "pool_internal.h"
 #include "channel.h"
-#include "conn.h"
 #include "fnsnap.h"
 #include "log.h"
 #include "loop.h"
@@ -33,6 +32,7 @@ static struct instance *new_instance(struct pool *p)
 	in->state = I_STARTING;
 	in->slots = xcalloc(p->fn->cfg.instance_concurrency, sizeof(*in->slots));
 	in->started_ns = now_ns();
+	pool__init_ops(in);
 	in->proc = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = -1, .log_fd = -1 };
 	p->sh->n_instances++;
 	return in;
@@ -309,7 +309,7 @@ bool pool__take_snapshot(struct instance *in)
 	}
 	struct config_warmup *w = &fn->cfg.warmup;
 	in->warmup_id = ++in->next_id;
-	in->slots[0] = (struct inst_slot){ .id = in->warmup_id, .conn = NULL };
+	in->slots[0] = (struct inst_slot){ .id = in->warmup_id, .inv = NULL };
 	in->inflight++;
 	channel_put_request(&in->pending, in->warmup_id, w->method, w->path, strlen(w->path), "",
 			    0, "warmup", 0, NULL, 0, w->body ? w->body : "", w->body_len);

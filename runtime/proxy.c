@@ -1,7 +1,8 @@
 #define LOG_PREFIX "proxy: "
 #include "proxy.h"
 #include "conn.h"
-#include "endpoints.h"
+#include "auth.h"
+#include "headers.h"
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
@@ -32,6 +33,7 @@ struct proxy {
 	char relay[RELAY_BUF]; /* upstream bytes on their way to the client */
 	size_t relay_len, relay_sent;
 	unsigned ops;
+	struct loop_op connect_op, send_op, recv_op, client_send_op;
 	struct conn *sending; /* the client whose fd a send of ours uses */
 	bool sent_any;
 };
@@ -76,51 +78,6 @@ static bool sneaky(const char *p, size_t len)
 	return false;
 }
 
-static bool is(const char *n, size_t len, const char *name)
-{
-	return strlen(name) == len && !strncasecmp(n, name, len);
-}
-
-/* Hop-by-hop headers, the token, and what build_request sets itself (a
- * client's X-Forwarded-*, X-ProxyContextPath or x-fc-request-id would sit
- * beside ours and could be taken for the proxy's word). */
-static bool skip_header(const char *n, size_t len)
-{
-	static const char *const drop[] = {
-		"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-		"te", "trailer", "expect", "content-length", "host", "authorization",
-		"x-thaw-token", "proxy-authorization", "forwarded", "x-proxycontextpath",
-		"x-fc-request-id",
-	};
-	for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
-		if (is(n, len, drop[i]))
-			return true;
-	return len >= 12 && !strncasecmp(n, "x-forwarded-", 12);
-}
-
-/* Whether a Connection header of the client names this header: it is then
- * hop-by-hop too and not forwarded (RFC 9110 7.6.1). Bounded by the
- * request's headers (at most HTTP_MAX_HEADERS, of bounded size). */
-static bool named_by_connection(const struct http_req *r, const char *n, size_t len)
-{
-	for (unsigned i = 0; i < r->n_headers; i++) {
-		const struct http_header_ref *h = &r->headers[i];
-		if (!is(http_span_ptr(r, h->name), h->name.len, "connection"))
-			continue;
-		const char *v = http_span_ptr(r, h->value), *end = v + h->value.len;
-		while (v < end) {
-			while (v < end && (*v == ',' || *v == ' ' || *v == '\t'))
-				v++;
-			const char *tok = v;
-			while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-				v++;
-			if ((size_t)(v - tok) == len && !strncasecmp(tok, n, len))
-				return true;
-		}
-	}
-	return false;
-}
-
 static void build_request(struct proxy *px, const struct route *rt)
 {
 	struct http_req *r = &px->c->req;
@@ -131,8 +88,7 @@ static void build_request(struct proxy *px, const struct route *rt)
 		   (int)rt->sub_len, rt->sub, (int)qlen, q ? q : "", px->port);
 	for (unsigned i = 0; i < r->n_headers; i++) {
 		const struct http_header_ref *h = &r->headers[i];
-		if (skip_header(http_span_ptr(r, h->name), h->name.len) ||
-		    named_by_connection(r, http_span_ptr(r, h->name), h->name.len))
+		if (!header_passes(HOP_TO_UPSTREAM, r, http_span_ptr(r, h->name), h->name.len))
 			continue;
 		buf_printf(&px->req, "%.*s: %.*s\r\n", (int)h->name.len, http_span_ptr(r, h->name),
 			   (int)h->value.len, http_span_ptr(r, h->value));
@@ -145,9 +101,14 @@ static void build_request(struct proxy *px, const struct route *rt)
 	buf_append(&px->req, r->body.data, r->body.len);
 }
 
-static void submit(struct proxy *px, struct io_uring_sqe *sqe, enum op_tag tag)
+static void on_connect(struct loop_op *op, struct io_uring_cqe *cqe);
+static void on_send(struct loop_op *op, struct io_uring_cqe *cqe);
+static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe);
+static void on_client_send(struct loop_op *op, struct io_uring_cqe *cqe);
+
+static void submit(struct proxy *px, struct io_uring_sqe *sqe, struct loop_op *op)
 {
-	io_uring_sqe_set_data64(sqe, OP_DATA(px, tag));
+	loop_op_prep(sqe, op);
 	px->ops++;
 }
 
@@ -188,7 +149,7 @@ static void fail(struct proxy *px, int status, const char *what, int err)
 /* Answers 401 or 403 and returns true when c may not use the proxy. */
 static bool refused(struct conn *c, const struct route *rt)
 {
-	if (!endpoints_authorized(c)) {
+	if (!auth_admin(&c->req)) {
 		conn_respond_error(c, 401, "proxy: needs the admin token (X-Thaw-Token or Authorization: Bearer)");
 		return true;
 	}
@@ -220,6 +181,10 @@ void proxy_start(struct conn *c, const struct route *rt)
 		return;
 	}
 	struct proxy *px = xcalloc(1, sizeof(*px));
+	px->connect_op.cb = on_connect;
+	px->send_op.cb = on_send;
+	px->recv_op.cb = on_recv;
+	px->client_send_op.cb = on_client_send;
 	px->c = c;
 	px->sh = c->sh;
 	px->port = rt->port;
@@ -235,7 +200,7 @@ void proxy_start(struct conn *c, const struct route *rt)
 					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct io_uring_sqe *sqe = shard_sqe(px->sh);
 	io_uring_prep_connect(sqe, px->fd, (struct sockaddr *)&px->addr, sizeof(px->addr));
-	submit(px, sqe, OP_PROXY_CONNECT);
+	submit(px, sqe, &px->connect_op);
 }
 
 static void send_upstream(struct proxy *px)
@@ -243,14 +208,14 @@ static void send_upstream(struct proxy *px)
 	struct io_uring_sqe *sqe = shard_sqe(px->sh);
 	io_uring_prep_send(sqe, px->fd, px->req.data + px->req_sent, px->req.len - px->req_sent,
 			   MSG_NOSIGNAL);
-	submit(px, sqe, OP_PROXY_SEND);
+	submit(px, sqe, &px->send_op);
 }
 
 static void recv_upstream(struct proxy *px)
 {
 	struct io_uring_sqe *sqe = shard_sqe(px->sh);
 	io_uring_prep_recv(sqe, px->fd, px->relay, sizeof(px->relay), 0);
-	submit(px, sqe, OP_PROXY_RECV);
+	submit(px, sqe, &px->recv_op);
 }
 
 static void send_client(struct proxy *px)
@@ -258,13 +223,15 @@ static void send_client(struct proxy *px)
 	struct io_uring_sqe *sqe = shard_sqe(px->sh);
 	io_uring_prep_send(sqe, px->c->fd, px->relay + px->relay_sent,
 			   px->relay_len - px->relay_sent, MSG_NOSIGNAL);
-	submit(px, sqe, OP_PROXY_CLIENT_SEND);
+	submit(px, sqe, &px->client_send_op);
 	px->sending = px->c;
 	px->c->ops++; /* the client's fd must outlive this send */
 }
 
-void proxy_on_connect(struct proxy *px, int res)
+static void on_connect(struct loop_op *op, struct io_uring_cqe *cqe)
 {
+	struct proxy *px = container_of(op, struct proxy, connect_op);
+	int res = cqe->res;
 	px->ops--;
 	if (!px->c)
 		return maybe_free(px);
@@ -273,8 +240,10 @@ void proxy_on_connect(struct proxy *px, int res)
 	send_upstream(px);
 }
 
-void proxy_on_send(struct proxy *px, int res)
+static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 {
+	struct proxy *px = container_of(op, struct proxy, send_op);
+	int res = cqe->res;
 	px->ops--;
 	if (!px->c)
 		return maybe_free(px);
@@ -287,8 +256,10 @@ void proxy_on_send(struct proxy *px, int res)
 		recv_upstream(px);
 }
 
-void proxy_on_recv(struct proxy *px, int res)
+static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 {
+	struct proxy *px = container_of(op, struct proxy, recv_op);
+	int res = cqe->res;
 	px->ops--;
 	if (!px->c)
 		return maybe_free(px);
@@ -305,8 +276,10 @@ void proxy_on_recv(struct proxy *px, int res)
 	send_client(px);
 }
 
-void proxy_on_client_send(struct proxy *px, int res)
+static void on_client_send(struct loop_op *op, struct io_uring_cqe *cqe)
 {
+	struct proxy *px = container_of(op, struct proxy, client_send_op);
+	int res = cqe->res;
 	px->ops--;
 	struct conn *sent_on = px->sending;
 	px->sending = NULL;

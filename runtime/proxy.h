@@ -33,11 +33,6 @@ struct route;
 void proxy_on_headers(struct conn *c, const struct route *rt);
 /* Answers c's /proxy request: an error, or starts the relay. */
 void proxy_start(struct conn *c, const struct route *rt);
-/* io_uring completions. */
-void proxy_on_connect(struct proxy *px, int res);
-void proxy_on_send(struct proxy *px, int res);
-void proxy_on_recv(struct proxy *px, int res);
-void proxy_on_client_send(struct proxy *px, int res);
 /* The client connection is closing. */
 void proxy_detach(struct proxy *px);
 /* Parses --proxy-ports "8080,9001"; 0 or -EINVAL. */

@@ -1,6 +1,9 @@
 #define LOG_PREFIX "server: "
 #include "server.h"
+#include "conn.h"
+#include "front.h"
 #include "http.h"
+#include "invocation.h"
 #include "jobs.h"
 #include "fnsnap.h"
 #include "history.h"
@@ -10,9 +13,11 @@
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
+#include "pool.h"
 #include "reslimit.h"
 #include "snapshot/snapshot.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -471,13 +476,110 @@ static void raise_fd_limit(void)
 	}
 }
 
-static void wake_shards(void)
+/* --- what the loops do (loop.h's hooks) ---------------------------------- */
+
+/* The pool of fn when sh runs it, else NULL. */
+static struct pool *pool_here(struct shard *sh, struct function *fn)
 {
-	for (unsigned i = 0; i < server.n_shards; i++) {
-		uint64_t one = 1;
-		if (write(server.shards[i]->wake_fd, &one, sizeof(one)) < 0)
-			pr_perror("wake");
+	struct pool *p = atomic_load(&fn->pool);
+	return p && p->sh == sh ? p : NULL;
+}
+
+/* Each loop warms the serving version of the functions it runs, and a newer
+ * one still starting when the daemon stopped (it takes over once ready). */
+static void loop_start(struct shard *sh)
+{
+	for (unsigned i = 0; i < atomic_load(&server.n_names); i++) {
+		struct fn_name *nm = server.names[i];
+		struct function *cur = atomic_load(&nm->current);
+		struct function *last = fn_name_newest(nm);
+		if (atomic_load(&nm->removed))
+			continue;
+		if (cur && pool_of(cur)->sh == sh)
+			pool_warm(pool_of(cur));
+		if (last != cur && atomic_load(&last->state) == FN_STARTING &&
+		    pool_of(last)->sh == sh)
+			pool_warm(pool_of(last));
 	}
+}
+
+static void loop_tick(struct shard *sh, int64_t now)
+{
+	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n; i++) {
+		struct pool *p = pool_here(sh, server.functions[i]);
+		if (p)
+			pool_tick(p, now);
+	}
+}
+
+static bool loop_active(struct shard *sh)
+{
+	return sh->n_active > 0;
+}
+
+static void loop_shutdown(struct shard *sh)
+{
+	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n; i++) {
+		struct pool *p = pool_here(sh, server.functions[i]);
+		if (p)
+			pool_shutdown(p);
+	}
+	conn_close_all(sh);
+}
+
+/* Another loop may still answer or cancel an invocation through this one. */
+static bool loop_alive(struct shard *sh)
+{
+	return sh->n_conns || sh->n_instances || invocation_alive();
+}
+
+static int listen_socket(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(server.opt.port) };
+	if (inet_pton(AF_INET, server.opt.listen, &a.sin_addr) != 1) {
+		pr_err("--listen %s: not an IPv4 address", server.opt.listen);
+		return -EINVAL;
+	}
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4096) < 0) {
+		int err = -errno;
+		pr_perror("listen on %s:%u", server.opt.listen, server.opt.port);
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* One loop per thread, each with its own SO_REUSEPORT listener. */
+static int start_loops(void)
+{
+	static const struct shard_hooks hooks = {
+		.start = loop_start,
+		.accept = conn_accept,
+		.tick = loop_tick,
+		.active = loop_active,
+		.shutdown = loop_shutdown,
+		.alive = loop_alive,
+	};
+	shard_set_hooks(&hooks);
+	front_init();
+	server.n_shards = server.opt.threads;
+	for (unsigned i = 0; i < server.n_shards; i++) {
+		int fd = listen_socket(), ret;
+		if (fd < 0)
+			return fd;
+		server.shards[i] = xcalloc(1, sizeof(struct shard));
+		if ((ret = shard_init(server.shards[i], i, fd)))
+			return ret;
+	}
+	for (unsigned i = 0; i < server.n_shards; i++)
+		pthread_create(&server.shards[i]->thread, NULL, shard_main, server.shards[i]);
+	return 0;
 }
 
 /* Graceful stop: no new connections; requests under way and queued finish,
@@ -491,7 +593,8 @@ static void drain(const sigset_t *stop)
 	pr_info("draining: finishing requests under way (at most %u s; signal again to stop now)",
 		longest);
 	atomic_store(&server.draining, true);
-	wake_shards();
+	for (unsigned i = 0; i < server.n_shards; i++)
+		shard_drain(server.shards[i], &server.drained);
 	int64_t end = now_ns() + (int64_t)longest * 1000000000 + 500000000;
 	while (atomic_load(&server.drained) < server.n_shards && now_ns() < end) {
 		struct timespec ts = { 0, 50000000 };
@@ -588,23 +691,23 @@ int server_run(void)
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
-	server.n_shards = o->threads;
-	for (unsigned i = 0; i < server.n_shards; i++) {
-		server.shards[i] = xcalloc(1, sizeof(struct shard));
-		if ((ret = shard_init(server.shards[i], i)))
-			return ret;
-	}
-	for (unsigned i = 0; i < server.n_shards; i++)
-		pthread_create(&server.shards[i]->thread, NULL, shard_main, server.shards[i]);
+	if ((ret = start_loops()))
+		return ret;
 	pr_info("listening on %s:%u with %u loop(s), state in %s", o->listen, o->port,
 		server.n_shards, o->state_dir);
 	int sig;
 	sigwait(&stop, &sig);
 	drain(&stop);
 	atomic_store(&server.stopping, true);
-	wake_shards();
+	for (unsigned i = 0; i < server.n_shards; i++)
+		shard_stop(server.shards[i]);
 	for (unsigned i = 0; i < server.n_shards; i++)
 		pthread_join(server.shards[i]->thread, NULL);
+	for (unsigned i = 0, n = atomic_load(&server.n_functions); i < n; i++) {
+		struct pool *p = atomic_exchange(&server.functions[i]->pool, NULL);
+		if (p)
+			pool_free(p);
+	}
 	/* restores still under way end here: their done() kills the copies */
 	jobs_stop();
 	for (unsigned i = 0; i < server.n_shards; i++) {

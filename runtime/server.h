@@ -35,6 +35,7 @@ enum snap_state { SNAP_NONE, SNAP_TAKING, SNAP_READY, SNAP_OFF };
 
 struct fn_name;
 struct imagestore_image;
+struct pool;
 
 /* One deployed version of a function. Versions are never freed while the
  * daemon runs: requests that started on one finish on it. */
@@ -66,6 +67,7 @@ struct function {
 	_Atomic double init_ms, dump_ms, restore_ms;
 	atomic_uint_least64_t snap_bytes;
 	atomic_bool snap_dropped; /* removed: its snapshot folder is deleted */
+	_Atomic(struct pool *) pool; /* made on first use (pool_of) */
 };
 
 /* A function name: its versions and the one serving. Traffic switches

@@ -121,31 +121,37 @@ struct worker {
 	struct buf out;
 };
 
-static void serve(struct worker *w, uint64_t id, const struct channel_request *cr)
+void host__request_view(const struct channel_request *cr, struct thaw_header **hdrs,
+			uint32_t *cap, struct thaw_request *out)
 {
-	if (cr->n_headers > w->hdrs_cap) {
-		w->hdrs_cap = cr->n_headers < 32 ? 32 : cr->n_headers;
-		free(w->hdrs);
-		w->hdrs = xmalloc(w->hdrs_cap * sizeof(*w->hdrs));
+	if (cr->n_headers > *cap) {
+		*cap = cr->n_headers < 32 ? 32 : cr->n_headers;
+		free(*hdrs);
+		*hdrs = xmalloc(*cap * sizeof(**hdrs));
 	}
 	const char *cursor = cr->headers;
 	for (uint32_t i = 0; i < cr->n_headers; i++) {
 		struct channel_kv kv;
 		channel_next_header(&cursor, &kv);
-		w->hdrs[i].name = kv.name;
-		w->hdrs[i].value = kv.value;
+		(*hdrs)[i] = (struct thaw_header){ kv.name, kv.value };
 	}
-	const struct thaw_request req = {
+	*out = (struct thaw_request){
 		.method = cr->method,
 		.path = cr->path,
 		.query = cr->query,
-		.headers = w->hdrs,
+		.headers = *hdrs,
 		.n_headers = cr->n_headers,
 		.body = cr->body,
 		.body_len = cr->body_len,
 		.request_id = cr->request_id,
 		.deadline_ms = cr->deadline_ms,
 	};
+}
+
+static void serve(struct worker *w, uint64_t id, const struct channel_request *cr)
+{
+	struct thaw_request req;
+	host__request_view(cr, &w->hdrs, &w->hdrs_cap, &req);
 	struct running *run = &running[w->slot];
 	atomic_store(&run->cancelled, false);
 	atomic_store(&run->id, id);

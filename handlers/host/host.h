@@ -45,6 +45,10 @@ uint32_t host__response_finish(struct thaw_response *res);
 /* Appends the CH_RESPONSE frame for res to out, after host__response_finish. */
 void host__response_encode(struct thaw_response *res, uint64_t id, struct buf *out);
 
+/* The handler's view of a decoded CH_REQUEST: *hdrs (grown as needed, *cap
+ * entries, the caller's to free) and out point into cr's frame. */
+void host__request_view(const struct channel_request *cr, struct thaw_header **hdrs,
+			uint32_t *cap, struct thaw_request *out);
 /* Runs the handler's invoke() for req into res (reset first); a failure
  * without an answer becomes a 500 error answer. */
 void host__invoke(const struct thaw_request *req, struct thaw_response *res);

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "mem.h"
+#include "request.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -211,7 +212,9 @@ struct front {
 	int lfd;
 	struct http_req req;
 	struct thaw_response res; /* reused across requests */
-	struct buf strings;       /* path, query, header names and values, NUL-terminated */
+	struct buf frame;         /* the request as the daemon's channel carries it */
+	struct thaw_header *hdrs; /* views into frame */
+	uint32_t hdrs_cap;
 	struct buf head;          /* the response's status line and headers */
 	uint64_t salt, seq;       /* request ids */
 	char rbuf[READ_CHUNK];
@@ -273,38 +276,6 @@ static int send_error(struct front *f, int fd, int status, const char *msg, bool
 	return r;
 }
 
-/* Headers the host (or the daemon in production) owns; x-fc-* but the
- * request id are the platform's, as the daemon's pool strips them. */
-static bool hop_by_hop(const char *name, size_t len)
-{
-	static const char *const skip[] = { "connection", "keep-alive", "transfer-encoding",
-					    "upgrade", "te", "expect", "content-length" };
-	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
-		if (strlen(skip[i]) == len && strncasecmp(name, skip[i], len) == 0)
-			return true;
-	return len > 5 && strncasecmp(name, "x-fc-", 5) == 0 &&
-	       !(len == 15 && strncasecmp(name, "x-fc-request-id", 15) == 0);
-}
-
-/* The client's x-fc-request-id when it is a sane token, else a fresh one. */
-static void request_id(struct front *f, char *out, size_t size)
-{
-	struct http_span v;
-	if (http_req_header(&f->req, "x-fc-request-id", &v) && v.len > 0 && v.len < size) {
-		const char *p = http_span_ptr(&f->req, v);
-		size_t i = 0;
-		while (i < v.len && (isalnum((unsigned char)p[i]) || strchr("-_.:", p[i])))
-			i++;
-		if (i == v.len) {
-			memcpy(out, p, v.len);
-			out[v.len] = '\0';
-			return;
-		}
-	}
-	snprintf(out, size, "%016llx-%08llx", (unsigned long long)f->salt,
-		 (unsigned long long)++f->seq);
-}
-
 /* Hands the parsed request to the handler and writes its answer. Returns 0,
  * or -errno when the connection is no longer usable. */
 static int answer(struct front *f, int fd, bool keep)
@@ -315,48 +286,20 @@ static int answer(struct front *f, int fd, bool keep)
 	if (!r->url.len || url[0] != '/')
 		return send_error(f, fd, 400, "request target must be a path (origin-form)", keep);
 
-	/* Views into the read buffer are not NUL-terminated: copy them once. */
-	struct buf *s = &f->strings;
-	buf_reset(s);
+	/* the same conversion as the daemon's (request.h): the handler sees
+	 * what it would see behind thaw serve */
 	const char *q = memchr(url, '?', r->url.len);
-	size_t plen = q ? (size_t)(q - url) : r->url.len;
-	buf_append(s, url, plen);
-	buf_append(s, "", 1);
-	size_t qoff = s->len;
-	if (q)
-		buf_append(s, q + 1, r->url.len - plen - 1);
-	buf_append(s, "", 1);
-	size_t offs[HTTP_MAX_HEADERS][2], n = 0;
-	for (unsigned i = 0; i < r->n_headers; i++) {
-		const struct http_header_ref *h = &r->headers[i];
-		if (hop_by_hop(http_span_ptr(r, h->name), h->name.len))
-			continue;
-		offs[n][0] = s->len;
-		buf_append(s, http_span_ptr(r, h->name), h->name.len);
-		buf_append(s, "", 1);
-		offs[n][1] = s->len;
-		buf_append(s, http_span_ptr(r, h->value), h->value.len);
-		buf_append(s, "", 1);
-		n++;
-	}
-	struct thaw_header hdrs[HTTP_MAX_HEADERS];
-	for (size_t i = 0; i < n; i++)
-		hdrs[i] = (struct thaw_header){ s->data + offs[i][0], s->data + offs[i][1] };
-	buf_reserve(&r->body, 1); /* the SDK promises a NUL after the body */
-	r->body.data[r->body.len] = '\0';
-	char rid[72];
-	request_id(f, rid, sizeof(rid));
-	const struct thaw_request req = {
-		.method = http_req_method(r),
-		.path = s->data,
-		.query = s->data + qoff,
-		.headers = hdrs,
-		.n_headers = n,
-		.body = r->body.data,
-		.body_len = r->body.len,
-		.request_id = rid,
-		.deadline_ms = realtime_ms() + (int64_t)f->o->timeout_s * 1000,
-	};
+	char rid[REQUEST_ID_MAX + 1];
+	request_pick_id(r, f->salt, &f->seq, rid);
+	buf_reset(&f->frame);
+	request_encode(&f->frame, r, url, q ? (size_t)(q - url) : r->url.len, rid,
+		       realtime_ms() + (int64_t)f->o->timeout_s * 1000, HOP_TO_HANDLER);
+	struct channel_request cr;
+	struct thaw_request req;
+	if (channel_decode_request(f->frame.data + sizeof(struct channel_hdr),
+				   f->frame.len - sizeof(struct channel_hdr), &cr))
+		return send_error(f, fd, 400, "request cannot be encoded", keep);
+	host__request_view(&cr, &f->hdrs, &f->hdrs_cap, &req);
 
 	host__invoke(&req, &f->res);
 	struct thaw_response *res = &f->res;
@@ -545,7 +488,8 @@ int http_front_run(const struct http_front_options *o)
 	}
 	close(lfd);
 	host__response_fini(&f->res);
-	buf_free(&f->strings);
+	buf_free(&f->frame);
+	free(f->hdrs);
 	buf_free(&f->head);
 	free(f);
 	return 0;

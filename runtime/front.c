@@ -1,0 +1,181 @@
+#define LOG_PREFIX "front: "
+#include "front.h"
+#include "auth.h"
+#include "conn.h"
+#include "endpoints.h"
+#include "invocation.h"
+#include "log.h"
+#include "pool.h"
+#include "proxy.h"
+#include "request.h"
+#include "router.h"
+#include "server.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define COUNT(arr, code) atomic_fetch_add_explicit(&(arr)[code], 1, memory_order_relaxed)
+
+/* The route of c's request, its views moved to where the target is now
+ * (the read buffer may have grown since the head was routed). */
+static const char *moved(const char *view, const char *old, size_t len, const char *now)
+{
+	/* views outside the target are the router's own constants ("/") */
+	return view && view >= old && view <= old + len ? now + (view - old) : view;
+}
+
+static struct route route_of(struct conn *c)
+{
+	struct route rt = c->route;
+	const char *url = http_span_ptr(&c->req, c->req.url);
+	rt.fn = moved(rt.fn, c->route_base, c->req.url.len, url);
+	rt.sub = moved(rt.sub, c->route_base, c->req.url.len, url);
+	return rt;
+}
+
+/* The head is in: route, pick the body limit, refuse early. */
+static void on_headers(struct conn *c)
+{
+	const char *url = http_span_ptr(&c->req, c->req.url);
+	const char *q = memchr(url, '?', c->req.url.len);
+	router_route(url, q ? (size_t)(q - url) : c->req.url.len, &c->route);
+	c->route_base = url;
+	struct route *rt = &c->route;
+	if (rt->kind == ROUTE_INVOKE) {
+		struct function *fn = server_find_function(rt->fn, rt->fn_len);
+		if (fn)
+			c->req.body_limit = fn->cfg.max_body_bytes;
+	} else if (rt->kind == ROUTE_ADMIN || rt->kind == ROUTE_PROXY) {
+		if (rt->kind == ROUTE_ADMIN)
+			endpoints_on_headers(c, rt);
+		else
+			proxy_on_headers(c, rt);
+		if (c->state != CONN_READING)
+			return; /* refused: no 100 Continue */
+	}
+	/* 25 bytes into an idle socket's send buffer: a plain send never blocks */
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	if (c->req.expect_continue && c->req.body.len == 0 &&
+	    (c->req.parser.content_length == ULLONG_MAX ||
+	     c->req.parser.content_length <= c->req.body_limit)) {
+		ssize_t r = send(c->fd, cont, sizeof(cont) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		(void)r;
+	}
+}
+
+/* Seconds from an X-Timeout header ("2.5", "2.5s", "300ms"), or -1. */
+static double header_timeout(const struct http_req *r)
+{
+	struct http_span v;
+	if (!http_req_header(r, "x-timeout", &v) || v.len == 0 || v.len > 31)
+		return -1;
+	char s[32];
+	memcpy(s, http_span_ptr(r, v), v.len);
+	s[v.len] = '\0';
+	char *end;
+	double x = strtod(s, &end);
+	if (end == s || !isfinite(x) || x <= 0)
+		return -1;
+	if (strcmp(end, "ms") == 0)
+		return x / 1000;
+	return (*end == '\0' || strcmp(end, "s") == 0) ? x : -1;
+}
+
+static int64_t realtime_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The pool's answer, on c's loop. */
+static void on_answer(struct invocation *inv, const char *payload, size_t len)
+{
+	struct conn *c = inv->ctx;
+	if (!c)
+		return; /* the client went away */
+	c->inv = NULL;
+	struct channel_response r;
+	if (channel_decode_response(payload, len, &r) < 0) /* checked by the pool */
+		conn_respond_error(c, 502, "instance sent a malformed response");
+	else
+		conn_respond_channel(c, &r);
+}
+
+static void invoke(struct conn *c, struct function *fn, const struct route *rt)
+{
+	double secs = fn->cfg.timeout_s, h = header_timeout(&c->req);
+	if (h > 0 && h < secs)
+		secs = h;
+	struct invocation *inv = invocation_new(c->sh, fn, on_answer, c);
+	inv->start_ns = c->start_ns;
+	inv->deadline_ns = c->start_ns + (int64_t)(secs * 1e9);
+	memcpy(inv->request_id, c->request_id, sizeof(inv->request_id));
+	enum header_hop hop = strcmp(fn->cfg.auth_type, "function") ? HOP_TO_HANDLER
+								    : HOP_TO_TOKEN_HANDLER;
+	request_encode(&inv->frame, &c->req, rt->sub, rt->sub_len, c->request_id,
+		       realtime_ms() + (int64_t)(secs * 1000), hop);
+	c->fn = fn;
+	c->inv = inv;
+	pool_submit(inv);
+}
+
+/* A whole request. */
+static void on_request(struct conn *c)
+{
+	static _Thread_local uint64_t seq, salt;
+	if (!salt && getrandom(&salt, sizeof(salt), 0) != sizeof(salt))
+		salt = (uint64_t)now_ns();
+	request_pick_id(&c->req, salt, &seq, c->request_id);
+	struct route rt = route_of(c);
+	if (rt.kind == ROUTE_PROXY) {
+		proxy_start(c, &rt);
+		return;
+	}
+	if (rt.kind != ROUTE_INVOKE) {
+		endpoints_handle(c, &rt);
+		return;
+	}
+	struct function *fn = rt.version ? server_find_version(rt.fn, rt.fn_len, rt.version)
+					 : server_find_function(rt.fn, rt.fn_len);
+	if (!fn) {
+		COUNT(server.metrics.http_errors, 404);
+		if (rt.version)
+			conn_respond_error(c, 404, "function %.*s has no version %u", (int)rt.fn_len,
+					   rt.fn, rt.version);
+		else
+			conn_respond_error(c, 404, "function not found: %.*s", (int)rt.fn_len, rt.fn);
+		return;
+	}
+	if (!strcmp(fn->cfg.auth_type, "function") && !auth_admin(&c->req)) {
+		COUNT(server.metrics.http_errors, 401);
+		conn_respond_error(c, 401, "function %s needs a token (httpTrigger.authType: function)",
+				   fn->cfg.name);
+		return;
+	}
+	invoke(c, fn, &rt);
+}
+
+static void on_closed(struct conn *c)
+{
+	endpoints_conn_closed(c);
+	if (c->proxy)
+		proxy_detach(c->proxy);
+	c->proxy = NULL;
+}
+
+void front_init(void)
+{
+	static const struct conn_hooks hooks = {
+		.headers = on_headers,
+		.request = on_request,
+		.closed = on_closed,
+	};
+	conn_set_hooks(&hooks);
+}
