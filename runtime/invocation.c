@@ -3,6 +3,7 @@
 #include "channel.h"
 #include "log.h"
 #include "mem.h"
+#include "server.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +44,19 @@ void invocation_put(struct invocation *inv)
 		invocation_free(inv);
 }
 
+void invocation_post(struct invocation *inv, struct shard *to, struct loop_op *op)
+{
+	inv->posted_ns = now_ns();
+	shard_post(to, op, 0);
+}
+
+void invocation_handed_over(struct invocation *inv)
+{
+	atomic_fetch_add_explicit(&server.metrics.handovers, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&server.metrics.handover_ns, (uint64_t)(now_ns() - inv->posted_ns),
+				  memory_order_relaxed);
+}
+
 static void deliver(struct invocation *inv, const char *payload, size_t len)
 {
 	inv->on_done(inv, payload, len);
@@ -53,6 +67,7 @@ static void on_done_posted(struct loop_op *op, struct io_uring_cqe *cqe)
 {
 	struct invocation *inv = container_of(op, struct invocation, done_op);
 	(void)cqe;
+	invocation_handed_over(inv);
 	deliver(inv, inv->answer.data, inv->answer.len);
 }
 
@@ -67,7 +82,7 @@ void invocation_answer(struct invocation *inv, const char *payload, size_t len)
 	buf_reset(&inv->answer);
 	buf_append(&inv->answer, payload, len);
 	inv->done_op.cb = on_done_posted;
-	shard_post(inv->origin, &inv->done_op, 0);
+	invocation_post(inv, inv->origin, &inv->done_op);
 }
 
 void invocation_fail(struct invocation *inv, int status, const char *fmt, ...)

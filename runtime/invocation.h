@@ -57,6 +57,7 @@ struct invocation {
 	unsigned slot;
 	/* crossing loops: each op is used at most once */
 	struct loop_op submit_op, cancel_op, done_op;
+	int64_t posted_ns; /* the last hand-over's start */
 	struct buf answer;
 };
 
@@ -78,6 +79,10 @@ void invocation_fail(struct invocation *inv, int status, const char *fmt, ...)
 /* Invocations not yet freed, daemon-wide (a stopping loop waits for none:
  * another loop may still answer or cancel one through it). */
 unsigned invocation_alive(void);
+/* Hands inv to another loop through op (one of its own); the hand-over is
+ * timed into /metrics (invocation_handed_over, on the other loop). */
+void invocation_post(struct invocation *inv, struct shard *to, struct loop_op *op);
+void invocation_handed_over(struct invocation *inv);
 /* Pool: done with a cancel posted to it (drops that reference). */
 void invocation_put(struct invocation *inv);
 

@@ -125,4 +125,10 @@ void metrics_render_server(struct buf *out, const struct server_metrics *m)
 		   "# HELP thaw_connections_total Client connections accepted.\n"
 		   "# TYPE thaw_connections_total counter\nthaw_connections_total %lu\n",
 		   GET(&m->connections), (unsigned long)GET(&m->connections_total));
+	buf_printf(out,
+		   "# HELP thaw_loop_handover_seconds Invocations and answers handed from one "
+		   "event loop to another (the function's pool runs on one loop), post to callback.\n"
+		   "# TYPE thaw_loop_handover_seconds summary\n"
+		   "thaw_loop_handover_seconds_sum %.9f\nthaw_loop_handover_seconds_count %lu\n",
+		   (double)GET(&m->handover_ns) / 1e9, (unsigned long)GET(&m->handovers));
 }

@@ -39,6 +39,9 @@ struct server_metrics {
 	atomic_uint_least64_t http_errors[600]; /* answered before reaching a function */
 	atomic_int connections;
 	atomic_uint_least64_t connections_total;
+	/* invocations and answers handed from one loop to another, and the
+	 * time from the post to its callback on the other loop */
+	atomic_uint_least64_t handovers, handover_ns;
 };
 
 void histogram_observe(struct histogram *h, int64_t ns);

@@ -368,6 +368,7 @@ static void submit_posted(struct loop_op *op, struct io_uring_cqe *cqe)
 {
 	struct invocation *inv = container_of(op, struct invocation, submit_op);
 	(void)cqe;
+	invocation_handed_over(inv);
 	take(pool_of(inv->fn), inv);
 }
 
@@ -389,7 +390,7 @@ void pool_submit(struct invocation *inv)
 		return;
 	}
 	inv->submit_op.cb = submit_posted;
-	shard_post(p->sh, &inv->submit_op, 0);
+	invocation_post(inv, p->sh, &inv->submit_op);
 }
 
 void pool__scale_up(struct pool *p)

@@ -21,8 +21,14 @@
 #   BENCH_THREADS      thaw --threads and nginx worker_processes (default nproc)
 #   BENCH_INSTANCE_CONCURRENCY, BENCH_MAX_INSTANCES
 #                      the echo function's instanceConcurrency and
-#                      scalingConfig.maxInstances (default 8 and 2; thaw
-#                      applies maxInstances per event loop)
+#                      scalingConfig.maxInstances (default 8 and 2)
+#   BENCH_BASELINE     another build folder (e.g. of an older commit): its
+#                      thaw echo is measured too, alternating with this
+#                      build's for BENCH_ROUNDS rounds (default 3), each
+#                      round both at 64 and at 1 connection. Builds before
+#                      per-function pools apply maxInstances per loop: the
+#                      baseline gets BENCH_MAX_INSTANCES / threads per loop,
+#                      the same total.
 # Exit: 0, 77 when wrk, nginx or the build is missing, 1 on a failure.
 set -euo pipefail
 
@@ -237,6 +243,35 @@ start_thaw log
 measure clog "http://127.0.0.1:$THAW_PORT/echo/" "$CONNS" "$W" "$THAW_PID" "$THAW_PID"
 stop_thaw
 LOG_LINES=$(grep -c '"request_id"' "$TMP/log.log" || true)
+
+# --- this build against BENCH_BASELINE, alternating (the machine's noise
+# shows as the spread between rounds of the same build)
+if [ -n "${BENCH_BASELINE:-}" ]; then
+	BASE=$(cd "$BENCH_BASELINE" && pwd)
+	mkdir -p "$TMP/base-fn/echo"
+	sed -e "s|$BUILD/handlers|$BASE/handlers|" \
+		-e "s|maxInstances: $MAXI|maxInstances: $(((MAXI + THREADS - 1) / THREADS))|" \
+		"$FN/echo/fc.yaml" >"$TMP/base-fn/echo/fc.yaml"
+	HANDOVER=""
+	for round in $(seq "${BENCH_ROUNDS:-3}"); do
+		for which in new base; do
+			if [ $which = new ]; then
+				start_thaw "r$round$which" --no-access-log
+			else
+				SAVED=$BUILD FN_SAVED=$FN
+				BUILD=$BASE FN=$TMP/base-fn
+				start_thaw "r$round$which" --no-access-log
+				BUILD=$SAVED FN=$FN_SAVED
+			fi
+			measure "r$round$which" "http://127.0.0.1:$THAW_PORT/echo/" "$CONNS" "$W" "$THAW_PID" "$THAW_PID"
+			measure "r$round${which}1" "http://127.0.0.1:$THAW_PORT/echo/" 1 1 "$THAW_PID" "$THAW_PID"
+			[ $which = new ] && HANDOVER="$HANDOVER $(curl -sf "http://127.0.0.1:$THAW_PORT/metrics" |
+				awk '/^thaw_loop_handover_seconds_sum/ { s = $2 } /^thaw_loop_handover_seconds_count/ { n = $2 }
+				END { if (n > 0) printf "%.1f", s / n * 1e6; else printf "-" }')"
+			stop_thaw
+		done
+	done
+fi
 LOG_BYTES=$(stat -c %s "$TMP/log.log")
 
 header() {
@@ -283,3 +318,15 @@ echo "CPU us/req: CPU time of the server's processes (nginx master and workers;"
 	"thaw daemon and instances, the daemon alone in parentheses) over the run / requests"
 echo "thaw had $INSTANCES echo instance(s) live after the access-log-off runs;" \
 	"the access log run wrote $LOG_LINES lines ($LOG_BYTES bytes)"
+if [ -n "${BENCH_BASELINE:-}" ]; then
+	echo
+	echo "this build ($BUILD) against $BASE, alternating, access log off:"
+	header "round, build ($CONNS connections | 1 connection)"
+	for round in $(seq "${BENCH_ROUNDS:-3}"); do
+		row "r${round}new" "$round this build, $CONNS conns" thaw
+		row "r${round}base" "$round baseline, $CONNS conns" thaw
+		row "r${round}new1" "$round this build, 1 conn" thaw
+		row "r${round}base1" "$round baseline, 1 conn" thaw
+	done
+	echo "loop hand-over (post to callback on the other loop), mean per round, this build:$HANDOVER us"
+fi
