@@ -6,7 +6,7 @@
 #include "jobs.h"
 #include "mem.h"
 #include "conn.h"
-#include "journal.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "auth.h"
 #include "pool.h"
@@ -144,10 +144,9 @@ static cJSON *function_json(struct fn_name *nm)
 static void deployed(struct conn *c, struct config *cfg, const struct imagestore_image *img)
 {
 	struct function *fn;
-	if (server_add_function(cfg, img, 0, &fn)) {
-		char why[200];
-		server_full_why(cfg->name, why, sizeof(why));
-		pr_err("cannot deploy %s: %s", cfg->name, why);
+	char why[200];
+	if (lifecycle_deploy(cfg, img, &fn, why, sizeof(why))) {
+		pr_err("cannot deploy: %s", why);
 		config_free(cfg);
 		if (c->state != CONN_CLOSING)
 			conn_respond_error(c, 507, "%s", why);
@@ -155,8 +154,6 @@ static void deployed(struct conn *c, struct config *cfg, const struct imagestore
 	}
 	pr_info("deployed %s version %u from %s", fn->cfg.name, fn->version,
 		img ? img->digest : fn->cfg.dir);
-	journal_deploy(fn->cfg.name, fn->version, fn->cfg.dir, img ? img->digest : NULL);
-	atomic_store(&fn->journaled, true);
 	/* start it now: it takes traffic once ready (a broken one never does) */
 	pool_warm(pool_of(fn));
 	if (c->state != CONN_CLOSING)
@@ -345,7 +342,7 @@ static void admin_rollback(struct conn *c, struct fn_name *nm)
 	}
 	/* for the message only: the version serving when asked */
 	struct function *cur = atomic_load(&nm->current), *to;
-	int ret = server_rollback(nm, v, &to);
+	int ret = lifecycle_rollback(nm, v, &to);
 	if (ret == -ENOENT && v)
 		conn_respond_error(c, 404, "%s has no version %u", nm->name, v);
 	else if (ret == -ENOENT && cur)
@@ -355,10 +352,8 @@ static void admin_rollback(struct conn *c, struct fn_name *nm)
 		conn_respond_error(c, 404, "%s has no ready version", nm->name);
 	else if (ret)
 		conn_respond_error(c, 409, "%s version %u failed to initialize", nm->name, v);
-	else {
-		journal_rollback(nm->name, to->version);
+	else
 		respond_json(c, 200, function_json(nm));
-	}
 }
 
 /* DELETE /admin/functions/NAME */
@@ -367,12 +362,11 @@ static void admin_rm(struct conn *c, struct fn_name *nm)
 	cJSON *doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "name", nm->name);
 	cJSON_AddNumberToObject(doc, "versions", atomic_load(&nm->n_versions) - nm->first + 1);
-	if (server_remove(nm)) {
+	if (lifecycle_remove(nm)) {
 		cJSON_Delete(doc);
 		conn_respond_error(c, 404, "function not found: %s", nm->name);
 		return;
 	}
-	journal_rm(nm->name);
 	cJSON_AddBoolToObject(doc, "removed", true);
 	respond_json(c, 200, doc);
 }
@@ -495,7 +489,7 @@ static void admin_function(struct conn *c, const char *rest, size_t len)
 	size_t n = 0;
 	while (n < len && rest[n] != '/')
 		n++;
-	struct fn_name *nm = server_find_name(rest, n);
+	struct fn_name *nm = registry_find_name(rest, n);
 	if (!nm) {
 		conn_respond_error(c, 404, "function not found: %.*s", (int)n, rest);
 		return;

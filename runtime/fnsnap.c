@@ -1,7 +1,9 @@
 #define LOG_PREFIX "snapshots: "
 #include "fnsnap.h"
 #include "buf.h"
+#include "fsutil.h"
 #include "imagestore.h"
+#include "jobs.h"
 #include "log.h"
 #include "mem.h"
 #include "snapshot/snapshot.h"
@@ -81,13 +83,13 @@ void fnsnap_init(struct function *fn)
 	if (!same_source(fn, fn->snap_dir)) {
 		pr_info("%s: not reusing %s: made from another image, configuration or build",
 			fn->cfg.name, fn->snap_dir);
-		server_rm_rf(fn->snap_dir);
+		fs_rm_rf(fn->snap_dir);
 		return;
 	}
 	if (snapshot_verify(fn->snap_dir, why, sizeof(why)) ||
 	    snapshot_fingerprint(fn->snap_dir, &fp)) {
 		pr_info("%s: not reusing %s: %s", fn->cfg.name, fn->snap_dir, why);
-		server_rm_rf(fn->snap_dir);
+		fs_rm_rf(fn->snap_dir);
 		return;
 	}
 	atomic_store(&fn->snap_fingerprint, fp);
@@ -122,7 +124,7 @@ void fnsnap_drop_others(struct fn_name *nm, unsigned keep, unsigned replaced)
 		if (!atomic_compare_exchange_strong(&fn->snap_state, &ready, SNAP_NONE))
 			continue;
 		fn->snap_reused = false;
-		server_rm_rf(fn->snap_dir);
+		jobs_rm_rf(fn->snap_dir);
 		pr_info("%s: version %u's snapshot deleted: only the serving version and the one "
 			"it replaced keep theirs",
 			nm->name, v);
@@ -135,7 +137,7 @@ static bool all_digits(const char *s)
 }
 
 /* Whether name is a version's folder, <function name>-v<N>, or one that
- * server_remove moved aside, <...>.removed-<index> (a function name holds
+ * lifecycle_remove moved aside, <...>.removed-<index> (a function name holds
  * no '.'). */
 static bool is_snapshot_folder(const char *name)
 {
@@ -165,7 +167,7 @@ void fnsnap_sweep(void)
 			       !server.functions[i]->broken &&
 			       !strcmp(server.functions[i]->snap_dir, path);
 		if (!used) {
-			server_rm_rf(path);
+			fs_rm_rf(path);
 			dropped++;
 		}
 	}

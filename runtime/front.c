@@ -48,7 +48,7 @@ static void on_headers(struct conn *c)
 	c->route_base = url;
 	struct route *rt = &c->route;
 	if (rt->kind == ROUTE_INVOKE) {
-		struct function *fn = server_find_function(rt->fn, rt->fn_len);
+		struct function *fn = registry_find_function(rt->fn, rt->fn_len);
 		if (fn)
 			c->req.body_limit = fn->cfg.max_body_bytes;
 	} else if (rt->kind == ROUTE_ADMIN || rt->kind == ROUTE_PROXY) {
@@ -142,8 +142,8 @@ static void on_request(struct conn *c)
 		endpoints_handle(c, &rt);
 		return;
 	}
-	struct function *fn = rt.version ? server_find_version(rt.fn, rt.fn_len, rt.version)
-					 : server_find_function(rt.fn, rt.fn_len);
+	struct function *fn = rt.version ? registry_find_version(rt.fn, rt.fn_len, rt.version)
+					 : registry_find_function(rt.fn, rt.fn_len);
 	if (!fn) {
 		COUNT(server.metrics.http_errors, 404);
 		if (rt.version)

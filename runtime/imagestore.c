@@ -1,6 +1,7 @@
 #define LOG_PREFIX "images: "
 #include "imagestore.h"
 #include "builder/util.h"
+#include "fsutil.h"
 #include "log.h"
 #include "mem.h"
 #include "server.h"
@@ -49,7 +50,7 @@ static void drop_temporaries(const char *dir)
 			char path[PATH_MAX];
 			pathf(path, "%s/%s", dir, e->d_name);
 			if (unlink(path) < 0)
-				server_rm_rf(path);
+				fs_rm_rf(path);
 		}
 	closedir(d);
 }
@@ -524,7 +525,7 @@ static int publish(const char *tmp, const char *final, char *err, size_t errlen)
 	if (rename(tmp, final) == 0)
 		return 0;
 	int e = errno;
-	server_rm_rf(tmp);
+	fs_rm_rf(tmp);
 	struct stat st;
 	if ((e == EEXIST || e == ENOTEMPTY) && stat(final, &st) == 0)
 		return 0;
@@ -555,7 +556,7 @@ static int unpack_layer(const char *digest, char *err, size_t errlen)
 		rc = oci_write_file(size, text, (size_t)n, err, errlen);
 	}
 	if (rc) {
-		server_rm_rf(tmp);
+		fs_rm_rf(tmp);
 		return rc;
 	}
 	rc = publish(tmp, final, err, errlen);
@@ -641,7 +642,7 @@ static int compose(const struct imagestore_image *img, char *fn_root, size_t len
 					   img->layers[i]);
 	}
 	if (rc) {
-		server_rm_rf(tmp);
+		fs_rm_rf(tmp);
 		return rc;
 	}
 	return publish(tmp, fn_root, err, errlen);
@@ -694,7 +695,7 @@ int imagestore_load(const char *digest, struct config *cfg, struct imagestore_im
 	/* an image refused after its folder was made never runs: no folder
 	 * waits for the next start's clean-up (same digest, same refusal) */
 	if (rc && composed)
-		server_rm_rf(fn_root);
+		fs_rm_rf(fn_root);
 	free(name);
 	free(handler);
 	return rc;
@@ -721,7 +722,7 @@ static unsigned sweep(const char *dir, char *const *keep, size_t n_keep, bool fo
 			continue;
 		pathf(path, "%s/%s", dir, e->d_name);
 		if (folders)
-			server_rm_rf(path);
+			fs_rm_rf(path);
 		else
 			unlink(path);
 		gone++;

@@ -1,9 +1,11 @@
 #include "jobs.h"
-#include "loop.h"
+#include "fsutil.h"
 #include "mem.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdbool.h>
 #include <unistd.h>
 
@@ -33,16 +35,18 @@ static void *worker(void *arg)
 			queue_tail = NULL;
 		pthread_mutex_unlock(&lock);
 		j->run(j);
-		/* hand it back to its shard */
-		struct shard *sh = j->sh;
-		pthread_mutex_lock(&sh->done_lock);
-		j->next = sh->done_jobs;
-		sh->done_jobs = j;
-		pthread_mutex_unlock(&sh->done_lock);
-		uint64_t one = 1;
-		ssize_t r = write(sh->wake_fd, &one, sizeof(one));
-		(void)r;
+		if (j->sh)
+			shard_post(j->sh, &j->op, 0); /* done() on its loop */
+		else if (j->done)
+			j->done(j);
 	}
+}
+
+static void job_done(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct job *j = container_of(op, struct job, op);
+	(void)cqe;
+	j->done(j);
 }
 
 int jobs_start(unsigned n)
@@ -67,6 +71,7 @@ void jobs_stop(void)
 void jobs_submit(struct job *j)
 {
 	j->next = NULL;
+	j->op.cb = job_done;
 	pthread_mutex_lock(&lock);
 	if (queue_tail)
 		queue_tail->next = j;
@@ -77,15 +82,26 @@ void jobs_submit(struct job *j)
 	pthread_mutex_unlock(&lock);
 }
 
-void jobs_complete(struct shard *sh)
+struct rm_job {
+	struct job job;
+	char dir[];
+};
+
+static void rm_run(struct job *j)
 {
-	pthread_mutex_lock(&sh->done_lock);
-	struct job *j = sh->done_jobs;
-	sh->done_jobs = NULL;
-	pthread_mutex_unlock(&sh->done_lock);
-	while (j) {
-		struct job *next = j->next;
-		j->done(j);
-		j = next;
-	}
+	fs_rm_rf(((struct rm_job *)j)->dir);
+}
+
+static void rm_done(struct job *j)
+{
+	free(j);
+}
+
+void jobs_rm_rf(const char *dir)
+{
+	size_t len = strlen(dir) + 1;
+	struct rm_job *r = xcalloc(1, sizeof(*r) + len);
+	memcpy(r->dir, dir, len);
+	r->job = (struct job){ .run = rm_run, .done = rm_done };
+	jobs_submit(&r->job);
 }

@@ -1,6 +1,5 @@
 #define LOG_PREFIX "journal: "
 #include "journal.h"
-#include "imagestore.h"
 #include "log.h"
 #include "mem.h"
 #include "server.h"
@@ -20,9 +19,9 @@
 
 static bool replaying;
 
-bool journal_replaying(void)
+void journal_mute(bool mute)
 {
-	return replaying;
+	replaying = mute;
 }
 
 static void path_of(char *out, size_t len)
@@ -96,15 +95,6 @@ int journal_rm(const char *name)
 	return append(line_new("rm", name, 0));
 }
 
-/* One line of the journal, parsed once. */
-struct entry {
-	cJSON *l; /* NULL: not JSON */
-	const char *op, *name;
-	unsigned version; /* its "version" (1..MAX_VERSIONS), else 0 */
-	unsigned number;  /* a deploy: the version it made, counted per name */
-	bool skip;        /* a later rm removed its name */
-};
-
 /* Per name, over the lines after its last rm. */
 struct tally {
 	const char *name;
@@ -113,82 +103,6 @@ struct tally {
 	unsigned first;     /* the oldest version to load again */
 	bool rm_later;      /* walking back: an rm of the name comes later */
 };
-
-/* A deploy line: the version again, or, when its folder or image cannot be
- * loaded now, a placeholder that keeps its number and says why. number is
- * the version the line made; a name's first version loaded takes it. */
-static int replay_deploy(const struct entry *e, unsigned number)
-{
-	char path[PATH_MAX], err[512];
-	struct config cfg;
-	struct imagestore_image img;
-	struct function *fn;
-	const char *dir = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e->l, "dir"));
-	const char *image = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e->l, "image"));
-	int rc;
-	if (!dir && !image)
-		return -EINVAL;
-	if (image) {
-		rc = imagestore_load(image, &cfg, &img, err, sizeof(err));
-	} else {
-		snprintf(path, sizeof(path), "%s/fc.yaml", dir);
-		rc = config_load(path, &cfg, err, sizeof(err));
-	}
-	if (!rc && strcmp(cfg.name, e->name)) {
-		snprintf(err, sizeof(err), "%.200s now names function %s", image ? image : path,
-			 cfg.name);
-		config_free(&cfg);
-		rc = -EINVAL;
-	}
-	if (rc) {
-		pr_err("cannot redeploy %s: %s", e->name, err);
-		char why[600];
-		snprintf(why, sizeof(why), "cannot be loaded again after a restart: %s", err);
-		rc = server_add_placeholder(e->name, dir, why, number, &fn);
-	} else if ((rc = server_add_function(&cfg, image ? &img : NULL, number, &fn))) {
-		config_free(&cfg);
-	}
-	if (rc)
-		return rc;
-	atomic_store(&fn->journaled, true);
-	if (fn->version != number)
-		pr_warn("%s: journal line makes version %u, registered as version %u", e->name,
-			number, fn->version);
-	cJSON *t = cJSON_GetObjectItemCaseSensitive(e->l, "time");
-	if (cJSON_IsNumber(t))
-		fn->deployed_at = (int64_t)t->valuedouble;
-	return 0;
-}
-
-static int replay_line(const struct entry *e)
-{
-	const char *op = e->op, *name = e->name;
-	struct fn_name *nm = name ? server_find_name(name, strlen(name)) : NULL;
-	struct function *fn = nm && e->version ? fn_name_version(nm, e->version) : NULL;
-	int ret = -EINVAL;
-	if (!op || !name)
-		return -EINVAL;
-	if (!strcmp(op, "deploy")) {
-		ret = replay_deploy(e, e->number);
-	} else if (fn && (!strcmp(op, "ready") || !strcmp(op, "failed"))) {
-		/* about a version a deploy line made: a --functions one is loaded
-		 * anew each start, a placeholder has its own error */
-		const char *err = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e->l, "error"));
-		ret = 0;
-		if (atomic_load(&fn->journaled) && !fn->broken) {
-			if (!strcmp(op, "ready"))
-				function_mark_ready(fn);
-			else
-				function_set_failed(fn, err ? err : "failed before a restart");
-		}
-	} else if (nm && e->version && !strcmp(op, "rollback")) {
-		struct function *to;
-		ret = server_rollback(nm, e->version, &to);
-	} else if (!strcmp(op, "rm")) {
-		ret = nm ? server_remove(nm) : -EINVAL;
-	}
-	return ret;
-}
 
 static struct tally *tally_of(struct tally *t, size_t cap, const char *name)
 {
@@ -205,7 +119,7 @@ static struct tally *tally_of(struct tally *t, size_t cap, const char *name)
 /* Which version each deploy line makes, and from which version each name is
  * loaded again: its newest JOURNAL_KEEP_VERSIONS, and back to a version a
  * rollback after its last deploy pinned. */
-static void number_versions(struct entry *e, size_t n, struct tally *t, size_t cap)
+static void number_versions(struct journal_line *e, size_t n, struct tally *t, size_t cap)
 {
 	for (size_t i = 0; i < n; i++)
 		if (!e[i].skip && e[i].name && e[i].op && !strcmp(e[i].op, "deploy")) {
@@ -226,26 +140,39 @@ static void number_versions(struct entry *e, size_t n, struct tally *t, size_t c
 		}
 }
 
-int journal_replay(void)
+static const char *str(cJSON *l, const char *key)
+{
+	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, key));
+}
+
+int journal_read(struct journal_line **out, size_t *count, unsigned *retired)
 {
 	char path[PATH_MAX];
+	*out = NULL;
+	*count = 0;
+	*retired = 0;
 	path_of(path, sizeof(path));
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
-	struct entry *e = NULL;
+	struct journal_line *e = NULL;
 	char *line = xmalloc(MAX_LINE);
 	size_t n = 0, cap = 0;
 	while (fgets(line, MAX_LINE, f)) {
 		if (n == cap)
 			e = xrealloc(e, (cap = cap ? cap * 2 : 64) * sizeof(*e));
-		struct entry *x = &e[n++];
-		*x = (struct entry){ .l = cJSON_Parse(line) };
-		x->op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x->l, "op"));
-		x->name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x->l, "name"));
+		struct journal_line *x = &e[n++];
+		*x = (struct journal_line){ .l = cJSON_Parse(line) };
+		x->op = str(x->l, "op");
+		x->name = str(x->l, "name");
+		x->dir = str(x->l, "dir");
+		x->image = str(x->l, "image");
+		x->error = str(x->l, "error");
 		cJSON *v = cJSON_GetObjectItemCaseSensitive(x->l, "version");
 		if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= UINT32_MAX)
 			x->version = (unsigned)v->valuedouble;
+		cJSON *t = cJSON_GetObjectItemCaseSensitive(x->l, "time");
+		x->time = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : 0;
 	}
 	free(line);
 	fclose(f);
@@ -265,36 +192,28 @@ int journal_replay(void)
 	}
 	struct tally *t = xcalloc(tcap, sizeof(*t));
 	number_versions(e, n, t, tcap);
-	int applied = 0;
-	unsigned retired = 0;
-	replaying = true;
 	for (size_t i = 0; i < n; i++) {
-		if (e[i].skip || !e[i].l)
-			continue;
-		bool is_rm = e[i].op && !strcmp(e[i].op, "rm");
-		/* an rm of a name never started again is already in effect */
-		if (is_rm && e[i].name && !server_find_name(e[i].name, strlen(e[i].name)))
-			continue;
-		unsigned first = e[i].name ? tally_of(t, tcap, e[i].name)->first : 1;
-		unsigned v = e[i].number ? e[i].number : e[i].version;
-		if (v && v < first) { /* a retired version, or a line about one */
-			retired += e[i].number != 0;
+		if (e[i].skip || !e[i].l || !e[i].op || !e[i].name) {
+			e[i].skip = true;
 			continue;
 		}
-		if (!replay_line(&e[i]))
-			applied++;
-		else
-			pr_warn("line %zu skipped: %s %s version %u", i + 1, e[i].op ? e[i].op : "?",
-				e[i].name ? e[i].name : "?", v);
+		unsigned first = tally_of(t, tcap, e[i].name)->first;
+		unsigned v = e[i].number ? e[i].number : e[i].version;
+		if (v && v < first) { /* a retired version, or a line about one */
+			*retired += e[i].number != 0;
+			e[i].skip = true;
+		}
 	}
-	replaying = false;
-	if (retired)
-		pr_info("%u old version(s) retired: each name keeps its newest %d", retired,
-			JOURNAL_KEEP_VERSIONS);
-	for (size_t i = 0; i < n; i++)
-		cJSON_Delete(e[i].l);
-	free(e);
 	free(removed);
 	free(t);
-	return applied;
+	*out = e;
+	*count = n;
+	return 0;
+}
+
+void journal_lines_free(struct journal_line *lines, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cJSON_Delete(lines[i].l);
+	free(lines);
 }

@@ -1,6 +1,5 @@
 #define LOG_PREFIX "loop: "
 #include "loop.h"
-#include "jobs.h"
 #include "log.h"
 #include "mem.h"
 
@@ -37,7 +36,7 @@ struct io_uring_sqe *shard_sqe(struct shard *sh)
 	return sqe;
 }
 
-void shard_wake(struct shard *sh)
+static void shard_wake(struct shard *sh)
 {
 	uint64_t one = 1;
 	if (write(sh->wake_fd, &one, sizeof(one)) < 0)
@@ -47,10 +46,10 @@ void shard_wake(struct shard *sh)
 static void post_locked(struct shard *to, struct loop_op *op, int res)
 {
 	op->res = res;
-	pthread_mutex_lock(&to->done_lock);
+	pthread_mutex_lock(&to->post_lock);
 	op->next = to->posted;
 	to->posted = op;
-	pthread_mutex_unlock(&to->done_lock);
+	pthread_mutex_unlock(&to->post_lock);
 	shard_wake(to);
 }
 
@@ -74,12 +73,12 @@ void shard_post(struct shard *to, struct loop_op *op, int res)
 }
 
 /* Ops posted through the list, oldest first. */
-static void run_posted(struct shard *sh)
+void shard_run_posted(struct shard *sh)
 {
-	pthread_mutex_lock(&sh->done_lock);
+	pthread_mutex_lock(&sh->post_lock);
 	struct loop_op *op = sh->posted, *rev = NULL;
 	sh->posted = NULL;
-	pthread_mutex_unlock(&sh->done_lock);
+	pthread_mutex_unlock(&sh->post_lock);
 	while (op) {
 		struct loop_op *next = op->next;
 		op->next = rev;
@@ -175,7 +174,7 @@ int shard_init(struct shard *sh, unsigned id, int listen_fd)
 	if (have_msg_ring < 0)
 		probe_msg_ring(&sh->ring);
 	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
-	pthread_mutex_init(&sh->done_lock, NULL);
+	pthread_mutex_init(&sh->post_lock, NULL);
 	setup_buf_ring(sh);
 	return 0;
 }
@@ -235,8 +234,7 @@ static void on_wake(struct loop_op *op, struct io_uring_cqe *cqe)
 {
 	struct shard *sh = container_of(op, struct shard, wake_op);
 	(void)cqe;
-	jobs_complete(sh);
-	run_posted(sh);
+	shard_run_posted(sh);
 	if (atomic_load(&sh->stop_req))
 		sh->stopping = true;
 	else
@@ -305,8 +303,7 @@ static void shutdown_all(struct shard *sh)
 		struct io_uring_cqe *cqe;
 		io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
 		reap_cqes(sh);
-		jobs_complete(sh); /* restores finishing now are stopped at once */
-		run_posted(sh);
+		shard_run_posted(sh); /* restores finishing now are stopped at once */
 		timer_run(&sh->timers, now_ns());
 	}
 	if (hooks.alive(sh))

@@ -53,9 +53,8 @@ struct shard {
 	unsigned id;
 	struct io_uring ring;
 	int listen_fd;
-	int wake_fd; /* eventfd: stop, posted ops, or jobs done */
-	pthread_mutex_t done_lock;
-	struct job *done_jobs; /* finished jobs whose done() is due here */
+	int wake_fd; /* eventfd: stop, drain, ops posted through the list */
+	pthread_mutex_t post_lock;
 	struct loop_op *posted; /* ops posted without MSG_RING, newest first */
 	uint64_t wake_val;
 	struct loop_op accept_op, wake_op, timeout_op;
@@ -95,8 +94,9 @@ void shard_fini(struct shard *sh);
 void shard_drain(struct shard *sh, atomic_uint *drained);
 /* ...or stop: hooks.shutdown, then the loop ends. */
 void shard_stop(struct shard *sh);
-/* Wakes the loop (jobs done). */
-void shard_wake(struct shard *sh);
+/* After the loop ended: runs what was posted to it since (jobs that
+ * finished late). */
+void shard_run_posted(struct shard *sh);
 
 /* Gets an SQE, submitting when the ring is full. Never NULL. */
 struct io_uring_sqe *shard_sqe(struct shard *sh);

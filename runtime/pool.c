@@ -3,6 +3,7 @@
 #include "pool_internal.h"
 #include "channel.h"
 #include "invocation.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
@@ -160,7 +161,7 @@ static void init_timeout(struct timer *t)
 	struct instance *in = (struct instance *)((char *)t - offsetof(struct instance, init_timer));
 	char msg[128];
 	snprintf(msg, sizeof(msg), "init did not finish in %u s", server.opt.init_timeout_s);
-	function_set_failed(in->pool->fn, msg);
+	lifecycle_failed(in->pool->fn, msg);
 	in->pool->last_fail_ns = now_ns();
 	pool__kill_instance(in, 503, msg);
 }
@@ -222,7 +223,7 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 			in->proc.pid, (double)took / 1e6);
 	if (pool__take_snapshot(in))
 		return; /* ready once a copy of the snapshot serves */
-	function_mark_ready(p->fn);
+	lifecycle_ready(p->fn);
 	pool__drain_queue(p);
 }
 
@@ -231,7 +232,7 @@ static void on_init_failed(struct instance *in, const char *payload, size_t len)
 	char msg[512];
 	snprintf(msg, sizeof(msg), "init failed: %.*s", (int)len, payload);
 	pr_err("%s: %s", in->pool->fn->cfg.name, msg);
-	function_set_failed(in->pool->fn, msg);
+	lifecycle_failed(in->pool->fn, msg);
 	in->pool->last_fail_ns = now_ns();
 	pool__kill_instance(in, 503, msg);
 }
@@ -695,7 +696,7 @@ static void tick_removed(struct pool *p)
 	}
 	pool__scale_up(p); /* with nothing live, fails what is queued */
 	show_scaling(p, 0, false);
-	function_removed_gc(p->fn);
+	lifecycle_removed_gc(p->fn);
 }
 
 void pool_tick(struct pool *p, int64_t now)

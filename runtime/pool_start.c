@@ -3,6 +3,8 @@
 #include "pool_internal.h"
 #include "channel.h"
 #include "fnsnap.h"
+#include "fsutil.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
@@ -79,7 +81,7 @@ static struct instance *start_cold(struct pool *p)
 	if (ret) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "cannot start an instance: %s", strerror(-ret));
-		function_set_failed(fn, msg);
+		lifecycle_failed(fn, msg);
 		p->last_fail_ns = now_ns();
 		free(in->slots);
 		free(in);
@@ -245,9 +247,9 @@ static void dump_done(struct job *j)
 	in->ops--;
 	in->snapshotting = false;
 	if (function_removed(p->fn) && !in->job_ret) {
-		/* removed while dumping: the images are no one's (server_remove
+		/* removed while dumping: the images are no one's (lifecycle_remove
 		 * moved the folder aside before criu wrote them) */
-		server_rm_rf(p->fn->snap_dir);
+		jobs_rm_rf(p->fn->snap_dir);
 		in->job_ret = -ECANCELED;
 	}
 	atomic_store(&p->fn->snap_state, in->job_ret ? SNAP_OFF : SNAP_READY);
@@ -260,7 +262,7 @@ static void dump_done(struct job *j)
 	} else if (!in->job_ret) {
 		pool__kill_instance(in, 503, "checkpointed");
 	} else {
-		function_mark_ready(p->fn); /* it serves on, uncheckpointed */
+		lifecycle_ready(p->fn); /* it serves on, uncheckpointed */
 	}
 	unsigned keep = p->fn->cfg.scaling.min_instances ? p->fn->cfg.scaling.min_instances : 1;
 	while (!p->sh->stopping && p->n_live < keep && pool__start_instance(p))
@@ -272,7 +274,7 @@ static void dump_done(struct job *j)
 void pool__start_dump(struct instance *in)
 {
 	struct function *fn = in->pool->fn;
-	server_rm_rf(fn->snap_dir);
+	fs_rm_rf(fn->snap_dir);
 	mkdir(server.opt.snapshot_dir, 0700);
 	int ret = mkdir(fn->snap_dir, 0700) < 0 ? -errno : fnsnap_write_source(fn);
 	if (ret) {

@@ -6,10 +6,10 @@
 #include "invocation.h"
 #include "jobs.h"
 #include "fnsnap.h"
-#include "history.h"
+#include "fsutil.h"
 #include "imagestore.h"
 #include "instance.h"
-#include "journal.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "loop.h"
 #include "mem.h"
@@ -74,22 +74,6 @@ void server_options_default(struct server_options *o)
 	strcpy(o->instance_bin + dir_len, "/thaw-instance");
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++)
-		if (*p == '/') {
-			*p = '\0';
-			if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-				return -errno;
-			*p = '/';
-		}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /* The admin token: made at first start, readable by the owner only. */
 static int load_admin_token(void)
 {
@@ -122,308 +106,6 @@ static int load_admin_token(void)
 	close(fd);
 	pr_info("admin token written to %s", path);
 	return 0;
-}
-
-struct fn_name *server_find_name(const char *name, size_t len)
-{
-	unsigned n = atomic_load(&server.n_names);
-	for (unsigned i = 0; i < n; i++) {
-		struct fn_name *nm = server.names[i];
-		if (!atomic_load(&nm->removed) && strlen(nm->name) == len && memcmp(nm->name, name, len) == 0)
-			return nm;
-	}
-	return NULL;
-}
-
-struct function *server_find_function(const char *name, size_t len)
-{
-	struct fn_name *nm = server_find_name(name, len);
-	if (!nm)
-		return NULL;
-	struct function *cur = atomic_load(&nm->current);
-	return cur ? cur : fn_name_newest(nm);
-}
-
-struct function *server_find_version(const char *name, size_t len, unsigned v)
-{
-	struct fn_name *nm = server_find_name(name, len);
-	return nm ? fn_name_version(nm, v) : NULL;
-}
-
-void function_mark_ready(struct function *fn)
-{
-	atomic_store(&fn->state, FN_READY);
-	pthread_mutex_lock(&server.registry_lock);
-	struct fn_name *nm = fn->name;
-	bool first = !fn->promoted;
-	unsigned replaced = 0;
-	if (first && !nm->pinned && fn_name_newest(nm) == fn) {
-		struct function *old = atomic_load(&nm->current);
-		if (!old || old->version < fn->version) {
-			atomic_store(&nm->current, fn);
-			pr_info("%s: version %u serves", nm->name, fn->version);
-			replaced = old ? old->version : 0;
-		}
-	}
-	fn->promoted = true;
-	pthread_mutex_unlock(&server.registry_lock);
-	if (replaced && !journal_replaying())
-		fnsnap_drop_others(nm, fn->version, replaced);
-	if (first && atomic_load(&fn->journaled))
-		journal_ready(nm->name, fn->version);
-}
-
-int server_rollback(struct fn_name *nm, unsigned v, struct function **out)
-{
-	pthread_mutex_lock(&server.registry_lock);
-	int ret = 0;
-	struct function *cur = atomic_load(&nm->current), *to = NULL;
-	unsigned nv = atomic_load(&nm->n_versions);
-	if (v == 0) { /* the newest ready version older than the current one */
-		for (unsigned i = cur ? cur->version - 1 : nv; i >= nm->first && !to; i--)
-			if (atomic_load(&fn_name_version(nm, i)->state) == FN_READY)
-				to = fn_name_version(nm, i);
-		if (!to)
-			ret = -ENOENT;
-	} else if (!(to = fn_name_version(nm, v))) {
-		ret = -ENOENT;
-	} else if (atomic_load(&to->state) == FN_FAILED) {
-		ret = -EAGAIN;
-	}
-	if (!ret) {
-		atomic_store(&nm->current, to);
-		nm->pinned = true;
-		pr_info("%s: rolled back to version %u", nm->name, to->version);
-		*out = to;
-	}
-	pthread_mutex_unlock(&server.registry_lock);
-	return ret;
-}
-
-void server_rm_rf(const char *dir)
-{
-	char *argv[] = { "rm", "-rf", "--", (char *)dir, NULL };
-	pid_t pid = fork();
-	if (pid == 0) {
-		execv("/bin/rm", argv);
-		_exit(127);
-	}
-	if (pid > 0)
-		waitpid(pid, NULL, 0);
-}
-
-static int live_instances(struct function *fn)
-{
-	int n = 0;
-	for (int s = 0; s < INST_STATES; s++)
-		n += atomic_load(&fn->metrics.instances[s]);
-	return n;
-}
-
-/* A removed version's snapshot folder is moved aside at once (a new deploy
- * of the name reuses the folder name) and deleted when its instances are. */
-static void removed_snap_dir(struct function *fn, char *out, size_t len)
-{
-	snprintf(out, len, "%s.removed-%u", fn->snap_dir, fn->index);
-}
-
-void function_removed_gc(struct function *fn)
-{
-	if (live_instances(fn) || atomic_load(&fn->snap_dropped) ||
-	    atomic_exchange(&fn->snap_dropped, true))
-		return;
-	char dir[sizeof(fn->snap_dir) + 32];
-	removed_snap_dir(fn, dir, sizeof(dir));
-	if (access(dir, F_OK) == 0) {
-		server_rm_rf(dir);
-		pr_info("%s: version %u's snapshot %s deleted", fn->cfg.name, fn->version, dir);
-	}
-}
-
-int server_remove(struct fn_name *nm)
-{
-	pthread_mutex_lock(&server.registry_lock);
-	if (atomic_exchange(&nm->removed, true)) {
-		pthread_mutex_unlock(&server.registry_lock);
-		return -ENOENT;
-	}
-	pthread_mutex_unlock(&server.registry_lock);
-	fnlog_close(&nm->log);
-	unsigned nv = atomic_load(&nm->n_versions) - nm->first + 1;
-	for (unsigned k = 0; k < nv; k++) {
-		struct function *fn = nm->versions[k];
-		char dir[sizeof(fn->snap_dir) + 32];
-		atomic_store(&fn->snap_state, SNAP_OFF);
-		removed_snap_dir(fn, dir, sizeof(dir));
-		if (access(fn->snap_dir, F_OK) == 0 && rename(fn->snap_dir, dir) < 0)
-			pr_perror("%s: moving %s aside", nm->name, fn->snap_dir);
-		function_removed_gc(fn);
-	}
-	pr_info("%s removed (%u version(s))", nm->name, nv);
-	return 0;
-}
-
-int server_add_function(struct config *cfg, const struct imagestore_image *image,
-			unsigned version, struct function **out)
-{
-	pthread_mutex_lock(&server.registry_lock);
-	int ret = 0;
-	unsigned n = atomic_load(&server.n_functions);
-	struct fn_name *nm = server_find_name(cfg->name, strlen(cfg->name));
-	if (n == MAX_FUNCTIONS || (!nm && atomic_load(&server.n_names) == MAX_NAMES) ||
-	    (nm && atomic_load(&nm->n_versions) - nm->first + 1 == MAX_VERSIONS)) {
-		ret = -ENOSPC;
-		goto unlock;
-	}
-	bool new_name = !nm;
-	if (new_name) { /* published below, with its first version */
-		nm = xcalloc(1, sizeof(*nm));
-		snprintf(nm->name, sizeof(nm->name), "%s", cfg->name);
-		fnlog_init_name(&nm->log);
-		nm->first = version ? version : 1;
-		atomic_store(&nm->n_versions, nm->first - 1);
-	}
-	struct function *fn = xcalloc(1, sizeof(*fn));
-	fn->cfg = *cfg;
-	memset(cfg, 0, sizeof(*cfg));
-	fn->handler_path = fn->cfg.handler[0] == '/'
-				   ? xstrdup(fn->cfg.handler)
-				   : xasprintf("%s/%s", fn->cfg.dir, fn->cfg.handler);
-	if (image) {
-		fn->image = xmalloc(sizeof(*image));
-		*fn->image = *image;
-	}
-	fn->index = n;
-	fn->name = nm;
-	fn->version = atomic_load(&nm->n_versions) + 1;
-	/* what changed since the newest version that could be loaded */
-	struct function *prev = NULL;
-	for (unsigned v = fn->version - 1; v >= nm->first && !prev; v--)
-		prev = fn_name_version(nm, v)->broken ? NULL : fn_name_version(nm, v);
-	fn->changes = history_changes(prev, fn);
-	fn->deployed_at = (int64_t)time(NULL);
-	pthread_mutex_init(&fn->lock, NULL);
-	atomic_store(&fn->state, FN_STARTING);
-	fnsnap_init(fn);
-	server.functions[n] = fn;
-	nm->versions[fn->version - nm->first] = fn;
-	nm->pinned = false; /* a new deploy takes over once ready */
-	/* publish after the slots are filled */
-	atomic_store(&nm->n_versions, fn->version);
-	atomic_store(&server.n_functions, n + 1);
-	if (new_name) {
-		server.names[atomic_load(&server.n_names)] = nm;
-		atomic_fetch_add(&server.n_names, 1);
-	}
-	if (out)
-		*out = fn;
-unlock:
-	pthread_mutex_unlock(&server.registry_lock);
-	return ret;
-}
-
-void server_full_why(const char *name, char *out, size_t len)
-{
-	struct fn_name *nm = server_find_name(name, strlen(name));
-	if (nm && atomic_load(&nm->n_versions) - nm->first + 1 >= MAX_VERSIONS)
-		snprintf(out, len, "function %s has %u versions, the most a name keeps: thaw rm %s frees them",
-			 name, MAX_VERSIONS, name);
-	else if (!nm && atomic_load(&server.n_names) >= MAX_NAMES)
-		snprintf(out, len, "the daemon holds %u function names, the most it keeps (removed ones count until it restarts)",
-			 MAX_NAMES);
-	else
-		snprintf(out, len, "the daemon holds %u versions, the most it keeps (those of removed functions count until it restarts)",
-			 MAX_FUNCTIONS);
-}
-
-int server_add_placeholder(const char *name, const char *dir, const char *why,
-			   unsigned version, struct function **out)
-{
-	struct config cfg;
-	config_defaults(&cfg);
-	cfg.name = xstrdup(name);
-	cfg.handler = xstrdup("");
-	cfg.dir = xstrdup(dir ? dir : "");
-	cfg.snapshot = false;
-	struct function *fn;
-	int ret = server_add_function(&cfg, NULL, version, &fn);
-	if (ret) {
-		config_free(&cfg);
-		return ret;
-	}
-	fn->broken = true;
-	free(fn->changes);
-	fn->changes = xstrdup("[]");
-	function_set_failed(fn, why);
-	*out = fn;
-	return 0;
-}
-
-int server_load_functions_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d) {
-		int err = -errno;
-		pr_perror("--functions %s", dir);
-		return err;
-	}
-	int loaded = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char path[PATH_MAX], err[512];
-		snprintf(path, sizeof(path), "%s/%s/fc.yaml", dir, e->d_name);
-		if (access(path, F_OK) != 0)
-			continue;
-		struct config cfg;
-		if (config_load(path, &cfg, err, sizeof(err))) {
-			pr_err("%s", err);
-			continue;
-		}
-		if (server_find_name(cfg.name, strlen(cfg.name))) {
-			pr_err("%s: a function named %s is loaded already", path, cfg.name);
-			config_free(&cfg);
-			continue;
-		}
-		if (server_add_function(&cfg, NULL, 0, NULL)) {
-			char why[200];
-			server_full_why(cfg.name, why, sizeof(why));
-			pr_err("%s: %s", path, why);
-			config_free(&cfg);
-			continue;
-		}
-		loaded++;
-	}
-	closedir(d);
-	return loaded;
-}
-
-void function_set_failed(struct function *fn, const char *msg)
-{
-	pthread_mutex_lock(&fn->lock);
-	snprintf(fn->init_error, sizeof(fn->init_error), "%s", msg);
-	pthread_mutex_unlock(&fn->lock);
-	/* a function with a working instance elsewhere stays ready */
-	int ready = atomic_load(&fn->metrics.instances[INST_IDLE]) +
-		    atomic_load(&fn->metrics.instances[INST_BUSY]);
-	if (ready)
-		return;
-	atomic_store(&fn->state, FN_FAILED);
-	/* a version that never was ready: a restart should know it failed */
-	pthread_mutex_lock(&server.registry_lock);
-	bool note = atomic_load(&fn->journaled) && !fn->promoted && !fn->fail_journaled;
-	fn->fail_journaled = true;
-	pthread_mutex_unlock(&server.registry_lock);
-	if (note)
-		journal_failed(fn->cfg.name, fn->version, msg);
-}
-
-void function_error(struct function *fn, char *out, size_t len)
-{
-	pthread_mutex_lock(&fn->lock);
-	snprintf(out, len, "%s", fn->init_error[0] ? fn->init_error : "no instance available");
-	pthread_mutex_unlock(&fn->lock);
 }
 
 static bool has_cap(int cap)
@@ -651,7 +333,7 @@ int server_run(void)
 {
 	struct server_options *o = &server.opt;
 	server.start_ns = now_ns();
-	int ret = mkdir_p(o->state_dir, 0700);
+	int ret = fs_mkdir_p(o->state_dir, 0700);
 	if (ret) {
 		pr_err("state dir %s: %s", o->state_dir, strerror(-ret));
 		return ret;
@@ -675,12 +357,12 @@ int server_run(void)
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	if (o->functions_dir) {
-		int n = server_load_functions_dir(o->functions_dir);
+		int n = lifecycle_load_dir(o->functions_dir);
 		if (n < 0)
 			return n;
 		pr_info("loaded %d function(s) from %s", n, o->functions_dir);
 	}
-	int replayed = journal_replay();
+	int replayed = lifecycle_replay();
 	if (replayed > 0)
 		pr_info("replayed %d deploys and rollbacks of earlier runs", replayed);
 	collect_images();
@@ -711,7 +393,7 @@ int server_run(void)
 	/* restores still under way end here: their done() kills the copies */
 	jobs_stop();
 	for (unsigned i = 0; i < server.n_shards; i++) {
-		jobs_complete(server.shards[i]);
+		shard_run_posted(server.shards[i]);
 		shard_fini(server.shards[i]);
 	}
 	reslimit_fini();

@@ -1,10 +1,10 @@
 /*
- * The daemon's one mutable global, `server`, and the types every loop shares.
+ * The daemon's one mutable global, `server`: options, the registry's tables
+ * (registry.h), the loops and daemon-wide metrics.
  *
  * Threads: one io_uring loop ("shard") per core, each with its own listener
- * (SO_REUSEPORT), connections, timers and instance pools. Functions are
- * shared and read-mostly: the registry only grows (a slot is never freed
- * while the daemon runs), so loops read it without locks.
+ * (SO_REUSEPORT), connections and timers; each function version's pool runs
+ * on one of them (pool.h).
  */
 #ifndef THAW_SERVER_H
 #define THAW_SERVER_H
@@ -15,87 +15,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "config.h"
-#include "fnlog.h"
 #include "metrics.h"
+#include "registry.h"
 
-/* Registry bounds. Slots are not reused while the daemon runs (loops read
- * the registry without locks): removed functions give theirs back at the
- * next start, whose journal replay skips them. */
-#define MAX_FUNCTIONS 4096 /* versions of all functions together */
-#define MAX_NAMES 1024
-#define MAX_VERSIONS 1024
 #define MAX_SHARDS 64
-
-enum fn_state { FN_STARTING, FN_READY, FN_FAILED };
-/* NONE: not taken yet; TAKING: the first instance is being dumped (pools
- * wait rather than cold-start); READY: instances start by restore; OFF: cold
- * starts only (snapshots off, disabled in fc.yaml, or the snapshot failed). */
-enum snap_state { SNAP_NONE, SNAP_TAKING, SNAP_READY, SNAP_OFF };
-
-struct fn_name;
-struct imagestore_image;
-struct pool;
-
-/* One deployed version of a function. Versions are never freed while the
- * daemon runs: requests that started on one finish on it. */
-struct function {
-	struct config cfg;
-	char *handler_path;   /* absolute .so */
-	struct imagestore_image *image; /* deployed from an uploaded image; NULL: a folder */
-	char *changes;        /* JSON array: what differs from the version before */
-	unsigned index;       /* slot in the registry and in every shard's pools */
-	unsigned version;     /* 1, 2, ... per name */
-	struct fn_name *name; /* its name's version table */
-	int64_t deployed_at;  /* unix seconds */
-	bool promoted;        /* became current once (first READY) */
-	atomic_bool journaled; /* deployed through the admin API: its READY and
-				* failure go to the journal (--functions ones
-				* are loaded anew each start) */
-	bool fail_journaled;  /* its failure before any READY is in the journal */
-	bool broken;          /* could not be loaded at a restart: never starts */
-	bool snap_reused;     /* its snapshot is from an earlier daemon run */
-	atomic_int state;     /* enum fn_state */
-	pthread_mutex_t lock; /* guards init_error */
-	char init_error[512];
-	struct fn_metrics metrics;
-	atomic_int snap_state; /* enum snap_state */
-	char snap_dir[4096];   /* set before snap_state becomes TAKING */
-	char snap_source[65];  /* what its instances start from (fnsnap.h) */
-	atomic_uint_least64_t snap_fingerprint; /* of the files last verified whole */
-	/* first cold start, the snapshot and the first restore, for deploy reports */
-	_Atomic double init_ms, dump_ms, restore_ms;
-	atomic_uint_least64_t snap_bytes;
-	atomic_bool snap_dropped; /* removed: its snapshot folder is deleted */
-	_Atomic(struct pool *) pool; /* made on first use (pool_of) */
-};
-
-/* A function name: its versions and the one serving. Traffic switches
- * atomically: a request picks `current` once and stays on that version. */
-struct fn_name {
-	char name[65];
-	_Atomic(struct function *) current; /* NULL until a version is ready */
-	struct function *versions[MAX_VERSIONS]; /* [v - first] */
-	unsigned first;          /* the oldest version kept: 1, or more when a
-				  * restart retired older ones (journal.h) */
-	atomic_uint n_versions;  /* the newest version's number */
-	bool pinned; /* rolled back: a version getting ready does not take over */
-	struct fnlog log; /* STATE/logs/<name>.log */
-	atomic_bool removed; /* thaw rm: never found again; a new deploy makes a new name */
-};
-
-/* Version v of nm, or NULL: none such, or retired at a restart. */
-static inline struct function *fn_name_version(struct fn_name *nm, unsigned v)
-{
-	return v >= nm->first && v <= atomic_load(&nm->n_versions) ? nm->versions[v - nm->first]
-								  : NULL;
-}
-
-/* The newest version of nm (a name is published with one). */
-static inline struct function *fn_name_newest(struct fn_name *nm)
-{
-	return nm->versions[atomic_load(&nm->n_versions) - nm->first];
-}
 
 struct shard;
 
@@ -125,6 +48,7 @@ struct server {
 	atomic_uint n_functions;
 	struct fn_name *names[MAX_NAMES];
 	atomic_uint n_names;
+	_Atomic(struct fn_name *) name_index[2 * MAX_NAMES]; /* open addressing */
 	pthread_mutex_t registry_lock; /* serialises writers only */
 	struct shard *shards[MAX_SHARDS];
 	unsigned n_shards;
@@ -144,60 +68,5 @@ void server_options_default(struct server_options *o);
 /* State dir, admin token, functions dir, loops; returns after SIGTERM/SIGINT.
  * Returns 0 or -errno with the reason logged. */
 int server_run(void);
-
-/* Registry. The version serving name (the newest one while none is ready
- * yet), or NULL when absent. */
-struct function *server_find_function(const char *name, size_t len);
-/* Version v of name, or NULL. */
-struct function *server_find_version(const char *name, size_t len, unsigned v);
-/* The name's table, or NULL when absent or removed. */
-struct fn_name *server_find_name(const char *name, size_t len);
-/* Removes nm: lookups stop finding it at once (requests under way finish),
- * pools stop starting instances and scale in as they go idle
- * (function_removed_gc), its log file is closed. Snapshot folders of
- * versions without instances are deleted now, the others by
- * function_removed_gc. 0, or -ENOENT when already removed. */
-int server_remove(struct fn_name *nm);
-static inline bool function_removed(const struct function *fn)
-{
-	return atomic_load(&fn->name->removed);
-}
-/* For a version of a removed name: deletes its snapshot folder once no
- * instance of it is left on any loop (once). */
-void function_removed_gc(struct function *fn);
-/* rm -rf dir (a child process, waited for). */
-void server_rm_rf(const char *dir);
-/* Adds cfg as a new version of its name (version 1 for a new name, or
- * version when not 0: a restart that retired the ones before it); it
- * serves once ready (function_mark_ready), so a broken deploy leaves the
- * previous version serving. Takes ownership of cfg; image (NULL for a
- * folder) is copied. Returns 0, or -ENOSPC when a table is full. */
-int server_add_function(struct config *cfg, const struct imagestore_image *image,
-			unsigned version, struct function **out);
-/* Why server_add_function refused a version of name with -ENOSPC: which
- * bound, and what frees it. */
-void server_full_why(const char *name, char *out, size_t len);
-/* A version of name that cannot be started (its deploy, from folder dir or
- * NULL for an image, cannot be loaded again at a restart): failed with why,
- * so that the versions after it keep their numbers. 0 or -ENOSPC. */
-int server_add_placeholder(const char *name, const char *dir, const char *why,
-			   unsigned version, struct function **out);
-/* Switches name's traffic to version v (0: the ready version before the
- * current one). Returns 0, -ENOENT (no such version) or -EAGAIN (not
- * ready). */
-int server_rollback(struct fn_name *n, unsigned v, struct function **out);
-/* READY of a version: the first makes it current if it is its name's newest
- * and no rollback pinned another (then the snapshots of versions other than
- * it and the one it replaced are deleted), and is journaled. */
-void function_mark_ready(struct function *fn);
-/* Loads every DIR/<x>/fc.yaml; errors are logged per folder. Returns the
- * number loaded or -errno when dir cannot be read. */
-int server_load_functions_dir(const char *dir);
-
-/* An instance failed to start with msg: the version is FAILED unless another
- * of its instances serves; a version never READY journals it once. */
-void function_set_failed(struct function *fn, const char *msg);
-/* Copies the init error (under the lock) into out. */
-void function_error(struct function *fn, char *out, size_t len);
 
 #endif
