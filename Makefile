@@ -20,7 +20,7 @@ LIBTHAW    := $(BUILD)/libthaw.a
 
 # The instance host: loads a handler .so; exports the SDK to it.
 HOST_SRC := $(wildcard handlers/host/*.c) runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/http.c \
-	    runtime/request.c runtime/headers.c
+	    runtime/request.c runtime/headers.c runtime/jsonesc.c
 HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/host/%.o)
 
 # Handlers: handlers/NAME/*.c -> $(BUILD)/handlers/NAME.so

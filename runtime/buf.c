@@ -1,4 +1,5 @@
 #include "buf.h"
+#include "jsonesc.h"
 #include "mem.h"
 
 #include <stdarg.h>
@@ -78,22 +79,16 @@ void buf_free(struct buf *b)
 	b->len = b->cap = 0;
 }
 
+static int buf_sink(void *ctx, const void *data, size_t len)
+{
+	buf_append(ctx, data, len);
+	return 0;
+}
+
 void buf_append_json_string(struct buf *b, const char *s, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
 	buf_reserve(b, len + 2);
 	buf_append(b, "\"", 1);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\') {
-			char e[2] = { '\\', (char)c };
-			buf_append(b, e, 2);
-		} else if (c < 0x20) {
-			char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-			buf_append(b, e, 6);
-		} else {
-			buf_append(b, &s[i], 1);
-		}
-	}
+	json_escape(s, len, buf_sink, b);
 	buf_append(b, "\"", 1);
 }

@@ -16,72 +16,19 @@
 #include <stdbool.h>
 #include <string.h>
 
-static const char hexdig[] = "0123456789abcdef";
-
-/* Appends s[0..len) as the inside of a JSON string. Quotes, backslashes and
- * controls are escaped; bytes that are not well-formed UTF-8 become \u00XX so
- * the document stays valid for any body. lower: ASCII-lowercase as well. */
-static int put_json(struct thaw_response *res, const char *s, size_t len, bool lower)
+/* Header names lowercased (HTTP/1 is case-insensitive), then escaped. */
+static int put_name(struct thaw_response *res, const char *s, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)s, *end = p + len, *run = p;
 	char tmp[256];
-	size_t nt = 0;
 	int r = 0;
-	if (lower) { /* header names: short, lowercased through tmp */
-		for (; p < end && !r; p++) {
-			unsigned char c = *p;
-			if (nt + 6 > sizeof(tmp)) {
-				r = thaw_response_write(res, tmp, nt);
-				nt = 0;
-			}
-			if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-				tmp[nt++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-			} else {
-				memcpy(tmp + nt, "\\u00", 4);
-				tmp[nt + 4] = hexdig[c >> 4];
-				tmp[nt + 5] = hexdig[c & 15];
-				nt += 6;
-			}
-		}
-		return r ? r : thaw_response_write(res, tmp, nt);
+	for (size_t off = 0; off < len && !r; off += sizeof(tmp)) {
+		size_t n = len - off < sizeof(tmp) ? len - off : sizeof(tmp);
+		for (size_t i = 0; i < n; i++)
+			tmp[i] = (char)(s[off + i] >= 'A' && s[off + i] <= 'Z' ? s[off + i] + 32
+									     : s[off + i]);
+		r = thaw_response_write_json(res, tmp, n);
 	}
-	while (p < end && !r) {
-		unsigned char c = *p;
-		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-			p++;
-			continue;
-		}
-		size_t seq = 0;
-		if (c >= 0xc2 && c <= 0xf4) {
-			size_t want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-			if ((size_t)(end - p) >= want) {
-				seq = want;
-				for (size_t i = 1; i < want; i++)
-					if ((p[i] & 0xc0) != 0x80)
-						seq = 0;
-				if (seq == 3 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f)))
-					seq = 0;
-				if (seq == 4 && ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)))
-					seq = 0;
-			}
-		}
-		if (seq) {
-			p += seq;
-			continue;
-		}
-		r = thaw_response_write(res, run, (size_t)(p - run));
-		char esc[6] = { '\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15] };
-		if (c == '"' || c == '\\') {
-			esc[1] = (char)c;
-			r = r ? r : thaw_response_write(res, esc, 2);
-		} else if (c == '\n') {
-			r = r ? r : thaw_response_write(res, "\\n", 2);
-		} else {
-			r = r ? r : thaw_response_write(res, esc, 6);
-		}
-		run = ++p;
-	}
-	return r ? r : thaw_response_write(res, run, (size_t)(p - run));
+	return r;
 }
 
 #define W(lit) thaw_response_write(res, lit, sizeof(lit) - 1)
@@ -90,7 +37,7 @@ static int put_field(struct thaw_response *res, const char *key_lit, size_t key_
 		     const char *v, size_t vlen)
 {
 	int r = thaw_response_write(res, key_lit, key_len);
-	r = r ? r : put_json(res, v, vlen, false);
+	r = r ? r : thaw_response_write_json(res, v, vlen);
 	return r ? r : W("\"");
 }
 
@@ -125,7 +72,7 @@ static int echo_json(const struct thaw_request *req, struct thaw_response *res)
 	for (size_t i = 0; i < req->n_headers && !r; i++) {
 		const char *name = req->headers[i].name, *value = req->headers[i].value;
 		r = i ? W(",\"") : W("\"");
-		r = r ? r : put_json(res, name, strlen(name), true);
+		r = r ? r : put_name(res, name, strlen(name));
 		r = r ? r : FIELD("\":\"", value, strlen(value));
 	}
 	r = r ? r : W("}");

@@ -4,6 +4,7 @@
  */
 #define LOG_PREFIX "sdk: "
 #include "host.h"
+#include "jsonesc.h"
 #include "log.h"
 #include "mem.h"
 
@@ -234,51 +235,14 @@ SDK_API int thaw_respond(struct thaw_response *res, int status, const char *cont
 	return thaw_response_write(res, body, len);
 }
 
-static const char hexdig[] = "0123456789abcdef";
-
-/* Appends s as the inside of a JSON string: quotes, backslashes and control
- * characters escaped; bytes that are not valid UTF-8 become \u00XX. */
-static int put_json_escaped(struct thaw_response *res, const char *s, size_t len)
+static int response_sink(void *ctx, const void *data, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)s, *end = p + len, *run = p;
-	int r = 0;
-	while (p < end && !r) {
-		unsigned char c = *p;
-		size_t seq = 0;
-		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-			p++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xf4) { /* a well-formed UTF-8 sequence passes */
-			size_t want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-			if ((size_t)(end - p) >= want) {
-				seq = want;
-				for (size_t i = 1; i < want; i++)
-					if ((p[i] & 0xc0) != 0x80)
-						seq = 0;
-				if (seq == 3 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f)))
-					seq = 0;
-				if (seq == 4 && ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f)))
-					seq = 0;
-			}
-		}
-		if (seq) {
-			p += seq;
-			continue;
-		}
-		r = thaw_response_write(res, run, (size_t)(p - run));
-		char esc[6] = { '\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 15] };
-		if (c == '"' || c == '\\') {
-			esc[1] = (char)c;
-			r = r ? r : thaw_response_write(res, esc, 2);
-		} else if (c == '\n') {
-			r = r ? r : thaw_response_write(res, "\\n", 2);
-		} else {
-			r = r ? r : thaw_response_write(res, esc, 6);
-		}
-		run = ++p;
-	}
-	return r ? r : thaw_response_write(res, run, (size_t)(p - run));
+	return thaw_response_write(ctx, data, len);
+}
+
+SDK_API int thaw_response_write_json(struct thaw_response *res, const char *s, size_t len)
+{
+	return json_escape(s, len, response_sink, res);
 }
 
 SDK_API int thaw_respond_error(struct thaw_response *res, int status, const char *fmt, ...)
@@ -302,7 +266,7 @@ SDK_API int thaw_respond_error(struct thaw_response *res, int status, const char
 		}
 	}
 	int r = thaw_respond(res, status, "application/json", "{\"error\":\"", 10);
-	r = r ? r : put_json_escaped(res, msg, (size_t)n);
+	r = r ? r : thaw_response_write_json(res, msg, (size_t)n);
 	r = r ? r : thaw_response_write(res, "\"}", 2);
 	if (msg != small)
 		free(msg);

@@ -86,6 +86,11 @@ int thaw_response_header(struct thaw_response *res, const char *name,
 			 const char *value);
 /* Appends to the body (copied). Returns 0 or -ENOMEM. */
 int thaw_response_write(struct thaw_response *res, const void *data, size_t len);
+/* Appends s[0..len) to the body as the inside of a JSON string (no quotes):
+ * quotes, backslashes and control characters escaped, bytes that are not
+ * well-formed UTF-8 as \u00XX, so the body stays valid JSON for any input.
+ * Returns 0 or -ENOMEM. */
+int thaw_response_write_json(struct thaw_response *res, const char *s, size_t len);
 /* Convenience: status, content type and whole body at once. */
 int thaw_respond(struct thaw_response *res, int status, const char *content_type,
 		 const void *body, size_t len);
