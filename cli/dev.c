@@ -17,6 +17,7 @@
 #include "builder/compile.h"
 #include "cli/cli.h"
 #include "config.h"
+#include "fnenv.h"
 #include "mem.h"
 #include "server.h"
 
@@ -178,55 +179,6 @@ mkdir_failed:
 
 /* --- the server ---------------------------------------------------------- */
 
-static bool env_key_is(const char *entry, const char *key)
-{
-	size_t n = strlen(key);
-	return !strncmp(entry, key, n) && entry[n] == '=';
-}
-
-/* The caller's environment with what the daemon would give an instance on
- * top: THAW_ and FC_ identity, then fc.yaml's environmentVariables. */
-static char **server_env(const struct config *cfg, const char *so)
-{
-	size_t n_env = 0;
-	while (environ[n_env])
-		n_env++;
-	size_t cap = n_env + cfg->n_env + 8, n = 0;
-	char **env = xcalloc(cap, sizeof(char *));
-	env[n++] = xasprintf("THAW_FUNCTION_NAME=%s", cfg->name);
-	env[n++] = xasprintf("THAW_FUNCTION_DIR=%s", cfg->dir);
-	env[n++] = xasprintf("THAW_HANDLER=%s", so);
-	env[n++] = xasprintf("FC_FUNCTION_NAME=%s", cfg->name);
-	env[n++] = xasprintf("FC_FUNCTION_MEMORY_SIZE=%u", cfg->memory_mb);
-	env[n++] = xasprintf("FC_FUNCTION_TIMEOUT=%u", cfg->timeout_s);
-	for (size_t i = 0; i < cfg->n_env; i++)
-		env[n++] = xasprintf("%s=%s", cfg->env[i].key, cfg->env[i].value);
-	for (char **e = environ; *e; e++) {
-		bool shadowed = false;
-		for (size_t i = 0; i < n && !shadowed; i++) {
-			const char *eq = strchr(env[i], '=');
-			char key[256];
-			size_t kl = (size_t)(eq - env[i]);
-			if (kl >= sizeof(key))
-				continue;
-			memcpy(key, env[i], kl);
-			key[kl] = '\0';
-			shadowed = env_key_is(*e, key);
-		}
-		if (!shadowed && n + 1 < cap)
-			env[n++] = xstrdup(*e);
-	}
-	env[n] = NULL;
-	return env;
-}
-
-static void free_env(char **env)
-{
-	for (char **e = env; *e; e++)
-		free(*e);
-	free(env);
-}
-
 /* Forks thaw-instance --http for cfg and so. Returns 0 or -errno. */
 static int start_server(struct dev *d, const struct config *cfg, const char *so)
 {
@@ -238,14 +190,14 @@ static int start_server(struct dev *d, const struct config *cfg, const char *so)
 	char *argv[] = { d->instance_bin, "--http", listen, "--function-dir", cfg->dir,
 			 "--name", cfg->name, "--timeout", timeout, "--max-body", max_body,
 			 (char *)so, NULL };
-	char **env = server_env(cfg, so);
+	char **env = fnenv_build(cfg, so, environ);
 	pid_t parent = getpid();
 	sigset_t none;
 	sigemptyset(&none);
 	pid_t pid = fork();
 	if (pid < 0) {
 		int err = -errno;
-		free_env(env);
+		fnenv_free(env);
 		cli_fail(d->cli, CLI_FAILED, "fork: %s", strerror(-err));
 		return err;
 	}
@@ -262,7 +214,7 @@ static int start_server(struct dev *d, const struct config *cfg, const char *so)
 		fprintf(stderr, "thaw dev: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	free_env(env);
+	fnenv_free(env);
 	d->child = pid;
 	return 0;
 }

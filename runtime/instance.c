@@ -3,6 +3,7 @@
 #include "channel.h"
 #include "config.h"
 #include "log.h"
+#include "fnenv.h"
 #include "mem.h"
 #include "reslimit.h"
 
@@ -41,35 +42,19 @@ void instance_set_user(uid_t uid, gid_t gid, const char *cwd)
 	run_cwd = cwd;
 }
 
-static char **build_env(const struct config *cfg, const char *handler)
+/* What an instance keeps of the daemon's environment. */
+static char **kept_env(void)
 {
-	size_t n = 0, cap = cfg->n_env + 16;
-	char **env = xcalloc(cap, sizeof(char *));
 	static const char *const keep[] = { "PATH", "HOME", "LANG", "TZ", "LD_LIBRARY_PATH",
-					    "ASAN_OPTIONS", "UBSAN_OPTIONS", NULL };
-	for (const char *const *k = keep; *k; k++) {
-		const char *v = getenv(*k);
+					    "ASAN_OPTIONS", "UBSAN_OPTIONS" };
+	size_t n = 0, k = sizeof(keep) / sizeof(keep[0]);
+	char **env = xcalloc(k + 1, sizeof(char *));
+	for (size_t i = 0; i < k; i++) {
+		const char *v = getenv(keep[i]);
 		if (v)
-			env[n++] = xasprintf("%s=%s", *k, v);
+			env[n++] = xasprintf("%s=%s", keep[i], v);
 	}
-	env[n++] = xasprintf("THAW_FUNCTION_NAME=%s", cfg->name);
-	env[n++] = xasprintf("THAW_FUNCTION_DIR=%s", cfg->dir);
-	env[n++] = xasprintf("THAW_HANDLER=%s", handler);
-	env[n++] = xasprintf("THAW_INSTANCE_CONCURRENCY=%u", cfg->instance_concurrency);
-	env[n++] = xasprintf("FC_FUNCTION_NAME=%s", cfg->name);
-	env[n++] = xasprintf("FC_FUNCTION_MEMORY_SIZE=%u", cfg->memory_mb);
-	env[n++] = xasprintf("FC_FUNCTION_TIMEOUT=%u", cfg->timeout_s);
-	for (size_t i = 0; i < cfg->n_env && n + 1 < cap; i++)
-		env[n++] = xasprintf("%s=%s", cfg->env[i].key, cfg->env[i].value);
-	env[n] = NULL;
 	return env;
-}
-
-static void free_env(char **env)
-{
-	for (char **e = env; *e; e++)
-		free(*e);
-	free(env);
 }
 
 static uint64_t inode_of(int fd)
@@ -157,7 +142,9 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 	*out = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = -1, .log_fd = -1 };
 	char *handler = cfg->handler[0] == '/' ? xstrdup(cfg->handler)
 					       : xasprintf("%s/%s", cfg->dir, cfg->handler);
-	char **env = build_env(cfg, handler);
+	char **kept = kept_env();
+	char **env = fnenv_build(cfg, handler, kept);
+	fnenv_free(kept);
 	if ((ret = instance_fds_new(sv, lp)))
 		goto free_env;
 	int pidfd = -1;
@@ -176,7 +163,7 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 		child(sv[1], lp[1], host_path, env,
 		      reslimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0);
 	instance_proc_adopt(out, (pid_t)pid, pidfd, sv, lp);
-	free_env(env);
+	fnenv_free(env);
 	free(handler);
 	return 0;
 close_lp:
@@ -185,7 +172,7 @@ close_lp:
 	close(sv[0]);
 	close(sv[1]);
 free_env:
-	free_env(env);
+	fnenv_free(env);
 	free(handler);
 	return ret;
 }
