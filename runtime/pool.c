@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,7 +271,7 @@ static struct instance *free_instance(struct pool *p)
 {
 	struct instance *best = NULL;
 	for (struct instance *in = p->instances; in; in = in->next)
-		if (in->state == I_READY && !in->snapshotting &&
+		if (in->state == I_READY && !in->snapshotting && !in->closed &&
 		    in->inflight < p->fn->cfg.instance_concurrency &&
 		    (!best || in->inflight < best->inflight))
 			best = in;
@@ -516,12 +517,7 @@ static const char *describe_exit(struct instance *in, char *buf, size_t len)
 		return buf;
 	}
 	siginfo_t si = { 0 };
-	/* the channel closes a moment before the process turns zombie */
-	for (int i = 0; i < 20 && !si.si_pid; i++)
-		if (waitid(P_PID, (id_t)in->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
-		    (!si.si_pid && usleep(250)))
-			break;
-	if (si.si_pid) {
+	if (waitid(P_PID, (id_t)in->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid) {
 		if (si.si_code == CLD_EXITED)
 			snprintf(buf, len, "instance exited with status %d", si.si_status);
 		else
@@ -529,6 +525,52 @@ static const char *describe_exit(struct instance *in, char *buf, size_t len)
 		return buf;
 	}
 	return "instance closed its channel";
+}
+
+/* The channel closed a moment before the process turns zombie: wait for
+ * that (its pidfd polls readable) to say why, at most EXIT_WAIT_NS, without
+ * blocking the loop; meanwhile the instance takes no request. */
+#define EXIT_WAIT_NS 100000000LL
+
+static void exited(struct instance *in)
+{
+	char why[160];
+	if (in->state != I_DEAD)
+		pool__kill_instance(in, 502, describe_exit(in, why, sizeof(why)));
+}
+
+static void on_exit_poll(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct instance *in = container_of(op, struct instance, exit_op);
+	(void)cqe;
+	in->ops--;
+	timer_cancel(&in->pool->sh->timers, &in->exit_timer);
+	exited(in);
+	pool__maybe_free(in);
+}
+
+static void exit_wait_over(struct timer *t)
+{
+	struct instance *in = container_of(t, struct instance, exit_timer);
+	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
+	io_uring_prep_cancel(sqe, &in->exit_op, 0); /* the poll completes, then in goes */
+	io_uring_sqe_set_data64(sqe, 0);
+	exited(in);
+}
+
+static void channel_closed(struct instance *in)
+{
+	if (in->proc.pidfd < 0) {
+		exited(in);
+		return;
+	}
+	in->closed = true;
+	in->exit_op.cb = on_exit_poll;
+	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
+	io_uring_prep_poll_add(sqe, in->proc.pidfd, POLLIN);
+	loop_op_prep(sqe, &in->exit_op);
+	in->ops++;
+	timer_set(&in->pool->sh->timers, &in->exit_timer, now_ns() + EXIT_WAIT_NS, exit_wait_over);
 }
 
 static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
@@ -542,11 +584,10 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (res <= 0) {
-		char why[160];
 		if (in->snapshotting) /* criu stops the process it dumped */
 			pool__kill_instance(in, 503, "checkpointed");
 		else
-			pool__kill_instance(in, 502, describe_exit(in, why, sizeof(why)));
+			channel_closed(in);
 		return;
 	}
 	in->in.len += (size_t)res;
@@ -644,6 +685,7 @@ void pool__kill_instance(struct instance *in, int status, const char *why)
 	in->state = I_DEAD;
 	pool__gauge_move(in, before);
 	timer_cancel(&p->sh->timers, &in->init_timer);
+	timer_cancel(&p->sh->timers, &in->exit_timer);
 	for (struct instance **pp = &p->instances; *pp; pp = &(*pp)->next)
 		if (*pp == in) {
 			*pp = in->next;

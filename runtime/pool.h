@@ -57,7 +57,9 @@ struct instance {
 	struct reslimit_groups limit_groups;
 	int64_t restored_ns;       /* criu done: CH_RESTORED sent */
 	unsigned ops; /* io_uring operations in flight */
-	struct loop_op recv_op, send_op, log_op;
+	struct loop_op recv_op, send_op, log_op, exit_op;
+	bool closed; /* its channel closed: waiting for the process to end */
+	struct timer exit_timer;
 	bool recv_armed, send_inflight, log_armed;
 	struct buf in, out;
 	size_t out_sent;
