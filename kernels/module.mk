@@ -24,3 +24,12 @@ $(BUILD)/kernels/%.o: kernels/%.c
 $(BUILD)/kernels/%.o: kernels/%.cu kernels/mlp.h kernels/module.mk
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -I. -DMLP_CUBLAS_LIB='"$(CUBLAS_LIB)"' -Xcompiler -fPIC,-fvisibility=hidden,-Wall -c $< -o $@
+
+# tests/bench/bench_gpu: copy floor, cuBLAS peak and the MLP pass on a GPU
+# (exits 77 without one). C against the CUDA runtime and cuBLAS headers.
+ifeq ($(HAVE_CUDA),1)
+$(BUILD)/tests/bench/bench_gpu: tests/bench/bench_gpu.c $(KERNELS_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(CUDA_HOME)/include $(KERNELS_CPPFLAGS) -o $@ $^ $(KERNELS_LIBS) -lcublas
+TOOLS += $(BUILD)/tests/bench/bench_gpu
+endif
