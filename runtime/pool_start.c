@@ -123,6 +123,9 @@ static void restore_run(struct job *j)
 	if (!in->job_ret && fn->cfg.gpu_type) {
 		struct cuda_ckpt_timing ct = { 0 };
 		int ret = cuda_ckpt_resume(in->proc.pid, &ct);
+		if (!ret) /* tests/bench/gpu_restore.py reads this line */
+			pr_info("%s: GPU state of pid %d resumed in %.1f ms: cuCheckpointProcessRestore %.1f, unlock %.1f",
+				fn->cfg.name, in->proc.pid, ct.total_ms, ct.restore_ms, ct.unlock_ms);
 		if (ret && ret != -ESRCH) {
 			in->job_ret = ret;
 			instance_destroy(&in->proc);
