@@ -162,6 +162,10 @@ void pool_warm(struct pool *p)
 static void on_ready(struct instance *in, const char *payload, size_t len)
 {
 	struct pool *p = in->pool;
+	if (in->checkpoint_asked) {
+		pool__checkpoint_answered(in, true, NULL, 0);
+		return;
+	}
 	if (in->state != I_STARTING)
 		return;
 	int before = pool__category(in);
@@ -196,6 +200,10 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 static void on_init_failed(struct instance *in, const char *payload, size_t len)
 {
 	char msg[512];
+	if (in->checkpoint_asked) {
+		pool__checkpoint_answered(in, false, payload, len);
+		return;
+	}
 	snprintf(msg, sizeof(msg), "init failed: %.*s", (int)len, payload);
 	pr_err("%s: %s", in->pool->fn->cfg.name, msg);
 	function_set_failed(in->pool->fn, msg);
@@ -451,7 +459,7 @@ static void on_response(struct instance *in, uint64_t id, const char *payload, s
 		struct channel_response wr;
 		if (channel_decode_response(payload, len, &wr) == 0)
 			pr_info("%s: warmup answered %u", in->pool->fn->cfg.name, wr.status);
-		pool__start_dump(in);
+		pool__ask_checkpoint(in);
 		return;
 	}
 	struct channel_response r;
