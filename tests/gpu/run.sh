@@ -5,9 +5,10 @@
 #   1. prints the device, driver and CUDA versions (nvidia-smi, nvcc);
 #   2. builds the project with CUDA (make -k: a missing library fails only
 #      the targets that need it; missing headers are named first);
-#   3. runs the GPU tests: build/tests/unit/test_kernels_mlp, test_viterbi
-#      and THAW_GPU_TEST=1 test_cuda_ckpt (a real CUDA process suspended
-#      and resumed through the driver's checkpoint API);
+#   3. runs the GPU tests: build/tests/unit/test_kernels_mlp, test_viterbi,
+#      test_predict (weights released and uploaded again, bit-identical
+#      answers) and THAW_GPU_TEST=1 test_cuda_ckpt (a real CUDA process
+#      suspended and resumed through the driver's checkpoint API);
 #   4. runs the GPU benchmarks: bench_gpu (pinned host-to-device floor,
 #      cuBLAS peak, the MLP pass as a fraction of it), bench_viterbi
 #      (sequences/s, device vs CPU) and tests/bench/gpu_restore.sh (cold
@@ -138,7 +139,7 @@ done
 ((${#missing[@]})) && NOTES+=("missing headers (make deps needs network): ${missing[*]}")
 [[ "$TOOLKIT" == none ]] && NOTES+=("no nvcc at $NVCC: CPU-only build, no GPU code to test")
 step build 300 "" nice make -k -j"$JOBS" BUILD="$BUILD" all
-want=(tests/unit/test_kernels_mlp tests/unit/test_viterbi tests/unit/test_cuda_ckpt
+want=(tests/unit/test_kernels_mlp tests/unit/test_viterbi tests/unit/test_predict tests/unit/test_cuda_ckpt
 	tests/bench/bench_gpu tests/bench/bench_viterbi thaw thaw-instance handlers/predict.so tools/gen_weights)
 notbuilt=()
 for f in "${want[@]}"; do [[ -x "$BUILD/$f" || -f "$BUILD/$f" ]] || notbuilt+=("$f"); done
@@ -159,6 +160,8 @@ run_bin() {
 # --- 3. GPU tests -------------------------------------------------------
 run_bin test_kernels_mlp 60 "CPU cases passed, GPU cases skipped" tests/unit/test_kernels_mlp
 run_bin test_viterbi 60 "CPU cases passed, GPU cases skipped" tests/unit/test_viterbi
+# the predict handler's PREDICT_GPU_WEIGHTS=reload hooks (device auto: the GPU when there is one)
+run_bin test_predict 60 "CPU cases passed (reload hooks as no-ops)" tests/unit/test_predict
 export THAW_GPU_TEST=1
 run_bin test_cuda_ckpt 120 "no driver: off-path and mock-driver cases passed" tests/unit/test_cuda_ckpt
 unset THAW_GPU_TEST

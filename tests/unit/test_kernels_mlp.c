@@ -4,6 +4,7 @@
  * The CUDA cases skip without a GPU; the whole test exits 77 only if every
  * case skipped, which cannot happen since the CPU cases always run.
  */
+#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -125,6 +126,46 @@ static void test_cuda_matches_reference(void **state)
 #endif
 }
 
+/* Weights released (before a checkpoint) and uploaded again, through pinned
+ * staging smaller than a tensor (several chunks, both buffers) and through
+ * registered host pages: the outputs are bit-identical to before, and a
+ * pass without weights is refused. Needs a GPU. */
+static void test_cuda_release_and_upload_keep_outputs(void **state)
+{
+	(void)state;
+#ifdef HAVE_CUDA
+	static const int dims[] = { 300, 257, 10 };
+	static const size_t staging[] = { 4096, 0, 1 << 20 };
+	struct mlp_net net;
+	struct mlp_cuda *c = NULL;
+	char err[256];
+	float x[3 * 300], y0[3 * 10], y1[3 * 10];
+	if (mlp_cuda_device_count() < 1)
+		skip();
+	make_net(&net, dims, 3);
+	for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
+		x[i] = (float)i / 300.0f - 1.0f;
+	assert_int_equal(mlp_cuda_new(&net, 3, &c, err, sizeof(err)), 0);
+	assert_int_equal(mlp_cuda_forward(c, x, 3, y0), 0);
+	for (size_t i = 0; i < sizeof(staging) / sizeof(staging[0]); i++) {
+		assert_int_equal(mlp_cuda_release_weights(c), 0);
+		assert_false(mlp_cuda_weights_resident(c));
+		assert_int_equal(mlp_cuda_forward(c, x, 3, y1), -EIO);
+		assert_int_equal(mlp_cuda_upload_weights(c, &net, staging[i], err, sizeof(err)), 0);
+		assert_true(mlp_cuda_weights_resident(c));
+		assert_int_equal(mlp_cuda_forward(c, x, 3, y1), 0);
+		assert_memory_equal(y0, y1, sizeof(y0));
+	}
+	net.layers[0].out = 256; /* another network is refused */
+	assert_int_equal(mlp_cuda_upload_weights(c, &net, 4096, err, sizeof(err)), -EINVAL);
+	net.layers[0].out = 257;
+	mlp_cuda_free(c);
+	free_net(&net);
+#else
+	skip();
+#endif
+}
+
 static void test_invalid_nets_are_rejected(void **state)
 {
 	struct mlp_net net;
@@ -166,6 +207,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_blas_matches_reference),
 		cmocka_unit_test(test_cuda_matches_reference),
+		cmocka_unit_test(test_cuda_release_and_upload_keep_outputs),
 		cmocka_unit_test(test_invalid_nets_are_rejected),
 		cmocka_unit_test(test_softmax_is_stable_for_large_logits),
 	};
