@@ -237,6 +237,10 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def ms(xs):
+    return "%.1f" % statistics.median(xs) if xs else "n/a"
+
+
 def run_size(mib, tmp):
     widths = layers_for(mib)
     weights = os.path.join(tmp, "w%d.safetensors" % mib)
@@ -307,11 +311,11 @@ def report(mib, res, floor_ms):
         if kind != "cold":
             s, g = r["srv"], r["gpu"]
             if s:
-                print("      %s (daemon, p50): total %.1f ms = verify %.1f + criu %.1f + GPU resume %.1f "
-                      "(cuCheckpointProcessRestore %.1f + unlock %.1f) + channel/on_restore %.1f + wait; "
+                print("      %s (daemon, p50): total %.1f ms = verify %.1f + criu %.1f + GPU resume %s "
+                      "(cuCheckpointProcessRestore %s + unlock %s) + channel/on_restore %.1f + wait; "
                       "first response - daemon total %.1f ms (first kernels)" %
                       (kind, med([x["total"] for x in s]), med([x["verify"] for x in s]), med([x["criu"] for x in s]),
-                       med([x["total"] for x in g]), med([x["restore"] for x in g]), med([x["unlock"] for x in g]),
+                       ms([x["total"] for x in g]), ms([x["restore"] for x in g]), ms([x["unlock"] for x in g]),
                        med([x["channel"] for x in s]), med(r["client"]) - med([x["total"] for x in s])))
                 figure("%s_%dMiB_criu_ms" % (kind, mib), med([x["criu"] for x in s]), "ms")
                 if g:
