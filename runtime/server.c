@@ -11,6 +11,7 @@
 #include "loop.h"
 #include "mem.h"
 #include "reslimit.h"
+#include "snapshot/cuda_ckpt.h"
 #include "snapshot/snapshot.h"
 
 #include <dirent.h>
@@ -300,6 +301,9 @@ int server_add_function(struct config *cfg, const struct imagestore_image *image
 	pthread_mutex_init(&fn->lock, NULL);
 	atomic_store(&fn->state, FN_STARTING);
 	fnsnap_init(fn);
+	/* the daemon pays cuInit once, now and off the loop, not per restore */
+	if (fn->cfg.gpu_type && atomic_load(&fn->snap_state) != SNAP_OFF)
+		cuda_ckpt_preload();
 	server.functions[n] = fn;
 	nm->versions[fn->version - nm->first] = fn;
 	nm->pinned = false; /* a new deploy takes over once ready */
