@@ -164,7 +164,7 @@ out:
 	return rc;
 }
 
-static double weights_mib(const struct predict_model *m)
+static inline double weights_mib(const struct predict_model *m)
 {
 	double bytes = 0;
 	for (int l = 0; l < m->net.n_layers; l++)
@@ -186,7 +186,7 @@ static int upload_locked(struct predict_model *m, double *mib, char *err, size_t
 		return rc;
 	}
 #endif
-	(void)err, (void)errlen;
+	(void)m, (void)err, (void)errlen;
 	return 0;
 }
 
