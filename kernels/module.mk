@@ -30,6 +30,6 @@ $(BUILD)/kernels/%.o: kernels/%.cu kernels/mlp.h kernels/module.mk
 ifeq ($(HAVE_CUDA),1)
 $(BUILD)/tests/bench/bench_gpu: tests/bench/bench_gpu.c $(KERNELS_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -I$(CUDA_HOME)/include $(KERNELS_CPPFLAGS) -o $@ $^ $(KERNELS_LIBS) -lcublas
+	$(CC) $(ALL_CFLAGS) -I$(CUDA_HOME)/include $(KERNELS_CPPFLAGS) -o $@ $(filter %.c %.o,$^) $(KERNELS_LIBS) -lcublas
 TOOLS += $(BUILD)/tests/bench/bench_gpu
 endif
