@@ -252,7 +252,7 @@ def run_size(mib, tmp):
     x = [round(math.sin(i * 0.37) * 0.5, 6) for i in range(widths[0])]
     body = json.dumps({"instances": [x]}).encode()
     cfg = {"handler": handler_so("predict"), "timeout": 600, "instanceConcurrency": 1,
-           "memorySize": 32768 if mib > 1024 else 8192, "cpu": os.cpu_count(),
+           "memorySize": 32768 if mib > 1024 else 8192, "cpu": min(16, os.cpu_count() or 1),
            "scalingConfig": SCALE,
            "environmentVariables": {"MODEL": "mlp", "WEIGHTS": weights, "PREDICT_DEVICE": "gpu",
                                     "PREDICT_MAX_BATCH": "8"},
