@@ -529,7 +529,10 @@ void instance_on_recv(struct instance *in, int res)
 	}
 	if (res <= 0) {
 		char why[160];
-		if (in->snapshotting) /* criu stops the process it dumped */
+		if (in->checkpoint_asked) { /* died in before_checkpoint: no snapshot */
+			const char *w = describe_exit(in, why, sizeof(why));
+			pool__checkpoint_answered(in, false, w, strlen(w));
+		} else if (in->snapshotting) /* criu stops the process it dumped */
 			pool__kill_instance(in, 503, "checkpointed");
 		else
 			pool__kill_instance(in, 502, describe_exit(in, why, sizeof(why)));

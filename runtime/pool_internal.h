@@ -28,7 +28,7 @@ struct instance *pool__start_instance(struct pool *p);
  * function should get a snapshot. True when it did (the instance takes no
  * requests meanwhile). */
 bool pool__take_snapshot(struct instance *in);
-/* The warmup answered: checkpoint the instance now. */
+/* The instance answered CH_CHECKPOINT (after the warm-up): dump it now. */
 void pool__start_dump(struct instance *in);
 /* Sends CH_CHECKPOINT (the handler's before_checkpoint runs); the instance's
  * CH_READY then starts the dump (pool__checkpoint_answered). */

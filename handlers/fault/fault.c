@@ -36,7 +36,8 @@
  *
  * init() honours FAULT_INIT_SLEEP_MS=N (sleeps), FAULT_INIT_CRASH=1
  * (crashes) and FAULT_INIT_FAIL=<message> (fails with that message), in that
- * order; before_checkpoint() fails with FAULT_CHECKPOINT_FAIL=<message>.
+ * order; before_checkpoint() crashes with FAULT_CHECKPOINT_CRASH=1 and fails
+ * with FAULT_CHECKPOINT_FAIL=<message>.
  */
 #include "thaw/handler.h"
 
@@ -404,7 +405,10 @@ static int on_restore(void)
 
 static int before_checkpoint(void)
 {
-	const char *v = thaw_config("FAULT_CHECKPOINT_FAIL");
+	const char *v = thaw_config("FAULT_CHECKPOINT_CRASH");
+	if (v && !strcmp(v, "1"))
+		crash();
+	v = thaw_config("FAULT_CHECKPOINT_FAIL");
 	if (v) {
 		thaw_set_error("%s", v);
 		return -EIO;

@@ -39,4 +39,11 @@ with Daemon({"fault": dict(FAULT, environmentVariables={"FAULT_CHECKPOINT_FAIL":
     check(starts(d, "restore") == 0 and starts(d, "cold") == 2, "two cold starts, no restore", d.metrics())
     check("snapshot of pid" not in d.logs(), "nothing was dumped")
 
+with Daemon({"fault": dict(FAULT, environmentVariables={"FAULT_CHECKPOINT_CRASH": "1"})}) as d:
+    check(wait_for(lambda: "before_checkpoint failed: instance" in d.logs(), 10),
+          "a hook that crashes: logged as a failed hook, no snapshot", d.logs()[-2000:])
+    r = d.request("GET", "/fault/hooks")
+    check(r.status == 200 and r.json() == {"before_checkpoint": 0, "on_restore": 0},
+          "the function still serves, from a cold start (not stuck waiting for a snapshot)", r)
+
 finish()
