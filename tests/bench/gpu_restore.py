@@ -33,7 +33,7 @@ predict handler prints each float in its shortest round-trip form, so
 equal text is equal bits). Each figure also as "figure: NAME = VALUE UNIT".
 
 Without root or a working CRIU only the cold series run (said so).
-Usage: tests/bench/gpu_restore.py [--build DIR] [--n 10] [--sizes 256,4096]
+Usage: tests/bench/gpu_restore.py [--build DIR] [--n 10] [--sizes 4096,256]
        [--replicas 4] [--budget SECONDS]
 Exit: 0; 77 without a GPU or the build; 1 on a failure (non-200, outputs
 that differ).
@@ -57,7 +57,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--build", default=os.environ.get("THAW_BUILD", os.path.join(ROOT, "build")))
 ap.add_argument("--n", type=int, default=int(os.environ.get("BENCH_GPU_N", "10")))
-ap.add_argument("--sizes", default=os.environ.get("BENCH_GPU_SIZES", "256,4096"), help="weights, MiB")
+ap.add_argument("--sizes", default=os.environ.get("BENCH_GPU_SIZES", "4096,256"),
+                help="weights, MiB, in this order (the 4 GiB goals first: a short budget cuts the last)")
 ap.add_argument("--replicas", type=int, default=int(os.environ.get("BENCH_GPU_REPLICAS", "4")))
 ap.add_argument("--budget", type=float, default=float(os.environ.get("BENCH_GPU_BUDGET", "300")),
                 help="seconds for the whole run; series stop early (and say so) past it")

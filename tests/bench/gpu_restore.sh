@@ -8,7 +8,7 @@
 # tests/gpu/run.sh runs it on a GPU machine; make bench runs it too.
 #
 # Usage: tests/bench/gpu_restore.sh [BUILD_DIR]
-# Environment: BENCH_GPU_N (10), BENCH_GPU_SIZES (256,4096),
+# Environment: BENCH_GPU_N (10), BENCH_GPU_SIZES (4096,256),
 #   BENCH_GPU_REPLICAS (4), BENCH_GPU_BUDGET (seconds, 300), THAW_CRIU.
 # Exit: 0; 77 without a GPU or python3; 1 on a failure. Without root or a
 # working CRIU it says so and measures cold starts only.
