@@ -279,8 +279,15 @@ static cudaError_t register_copy(cudaStream_t stream, char *dev, const char *hos
 	uintptr_t hi = ((uintptr_t)host + bytes + page - 1) & ~(page - 1);
 	cudaError_t e = cudaHostRegister((void *)lo, hi - lo,
 					 cudaHostRegisterReadOnly | cudaHostRegisterPortable);
-	if (e != cudaSuccess)
-		return e;
+	if (e != cudaSuccess) {
+		/* devices without cudaDevAttrHostRegisterReadOnlySupported: pin
+		 * for writing (works for writable memory, not for a read-only
+		 * file mapping, which then fails here) */
+		cudaGetLastError();
+		e = cudaHostRegister((void *)lo, hi - lo, cudaHostRegisterPortable);
+		if (e != cudaSuccess)
+			return e;
+	}
 	e = cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream);
 	cudaError_t s = cudaStreamSynchronize(stream);
 	cudaHostUnregister((void *)lo);
