@@ -28,9 +28,10 @@
 #       into BUILD_DIR/gpu-carry/criu (~10 MB), so a machine without network
 #       can restore; carry that folder with the working tree. run.sh uses it
 #       when THAW_CRIU is unset and /usr/local/lib/thaw/criu/criu is missing.
-# Exit: 0 every step passed on a GPU; 1 a step failed or timed out; 77 no GPU
-# here (the build and the CPU cases of the tests ran, the GPU steps were
-# reached and skipped, each saying so).
+# Exit: 0 every step passed on a GPU; 1 a step failed, timed out, or skipped
+# (or skipped GPU cases) although a GPU is here; 77 no GPU here (the build
+# and the CPU cases of the tests ran, the GPU steps were reached and skipped,
+# each saying so).
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -95,6 +96,10 @@ step() {
 	if ((rc == 124 || rc == 137)); then
 		row "$name" "TIMEOUT" "$secs" "killed after ${limit}s"
 		failed=1
+	elif ((rc == 77)) && [[ -n "$HAVE_GPU" ]]; then
+		# a GPU is here: a step that skips did not measure it
+		row "$name" "SKIP" "$secs" "on a GPU machine: $last"
+		failed=1
 	elif ((rc == 77)); then
 		row "$name" "SKIP" "$secs" "$last"
 	elif ((rc != 0)); then
@@ -102,7 +107,11 @@ step() {
 		failed=1
 	elif [[ -n "$HAVE_GPU" ]] && grep -q '^\[  SKIPPED \] test_' "$LOGS/$name.log"; then
 		# a GPU is here: a skipped GPU case means the GPU path did not run
-		row "$name" "PARTIAL" "$secs" "cases skipped on a GPU machine: $(grep -c '^\[  SKIPPED \] test_' "$LOGS/$name.log") (see the log)"
+		local n=$(grep '^\[  SKIPPED \] test_' "$LOGS/$name.log" | sort -u | wc -l)
+		row "$name" "PARTIAL" "$secs" "$n case(s) skipped on a GPU machine (see the log)"
+		failed=1
+	elif [[ -n "$HAVE_GPU" ]] && grep -q 'cpu only (no GPU)' "$LOGS/$name.log"; then
+		row "$name" "PARTIAL" "$secs" "CPU figures only on a GPU machine (see the log)"
 		failed=1
 	elif [[ -n "$nogpu" && -z "$HAVE_GPU" ]]; then
 		row "$name" "NO-GPU" "$secs" "$nogpu"
