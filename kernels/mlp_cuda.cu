@@ -10,6 +10,7 @@
  * otherwise carry. cudart is linked (it costs < 1 MB) for the device probe.
  */
 #include "kernels/mlp.h"
+#include "kernels/staging.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -242,33 +243,45 @@ extern "C" int mlp_cuda_release_weights(struct mlp_cuda *ctx)
 	return cudaGetLastError() == cudaSuccess ? 0 : -EIO;
 }
 
-/* The double-buffered pinned staging of one upload. */
+/* The double-buffered pinned staging of one upload (kernels/staging.h):
+ * one event per buffer marks the end of the DMA out of it. */
 struct stage {
 	char *buf[2];
-	cudaEvent_t done[2]; /* the DMA out of buf[i] finished */
-	size_t size;
-	unsigned next;
+	cudaEvent_t done[2];
+	cudaStream_t stream;
+	cudaError_t err; /* the first CUDA error of a callback */
 };
 
-/* bytes host -> dev through the staging buffers, on stream. */
-static cudaError_t stage_copy(struct stage *s, cudaStream_t stream, char *dev, const char *host,
-			      size_t bytes)
+static void *stage_buf(void *arg, unsigned i)
 {
-	for (size_t off = 0; off < bytes;) {
-		unsigned i = s->next++ & 1;
-		size_t n = bytes - off < s->size ? bytes - off : s->size;
-		cudaError_t e = cudaEventSynchronize(s->done[i]);
-		if (e != cudaSuccess)
-			return e;
-		memcpy(s->buf[i], host + off, n);
-		e = cudaMemcpyAsync(dev + off, s->buf[i], n, cudaMemcpyHostToDevice, stream);
-		if (e == cudaSuccess)
-			e = cudaEventRecord(s->done[i], stream);
-		if (e != cudaSuccess)
-			return e;
-		off += n;
-	}
-	return cudaSuccess;
+	return ((struct stage *)arg)->buf[i];
+}
+
+static int stage_wait(void *arg, unsigned i)
+{
+	struct stage *s = (struct stage *)arg;
+	s->err = cudaEventSynchronize(s->done[i]);
+	return s->err == cudaSuccess ? 0 : -EIO;
+}
+
+static int stage_dma(void *arg, unsigned i, void *dst, size_t n)
+{
+	struct stage *s = (struct stage *)arg;
+	s->err = cudaMemcpyAsync(dst, s->buf[i], n, cudaMemcpyHostToDevice, s->stream);
+	if (s->err == cudaSuccess)
+		s->err = cudaEventRecord(s->done[i], s->stream);
+	return s->err == cudaSuccess ? 0 : -EIO;
+}
+
+static const struct staging_ops stage_ops = { stage_buf, stage_wait, stage_dma };
+
+/* bytes host -> dev through the staging buffers. */
+static cudaError_t stage_copy(struct staging *st, char *dev, const char *host, size_t bytes)
+{
+	struct stage *s = (struct stage *)st->arg;
+	return staging_copy(st, dev, host, bytes) == 0 ? cudaSuccess
+		: s->err != cudaSuccess			 ? s->err
+							 : cudaErrorInvalidValue;
 }
 
 /* bytes host -> dev straight from the host pages, pinned for the copy. */
@@ -299,6 +312,7 @@ extern "C" int mlp_cuda_upload_weights(struct mlp_cuda *ctx, const struct mlp_ne
 {
 	int rc = -EIO;
 	struct stage s = {};
+	struct staging st = { &stage_ops, &s, staging_bytes, 0 };
 	if (!ctx || !host || host->n_layers != ctx->net.n_layers) {
 		snprintf(err, errlen, "upload: not the network of this context");
 		return -EINVAL;
@@ -311,10 +325,10 @@ extern "C" int mlp_cuda_upload_weights(struct mlp_cuda *ctx, const struct mlp_ne
 		}
 	if (ctx->resident)
 		return 0;
-	s.size = staging_bytes;
-	if (s.size) {
+	s.stream = ctx->stream;
+	if (staging_bytes) {
 		for (int i = 0; i < 2; i++) {
-			CU_TRY(cudaHostAlloc((void **)&s.buf[i], s.size, cudaHostAllocDefault),
+			CU_TRY(cudaHostAlloc((void **)&s.buf[i], staging_bytes, cudaHostAllocDefault),
 			       "cudaHostAlloc(staging)");
 			CU_TRY(cudaEventCreateWithFlags(&s.done[i], cudaEventDisableTiming),
 			       "cudaEventCreate");
@@ -325,10 +339,10 @@ extern "C" int mlp_cuda_upload_weights(struct mlp_cuda *ctx, const struct mlp_ne
 		size_t wb = (size_t)L->in * L->out * sizeof(float), bb = L->out * sizeof(float);
 		CU_TRY(cudaMalloc((void **)&ctx->dw[l], wb), "cudaMalloc(weights)");
 		CU_TRY(cudaMalloc((void **)&ctx->db[l], bb), "cudaMalloc(bias)");
-		if (s.size) {
-			CU_TRY(stage_copy(&s, ctx->stream, (char *)ctx->dw[l], (const char *)L->w, wb),
+		if (staging_bytes) {
+			CU_TRY(stage_copy(&st, (char *)ctx->dw[l], (const char *)L->w, wb),
 			       "staged copy(weights)");
-			CU_TRY(stage_copy(&s, ctx->stream, (char *)ctx->db[l], (const char *)L->b, bb),
+			CU_TRY(stage_copy(&st, (char *)ctx->db[l], (const char *)L->b, bb),
 			       "staged copy(bias)");
 		} else {
 			CU_TRY(register_copy(ctx->stream, (char *)ctx->dw[l], (const char *)L->w, wb),

@@ -6,7 +6,7 @@ CUDA_HOME   ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 NVCCFLAGS   ?= -O2 -std=c++17 \
 	--generate-code arch=compute_80,code=sm_80 \
 	--generate-code arch=compute_90,code=[sm_90,compute_90]
-KERNELS_OBJ := $(BUILD)/kernels/mlp_cpu.o $(BUILD)/kernels/mlp_blas.o
+KERNELS_OBJ := $(BUILD)/kernels/mlp_cpu.o $(BUILD)/kernels/mlp_blas.o $(BUILD)/kernels/staging.o
 KERNELS_LIBS := -lopenblas -lm
 KERNELS_CPPFLAGS :=
 ifeq ($(HAVE_CUDA),1)
@@ -21,7 +21,7 @@ $(BUILD)/kernels/%.o: kernels/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
-$(BUILD)/kernels/%.o: kernels/%.cu kernels/mlp.h kernels/module.mk
+$(BUILD)/kernels/%.o: kernels/%.cu kernels/mlp.h kernels/staging.h kernels/module.mk
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -I. -DMLP_CUBLAS_LIB='"$(CUBLAS_LIB)"' -Xcompiler -fPIC,-fvisibility=hidden,-Wall -c $< -o $@
 
