@@ -46,6 +46,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -67,6 +68,9 @@ os.environ["THAW_BUILD"] = os.path.abspath(args.build)
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from thawtest import BUILD, Daemon, handler_so  # noqa: E402
 
+# a time limit's SIGTERM (tests/gpu/run.sh) unwinds the with-blocks: the
+# daemon and its instances are stopped, not left holding the GPU
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 CRIU = os.environ.get("THAW_CRIU", "/usr/local/lib/thaw/criu/criu")
 T_END = time.time() + args.budget
 SCALE = {"minInstances": 0, "maxInstances": 16, "scaleToZeroGracePeriodSeconds": 0, "maxQueueLength": 100,
