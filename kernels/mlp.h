@@ -77,6 +77,26 @@ void mlp_cuda_free(struct mlp_cuda *ctx);
 /* Name of device 0 ("NVIDIA H100 ..."), or "" without a context. */
 const char *mlp_cuda_device_name(const struct mlp_cuda *ctx);
 
+/* Weights kept out of a checkpoint (the predict handler's
+ * PREDICT_GPU_WEIGHTS=reload). mlp_cuda_release_weights frees the device
+ * copies of the weights and biases; the context, stream, cuBLAS handle and
+ * activation buffers stay, so a checkpoint of the process parks only those.
+ * mlp_cuda_upload_weights copies host's weights (the same shapes as at
+ * mlp_cuda_new, e.g. pages of the file mapping, served from the page cache
+ * after a restore) to the device again:
+ *   staging_bytes > 0  through two pinned buffers of that size, double
+ *                      buffered (memcpy into one while the other is DMAed);
+ *   staging_bytes == 0 by registering each tensor's host pages with the
+ *                      driver (cudaHostRegister, read-only) and copying
+ *                      straight from them.
+ * Forward passes need the weights resident (-EIO otherwise). Both return 0
+ * (also when there is nothing to do) or -ENOMEM / -EIO / -EINVAL with a
+ * message in err (release: none). Not thread-safe with forward passes. */
+int mlp_cuda_release_weights(struct mlp_cuda *ctx);
+int mlp_cuda_upload_weights(struct mlp_cuda *ctx, const struct mlp_net *host,
+			    size_t staging_bytes, char *err, size_t errlen);
+int mlp_cuda_weights_resident(const struct mlp_cuda *ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,7 @@
  * otherwise carry. cudart is linked (it costs < 1 MB) for the device probe.
  */
 #include "kernels/mlp.h"
+#include "kernels/staging.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <float.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,7 @@ struct mlp_cuda {
 	float *dw[MLP_MAX_LAYERS], *db[MLP_MAX_LAYERS];
 	float *dx, *da, *dbuf; /* input, ping-pong activations (2 x max) */
 	int max_batch, width;
+	int resident; /* dw/db hold the weights (mlp_cuda_release_weights) */
 	cublasHandle_t blas;
 	cudaStream_t stream;
 	char name[256];
@@ -210,6 +213,7 @@ extern "C" int mlp_cuda_new(const struct mlp_net *net, int max_batch,
 	       "cudaMalloc(input)");
 	CU_TRY(cudaMalloc((void **)&ctx->dbuf, 2 * (size_t)max_batch * ctx->width * sizeof(float)),
 	       "cudaMalloc(activations)");
+	ctx->resident = 1;
 	*out = ctx;
 	return 0;
 fail:
@@ -217,10 +221,159 @@ fail:
 	return rc;
 }
 
+extern "C" int mlp_cuda_weights_resident(const struct mlp_cuda *ctx)
+{
+	return ctx && ctx->resident;
+}
+
+extern "C" int mlp_cuda_release_weights(struct mlp_cuda *ctx)
+{
+	if (!ctx)
+		return 0;
+	/* also frees what a failed upload left (resident still 0) */
+	if (cudaStreamSynchronize(ctx->stream) != cudaSuccess)
+		return -EIO;
+	for (int l = 0; l < ctx->net.n_layers; l++) {
+		cudaFree(ctx->dw[l]);
+		cudaFree(ctx->db[l]);
+		ctx->dw[l] = ctx->db[l] = NULL;
+		ctx->net.layers[l].w = ctx->net.layers[l].b = NULL;
+	}
+	ctx->resident = 0;
+	return cudaGetLastError() == cudaSuccess ? 0 : -EIO;
+}
+
+/* The double-buffered pinned staging of one upload (kernels/staging.h):
+ * one event per buffer marks the end of the DMA out of it. */
+struct stage {
+	char *buf[2];
+	cudaEvent_t done[2];
+	cudaStream_t stream;
+	cudaError_t err; /* the first CUDA error of a callback */
+};
+
+static void *stage_buf(void *arg, unsigned i)
+{
+	return ((struct stage *)arg)->buf[i];
+}
+
+static int stage_wait(void *arg, unsigned i)
+{
+	struct stage *s = (struct stage *)arg;
+	s->err = cudaEventSynchronize(s->done[i]);
+	return s->err == cudaSuccess ? 0 : -EIO;
+}
+
+static int stage_dma(void *arg, unsigned i, void *dst, size_t n)
+{
+	struct stage *s = (struct stage *)arg;
+	s->err = cudaMemcpyAsync(dst, s->buf[i], n, cudaMemcpyHostToDevice, s->stream);
+	if (s->err == cudaSuccess)
+		s->err = cudaEventRecord(s->done[i], s->stream);
+	return s->err == cudaSuccess ? 0 : -EIO;
+}
+
+static const struct staging_ops stage_ops = { stage_buf, stage_wait, stage_dma };
+
+/* bytes host -> dev through the staging buffers. */
+static cudaError_t stage_copy(struct staging *st, char *dev, const char *host, size_t bytes)
+{
+	struct stage *s = (struct stage *)st->arg;
+	return staging_copy(st, dev, host, bytes) == 0 ? cudaSuccess
+		: s->err != cudaSuccess			 ? s->err
+							 : cudaErrorInvalidValue;
+}
+
+/* bytes host -> dev straight from the host pages, pinned for the copy. */
+static cudaError_t register_copy(cudaStream_t stream, char *dev, const char *host, size_t bytes)
+{
+	/* cudaHostRegister wants page-aligned ranges */
+	uintptr_t page = 4096, lo = (uintptr_t)host & ~(page - 1);
+	uintptr_t hi = ((uintptr_t)host + bytes + page - 1) & ~(page - 1);
+	cudaError_t e = cudaHostRegister((void *)lo, hi - lo,
+					 cudaHostRegisterReadOnly | cudaHostRegisterPortable);
+	if (e != cudaSuccess) {
+		/* devices without cudaDevAttrHostRegisterReadOnlySupported: pin
+		 * for writing (works for writable memory, not for a read-only
+		 * file mapping, which then fails here) */
+		cudaGetLastError();
+		e = cudaHostRegister((void *)lo, hi - lo, cudaHostRegisterPortable);
+		if (e != cudaSuccess)
+			return e;
+	}
+	e = cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream);
+	cudaError_t s = cudaStreamSynchronize(stream);
+	cudaHostUnregister((void *)lo);
+	return e != cudaSuccess ? e : s;
+}
+
+extern "C" int mlp_cuda_upload_weights(struct mlp_cuda *ctx, const struct mlp_net *host,
+				       size_t staging_bytes, char *err, size_t errlen)
+{
+	int rc = -EIO;
+	struct stage s = {};
+	struct staging st = { &stage_ops, &s, staging_bytes, 0 };
+	if (!ctx || !host || host->n_layers != ctx->net.n_layers) {
+		snprintf(err, errlen, "upload: not the network of this context");
+		return -EINVAL;
+	}
+	for (int l = 0; l < host->n_layers; l++)
+		if (host->layers[l].in != ctx->net.layers[l].in ||
+		    host->layers[l].out != ctx->net.layers[l].out) {
+			snprintf(err, errlen, "upload: layer %d changed shape", l);
+			return -EINVAL;
+		}
+	if (ctx->resident)
+		return 0;
+	s.stream = ctx->stream;
+	if (staging_bytes) {
+		for (int i = 0; i < 2; i++) {
+			CU_TRY(cudaHostAlloc((void **)&s.buf[i], staging_bytes, cudaHostAllocDefault),
+			       "cudaHostAlloc(staging)");
+			CU_TRY(cudaEventCreateWithFlags(&s.done[i], cudaEventDisableTiming),
+			       "cudaEventCreate");
+		}
+	}
+	for (int l = 0; l < host->n_layers; l++) {
+		const struct mlp_layer *L = &host->layers[l];
+		size_t wb = (size_t)L->in * L->out * sizeof(float), bb = L->out * sizeof(float);
+		CU_TRY(cudaMalloc((void **)&ctx->dw[l], wb), "cudaMalloc(weights)");
+		CU_TRY(cudaMalloc((void **)&ctx->db[l], bb), "cudaMalloc(bias)");
+		if (staging_bytes) {
+			CU_TRY(stage_copy(&st, (char *)ctx->dw[l], (const char *)L->w, wb),
+			       "staged copy(weights)");
+			CU_TRY(stage_copy(&st, (char *)ctx->db[l], (const char *)L->b, bb),
+			       "staged copy(bias)");
+		} else {
+			CU_TRY(register_copy(ctx->stream, (char *)ctx->dw[l], (const char *)L->w, wb),
+			       "registered copy(weights)");
+			CU_TRY(cudaMemcpy(ctx->db[l], L->b, bb, cudaMemcpyHostToDevice),
+			       "cudaMemcpy(bias)");
+		}
+		ctx->net.layers[l].w = ctx->dw[l];
+		ctx->net.layers[l].b = ctx->db[l];
+	}
+	CU_TRY(cudaStreamSynchronize(ctx->stream), "cudaStreamSynchronize(upload)");
+	ctx->resident = 1;
+	rc = 0;
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (s.done[i])
+			cudaEventDestroy(s.done[i]);
+		if (s.buf[i])
+			cudaFreeHost(s.buf[i]);
+	}
+	if (rc) /* leave nothing half uploaded: forward passes see -EIO */
+		mlp_cuda_release_weights(ctx);
+	return rc;
+}
+
 extern "C" int mlp_cuda_forward(struct mlp_cuda *ctx, const float *x, int batch, float *y)
 {
 	if (!ctx || batch < 1 || batch > ctx->max_batch)
 		return -EINVAL;
+	if (!ctx->resident)
+		return -EIO;
 	const struct mlp_net *net = &ctx->net;
 	size_t half = (size_t)batch * ctx->width;
 	const float one = 1.0f, zero = 0.0f;

@@ -6,7 +6,7 @@ CUDA_HOME   ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 NVCCFLAGS   ?= -O2 -std=c++17 \
 	--generate-code arch=compute_80,code=sm_80 \
 	--generate-code arch=compute_90,code=[sm_90,compute_90]
-KERNELS_OBJ := $(BUILD)/kernels/mlp_cpu.o $(BUILD)/kernels/mlp_blas.o
+KERNELS_OBJ := $(BUILD)/kernels/mlp_cpu.o $(BUILD)/kernels/mlp_blas.o $(BUILD)/kernels/staging.o
 KERNELS_LIBS := -lopenblas -lm
 KERNELS_CPPFLAGS :=
 ifeq ($(HAVE_CUDA),1)
@@ -21,6 +21,15 @@ $(BUILD)/kernels/%.o: kernels/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
-$(BUILD)/kernels/%.o: kernels/%.cu kernels/mlp.h kernels/module.mk
+$(BUILD)/kernels/%.o: kernels/%.cu kernels/mlp.h kernels/staging.h kernels/module.mk
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -I. -DMLP_CUBLAS_LIB='"$(CUBLAS_LIB)"' -Xcompiler -fPIC,-fvisibility=hidden,-Wall -c $< -o $@
+
+# tests/bench/bench_gpu: copy floor, cuBLAS peak and the MLP pass on a GPU
+# (exits 77 without one). C against the CUDA runtime and cuBLAS headers.
+ifeq ($(HAVE_CUDA),1)
+$(BUILD)/tests/bench/bench_gpu: tests/bench/bench_gpu.c $(KERNELS_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(CUDA_HOME)/include $(KERNELS_CPPFLAGS) -o $@ $(filter %.c %.o,$^) $(KERNELS_LIBS) -lcublas
+TOOLS += $(BUILD)/tests/bench/bench_gpu
+endif

@@ -77,7 +77,7 @@ long channel_frame_complete(const char *data, size_t len)
 	if (len < sizeof(h))
 		return 0;
 	memcpy(&h, data, sizeof(h));
-	if (h.type < CH_READY || h.type > CH_SHUTDOWN || h.len > CHANNEL_MAX_PAYLOAD)
+	if (h.type < CH_READY || h.type > CH_CHECKPOINT || h.len > CHANNEL_MAX_PAYLOAD)
 		return -EPROTO;
 	size_t total = sizeof(h) + h.len;
 	return len >= total ? (long)total : 0;

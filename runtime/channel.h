@@ -7,7 +7,9 @@
  * fields so the decoder hands out views into the frame, never copies.
  *
  *   daemon -> instance: CH_REQUEST, CH_RESTORED (run on_restore, answer
- *                       CH_READY again), CH_SHUTDOWN
+ *                       CH_READY again), CH_SHUTDOWN, CH_CHECKPOINT (the
+ *                       next thing is a checkpoint: run before_checkpoint,
+ *                       answer CH_READY, or CH_INIT_FAILED and exit)
  *   instance -> daemon: CH_READY (payload: instance id), CH_INIT_FAILED
  *                       (payload: message), CH_RESPONSE
  *
@@ -39,6 +41,7 @@ enum channel_type {
 	CH_RESPONSE,
 	CH_RESTORED,
 	CH_SHUTDOWN,
+	CH_CHECKPOINT,
 };
 
 struct channel_hdr {

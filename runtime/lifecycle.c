@@ -7,6 +7,7 @@
 #include "journal.h"
 #include "log.h"
 #include "mem.h"
+#include "snapshot/cuda_ckpt.h"
 #include "server.h"
 
 #include <dirent.h>
@@ -19,12 +20,22 @@
 
 static bool replaying; /* lifecycle_replay runs: no journal lines, no drops */
 
+/* A new version, before anyone can see it: its snapshot folder; for a GPU
+ * function the daemon pays cuInit once, now and off the loop, not per
+ * restore. */
+static void prepare(struct function *fn)
+{
+	fnsnap_init(fn);
+	if (fn->cfg.gpu_type && atomic_load(&fn->snap_state) != SNAP_OFF)
+		cuda_ckpt_preload();
+}
+
 int lifecycle_deploy(struct config *cfg, const struct imagestore_image *image,
 		     struct function **out, char *why, size_t why_len)
 {
 	char name[sizeof(((struct fn_name *)0)->name)];
 	snprintf(name, sizeof(name), "%s", cfg->name);
-	if (registry_add(cfg, image, 0, fnsnap_init, out)) {
+	if (registry_add(cfg, image, 0, prepare, out)) {
 		registry_full_why(name, why, why_len);
 		return -ENOSPC;
 	}
@@ -135,7 +146,7 @@ int lifecycle_load_dir(const char *dir)
 		}
 		char name[65];
 		snprintf(name, sizeof(name), "%s", cfg.name);
-		if (registry_add(&cfg, NULL, 0, fnsnap_init, NULL)) {
+		if (registry_add(&cfg, NULL, 0, prepare, NULL)) {
 			char why[200];
 			registry_full_why(name, why, sizeof(why));
 			pr_err("%s: %s", path, why);
@@ -163,7 +174,7 @@ static int add_placeholder(const char *name, const char *dir, const char *why,
 	cfg.dir = xstrdup(dir ? dir : "");
 	cfg.snapshot = false;
 	struct function *fn;
-	int ret = registry_add(&cfg, NULL, version, fnsnap_init, &fn);
+	int ret = registry_add(&cfg, NULL, version, prepare, &fn);
 	if (ret) {
 		config_free(&cfg);
 		return ret;
@@ -204,7 +215,7 @@ static int replay_deploy(const struct journal_line *e)
 		char why[600];
 		snprintf(why, sizeof(why), "cannot be loaded again after a restart: %s", err);
 		rc = add_placeholder(e->name, e->dir, why, e->number, &fn);
-	} else if ((rc = registry_add(&cfg, e->image ? &img : NULL, e->number, fnsnap_init, &fn))) {
+	} else if ((rc = registry_add(&cfg, e->image ? &img : NULL, e->number, prepare, &fn))) {
 		config_free(&cfg);
 	}
 	if (rc)

@@ -197,6 +197,10 @@ void pool_warm(struct pool *p)
 static void on_ready(struct instance *in, const char *payload, size_t len)
 {
 	struct pool *p = in->pool;
+	if (in->checkpoint_asked) {
+		pool__checkpoint_answered(in, true, NULL, 0);
+		return;
+	}
 	if (in->state != I_STARTING)
 		return;
 	int before = pool__category(in);
@@ -231,6 +235,10 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 static void on_init_failed(struct instance *in, const char *payload, size_t len)
 {
 	char msg[512];
+	if (in->checkpoint_asked) {
+		pool__checkpoint_answered(in, false, payload, len);
+		return;
+	}
 	snprintf(msg, sizeof(msg), "init failed: %.*s", (int)len, payload);
 	pr_err("%s: %s", in->pool->fn->cfg.name, msg);
 	lifecycle_failed(in->pool->fn, msg);
@@ -470,7 +478,7 @@ static void on_response(struct instance *in, uint64_t id, const char *payload, s
 		struct channel_response wr;
 		if (channel_decode_response(payload, len, &wr) == 0)
 			pr_info("%s: warmup answered %u", in->pool->fn->cfg.name, wr.status);
-		pool__start_dump(in);
+		pool__ask_checkpoint(in);
 		return;
 	}
 	struct channel_response r;
@@ -584,7 +592,11 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (res <= 0) {
-		if (in->snapshotting) /* criu stops the process it dumped */
+		char why[160];
+		if (in->checkpoint_asked) { /* died in before_checkpoint: no snapshot */
+			const char *w = describe_exit(in, why, sizeof(why));
+			pool__checkpoint_answered(in, false, w, strlen(w));
+		} else if (in->snapshotting) /* criu stops the process it dumped */
 			pool__kill_instance(in, 503, "checkpointed");
 		else
 			channel_closed(in);

@@ -30,7 +30,13 @@ struct instance *pool__start_instance(struct pool *p);
  * function should get a snapshot. True when it did (the instance takes no
  * requests meanwhile). */
 bool pool__take_snapshot(struct instance *in);
-/* The warmup answered: checkpoint the instance now. */
+/* The instance answered CH_CHECKPOINT (after the warm-up): dump it now. */
 void pool__start_dump(struct instance *in);
+/* Sends CH_CHECKPOINT (the handler's before_checkpoint runs); the instance's
+ * CH_READY then starts the dump (pool__checkpoint_answered). */
+void pool__ask_checkpoint(struct instance *in);
+/* The instance answered CH_CHECKPOINT: ready (ok) -> the dump starts;
+ * failed -> no snapshot, the instance is killed, a cold one replaces it. */
+void pool__checkpoint_answered(struct instance *in, bool ok, const char *msg, size_t len);
 
 #endif

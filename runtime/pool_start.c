@@ -125,6 +125,9 @@ static void restore_run(struct job *j)
 	if (!in->job_ret && fn->cfg.gpu_type) {
 		struct cuda_ckpt_timing ct = { 0 };
 		int ret = cuda_ckpt_resume(in->proc.pid, &ct);
+		if (!ret) /* tests/bench/gpu_restore.py reads this line */
+			pr_info("%s: GPU state of pid %d resumed in %.1f ms: cuCheckpointProcessRestore %.1f, unlock %.1f",
+				fn->cfg.name, in->proc.pid, ct.total_ms, ct.restore_ms, ct.unlock_ms);
 		if (ret && ret != -ESRCH) {
 			in->job_ret = ret;
 			instance_destroy(&in->proc);
@@ -288,6 +291,30 @@ void pool__start_dump(struct instance *in)
 	jobs_submit(&in->job);
 }
 
+void pool__ask_checkpoint(struct instance *in)
+{
+	in->checkpoint_asked = true;
+	channel_put_hdr(&in->pending, CH_CHECKPOINT, 0, 0);
+	pool__flush(in);
+}
+
+void pool__checkpoint_answered(struct instance *in, bool ok, const char *msg, size_t len)
+{
+	struct pool *p = in->pool;
+	in->checkpoint_asked = false;
+	if (ok) {
+		pool__start_dump(in);
+		return;
+	}
+	pr_err("%s: before_checkpoint failed: %.*s: no snapshot, cold starts only", p->fn->cfg.name,
+	       (int)(len > 400 ? 400 : len), msg);
+	in->snapshotting = false;
+	atomic_store(&p->fn->snap_state, SNAP_OFF);
+	pool__kill_instance(in, 503, "before_checkpoint failed");
+	if (!p->sh->stopping && !function_removed(p->fn))
+		pool__start_instance(p);
+}
+
 /* The first cold instance of a function is warmed (fc.yaml warmup) and
  * checkpointed; its copies then serve. */
 bool pool__take_snapshot(struct instance *in)
@@ -306,7 +333,7 @@ bool pool__take_snapshot(struct instance *in)
 		return false;
 	in->snapshotting = true;
 	if (!fn->cfg.has_warmup) {
-		pool__start_dump(in);
+		pool__ask_checkpoint(in);
 		return true;
 	}
 	struct config_warmup *w = &fn->cfg.warmup;

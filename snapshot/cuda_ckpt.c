@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -147,6 +148,8 @@ static struct driver {
 	fn_unlock unlock;
 } drv;
 static pthread_once_t drv_once = PTHREAD_ONCE_INIT;
+static atomic_int drv_loaded;	       /* load() finished */
+static atomic_flag preload_started = ATOMIC_FLAG_INIT;
 
 static double now_ms(void)
 {
@@ -278,9 +281,11 @@ static void load(void)
 		/* No half-resolved pointer is kept: only the reason. */
 		drv.ret = -ENOTSUP;
 		memcpy(drv.why, d.why, sizeof(drv.why));
+		atomic_store(&drv_loaded, 1);
 		return;
 	}
 	drv = d;
+	atomic_store(&drv_loaded, 1);
 	if (drv.branch)
 		pr_info("GPU snapshots on: driver %d (CUDA %d.%d), cuInit %.0f ms", drv.branch,
 			drv.cuda_version / 1000, drv.cuda_version % 1000 / 10, drv.init_ms);
@@ -299,6 +304,32 @@ int cuda_ckpt_probe(char *why, size_t len)
 		why[n] = '\0';
 	}
 	return drv.ret;
+}
+
+static void *preload_main(void *arg)
+{
+	(void)arg;
+	cuda_ckpt_probe(NULL, 0);
+	return NULL;
+}
+
+void cuda_ckpt_preload(void)
+{
+	pthread_attr_t attr;
+	pthread_t th;
+	if (atomic_flag_test_and_set(&preload_started))
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int r = pthread_create(&th, &attr, preload_main, NULL);
+	pthread_attr_destroy(&attr);
+	if (r) /* the first probe loads it instead, as without preload */
+		pr_warn("cannot start the driver preload thread: %s", strerror(r));
+}
+
+int cuda_ckpt_loaded(void)
+{
+	return atomic_load(&drv_loaded);
 }
 
 const char *cuda_ckpt_error(int err)

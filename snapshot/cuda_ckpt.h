@@ -59,6 +59,16 @@ struct cuda_ckpt_timing {
  * cheap. Thread-safe. */
 int cuda_ckpt_probe(char *why, size_t len);
 
+/* Starts loading the driver (cuda_ckpt_probe: dlopen, cuInit) on a thread
+ * of its own and returns at once, so that the daemon pays cuInit once, at
+ * start-up or when the first GPU function is added, and neither the event
+ * loop nor the first restore waits for it. Later calls do nothing; a probe
+ * made meanwhile waits for the load to finish. */
+void cuda_ckpt_preload(void);
+
+/* 1 once the driver load has finished (loaded or off), else 0; never waits. */
+int cuda_ckpt_loaded(void);
+
 /* The checkpoint state of pid's CUDA process into *state (enum
  * cuda_ckpt_state). Returns 0; -ENOTSUP when GPU snapshots are off; -ESRCH
  * when pid has no CUDA state (no context: the driver knows no such process)

@@ -19,6 +19,8 @@
  *                   in init and re-seeded in on_restore, so restored copies
  *                   differ
  *   /id             {"instance_id":"..."}
+ *   /hooks          {"before_checkpoint":N,"on_restore":N}: how often this
+ *                   process (and the one it was restored from) ran them
  *   /env?name=K     {"name":K,"value":thaw_config(K) or null}
  *   /map?file=F     maps F (relative to the function dir) with thaw_map_file:
  *                   {"len":N,"sum":<byte sum>}; 404 when missing
@@ -34,7 +36,8 @@
  *
  * init() honours FAULT_INIT_SLEEP_MS=N (sleeps), FAULT_INIT_CRASH=1
  * (crashes) and FAULT_INIT_FAIL=<message> (fails with that message), in that
- * order.
+ * order; before_checkpoint() crashes with FAULT_CHECKPOINT_CRASH=1 and fails
+ * with FAULT_CHECKPOINT_FAIL=<message>.
  */
 #include "thaw/handler.h"
 
@@ -53,6 +56,7 @@
 #include <unistd.h>
 
 static _Atomic uint64_t rng_state;
+static _Atomic unsigned n_before_checkpoint, n_on_restore; /* /hooks */
 static pthread_mutex_t leak_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *leaked; /* chain of leaked blocks: each starts with the next */
 static uint64_t leaked_mb;
@@ -349,6 +353,9 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 				   next_random(), thaw_instance_id());
 	if (!strcmp(path, "/id"))
 		return json_printf(res, 200, "{\"instance_id\":\"%s\"}", thaw_instance_id());
+	if (!strcmp(path, "/hooks"))
+		return json_printf(res, 200, "{\"before_checkpoint\":%u,\"on_restore\":%u}",
+				   atomic_load(&n_before_checkpoint), atomic_load(&n_on_restore));
 	if (!strcmp(path, "/env"))
 		return do_env(req, res);
 	if (!strcmp(path, "/map"))
@@ -392,7 +399,24 @@ static int init(void)
 static int on_restore(void)
 {
 	seed();
+	atomic_fetch_add(&n_on_restore, 1);
 	return 0;
 }
 
-THAW_HANDLER(.name = "fault", .init = init, .invoke = invoke, .on_restore = on_restore);
+static int before_checkpoint(void)
+{
+	const char *v = thaw_config("FAULT_CHECKPOINT_CRASH");
+	if (v && !strcmp(v, "1"))
+		crash();
+	v = thaw_config("FAULT_CHECKPOINT_FAIL");
+	if (v) {
+		thaw_set_error("%s", v);
+		return -EIO;
+	}
+	atomic_fetch_add(&n_before_checkpoint, 1);
+	thaw_log(THAW_LOG_INFO, "fault: before_checkpoint");
+	return 0;
+}
+
+THAW_HANDLER(.name = "fault", .init = init, .invoke = invoke, .on_restore = on_restore,
+	     .before_checkpoint = before_checkpoint);

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
@@ -40,6 +41,12 @@
 #define READ_CHUNK (64u << 10)
 
 static const struct thaw_handler *handler;
+/* The descriptor as the first ABI had it; later hooks are read only where
+ * the handler's size covers them (one built against an older header). */
+#define HANDLER_SIZE_V1 offsetof(struct thaw_handler, before_checkpoint)
+#define HANDLER_HAS(hook)                                                                       \
+	(handler->size >= offsetof(struct thaw_handler, hook) + sizeof(handler->hook) &&          \
+	 handler->hook)
 static bool no_channel; /* --http: nobody to send frames to */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -428,7 +435,7 @@ static void *worker_main(void *arg)
 
 /* --- lifecycle ----------------------------------------------------------- */
 
-/* Reports a failed init()/on_restore() with the handler's thaw_set_error()
+/* Reports a failed init()/on_restore()/before_checkpoint() with the handler's thaw_set_error()
  * message, or one naming the return code, and exits. */
 static void __attribute__((noreturn)) init_failed(const char *hook, int rc)
 {
@@ -461,11 +468,10 @@ static void load_handler(const char *path)
 			 path);
 		goto fail;
 	}
-	if (handler->abi_version != THAW_ABI_VERSION ||
-	    handler->size < sizeof(struct thaw_handler)) {
-		snprintf(msg, sizeof(msg), "%s: handler ABI %u (size %u), host speaks %u (size %zu)",
+	if (handler->abi_version != THAW_ABI_VERSION || handler->size < HANDLER_SIZE_V1) {
+		snprintf(msg, sizeof(msg), "%s: handler ABI %u (size %u), host speaks %u (size >= %zu)",
 			 path, handler->abi_version, handler->size, THAW_ABI_VERSION,
-			 sizeof(struct thaw_handler));
+			 HANDLER_SIZE_V1);
 		goto fail;
 	}
 	if (!handler->invoke) {
@@ -478,6 +484,18 @@ fail:
 	send_msg(CH_INIT_FAILED, msg);
 	fflush(NULL);
 	_exit(1);
+}
+
+/* CH_CHECKPOINT: the dump comes next (handler.h, before_checkpoint). */
+static void on_checkpoint(void)
+{
+	host__clear_error();
+	if (HANDLER_HAS(before_checkpoint)) {
+		int r = handler->before_checkpoint();
+		if (r < 0)
+			init_failed("before_checkpoint", r);
+	}
+	send_msg(CH_READY, thaw_instance_id());
 }
 
 static void on_restored(void)
@@ -522,6 +540,9 @@ static void handle_control(const struct channel_hdr *h)
 	switch (h->type) {
 	case CH_RESTORED:
 		on_restored();
+		break;
+	case CH_CHECKPOINT:
+		on_checkpoint();
 		break;
 	case CH_SHUTDOWN:
 		on_shutdown();

@@ -164,11 +164,78 @@ out:
 	return rc;
 }
 
+static inline double weights_mib(const struct predict_model *m)
+{
+	double bytes = 0;
+	for (int l = 0; l < m->net.n_layers; l++)
+		bytes += ((double)m->net.layers[l].in + 1) * m->net.layers[l].out * sizeof(float);
+	return bytes / 1048576.0;
+}
+
+/* Under m->lock. */
+static int upload_locked(struct predict_model *m, double *mib, char *err, size_t errlen)
+{
+	if (mib)
+		*mib = 0;
+#ifdef HAVE_CUDA
+	if (m->kind == PREDICT_MLP && m->device == PREDICT_DEV_GPU &&
+	    !mlp_cuda_weights_resident(m->cuda)) {
+		int rc = mlp_cuda_upload_weights(m->cuda, &m->net, m->staging_bytes, err, errlen);
+		if (rc == 0 && mib)
+			*mib = weights_mib(m);
+		return rc;
+	}
+#endif
+	(void)m, (void)err, (void)errlen;
+	return 0;
+}
+
+int predict_model_upload_device(struct predict_model *m, double *mib, char *err, size_t errlen)
+{
+	if (m->kind != PREDICT_MLP) {
+		if (mib)
+			*mib = 0;
+		return 0;
+	}
+	pthread_mutex_lock(&m->lock);
+	int rc = upload_locked(m, mib, err, errlen);
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+int predict_model_release_device(struct predict_model *m, double *mib)
+{
+	int rc = 0;
+	if (mib)
+		*mib = 0;
+	if (m->kind != PREDICT_MLP)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+#ifdef HAVE_CUDA
+	if (m->device == PREDICT_DEV_GPU && mlp_cuda_weights_resident(m->cuda)) {
+		rc = mlp_cuda_release_weights(m->cuda);
+		if (rc == 0 && mib)
+			*mib = weights_mib(m);
+	}
+#endif
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
 static int run_chunk(struct predict_model *m, const float *x, int rows, float *y)
 {
 #ifdef HAVE_CUDA
-	if (m->device == PREDICT_DEV_GPU)
+	if (m->device == PREDICT_DEV_GPU) {
+		/* released before a checkpoint and not uploaded since (the dump
+		 * failed and this instance serves on): take them back */
+		if (!mlp_cuda_weights_resident(m->cuda)) {
+			char err[256];
+			int rc = upload_locked(m, NULL, err, sizeof(err));
+			if (rc < 0)
+				return rc;
+		}
 		return mlp_cuda_forward(m->cuda, x, rows, y);
+	}
 #endif
 	return mlp_blas_forward(&m->net, x, rows, y, m->scratch);
 }

@@ -32,6 +32,7 @@ struct predict_model {
 	struct mlp_net net;
 	float *scratch;          /* mlp_scratch_floats(net, max_batch) */
 	struct mlp_cuda *cuda;   /* device == GPU */
+	size_t staging_bytes;    /* re-uploads: mlp_cuda_upload_weights */
 	pthread_mutex_t lock;
 	int lock_ready;
 };
@@ -52,6 +53,17 @@ int predict_model_mlp(struct predict_model *m, const void *data, size_t len,
 int predict_model_run(struct predict_model *m, const float *x, size_t batch, float *y);
 
 void predict_model_fini(struct predict_model *m);
+
+/* Device weights kept out of a checkpoint (predict.c, PREDICT_GPU_WEIGHTS=
+ * reload). release frees the device copy of the weights of a GPU model
+ * (the mapping of the file stays: it is the page cache, not the snapshot);
+ * upload copies them to the device again through m->staging_bytes of
+ * pinned staging (0: registered host pages), and predict_model_run does
+ * the same on first use when nobody did. Both are no-ops on the CPU and
+ * return 0, or -errno with a message in err (release: none). *mib gets the
+ * MiB moved (may be NULL). Thread-safe (the model's lock). */
+int predict_model_release_device(struct predict_model *m, double *mib);
+int predict_model_upload_device(struct predict_model *m, double *mib, char *err, size_t errlen);
 const char *predict_device_name(const struct predict_model *m);
 
 #endif

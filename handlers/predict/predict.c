@@ -12,6 +12,13 @@
  *   PREDICT_DEVICE     cpu | gpu | auto (default auto: GPU if one is present)
  *   PREDICT_MAX_BATCH  rows per GEMM and size of the scratch (default 256);
  *                      longer requests run in chunks of this many rows
+ *   PREDICT_GPU_WEIGHTS  keep (default) | reload: with reload a GPU model's
+ *                      device weights are freed in before_checkpoint, so the
+ *                      snapshot parks no copy of them, and uploaded again
+ *                      from the mapped file (the page cache) in on_restore
+ *   PREDICT_STAGING_MIB  reload: pinned staging per buffer, two of them
+ *                      (default 64, 1..1024); 0 registers the mapped pages
+ *                      with the driver and copies straight from them
  *
  * The model serves version "1" only. Errors are {"error": "..."}: 400 for
  * bad requests, 404 for unknown routes or versions.
@@ -20,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "predict/model.h"
 #include "predict/tfrest.h"
@@ -27,12 +35,42 @@
 
 #define DEFAULT_MAX_BATCH 256
 
+#define DEFAULT_STAGING_MIB 64
+
 static struct {
 	struct predict_model model;
 	struct thaw_map map; /* mlp weights; mapped until shutdown */
 	int mapped;
+	int reload;          /* PREDICT_GPU_WEIGHTS=reload */
 	char model_name[32];
 } g;
+
+/* PREDICT_GPU_WEIGHTS and PREDICT_STAGING_MIB; 0 or -EINVAL (error set). */
+static int parse_weights_mode(size_t *staging_bytes)
+{
+	const char *mode = thaw_config("PREDICT_GPU_WEIGHTS");
+	const char *mib_s = thaw_config("PREDICT_STAGING_MIB");
+	char *end = NULL;
+	long mib = DEFAULT_STAGING_MIB;
+
+	if (!mode || !*mode || !strcmp(mode, "keep"))
+		g.reload = 0;
+	else if (!strcmp(mode, "reload"))
+		g.reload = 1;
+	else {
+		thaw_set_error("PREDICT_GPU_WEIGHTS=%s: expected keep or reload", mode);
+		return -EINVAL;
+	}
+	if (mib_s && *mib_s) {
+		mib = strtol(mib_s, &end, 10);
+		if (*end || mib < 0 || mib > 1024) {
+			thaw_set_error("PREDICT_STAGING_MIB=%s: expected 0..1024", mib_s);
+			return -EINVAL;
+		}
+	}
+	*staging_bytes = (size_t)mib << 20;
+	return 0;
+}
 
 static int init_mlp(void)
 {
@@ -41,6 +79,7 @@ static int init_mlp(void)
 	const char *device = thaw_config("PREDICT_DEVICE");
 	char err[256] = "";
 	int max_batch = batch_s ? atoi(batch_s) : DEFAULT_MAX_BATCH;
+	size_t staging = 0;
 	int rc;
 
 	if (!weights || !*weights) {
@@ -51,6 +90,9 @@ static int init_mlp(void)
 		thaw_set_error("PREDICT_MAX_BATCH=%s: expected 1..65536", batch_s);
 		return -EINVAL;
 	}
+	rc = parse_weights_mode(&staging);
+	if (rc < 0)
+		return rc;
 	rc = thaw_map_file(weights, &g.map);
 	if (rc < 0) {
 		thaw_set_error("WEIGHTS=%s: cannot map: %s", weights, strerror(-rc));
@@ -65,6 +107,7 @@ static int init_mlp(void)
 		g.mapped = 0;
 		return rc;
 	}
+	g.model.staging_bytes = staging;
 	if (err[0])
 		thaw_log(THAW_LOG_WARN, "predict: GPU unusable (%s), using the CPU", err);
 	thaw_log(THAW_LOG_INFO, "predict: mlp %d layers, %d -> %d, max batch %d, on %s",
@@ -244,5 +287,52 @@ static int predict_invoke(const struct thaw_request *req, struct thaw_response *
 	return thaw_respond_error(res, 404, "Malformed request");
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* PREDICT_GPU_WEIGHTS=reload: the snapshot keeps no device copy of the
+ * weights (the checkpoint would park them in host memory, CRIU would copy
+ * them into the image and back on every restore). */
+static int predict_before_checkpoint(void)
+{
+	double mib = 0, t0 = now_ms();
+	if (!g.reload)
+		return 0;
+	int rc = predict_model_release_device(&g.model, &mib);
+	if (rc < 0) {
+		thaw_set_error("predict: releasing the device weights failed (%d)", rc);
+		return rc;
+	}
+	if (mib > 0)
+		thaw_log(THAW_LOG_INFO, "predict: %.1f MiB of device weights released in %.1f ms",
+			 mib, now_ms() - t0);
+	return 0;
+}
+
+/* Puts them back before the first request (tests/bench/gpu_restore.py
+ * reads the "uploaded again" line). */
+static int predict_on_restore(void)
+{
+	char err[256] = "";
+	double mib = 0, t0 = now_ms();
+	if (!g.reload)
+		return 0;
+	int rc = predict_model_upload_device(&g.model, &mib, err, sizeof(err));
+	if (rc < 0) {
+		thaw_set_error("predict: uploading the weights again failed: %s", err);
+		return rc;
+	}
+	if (mib > 0)
+		thaw_log(THAW_LOG_INFO,
+			 "predict: %.1f MiB of weights uploaded again in %.1f ms (staging %zu MiB)",
+			 mib, now_ms() - t0, g.model.staging_bytes >> 20);
+	return 0;
+}
+
 THAW_HANDLER(.name = "predict", .init = predict_init, .invoke = predict_invoke,
-	     .shutdown = predict_shutdown);
+	     .on_restore = predict_on_restore, .shutdown = predict_shutdown,
+	     .before_checkpoint = predict_before_checkpoint);

@@ -9,6 +9,17 @@
  * first request (re-seed RNGs, take new ids). shutdown() runs on a graceful
  * stop only; a killed instance never gets it.
  *
+ * before_checkpoint() runs once in the warmed instance right before the
+ * daemon checkpoints it (after init() and the fc.yaml warm-up request, with
+ * no request running): drop what should not be in the snapshot, typically
+ * device memory that can be uploaded again from files in on_restore() (a
+ * GPU's parked memory is otherwise copied into the image page by page and
+ * back on every restore). Every restored copy starts from the state it
+ * left. A failure (< 0, say why with thaw_set_error) means no snapshot:
+ * the instance exits and the function cold-starts from then on. If the
+ * dump itself fails, the same instance serves on: a handler that released
+ * something must take it back on first use (docs/handler-sdk.md).
+ *
  * Contract:
  *  - Hooks return 0 on success or a negative errno value. A failing init()
  *    should say why with thaw_set_error(); the message reaches the daemon's
@@ -20,7 +31,9 @@
  *  - The SDK functions below are provided by the host; handlers link
  *    against nothing of thaw's.
  *
- * ABI: the descriptor is versioned; hooks may be NULL except invoke.
+ * ABI: the descriptor is versioned; hooks may be NULL except invoke. Fields
+ * after shutdown were added later: the host reads them only when the
+ * descriptor's size covers them, so handlers built before still load.
  */
 #ifndef THAW_HANDLER_H
 #define THAW_HANDLER_H
@@ -67,6 +80,7 @@ struct thaw_handler {
 	int (*invoke)(const struct thaw_request *req, struct thaw_response *res);
 	int (*on_restore)(void);
 	void (*shutdown)(void);
+	int (*before_checkpoint)(void); /* added in size, not version: may be absent */
 };
 
 /* Define the handler's descriptor; the host looks up this symbol. */

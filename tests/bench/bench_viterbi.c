@@ -87,6 +87,8 @@ int main(int argc, char **argv)
 					     .batch = BATCH, .steps = STEPS, .num_tags = K };
 		double c = measure(cpu, NULL, &p, check, seconds);
 		printf("cpu K=%-3u %12.0f sequences/s\n", K, c);
+		/* tests/gpu/run.sh gathers the "figure:" lines into its table */
+		printf("figure: viterbi_cpu_K%u = %.0f sequences/s\n", K, c);
 		if (c < 0)
 			ret = 1;
 		if (g) {
@@ -94,6 +96,8 @@ int main(int argc, char **argv)
 			int same = memcmp(paths, check, sizeof(int32_t) * BATCH * STEPS) == 0;
 			printf("gpu K=%-3u %12.0f sequences/s (%.1fx cpu, paths %s)\n", K, s,
 			       s / c, same ? "identical" : "DIFFER");
+			printf("figure: viterbi_gpu_K%u = %.0f sequences/s\n", K, s);
+			printf("figure: viterbi_gpu_over_cpu_K%u = %.1f x\n", K, s / c);
 			if (s < 0 || !same)
 				ret = 1;
 		}

@@ -198,7 +198,7 @@ static void test_frame_complete(void **state)
 		{ "complete", CH_RESPONSE, 100, HDR + 100, HDR + 100 },
 		{ "complete with more behind", CH_READY, 16, HDR + 40, HDR + 16 },
 		{ "type 0", 0, 0, HDR, -EPROTO },
-		{ "type past last", CH_SHUTDOWN + 1, 0, HDR, -EPROTO },
+		{ "type past last", CH_CHECKPOINT + 1, 0, HDR, -EPROTO },
 		{ "huge type", 0xffffffffu, 0, HDR, -EPROTO },
 		{ "largest payload, partial", CH_REQUEST, CHANNEL_MAX_PAYLOAD, HDR + 10, 0 },
 		{ "oversize payload", CH_REQUEST, CHANNEL_MAX_PAYLOAD + 1, HDR, -EPROTO },

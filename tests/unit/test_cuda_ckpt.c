@@ -54,6 +54,37 @@ static void test_probe_is_thread_safe(void **state)
 	}
 }
 
+/* In a child (a fresh load, whatever this process did): preload returns at
+ * once, the load finishes on its own thread without any probe, and the
+ * probe then answers from the cache. Exit codes name the failed step. */
+static void test_preload_loads_in_background(void **state)
+{
+	(void)state;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char why[256];
+		if (cuda_ckpt_loaded())
+			_exit(10);
+		double t0 = now_ms();
+		cuda_ckpt_preload();
+		cuda_ckpt_preload(); /* a second call does nothing */
+		if (now_ms() - t0 > 50)
+			_exit(11);
+		for (int i = 0; i < 500 && !cuda_ckpt_loaded(); i++)
+			usleep(10000);
+		if (!cuda_ckpt_loaded())
+			_exit(12);
+		if (cuda_ckpt_probe(why, sizeof(why)) != -ENOTSUP || strcmp(why, OFF_WHY))
+			_exit(13);
+		_exit(0);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_probe_says_driver_missing(void **state)
 {
 	(void)state;
@@ -543,6 +574,7 @@ int main(void)
 
 	if (!dl) {
 		const struct CMUnitTest off_tests[] = {
+		    cmocka_unit_test(test_preload_loads_in_background),
 		    cmocka_unit_test(test_probe_is_thread_safe),
 		    cmocka_unit_test(test_probe_says_driver_missing),
 		    cmocka_unit_test(test_calls_are_enotsup_without_driver),

@@ -381,6 +381,48 @@ static void test_restored_takes_new_instance_id(void **state)
 	destroy(&in);
 }
 
+/* CH_CHECKPOINT runs before_checkpoint once and is answered CH_READY with
+ * the same instance id; the hook's effect is there for the next request. */
+static void test_checkpoint_runs_before_checkpoint(void **state)
+{
+	(void)state;
+	struct inst in;
+	spawn(&in, "fault", NULL);
+	char id1[17], id2[17];
+	expect_ready(&in, id1);
+	send_ctl(&in, CH_CHECKPOINT);
+	expect_ready(&in, id2);
+	assert_string_equal(id1, id2);
+
+	send_request(&in, 7, "GET", "/hooks", "", NULL, 0, "", 0);
+	struct frame f;
+	struct channel_response r;
+	expect_response(&in, &f, &r);
+	assert_string_equal(r.body, "{\"before_checkpoint\":1,\"on_restore\":0}");
+	free(f.payload);
+	destroy(&in);
+}
+
+/* A failing before_checkpoint is reported like a failed init: its message
+ * in CH_INIT_FAILED, exit 1 (the daemon then takes no snapshot). */
+static void test_checkpoint_hook_failure_reported(void **state)
+{
+	(void)state;
+	struct inst in;
+	const char *env[] = { "FAULT_CHECKPOINT_FAIL=cannot release device weights", NULL };
+	spawn(&in, "fault", env);
+	expect_ready(&in, NULL);
+	send_ctl(&in, CH_CHECKPOINT);
+	struct frame f;
+	expect_frame(&in, &f, CH_INIT_FAILED);
+	assert_string_equal(f.payload, "cannot release device weights");
+	free(f.payload);
+	int st = wait_exit(&in, TIMEOUT_MS);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	destroy(&in);
+}
+
 static void test_init_failure_reports_message(void **state)
 {
 	(void)state;
@@ -647,6 +689,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_echo_round_trip, teardown),
 		cmocka_unit_test_teardown(test_concurrent_requests_overlap, teardown),
 		cmocka_unit_test_teardown(test_restored_takes_new_instance_id, teardown),
+		cmocka_unit_test_teardown(test_checkpoint_runs_before_checkpoint, teardown),
+		cmocka_unit_test_teardown(test_checkpoint_hook_failure_reported, teardown),
 		cmocka_unit_test_teardown(test_init_failure_reports_message, teardown),
 		cmocka_unit_test_teardown(test_dlopen_failure_reported, teardown),
 		cmocka_unit_test_teardown(test_crash_closes_channel, teardown),

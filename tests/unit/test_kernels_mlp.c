@@ -4,6 +4,7 @@
  * The CUDA cases skip without a GPU; the whole test exits 77 only if every
  * case skipped, which cannot happen since the CPU cases always run.
  */
+#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 
 #include "kernels/mlp.h"
+#include "kernels/staging.h"
 
 static uint64_t rng;
 
@@ -125,6 +127,156 @@ static void test_cuda_matches_reference(void **state)
 #endif
 }
 
+/* Weights released (before a checkpoint) and uploaded again, through pinned
+ * staging smaller than a tensor (several chunks, both buffers) and through
+ * registered host pages: the outputs are bit-identical to before, and a
+ * pass without weights is refused. Needs a GPU. */
+static void test_cuda_release_and_upload_keep_outputs(void **state)
+{
+	(void)state;
+#ifdef HAVE_CUDA
+	static const int dims[] = { 300, 257, 10 };
+	static const size_t staging[] = { 4096, 0, 1 << 20 };
+	struct mlp_net net;
+	struct mlp_cuda *c = NULL;
+	char err[256];
+	float x[3 * 300], y0[3 * 10], y1[3 * 10];
+	if (mlp_cuda_device_count() < 1)
+		skip();
+	make_net(&net, dims, 3);
+	for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
+		x[i] = (float)i / 300.0f - 1.0f;
+	assert_int_equal(mlp_cuda_new(&net, 3, &c, err, sizeof(err)), 0);
+	assert_int_equal(mlp_cuda_forward(c, x, 3, y0), 0);
+	for (size_t i = 0; i < sizeof(staging) / sizeof(staging[0]); i++) {
+		assert_int_equal(mlp_cuda_release_weights(c), 0);
+		assert_false(mlp_cuda_weights_resident(c));
+		assert_int_equal(mlp_cuda_forward(c, x, 3, y1), -EIO);
+		assert_int_equal(mlp_cuda_upload_weights(c, &net, staging[i], err, sizeof(err)), 0);
+		assert_true(mlp_cuda_weights_resident(c));
+		assert_int_equal(mlp_cuda_forward(c, x, 3, y1), 0);
+		assert_memory_equal(y0, y1, sizeof(y0));
+	}
+	net.layers[0].out = 256; /* another network is refused */
+	assert_int_equal(mlp_cuda_upload_weights(c, &net, 4096, err, sizeof(err)), -EINVAL);
+	net.layers[0].out = 257;
+	mlp_cuda_free(c);
+	free_net(&net);
+#else
+	skip();
+#endif
+}
+
+/* --- kernels/staging: the double-buffered pipeline, with a mock device ---- */
+
+/* A copy is "in flight" from copy() until wait() of its buffer: only then
+ * does the mock move the bytes, from the buffer as it is at that moment,
+ * so a buffer refilled before its wait shows up as wrong bytes. */
+static struct mock_dev {
+	unsigned char buf[2][64];
+	struct {
+		void *dst;
+		size_t n;
+	} pending[2];
+	size_t max_n;
+	int copies, fail_at; /* copy number fail_at (1-based) fails; 0 never */
+	char order[64];      /* W0 C0 W1 C1 ... as letters: w/c + buffer */
+} md;
+
+static void md_log(char c, unsigned i)
+{
+	size_t n = strlen(md.order);
+	if (n + 2 < sizeof(md.order)) {
+		md.order[n] = c;
+		md.order[n + 1] = (char)('0' + i);
+	}
+}
+
+static void *md_buf(void *arg, unsigned i)
+{
+	(void)arg;
+	return md.buf[i];
+}
+
+static int md_wait(void *arg, unsigned i)
+{
+	(void)arg;
+	md_log('w', i);
+	if (md.pending[i].dst)
+		memcpy(md.pending[i].dst, md.buf[i], md.pending[i].n);
+	md.pending[i].dst = NULL;
+	return 0;
+}
+
+static int md_copy(void *arg, unsigned i, void *dst, size_t n)
+{
+	(void)arg;
+	md_log('c', i);
+	if (++md.copies == md.fail_at)
+		return -EIO;
+	assert_null(md.pending[i].dst); /* never two copies out of one buffer */
+	md.pending[i].dst = dst;
+	md.pending[i].n = n;
+	if (n > md.max_n)
+		md.max_n = n;
+	return 0;
+}
+
+static const struct staging_ops md_ops = { md_buf, md_wait, md_copy };
+
+static void test_staging_pipeline_order_and_bounds(void **state)
+{
+	static const struct {
+		size_t size, bytes;
+		const char *order; /* NULL: not checked */
+	} cases[] = {
+		{ 64, 0, "" },
+		{ 64, 1, "w0c0" },
+		{ 64, 63, "w0c0" },
+		{ 64, 64, "w0c0" },
+		{ 64, 65, "w0c0w1c1" },
+		{ 64, 128, "w0c0w1c1" },
+		{ 64, 7 * 64 + 3, "w0c0w1c1w0c0w1c1w0c0w1c1w0c0w1c1" },
+		{ 1, 5, "w0c0w1c1w0c0w1c1w0c0" },
+		{ 7, 1000, NULL },
+	};
+	unsigned char src[1000], dst[1000];
+	(void)state;
+	for (size_t i = 0; i < sizeof(src); i++)
+		src[i] = (unsigned char)(i * 131 + 7);
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		memset(&md, 0, sizeof(md));
+		memset(dst, 0xee, sizeof(dst));
+		struct staging st = { &md_ops, NULL, cases[k].size, 0 };
+		assert_int_equal(staging_copy(&st, dst, src, cases[k].bytes), 0);
+		if (cases[k].order)
+			assert_string_equal(md.order, cases[k].order);
+		md_wait(NULL, 0), md_wait(NULL, 1); /* the caller's final wait */
+		assert_memory_equal(dst, src, cases[k].bytes);
+		if (cases[k].bytes < sizeof(dst))
+			assert_int_equal(dst[cases[k].bytes], 0xee); /* nothing past the end */
+		assert_true(md.max_n <= cases[k].size);
+	}
+	/* consecutive calls (tensor after tensor) keep alternating buffers */
+	memset(&md, 0, sizeof(md));
+	struct staging st = { &md_ops, NULL, 64, 0 };
+	assert_int_equal(staging_copy(&st, dst, src, 10), 0);
+	assert_int_equal(staging_copy(&st, dst + 10, src + 10, 10), 0);
+	assert_string_equal(md.order, "w0c0w1c1");
+	/* a failing copy stops the pipeline with its error */
+	memset(&md, 0, sizeof(md));
+	md.fail_at = 3;
+	st = (struct staging){ &md_ops, NULL, 64, 0 };
+	assert_int_equal(staging_copy(&st, dst, src, 1000), -EIO);
+	assert_int_equal(md.copies, 3);
+	/* bad arguments */
+	st.size = 0;
+	assert_int_equal(staging_copy(&st, dst, src, 10), -EINVAL);
+	st.size = 64;
+	assert_int_equal(staging_copy(&st, NULL, src, 10), -EINVAL);
+	assert_int_equal(staging_copy(&st, NULL, NULL, 0), 0);
+}
+
 static void test_invalid_nets_are_rejected(void **state)
 {
 	struct mlp_net net;
@@ -166,6 +318,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_blas_matches_reference),
 		cmocka_unit_test(test_cuda_matches_reference),
+		cmocka_unit_test(test_cuda_release_and_upload_keep_outputs),
+		cmocka_unit_test(test_staging_pipeline_order_and_bounds),
 		cmocka_unit_test(test_invalid_nets_are_rejected),
 		cmocka_unit_test(test_softmax_is_stable_for_large_logits),
 	};

@@ -717,6 +717,61 @@ static void test_gpu_device_falls_back_or_fails_clearly(void **state)
 	assert_non_null(strstr(last_error, "gpu"));
 }
 
+/* PREDICT_GPU_WEIGHTS=reload: before_checkpoint releases the device
+ * weights, on_restore (or the next request, when the dump failed) uploads
+ * them again; answers stay bit-identical. On the CPU (here) the hooks are
+ * no-ops that must not disturb the model; with a GPU (device auto picks it)
+ * the same cases run the real release and both upload paths (staging, and
+ * PREDICT_STAGING_MIB=0: registered pages). */
+static void test_gpu_weights_reload_hooks(void **state)
+{
+	static const int dims[] = { 3, 4, 2 };
+	static const char *const staging[] = { "1", "0" };
+	static const char body[] = "{\"instances\": [[1, 2, 3], [-0.5, 0.25, 4]]}";
+	size_t len;
+	(void)state;
+	uint8_t *img = make_mlp(dims, 3, &len);
+	write_file("reload.safetensors", img, len);
+	free(img);
+
+	setenv("PREDICT_GPU_WEIGHTS", "bogus", 1);
+	assert_true(init_with("mlp", "reload.safetensors", "auto") < 0);
+	assert_string_equal(last_error, "PREDICT_GPU_WEIGHTS=bogus: expected keep or reload");
+	setenv("PREDICT_GPU_WEIGHTS", "reload", 1);
+	setenv("PREDICT_STAGING_MIB", "2048", 1);
+	assert_true(init_with("mlp", "reload.safetensors", "auto") < 0);
+	assert_string_equal(last_error, "PREDICT_STAGING_MIB=2048: expected 0..1024");
+
+	for (size_t i = 0; i < sizeof(staging) / sizeof(staging[0]); i++) {
+		setenv("PREDICT_STAGING_MIB", staging[i], 1);
+		assert_int_equal(init_with("mlp", "reload.safetensors", "auto"), 0);
+		struct thaw_response before = call("POST", "/", body);
+		assert_int_equal(before.status, 200);
+		/* checkpoint, restore, request */
+		assert_int_equal(thaw_handler_v1.before_checkpoint(), 0);
+		assert_int_equal(thaw_handler_v1.on_restore(), 0);
+		struct thaw_response after = call("POST", "/", body);
+		assert_string_equal(after.body, before.body);
+		free(after.body);
+		/* the dump failed: the same instance serves on without on_restore */
+		assert_int_equal(thaw_handler_v1.before_checkpoint(), 0);
+		after = call("POST", "/", body);
+		assert_string_equal(after.body, before.body);
+		free(after.body);
+		free(before.body);
+		thaw_handler_v1.shutdown();
+	}
+	/* keep (the default): the hooks leave everything alone */
+	unsetenv("PREDICT_STAGING_MIB");
+	setenv("PREDICT_GPU_WEIGHTS", "keep", 1);
+	assert_int_equal(init_with("mlp", "reload.safetensors", "auto"), 0);
+	assert_int_equal(thaw_handler_v1.before_checkpoint(), 0);
+	assert_int_equal(thaw_handler_v1.on_restore(), 0);
+	expect("POST", "/", body, 200, NULL);
+	thaw_handler_v1.shutdown();
+	unsetenv("PREDICT_GPU_WEIGHTS");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -732,6 +787,7 @@ int main(void)
 		cmocka_unit_test(test_mlp_blas_matches_reference),
 		cmocka_unit_test(test_mlp_handler_end_to_end),
 		cmocka_unit_test(test_gpu_device_falls_back_or_fails_clearly),
+		cmocka_unit_test(test_gpu_weights_reload_hooks),
 	};
 	char tmpl[] = "/tmp/thaw-predict-XXXXXX";
 	if (!mkdtemp(tmpl))
