@@ -19,7 +19,7 @@ mkdir -p "$OUT" "$REG"
 
 # name: sources (fuzz target first)
 declare -A TARGETS=(
-	[http]="tests/fuzz/fuzz_http.c runtime/http.c runtime/router.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c"
+	[http]="tests/fuzz/fuzz_http.c runtime/http.c runtime/router.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/request.c runtime/headers.c runtime/jsonesc.c"
 )
 declare -A TARGET_LIBS=([http]="-lhttp_parser")
 
