@@ -130,12 +130,34 @@ void pool__flush(struct instance *in)
 	arm_send(in);
 }
 
+/* Reaping a process and removing its cgroups wait on the kernel (a large
+ * process takes a while to exit): a job does both, off the loop. */
+struct reap_job {
+	struct job job;
+	struct instance_proc proc;
+	struct reslimit_groups cgroups;
+};
+
+static void reap_run(struct job *j)
+{
+	struct reap_job *r = container_of(j, struct reap_job, job);
+	instance_destroy(&r->proc);
+	reslimit_release(&r->cgroups);
+}
+
+static void reap_done(struct job *j)
+{
+	free(container_of(j, struct reap_job, job));
+}
+
 void pool__maybe_free(struct instance *in)
 {
 	if (in->state != I_DEAD || in->ops)
 		return;
-	instance_destroy(&in->proc);
-	reslimit_release(&in->cgroups);
+	struct reap_job *r = xcalloc(1, sizeof(*r));
+	*r = (struct reap_job){ .job = { .run = reap_run, .done = reap_done },
+				.proc = in->proc, .cgroups = in->cgroups };
+	jobs_submit(&r->job);
 	buf_free(&in->in);
 	buf_free(&in->out);
 	buf_free(&in->pending);
