@@ -3,7 +3,6 @@
 #include "buf.h"
 #include "log.h"
 #include "mem.h"
-#include "server.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,13 +18,15 @@
 #define MAX_READ (64ull << 20) /* bound on what one read scans */
 
 static uint64_t rotate_bytes = DEFAULT_ROTATE;
+static char logs_dir[PATH_MAX]; /* STATE/logs */
 
 static void path_of(char *out, size_t len, const char *name, const char *suffix)
 {
-	snprintf(out, len, "%s/logs/%s.log%s", server.opt.state_dir, name, suffix);
+	if (snprintf(out, len, "%s/%s.log%s", logs_dir, name, suffix) >= (int)len)
+		out[0] = '\0'; /* too long a state folder: no file (an open fails) */
 }
 
-void fnlog_setup(void)
+void fnlog_setup(const char *state_dir)
 {
 	const char *env = getenv("THAW_LOG_ROTATE_BYTES");
 	if (env && *env) {
@@ -36,10 +37,9 @@ void fnlog_setup(void)
 		else
 			rotate_bytes = v;
 	}
-	char dir[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s/logs", server.opt.state_dir);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		pr_perror("function logs: %s", dir);
+	snprintf(logs_dir, sizeof(logs_dir), "%s/logs", state_dir);
+	if (mkdir(logs_dir, 0700) < 0 && errno != EEXIST)
+		pr_perror("function logs: %s", logs_dir);
 }
 
 void fnlog_init_name(struct fnlog *l)

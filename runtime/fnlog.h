@@ -30,7 +30,7 @@ struct fnlog {
 };
 
 /* Reads THAW_LOG_ROTATE_BYTES and makes STATE/logs; call once at start. */
-void fnlog_setup(void);
+void fnlog_setup(const char *state_dir);
 void fnlog_init_name(struct fnlog *l);
 /* Appends one line (without its '\n') of instance pid of version. */
 void fnlog_write(struct fnlog *l, const char *name, unsigned version, int pid,

@@ -9,6 +9,7 @@
 #include "proxy.h"
 #include "request.h"
 #include "router.h"
+#include "registry.h"
 #include "server.h"
 
 #include <limits.h>

@@ -2,6 +2,7 @@
 #define LOG_PREFIX ""
 #include "log.h"
 #include "proxy.h"
+#include "serve.h"
 #include "server.h"
 #include "builder/builder.h"
 #include "cli/cli.h"

@@ -1,6 +1,7 @@
 /*
  * The daemon's one mutable global, `server`: options, the registry's tables
- * (registry.h), the loops and daemon-wide metrics.
+ * (registry.h), the loops and daemon-wide metrics. It includes only types:
+ * any module may read it without depending on the daemon's higher layers.
  *
  * Threads: one io_uring loop ("shard") per core, each with its own listener
  * (SO_REUSEPORT), connections and timers; each function version's pool runs
@@ -16,7 +17,7 @@
 #include <sys/types.h>
 
 #include "metrics.h"
-#include "registry.h"
+#include "function.h"
 
 #define MAX_SHARDS 64
 
@@ -65,8 +66,5 @@ extern struct server server;
 
 /* Fills the embedded defaults. */
 void server_options_default(struct server_options *o);
-/* State dir, admin token, functions dir, loops; returns after SIGTERM/SIGINT.
- * Returns 0 or -errno with the reason logged. */
-int server_run(void);
 
 #endif

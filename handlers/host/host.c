@@ -17,7 +17,6 @@
  */
 #define LOG_PREFIX "host: "
 #include "host.h"
-#include "http_front.h"
 #include "log.h"
 #include "mem.h"
 
@@ -568,36 +567,28 @@ static void start_workers(int n)
 	pthread_attr_destroy(&attr);
 }
 
-int main(int argc, char **argv)
+void host__start(const char *handler_path, bool without_channel)
 {
-	signal(SIGPIPE, SIG_IGN);
-	/* handler log lines go to a pipe: line-buffer stdout for printf users */
-	setvbuf(stdout, NULL, _IOLBF, 0);
-
-	static struct http_front_options http; /* lives as long as the process */
-	int mode = http_front_parse_args(argc, argv, &http);
-	if (mode < 0)
-		return 2;
-	no_channel = mode > 0;
-	if (no_channel)
-		host__set_identity(http.name, http.function_dir);
-	else
-		host__set_identity(getenv("THAW_FUNCTION_NAME"), getenv("THAW_FUNCTION_DIR"));
-	int concurrency = parse_concurrency();
-	load_handler(no_channel ? http.handler : getenv("THAW_HANDLER"));
+	no_channel = without_channel;
+	load_handler(handler_path);
 	host__new_instance_id();
 	if (handler->init) {
 		int r = handler->init();
 		if (r < 0)
 			init_failed("init", r);
 	}
-	if (no_channel) {
-		int r = http_front_run(&http);
-		if (handler->shutdown)
-			handler->shutdown();
-		fflush(NULL);
-		return r < 0 ? 1 : 0;
-	}
+}
+
+void host__stop(void)
+{
+	if (handler->shutdown)
+		handler->shutdown();
+	fflush(NULL);
+}
+
+void host__serve_channel(void)
+{
+	int concurrency = parse_concurrency();
 	/* before READY: a cancel can only come for a request */
 	n_running = (unsigned)concurrency;
 	struct sigaction sa = { .sa_sigaction = on_cancel_signal, .sa_flags = SA_SIGINFO | SA_RESTART };

@@ -53,6 +53,14 @@ void host__request_view(const struct channel_request *cr, struct thaw_header **h
  * without an answer becomes a 500 error answer. */
 void host__invoke(const struct thaw_request *req, struct thaw_response *res);
 
+/* Loads the handler .so at handler_path and runs its init (a failure is
+ * reported, on the channel unless without_channel, and exits). */
+void host__start(const char *handler_path, bool without_channel);
+/* Serves CH_REQUEST frames on CHANNEL_FD with THAW_INSTANCE_CONCURRENCY
+ * threads, after CH_READY. Does not return. */
+void host__serve_channel(void) __attribute__((noreturn));
+/* Runs the handler's shutdown and flushes. */
+void host__stop(void);
 /* Process-wide identity, set once at startup (and on restore for the id). */
 void host__set_identity(const char *function_name, const char *function_dir);
 /* Takes a fresh random instance id (16 hex digits). */
