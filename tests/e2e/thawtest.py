@@ -6,6 +6,10 @@ port with its own state and functions folders, and talks HTTP to it.
         check(r.status == 200, "echo answers", r)
 
 Each test file is one process; it exits 0 (pass), 1 (fail) or 77 (skip).
+A part left out for want of something prints "skip: WHY" (skip_part), counted
+by tests/run.sh; "skip[no-gpu]: WHY" marks the one expected reason, so
+THAW_NO_SKIP=1 fails every other skip. A skip after a failed check is a
+failure.
 """
 import json
 import os
@@ -41,9 +45,59 @@ def finish():
     sys.exit(1 if failures else 0)
 
 
-def skip(why):
-    print(why)
+def _skip_line(why, no_gpu):
+    return ("skip[no-gpu]: " if no_gpu else "skip: ") + why
+
+
+def skip(why, no_gpu=False):
+    """The whole test did not run (exit 77). After a failed check it exits 1:
+    a skip never hides a failure."""
+    if failures:
+        print("FAIL skipped after %d failed checks: %s" % (len(failures), why))
+        finish()
+    print(_skip_line(why, no_gpu))
     sys.exit(77)
+
+
+def skip_part(why, no_gpu=False):
+    """One part of the test did not run: counted by tests/run.sh, a failure
+    there under THAW_NO_SKIP=1 unless no_gpu."""
+    print(_skip_line(why, no_gpu))
+
+
+def parallel(fn, args_list):
+    """Runs fn(*args) for each args in its own thread and waits for all.
+    Returns [(result, None) or (None, exception)] in order: a thread that died
+    of any exception (IncompleteRead, BadStatusLine, ...) says so, never
+    silently."""
+    import threading
+    out = [(None, RuntimeError("thread did not run"))] * len(args_list)
+
+    def run(i, args):
+        try:
+            out[i] = (fn(*args), None)
+        except BaseException as e:  # recorded, checked by the caller
+            out[i] = (None, e)
+    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(args_list)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def criu_works():
+    """"" when snapshots can work here (root and `criu check` passing), else why not."""
+    if os.geteuid() != 0:
+        return "snapshots need root"
+    criu = os.environ.get("THAW_CRIU", "/usr/local/lib/thaw/criu/criu")
+    try:
+        p = subprocess.run([criu, "check"], capture_output=True, text=True, timeout=60)
+    except OSError as e:
+        return "no usable CRIU at %s (make deps): %s" % (criu, e)
+    if p.returncode != 0:
+        return "CRIU check failed (make deps): " + (p.stderr.strip().splitlines() or ["?"])[-1]
+    return ""
 
 
 def wait_for(pred, secs=20, step=0.05):

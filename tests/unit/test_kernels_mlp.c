@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include "testutil.h"
 
 #include "kernels/mlp.h"
 
@@ -118,10 +119,10 @@ static void test_cuda_matches_reference(void **state)
 	(void)state;
 #ifdef HAVE_CUDA
 	if (mlp_cuda_device_count() < 1)
-		skip();
+		SKIP_NO_GPU("no CUDA device: the CUDA path is not compared");
 	compare_paths(1);
 #else
-	skip();
+	SKIP_NO_GPU("built without CUDA: the CUDA path is not compared");
 #endif
 }
 
