@@ -100,6 +100,43 @@ def criu_works():
     return ""
 
 
+def cgroup_works(controller):
+    """"" when a group with `controller` (memory, cpu) can be made here as the
+    daemon makes them (runtime/reslimit.c: v2 when the root offers memory,
+    else the v1 hierarchy of controller), else why not. Probed by making and
+    removing one, so a test branches on the machine, not on the daemon's log."""
+    try:
+        ctl = open("/sys/fs/cgroup/cgroup.controllers").read().split()
+    except OSError:
+        ctl = []
+    v2 = "memory" in ctl
+    if v2 and controller not in ctl:
+        return "cgroup v2 root offers no %s controller" % controller
+    own = None
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctls, path = line.rstrip("\n").split(":", 2)
+            if (v2 and ctls == "") or (not v2 and controller in ctls.split(",")):
+                own = path
+    if own is None:
+        return "no %s cgroup hierarchy" % controller
+    root = "/sys/fs/cgroup" if v2 else "/sys/fs/cgroup/" + controller
+    probe = os.path.join(root + own.rstrip("/"), "thaw-probe-%d" % os.getpid())
+    try:
+        os.mkdir(probe)
+    except OSError as e:
+        return "cannot make a %s cgroup: %s" % (controller, e)
+    try:
+        if v2:
+            with open(os.path.join(probe, "cgroup.subtree_control"), "w") as f:
+                f.write("+" + controller)
+    except OSError as e:
+        return "cannot enable the %s controller: %s" % (controller, e)
+    finally:
+        os.rmdir(probe)
+    return ""
+
+
 def wait_for(pred, secs=20, step=0.05):
     """Polls pred until it returns something true (returned), at most secs."""
     end = time.time() + secs
