@@ -24,6 +24,8 @@ pass=0 fail=0 skip=0 skipped_cases=0 partial=0 failed=()
 
 # count PATTERN LOG: matching lines (0 when none)
 count() { grep -cE "$1" "$2" || true; }
+# sum PATTERN LOG: the sum of the first group of PATTERN's matches ("" when none)
+sum() { sed -nE "s/$1/\\1/p" "$2" | awk '{ n += $1; any = 1 } END { if (any) print n }'; }
 
 fail_one() { # name secs why log
 	fail=$((fail + 1)); failed+=("$1")
@@ -40,11 +42,11 @@ run_one() { # name timeout cmd...
 	timeout -k 5 "$limit" "$@" >"$log" 2>&1
 	rc=$?
 	secs=$(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)")
-	# cmocka's summary, when this is a cmocka binary
 	local ran passed_cases skipped nogpu failed_checks
-	ran=$(sed -nE 's/^\[==========\] ([0-9]+) test\(s\) run\.$/\1/p' "$log" | tail -n 1)
-	passed_cases=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) test\(s\)\.$/\1/p' "$log" | tail -n 1)
-	skipped=$(sed -nE 's/^\[  SKIPPED \] ([0-9]+) test\(s\), listed below:$/\1/p' "$log" | tail -n 1)
+	# cmocka's summaries (one per group run), summed
+	ran=$(sum '^\[==========\] ([0-9]+) test\(s\) run\.$' "$log")
+	passed_cases=$(sum '^\[  PASSED  \] ([0-9]+) test\(s\)\.$' "$log")
+	skipped=$(sum '^\[  SKIPPED \] ([0-9]+) test\(s\), listed below:$' "$log")
 	if [ -z "$ran" ]; then # an e2e test: one "skip: WHY" line per part left out
 		skipped=$(count '^skip(\[no-gpu\])?: ' "$log")
 	fi
