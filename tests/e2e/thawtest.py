@@ -86,6 +86,63 @@ def parallel(fn, args_list):
     return out
 
 
+class Load:
+    """Workers that each send requests on a kept connection until finish()
+    (or until the time `until`): send(conn) returns a Response. Every answer
+    and every exception, of any kind (IncompleteRead and BadStatusLine are
+    not OSError), is recorded as an outcome: the status, or "Name: message";
+    a worker that died is recorded too, and finish() fails a check unless
+    every worker ended cleanly having sent requests."""
+
+    def __init__(self, d, send, workers=2, until=None, timeout=10):
+        import threading
+        self.d, self.send, self.until, self.timeout = d, send, until, timeout
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.outcomes = []
+        self.sent = [0] * workers
+        self.ended = [False] * workers
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(workers)]
+
+    def _run(self, i):
+        c = None
+        try:
+            c = self.d.connect(self.timeout)
+            while not self.stop.is_set() and (self.until is None or time.time() < self.until):
+                try:
+                    out = self.send(c).status
+                except Exception as e:  # recorded: the request failed
+                    out = "%s: %s" % (type(e).__name__, e)
+                    c.close()
+                    c = self.d.connect(self.timeout)
+                with self.lock:
+                    self.outcomes.append(out)
+                    self.sent[i] += 1
+            self.ended[i] = True
+        except BaseException as e:  # recorded: the worker died
+            with self.lock:
+                self.outcomes.append("worker %d died: %s: %s" % (i, type(e).__name__, e))
+        finally:
+            if c:
+                c.close()
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def finish(self, what="load"):
+        """Stops and joins the workers; checks each ended cleanly with its
+        request count. Returns the outcomes."""
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+        check(all(self.ended) and all(n > 0 for n in self.sent),
+              "%s: every worker ended cleanly, each with requests sent %s" % (what, self.sent),
+              [o for o in self.outcomes if isinstance(o, str)][:3])
+        return self.outcomes
+
+
 def criu_works():
     """"" when snapshots can work here (root and `criu check` passing), else why not."""
     if os.geteuid() != 0:
