@@ -18,7 +18,8 @@ NER_DIR = os.path.join(ROOT, "handlers", "ner", "example")
 HANDLERS = {
     "fault": FAULT,
     "echo": {"handler": handler_so("echo")},
-    "half": {"handler": handler_so("predict"), "environmentVariables": {"MODEL": "half_plus_two"}},
+    "half": {"handler": handler_so("predict"), "environmentVariables": {
+        "MODEL": "mlp", "WEIGHTS": os.path.join(ROOT, "examples", "half_plus_two", "half_plus_two.safetensors")}},
     "ner": {"handler": handler_so("ner"), "environmentVariables": {"TAGS": "tags.txt", "TRANSITIONS": "transitions.json"}},
     "ocr_batch": {"handler": handler_so("ocr"), "timeout": 30},
 }
