@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 		}                                                                       \
 	} while (0)
 
-static int name_ok(const char *n)
+static int config_name_ok(const char *n)
 {
 	size_t len = strlen(n);
 	if (len < 1 || len > 64 || !(n[0] == '_' || ((n[0] | 32) >= 'a' && (n[0] | 32) <= 'z')))
@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(!strncmp(err, "fc.yaml", 7));
 		CHECK(!strchr(err, '\n'));
 	} else {
-		CHECK(c.name && name_ok(c.name));
+		CHECK(c.name && config_name_ok(c.name));
 		CHECK(c.handler && c.handler[0]);
 		CHECK(c.dir && !strcmp(c.dir, "/srv/fn"));
 	}
