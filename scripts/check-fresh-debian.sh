@@ -11,7 +11,8 @@
 #
 # Usage, as root: scripts/check-fresh-debian.sh [DIR]
 #   DIR: where the root is made (default: a new /var/tmp/thaw-fresh-XXXXXX);
-#   removed at the end unless KEEP=1. Needs network to deb.debian.org.
+#   removed at the end unless KEEP=1; the logs of both commands stay in
+#   DIR.logs/. Needs network to deb.debian.org.
 #   Exits 0 when both commands did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,8 @@ if ! command -v debootstrap >/dev/null; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap
 fi
 ROOT=${1:-$(mktemp -d /var/tmp/thaw-fresh-XXXXXX)}
+LOGS=$ROOT.logs
+mkdir -p "$LOGS"
 cleanup() {
 	if [ "${KEEP:-0}" != 1 ]; then
 		rm -rf --one-file-system "$ROOT"
@@ -74,16 +77,18 @@ run() { # name command
 	local start
 	start=$(date +%s)
 	echo "check-fresh-debian: $1 ..."
-	if inside "$2" >"$ROOT/$1.log" 2>&1; then
+	if inside "$2" >"$LOGS/$1.log" 2>&1; then
 		echo "check-fresh-debian: $1: ok in $(secs "$start") s"
 	else
 		echo "check-fresh-debian: $1: FAILED (rc=$?) after $(secs "$start") s; last lines:"
-		tail -n 40 "$ROOT/$1.log" | sed 's/^/    /'
+		tail -n 40 "$LOGS/$1.log" | sed 's/^/    /'
 		rc=1
 	fi
-	tail -n 1 "$ROOT/$1.log" | sed 's/^/    /'
+	# the line that says what happened: tests/run.sh's closing line, else the last
+	{ grep -E '^[0-9]+ passed, [0-9]+ failed' "$LOGS/$1.log" || tail -n 1 "$LOGS/$1.log"; } |
+		tail -n 1 | sed 's/^/    /'
 }
 run setup ./setup
 ((rc == 0)) && run make-test "make test"
-echo "check-fresh-debian: total $(secs "$t0") s"
+echo "check-fresh-debian: total $(secs "$t0") s; logs in $LOGS"
 exit $rc
