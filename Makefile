@@ -73,8 +73,9 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBTHAW)
 deps:
 	bash scripts/deps.sh
 
+# TEST_FILTER: run only the tests whose name holds it (e.g. unit/)
 test: all
-	bash tests/run.sh $(BUILD)
+	bash tests/run.sh $(BUILD) $(TEST_FILTER)
 
 bench: all
 	bash tests/bench/run.sh $(BUILD)

@@ -1,6 +1,7 @@
 /*
  * mlp: forward pass of a dense network (GEMM + bias + ReLU per hidden layer,
- * GEMM + bias + softmax at the output) in three implementations:
+ * GEMM + bias + softmax, or + nothing (identity), at the output) in three
+ * implementations:
  *
  *   mlp_ref_forward   plain loops; the reference the others are tested against
  *   mlp_blas_forward  one cblas_sgemm per layer for the whole batch (OpenBLAS)
@@ -32,9 +33,12 @@ struct mlp_layer {
 	const float *b; /* [out] */
 };
 
+enum mlp_output { MLP_OUT_SOFTMAX = 0, MLP_OUT_IDENTITY };
+
 struct mlp_net {
 	int n_layers;
 	struct mlp_layer layers[MLP_MAX_LAYERS];
+	enum mlp_output output; /* the last layer's activation; softmax when zeroed */
 };
 
 /* Widest layer output, i.e. the row width of a scratch buffer. */

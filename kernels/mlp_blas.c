@@ -27,7 +27,8 @@ int mlp_blas_forward(const struct mlp_net *net, const float *x, int batch,
 		if (last) {
 			for (int r = 0; r < batch; r++)
 				cblas_saxpy(L->out, 1.0f, L->b, 1, out + (size_t)r * L->out, 1);
-			mlp_softmax_rows(out, batch, L->out);
+			if (net->output == MLP_OUT_SOFTMAX)
+				mlp_softmax_rows(out, batch, L->out);
 		} else {
 			mlp_bias_relu(out, L->b, batch, L->out);
 		}

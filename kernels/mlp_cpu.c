@@ -94,7 +94,7 @@ int mlp_ref_forward(const struct mlp_net *net, const float *x, int batch,
 				out[(size_t)r * L->out + o] = (!last && v < 0) ? 0.0f : v;
 			}
 		}
-		if (last)
+		if (last && net->output == MLP_OUT_SOFTMAX)
 			mlp_softmax_rows(out, batch, L->out);
 		in = out;
 	}

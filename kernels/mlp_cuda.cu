@@ -84,6 +84,14 @@ __global__ void bias_relu_kernel(float *y, const float *b, int rows, int cols)
 	}
 }
 
+__global__ void bias_kernel(float *y, const float *b, int rows, int cols)
+{
+	size_t n = (size_t)rows * cols;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
+		y[i] += b[i % cols];
+}
+
 /* One block per row: adds the bias, then a numerically stable softmax. */
 __global__ void bias_softmax_kernel(float *y, const float *b, int cols)
 {
@@ -389,15 +397,16 @@ extern "C" int mlp_cuda_forward(struct mlp_cuda *ctx, const float *x, int batch,
 		if (cublas.sgemm(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N, L->out, batch, L->in, &one,
 				L->w, L->in, in, L->in, &zero, outp, L->out) != CUBLAS_STATUS_SUCCESS)
 			return -EIO;
-		if (l == net->n_layers - 1) {
-			bias_softmax_kernel<<<batch, 256, 0, ctx->stream>>>(outp, L->b, L->out);
-		} else {
-			size_t n = (size_t)batch * L->out;
-			int blocks = (int)((n + 255) / 256);
-			if (blocks > 65535)
-				blocks = 65535;
+		size_t n = (size_t)batch * L->out;
+		int blocks = (int)((n + 255) / 256);
+		if (blocks > 65535)
+			blocks = 65535;
+		if (l < net->n_layers - 1)
 			bias_relu_kernel<<<blocks, 256, 0, ctx->stream>>>(outp, L->b, batch, L->out);
-		}
+		else if (net->output == MLP_OUT_SOFTMAX)
+			bias_softmax_kernel<<<batch, 256, 0, ctx->stream>>>(outp, L->b, L->out);
+		else
+			bias_kernel<<<blocks, 256, 0, ctx->stream>>>(outp, L->b, batch, L->out);
 		in = outp;
 	}
 	int out_w = net->layers[net->n_layers - 1].out;

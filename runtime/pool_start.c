@@ -101,7 +101,7 @@ static struct instance *start_cold(struct pool *p)
 static void restore_run(struct job *j)
 {
 	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
-	char why[256];
+	char why[256] = "";
 	/* never start a copy from damaged images: verify first (off the loop) */
 	struct function *fn = in->pool->fn;
 	int64_t t0 = now_ns();
@@ -109,6 +109,8 @@ static void restore_run(struct job *j)
 	uint64_t fp = 0;
 	/* hash the images only when a file changed since the last whole check */
 	in->job_ret = snapshot_fingerprint(fn->snap_dir, &fp);
+	if (in->job_ret) /* e.g. the folder was deleted under us */
+		snprintf(why, sizeof(why), "%.200s: %s", fn->snap_dir, strerror(-in->job_ret));
 	if (!in->job_ret && fp != atomic_load(&fn->snap_fingerprint)) {
 		in->job_ret = snapshot_verify(fn->snap_dir, why, sizeof(why));
 		if (!in->job_ret)

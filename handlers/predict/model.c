@@ -18,12 +18,6 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 	return rc;
 }
 
-void predict_model_half_plus_two(struct predict_model *m)
-{
-	memset(m, 0, sizeof(*m));
-	m->kind = PREDICT_HALF_PLUS_TWO;
-}
-
 /* layers.0 .. layers.N-1, contiguous, chained, F32. */
 static int build_net(struct predict_model *m, char *err, size_t errlen)
 {
@@ -70,6 +64,14 @@ static int build_net(struct predict_model *m, char *err, size_t errlen)
 		return fail(err, errlen, -EINVAL,
 			    "%zu tensors are not part of the layers.N chain (a gap in N?)",
 			    m->st.n - used);
+	const char *output = safetensors_meta(&m->st, "output");
+	if (!output || strcmp(output, "softmax") == 0)
+		net->output = MLP_OUT_SOFTMAX;
+	else if (strcmp(output, "identity") == 0)
+		net->output = MLP_OUT_IDENTITY;
+	else
+		return fail(err, errlen, -EINVAL,
+			    "__metadata__ output \"%s\": expected softmax or identity", output);
 	m->in_width = net->layers[0].in;
 	m->out_width = net->layers[net->n_layers - 1].out;
 	return 0;
@@ -117,7 +119,6 @@ int predict_model_mlp(struct predict_model *m, const void *data, size_t len,
 	float *x = NULL, *y = NULL;
 
 	memset(m, 0, sizeof(*m));
-	m->kind = PREDICT_MLP;
 	m->max_batch = max_batch < 1 ? 1 : max_batch;
 	rc = safetensors_parse(data, len, &m->st, err, errlen);
 	if (rc < 0)
@@ -178,7 +179,7 @@ static int upload_locked(struct predict_model *m, double *mib, char *err, size_t
 	if (mib)
 		*mib = 0;
 #ifdef HAVE_CUDA
-	if (m->kind == PREDICT_MLP && m->device == PREDICT_DEV_GPU &&
+	if (m->device == PREDICT_DEV_GPU &&
 	    !mlp_cuda_weights_resident(m->cuda)) {
 		int rc = mlp_cuda_upload_weights(m->cuda, &m->net, m->staging_bytes, err, errlen);
 		if (rc == 0 && mib)
@@ -192,11 +193,6 @@ static int upload_locked(struct predict_model *m, double *mib, char *err, size_t
 
 int predict_model_upload_device(struct predict_model *m, double *mib, char *err, size_t errlen)
 {
-	if (m->kind != PREDICT_MLP) {
-		if (mib)
-			*mib = 0;
-		return 0;
-	}
 	pthread_mutex_lock(&m->lock);
 	int rc = upload_locked(m, mib, err, errlen);
 	pthread_mutex_unlock(&m->lock);
@@ -208,8 +204,6 @@ int predict_model_release_device(struct predict_model *m, double *mib)
 	int rc = 0;
 	if (mib)
 		*mib = 0;
-	if (m->kind != PREDICT_MLP)
-		return 0;
 	pthread_mutex_lock(&m->lock);
 #ifdef HAVE_CUDA
 	if (m->device == PREDICT_DEV_GPU && mlp_cuda_weights_resident(m->cuda)) {
@@ -243,11 +237,6 @@ static int run_chunk(struct predict_model *m, const float *x, int rows, float *y
 int predict_model_run(struct predict_model *m, const float *x, size_t batch, float *y)
 {
 	int rc = 0;
-	if (m->kind == PREDICT_HALF_PLUS_TWO) {
-		for (size_t i = 0; i < batch; i++)
-			y[i] = 0.5f * x[i] + 2.0f;
-		return 0;
-	}
 	pthread_mutex_lock(&m->lock);
 	for (size_t done = 0; done < batch && rc == 0;) {
 		size_t rows = batch - done;
@@ -275,7 +264,5 @@ void predict_model_fini(struct predict_model *m)
 
 const char *predict_device_name(const struct predict_model *m)
 {
-	if (m->kind == PREDICT_HALF_PLUS_TWO)
-		return "cpu";
 	return m->device == PREDICT_DEV_GPU ? "gpu" : "cpu (OpenBLAS)";
 }

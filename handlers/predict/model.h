@@ -1,10 +1,10 @@
 /*
- * model: the servables of the predict handler, independent of HTTP.
- *
- *   half_plus_two  y = 0.5 x + 2, elementwise, any shape (TF Serving's test model)
- *   mlp            dense network from a safetensors file: layers.N.weight
- *                  [out, in] and layers.N.bias [out], F32, ReLU between
- *                  layers, softmax output; run with OpenBLAS or CUDA
+ * model: the servable of the predict handler, independent of HTTP: a dense
+ * network from a safetensors file: layers.N.weight [out, in] and
+ * layers.N.bias [out], F32, ReLU between layers, softmax output unless the
+ * file's __metadata__ says "output": "identity"; run with OpenBLAS or CUDA.
+ * TF Serving's half_plus_two is such a file (examples/half_plus_two: one
+ * layer, weight 0.5, bias 2, identity output), not a special case.
  *
  * A model is set up once (init, before the snapshot) and then used by many
  * threads: predict_model_run() serialises on an internal lock because the
@@ -20,15 +20,13 @@
 #include "kernels/mlp.h"
 #include "predict/safetensors.h"
 
-enum predict_kind { PREDICT_HALF_PLUS_TWO, PREDICT_MLP };
 enum predict_device { PREDICT_DEV_CPU, PREDICT_DEV_GPU };
 
 struct predict_model {
-	enum predict_kind kind;
 	enum predict_device device;
-	int in_width, out_width; /* mlp only */
+	int in_width, out_width;
 	int max_batch;
-	struct safetensors st;   /* mlp: tensors point into the caller's mapping */
+	struct safetensors st;   /* tensors point into the caller's mapping */
 	struct mlp_net net;
 	float *scratch;          /* mlp_scratch_floats(net, max_batch) */
 	struct mlp_cuda *cuda;   /* device == GPU */
@@ -36,8 +34,6 @@ struct predict_model {
 	pthread_mutex_t lock;
 	int lock_ready;
 };
-
-void predict_model_half_plus_two(struct predict_model *m);
 
 /* Builds an mlp over the safetensors image data[0..len) (kept mapped by the
  * caller for the model's lifetime). device is "cpu", "gpu" (fail without
@@ -48,8 +44,8 @@ void predict_model_half_plus_two(struct predict_model *m);
 int predict_model_mlp(struct predict_model *m, const void *data, size_t len,
 		      const char *device, int max_batch, char *err, size_t errlen);
 
-/* mlp: x [batch][in_width] -> y [batch][out_width]; half_plus_two: n = batch
- * elements in, n out. Thread-safe. Returns 0 or -EIO/-EINVAL. */
+/* x [batch][in_width] -> y [batch][out_width]. Thread-safe. Returns 0 or
+ * -EIO/-EINVAL. */
 int predict_model_run(struct predict_model *m, const float *x, size_t batch, float *y);
 
 void predict_model_fini(struct predict_model *m);

@@ -7,8 +7,10 @@
  *   POST ...:classify, ...:regress                   400, not supported
  *
  * Configuration (fc.yaml environmentVariables, read with thaw_config):
- *   MODEL              half_plus_two | mlp
- *   WEIGHTS            mlp: safetensors file, relative to the function dir
+ *   MODEL              mlp (the one kind: a dense network from a file)
+ *   WEIGHTS            safetensors file, relative to the function dir;
+ *                      TF Serving's half_plus_two is one such file
+ *                      (examples/half_plus_two/half_plus_two.safetensors)
  *   PREDICT_DEVICE     cpu | gpu | auto (default auto: GPU if one is present)
  *   PREDICT_MAX_BATCH  rows per GEMM and size of the scratch (default 256);
  *                      longer requests run in chunks of this many rows
@@ -39,7 +41,7 @@
 
 static struct {
 	struct predict_model model;
-	struct thaw_map map; /* mlp weights; mapped until shutdown */
+	struct thaw_map map; /* the weights; mapped until shutdown */
 	int mapped;
 	int reload;          /* PREDICT_GPU_WEIGHTS=reload */
 	char model_name[32];
@@ -122,18 +124,14 @@ static int predict_init(void)
 
 	memset(&g, 0, sizeof(g));
 	if (!model || !*model) {
-		thaw_set_error("MODEL is not set (half_plus_two or mlp)");
+		thaw_set_error("MODEL is not set (mlp)");
 		return -EINVAL;
 	}
 	snprintf(g.model_name, sizeof(g.model_name), "%s", model);
-	if (strcmp(model, "half_plus_two") == 0) {
-		predict_model_half_plus_two(&g.model);
-		thaw_log(THAW_LOG_INFO, "predict: half_plus_two on cpu");
-		return 0;
-	}
 	if (strcmp(model, "mlp") == 0)
 		return init_mlp();
-	thaw_set_error("MODEL=%s: expected half_plus_two or mlp", model);
+	thaw_set_error("MODEL=%s: expected mlp (half_plus_two is a model file: "
+		       "examples/half_plus_two)", model);
 	return -EINVAL;
 }
 
@@ -185,7 +183,6 @@ static int do_metadata(struct thaw_response *res, const struct tfrest_route *r)
 {
 	struct tfrest_buf b = { 0 };
 	char tmp[512];
-	int mlp = g.model.kind == PREDICT_MLP;
 
 	snprintf(tmp, sizeof(tmp),
 		 "{\"model_spec\":{\"name\":\"%s\",\"signature_name\":\"\",\"version\":\"1\"},"
@@ -193,9 +190,9 @@ static int do_metadata(struct thaw_response *res, const struct tfrest_route *r)
 		 "{\"inputs\":{",
 		 r->name);
 	tfrest_buf_puts(&b, tmp);
-	put_tensor_info(&b, "x", mlp ? g.model.in_width : 0);
+	put_tensor_info(&b, "x", g.model.in_width);
 	tfrest_buf_puts(&b, "},\"outputs\":{");
-	put_tensor_info(&b, "y", mlp ? g.model.out_width : 0);
+	put_tensor_info(&b, "y", g.model.out_width);
 	tfrest_buf_puts(&b, "},\"method_name\":\"tensorflow/serving/predict\"}}}}}");
 	return respond_buf(res, &b);
 }
@@ -212,25 +209,24 @@ static int do_predict(const struct thaw_request *req, struct thaw_response *res)
 
 	if (tfrest_parse_predict(req->body, req->body_len, &fmt, &t, err, sizeof(err)) < 0)
 		return thaw_respond_error(res, 400, "%s", err);
-	if (g.model.kind == PREDICT_MLP) {
-		if (t.ndim != 2 || t.shape[1] != g.model.in_width) {
-			rc = thaw_respond_error(
-				res, 400,
-				"input must be a batch of lists of %d numbers (shape [-1, %d]), got %s",
-				g.model.in_width, g.model.in_width,
-				t.ndim == 2 ? "rows of another width" : "another shape");
-			goto free_t;
-		}
+	if (t.ndim == 1 && g.model.in_width == 1) {
+		/* a one-input model takes a batch of numbers (shape [-1]), as TF
+		 * Serving's half_plus_two does; a one-output one answers so too */
+		rows = t.n;
+		ondim = g.model.out_width == 1 ? 1 : 2;
+	} else if (t.ndim == 2 && t.shape[1] == g.model.in_width) {
 		rows = (size_t)t.shape[0];
-		ny = rows * (size_t)g.model.out_width;
 		ondim = 2;
-		oshape[0] = (int64_t)rows;
-		oshape[1] = g.model.out_width;
 	} else {
-		rows = ny = t.n;
-		ondim = t.ndim;
-		memcpy(oshape, t.shape, sizeof(oshape));
+		rc = thaw_respond_error(
+			res, 400, "input must be a batch of lists of %d numbers (shape [-1, %d]), got %s",
+			g.model.in_width, g.model.in_width,
+			t.ndim == 2 ? "rows of another width" : "another shape");
+		goto free_t;
 	}
+	ny = rows * (size_t)g.model.out_width;
+	oshape[0] = (int64_t)rows;
+	oshape[1] = g.model.out_width;
 	if (req->deadline_ms > 0 && thaw_time_left_ms(req) <= 0) {
 		rc = thaw_respond_error(res, 504, "deadline passed before inference");
 		goto free_t;

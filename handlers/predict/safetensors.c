@@ -102,6 +102,35 @@ static int parse_tensor(const cJSON *e, const uint8_t *buf, uint64_t buf_len,
 	return 0;
 }
 
+/* "__metadata__": {"key": "value", ...}, strings only; kept in st->meta. */
+static int parse_meta(const cJSON *m, struct safetensors *st, char *err, size_t errlen)
+{
+	const cJSON *kv;
+	if (!cJSON_IsObject(m))
+		return fail(err, errlen, "__metadata__ is not an object");
+	if (st->meta)
+		return fail(err, errlen, "__metadata__ appears twice");
+	int n = cJSON_GetArraySize(m);
+	st->meta = calloc(2 * (size_t)n + 1, sizeof(char *));
+	if (!st->meta)
+		return fail(err, errlen, "out of memory");
+	cJSON_ArrayForEach(kv, m)
+	{
+		if (!cJSON_IsString(kv))
+			return fail(err, errlen, "__metadata__ %s: not a string", kv->string);
+		char *k = strdup(kv->string), *v = strdup(kv->valuestring);
+		if (!k || !v) {
+			free(k);
+			free(v);
+			return fail(err, errlen, "out of memory");
+		}
+		st->meta[2 * st->n_meta] = k;
+		st->meta[2 * st->n_meta + 1] = v;
+		st->n_meta++;
+	}
+	return 0;
+}
+
 int safetensors_parse(const void *data, size_t len, struct safetensors *out,
 		      char *err, size_t errlen)
 {
@@ -138,8 +167,12 @@ int safetensors_parse(const void *data, size_t len, struct safetensors *out,
 	const cJSON *e;
 	cJSON_ArrayForEach(e, root)
 	{
-		if (strcmp(e->string, "__metadata__") == 0)
+		if (strcmp(e->string, "__metadata__") == 0) {
+			rc = parse_meta(e, &st, err, errlen);
+			if (rc < 0)
+				goto free_st;
 			continue;
+		}
 		struct safetensors_tensor *t = &st.tensors[st.n];
 		rc = parse_tensor(e, buf, buf_len, t, err, errlen);
 		if (rc < 0)
@@ -171,11 +204,24 @@ const struct safetensors_tensor *safetensors_find(const struct safetensors *st,
 	return NULL;
 }
 
+const char *safetensors_meta(const struct safetensors *st, const char *key)
+{
+	for (size_t i = 0; i < st->n_meta; i++)
+		if (strcmp(st->meta[2 * i], key) == 0)
+			return st->meta[2 * i + 1];
+	return NULL;
+}
+
 void safetensors_free(struct safetensors *st)
 {
 	for (size_t i = 0; i < st->n; i++)
 		free(st->tensors[i].name);
 	free(st->tensors);
+	for (size_t i = 0; i < 2 * st->n_meta; i++)
+		free(st->meta[i]);
+	free(st->meta);
 	st->tensors = NULL;
 	st->n = 0;
+	st->meta = NULL;
+	st->n_meta = 0;
 }

@@ -5,6 +5,9 @@
  * [begin, end]}, "__metadata__"?: {...}}, then the data buffer; offsets are
  * relative to the start of the data buffer.
  *
+ * "__metadata__" must map strings to strings (the format's rule); it is kept
+ * for safetensors_meta().
+ *
  * Every length, shape and offset is checked against the file size before a
  * pointer into the data is handed out, so a truncated or corrupt file is an
  * error with a message, never an out-of-bounds read.
@@ -44,6 +47,8 @@ struct safetensors_tensor {
 struct safetensors {
 	struct safetensors_tensor *tensors;
 	size_t n;
+	char **meta; /* "__metadata__": key, value, key, value, ... (owned) */
+	size_t n_meta; /* pairs */
 };
 
 /* Parses the file image data[0..len). On success fills *out (free with
@@ -55,6 +60,8 @@ int safetensors_parse(const void *data, size_t len, struct safetensors *out,
 		      char *err, size_t errlen);
 const struct safetensors_tensor *safetensors_find(const struct safetensors *st,
 						  const char *name);
+/* The "__metadata__" string of key, or NULL. Points into st. */
+const char *safetensors_meta(const struct safetensors *st, const char *key);
 void safetensors_free(struct safetensors *st);
 const char *safetensors_dtype_name(enum safetensors_dtype dt);
 

@@ -4,7 +4,7 @@ the load the function goes back to zero (bounded in time and count)."""
 import threading
 import time
 
-from thawtest import Daemon, check, finish, handler_so
+from thawtest import Daemon, Load, check, finish, handler_so
 
 FN = {"handler": handler_so("fault"), "timeout": 20, "instanceConcurrency": 1,
       "scalingConfig": {"minInstances": 0, "maxInstances": 12, "targetConcurrency": 1,
@@ -28,25 +28,16 @@ with Daemon({"burst": FN}) as d:
         time.sleep(0.2)
     check(instances(d) == 0, "scaled to zero before the burst")
 
-    lat, errors, lock = [], [], threading.Lock()
+    lat, lock = [], threading.Lock()
     stop_at = time.time() + 6
 
-    def client():
-        c = d.connect(timeout=30)
-        n = 0
-        while time.time() < stop_at and n < 400:
-            t0 = time.time()
-            try:
-                r = d.request("GET", "/burst/sleep?ms=50", conn=c)
-                ok = r.status == 200
-            except OSError as e:
-                ok, r = False, repr(e)
-                c.close()
-                c = d.connect(timeout=30)
+    def timed(c):
+        t0 = time.time()
+        r = d.request("GET", "/burst/sleep?ms=50", conn=c)
+        if r.status == 200:
             with lock:
-                (lat if ok else errors).append(time.time() - t0 if ok else r)
-            n += 1
-        c.close()
+                lat.append(time.time() - t0)
+        return r
 
     peak = {"desired": 0, "panic": 0, "instances": 0}
 
@@ -57,11 +48,11 @@ with Daemon({"burst": FN}) as d:
             peak["panic"] = max(peak["panic"], m.get('thaw_panic_mode{function="burst"}', 0))
             peak["instances"] = max(peak["instances"], instances(d))
             time.sleep(0.25)
-    threads = [threading.Thread(target=client) for _ in range(64)] + [threading.Thread(target=watch)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    load = Load(d, timed, workers=64, until=stop_at, timeout=30).start()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    watcher.join()
+    errors = [o for o in load.finish("the burst") if o != 200]
     lat.sort()
     p50 = lat[len(lat) // 2] if lat else 0
     p99 = lat[int(len(lat) * 0.99)] if lat else 0

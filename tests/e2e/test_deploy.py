@@ -20,14 +20,18 @@ import threading
 import time
 import http.server
 
-from thawtest import BUILD, THAW, Daemon, check, finish, handler_so, skip
+from thawtest import BUILD, THAW, Daemon, check, finish, handler_so, skip_part
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESSDATA = "/usr/share/tesseract-ocr/5/tessdata/eng.traineddata"
 DATA_TOOL = os.path.join(BUILD, "tests", "unit", "test_ocr")
-for need in (THAW, handler_so("echo"), handler_so("ocr"), DATA_TOOL, TESSDATA):
+for need in (THAW, handler_so("echo")):  # make builds them: missing is a failure
     if not os.path.exists(need):
-        skip("missing " + need)
+        check(False, "%s exists (run make)" % need)
+        finish()
+# only the OCR parts need the OCR handler and Tesseract's English model; the
+# echo deploy, upload refusals, tar refusals and restart replay run without
+no_ocr = ", ".join("missing " + n for n in (handler_so("ocr"), DATA_TOOL, TESSDATA) if not os.path.exists(n))
 
 work = tempfile.mkdtemp(prefix="thaw-deploy-")
 
@@ -60,8 +64,9 @@ def sha(data):
 # documents for the OCR call, served from loopback
 data = os.path.join(work, "data")
 os.makedirs(data)
-subprocess.run([DATA_TOOL, "--write-data", data], check=True, timeout=60)
-PAGE1 = open(os.path.join(data, "page1.txt")).read().split()
+if not no_ocr:
+    subprocess.run([DATA_TOOL, "--write-data", data], check=True, timeout=60)
+    PAGE1 = open(os.path.join(data, "page1.txt")).read().split()
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -89,50 +94,53 @@ with Daemon(ready_timeout=60) as d:
     r = d.request("POST", "/echo/", b"hello")
     check(r.status == 200 and r.body == b"hello", "echo answers", r)
 
-    rc, out, err = thaw(d, "deploy", ocr_dir, timeout=300)
-    check(rc == 0 and "ocr_batch version 1 serves" in out, "thaw deploy examples/ocr: serves", (rc, out, err))
-    check(re.search(r"model layer .* uploaded in", out) and re.search(r"code layer .* uploaded in", out),
-          "ocr: model layer (the English model) and code layer uploaded", out)
-    r = d.request("GET", "/ocr_batch/health")
-    check(r.status == 200 and r.json().get("status") == "healthy", "ocr health", r)
-    r = d.request("POST", "/ocr_batch", json.dumps({"input": {"images": [DOCS + "page1.png"]}}).encode(),
-                  {"Content-Type": "application/json"}, timeout=60)
-    words = r.json().get("output", [""])[0].split() if r.status == 200 else []
-    found = sum(w in words for w in PAGE1)
-    check(r.status == 200 and found >= 0.9 * len(PAGE1),
-          "ocr reads the page through the deployed image (%d of %d words)" % (found, len(PAGE1)), r)
+    if no_ocr:
+        skip_part("ocr deploy, one copy of the model, redeploys: " + no_ocr)
+    else:
+        rc, out, err = thaw(d, "deploy", ocr_dir, timeout=300)
+        check(rc == 0 and "ocr_batch version 1 serves" in out, "thaw deploy examples/ocr: serves", (rc, out, err))
+        check(re.search(r"model layer .* uploaded in", out) and re.search(r"code layer .* uploaded in", out),
+              "ocr: model layer (the English model) and code layer uploaded", out)
+        r = d.request("GET", "/ocr_batch/health")
+        check(r.status == 200 and r.json().get("status") == "healthy", "ocr health", r)
+        r = d.request("POST", "/ocr_batch", json.dumps({"input": {"images": [DOCS + "page1.png"]}}).encode(),
+                      {"Content-Type": "application/json"}, timeout=60)
+        words = r.json().get("output", [""])[0].split() if r.status == 200 else []
+        found = sum(w in words for w in PAGE1)
+        check(r.status == 200 and found >= 0.9 * len(PAGE1),
+              "ocr reads the page through the deployed image (%d of %d words)" % (found, len(PAGE1)), r)
 
-    # one copy of the weights: the layer's tar is gone, its files are linked
-    layer_files = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(images, "layers"))
-                   for f in fs if f == "eng.traineddata"]
-    blobs = os.listdir(os.path.join(images, "blobs", "sha256"))
-    check(len(layer_files) == 1 and os.stat(layer_files[0]).st_nlink == 2 and
-          os.path.getsize(layer_files[0]) == os.path.getsize(TESSDATA),
-          "the model is unpacked once and hard-linked into the function folder", layer_files)
-    check(layer_files and hashlib.sha256(open(layer_files[0], "rb").read()).digest() ==
-          hashlib.sha256(open(TESSDATA, "rb").read()).digest(), "the unpacked model equals the original byte for byte")
-    check(all(os.path.getsize(os.path.join(images, "blobs", "sha256", b)) < 65536 for b in blobs),
-          "only manifests and configs stay as blobs (layer tars deleted after unpacking)", blobs)
+        # one copy of the weights: the layer's tar is gone, its files are linked
+        layer_files = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(images, "layers"))
+                       for f in fs if f == "eng.traineddata"]
+        blobs = os.listdir(os.path.join(images, "blobs", "sha256"))
+        check(len(layer_files) == 1 and os.stat(layer_files[0]).st_nlink == 2 and
+              os.path.getsize(layer_files[0]) == os.path.getsize(TESSDATA),
+              "the model is unpacked once and hard-linked into the function folder", layer_files)
+        check(layer_files and hashlib.sha256(open(layer_files[0], "rb").read()).digest() ==
+              hashlib.sha256(open(TESSDATA, "rb").read()).digest(), "the unpacked model equals the original byte for byte")
+        check(all(os.path.getsize(os.path.join(images, "blobs", "sha256", b)) < 65536 for b in blobs),
+              "only manifests and configs stay as blobs (layer tars deleted after unpacking)", blobs)
 
-    # the same folder again: nothing to upload
-    rc, out, err = thaw(d, "deploy", "--json", ocr_dir, timeout=300)
-    doc = json.loads(out) if rc == 0 else {}
-    check(rc == 0 and doc.get("version") == 2 and doc.get("uploaded_bytes") == 0,
-          "redeploy of an unchanged folder uploads nothing", (rc, out, err))
+        # the same folder again: nothing to upload
+        rc, out, err = thaw(d, "deploy", "--json", ocr_dir, timeout=300)
+        doc = json.loads(out) if rc == 0 else {}
+        check(rc == 0 and doc.get("version") == 2 and doc.get("uploaded_bytes") == 0,
+              "redeploy of an unchanged folder uploads nothing", (rc, out, err))
 
-    # a settings change: only the code layer travels; history says what changed
-    with open(os.path.join(ocr_dir, "fc.yaml")) as f:
-        text = f.read()
-    with open(os.path.join(ocr_dir, "fc.yaml"), "w") as f:
-        f.write(text.replace('OCR_MAX_PAGES: "50"', 'OCR_MAX_PAGES: "40"'))
-    rc, out, err = thaw(d, "deploy", ocr_dir, timeout=300)
-    check(rc == 0 and re.search(r"model layer .* on the daemon already", out) and
-          re.search(r"code layer .* uploaded in", out),
-          "changed fc.yaml: the model layer is not uploaded again", (rc, out, err))
-    rc, out, err = thaw(d, "history", "ocr_batch")
-    check(rc == 0 and 'environmentVariables.OCR_MAX_PAGES: "50" -> "40"' in out and
-          re.search(r"code layer: sha256:\w{12} -> sha256:\w{12}", out) and "model layer:" not in out,
-          "history: the setting and the code layer changed, the model did not", out)
+        # a settings change: only the code layer travels; history says what changed
+        with open(os.path.join(ocr_dir, "fc.yaml")) as f:
+            text = f.read()
+        with open(os.path.join(ocr_dir, "fc.yaml"), "w") as f:
+            f.write(text.replace('OCR_MAX_PAGES: "50"', 'OCR_MAX_PAGES: "40"'))
+        rc, out, err = thaw(d, "deploy", ocr_dir, timeout=300)
+        check(rc == 0 and re.search(r"model layer .* on the daemon already", out) and
+              re.search(r"code layer .* uploaded in", out),
+              "changed fc.yaml: the model layer is not uploaded again", (rc, out, err))
+        rc, out, err = thaw(d, "history", "ocr_batch")
+        check(rc == 0 and 'environmentVariables.OCR_MAX_PAGES: "50" -> "40"' in out and
+              re.search(r"code layer: sha256:\w{12} -> sha256:\w{12}", out) and "model layer:" not in out,
+              "history: the setting and the code layer changed, the model did not", out)
 
     # --- uploads an attacker would send ---------------------------------------
     def raw_put(path, head_extra, body, read=True):
@@ -159,7 +167,7 @@ with Daemon(ready_timeout=60) as d:
     r = d.request("PUT", "/admin/blobs/" + sha(b"other"), blob, auth)
     check(r.status == 400 and "hash to" in r.json().get("error", ""), "a blob that does not match its digest: 400", r)
     r = d.request("PUT", "/admin/blobs/sha256:../../etc", blob, auth)
-    check(r.status in (400, 404), "a path trick as digest: refused", r)
+    check(r.status == 400 and "invalid request path" in r.json().get("error", ""), "a path trick as digest: 400 invalid request path", r)
     resp = raw_put("/admin/blobs/" + sha(blob), "Authorization: Bearer %s\r\nContent-Length: 1000000\r\n" % token,
                    b"y" * 100000, read=False)
     time.sleep(0.5)
@@ -253,6 +261,8 @@ with Daemon(ready_timeout=60) as d:
         shutil.rmtree(src, ignore_errors=True)
         return p.stdout if p.returncode == 0 else None
 
+    # tar is Essential in Debian: missing it is a broken machine, not a skip
+    check(shutil.which("tar"), "tar(1) is here to make sparse layers")
     if shutil.which("tar"):
         for fmt in (("--format=gnu",), ("--format=posix", "--sparse-version=0.1"),
                     ("--format=posix", "--sparse-version=1.0")):
@@ -266,8 +276,6 @@ with Daemon(ready_timeout=60) as d:
                   (status, err))
         holes = [os.path.join(dp, f) for dp, _, fs in os.walk(images) for f in fs if f == "holes.bin"]
         check(not holes, "no sparse entry was written out", holes)
-    else:
-        print("note: no tar(1), sparse layers not checked")
 
     def member(tar_bytes, name):
         with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as t:
@@ -373,13 +381,14 @@ with Daemon(ready_timeout=60) as d:
     d.restart()
     r = d.request("POST", "/echo/", b"again")
     check(r.status == 200 and r.body == b"again", "after a restart echo serves from its image", r)
-    r = d.request("GET", "/ocr_batch/health", timeout=60)
-    check(r.status == 200, "after a restart ocr_batch serves from its image", r)
-    rc, out, err = thaw(d, "history", "ocr_batch")
-    check(rc == 0 and re.search(r"^\* 3\s+ready", out, re.M), "after a restart version 3 still serves", out)
+    if not no_ocr:
+        r = d.request("GET", "/ocr_batch/health", timeout=60)
+        check(r.status == 200, "after a restart ocr_batch serves from its image", r)
+        rc, out, err = thaw(d, "history", "ocr_batch")
+        check(rc == 0 and re.search(r"^\* 3\s+ready", out, re.M), "after a restart version 3 still serves", out)
 
     # thaw rm, then a restart frees what no version uses any more
-    for name in ("ocr_batch", "multi"):
+    for name in ("multi",) if no_ocr else ("ocr_batch", "multi"):
         rc, out, err = thaw(d, "rm", name)
         check(rc == 0, "thaw rm " + name, (rc, out, err))
     echo_image = json.loads(d.request("GET", "/admin/functions/echo", None, auth).body)["image"]["digest"]
@@ -392,11 +401,12 @@ with Daemon(ready_timeout=60) as d:
           "left: echo's image folder, its one layer, its manifest and config", left)
     r = d.request("POST", "/echo/", b"after gc")
     check(r.status == 200 and r.body == b"after gc", "echo serves after the clean-up", r)
-    r = d.request("GET", "/ocr_batch/health")
+    r = d.request("GET", "/multi/")
     check(r.status == 404, "the removed function stays removed", r)
-    rc, out, err = thaw(d, "deploy", ocr_dir, timeout=300)
-    check(rc == 0 and "ocr_batch version 1 serves" in out and re.search(r"model layer .* uploaded in", out),
-          "a new deploy of the removed name uploads again and starts at version 1", (rc, out, err))
+    if not no_ocr:
+        rc, out, err = thaw(d, "deploy", ocr_dir, timeout=300)
+        check(rc == 0 and "ocr_batch version 1 serves" in out and re.search(r"model layer .* uploaded in", out),
+              "a new deploy of the removed name uploads again and starts at version 1", (rc, out, err))
 
 shutil.rmtree(work, ignore_errors=True)
 finish()

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from thawtest import ROOT, Daemon, check, finish, handler_so
+from thawtest import ROOT, Daemon, Load, check, finish, handler_so
 
 FAULT = {"handler": handler_so("fault"), "timeout": 5,
          "scalingConfig": {"minInstances": 3, "maxInstances": 4, "maxQueueLength": 100}}
@@ -18,7 +18,8 @@ NER_DIR = os.path.join(ROOT, "handlers", "ner", "example")
 HANDLERS = {
     "fault": FAULT,
     "echo": {"handler": handler_so("echo")},
-    "half": {"handler": handler_so("predict"), "environmentVariables": {"MODEL": "half_plus_two"}},
+    "half": {"handler": handler_so("predict"), "environmentVariables": {
+        "MODEL": "mlp", "WEIGHTS": os.path.join(ROOT, "examples", "half_plus_two", "half_plus_two.safetensors")}},
     "ner": {"handler": handler_so("ner"), "environmentVariables": {"TAGS": "tags.txt", "TRANSITIONS": "transitions.json"}},
     "ocr_batch": {"handler": handler_so("ocr"), "timeout": 30},
 }
@@ -31,32 +32,14 @@ with daemon as d:
     # --- kill -9 of one instance under load
     def pids():
         return sorted({int(p) for p in re.findall(r"fault: instance \w+ \(pid (\d+)\) (?:restored|ready)", d.logs())})
-    stop_at = time.time() + 3
-    results, lock = [], threading.Lock()
-
-    def load():
-        c = d.connect()
-        while time.time() < stop_at:
-            try:
-                r = d.request("GET", "/fault/sleep?ms=30", conn=c)
-                status = r.status
-            except OSError:
-                status = -1
-                c.close()
-                c = d.connect()
-            with lock:
-                results.append(status)
-        c.close()
-    threads = [threading.Thread(target=load) for _ in range(3)]
-    for t in threads:
-        t.start()
+    load = Load(d, lambda c: d.request("GET", "/fault/sleep?ms=30", conn=c), workers=3,
+                until=time.time() + 3).start()
     time.sleep(1)
     live = [p for p in pids() if os.path.exists("/proc/%d" % p)]
     victim = live[-1] if live else None
     if victim:
         os.kill(victim, signal.SIGKILL)
-    for t in threads:
-        t.join()
+    results = load.finish("load with a kill -9")
     bad = [s for s in results if s != 200]
     check(victim is not None, "found an instance to kill", pids())
     check(len(results) > 50, "load ran (%d requests)" % len(results))

@@ -3,10 +3,9 @@ broken one never does; rollback switches atomically; no request fails while
 versions change under load; TF Serving's /versions/N reaches a given one."""
 import json
 import os
-import threading
 import time
 
-from thawtest import Daemon, check, finish, handler_so, write_function, wait_for
+from thawtest import Daemon, Load, check, finish, handler_so, write_function, wait_for
 
 V1 = {"handler": handler_so("echo"), "timeout": 5, "scalingConfig": {"maxInstances": 2}}
 V2 = {"handler": handler_so("fault"), "timeout": 5, "scalingConfig": {"maxInstances": 2}}
@@ -25,25 +24,7 @@ with Daemon({"svc": V1}, threads=2) as d:
         return d.request("POST", "/admin/functions", body=json.dumps({"dir": folder}), headers=auth)
 
     # steady load on two threads for the whole test: not one request may fail
-    stop = threading.Event()
-    failures, served = [], [0]
-
-    def load():
-        c = d.connect()
-        while not stop.is_set():
-            try:
-                r = d.request("POST", "/svc/id", body=b"x", conn=c)
-                if r.status != 200:
-                    failures.append(r)
-                served[0] += 1
-            except OSError as e:
-                failures.append(repr(e))
-                c.close()
-                c = d.connect()
-        c.close()
-    workers = [threading.Thread(target=load) for _ in range(2)]
-    for w in workers:
-        w.start()
+    load = Load(d, lambda c: d.request("POST", "/svc/id", body=b"x", conn=c), workers=2).start()
     time.sleep(0.3)
 
     r = deploy("v2", V2)
@@ -92,18 +73,19 @@ with Daemon({"svc": V1}, threads=2) as d:
     r = d.request("GET", "/v1/models/svc/versions/7:predict")
     check(r.status == 404, "pinned to a missing version: 404", r)
 
-    for _ in range(3):  # flip back and forth under load
-        d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": 2}), headers=auth)
-        time.sleep(0.1)
-        d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": 1}), headers=auth)
-        time.sleep(0.1)
-    stop.set()
-    for w in workers:
-        w.join()
-    check(served[0] > 50, "load ran (%d requests)" % served[0])
+    flips = []
+    for _ in range(3):  # flip back and forth under load; each rollback is checked
+        for v in (2, 1):
+            r = d.request("POST", "/admin/functions/svc/rollback", body=json.dumps({"version": v}), headers=auth)
+            flips.append((v, r.status, r.json().get("current") if r.status == 200 else r.body))
+            time.sleep(0.1)
+    check(flips == [(v, 200, v) for v in (2, 1) * 3], "six rollbacks under load: each 200, each switched", flips)
+    outcomes = load.finish("load during deploys and rollbacks")
+    failures = [o for o in outcomes if o != 200]
+    check(len(outcomes) > 50, "load ran (%d requests)" % len(outcomes))
     check(not failures, "no request failed during deploys and rollbacks", failures[:3])
     m = d.metrics()
-    check(m.get('thaw_requests_total{function="svc",code="200"}', 0) >= served[0],
+    check(m.get('thaw_requests_total{function="svc",code="200"}', 0) >= len(outcomes),
           "metrics sum the versions of a function")
 
     # a restarted daemon serves the same versions, from the same snapshots

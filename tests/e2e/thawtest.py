@@ -6,6 +6,10 @@ port with its own state and functions folders, and talks HTTP to it.
         check(r.status == 200, "echo answers", r)
 
 Each test file is one process; it exits 0 (pass), 1 (fail) or 77 (skip).
+A part left out for want of something prints "skip: WHY" (skip_part), counted
+by tests/run.sh; "skip[no-gpu]: WHY" marks the one expected reason, so
+THAW_NO_SKIP=1 fails every other skip. A skip after a failed check is a
+failure.
 """
 import json
 import os
@@ -41,9 +45,153 @@ def finish():
     sys.exit(1 if failures else 0)
 
 
-def skip(why):
-    print(why)
+def _skip_line(why, no_gpu):
+    return ("skip[no-gpu]: " if no_gpu else "skip: ") + why
+
+
+def skip(why, no_gpu=False):
+    """The whole test did not run (exit 77). After a failed check it exits 1:
+    a skip never hides a failure."""
+    if failures:
+        print("FAIL skipped after %d failed checks: %s" % (len(failures), why))
+        finish()
+    print(_skip_line(why, no_gpu))
     sys.exit(77)
+
+
+def skip_part(why, no_gpu=False):
+    """One part of the test did not run: counted by tests/run.sh, a failure
+    there under THAW_NO_SKIP=1 unless no_gpu."""
+    print(_skip_line(why, no_gpu))
+
+
+def parallel(fn, args_list):
+    """Runs fn(*args) for each args in its own thread and waits for all.
+    Returns [(result, None) or (None, exception)] in order: a thread that died
+    of any exception (IncompleteRead, BadStatusLine, ...) says so, never
+    silently."""
+    import threading
+    out = [(None, RuntimeError("thread did not run"))] * len(args_list)
+
+    def run(i, args):
+        try:
+            out[i] = (fn(*args), None)
+        except BaseException as e:  # recorded, checked by the caller
+            out[i] = (None, e)
+    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(args_list)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+class Load:
+    """Workers that each send requests on a kept connection until finish()
+    (or until the time `until`): send(conn) returns a Response. Every answer
+    and every exception, of any kind (IncompleteRead and BadStatusLine are
+    not OSError), is recorded as an outcome: the status, or "Name: message";
+    a worker that died is recorded too, and finish() fails a check unless
+    every worker ended cleanly having sent requests."""
+
+    def __init__(self, d, send, workers=2, until=None, timeout=10):
+        import threading
+        self.d, self.send, self.until, self.timeout = d, send, until, timeout
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.outcomes = []
+        self.sent = [0] * workers
+        self.ended = [False] * workers
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(workers)]
+
+    def _run(self, i):
+        c = None
+        try:
+            c = self.d.connect(self.timeout)
+            while not self.stop.is_set() and (self.until is None or time.time() < self.until):
+                try:
+                    out = self.send(c).status
+                except Exception as e:  # recorded: the request failed
+                    out = "%s: %s" % (type(e).__name__, e)
+                    c.close()
+                    c = self.d.connect(self.timeout)
+                with self.lock:
+                    self.outcomes.append(out)
+                    self.sent[i] += 1
+            self.ended[i] = True
+        except BaseException as e:  # recorded: the worker died
+            with self.lock:
+                self.outcomes.append("worker %d died: %s: %s" % (i, type(e).__name__, e))
+        finally:
+            if c:
+                c.close()
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def finish(self, what="load"):
+        """Stops and joins the workers; checks each ended cleanly with its
+        request count. Returns the outcomes."""
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+        check(all(self.ended) and all(n > 0 for n in self.sent),
+              "%s: every worker ended cleanly, each with requests sent %s" % (what, self.sent),
+              [o for o in self.outcomes if isinstance(o, str)][:3])
+        return self.outcomes
+
+
+def criu_works():
+    """"" when snapshots can work here (root and `criu check` passing), else why not."""
+    if os.geteuid() != 0:
+        return "snapshots need root"
+    criu = os.environ.get("THAW_CRIU", "/usr/local/lib/thaw/criu/criu")
+    try:
+        p = subprocess.run([criu, "check"], capture_output=True, text=True, timeout=60)
+    except OSError as e:
+        return "no usable CRIU at %s (make deps): %s" % (criu, e)
+    if p.returncode != 0:
+        return "CRIU check failed (make deps): " + (p.stderr.strip().splitlines() or ["?"])[-1]
+    return ""
+
+
+def cgroup_works(controller):
+    """"" when a group with `controller` (memory, cpu) can be made here as the
+    daemon makes them (runtime/reslimit.c: v2 when the root offers memory,
+    else the v1 hierarchy of controller), else why not. Probed by making and
+    removing one, so a test branches on the machine, not on the daemon's log."""
+    try:
+        ctl = open("/sys/fs/cgroup/cgroup.controllers").read().split()
+    except OSError:
+        ctl = []
+    v2 = "memory" in ctl
+    if v2 and controller not in ctl:
+        return "cgroup v2 root offers no %s controller" % controller
+    own = None
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctls, path = line.rstrip("\n").split(":", 2)
+            if (v2 and ctls == "") or (not v2 and controller in ctls.split(",")):
+                own = path
+    if own is None:
+        return "no %s cgroup hierarchy" % controller
+    root = "/sys/fs/cgroup" if v2 else "/sys/fs/cgroup/" + controller
+    probe = os.path.join(root + own.rstrip("/"), "thaw-probe-%d" % os.getpid())
+    try:
+        os.mkdir(probe)
+    except OSError as e:
+        return "cannot make a %s cgroup: %s" % (controller, e)
+    try:
+        if v2:
+            with open(os.path.join(probe, "cgroup.subtree_control"), "w") as f:
+                f.write("+" + controller)
+    except OSError as e:
+        return "cannot enable the %s controller: %s" % (controller, e)
+    finally:
+        os.rmdir(probe)
+    return ""
 
 
 def wait_for(pred, secs=20, step=0.05):

@@ -20,8 +20,16 @@ mkdir -p "$OUT" "$REG"
 # name: sources (fuzz target first)
 declare -A TARGETS=(
 	[http]="tests/fuzz/fuzz_http.c runtime/http.c runtime/router.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/request.c runtime/headers.c runtime/jsonesc.c"
+	[config]="tests/fuzz/fuzz_config.c runtime/config.c runtime/router.c runtime/mem.c runtime/log.c"
+	[tar]="tests/fuzz/fuzz_tar.c runtime/config.c runtime/router.c runtime/fsutil.c builder/util.c builder/oci.c runtime/mem.c runtime/log.c"
 )
-declare -A TARGET_LIBS=([http]="-lhttp_parser")
+declare -A TARGET_LIBS=([http]="-lhttp_parser" [config]="-lyaml" [tar]="-larchive -lcjson -lyaml -lcrypto")
+# a subset of the targets: FUZZ_TARGETS="config tar"
+if [ -n "${FUZZ_TARGETS:-}" ]; then
+	for name in "${!TARGETS[@]}"; do
+		[[ " $FUZZ_TARGETS " == *" $name "* ]] || unset "TARGETS[$name]"
+	done
+fi
 
 rc=0
 for name in "${!TARGETS[@]}"; do

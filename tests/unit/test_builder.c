@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "testutil.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -531,7 +532,7 @@ static void test_handler_c_file_compiles(void **state)
 {
 	(void)state;
 	if (!have_gcc())
-		skip();
+		SKIP_BECAUSE("no gcc to compile the handler");
 	char *d = make_tmpdir();
 	write_text(d, "fc.yaml", "name: hello\nhandler: hello.c\n");
 	write_text(d, "hello.c", hello_c);
@@ -574,7 +575,7 @@ static void test_compiler_error_is_shown(void **state)
 {
 	(void)state;
 	if (!have_gcc())
-		skip();
+		SKIP_BECAUSE("no gcc to compile the handler");
 	char *d = make_tmpdir();
 	write_text(d, "fc.yaml", "name: bad\nhandler: src\n");
 	write_text(d, "src/bad.c", "#include <thaw/handler.h>\nint f(void) { return nope; }\n");

@@ -1,6 +1,9 @@
 /* Replays the fuzz seeds (tests/fuzz/corpus-http/) and every input the
  * fuzzer once crashed on (tests/fuzz/regressions/) through the fuzz target's
- * entry point, built here with gcc and the project's warnings. A violated
+ * entry point, built here with gcc and the project's warnings; and the
+ * fc.yaml target's seeds (corpus-config/) and regressions (config-*) through
+ * its own. (fuzz_tar's are replayed by `make fuzz` only: it #includes
+ * runtime/imagestore.c, which libthaw.a holds too.) A violated
  * invariant aborts, which fails the test. The repository root is found from
  * THAW_BUILD (set by tests/run.sh; its parent or itself) or the working
  * directory and its parents. */
@@ -12,6 +15,10 @@
 #include <sys/stat.h>
 
 #include "../fuzz/fuzz_http.c"
+#undef CHECK
+#define LLVMFuzzerTestOneInput fuzz_config_one
+#include "../fuzz/fuzz_config.c"
+#undef LLVMFuzzerTestOneInput
 
 #define REPLAY_MAX_INPUT (1u << 20)
 
@@ -42,7 +49,9 @@ static int find_root_from(const char *start, char *root)
 	return 0;
 }
 
-static int replay_file(const char *path)
+typedef int (*fuzz_fn)(const uint8_t *data, size_t size);
+
+static int replay_file(const char *path, fuzz_fn fn)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f) {
@@ -58,14 +67,15 @@ static int replay_file(const char *path)
 		free(data);
 		return -1;
 	}
-	LLVMFuzzerTestOneInput(data, n);
+	fn(data, n);
 	free(data);
 	return 0;
 }
 
-/* Replays every regular file in dir (dot files skipped); returns the count
- * or -1. A missing directory counts as empty unless required. */
-static int replay_dir(const char *dir, int required)
+/* Replays every regular file in dir (dot files skipped) whose name starts
+ * with prefix through fn; returns the count or -1. A missing directory
+ * counts as empty unless required. */
+static int replay_dir(const char *dir, int required, const char *prefix, fuzz_fn fn)
 {
 	DIR *d = opendir(dir);
 	if (!d) {
@@ -76,14 +86,14 @@ static int replay_dir(const char *dir, int required)
 	int count = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.' || strncmp(e->d_name, prefix, strlen(prefix)))
 			continue;
 		char path[2 * PATH_MAX];
 		struct stat st;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
 			continue;
-		if (replay_file(path) < 0) {
+		if (replay_file(path, fn) < 0) {
 			count = -1;
 			break;
 		}
@@ -103,13 +113,19 @@ int main(void)
 	}
 	char dir[PATH_MAX + 32];
 	snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus-http", root);
-	int seeds = replay_dir(dir, 1);
+	int seeds = replay_dir(dir, 1, "", LLVMFuzzerTestOneInput);
 	snprintf(dir, sizeof(dir), "%s/tests/fuzz/regressions", root);
-	int regs = replay_dir(dir, 0);
-	if (seeds <= 0 || regs < 0) {
-		fprintf(stderr, "replay failed (seeds %d, regressions %d)\n", seeds, regs);
+	int regs = replay_dir(dir, 0, "", LLVMFuzzerTestOneInput);
+	snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus-config", root);
+	int cseeds = replay_dir(dir, 1, "", fuzz_config_one);
+	snprintf(dir, sizeof(dir), "%s/tests/fuzz/regressions", root);
+	int cregs = replay_dir(dir, 0, "config-", fuzz_config_one);
+	if (seeds <= 0 || regs < 0 || cseeds <= 0 || cregs < 0) {
+		fprintf(stderr, "replay failed (http seeds %d, regressions %d; config seeds %d, regressions %d)\n",
+			seeds, regs, cseeds, cregs);
 		return 1;
 	}
-	printf("replayed %d seeds and %d regressions\n", seeds, regs);
+	printf("replayed http: %d seeds and %d regressions; fc.yaml: %d seeds and %d regressions\n",
+	       seeds, regs, cseeds, cregs);
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "testutil.h"
 
 #include "buf.h"
 #include "channel.h"
@@ -64,7 +65,7 @@ static void spawn(struct inst *in, const char *handler, const char *const *extra
 	else
 		snprintf(so, sizeof(so), "%s/handlers/%s.so", build_dir, handler);
 	if (access(host, X_OK))
-		skip();
+		fail_msg("%s missing: run make", host);
 
 	char *env[32];
 	int n = 0;
@@ -680,8 +681,8 @@ int main(void)
 {
 	const char *b = getenv("THAW_BUILD");
 	if (!realpath(b && *b ? b : "build", build_dir)) {
-		fprintf(stderr, "no build dir\n");
-		return 77;
+		fprintf(stderr, "no build dir %s: run make\n", b && *b ? b : "build");
+		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {

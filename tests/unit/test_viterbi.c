@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "testutil.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -374,7 +375,7 @@ static void test_cpu_many_tags_vs_reference(void **state)
 	{                                                                                      \
 		(void)state;                                                                   \
 		if (!gpu)                                                                      \
-			skip();                                                                \
+			SKIP_NO_GPU("no GPU for " #name);                                      \
 		body(decode_gpu);                                                              \
 	}
 GPU_TEST(test_gpu_random_vs_reference, random_vs_reference)
@@ -389,7 +390,7 @@ static void test_gpu_matches_cpu_large_batch(void **state)
 {
 	(void)state;
 	if (!gpu)
-		skip();
+		SKIP_NO_GPU("no GPU for the large batch");
 	for (uint32_t K = 7; K <= 31; K += 24) {
 		struct case_data c;
 		case_make(&c, 257, 128, K, 0);
