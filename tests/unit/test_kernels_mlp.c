@@ -152,7 +152,7 @@ static void test_cuda_release_and_upload_keep_outputs(void **state)
 	char err[256];
 	float x[3 * 300], y0[3 * 10], y1[3 * 10];
 	if (mlp_cuda_device_count() < 1)
-		skip();
+		SKIP_NO_GPU("no CUDA device: releasing and uploading the weights is not checked");
 	make_net(&net, dims, 3);
 	for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
 		x[i] = (float)i / 300.0f - 1.0f;
@@ -173,7 +173,7 @@ static void test_cuda_release_and_upload_keep_outputs(void **state)
 	mlp_cuda_free(c);
 	free_net(&net);
 #else
-	skip();
+	SKIP_NO_GPU("built without CUDA: releasing and uploading the weights is not checked");
 #endif
 }
 
