@@ -18,6 +18,7 @@
 #define LOG_PREFIX "host: "
 #include "host.h"
 #include "http_front.h"
+#include "snapmem.h"
 #include "log.h"
 #include "mem.h"
 
@@ -155,6 +156,7 @@ static void serve(struct worker *w, uint64_t id, const struct channel_request *c
 	atomic_store(&run->id, 0);
 	host__response_encode(&w->res, id, &w->out);
 	send_frame(&w->out);
+	host__snapmem_after_response();
 }
 
 void host__invoke(const struct thaw_request *req, struct thaw_response *res)
@@ -484,6 +486,7 @@ static void on_restored(void)
 			init_failed("on_restore", r);
 	}
 	send_msg(CH_READY, thaw_instance_id());
+	host__snapmem_restored();
 }
 
 static void __attribute__((noreturn)) on_shutdown(void)
@@ -544,6 +547,8 @@ static void start_workers(int n)
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
+	/* before any other thread exists: the handler's inherit the mask */
+	host__snapmem_init();
 	/* handler log lines go to a pipe: line-buffer stdout for printf users */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 

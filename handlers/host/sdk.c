@@ -6,6 +6,7 @@
 #include "host.h"
 #include "log.h"
 #include "mem.h"
+#include "snapmem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -476,4 +477,9 @@ SDK_API void thaw_set_error(const char *fmt, ...)
 	pthread_mutex_lock(&err_lock);
 	memcpy(err_msg, msg, sizeof(err_msg));
 	pthread_mutex_unlock(&err_lock);
+}
+
+void *thaw_state_alloc(size_t len)
+{
+	return host__snapmem_state_alloc(len);
 }
