@@ -5,6 +5,8 @@
  * Environment (fc.yaml environmentVariables):
  *   STATE_MB=N      size of the state in MiB (default 256, 1..65536)
  *   STATE_ALLOC=sdk take it from thaw_state_alloc() instead of malloc()
+ *   STATE_ALLOC=brk take it from sbrk(): the [heap] mapping, which glibc's
+ *                   malloc keeps using after it (small allocations)
  *
  * Word i of the state is mix(i) (never 0); init() keeps the sum of all words.
  *
@@ -86,9 +88,15 @@ static int init(void)
 	}
 	size_t bytes = (size_t)mb << 20;
 	const char *how = thaw_config("STATE_ALLOC");
-	if (how && !strcmp(how, "sdk"))
+	if (how && !strcmp(how, "sdk")) {
 		state = thaw_state_alloc(bytes);
-	else
+	} else if (how && !strcmp(how, "brk")) {
+		void *p = sbrk((intptr_t)bytes);
+		state = p == (void *)-1 ? NULL : p;
+		/* and small allocations after it, in the same [heap] */
+		for (int i = 0; i < 64; i++)
+			memset(malloc(4096), 0x5a, 4096);
+	} else
 		state = malloc(bytes);
 	if (!state) {
 		thaw_set_error("cannot allocate %ld MiB of state", mb);
@@ -100,7 +108,7 @@ static int init(void)
 	expected_sum = sum_state();
 	seed();
 	thaw_log(THAW_LOG_INFO, "bigstate: %ld MiB of state built (%s)", mb,
-		 how && !strcmp(how, "sdk") ? "thaw_state_alloc" : "malloc");
+		 how ? how : "malloc");
 	return 0;
 }
 

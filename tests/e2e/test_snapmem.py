@@ -179,4 +179,13 @@ with Daemon({"big": big(64, environmentVariables={"STATE_MB": "64", "STATE_ALLOC
     check(all(r.status == 200 and r.json()["sum_ok"] and r.json()["own_ok"] for r in rs),
           "sdk state: 2 copies right and private", [r.body for r in rs])
 
+# state in the brk heap ([heap]): moved too, and malloc keeps working on it
+with Daemon({"big": big(32, environmentVariables={"STATE_MB": "32", "STATE_ALLOC": "brk"})}) as d:
+    mem, img = sizes(os.path.join(d.snap_dir, "big-v1"))
+    check(mem >= 32 * MIB and img < IMAGE_BOUND, "[heap] state: in a memory file (%.1f MiB), image %.2f MiB"
+          % (mem / MIB, img / MIB))
+    rs = concurrent(d, "/big/check?ms=300", 2) + concurrent(d, "/big/check", 2)
+    check(all(r.status == 200 and r.json()["sum_ok"] and r.json()["own_ok"] for r in rs),
+          "[heap] state: copies right, private, and keep serving", [r.body for r in rs])
+
 finish()
