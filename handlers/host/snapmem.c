@@ -27,7 +27,10 @@
 #endif
 
 #define HUGE_SIZE (2ul << 20)
-#define CHUNK (64ul << 20)	/* copied, then remapped: the extra memory at a time */
+/* copied, then remapped: the extra memory at a time, on top of the state
+ * (the instance's memory limit counts the file's pages as they are written) */
+#define CHUNK (16ul << 20)
+#define GUARD_MAX (64u << 10) /* a PROT_NONE neighbour this small: a stack guard */
 #define MAX_AREAS 256		/* moved mappings remembered for populate */
 #define MAX_STATE 64		/* thaw_state_alloc() regions */
 #define MAX_STACKS 1024
@@ -332,6 +335,7 @@ static void checkpoint(void)
 		close(fd);
 	maps[len] = '\0';
 	n_moved = 0;
+	uintptr_t guard_end = 0; /* end of the last small PROT_NONE mapping */
 	for (char *line = maps, *next; line && *line; line = next) {
 		next = strchr(line, '\n');
 		if (next)
@@ -347,6 +351,10 @@ static void checkpoint(void)
 		char *nm = name;
 		while (*nm == ' ')
 			nm++;
+		/* a thread stack sits right above its guard; a thread that is
+		 * running (no stack pointer in /proc) is caught by this */
+		bool after_guard = guard_end == s;
+		guard_end = !strncmp(perms, "---", 3) && e - s <= GUARD_MAX ? e : 0;
 		int si = state_index(s);
 		bool anon = inode == 0 && (!*nm || !strcmp(nm, "[heap]") || !strncmp(nm, "[anon:", 6));
 		if ((si < 0 && perms[3] != 'p') || (perms[0] != 'r' && perms[1] != 'w'))
@@ -356,7 +364,7 @@ static void checkpoint(void)
 			continue; /* this function's own buffers */
 		if (si < 0 && (!anon || !rq.min_bytes || e - s < rq.min_bytes))
 			continue;
-		if (si < 0 && holds_stack(s, e, sp, n_sp))
+		if (si < 0 && (after_guard || holds_stack(s, e, sp, n_sp)))
 			continue;
 		int prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
 			   (perms[2] == 'x' ? PROT_EXEC : 0);
