@@ -7,11 +7,15 @@
  *   STATE_ALLOC=sdk take it from thaw_state_alloc() instead of malloc()
  *   STATE_ALLOC=brk take it from sbrk(): the [heap] mapping, which glibc's
  *                   malloc keeps using after it (small allocations)
+ *   BG_THREADS=1    also start two threads in init: one sleeping in a loop,
+ *                   one spinning; their stacks (8 MiB, anonymous) must not
+ *                   be moved, and both must run on in every restored copy
  *
  * Word i of the state is mix(i) (never 0); init() keeps the sum of all words.
  *
  *   /           200 {"instance_id":..}: nothing else, for restore timings
  *   /pass       one full pass over the state: {"sum_ok":B,"pass_ms":X}
+ *   /threads    {"sleeper":N,"spinner":N}: the BG_THREADS counters
  *   /check?ms=N full checksum of the state, then writes this copy's own
  *               marker (a fresh random value) into one word per MiB, sleeps
  *               N ms (<= 10000), checks every marker is still its own (no
@@ -24,6 +28,7 @@
 #include "thaw/handler.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -40,6 +45,33 @@ static uint64_t *state;
 static size_t n_words;
 static uint64_t expected_sum;
 static _Atomic uint64_t rng;
+static _Atomic uint64_t sleeper_n, spinner_n;
+
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		volatile char frame[4096]; /* its stack in use */
+		frame[0] = (char)atomic_fetch_add(&sleeper_n, 1);
+		(void)frame[0];
+		usleep(10000);
+	}
+	return NULL;
+}
+
+static void *spinner(void *arg)
+{
+	(void)arg;
+	volatile uint64_t local[512];
+	for (uint64_t i = 0;; i++) {
+		local[i % 512] = i;
+		if (local[i % 512] != i)
+			abort(); /* its stack changed under it */
+		if (!(i & 0xffff))
+			atomic_fetch_add(&spinner_n, 1);
+	}
+	return NULL;
+}
 
 static uint64_t mix(uint64_t x)
 {
@@ -107,6 +139,14 @@ static int init(void)
 		state[i] = mix(i);
 	expected_sum = sum_state();
 	seed();
+	const char *bg = thaw_config("BG_THREADS");
+	if (bg && !strcmp(bg, "1")) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, sleeper, NULL) || pthread_create(&t, NULL, spinner, NULL)) {
+			thaw_set_error("pthread_create failed");
+			return -EAGAIN;
+		}
+	}
 	thaw_log(THAW_LOG_INFO, "bigstate: %ld MiB of state built (%s)", mb,
 		 how ? how : "malloc");
 	return 0;
@@ -155,6 +195,11 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 	int n;
 	if (!strcmp(req->path, "/check"))
 		return check(req, res);
+	if (!strcmp(req->path, "/threads")) {
+		n = snprintf(body, sizeof(body), "{\"sleeper\":%" PRIu64 ",\"spinner\":%" PRIu64 "}",
+			     atomic_load(&sleeper_n), atomic_load(&spinner_n));
+		return thaw_respond(res, 200, "application/json", body, (size_t)n);
+	}
 	if (!strcmp(req->path, "/pass")) {
 		double t0 = now_ms();
 		bool ok = sum_state() == expected_sum;

@@ -188,4 +188,18 @@ with Daemon({"big": big(32, environmentVariables={"STATE_MB": "32", "STATE_ALLOC
     check(all(r.status == 200 and r.json()["sum_ok"] and r.json()["own_ok"] for r in rs),
           "[heap] state: copies right, private, and keep serving", [r.body for r in rs])
 
+# handler threads (one sleeping, one spinning): their stacks are not moved,
+# and they run on in the restored copy
+with Daemon({"big": big(16, environmentVariables={"STATE_MB": "16", "BG_THREADS": "1"}, cpu=2)}) as d:
+    import re, time
+    m = re.search(r"([\d.]+) MiB in (\d+) mappings moved", d.logs())
+    check(m and float(m.group(1)) < 16 + 8, "thread stacks not moved (%s MiB moved)" % (m and m.group(1)))
+    a = d.request("GET", "/big/threads").json()
+    time.sleep(0.3)
+    b = d.request("GET", "/big/threads").json()
+    r = d.request("GET", "/big/check")
+    check(b["sleeper"] > a["sleeper"] and b["spinner"] > a["spinner"] and restores(d, "big") >= 1,
+          "handler threads run on in the restored copy", (a, b))
+    check(r.status == 200 and r.json()["sum_ok"], "state right with threads", r.body)
+
 finish()
