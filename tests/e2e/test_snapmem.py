@@ -107,6 +107,14 @@ try:
 finally:
     umount(huge)
 
+# an intact snapshot with its memory files is reused after a daemon restart
+with Daemon({"big": big(16)}) as d:
+    d.restart()
+    check("reuses its snapshot" in d.logs() and cold(d, "big") == 0 and restores(d, "big") >= 1,
+          "restart: snapshot and memory files reused, no cold start", (cold(d, "big"), restores(d, "big")))
+    r = d.request("GET", "/big/check")
+    check(r.status == 200 and r.json()["sum_ok"], "restart: restored copy right", r.body)
+
 # a damaged memory file is refused: the next instance cold starts. Missing
 # and altered: while the daemon runs (the next restore verifies); truncated:
 # across a restart (a copy mapping a file that shrinks under it gets SIGBUS,
