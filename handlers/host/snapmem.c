@@ -312,6 +312,7 @@ static void checkpoint(void)
 		goto answer;
 	}
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	uintptr_t ram = (uintptr_t)sysconf(_SC_PHYS_PAGES) * page;
 	/* no malloc here: a new arena would stay in the snapshot */
 	char *maps = mmap(NULL, MAPS_MAX, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -363,6 +364,10 @@ static void checkpoint(void)
 		    ((uintptr_t)sp >= s && (uintptr_t)sp < e))
 			continue; /* this function's own buffers */
 		if (si < 0 && (!anon || !rq.min_bytes || e - s < rq.min_bytes))
+			continue;
+		/* larger than RAM: an address-space reservation (a sanitizer's
+		 * shadow, a runtime's arena), not state; it stays as it is */
+		if (si < 0 && e - s > ram)
 			continue;
 		if (si < 0 && (after_guard || holds_stack(s, e, sp, n_sp)))
 			continue;
