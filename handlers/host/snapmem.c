@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #ifndef MADV_POPULATE_READ
@@ -180,12 +181,17 @@ static int write_all_at(int fd, const char *p, size_t len, off_t off)
 	return 0;
 }
 
-/* Resident bytes of [s, e): what the file will need (no swap here: mincore
- * says present). vec holds (e - s) / page bytes. */
+/* Resident bytes of [s, e): what the file will need. Without swap,
+ * mincore's "present" is every page that holds data; with swap a page out
+ * there is not present but holds data, so then every page is copied.
+ * vec gets (e - s) / page flags, bit 0 set for the pages to copy. */
 static uint64_t resident(uintptr_t s, uintptr_t e, unsigned char *vec, size_t page)
 {
-	if (mincore((void *)s, e - s, vec))
-		return e - s; /* unknown: assume all */
+	struct sysinfo si;
+	if (sysinfo(&si) || si.totalswap || mincore((void *)s, e - s, vec)) {
+		memset(vec, 1, (e - s) / page); /* unknown: copy every page */
+		return e - s;
+	}
 	uint64_t n = 0;
 	for (size_t i = 0; i < (e - s) / page; i++)
 		n += vec[i] & 1;
@@ -197,7 +203,7 @@ static uint64_t resident(uintptr_t s, uintptr_t e, unsigned char *vec, size_t pa
  * with the mapping's) and maps the file over the range, CHUNK bytes at a
  * time so the extra memory stays small. Returns bytes moved, or -errno with
  * nothing moved. A failure half way leaves the moved part file-backed (it
- * stays valid) and the rest anonymous; *partial tells. */
+ * stays valid) and the rest anonymous; a "skip" line in r says so. */
 static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, unsigned char *vec,
 			 size_t page, struct report *r)
 {
