@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -166,10 +167,12 @@ static int state_index(uintptr_t s)
 
 /* --- moving one mapping ----------------------------------------------------- */
 
+/* The raw syscall: the memory copied may hold what a sanitizer's pwrite
+ * interceptor calls unaddressable (malloc redzones) and refuses. */
 static int write_all_at(int fd, const char *p, size_t len, off_t off)
 {
 	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
+		ssize_t n = syscall(SYS_pwrite64, fd, p, len, off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -198,12 +201,25 @@ static uint64_t resident(uintptr_t s, uintptr_t e, unsigned char *vec, size_t pa
 	return n * page;
 }
 
+static bool granule_used(const unsigned char *vec, uintptr_t s, uintptr_t e, uintptr_t g0,
+			 size_t page)
+{
+	uintptr_t a = g0 < s ? s : g0, b = g0 + HUGE_SIZE > e ? e : g0 + HUGE_SIZE;
+	for (size_t i = (a - s) / page; i < (b - s) / page; i++)
+		if (vec[i] & 1)
+			return true;
+	return false;
+}
+
 /* Copies the resident pages of [s, e) into dir/thaw-mem-<s> at offset
- * s - base (base: s rounded down to 2 MiB, so the file's huge pages line up
- * with the mapping's) and maps the file over the range, CHUNK bytes at a
- * time so the extra memory stays small. Returns bytes moved, or -errno with
- * nothing moved. A failure half way leaves the moved part file-backed (it
- * stays valid) and the rest anonymous; a "skip" line in r says so. */
+ * a - base for address a (base: s rounded down to 2 MiB, so the file's huge
+ * pages line up with the mapping's) and maps the file over the 2 MiB
+ * granules that hold data, at most CHUNK bytes at a time so the extra
+ * memory stays small. Granules never touched stay anonymous: read there,
+ * a hole of the file would take a page of the tmpfs in every copy. Returns
+ * bytes now file-backed, or -errno with nothing moved. A failure half way
+ * leaves the moved part file-backed (it stays valid) and the rest
+ * anonymous; a "skip" line in r says so. */
 static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, unsigned char *vec,
 			 size_t page, struct report *r)
 {
@@ -211,6 +227,8 @@ static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, un
 	snprintf(path, sizeof(path), "%s/thaw-mem-%012" PRIxPTR, dir, s);
 	uintptr_t base = s & ~(HUGE_SIZE - 1);
 	uint64_t need = resident(s, e, vec, page);
+	if (!need)
+		return 0;
 	struct statvfs vfs;
 	if (!statvfs(dir, &vfs) &&
 	    (uint64_t)vfs.f_bavail * vfs.f_bsize < need + need / 64 + 2 * HUGE_SIZE) {
@@ -230,11 +248,16 @@ static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, un
 		ret = -errno;
 		goto fail;
 	}
-	for (uintptr_t c = s; c < e; c += CHUNK) {
-		uintptr_t ce = e - c < CHUNK ? e : c + CHUNK;
-		/* resident runs of the chunk */
-		size_t first = (c - s) / page, last = (ce - s) / page;
-		for (size_t i = first; i < last;) {
+	for (uintptr_t g = base; g < e;) {
+		if (!granule_used(vec, s, e, g, page)) {
+			g += HUGE_SIZE;
+			continue;
+		}
+		uintptr_t h = g + HUGE_SIZE; /* a run of used granules, at most CHUNK */
+		while (h < e && h - g < CHUNK && granule_used(vec, s, e, h, page))
+			h += HUGE_SIZE;
+		uintptr_t rs = g < s ? s : g, re = h > e ? e : h;
+		for (size_t i = (rs - s) / page, last = (re - s) / page; i < last;) {
 			if (!(vec[i] & 1)) {
 				i++;
 				continue;
@@ -248,14 +271,15 @@ static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, un
 				goto fail;
 			i = j;
 		}
-		void *m = mmap((void *)c, ce - c, prot, MAP_PRIVATE | MAP_FIXED, fd, (off_t)(c - base));
+		void *m = mmap((void *)rs, re - rs, prot, MAP_PRIVATE | MAP_FIXED, fd, (off_t)(rs - base));
 		if (m == MAP_FAILED) {
 			ret = -errno;
 			goto fail;
 		}
-		done += (int64_t)(ce - c);
+		(void)madvise(m, re - rs, MADV_HUGEPAGE); /* for huge=advise mounts */
+		done += (int64_t)(re - rs);
+		g = h;
 	}
-	(void)madvise((void *)s, e - s, MADV_HUGEPAGE); /* for huge=advise mounts */
 	fchmod(fd, 0400); /* never written again: every copy maps it */
 	close(fd);
 	return done;
@@ -402,7 +426,7 @@ static void checkpoint(void)
 		bytes += (uint64_t)got;
 		count++;
 		if (n_moved < MAX_AREAS)
-			moved[n_moved++] = (struct area){ s, s + (uintptr_t)got };
+			moved[n_moved++] = (struct area){ s, e };
 	}
 	atomic_store(&populate_wanted, rq.populate != 0);
 	munmap(maps, MAPS_MAX);
