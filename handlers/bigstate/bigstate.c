@@ -15,7 +15,8 @@
  *
  *   /           200 {"instance_id":..}: nothing else, for restore timings
  *   /pass       one full pass over the state: {"sum_ok":B,"pass_ms":X}
- *   /threads    {"sleeper":N,"spinner":N}: the BG_THREADS counters
+ *   /threads    {"sleeper":N,"spinner":N,"sleeper_sp":A,"spinner_sp":A}: the
+ *               BG_THREADS counters and an address in each one's stack
  *   /check?ms=N full checksum of the state, then writes this copy's own
  *               marker (a fresh random value) into one word per MiB, sleeps
  *               N ms (<= 10000), checks every marker is still its own (no
@@ -46,12 +47,14 @@ static size_t n_words;
 static uint64_t expected_sum;
 static _Atomic uint64_t rng;
 static _Atomic uint64_t sleeper_n, spinner_n;
+static _Atomic uintptr_t sleeper_sp, spinner_sp; /* an address in each thread's stack */
 
 static void *sleeper(void *arg)
 {
 	(void)arg;
 	for (;;) {
 		volatile char frame[4096]; /* its stack in use */
+		atomic_store(&sleeper_sp, (uintptr_t)frame);
 		frame[0] = (char)atomic_fetch_add(&sleeper_n, 1);
 		(void)frame[0];
 		usleep(10000);
@@ -63,6 +66,7 @@ static void *spinner(void *arg)
 {
 	(void)arg;
 	volatile uint64_t local[512];
+	atomic_store(&spinner_sp, (uintptr_t)local);
 	for (uint64_t i = 0;; i++) {
 		local[i % 512] = i;
 		if (local[i % 512] != i)
@@ -196,8 +200,11 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 	if (!strcmp(req->path, "/check"))
 		return check(req, res);
 	if (!strcmp(req->path, "/threads")) {
-		n = snprintf(body, sizeof(body), "{\"sleeper\":%" PRIu64 ",\"spinner\":%" PRIu64 "}",
-			     atomic_load(&sleeper_n), atomic_load(&spinner_n));
+		n = snprintf(body, sizeof(body),
+			     "{\"sleeper\":%" PRIu64 ",\"spinner\":%" PRIu64 ",\"sleeper_sp\":%" PRIuPTR
+			     ",\"spinner_sp\":%" PRIuPTR "}",
+			     atomic_load(&sleeper_n), atomic_load(&spinner_n), atomic_load(&sleeper_sp),
+			     atomic_load(&spinner_sp));
 		return thaw_respond(res, 200, "application/json", body, (size_t)n);
 	}
 	if (!strcmp(req->path, "/pass")) {

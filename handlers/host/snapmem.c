@@ -226,9 +226,15 @@ static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, un
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof(path), "%s/thaw-mem-%012" PRIxPTR, dir, s);
 	uintptr_t base = s & ~(HUGE_SIZE - 1);
-	uint64_t need = resident(s, e, vec, page);
-	if (!need)
+	if (!resident(s, e, vec, page))
 		return 0;
+	/* every page of a used granule gets allocated (fallocate below): a
+	 * copy that reads a hole of the file would otherwise allocate it
+	 * then, and get SIGBUS on a full tmpfs */
+	uint64_t need = 0;
+	for (uintptr_t g = base; g < e; g += HUGE_SIZE)
+		if (granule_used(vec, s, e, g, page))
+			need += HUGE_SIZE;
 	struct statvfs vfs;
 	if (!statvfs(dir, &vfs) &&
 	    (uint64_t)vfs.f_bavail * vfs.f_bsize < need + need / 64 + 2 * HUGE_SIZE) {
@@ -257,6 +263,10 @@ static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, un
 		while (h < e && h - g < CHUNK && granule_used(vec, s, e, h, page))
 			h += HUGE_SIZE;
 		uintptr_t rs = g < s ? s : g, re = h > e ? e : h;
+		if (fallocate(fd, 0, (off_t)(rs - base), (off_t)(re - rs))) {
+			ret = -errno;
+			goto fail;
+		}
 		for (size_t i = (rs - s) / page, last = (re - s) / page; i < last;) {
 			if (!(vec[i] & 1)) {
 				i++;

@@ -163,7 +163,9 @@ small = mount_tmpfs("8m", "")
 try:
     with Daemon({"big": big(64)}, args=["--snapshot-dir", os.path.join(small, "snap")]) as d:
         lines = [l for l in d.logs().splitlines() if "stays anonymous" in l]
-        check(len(lines) == 1 and "tmpfs full" in lines[0], "tmpfs full: one line", lines)
+        # one line per mapping that stays (one here; more under ASan, whose
+        # own large mappings do not fit either)
+        check(lines and all("tmpfs full" in l for l in lines), "tmpfs full: one line per mapping", lines)
         check("cold starts only" in d.logs(), "tmpfs full: cold starts from then on")
         r = d.request("GET", "/big/check")
         check(r.status == 200 and r.json()["sum_ok"], "tmpfs full: served right", r.body)
@@ -201,17 +203,15 @@ with Daemon({"big": big(32, environmentVariables={"STATE_MB": "32", "STATE_ALLOC
 with Daemon({"big": big(16, environmentVariables={"STATE_MB": "16", "BG_THREADS": "1"}, cpu=2)}) as d:
     import re, time
     pid = int(re.search(r"\(pid (\d+)\) restored", d.logs()).group(1))
+    sps = d.request("GET", "/big/threads").json()
+    sps = [sps["sleeper_sp"], sps["spinner_sp"]]
     maps = []
     for l in open("/proc/%d/maps" % pid):
         f = l.split()
         a, b = (int(x, 16) for x in f[0].split("-"))
-        maps.append((a, b, f[1], f[5] if len(f) > 5 else ""))
-    # a thread's 8 MiB stack sits right above a small PROT_NONE guard
-    guards = [b for (a, b, perms, _), nxt in zip(maps, maps[1:])
-              if perms == "---p" and b - a <= 65536 and nxt[0] == b and nxt[2] == "rw-p"]
-    stacks = len(guards)
-    moved_stacks = sum(1 for g in guards for (a, b, _, path) in maps
-                       if "thaw-mem-" in path and a < g + 8 * MIB and b > g)
+        maps.append((a, b, f[5] if len(f) > 5 else ""))
+    stacks = sum(1 for sp in sps for (a, b, _) in maps if a <= sp < b)
+    moved_stacks = sum(1 for sp in sps for (a, b, path) in maps if a <= sp < b and "thaw-mem-" in path)
     check(stacks >= 2 and moved_stacks == 0, "thread stacks not moved (%d stacks, %d in memory files)"
           % (stacks, moved_stacks))
     a = d.request("GET", "/big/threads").json()
