@@ -2,6 +2,7 @@
 #include "snapmem.h"
 #include "channel.h"
 #include "log.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -113,11 +114,7 @@ int snapshot_mem_move(const struct instance_proc *p, const char *dir,
 		pr_perror("signal pid %d", (int)p->pid);
 		goto out;
 	}
-	char *rep = malloc(REPORT_MAX);
-	if (!rep) {
-		ret = -ENOMEM;
-		goto out;
-	}
+	char *rep = xmalloc(REPORT_MAX);
 	ret = read_report(fifo, p->pidfd, rep, REPORT_MAX);
 	if (ret) {
 		pr_err("pid %d gave no report: %s; its memory is copied by CRIU", (int)p->pid,
@@ -126,7 +123,8 @@ int snapshot_mem_move(const struct instance_proc *p, const char *dir,
 		goto out;
 	}
 	int ok = 0;
-	for (char *line = strtok(rep, "\n"); line; line = strtok(NULL, "\n")) {
+	char *save = NULL;
+	for (char *line = strtok_r(rep, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (!strncmp(line, "ok ", 3) &&
 		    sscanf(line + 3, "%u %" SCNu64, &info->moved, &info->bytes) == 2) {
 			ok = 1;

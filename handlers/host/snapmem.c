@@ -99,7 +99,8 @@ static int read_request(unsigned long long ino, struct request *rq)
 		return -EBADMSG;
 	text[n] = '\0';
 	*rq = (struct request){ .min_bytes = HUGE_SIZE };
-	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+	char *save = NULL; /* strtok_r: handler threads may be in strtok */
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (!strncmp(line, "dir ", 4))
 			snprintf(rq->dir, sizeof(rq->dir), "%s", line + 4);
 		else if (!strncmp(line, "min ", 4))
@@ -140,7 +141,9 @@ static unsigned thread_stack_points(uintptr_t *out, unsigned cap)
 		/* "NR a1 .. a6 SP PC" or "-1 SP PC"; "running" for ourselves */
 		char *f[10];
 		int nf = 0;
-		for (char *t = strtok(line, " \n"); t && nf < 10; t = strtok(NULL, " \n"))
+		char *save = NULL;
+		for (char *t = strtok_r(line, " \n", &save); t && nf < 10;
+		     t = strtok_r(NULL, " \n", &save))
 			f[nf++] = t;
 		if (nf >= 3)
 			out[n++] = (uintptr_t)strtoull(f[nf - 2], NULL, 16);
