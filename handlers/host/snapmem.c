@@ -226,7 +226,7 @@ static bool granule_used(const unsigned char *vec, uintptr_t s, uintptr_t e, uin
 static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, unsigned char *vec,
 			 size_t page, struct report *r)
 {
-	char path[PATH_MAX + 32];
+	char path[PATH_MAX + 64];
 	snprintf(path, sizeof(path), "%s/thaw-mem-%012" PRIxPTR, dir, s);
 	uintptr_t base = s & ~(HUGE_SIZE - 1);
 	if (!resident(s, e, vec, page))
@@ -309,7 +309,7 @@ fail:
  * into dir and map it privately in place. No copy. */
 static int64_t move_state(const char *dir, struct state_region *st, int prot, struct report *r)
 {
-	char path[PATH_MAX + 32], fdpath[64];
+	char path[PATH_MAX + 64], fdpath[64];
 	snprintf(path, sizeof(path), "%s/thaw-mem-%012" PRIxPTR, dir, st->start);
 	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", st->fd);
 	if (linkat(AT_FDCWD, fdpath, AT_FDCWD, path, AT_SYMLINK_FOLLOW)) {
@@ -339,113 +339,139 @@ static int64_t move_state(const char *dir, struct state_region *st, int prot, st
 
 /* --- the checkpoint request -------------------------------------------------- */
 
-static void checkpoint(void)
+/* One line of /proc/self/maps. */
+struct vma {
+	uintptr_t s, e;
+	char perms[8];
+	bool anon;	  /* no file: plain, [heap] or [anon:NAME] */
+	bool after_guard; /* right above a small PROT_NONE mapping */
+};
+
+/* What the whole scan needs to judge a mapping. */
+struct scan {
+	const struct request *rq;
+	char *maps;	  /* /proc/self/maps, read before anything moves */
+	uintptr_t *sp;	  /* one address in each live thread's stack */
+	unsigned n_sp;
+	uintptr_t ram;	  /* physical memory */
+	size_t page;
+};
+
+static int parse_vma(const char *line, uintptr_t guard_end, struct vma *v)
 {
-	struct stat cst;
-	if (fstat(CHANNEL_FD, &cst))
-		return;
-	unsigned long long ino = (unsigned long long)cst.st_ino;
-	struct request rq;
-	struct report r = { .len = 0 };
-	uint64_t bytes = 0;
-	unsigned count = 0;
-	int ret = read_request(ino, &rq);
-	if (ret) {
-		say(&r, "error: request file: %s\n", strerror(-ret));
-		goto answer;
+	char name[PATH_MAX] = "";
+	unsigned long long off, inode;
+	unsigned maj, min;
+	if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %llx %x:%x %llu %4095[^\n]", &v->s, &v->e,
+		   v->perms, &off, &maj, &min, &inode, name) < 7)
+		return -1;
+	const char *nm = name;
+	while (*nm == ' ')
+		nm++;
+	v->anon = inode == 0 && (!*nm || !strcmp(nm, "[heap]") || !strncmp(nm, "[anon:", 6));
+	v->after_guard = guard_end == v->s;
+	return 0;
+}
+
+/* Whether v is state to move (si: its thaw_state_alloc() region, or -1). */
+static bool movable(const struct scan *sc, const struct vma *v, int si)
+{
+	uintptr_t s = v->s, e = v->e;
+	if ((si < 0 && v->perms[3] != 'p') || (v->perms[0] != 'r' && v->perms[1] != 'w'))
+		return false; /* shared, or a PROT_NONE reservation */
+	if (((uintptr_t)sc->maps >= s && (uintptr_t)sc->maps < e) ||
+	    ((uintptr_t)sc->sp >= s && (uintptr_t)sc->sp < e))
+		return false; /* the scan's own buffers */
+	if (si >= 0)
+		return true;
+	if (!v->anon || !sc->rq->min_bytes || e - s < sc->rq->min_bytes)
+		return false;
+	/* larger than RAM: an address-space reservation (a sanitizer's
+	 * shadow, a runtime's arena), not state; it stays as it is */
+	if (e - s > sc->ram)
+		return false;
+	/* a thread's stack: its stack pointer is in it, or (a running thread
+	 * shows none in /proc) it sits right above its guard */
+	return !v->after_guard && !holds_stack(s, e, sc->sp, sc->n_sp);
+}
+
+/* Moves v into a memory file; returns bytes now file-backed, 0 or -errno. */
+static int64_t move_one(const struct scan *sc, const struct vma *v, int si, struct report *r)
+{
+	uintptr_t s = v->s, e = v->e;
+	int prot = (v->perms[0] == 'r' ? PROT_READ : 0) | (v->perms[1] == 'w' ? PROT_WRITE : 0) |
+		   (v->perms[2] == 'x' ? PROT_EXEC : 0);
+	int64_t got = 0;
+	if (si >= 0 && state[si].fd >= 0)
+		got = move_state(sc->rq->dir, &state[si], prot, r);
+	if (got)
+		return got;
+	/* NORESERVE: never merged with a mapping still to move */
+	size_t n = (e - s) / sc->page + 1;
+	unsigned char *vec = mmap(NULL, n, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vec == MAP_FAILED) {
+		say(r, "skip %" PRIxPTR "-%" PRIxPTR " out of memory\n", s, e);
+		return -ENOMEM;
 	}
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	uintptr_t ram = (uintptr_t)sysconf(_SC_PHYS_PAGES) * page;
-	/* no malloc here: a new arena would stay in the snapshot */
-	char *maps = mmap(NULL, MAPS_MAX, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uintptr_t *sp = mmap(NULL, MAX_STACKS * sizeof(uintptr_t), PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (maps == MAP_FAILED || sp == MAP_FAILED) {
-		say(&r, "error: out of memory\n");
-		goto answer;
+	got = move_area(sc->rq->dir, s, e, prot, vec, sc->page, r);
+	munmap(vec, n);
+	if (got > 0 && si >= 0) { /* copied: the old file goes */
+		close(state[si].fd);
+		state[si].fd = -1;
 	}
-	unsigned n_sp = thread_stack_points(sp, MAX_STACKS);
-	/* read the whole map first: moving changes it */
+	return got;
+}
+
+static size_t read_maps(char *buf, size_t cap)
+{
 	size_t len = 0;
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	while (fd >= 0 && len < MAPS_MAX - 1) {
-		ssize_t k = read(fd, maps + len, MAPS_MAX - 1 - len);
+	while (fd >= 0 && len < cap - 1) {
+		ssize_t k = read(fd, buf + len, cap - 1 - len);
 		if (k <= 0)
 			break;
 		len += (size_t)k;
 	}
 	if (fd >= 0)
 		close(fd);
-	maps[len] = '\0';
+	buf[len] = '\0';
+	return len;
+}
+
+/* Every movable mapping into a file; the totals into r. */
+static void move_all(struct scan *sc, struct report *r)
+{
+	uint64_t bytes = 0;
+	unsigned count = 0;
+	sc->n_sp = thread_stack_points(sc->sp, MAX_STACKS);
+	read_maps(sc->maps, MAPS_MAX); /* all of it first: moving changes it */
 	n_moved = 0;
 	uintptr_t guard_end = 0; /* end of the last small PROT_NONE mapping */
-	for (char *line = maps, *next; line && *line; line = next) {
+	for (char *line = sc->maps, *next; line && *line; line = next) {
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = '\0';
-		uintptr_t s, e;
-		char perms[8] = "", name[PATH_MAX] = "";
-		unsigned long long off, inode;
-		unsigned maj, min;
-		int n = sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %llx %x:%x %llu %4095[^\n]", &s, &e,
-			       perms, &off, &maj, &min, &inode, name);
-		if (n < 7)
+		struct vma v;
+		if (parse_vma(line, guard_end, &v))
 			continue;
-		char *nm = name;
-		while (*nm == ' ')
-			nm++;
-		/* a thread stack sits right above its guard; a thread that is
-		 * running (no stack pointer in /proc) is caught by this */
-		bool after_guard = guard_end == s;
-		guard_end = !strncmp(perms, "---", 3) && e - s <= GUARD_MAX ? e : 0;
-		int si = state_index(s);
-		bool anon = inode == 0 && (!*nm || !strcmp(nm, "[heap]") || !strncmp(nm, "[anon:", 6));
-		if ((si < 0 && perms[3] != 'p') || (perms[0] != 'r' && perms[1] != 'w'))
-			continue; /* shared, or a PROT_NONE reservation */
-		if (((uintptr_t)maps >= s && (uintptr_t)maps < e) ||
-		    ((uintptr_t)sp >= s && (uintptr_t)sp < e))
-			continue; /* this function's own buffers */
-		if (si < 0 && (!anon || !rq.min_bytes || e - s < rq.min_bytes))
+		guard_end = !strncmp(v.perms, "---", 3) && v.e - v.s <= GUARD_MAX ? v.e : 0;
+		int si = state_index(v.s);
+		if (!movable(sc, &v, si))
 			continue;
-		/* larger than RAM: an address-space reservation (a sanitizer's
-		 * shadow, a runtime's arena), not state; it stays as it is */
-		if (si < 0 && e - s > ram)
-			continue;
-		if (si < 0 && (after_guard || holds_stack(s, e, sp, n_sp)))
-			continue;
-		int prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
-			   (perms[2] == 'x' ? PROT_EXEC : 0);
-		int64_t got = 0;
-		if (si >= 0 && state[si].fd >= 0)
-			got = move_state(rq.dir, &state[si], prot, &r);
-		if (!got) {
-			/* NORESERVE: never merged with a mapping still to move */
-			unsigned char *vec = mmap(NULL, (e - s) / page + 1, PROT_READ | PROT_WRITE,
-						  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-			if (vec == MAP_FAILED) {
-				say(&r, "skip %" PRIxPTR "-%" PRIxPTR " out of memory\n", s, e);
-				continue;
-			}
-			got = move_area(rq.dir, s, e, prot, vec, page, &r);
-			munmap(vec, (e - s) / page + 1);
-			if (got > 0 && si >= 0) { /* copied: the old file goes */
-				close(state[si].fd);
-				state[si].fd = -1;
-			}
-		}
+		int64_t got = move_one(sc, &v, si, r);
 		if (got <= 0)
 			continue;
 		bytes += (uint64_t)got;
 		count++;
 		if (n_moved < MAX_AREAS)
-			moved[n_moved++] = (struct area){ s, e };
+			moved[n_moved++] = (struct area){ v.s, v.e };
 	}
-	atomic_store(&populate_wanted, rq.populate != 0);
-	munmap(maps, MAPS_MAX);
-	munmap(sp, MAX_STACKS * sizeof(uintptr_t));
-	say(&r, "ok %u %" PRIu64 "\n", count, bytes);
-answer:;
+	say(r, "ok %u %" PRIu64 "\n", count, bytes);
+}
+
+static void answer(unsigned long long ino, const struct report *r)
+{
 	char ack[128];
 	snprintf(ack, sizeof(ack), CHANNEL_MEMACK_FMT, ino);
 	int afd = open(ack, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
@@ -453,8 +479,8 @@ answer:;
 		pr_perror("open %s (the daemon stopped waiting?)", ack);
 		return;
 	}
-	for (size_t off = 0; off < r.len;) {
-		ssize_t k = write(afd, r.buf + off, r.len - off);
+	for (size_t off = 0; off < r->len;) {
+		ssize_t k = write(afd, r->buf + off, r->len - off);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0 && errno == EAGAIN) {
@@ -466,6 +492,43 @@ answer:;
 		off += (size_t)k;
 	}
 	close(afd);
+}
+
+static void checkpoint(void)
+{
+	struct stat cst;
+	if (fstat(CHANNEL_FD, &cst))
+		return;
+	unsigned long long ino = (unsigned long long)cst.st_ino;
+	struct request rq;
+	struct report r = { .len = 0 };
+	int ret = read_request(ino, &rq);
+	if (ret) {
+		say(&r, "error: request file: %s\n", strerror(-ret));
+		answer(ino, &r);
+		return;
+	}
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	/* no malloc here: a new arena would stay in the snapshot */
+	struct scan sc = {
+		.rq = &rq,
+		.page = page,
+		.ram = (uintptr_t)sysconf(_SC_PHYS_PAGES) * page,
+		.maps = mmap(NULL, MAPS_MAX, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+		.sp = mmap(NULL, MAX_STACKS * sizeof(uintptr_t), PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+	};
+	if (sc.maps == MAP_FAILED || sc.sp == MAP_FAILED)
+		say(&r, "error: out of memory\n");
+	else
+		move_all(&sc, &r);
+	atomic_store(&populate_wanted, rq.populate != 0);
+	if (sc.maps != MAP_FAILED)
+		munmap(sc.maps, MAPS_MAX);
+	if (sc.sp != MAP_FAILED)
+		munmap(sc.sp, MAX_STACKS * sizeof(uintptr_t));
+	answer(ino, &r);
 }
 
 static void populate(void)
