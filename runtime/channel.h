@@ -31,6 +31,20 @@
 /* The signal (SIGRTMIN + 4: glibc keeps the first ones) whose sival_ptr is
  * the id of a request to cancel; thaw-instance catches it. */
 #define CHANNEL_CANCEL_SIGNAL (SIGRTMIN + 4)
+/* Snapshot memory (docs/snapshots.md): before CRIU dumps an instance, the
+ * daemon writes CHANNEL_MEMREQ_FMT (lines "dir PATH", "min BYTES",
+ * "populate 0|1"), makes the FIFO CHANNEL_MEMACK_FMT and queues this signal
+ * (value 0). thaw-instance then moves its large private anonymous mappings
+ * into files in dir, mapped back MAP_PRIVATE|MAP_FIXED, and writes its
+ * report to the FIFO: lines "skip START-END REASON", then "ok MOVED BYTES".
+ * Both names take the inode of the instance's end of the channel, which both
+ * sides know (fstat of CHANNEL_FD in the instance). */
+#define CHANNEL_MEM_SIGNAL (SIGRTMIN + 5)
+#define CHANNEL_MEMREQ_FMT "/dev/shm/thaw-criu/memreq-%llu"
+#define CHANNEL_MEMACK_FMT "/dev/shm/thaw-criu/memack-%llu"
+/* The tmpfs thaw mounts for snapshots (huge pages): the default snapshot
+ * folder and thaw_state_alloc() files live there. */
+#define CHANNEL_MEM_TMPFS "/dev/shm/thaw-mem"
 /* Largest payload either side accepts; a bigger length is a protocol error. */
 #define CHANNEL_MAX_PAYLOAD (256u << 20)
 

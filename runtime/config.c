@@ -499,6 +499,13 @@ static const struct field scaling_fields[] = {
 	  "an integer in 0..100000" },
 };
 
+static const struct field snapmem_fields[] = {
+	{ "mapped", NULL, parse_bool, OFF(snapshot_memory.mapped), 0, 0, 0, "true or false" },
+	{ "minMappingSize", NULL, parse_u64, OFF(snapshot_memory.min_bytes), 4096, 1ull << 40, 0,
+	  "an integer of bytes in 4096..1099511627776" },
+	{ "populate", NULL, parse_bool, OFF(snapshot_memory.populate), 0, 0, 0, "true or false" },
+};
+
 static const struct field top_fields[] = {
 	{ "name", NULL, parse_name, OFF(name), 0, 0, 0,
 	  "a name of 1 to 64 letters, digits, _ or -, starting with a letter or _" },
@@ -525,6 +532,8 @@ static const struct field top_fields[] = {
 	{ "warmup", NULL, parse_warmup, OFF(warmup), 0, 0, 0, "a map of method, path and body",
 	  warmup_fields, N(warmup_fields) },
 	{ "snapshot", NULL, parse_bool, OFF(snapshot), 0, 0, 0, "true or false" },
+	{ "snapshotMemory", NULL, parse_map, OFF(snapshot_memory), 0, 0, 0,
+	  "a map of mapped, minMappingSize and populate", snapmem_fields, N(snapmem_fields) },
 	{ "httpTrigger", NULL, parse_map, OFF(auth_type), 0, 0, 0, "a map of authType",
 	  trigger_fields, N(trigger_fields) },
 	{ "gpuConfig", NULL, parse_gpu, OFF(gpu_type), 0, 0, 0,
@@ -762,6 +771,8 @@ void config_defaults(struct config *c)
 	c->warmup.path = xstrdup("/");
 	c->warmup.body = xstrdup("");
 	c->snapshot = true;
+	c->snapshot_memory.mapped = true;
+	c->snapshot_memory.min_bytes = 2u << 20;
 	c->auth_type = xstrdup("anonymous");
 	c->scaling = (struct config_scaling){
 		.min_instances = 0,

@@ -58,6 +58,11 @@ struct config {
 	bool has_warmup;
 	struct config_warmup warmup;   /* warmup */
 	bool snapshot;                 /* snapshot, default true */
+	struct {
+		bool mapped;           /* snapshotMemory.mapped, default true */
+		uint64_t min_bytes;    /* .minMappingSize, default 2 MiB */
+		bool populate;         /* .populate, default false */
+	} snapshot_memory;
 	char *auth_type;               /* httpTrigger.authType: anonymous (default) | function */
 	char *gpu_type;                /* gpuConfig.gpuType, NULL without GPU */
 	uint32_t gpu_memory_mb;        /* gpuConfig.gpuMemorySize */

@@ -28,7 +28,7 @@ static const char usage_serve[] =
 	"  --no-snapshots        never checkpoint: every instance cold starts\n"
 	"  --proxy-ports LIST    ports /proxy/{port}/ may reach on 127.0.0.1 (e.g. 8080,9001)\n"
 	"  --snapshot-dir DIR    snapshot images, this daemon's alone: folders no version\n"
-	"                        uses are deleted at start (default /dev/shm/thaw-<id>)\n"
+	"                        uses are deleted at start (default /dev/shm/thaw-mem/thaw-<id>)\n"
 	"  --instance-user USER  run instances as USER (e.g. nobody), not as root\n"
 	"  --verbose             debug logging\n";
 

@@ -11,6 +11,7 @@
 #include "reslimit.h"
 #include "snapshot/cuda_ckpt.h"
 #include "snapshot/snapshot.h"
+#include "snapshot/snapmem.h"
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -216,6 +217,16 @@ static void dump_locked(struct instance *in, struct snapshot_info *info)
 		if (in->job_ret)
 			return;
 	}
+	/* large anonymous memory into files of the snapshot, mapped back
+	 * privately: CRIU then records mappings, not pages (snapshot/snapmem.h) */
+	const struct config *c = &in->pool->fn->cfg;
+	struct snapshot_mem_opts mo = { .mapped = c->snapshot_memory.mapped,
+					.min_bytes = c->snapshot_memory.min_bytes,
+					.populate = c->snapshot_memory.populate };
+	struct snapshot_mem_info mi;
+	if (!snapshot_mem_move(&in->proc, dir, &mo, &mi) && mi.moved)
+		pr_info("%s: %.1f MiB in %u mappings moved into memory files in %.1f ms",
+			c->name, (double)mi.bytes / 1048576.0, mi.moved, mi.ms);
 	in->job_ret = snapshot_dump(&in->proc, dir, info);
 	uint64_t fp;
 	/* the manifest was just made from these very files */

@@ -17,6 +17,7 @@
 #include "pool.h"
 #include "reslimit.h"
 #include "snapshot/snapshot.h"
+#include "snapshot/snapmem.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -86,10 +87,11 @@ static bool has_cap(int cap)
 static void probe_snapshots(void)
 {
 	static char dir[64];
-	if (!server.opt.snapshot_dir) {
-		uint32_t h = 2166136261u; /* FNV-1a of the state dir */
-		for (const char *p = server.opt.state_dir; *p; p++)
-			h = (h ^ (unsigned char)*p) * 16777619u;
+	uint32_t h = 2166136261u; /* FNV-1a of the state dir */
+	for (const char *p = server.opt.state_dir; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	bool default_dir = !server.opt.snapshot_dir;
+	if (default_dir) {
 		snprintf(dir, sizeof(dir), "/dev/shm/thaw-%08x", h);
 		server.opt.snapshot_dir = dir;
 	}
@@ -111,7 +113,16 @@ static void probe_snapshots(void)
 		return;
 	}
 	server.snapshots = true;
-	pr_info("snapshots on: images in %s", server.opt.snapshot_dir);
+	/* snapshot memory files want a tmpfs with huge pages: thaw's own */
+	char huge[64];
+	if (snapshot_mem_mount(why, sizeof(why)))
+		pr_warn("snapshot memory: %s; default snapshot folder on /dev/shm", why);
+	else if (default_dir)
+		snprintf(dir, sizeof(dir), "%s/thaw-%08x", CHANNEL_MEM_TMPFS, h);
+	mkdir(server.opt.snapshot_dir, 0700);
+	const char *hp = snapshot_mem_huge(server.opt.snapshot_dir, huge, sizeof(huge));
+	pr_info("snapshots on: images in %s (%s)", server.opt.snapshot_dir,
+		hp ? hp : "4 KiB pages: no huge pages for memory files there");
 }
 
 static void raise_fd_limit(void)

@@ -2,6 +2,7 @@
 #include "snapshot.h"
 #include "log.h"
 #include "manifest.h"
+#include "snapmem.h"
 #include "mem.h"
 #include "subproc.h"
 
@@ -288,6 +289,7 @@ int snapshot_fingerprint(const char *dir, uint64_t *out)
 		/* what the manifest covers: criu rewrites its stats-* files per run */
 		size_t n = strlen(e->d_name);
 		bool covered = (n > 4 && !strcmp(e->d_name + n - 4, ".img")) ||
+			       !strncmp(e->d_name, SNAPSHOT_MEM_PREFIX, strlen(SNAPSHOT_MEM_PREFIX)) ||
 			       !strcmp(e->d_name, SNAPSHOT_FDS_NAME) || !strcmp(e->d_name, MANIFEST_NAME);
 		if (!covered || fstatat(dirfd(d), e->d_name, &st, 0) < 0)
 			continue;

@@ -17,6 +17,7 @@
  */
 #define LOG_PREFIX "host: "
 #include "host.h"
+#include "snapmem.h"
 #include "log.h"
 #include "mem.h"
 
@@ -167,6 +168,7 @@ static void serve(struct worker *w, uint64_t id, const struct channel_request *c
 	atomic_store(&run->id, 0);
 	host__response_encode(&w->res, id, &w->out);
 	send_frame(&w->out);
+	host__snapmem_after_response();
 }
 
 void host__invoke(const struct thaw_request *req, struct thaw_response *res)
@@ -507,6 +509,7 @@ static void on_restored(void)
 			init_failed("on_restore", r);
 	}
 	send_msg(CH_READY, thaw_instance_id());
+	host__snapmem_restored();
 }
 
 static void __attribute__((noreturn)) on_shutdown(void)

@@ -4,6 +4,7 @@
  */
 #include "host.h"
 #include "http_front.h"
+#include "snapmem.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
+	/* before any other thread exists: the handler's inherit the mask */
+	host__snapmem_init();
 	/* handler log lines go to a pipe: line-buffer stdout for printf users */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 

@@ -7,6 +7,7 @@
 #include "jsonesc.h"
 #include "log.h"
 #include "mem.h"
+#include "snapmem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -440,4 +441,9 @@ SDK_API void thaw_set_error(const char *fmt, ...)
 	pthread_mutex_lock(&err_lock);
 	memcpy(err_msg, msg, sizeof(err_msg));
 	pthread_mutex_unlock(&err_lock);
+}
+
+void *thaw_state_alloc(size_t len)
+{
+	return host__snapmem_state_alloc(len);
 }

@@ -27,7 +27,7 @@ $(SDK_FILES_OBJ): $(BUILD)/host/handlers/host/sdk.o
 	objcopy --keep-global-symbol=thaw_map_file --keep-global-symbol=thaw_unmap \
 		--keep-global-symbol=host__set_identity $< $@
 
-$(BUILD)/tests/unit/test_predict: tests/unit/test_predict.c $(PREDICT_OBJ) $(KERNELS_OBJ) $(SDK_FILES_OBJ) $(LIBTHAW)
+$(BUILD)/tests/unit/test_predict: tests/unit/test_predict.c $(PREDICT_OBJ) $(KERNELS_OBJ) $(SDK_FILES_OBJ) $(BUILD)/host/handlers/host/snapmem.o $(LIBTHAW)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(TEST_LIBS) $(KERNELS_LIBS) $(LIBS) $(DAEMON_LIBS) -lcjson -lm
 

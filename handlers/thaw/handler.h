@@ -145,6 +145,19 @@ struct thaw_map {
 int thaw_map_file(const char *relpath, struct thaw_map *out);
 void thaw_unmap(struct thaw_map *map);
 
+/* --- state memory ---------------------------------------------------------- */
+
+/* len bytes (rounded up to 2 MiB) of zeroed, writable memory for state built
+ * in init(), file-backed from the start: a shared mapping of an unlinked
+ * file on thaw's tmpfs (huge pages). At checkpoint the file becomes part of
+ * the snapshot without a copy and is mapped back privately: restored copies
+ * share its clean pages and their writes stay their own. Unlike malloc, it
+ * is moved into the snapshot whatever its size, also with fc.yaml's
+ * snapshotMemory.mapped false. Never freed (state lives as long as the instance).
+ * Returns NULL (errno not set) when no file could be made; fall back to
+ * malloc then. */
+void *thaw_state_alloc(size_t len);
+
 /* --- logging ------------------------------------------------------------- */
 
 enum thaw_log_level { THAW_LOG_DEBUG, THAW_LOG_INFO, THAW_LOG_WARN, THAW_LOG_ERROR };

@@ -2,10 +2,12 @@
 # CRIU >= 4 for thaw, from Debian's archive alone (see docs/criu.md).
 #
 # Debian 12's criu 3.17 fails `criu check` on current kernels, and installing
-# Debian 13's binary package would drag libc6 2.41 into Debian 12. So: fetch
-# the upstream tarball that Debian 13 ships (criu_4.1.1.orig.tar.xz, hash
-# checked by apt against trixie's signed Sources index) through a temporary
-# deb-src entry, build it against Debian 12's libraries (the "# CRIU build"
+# a newer Debian's binary package would drag a newer libc6 into Debian 12.
+# CRIU 4.1.1 (Debian 13) cannot dump a process holding a TCP or UDP socket on
+# kernels >= 6.16 (`Can't get 1:16 opt`, upstream #2705/#2718); 4.2.1 can.
+# So: fetch the upstream tarball that Debian sid ships
+# (criu_4.2.1.orig.tar.xz, hash checked by apt against sid's signed Sources
+# index) through a temporary deb-src entry, build it against Debian 12's libraries (the "# CRIU build"
 # packages of scripts/debian-packages.txt) and install only the binary as
 # /usr/local/lib/thaw/criu/criu: off PATH, so Debian's `criu` is never taken
 # by mistake.
@@ -14,22 +16,28 @@
 # and only on a tmpfs, which saves ~27 ms per criu run. /run is not a tmpfs on
 # these machines, so it points at /dev/shm/thaw-criu.
 #
-# Idempotent: does nothing when the installed binary is CRIU 4.x and passes
-# `criu check`. THAW_CRIU_REBUILD=1 forces a rebuild.
+# Idempotent: does nothing when the installed binary is CRIU $CRIU_VERSION and
+# passes `criu check`. THAW_CRIU_REBUILD=1 forces a rebuild. Other programs
+# may be running the installed binary: the new one is built elsewhere and
+# moved into place in one rename.
 set -euo pipefail
 
-CRIU_VERSION=4.1.1
+CRIU_VERSION=4.2.1
+SUITE=sid
 DEST=/usr/local/lib/thaw/criu
 BIN=$DEST/criu
 RUNDIR=/dev/shm/thaw-criu
 WORK=/var/cache/thaw/criu-build
-SRC_ENTRY=/etc/apt/sources.list.d/thaw-trixie-src.sources
+SRC_ENTRY=/etc/apt/sources.list.d/thaw-$SUITE-src.sources
 
+# criu_ok [BINARY]: BINARY (default $BIN) is CRIU $CRIU_VERSION and passes
+# `criu check` (which also writes the kernel-feature cache for it).
 criu_ok() {
-	[ -x "$BIN" ] || return 1
-	"$BIN" --version 2>/dev/null | grep -q "^Version: 4\." || return 1
+	local bin=${1:-$BIN}
+	[ -x "$bin" ] || return 1
+	"$bin" --version 2>/dev/null | grep -qx "Version: $CRIU_VERSION" || return 1
 	mkdir -p -m 0700 "$RUNDIR"
-	"$BIN" check >/dev/null 2>&1
+	"$bin" check >/dev/null 2>&1
 }
 
 if [ "${THAW_CRIU_REBUILD:-0}" != 1 ] && criu_ok; then
@@ -44,7 +52,7 @@ fi
 mkdir -p "$WORK"
 tarball=$WORK/criu_$CRIU_VERSION.orig.tar.xz
 
-# The trixie source entry lives only as long as this script, failure included.
+# The $SUITE source entry lives only as long as this script, failure included.
 drop_entry() {
 	if [ -e "$SRC_ENTRY" ]; then
 		rm -f "$SRC_ENTRY"
@@ -54,11 +62,11 @@ drop_entry() {
 
 if [ ! -s "$tarball" ]; then
 	trap drop_entry EXIT
-	cat >"$SRC_ENTRY" <<'EOF'
+	cat >"$SRC_ENTRY" <<EOF
 # Temporary, added and removed by thaw's scripts/deps.d/10-criu.sh.
 Types: deb-src
 URIs: http://deb.debian.org/debian
-Suites: trixie
+Suites: $SUITE
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
@@ -69,10 +77,10 @@ EOF
 	dl=$(mktemp -d "$WORK/dl.XXXXXX")
 	# apt downloads as _apt when it can write there, else warns and uses root
 	chown _apt "$dl" 2>/dev/null || true
-	(cd "$dl" && apt-get source --download-only -qq "criu/trixie") ||
+	(cd "$dl" && apt-get source --download-only -qq "criu/$SUITE") ||
 		echo "criu: apt-get source reported an error; looking for the orig tarball anyway"
 	if [ ! -s "$dl/criu_$CRIU_VERSION.orig.tar.xz" ]; then
-		echo "criu: criu_$CRIU_VERSION.orig.tar.xz not fetched from trixie" >&2
+		echo "criu: criu_$CRIU_VERSION.orig.tar.xz not fetched from $SUITE" >&2
 		rm -rf "$dl"
 		exit 1
 	fi
@@ -91,14 +99,16 @@ echo "criu: building CRIU $CRIU_VERSION in $src (RUNDIR=$RUNDIR)"
 # NO_GNUTLS: no TLS for page-server transfers; thaw keeps images local.
 make -C "$src" -j2 -s RUNDIR="$RUNDIR" NO_GNUTLS=1 criu
 
-mkdir -p "$DEST"
-install -m 0755 "$src/criu/criu" "$BIN.new"
-mv -f "$BIN.new" "$BIN"
-rm -rf "$src"
-
-if ! criu_ok; then
-	echo "criu: the new $BIN fails criu check:" >&2
-	"$BIN" check 2>&1 | tail -n 5 >&2 || true
+# Checked where it was built, then moved into place in one rename: tests and
+# daemons running the old binary meanwhile see either one, never half a file.
+if ! criu_ok "$src/criu/criu"; then
+	echo "criu: the new build fails criu check; $BIN left as it was:" >&2
+	"$src/criu/criu" check 2>&1 | tail -n 5 >&2 || true
 	exit 1
 fi
+mkdir -p "$DEST"
+install -m 0755 "$src/criu/criu" "$BIN.new.$$"
+mv -f "$BIN.new.$$" "$BIN"
+rm -rf "$src"
+criu_ok || { echo "criu: installed $BIN fails criu check" >&2; exit 1; }
 echo "criu: installed $BIN ($("$BIN" --version | head -n 1)); criu check passes"

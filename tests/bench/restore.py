@@ -30,6 +30,10 @@ Series (each run --runs times, the run with the lower p50 is reported):
                     1 GiB: its run time is in the figure)
   predict cN        restore only, N simultaneous requests, maxInstances 16,
                     instanceConcurrency 1 (N new instances per round)
+  bigstate          handlers/bigstate: init builds BENCH_RESTORE_STATE_MIB
+                    (1024) MiB of non-zero state with malloc; first request
+                    GET / (restores map that state from the snapshot's memory
+                    files: docs/snapshots.md "Mapped snapshot memory")
 Memory: a daemon with a long grace period; 1 then 16 instances of predict, each
 having answered a 1-row :predict (so every weight page is mapped); Pss, Rss and
 private memory from /proc/PID/smaps_rollup. Snapshot size: du of the image
@@ -64,7 +68,8 @@ ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RESTORE_RU
                 help="runs per series; the one with the lower p50 is reported")
 ap.add_argument("--weights-mib", type=int, default=int(os.environ.get("BENCH_RESTORE_WEIGHTS_MIB", "1024")))
 ap.add_argument("--only", default=os.environ.get("BENCH_RESTORE_ONLY", ""),
-                help="comma-separated: echo, predict, infer, conc, memory")
+                help="comma-separated: echo, predict, infer, conc, memory, bigstate")
+ap.add_argument("--state-mib", type=int, default=int(os.environ.get("BENCH_RESTORE_STATE_MIB", "1024")))
 ap.add_argument("--json", default=os.environ.get("BENCH_RESTORE_JSON", ""), help="write all samples here")
 args = ap.parse_args()
 os.environ["THAW_BUILD"] = os.path.abspath(args.build)
@@ -283,10 +288,15 @@ def functions(weights):
                "cpu": os.cpu_count(), "scalingConfig": SCALE,
                "environmentVariables": {"MODEL": "mlp", "WEIGHTS": weights, "PREDICT_DEVICE": "cpu"},
                "warmup": {"method": "POST", "path": "/", "body": predict_req}}
+    big = {"handler": handler_so("bigstate"), "timeout": 120, "instanceConcurrency": 1,
+           "memorySize": max(512, (args.state_mib * 2 // 64 + 8) * 64), "scalingConfig": SCALE,
+           "environmentVariables": {"STATE_MB": str(args.state_mib)}}
     fns = {}
     for i in range(REPLICAS):
         fns["echo%d" % i] = echo
         fns["predict%d" % i] = predict
+        if want("bigstate"):
+            fns["bigstate%d" % i] = big
     return fns, predict_req.encode()
 
 
@@ -365,6 +375,8 @@ def main():
         infer_req = lambda fn: Req("POST", "/v1/models/%s:predict" % fn, predict_body,  # noqa: E731
                                    {"content-type": "application/json"})
         echo_fns = ["echo%d" % i for i in range(REPLICAS)]
+        big_fns = ["bigstate%d" % i for i in range(REPLICAS)]
+        big_req = lambda fn: Req("GET", "/%s/" % fn)  # noqa: E731
         predict_fns = ["predict%d" % i for i in range(REPLICAS)]
 
         plan = []  # (key, fn, req, c, kinds)
@@ -374,6 +386,8 @@ def main():
             plan.append(("predict", predict_fns, status_req, 1, ("cold", "restore")))
         if want("infer"):
             plan.append(("predict+infer", predict_fns, infer_req, 1, ("cold", "restore")))
+        if want("bigstate"):
+            plan.append(("bigstate", big_fns, big_req, 1, ("cold", "restore")))
         if want("conc"):
             for c in (4, 16):
                 plan.append(("predict c%d" % c, predict_fns, status_req, c, ("restore",)))
@@ -441,7 +455,8 @@ def report(res, wbytes):
         conc = key.split(" c")[1] if " c" in key else "1"
         w = "%.0f MiB" % (wbytes / 1048576)
         name = {"echo": "echo (POST 64 B)", "predict": "predict %s (GET status)" % w,
-                "predict+infer": "predict %s (1-row :predict)" % w}.get(key.split(" c")[0], key)
+                "predict+infer": "predict %s (1-row :predict)" % w,
+                "bigstate": "bigstate, %d MiB anonymous state (GET /)" % args.state_mib}.get(key.split(" c")[0], key)
         f = lambda s, k: "%.1f ms" % s[k] if s and k in s else "-"  # noqa: E731
         ratio = "%.2gx" % (c["p50"] / r["p50"]) if c and r else "-"
         wait = "%.1f (%.1f)" % (r["srv_wait"], r["srv_wait_max"]) if r and "srv_wait" in r else "-"

@@ -52,6 +52,10 @@ static const char full_yaml[] = "# every field\n"
 				"  body: |\n"
 				"    {\"x\": 1}\n"
 				"snapshot: false\n"
+				"snapshotMemory:\n"
+				"  mapped: false\n"
+				"  minMappingSize: 65536\n"
+				"  populate: true\n"
 				"httpTrigger:\n"
 				"  authType: function\n"
 				"gpuConfig:\n"
@@ -101,6 +105,9 @@ static void test_full_file_sets_every_field(void **state)
 	assert_string_equal(c.warmup.body, "{\"x\": 1}\n");
 	assert_int_equal(c.warmup.body_len, 9);
 	assert_false(c.snapshot);
+	assert_false(c.snapshot_memory.mapped);
+	assert_int_equal(c.snapshot_memory.min_bytes, 65536);
+	assert_true(c.snapshot_memory.populate);
 	assert_string_equal(c.auth_type, "function");
 	assert_string_equal(c.gpu_type, "fc.gpu.tesla.1");
 	assert_int_equal(c.gpu_memory_mb, 16384);
@@ -134,6 +141,9 @@ static void assert_defaults(const struct config *c)
 	assert_string_equal(c->warmup.body, "");
 	assert_int_equal(c->warmup.body_len, 0);
 	assert_true(c->snapshot);
+	assert_true(c->snapshot_memory.mapped);
+	assert_int_equal(c->snapshot_memory.min_bytes, 2u << 20);
+	assert_false(c->snapshot_memory.populate);
 	assert_string_equal(c->auth_type, "anonymous");
 	assert_null(c->gpu_type);
 	assert_int_equal(c->gpu_memory_mb, 0);
@@ -267,6 +277,10 @@ static const struct bad_case bad_cases[] = {
 	{HEAD "runtime: 'c\" or \"custom'\n", "fc.yaml:3: runtime: expected \"c\" (custom, for any HTTP server command, is not supported yet)"},
 	{HEAD "snapshot: maybe\n", "fc.yaml:3: snapshot: expected true or false, got \"maybe\""},
 	{HEAD "snapshot: {}\n", "fc.yaml:3: snapshot: expected true or false, got a map"},
+	{HEAD "snapshotMemory:\n  minMappingSize: 100\n",
+	 "fc.yaml:4: snapshotMemory.minMappingSize: expected an integer of bytes in 4096..1099511627776, got \"100\""},
+	{HEAD "snapshotMemory:\n  mapped: sometimes\n",
+	 "fc.yaml:4: snapshotMemory.mapped: expected true or false, got \"sometimes\""},
 	{HEAD "description: [a]\n",
 	 "fc.yaml:3: description: expected text of at most 256 bytes, got a list"},
 	/* name and handler */
