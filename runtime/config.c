@@ -497,6 +497,8 @@ static const struct field scaling_fields[] = {
 	  3600, 0, "an integer of seconds in 0..3600" },
 	{ "maxQueueLength", NULL, parse_u32, OFF(scaling.max_queue), 0, 100000, 0,
 	  "an integer in 0..100000" },
+	{ "spareInstances", NULL, parse_u32, OFF(scaling.spare_instances), 0, 100, 0,
+	  "an integer in 0..100" },
 };
 
 static const struct field snapmem_fields[] = {
@@ -783,6 +785,7 @@ void config_defaults(struct config *c)
 		.panic_threshold_pct = 200,
 		.scale_to_zero_grace_s = 30,
 		.max_queue = 100,
+		.spare_instances = 1,
 	};
 }
 

@@ -36,6 +36,8 @@ struct config_scaling {
 	uint32_t panic_window_pct;     /* panicWindowPercentage, default 10 */
 	uint32_t panic_threshold_pct;  /* panicThresholdPercentage, default 200 */
 	uint32_t scale_to_zero_grace_s; /* scaleToZeroGracePeriodSeconds, default 30 */
+	uint32_t spare_instances;      /* spareInstances: restored idle copies kept ahead
+					* of demand while there was traffic, default 1 */
 	uint32_t max_queue;            /* maxQueueLength: waiting requests, default 100 */
 };
 

@@ -69,6 +69,8 @@ void metrics_render_head(struct buf *out)
 		       "# TYPE thaw_instance_starts_total counter\n"
 		       "# HELP thaw_requests_cancelled_total Requests whose client went away while queued or running.\n"
 		       "# TYPE thaw_requests_cancelled_total counter\n"
+		       "# HELP thaw_spares_taken_total Requests that found a spare (restored, idle) instance instead of waiting for a start.\n"
+		       "# TYPE thaw_spares_taken_total counter\n"
 		       "# HELP thaw_queue_depth Requests waiting for a free instance.\n"
 		       "# TYPE thaw_queue_depth gauge\n"
 		       "# HELP thaw_desired_instances Instances the autoscaler wants.\n"
@@ -92,7 +94,7 @@ void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics 
 			 offsetof(struct fn_metrics, init));
 	render_histogram(out, "thaw_restore_duration_seconds", fn, ms, n,
 			 offsetof(struct fn_metrics, restore));
-	static const char *const states[INST_STATES] = { "starting", "idle", "busy" };
+	static const char *const states[INST_STATES] = { "starting", "idle", "busy", "spare" };
 	for (int s = 0; s < INST_STATES; s++)
 		buf_printf(out, "thaw_instances{function=\"%s\",state=\"%s\"} %ld\n", fn, states[s],
 			   (long)SUM(GET(&m->instances[s])));
@@ -102,6 +104,8 @@ void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics 
 		   (unsigned long)SUM(GET(&m->starts[START_RESTORE])));
 	buf_printf(out, "thaw_requests_cancelled_total{function=\"%s\"} %lu\n", fn,
 		   (unsigned long)SUM(GET(&m->cancelled)));
+	buf_printf(out, "thaw_spares_taken_total{function=\"%s\"} %lu\n", fn,
+		   (unsigned long)SUM(GET(&m->spares_taken)));
 	buf_printf(out, "thaw_queue_depth{function=\"%s\"} %ld\n", fn,
 		   (long)SUM(GET(&m->queue_depth)));
 	buf_printf(out, "thaw_desired_instances{function=\"%s\"} %ld\n", fn,

@@ -17,7 +17,8 @@ struct histogram {
 	atomic_uint_least64_t sum_us;
 };
 
-enum instance_state_gauge { INST_STARTING, INST_IDLE, INST_BUSY, INST_STATES };
+/* spare: restored, idle, kept ahead of demand (not counted as serving) */
+enum instance_state_gauge { INST_STARTING, INST_IDLE, INST_BUSY, INST_SPARE, INST_STATES };
 enum start_kind { START_COLD, START_RESTORE, START_KINDS };
 
 /* Per function; lives as long as the function. */
@@ -29,6 +30,7 @@ struct fn_metrics {
 	atomic_int instances[INST_STATES];
 	atomic_uint_least64_t starts[START_KINDS];
 	atomic_uint_least64_t cancelled; /* requests whose client went away */
+	atomic_uint_least64_t spares_taken; /* requests that found a spare instance */
 	atomic_int queue_depth;
 	atomic_int desired;
 	atomic_int panic; /* pools in panic mode */

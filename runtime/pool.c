@@ -67,7 +67,7 @@ int pool__category(const struct instance *in)
 	if (in->state == I_STARTING)
 		return INST_STARTING;
 	if (in->state == I_READY)
-		return in->inflight ? INST_BUSY : INST_IDLE;
+		return in->spare ? INST_SPARE : in->inflight ? INST_BUSY : INST_IDLE;
 	return -1;
 }
 
@@ -252,6 +252,7 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 		return; /* ready once a copy of the snapshot serves */
 	lifecycle_ready(p->fn);
 	pool__drain_queue(p);
+	pool__keep_spares(p);
 }
 
 static void on_init_failed(struct instance *in, const char *payload, size_t len)
@@ -297,15 +298,58 @@ static void run_on(struct instance *in, struct invocation *inv)
 	pool__flush(in);
 }
 
+/* A spare starts serving: a hand-over, no start on the request's path. */
+static struct instance *take_spare(struct pool *p, struct instance *in)
+{
+	int before = pool__category(in);
+	in->spare = false;
+	p->n_spares--;
+	pool__gauge_move(in, before);
+	atomic_fetch_add_explicit(&p->fn->metrics.spares_taken, 1, memory_order_relaxed);
+	return in;
+}
+
+/* The least loaded serving instance with a free slot, else a ready spare. */
 static struct instance *free_instance(struct pool *p)
 {
-	struct instance *best = NULL;
-	for (struct instance *in = p->instances; in; in = in->next)
-		if (in->state == I_READY && !in->snapshotting && !in->closed &&
-		    in->inflight < p->fn->cfg.instance_concurrency &&
-		    (!best || in->inflight < best->inflight))
+	struct instance *best = NULL, *spare = NULL;
+	for (struct instance *in = p->instances; in; in = in->next) {
+		if (in->state != I_READY || in->snapshotting || in->closed)
+			continue;
+		if (in->spare)
+			spare = spare ? spare : in;
+		else if (in->inflight < p->fn->cfg.instance_concurrency &&
+			 (!best || in->inflight < best->inflight))
 			best = in;
-	return best;
+	}
+	return best ? best : spare ? take_spare(p, spare) : NULL;
+}
+
+void pool__keep_spares(struct pool *p)
+{
+	const struct config_scaling *s = &p->fn->cfg.scaling;
+	int64_t now = now_ns();
+	bool recent = p->traffic_ns &&
+		      now - p->traffic_ns <= (int64_t)s->scale_to_zero_grace_s * 1000000000;
+	unsigned want = recent && atomic_load(&p->fn->snap_state) == SNAP_READY &&
+					!function_removed(p->fn)
+				? s->spare_instances
+				: 0;
+	struct instance *in;
+	while (!p->sh->stopping && p->n_spares < want && p->n_live < s->max_instances &&
+	       (in = pool__start_instance(p))) {
+		in->spare = true;
+		p->n_spares++;
+	}
+	while (p->n_spares > want) {
+		struct instance *idle = NULL;
+		for (in = p->instances; in && !idle; in = in->next)
+			if (in->spare && in->state == I_READY)
+				idle = in;
+		if (!idle)
+			break; /* the others are still starting */
+		pool__kill_instance(idle, 503, "spare no longer needed");
+	}
 }
 
 static void enqueue(struct pool *p, struct invocation *c)
@@ -342,11 +386,14 @@ static void dequeue(struct pool *p, struct invocation *c)
 void pool__drain_queue(struct pool *p)
 {
 	struct instance *in;
+	unsigned spares = p->n_spares;
 	while (p->q_head && (in = free_instance(p))) {
 		struct invocation *inv = p->q_head;
 		dequeue(p, inv);
 		run_on(in, inv);
 	}
+	if (p->n_spares < spares) /* spares taken: restore the next ones */
+		pool__keep_spares(p);
 }
 
 static void cancel(struct pool *p, struct invocation *inv, bool deadline);
@@ -372,11 +419,12 @@ static void take(struct pool *p, struct invocation *inv)
 		invocation_fail(inv, INVOCATION_CANCELLED, "the client went away");
 		return;
 	}
-	p->last_request_ns = inv->start_ns;
+	p->last_request_ns = p->traffic_ns = inv->start_ns;
 	timer_set(&p->sh->timers, &inv->deadline, inv->deadline_ns, deadline_fired);
 	struct instance *in = free_instance(p);
 	if (in) {
 		run_on(in, inv);
+		pool__keep_spares(p); /* a spare taken: restore the next */
 		return;
 	}
 	if (p->n_ready == 0 && failed_recently(p)) {
@@ -716,6 +764,8 @@ void pool__kill_instance(struct instance *in, int status, const char *why)
 	else
 		p->n_ready--;
 	p->n_live--;
+	if (in->spare)
+		p->n_spares--;
 	in->state = I_DEAD;
 	pool__gauge_move(in, before);
 	timer_cancel(&p->sh->timers, &in->init_timer);
@@ -788,22 +838,28 @@ void pool_tick(struct pool *p, int64_t now)
 	double concurrency = now > p->tick_at ? p->load_area / (double)(now - p->tick_at) : 0;
 	p->load_area = 0;
 	p->tick_at = now;
-	unsigned want = autoscale_tick(&p->as, s, concurrency, p->n_ready, now);
+	unsigned ready_spares = 0;
+	for (struct instance *in = p->instances; in; in = in->next)
+		ready_spares += in->spare && in->state == I_READY;
+	unsigned want = autoscale_tick(&p->as, s, concurrency, p->n_ready - ready_spares, now);
 	show_scaling(p, want, p->as.panic);
-	/* out: restores (or cold starts) up to what the load asks for */
-	while (!p->sh->stopping && p->n_live < want && pool__start_instance(p))
+	/* out: restores (or cold starts) up to what the load asks for; spares
+	 * are kept apart (pool__keep_spares) */
+	while (!p->sh->stopping && p->n_live - p->n_spares < want && pool__start_instance(p))
 		;
 	/* in: idle instances beyond it; the last one only after the grace period */
 	int64_t grace = (int64_t)s->scale_to_zero_grace_s * 1000000000;
 	struct instance *in = p->instances, *next;
 	for (; in && !p->q_len; in = next) {
 		next = in->next;
-		if (p->n_live <= want || (p->n_live == 1 && now - p->last_request_ns <= grace))
+		unsigned serving = p->n_live - p->n_spares;
+		if (serving <= want || (serving == 1 && now - p->last_request_ns <= grace))
 			break;
-		if (in->state == I_READY && !in->inflight && !in->snapshotting &&
+		if (in->state == I_READY && !in->spare && !in->inflight && !in->snapshotting &&
 		    now - in->idle_since_ns > 1000000000)
 			pool__kill_instance(in, 503, "scaled in");
 	}
+	pool__keep_spares(p);
 }
 
 void pool_free(struct pool *p)

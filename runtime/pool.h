@@ -60,6 +60,7 @@ struct instance {
 	unsigned ops; /* io_uring operations in flight */
 	struct loop_op recv_op, send_op, log_op, exit_op;
 	bool closed; /* its channel closed: waiting for the process to end */
+	bool spare;  /* a restored copy kept ahead of demand, not serving yet */
 	struct timer exit_timer;
 	bool recv_armed, send_inflight, log_armed;
 	struct buf in, out;
@@ -82,6 +83,8 @@ struct pool {
 	struct function *fn;
 	struct instance *instances;
 	unsigned n_live, n_starting, n_ready;
+	unsigned n_spares;   /* spare instances, starting or ready (in n_live) */
+	int64_t traffic_ns;  /* the last invocation's arrival, 0: none yet */
 	struct invocation *q_head, *q_tail;
 	unsigned q_len;
 	int64_t last_fail_ns;

@@ -19,6 +19,9 @@ void pool__account(struct pool *p);
 void pool__scale_up(struct pool *p);
 void pool__drain_queue(struct pool *p);
 void pool__watch_instance(struct instance *in);
+/* Keeps scalingConfig.spareInstances restored copies ahead of demand while
+ * the function had traffic within its grace period, none otherwise. */
+void pool__keep_spares(struct pool *p);
 /* Sets the callbacks of in's channel and log operations. */
 void pool__init_ops(struct instance *in);
 
