@@ -274,8 +274,14 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 	access_log(c, status, dur);
 	buf_reset(&c->out);
 	c->out_sent = 0;
-	buf_printf(&c->out, "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n", status,
-		   http_status_text(status), len);
+	/* no body after 1xx, 204, 304 or for HEAD, or the client would read it
+	 * as the next response; HEAD keeps the length GET would have */
+	bool head = c->req.headers_done && c->req.parser.method == HTTP_HEAD;
+	buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+	if (http_status_has_body(status))
+		buf_printf(&c->out, "content-length: %zu\r\n", len);
+	if (!http_status_has_body(status) || head)
+		len = 0;
 	if (ctype)
 		buf_printf(&c->out, "content-type: %s\r\n", ctype);
 	if (c->request_id[0])

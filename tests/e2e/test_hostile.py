@@ -1,0 +1,60 @@
+"""Hostile clients and hostile handlers (issue 16): each block names the
+finding it guards against and checks the exact answer."""
+import socket
+import time
+
+from thawtest import Daemon, check, finish, handler_so
+
+# snapshot off: the raw-response fault counts the requests its process took
+# to guess the frame id, which a restored copy would not share with the daemon
+FAULT = {"handler": handler_so("fault"), "timeout": 5, "snapshot": False}
+ECHO = {"handler": handler_so("echo"), "timeout": 5}
+
+
+def heads_and_rest(out):
+    """Splits raw bytes at the first header end: (head, rest)."""
+    i = out.find(b"\r\n\r\n")
+    return (out, b"") if i < 0 else (out[:i], out[i + 4:])
+
+
+with Daemon({"fault": FAULT, "echo": ECHO}) as d:
+    # item 14: no body after HEAD, 204, 304; keep-alive stays in step
+    for method, path in (("HEAD", "/healthz"), ("HEAD", "/metrics"), ("HEAD", "/echo/x"),
+                         ("GET", "/fault/status?code=204"), ("GET", "/fault/status?code=304")):
+        out = d.raw(b"%s %s HTTP/1.1\r\nHost: x\r\n\r\n" % (method.encode(), path.encode()) +
+                    b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head, rest = heads_and_rest(out)
+        check(rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b'{"status": "ok"}'),
+              "item 14: %s %s sends no body, the next response follows" % (method, path), out[:400])
+        if path.startswith("/fault/status?code=204"):
+            check(b"content-length" not in head.lower(), "item 14: 204 has no content-length", head)
+    out = d.raw(b"HEAD /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+    check(b"content-length: 5\r\n" in out.lower() and out.endswith(b"\r\n\r\n"),
+          "item 14: HEAD keeps the length GET would have, without the bytes", out)
+    # a handler's 1xx is not a final answer: refused, the client is not left waiting
+    t0 = time.time()
+    out = d.raw(b"GET /fault/status?code=100 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=8)
+    check(out.startswith(b"HTTP/1.1 500") and time.time() - t0 < 5,
+          "item 14: handler status 100 is answered 500 at once", out[:200])
+
+    # item 4: an instance that writes its own frame cannot split the response
+    for what, query in (("CRLF in a value", "name=x-a&value=1%0d%0aSet-Cookie:%20stolen=1"),
+                        ("a second response", "name=x-a&value=1%0d%0a%0d%0aHTTP/1.1%20200%20OK%0d%0aSet-Cookie:%20stolen=1"),
+                        ("LF in a name", "name=Set-Cookie:%20stolen=1%0ax&value=1"),
+                        ("status 101", "status=101"),
+                        ("status 100", "status=100")):
+        out = d.raw(b"GET /fault/raw-response?%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    % query.encode(), timeout=8)
+        check(out.startswith(b"HTTP/1.1 502") and b"stolen" not in out and b"\r\nx-a:" not in out.lower(),
+              "item 4: raw frame with %s is refused with 502" % what, out[:300])
+    # a well-formed raw frame still gets through (the check is not a blanket refusal)
+    out = d.raw(b"GET /fault/raw-response?name=x-ok&value=fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                timeout=8)
+    check(out.startswith(b"HTTP/1.1 200") and b"x-ok: fine\r\n" in out, "item 4: a valid raw frame passes", out[:300])
+
+    # item 21: Transfer-Encoding: chunked, chunked
+    out = d.raw(b"POST /echo/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+                b"5\r\nhello\r\n0\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 400"), "item 21: Transfer-Encoding: chunked, chunked is 400", out[:200])
+
+finish()
