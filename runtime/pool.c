@@ -205,16 +205,21 @@ static void on_init_failed(struct instance *in, const char *payload, size_t len)
 
 /* --- requests ----------------------------------------------------------- */
 
-static bool hop_by_hop(const char *name, size_t len)
+/* Headers the handler does not get: hop-by-hop ones, the admin token
+ * (X-Thaw-Token always, Authorization when it was the function's
+ * credential), which would hand a sandboxed handler the admin API, and the
+ * platform's x-fc-* (the request id is added back with the daemon's value). */
+static bool not_forwarded(const char *name, size_t len, bool auth_function)
 {
 	static const char *const skip[] = { "connection", "keep-alive", "transfer-encoding",
-					    "upgrade", "te", "expect", "content-length" };
+					    "upgrade", "te", "expect", "content-length",
+					    "x-thaw-token" };
 	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
 		if (strlen(skip[i]) == len && strncasecmp(name, skip[i], len) == 0)
 			return true;
-	/* clients may not set the platform's own x-fc-* headers, but the request id */
-	return len > 5 && strncasecmp(name, "x-fc-", 5) == 0 &&
-	       !(len == 15 && strncasecmp(name, "x-fc-request-id", 15) == 0);
+	if (auth_function && len == 13 && strncasecmp(name, "authorization", 13) == 0)
+		return true;
+	return len > 5 && strncasecmp(name, "x-fc-", 5) == 0;
 }
 
 static int64_t realtime_ms(void)
@@ -240,12 +245,13 @@ static void run_on(struct instance *in, struct conn *c)
 	/* header views are not NUL-terminated: copy names and values once */
 	struct http_req *r = &c->req;
 	struct buf hb = { 0 };
-	struct channel_kv kv[HTTP_MAX_HEADERS];
+	struct channel_kv kv[HTTP_MAX_HEADERS + 1];
 	size_t offs[HTTP_MAX_HEADERS][2];
 	uint32_t n = 0;
+	bool auth_function = !strcmp(in->pool->fn->cfg.auth_type, "function");
 	for (unsigned i = 0; i < r->n_headers; i++) {
 		const struct http_header_ref *h = &r->headers[i];
-		if (hop_by_hop(http_span_ptr(r, h->name), h->name.len))
+		if (not_forwarded(http_span_ptr(r, h->name), h->name.len, auth_function))
 			continue;
 		offs[n][0] = hb.len;
 		buf_append(&hb, http_span_ptr(r, h->name), h->name.len);
@@ -257,6 +263,8 @@ static void run_on(struct instance *in, struct conn *c)
 	}
 	for (uint32_t i = 0; i < n; i++)
 		kv[i] = (struct channel_kv){ hb.data + offs[i][0], hb.data + offs[i][1] };
+	/* the id the daemon uses (and answers with), not one it refused */
+	kv[n++] = (struct channel_kv){ "x-fc-request-id", c->request_id };
 	const char *url = http_span_ptr(r, r->url);
 	const char *q = memchr(url, '?', r->url.len);
 	size_t qlen = q ? r->url.len - (size_t)(q - url) - 1 : 0;
