@@ -361,6 +361,13 @@ static void set_request_id(struct conn *c)
 		 (unsigned long)++seq);
 }
 
+static void unauthorized_fn(struct conn *c, const struct function *fn)
+{
+	COUNT(server.metrics.http_errors, 401);
+	conn_respond_error(c, 401, "function %s needs a token (httpTrigger.authType: function)",
+			   fn->cfg.name);
+}
+
 /* Headers are complete: pick the body limit from the route. */
 static void on_headers(struct conn *c)
 {
@@ -370,9 +377,18 @@ static void on_headers(struct conn *c)
 	size_t plen = q ? (size_t)(q - url) : c->req.url.len;
 	router_route(url, plen, &rt);
 	if (rt.kind == ROUTE_INVOKE) {
-		struct function *fn = server_find_function(rt.fn, rt.fn_len);
+		struct function *fn = rt.version ? server_find_version(rt.fn, rt.fn_len, rt.version)
+						 : server_find_function(rt.fn, rt.fn_len);
 		if (fn)
 			c->req.body_limit = fn->cfg.max_body_bytes;
+		/* refused before its body is read, as admin uploads are */
+		if (fn && !strcmp(fn->cfg.auth_type, "function") && !endpoints_authorized(c)) {
+			c->close_after_send = true;
+			c->start_ns = now_ns();
+			set_request_id(c);
+			unauthorized_fn(c, fn);
+			return;
+		}
 	} else if (rt.kind == ROUTE_ADMIN || rt.kind == ROUTE_PROXY) {
 		if (rt.kind == ROUTE_ADMIN)
 			endpoints_on_headers(c, &rt);
@@ -419,9 +435,7 @@ static void on_request(struct conn *c)
 		return;
 	}
 	if (!strcmp(fn->cfg.auth_type, "function") && !endpoints_authorized(c)) {
-		COUNT(server.metrics.http_errors, 401);
-		conn_respond_error(c, 401, "function %s needs a token (httpTrigger.authType: function)",
-				   fn->cfg.name);
+		unauthorized_fn(c, fn);
 		return;
 	}
 	c->fn = fn;

@@ -306,24 +306,6 @@ bool http_status_has_body(int status)
 	return status >= 200 && status != 204 && status != 304;
 }
 
-bool http_header_name_valid(const char *name)
-{
-	if (!*name)
-		return false;
-	for (const char *p = name; *p; p++)
-		if (!is_tchar((unsigned char)*p))
-			return false;
-	return true;
-}
-
-bool http_header_value_valid(const char *value)
-{
-	for (const unsigned char *p = (const unsigned char *)value; *p; p++)
-		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
-			return false;
-	return true;
-}
-
 const char *http_status_text(int status)
 {
 	switch (status) {

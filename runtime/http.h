@@ -84,11 +84,6 @@ static inline size_t http_req_pending(const struct http_req *r)
 /* Whether a response with this status carries a body (RFC 9110 6.4.1):
  * not 1xx, 204 or 304. A HEAD request's response never does either. */
 bool http_status_has_body(int status);
-/* Checks of response header fields that come from elsewhere (an instance):
- * a name of token characters, a value without CR, LF or other controls but
- * HTAB (they would split the header section). NUL-terminated strings. */
-bool http_header_name_valid(const char *name);
-bool http_header_value_valid(const char *value);
 
 /* Reason phrase for a status code. */
 const char *http_status_text(int status);

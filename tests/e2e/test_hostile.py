@@ -1,6 +1,6 @@
 """Hostile clients and hostile handlers (issue 16): each block names the
 finding it guards against and checks the exact answer."""
-import socket
+import os
 import time
 
 from thawtest import Daemon, check, finish, handler_so
@@ -53,8 +53,42 @@ with Daemon({"fault": FAULT, "echo": ECHO}) as d:
     check(out.startswith(b"HTTP/1.1 200") and b"x-ok: fine\r\n" in out, "item 4: a valid raw frame passes", out[:300])
 
     # item 21: Transfer-Encoding: chunked, chunked
-    out = d.raw(b"POST /echo/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
-                b"5\r\nhello\r\n0\r\n\r\n")
-    check(out.startswith(b"HTTP/1.1 400"), "item 21: Transfer-Encoding: chunked, chunked is 400", out[:200])
+    # refused at the head: no 100 Continue, no wait for a body
+    out = d.raw(b"POST /echo/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n"
+                b"Expect: 100-continue\r\n\r\n", timeout=2)
+    check(out.startswith(b"HTTP/1.1 400"), "item 21: Transfer-Encoding: chunked, chunked is 400 at the head", out[:200])
+
+# items 2, 15, 20: credentials and ids the handler gets
+PRIVATE = dict(FAULT, httpTrigger={"authType": "function"})
+with Daemon({"private": PRIVATE, "open": FAULT}) as d:
+    tok = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    for fn, hdrs, name in (("private", {"Authorization": "Bearer " + tok}, "authorization"),
+                           ("private", {"X-Thaw-Token": tok}, "x-thaw-token"),
+                           ("open", {"X-Thaw-Token": tok}, "x-thaw-token")):
+        r = d.request("GET", "/%s/header?name=%s" % (fn, name), headers=hdrs)
+        check(r.status == 200 and r.json().get("value") is None,
+              "item 2: %s does not reach the %s handler" % (name, fn), r)
+    r = d.request("GET", "/open/header?name=authorization", headers={"Authorization": "Basic dTpw"})
+    check(r.status == 200 and r.json().get("value") == "Basic dTpw",
+          "item 2: an anonymous function still gets its own Authorization", r)
+
+    # item 20: the handler gets the id the daemon uses, never one it refused
+    r = d.request("GET", "/open/header?name=x-fc-request-id", headers={"x-fc-request-id": 'abc"def'})
+    rid = r.header("x-fc-request-id")
+    check(r.status == 200 and rid and rid != 'abc"def' and r.json().get("value") == rid,
+          "item 20: a refused request id is replaced for the handler too", (rid, r))
+    r = d.request("GET", "/open/header?name=x-fc-request-id", headers={"x-fc-request-id": "abc-123"})
+    check(r.json().get("value") == "abc-123" and r.header("x-fc-request-id") == "abc-123",
+          "item 20: a sane request id reaches the handler", r)
+    r = d.request("GET", "/open/header?name=x-fc-request-id")
+    check(r.json().get("value") == r.header("x-fc-request-id"), "item 20: a made id reaches the handler", r)
+
+    # item 15: refused at the headers, before a byte of a 32 MiB body
+    t0 = time.time()
+    out = d.raw(b"POST /private/ HTTP/1.1\r\nHost: x\r\nContent-Length: 33554432\r\n\r\n", timeout=3)
+    check(out.startswith(b"HTTP/1.1 401") and time.time() - t0 < 2.5,
+          "item 15: authType function without a token: 401 at the headers", out[:200])
+    r = d.request("POST", "/private/", body=b"x", headers={"Authorization": "Bearer " + tok})
+    check(r.status == 200 and r.body == b"x", "item 15: with the token the body is read", r)
 
 finish()
