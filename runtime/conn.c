@@ -24,6 +24,9 @@
 /* Pipelined bytes buffered while a request runs; past it the client is
  * flooding us and is closed. */
 #define MAX_PENDING_INPUT (4u << 20)
+/* Bytes per second a request body must average past --body-timeout: a
+ * large upload may take longer than the timeout, a trickle may not. */
+#define BODY_MIN_RATE (64u << 10)
 /* Body limit for requests that reach no function. */
 #define BUILTIN_BODY_LIMIT (1u << 20)
 
@@ -90,6 +93,17 @@ static void read_timeout(struct timer *t)
 
 static void arm_read_timer(struct conn *c)
 {
+	/* the body's deadline runs from the end of the head (on_headers), not
+	 * from the last read, or a byte every few seconds would hold the
+	 * connection for good; a large upload earns time at BODY_MIN_RATE */
+	if (c->req.headers_done && c->rtimer.idx && c->rtimer.fire == read_timeout) {
+		uint64_t got = c->req.body.len + c->req.sunk;
+		int64_t at = c->body_start_ns + (int64_t)server.opt.body_timeout_ms * 1000000 +
+			     (int64_t)(got / (BODY_MIN_RATE / 1000)) * 1000000;
+		if (at > c->rtimer.at_ns)
+			timer_set(&c->sh->timers, &c->rtimer, at, read_timeout);
+		return;
+	}
 	unsigned ms = server.opt.idle_timeout_ms;
 	if (c->req.headers_done)
 		ms = server.opt.body_timeout_ms;
@@ -371,6 +385,9 @@ static void unauthorized_fn(struct conn *c, const struct function *fn)
 /* Headers are complete: pick the body limit from the route. */
 static void on_headers(struct conn *c)
 {
+	c->body_start_ns = now_ns();
+	timer_set(&c->sh->timers, &c->rtimer,
+		  c->body_start_ns + (int64_t)server.opt.body_timeout_ms * 1000000, read_timeout);
 	struct route rt;
 	const char *url = http_span_ptr(&c->req, c->req.url);
 	const char *q = memchr(url, '?', c->req.url.len);

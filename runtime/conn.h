@@ -33,6 +33,7 @@ struct conn {
 	struct buf out;
 	size_t out_sent;
 	struct timer rtimer;  /* header/body read or keep-alive idle */
+	int64_t body_start_ns; /* the head was complete: the body's deadline runs */
 	/* the invocation under way */
 	struct function *fn;
 	struct timer deadline;

@@ -1,6 +1,7 @@
 """Hostile clients and hostile handlers (issue 16): each block names the
 finding it guards against and checks the exact answer."""
 import os
+import socket
 import time
 
 from thawtest import Daemon, check, finish, handler_so
@@ -90,5 +91,49 @@ with Daemon({"private": PRIVATE, "open": FAULT}) as d:
           "item 15: authType function without a token: 401 at the headers", out[:200])
     r = d.request("POST", "/private/", body=b"x", headers={"Authorization": "Bearer " + tok})
     check(r.status == 200 and r.body == b"x", "item 15: with the token the body is read", r)
+
+# item 8: a body sent a byte at a time cannot hold the connection past the
+# body timeout (the deadline is not pushed out by each read)
+with Daemon({"echo": ECHO}, args=["--body-timeout", "2000"]) as d:
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=0.2)
+    s.sendall(b"POST /echo/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+    t0, out = time.time(), b""
+    for i in range(16):  # 8 s at most
+        try:
+            s.sendall(b"x")
+        except OSError:
+            break
+        try:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+        except socket.timeout:
+            pass
+        if b"\r\n\r\n" in out:
+            break
+        time.sleep(max(0, t0 + 0.5 * (i + 1) - time.time()))
+    took = time.time() - t0
+    s.close()
+    check(out.startswith(b"HTTP/1.1 408") and took < 4,
+          "item 8: a byte every 0.5 s gets 408 at the 2 s body timeout (%.1f s)" % took, out[:200])
+    # a body that keeps coming at a good rate is not cut at the timeout
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+    n = 3 * 256 * 1024
+    s.sendall(b"POST /echo/steady HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % n)
+    for i in range(12):  # 3 s, 256 KiB every 0.25 s: past the 2 s timeout
+        s.sendall(b"y" * (n // 12))
+        time.sleep(0.25)
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    check(out.startswith(b"HTTP/1.1 200"), "item 8: a 3 s body at 1 MiB/s is still read", out[:200])
 
 finish()
