@@ -16,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_LINE 8192
+/* A line holds a name, a folder (PATH_MAX, up to 6 bytes each escaped)
+ * and a digest: anything longer is not one of ours. */
+#define MAX_LINE (8 * PATH_MAX)
 
 static bool replaying;
 
@@ -234,9 +236,17 @@ int journal_replay(void)
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
 	struct entry *e = NULL;
-	char *line = xmalloc(MAX_LINE);
-	size_t n = 0, cap = 0;
-	while (fgets(line, MAX_LINE, f)) {
+	char *line = NULL;
+	size_t n = 0, cap = 0, line_cap = 0;
+	ssize_t got;
+	/* whole lines, however long: a folder path escaped in JSON can pass
+	 * any fixed size, and a line cut in two loses that deploy */
+	while ((got = getline(&line, &line_cap, f)) >= 0) {
+		if ((size_t)got > MAX_LINE) {
+			pr_warn("line %zu skipped: %zd bytes, over %d", n + 1, got, MAX_LINE);
+			got = 0;
+			line[0] = '\0';
+		}
 		if (n == cap)
 			e = xrealloc(e, (cap = cap ? cap * 2 : 64) * sizeof(*e));
 		struct entry *x = &e[n++];

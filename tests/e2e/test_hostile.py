@@ -1,10 +1,11 @@
 """Hostile clients and hostile handlers (issue 16): each block names the
 finding it guards against and checks the exact answer."""
+import json
 import os
 import socket
 import time
 
-from thawtest import Daemon, check, finish, handler_so
+from thawtest import Daemon, check, finish, handler_so, write_function
 
 # snapshot off: the raw-response fault counts the requests its process took
 # to guess the frame id, which a restored copy would not share with the daemon
@@ -135,5 +136,20 @@ with Daemon({"echo": ECHO}, args=["--body-timeout", "2000"]) as d:
         out += chunk
     s.close()
     check(out.startswith(b"HTTP/1.1 200"), "item 8: a 3 s body at 1 MiB/s is still read", out[:200])
+
+# item 16: a journal line over 8 KiB (a folder path of control characters,
+# 6 bytes each once escaped) is read whole: the deploy survives a restart
+with Daemon({}) as d:
+    tok = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    root = os.path.join(d.tmp, *(["\x01" * 200] * 8))
+    folder = write_function(root, "deep", ECHO)
+    auth = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
+    r = d.request("POST", "/admin/functions", body=json.dumps({"dir": folder}).encode(), headers=auth)
+    check(r.status == 201, "item 16: deploy from a deep folder", r)
+    line = open(os.path.join(d.state_dir, "deployments.jsonl"), "rb").read().split(b"\n")[0]
+    check(len(line) > 8192, "item 16: its journal line is over 8 KiB (%d bytes)" % len(line))
+    d.restart()
+    r = d.request("POST", "/deep/", body=b"still here")
+    check(r.status == 200 and r.body == b"still here", "item 16: the function is there after a restart", r)
 
 finish()
