@@ -27,6 +27,8 @@ static const char usage_serve[] =
 	"  --no-access-log       no JSON line per request\n"
 	"  --no-snapshots        never checkpoint: every instance cold starts\n"
 	"  --proxy-ports LIST    ports /proxy/{port}/ may reach on 127.0.0.1 (e.g. 8080,9001)\n"
+	"  --proxy-timeout MS    504 (or close, once relaying) when the proxied server sends\n"
+	"                        nothing for that long (default 30000)\n"
 	"  --snapshot-dir DIR    snapshot images, this daemon's alone: folders no version\n"
 	"                        uses are deleted at start (default /dev/shm/thaw-<id>)\n"
 	"  --instance-user USER  run instances as USER (e.g. nobody), not as root\n"
@@ -62,6 +64,7 @@ static int cmd_serve(int argc, char **argv)
 		{ "no-access-log", no_argument, 0, 'q' },
 		{ "no-snapshots", no_argument, 0, 'N' },
 		{ "proxy-ports", required_argument, 0, 'P' },
+		{ "proxy-timeout", required_argument, 0, 'X' },
 		{ "snapshot-dir", required_argument, 0, 'D' },
 		{ "instance-user", required_argument, 0, 'U' },
 		{ "verbose", no_argument, 0, 'v' },
@@ -90,6 +93,7 @@ static int cmd_serve(int argc, char **argv)
 				bad = 1;
 			}
 			break;
+		case 'X': bad |= parse_uint(optarg, "--proxy-timeout", &o->proxy_timeout_ms) || !o->proxy_timeout_ms; break;
 		case 'D': o->snapshot_dir = optarg; break;
 		case 'U': o->instance_user = optarg; break;
 		case 'v': log_set_level(LOG_DEBUG); break;

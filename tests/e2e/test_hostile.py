@@ -152,4 +152,22 @@ with Daemon({}) as d:
     r = d.request("POST", "/deep/", body=b"still here")
     check(r.status == 200 and r.body == b"still here", "item 16: the function is there after a restart", r)
 
+# item 19: an upstream that accepts and never answers gets the client a 504
+# after --proxy-timeout, not an open-ended wait
+silent = socket.socket()
+silent.bind(("127.0.0.1", 0))
+silent.listen(8)
+sport = silent.getsockname()[1]
+with Daemon({}, args=["--proxy-ports", str(sport), "--proxy-timeout", "1000"]) as d:
+    tok = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    t0 = time.time()
+    try:
+        r = d.request("GET", "/proxy/%d/" % sport, headers={"X-Thaw-Token": tok}, timeout=6)
+    except OSError as e:
+        r = e
+    took = time.time() - t0
+    check(getattr(r, "status", None) == 504 and 0.9 < took < 4,
+          "item 19: silent upstream: 504 after the 1 s proxy timeout (%.1f s)" % took, r)
+silent.close()
+
 finish()
