@@ -463,12 +463,29 @@ static void probe_snapshots(void)
 	pr_info("snapshots on: images in %s", server.opt.snapshot_dir);
 }
 
+/* Raises the open file limit to its hard limit, and keeps connections
+ * below it: a connection cap equal to the fd limit never fired, accept
+ * failed with EMFILE instead and clients got no answer. What is not a
+ * connection (instances: channel, output pipe, pidfd, cgroup files; jobs,
+ * logs, rings, listeners) gets 256 fds and an eighth of the limit. */
 static void raise_fd_limit(void)
 {
 	struct rlimit r;
-	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+		return;
+	if (r.rlim_cur < r.rlim_max) {
 		r.rlim_cur = r.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &r);
+		if (setrlimit(RLIMIT_NOFILE, &r) != 0)
+			getrlimit(RLIMIT_NOFILE, &r);
+	}
+	if (r.rlim_cur == RLIM_INFINITY)
+		return;
+	rlim_t reserve = 256 + r.rlim_cur / 8;
+	rlim_t cap = r.rlim_cur > 2 * reserve ? r.rlim_cur - reserve : r.rlim_cur / 2;
+	if (cap < server.opt.max_connections) {
+		pr_warn("at most %lu connections (503 past them), not %u: the open file limit is %lu",
+			(unsigned long)cap, server.opt.max_connections, (unsigned long)r.rlim_cur);
+		server.opt.max_connections = (unsigned)cap;
 	}
 }
 

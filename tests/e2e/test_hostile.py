@@ -158,16 +158,82 @@ silent = socket.socket()
 silent.bind(("127.0.0.1", 0))
 silent.listen(8)
 sport = silent.getsockname()[1]
-with Daemon({}, args=["--proxy-ports", str(sport), "--proxy-timeout", "1000"]) as d:
-    tok = open(os.path.join(d.state_dir, "admin.token")).read().strip()
-    t0 = time.time()
-    try:
-        r = d.request("GET", "/proxy/%d/" % sport, headers={"X-Thaw-Token": tok}, timeout=6)
-    except OSError as e:
-        r = e
-    took = time.time() - t0
-    check(getattr(r, "status", None) == 504 and 0.9 < took < 4,
-          "item 19: silent upstream: 504 after the 1 s proxy timeout (%.1f s)" % took, r)
+try:
+    d = Daemon({}, args=["--proxy-ports", str(sport), "--proxy-timeout", "1000"])
+    d.start()
+except RuntimeError as e:
+    d = None
+    check(False, "item 19: the daemon takes --proxy-timeout", str(e)[-300:])
+if d:
+    with d:
+        tok = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+        t0 = time.time()
+        try:
+            r = d.request("GET", "/proxy/%d/" % sport, headers={"X-Thaw-Token": tok}, timeout=6)
+        except OSError as e:
+            r = e
+        took = time.time() - t0
+        check(getattr(r, "status", None) == 504 and 0.9 < took < 4,
+              "item 19: silent upstream: 504 after the 1 s proxy timeout (%.1f s)" % took, r)
 silent.close()
+
+# item 1: at a low open file limit, connections past the cap get a 503 and
+# the loop does not spin on EMFILE (it did at 100 % CPU, logging each try)
+import resource
+import subprocess
+import thawtest
+
+
+def cpu_seconds(pid):
+    """utime + stime of every thread of pid."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+popen = subprocess.Popen
+thawtest.subprocess.Popen = lambda *a, **k: popen(
+    *a, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)), **k)
+try:
+    d = Daemon({"echo": ECHO})
+    d.start()
+finally:
+    thawtest.subprocess.Popen = popen
+with d:
+    socks, refused = [], 0
+    for i in range(300):
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", d.port), timeout=2))
+        except OSError:
+            break
+    time.sleep(0.5)
+    cpu0 = cpu_seconds(d.proc.pid)
+    time.sleep(2)
+    cpu = cpu_seconds(d.proc.pid) - cpu0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(4096).startswith(b"HTTP/1.1 503"):
+                refused += 1
+        except OSError:
+            pass
+    check(len(socks) == 300 and refused >= 100,
+          "item 1: 300 connections at 256 fds: those past the cap get 503 (%d)" % refused)
+    check(cpu < 0.5, "item 1: the daemon idles with them open (%.2f s CPU in 2 s)" % cpu)
+    for s in socks:
+        s.close()
+    time.sleep(0.3)
+    r = d.request("POST", "/echo/", body=b"after")
+    check(r.status == 200 and r.body == b"after", "item 1: served again once they closed", r)
+    logs = d.logs()
+    check(logs.count("accept:") <= 3 and "at most 128 connections" in logs,
+          "item 1: the cap is said once, accept errors are not flooded",
+          (logs.count("accept:"), logs[-300:]))
 
 finish()
