@@ -583,7 +583,16 @@ void instance_on_send(struct instance *in, int res)
 static void log_line(struct instance *in, const char *line, size_t len)
 {
 	struct function *fn = in->pool->fn;
-	pr_info("%s[%d]: %.*s", fn->cfg.name, in->proc.pid, (int)len, line);
+	uint64_t dropped;
+	bool echo = fnlog_echo(&fn->name->log, &dropped);
+	if (dropped)
+		pr_warn("%s: %llu line(s) of output not copied here in a second (over %d a "
+			"second); all are in its log (thaw logs %s)",
+			fn->cfg.name, (unsigned long long)dropped, FNLOG_ECHO_LINES, fn->cfg.name);
+	if (echo)
+		pr_info("%s[%d]: %.*s%s", fn->cfg.name, in->proc.pid,
+			(int)(len > FNLOG_ECHO_BYTES ? FNLOG_ECHO_BYTES : len), line,
+			len > FNLOG_ECHO_BYTES ? " [cut]" : "");
 	fnlog_write(&fn->name->log, fn->cfg.name, fn->version, in->proc.pid, line, len);
 }
 

@@ -236,4 +236,20 @@ with d:
           "item 1: the cap is said once, accept errors are not flooded",
           (logs.count("accept:"), logs[-300:]))
 
+# item 18: a handler printing without pause fills its own log, not the
+# daemon's: FNLOG_ECHO_LINES (100) lines a second are copied there
+with Daemon({"fault": FAULT}) as d:
+    r = d.request("GET", "/fault/log?n=20000", timeout=30)
+    time.sleep(1.1)
+    d.request("GET", "/fault/log?n=1")  # a new second: the count of the last is said
+    time.sleep(0.3)
+    logs = d.logs()
+    copied = logs.count("fault log line ")
+    flog = open(os.path.join(d.state_dir, "logs", "fault.log"), errors="replace").read()
+    check(r.status == 200 and copied <= 600,
+          "item 18: 20000 lines: at most 100 a second reach the daemon's log (%d)" % copied)
+    check("not copied here" in logs, "item 18: the daemon's log says lines were left out")
+    check(flog.count("fault log line ") == 20001, "item 18: the function's log has them all",
+          flog.count("fault log line "))
+
 finish()
