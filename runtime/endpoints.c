@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,9 +172,8 @@ static void deployed(struct conn *c, struct shard *sh, struct config *cfg,
 		     const struct imagestore_image *img)
 {
 	struct function *fn;
-	if (server_add_function(cfg, img, 0, &fn)) {
-		char why[200];
-		server_full_why(cfg->name, why, sizeof(why));
+	char why[PATH_MAX + 200];
+	if (server_deploy(cfg, img, &fn, why, sizeof(why))) {
 		pr_err("cannot deploy %s: %s", cfg->name, why);
 		config_free(cfg);
 		if (c->state != CONN_CLOSING)
@@ -182,8 +182,6 @@ static void deployed(struct conn *c, struct shard *sh, struct config *cfg,
 	}
 	pr_info("deployed %s version %u from %s", fn->cfg.name, fn->version,
 		img ? img->digest : fn->cfg.dir);
-	journal_deploy(fn->cfg.name, fn->version, fn->cfg.dir, img ? img->digest : NULL);
-	atomic_store(&fn->journaled, true);
 	/* start it now: it takes traffic once ready (a broken one never does) */
 	pool_warm(pool_get(sh, fn));
 	if (c->state != CONN_CLOSING)

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,7 +33,9 @@ static void path_of(char *out, size_t len)
 	snprintf(out, len, "%s/deployments.jsonl", server.opt.state_dir);
 }
 
-static int append(cJSON *line)
+/* A line written in part (a full disk) is cut off again: the next line
+ * must not continue it. */
+static int append_at(cJSON *line, int64_t when)
 {
 	char path[PATH_MAX];
 	if (replaying) {
@@ -40,20 +43,31 @@ static int append(cJSON *line)
 		return 0;
 	}
 	path_of(path, sizeof(path));
-	cJSON_AddNumberToObject(line, "time", (double)time(NULL));
+	cJSON_AddNumberToObject(line, "time", (double)when);
 	char *s = cJSON_PrintUnformatted(line);
 	cJSON_Delete(line);
 	int ret = 0, fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	size_t n = strlen(s);
 	s[n] = '\n'; /* replaces the NUL: written with its length */
-	if (fd < 0 || write(fd, s, n + 1) != (ssize_t)(n + 1) || fsync(fd) < 0) {
-		ret = -errno;
+	struct stat st;
+	ssize_t w = -1;
+	errno = 0;
+	if (fd < 0 || fstat(fd, &st) < 0 || (w = write(fd, s, n + 1)) != (ssize_t)(n + 1) ||
+	    fsync(fd) < 0) {
+		ret = errno ? -errno : -ENOSPC; /* a short write sets none */
 		pr_perror("writing %s", path);
+		if (w > 0 && ftruncate(fd, st.st_size) < 0)
+			pr_perror("cutting the partial line off %s", path);
 	}
 	if (fd >= 0)
 		close(fd);
 	free(s);
 	return ret;
+}
+
+static int append(cJSON *line)
+{
+	return append_at(line, (int64_t)time(NULL));
 }
 
 static cJSON *line_new(const char *op, const char *name, unsigned version)
@@ -66,14 +80,15 @@ static cJSON *line_new(const char *op, const char *name, unsigned version)
 	return l;
 }
 
-int journal_deploy(const char *name, unsigned version, const char *dir, const char *image)
+int journal_deploy(const char *name, unsigned version, const char *dir, const char *image,
+		   int64_t when)
 {
 	cJSON *l = line_new("deploy", name, version);
 	if (image)
 		cJSON_AddStringToObject(l, "image", image);
 	else
 		cJSON_AddStringToObject(l, "dir", dir);
-	return append(l);
+	return append_at(l, when);
 }
 
 int journal_ready(const char *name, unsigned version)

@@ -20,6 +20,7 @@
 #define THAW_JOURNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* A restart loads each name's newest versions again, this many (and back
  * to a version a rollback after the last deploy pinned); older ones are
@@ -29,8 +30,10 @@
 
 /* Append a line; 0 or -errno (logged). While the journal is being replayed
  * they write nothing. */
-/* image: the manifest digest of an uploaded image, or NULL for a folder. */
-int journal_deploy(const char *name, unsigned version, const char *dir, const char *image);
+/* image: the manifest digest of an uploaded image, or NULL for a folder;
+ * when: the version's deployed_at (Unix seconds). */
+int journal_deploy(const char *name, unsigned version, const char *dir, const char *image,
+		   int64_t when);
 int journal_ready(const char *name, unsigned version);
 int journal_failed(const char *name, unsigned version, const char *error);
 int journal_rollback(const char *name, unsigned version);

@@ -259,8 +259,11 @@ int server_remove(struct fn_name *nm)
 	return 0;
 }
 
-int server_add_function(struct config *cfg, const struct imagestore_image *image,
-			unsigned version, struct function **out)
+/* server_add_function, journaling the deploy first when journal is set:
+ * under the registry lock, after the bounds are checked and before anything
+ * is published, so a deploy that cannot be journaled leaves nothing. */
+static int add_function(struct config *cfg, const struct imagestore_image *image,
+			unsigned version, bool journal, int *journal_err, struct function **out)
 {
 	pthread_mutex_lock(&server.registry_lock);
 	int ret = 0;
@@ -270,6 +273,16 @@ int server_add_function(struct config *cfg, const struct imagestore_image *image
 	    (nm && atomic_load(&nm->n_versions) - nm->first + 1 == MAX_VERSIONS)) {
 		ret = -ENOSPC;
 		goto unlock;
+	}
+	int64_t now = (int64_t)time(NULL);
+	if (journal) {
+		unsigned next = nm ? atomic_load(&nm->n_versions) + 1 : version ? version : 1;
+		*journal_err = journal_deploy(cfg->name, next, cfg->dir,
+					      image ? image->digest : NULL, now);
+		if (*journal_err) {
+			ret = *journal_err;
+			goto unlock;
+		}
 	}
 	bool new_name = !nm;
 	if (new_name) { /* published below, with its first version */
@@ -297,7 +310,7 @@ int server_add_function(struct config *cfg, const struct imagestore_image *image
 	for (unsigned v = fn->version - 1; v >= nm->first && !prev; v--)
 		prev = fn_name_version(nm, v)->broken ? NULL : fn_name_version(nm, v);
 	fn->changes = history_changes(prev, fn);
-	fn->deployed_at = (int64_t)time(NULL);
+	fn->deployed_at = now;
 	pthread_mutex_init(&fn->lock, NULL);
 	atomic_store(&fn->state, FN_STARTING);
 	fnsnap_init(fn);
@@ -311,10 +324,32 @@ int server_add_function(struct config *cfg, const struct imagestore_image *image
 		server.names[atomic_load(&server.n_names)] = nm;
 		atomic_fetch_add(&server.n_names, 1);
 	}
+	if (journal)
+		atomic_store(&fn->journaled, true);
 	if (out)
 		*out = fn;
 unlock:
 	pthread_mutex_unlock(&server.registry_lock);
+	return ret;
+}
+
+int server_add_function(struct config *cfg, const struct imagestore_image *image,
+			unsigned version, struct function **out)
+{
+	return add_function(cfg, image, version, false, NULL, out);
+}
+
+int server_deploy(struct config *cfg, const struct imagestore_image *image,
+		  struct function **out, char *why, size_t why_len)
+{
+	int journal_err = 0;
+	int ret = add_function(cfg, image, 0, true, &journal_err, out);
+	if (ret && journal_err)
+		snprintf(why, why_len,
+			 "cannot record the deploy in %s/deployments.jsonl: %s; nothing was deployed",
+			 server.opt.state_dir, strerror(-journal_err));
+	else if (ret)
+		server_full_why(cfg->name, why, why_len);
 	return ret;
 }
 

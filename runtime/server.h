@@ -173,6 +173,13 @@ void server_rm_rf(const char *dir);
  * folder) is copied. Returns 0, or -ENOSPC when a table is full. */
 int server_add_function(struct config *cfg, const struct imagestore_image *image,
 			unsigned version, struct function **out);
+/* server_add_function for a deploy through the admin API: the deploy is
+ * journaled (STATE/deployments.jsonl) before the version is published; when
+ * that write fails nothing is added. Returns 0, or -ENOSPC (a table is
+ * full) or the journal's -errno, with why (for a 507) in why; cfg is then
+ * still the caller's. */
+int server_deploy(struct config *cfg, const struct imagestore_image *image,
+		  struct function **out, char *why, size_t why_len);
 /* Why server_add_function refused a version of name with -ENOSPC: which
  * bound, and what frees it. */
 void server_full_why(const char *name, char *out, size_t len);

@@ -252,4 +252,26 @@ with Daemon({"fault": FAULT}) as d:
     check(flog.count("fault log line ") == 20001, "item 18: the function's log has them all",
           flog.count("fault log line "))
 
+# item 9: a deploy that cannot be journaled is refused (507), not served
+# until the next restart forgets it
+with Daemon({}) as d:
+    tok = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    auth = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
+    folder = write_function(os.path.join(d.tmp, "more"), "late", ECHO)
+    journal = os.path.join(d.state_dir, "deployments.jsonl")
+    if os.path.exists(journal):
+        os.unlink(journal)
+    os.mkdir(journal)  # root writes through modes: a folder makes the append fail
+    r = d.request("POST", "/admin/functions", body=json.dumps({"dir": folder}).encode(), headers=auth)
+    check(r.status == 507 and "deployments.jsonl" in r.json().get("error", ""),
+          "item 9: deploy with an unwritable journal: 507 naming it", r)
+    r = d.request("POST", "/late/", body=b"x")
+    check(r.status == 404, "item 9: nothing half deployed", r)
+    os.rmdir(journal)
+    r = d.request("POST", "/admin/functions", body=json.dumps({"dir": folder}).encode(), headers=auth)
+    check(r.status == 201 and r.json().get("version") == 1, "item 9: once writable, the deploy is version 1", r)
+    d.restart()
+    r = d.request("POST", "/late/", body=b"kept")
+    check(r.status == 200 and r.body == b"kept", "item 9: and survives a restart", r)
+
 finish()
