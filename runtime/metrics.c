@@ -69,6 +69,8 @@ void metrics_render_head(struct buf *out)
 		       "# TYPE thaw_instance_starts_total counter\n"
 		       "# HELP thaw_requests_cancelled_total Requests whose client went away while queued or running.\n"
 		       "# TYPE thaw_requests_cancelled_total counter\n"
+		       "# HELP thaw_snapshot_failures_total Snapshot dumps and restores that failed (instances cold start meanwhile).\n"
+		       "# TYPE thaw_snapshot_failures_total counter\n"
 		       "# HELP thaw_queue_depth Requests waiting for a free instance.\n"
 		       "# TYPE thaw_queue_depth gauge\n"
 		       "# HELP thaw_desired_instances Instances the autoscaler wants.\n"
@@ -102,6 +104,10 @@ void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics 
 		   (unsigned long)SUM(GET(&m->starts[START_RESTORE])));
 	buf_printf(out, "thaw_requests_cancelled_total{function=\"%s\"} %lu\n", fn,
 		   (unsigned long)SUM(GET(&m->cancelled)));
+	buf_printf(out, "thaw_snapshot_failures_total{function=\"%s\",op=\"dump\"} %lu\n", fn,
+		   (unsigned long)SUM(GET(&m->snapshot_failures[0])));
+	buf_printf(out, "thaw_snapshot_failures_total{function=\"%s\",op=\"restore\"} %lu\n", fn,
+		   (unsigned long)SUM(GET(&m->snapshot_failures[1])));
 	buf_printf(out, "thaw_queue_depth{function=\"%s\"} %ld\n", fn,
 		   (long)SUM(GET(&m->queue_depth)));
 	buf_printf(out, "thaw_desired_instances{function=\"%s\"} %ld\n", fn,

@@ -29,6 +29,7 @@ struct fn_metrics {
 	atomic_int instances[INST_STATES];
 	atomic_uint_least64_t starts[START_KINDS];
 	atomic_uint_least64_t cancelled; /* requests whose client went away */
+	atomic_uint_least64_t snapshot_failures[2]; /* [0] dumps, [1] restores */
 	atomic_int queue_depth;
 	atomic_int desired;
 	atomic_int panic; /* pools in panic mode */

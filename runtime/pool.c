@@ -698,6 +698,7 @@ void pool_tick(struct pool *p, int64_t now)
 	}
 	if (p->q_len && !p->n_live && now - p->last_fail_ns >= RETRY_AFTER_FAIL_NS)
 		pool__scale_up(p);
+	pool__retry_snapshot(p, now);
 	pool__account(p);
 	double concurrency = now > p->tick_at ? p->load_area / (double)(now - p->tick_at) : 0;
 	p->load_area = 0;

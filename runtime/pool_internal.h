@@ -30,5 +30,8 @@ struct instance *pool__start_instance(struct pool *p);
 bool pool__take_snapshot(struct instance *in);
 /* The warmup answered: checkpoint the instance now. */
 void pool__start_dump(struct instance *in);
+/* On the tick: a snapshot that failed is taken again, from an idle cold
+ * instance of p, once its back-off is over. */
+void pool__retry_snapshot(struct pool *p, int64_t now);
 
 #endif

@@ -2,10 +2,13 @@
 finding it guards against and checks the exact answer."""
 import json
 import os
+import shutil
+import tempfile
+import threading
 import socket
 import time
 
-from thawtest import Daemon, check, finish, handler_so, write_function
+from thawtest import Daemon, check, finish, handler_so, wait_for, write_function
 
 # snapshot off: the raw-response fault counts the requests its process took
 # to guess the frame id, which a restored copy would not share with the daemon
@@ -273,5 +276,84 @@ with Daemon({}) as d:
     d.restart()
     r = d.request("POST", "/late/", body=b"kept")
     check(r.status == 200 and r.body == b"kept", "item 9: and survives a restart", r)
+
+# items 6 and 12 need snapshots: root and a working CRIU
+CRIU = os.environ.get("THAW_CRIU", "/usr/local/lib/thaw/criu/criu")
+if os.geteuid() == 0 and subprocess.run([CRIU, "check"], capture_output=True).returncode == 0:
+    SNAPFN = {"handler": handler_so("fault"), "timeout": 10,
+              "scalingConfig": {"maxInstances": 4, "maxQueueLength": 50}}
+
+    def readyz(d):
+        return json.loads(d.request("GET", "/readyz").body)["functions"]["fault"]
+
+    def metric(d, name):
+        return d.metrics().get(name, 0)
+
+    # item 6: the snapshot folder cannot be written (ENOTDIR here, ENOSPC on a
+    # full tmpfs): the version is ready on cold starts, and the snapshot is
+    # taken once the folder works again
+    blocker = tempfile.mktemp(prefix="thaw-e2e-blocked-", dir="/dev/shm")
+    open(blocker, "w").close()
+    try:
+        d = Daemon({"fault": SNAPFN}, args=["--snapshot-dir", blocker], ready_timeout=15,
+                   env={"THAW_SNAPSHOT_RETRY_MS": "1000"})
+        d.start()
+    except RuntimeError as e:
+        d = None
+        check(False, "item 6: ready although the snapshot folder cannot be written", str(e)[-300:])
+    if d:
+        with d:
+            z = readyz(d)
+            check(z["state"] == "ready" and z.get("cold_starts") is True and "snapshot(s) failed" in z.get("cold_starts_why", ""),
+                  "item 6: ready on cold starts, /readyz says why", z)
+            check(metric(d, 'thaw_snapshot_failures_total{function="fault",op="dump"}') >= 1,
+                  "item 6: the failed dump is counted")
+            r = d.request("GET", "/fault/id")
+            check(r.status == 200, "item 6: requests are served", r)
+            os.unlink(blocker)
+            os.mkdir(blocker)
+            seen = []
+
+            def snapshot_ready():
+                seen.append(readyz(d))
+                return seen[-1].get("snapshot") == "ready" and seen[-1]
+            z = wait_for(snapshot_ready, secs=15, step=0.2)
+            check(z and z.get("cold_starts") is False, "item 6: the snapshot is taken once the folder works",
+                  seen[-3:])
+    shutil.rmtree(blocker, ignore_errors=True)
+    if os.path.isfile(blocker):
+        os.unlink(blocker)
+
+    # item 12: one failed restore is not for good: cold starts for a while,
+    # counted and said, then restores again
+    mock_dir = tempfile.mkdtemp(prefix="thaw-e2e-criu-")
+    mock = os.path.join(mock_dir, "criu")
+    with open(mock, "w") as f:
+        f.write("#!/bin/sh\n"
+                "if [ \"$1\" = restore ] && [ ! -e %s/failed ]; then\n"
+                "  touch %s/failed; echo 'mock: this restore fails' >&2; exit 1\n"
+                "fi\nexec %s \"$@\"\n" % (mock_dir, mock_dir, CRIU))
+    os.chmod(mock, 0o755)
+    with Daemon({"fault": SNAPFN}, env={"THAW_CRIU": mock, "THAW_SNAPSHOT_RETRY_MS": "3000"}) as d:
+        z = readyz(d)
+        check(z["state"] == "ready" and z.get("cold_starts") is True and "restore(s) failed" in z.get("cold_starts_why", ""),
+              "item 12: after a failed restore, /readyz says cold starts and why", z)
+        check(metric(d, 'thaw_snapshot_failures_total{function="fault",op="restore"}') == 1,
+              "item 12: the failed restore is counted")
+        time.sleep(3.2)
+        res = {}
+        threads = [threading.Thread(target=lambda n=n: res.__setitem__(n, d.request("GET", "/fault/sleep?ms=800&n=%d" % n, timeout=20)))
+                   for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        check(all(r.status == 200 for r in res.values()), "item 12: requests served", res)
+        restored = metric(d, 'thaw_instance_starts_total{function="fault",kind="restore"}')
+        check(restored >= 1, "item 12: after the back-off instances are restored again (%d)" % restored)
+        check(readyz(d).get("cold_starts") is False, "item 12: /readyz: on the snapshot again", readyz(d))
+    shutil.rmtree(mock_dir, ignore_errors=True)
+else:
+    print("items 6 and 12 skipped: snapshots need root and a working CRIU")
 
 finish()
