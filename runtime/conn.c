@@ -211,10 +211,29 @@ static void start_send(struct conn *c)
 		arm_send(c);
 }
 
+/* What a connection keeps of its buffers between requests. */
+#define CONN_KEEP_BYTES (64u << 10)
+
+/* A client that stops reading its response: the bytes wait in c->out;
+ * with no progress for --send-timeout the connection closes and they go. */
+static void send_timeout(struct timer *t)
+{
+	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, rtimer));
+	conn_close(c);
+}
+
+static void arm_send_timer(struct conn *c)
+{
+	timer_set(&c->sh->timers, &c->rtimer,
+		  now_ns() + (int64_t)server.opt.send_timeout_ms * 1000000, send_timeout);
+}
+
 /* The response is out: next request, or close. */
 static void request_done(struct conn *c)
 {
+	timer_cancel(&c->sh->timers, &c->rtimer);
 	buf_reset(&c->out);
+	buf_shrink(&c->out, CONN_KEEP_BYTES);
 	c->out_sent = 0;
 	c->sh->n_active--;
 	c->state = CONN_READING;
@@ -223,6 +242,11 @@ static void request_done(struct conn *c)
 		return;
 	}
 	http_req_next(&c->req);
+	/* a large request or response leaves no capacity behind; a plain recv
+	 * in flight writes into req.in, which must not move then */
+	buf_shrink(&c->req.body, CONN_KEEP_BYTES);
+	if (c->sh->use_buf_ring || !c->recv_armed)
+		buf_shrink(&c->req.in, CONN_KEEP_BYTES);
 	c->state = CONN_READING;
 	arm_read_timer(c);
 	process(c);
@@ -242,6 +266,7 @@ void conn_on_send(struct conn *c, int res)
 	}
 	c->out_sent += (size_t)res;
 	if (c->out_sent < c->out.len) {
+		arm_send_timer(c); /* progress: the client reads */
 		arm_send(c);
 		return;
 	}
@@ -308,6 +333,7 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 	buf_append(&c->out, body, len);
 	c->state = CONN_WRITING;
 	c->fn = NULL;
+	arm_send_timer(c);
 	start_send(c);
 }
 

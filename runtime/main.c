@@ -23,6 +23,8 @@ static const char usage_serve[] =
 	"  --body-timeout MS     408 when the body takes longer, counted from the end of\n"
 	"                        the head, plus 1 s per 64 KiB received (default 60000)\n"
 	"  --idle-timeout MS     close idle keep-alive connections (default 60000)\n"
+	"  --send-timeout MS     close a connection whose client reads nothing of its\n"
+	"                        response for that long (default 60000)\n"
 	"  --max-connections N   503 past it (default 20000)\n"
 	"  --no-access-log       no JSON line per request\n"
 	"  --no-snapshots        never checkpoint: every instance cold starts\n"
@@ -60,6 +62,7 @@ static int cmd_serve(int argc, char **argv)
 		{ "header-timeout", required_argument, 0, 'T' },
 		{ "body-timeout", required_argument, 0, 'B' },
 		{ "idle-timeout", required_argument, 0, 'I' },
+		{ "send-timeout", required_argument, 0, 'W' },
 		{ "max-connections", required_argument, 0, 'C' },
 		{ "no-access-log", no_argument, 0, 'q' },
 		{ "no-snapshots", no_argument, 0, 'N' },
@@ -84,6 +87,7 @@ static int cmd_serve(int argc, char **argv)
 		case 'T': bad |= parse_uint(optarg, "--header-timeout", &o->header_timeout_ms); break;
 		case 'B': bad |= parse_uint(optarg, "--body-timeout", &o->body_timeout_ms); break;
 		case 'I': bad |= parse_uint(optarg, "--idle-timeout", &o->idle_timeout_ms); break;
+		case 'W': bad |= parse_uint(optarg, "--send-timeout", &o->send_timeout_ms) || !o->send_timeout_ms; break;
 		case 'C': bad |= parse_uint(optarg, "--max-connections", &o->max_connections); break;
 		case 'q': o->access_log = false; break;
 		case 'N': o->no_snapshots = true; break;

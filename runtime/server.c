@@ -45,6 +45,7 @@ void server_options_default(struct server_options *o)
 	o->header_timeout_ms = 10000;
 	o->body_timeout_ms = 60000;
 	o->idle_timeout_ms = 60000;
+	o->send_timeout_ms = 60000;
 	o->proxy_timeout_ms = 30000;
 	o->max_connections = 20000;
 	o->init_timeout_s = 300;

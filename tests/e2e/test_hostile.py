@@ -2,18 +2,35 @@
 finding it guards against and checks the exact answer."""
 import json
 import os
+import resource
 import shutil
+import socket
+import subprocess
 import tempfile
 import threading
-import socket
 import time
 
+import thawtest
 from thawtest import Daemon, check, finish, handler_so, wait_for, write_function
 
 # snapshot off: the raw-response fault counts the requests its process took
 # to guess the frame id, which a restored copy would not share with the daemon
 FAULT = {"handler": handler_so("fault"), "timeout": 5, "snapshot": False}
 ECHO = {"handler": handler_so("echo"), "timeout": 5}
+
+
+class started:
+    """A daemon whose start() returned: stopped on leaving the block (a
+    `with Daemon` would start it again)."""
+
+    def __init__(self, d):
+        self.d = d
+
+    def __enter__(self):
+        return self.d
+
+    def __exit__(self, *exc):
+        self.d.stop()
 
 
 def heads_and_rest(out):
@@ -168,7 +185,7 @@ except RuntimeError as e:
     d = None
     check(False, "item 19: the daemon takes --proxy-timeout", str(e)[-300:])
 if d:
-    with d:
+    with started(d) as d:
         tok = open(os.path.join(d.state_dir, "admin.token")).read().strip()
         t0 = time.time()
         try:
@@ -182,11 +199,6 @@ silent.close()
 
 # item 1: at a low open file limit, connections past the cap get a 503 and
 # the loop does not spin on EMFILE (it did at 100 % CPU, logging each try)
-import resource
-import subprocess
-import thawtest
-
-
 def cpu_seconds(pid):
     """utime + stime of every thread of pid."""
     total = 0
@@ -208,7 +220,7 @@ try:
     d.start()
 finally:
     thawtest.subprocess.Popen = popen
-with d:
+with started(d) as d:
     socks, refused = [], 0
     for i in range(300):
         try:
@@ -302,7 +314,7 @@ if os.geteuid() == 0 and subprocess.run([CRIU, "check"], capture_output=True).re
         d = None
         check(False, "item 6: ready although the snapshot folder cannot be written", str(e)[-300:])
     if d:
-        with d:
+        with started(d) as d:
             z = readyz(d)
             check(z["state"] == "ready" and z.get("cold_starts") is True and "snapshot(s) failed" in z.get("cold_starts_why", ""),
                   "item 6: ready on cold starts, /readyz says why", z)
@@ -355,5 +367,37 @@ if os.geteuid() == 0 and subprocess.run([CRIU, "check"], capture_output=True).re
     shutil.rmtree(mock_dir, ignore_errors=True)
 else:
     print("items 6 and 12 skipped: snapshots need root and a working CRIU")
+
+# item 5: a client that sends a large body and never reads the answer does
+# not hold the daemon's copy of it: past --send-timeout without progress the
+# connection closes
+try:
+    d = Daemon({"echo": ECHO}, args=["--send-timeout", "1000"])
+    d.start()
+except RuntimeError as e:
+    d = None
+    check(False, "item 5: the daemon takes --send-timeout", str(e)[-300:])
+if d:
+    with started(d) as d:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", d.port))
+        n = 8 << 20
+        s.sendall(b"POST /echo/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % n)
+        s.sendall(b"z" * n)
+        time.sleep(0.5)
+        held = d.metrics().get("thaw_connections")
+        gone = wait_for(lambda: d.metrics().get("thaw_connections") == 1, secs=6, step=0.3)
+        check(held == 2 and gone, "item 5: an unread 8 MiB response is dropped after the 1 s send timeout",
+              (held, d.metrics().get("thaw_connections")))
+        s.close()
+        # a client that reads slowly but steadily is not cut
+        c = d.connect(timeout=10)
+        r = d.request("POST", "/echo/ok", body=b"q" * (1 << 20), conn=c)
+        check(r.status == 200 and len(r.body) == 1 << 20, "item 5: a 1 MiB answer read at once still arrives", r.status)
+        r = d.request("POST", "/echo/small", body=b"after", conn=c)
+        check(r.status == 200 and r.body == b"after", "item 5: the connection serves on after a large answer", r)
+        c.close()
 
 finish()
