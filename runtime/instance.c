@@ -17,6 +17,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -91,6 +92,12 @@ static void child(int chan, int log_w, const char *host, char **env, uint64_t da
 	     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) ||
 	     chdir(run_cwd) || syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setgid, run_gid) ||
 	     syscall(SYS_setuid, run_uid)))
+		_exit(126);
+	/* dies with the daemon (kill -9 included) instead of living on under
+	 * init with nothing reading its channel; after the credentials change
+	 * above, which clears it. The parent is the daemon thread that spawned
+	 * it (a loop), which lives as long as the daemon. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		_exit(126);
 	if (data_limit) {
 		struct rlimit r = { data_limit, data_limit };

@@ -400,4 +400,60 @@ if d:
         check(r.status == 200 and r.body == b"after", "item 5: the connection serves on after a large answer", r)
         c.close()
 
+# item 7: instances die with the daemon (kill -9 included), busy ones too;
+# the next daemon removes the cgroups the dead one left
+
+
+def instance_pids(daemon_pid):
+    """thaw-instance processes whose parent is daemon_pid."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        if comm.startswith("thaw-instance") and int(st.rsplit(")", 1)[1].split()[1]) == daemon_pid:
+            out.append(int(p))
+    return out
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+with Daemon({"fault": {"handler": handler_so("fault"), "timeout": 30,
+                       "scalingConfig": {"maxInstances": 3}}}) as d:
+    def sleep_request():
+        try:
+            d.request("GET", "/fault/sleep?ms=4000", timeout=10)
+        except OSError:
+            pass  # the daemon is killed under it
+    busy = threading.Thread(target=sleep_request)
+    try:
+        busy.start()
+        time.sleep(0.5)
+        d.request("GET", "/fault/id")  # a second instance while the first is busy
+        pids = instance_pids(d.proc.pid)
+        groups = [l.rsplit(": ", 1)[1].strip() for l in d.logs().splitlines()
+                  if "limits by cgroup" in l]
+        d.proc.kill()
+        d.proc.wait()
+        gone = wait_for(lambda: not any(alive(p) for p in pids), secs=5)
+        check(len(pids) >= 2 and gone, "item 7: kill -9 of the daemon takes its %d instances with it" % len(pids),
+              [p for p in pids if alive(p)])
+        check(groups and all(os.path.isdir(g) for g in groups), "item 7: the dead daemon left its cgroups", groups)
+        d.start()
+        check(not any(os.path.isdir(g) for g in groups), "item 7: the next daemon removed them",
+              [g for g in groups if os.path.isdir(g)])
+    finally:
+        busy.join(15)
+
 finish()
