@@ -182,6 +182,7 @@ try:
     d = Daemon({}, args=["--proxy-ports", str(sport), "--proxy-timeout", "1000"])
     d.start()
 except RuntimeError as e:
+    d.stop()  # one that started but never got ready
     d = None
     check(False, "item 19: the daemon takes --proxy-timeout", str(e)[-300:])
 if d:
@@ -311,6 +312,7 @@ if os.geteuid() == 0 and subprocess.run([CRIU, "check"], capture_output=True).re
                    env={"THAW_SNAPSHOT_RETRY_MS": "1000"})
         d.start()
     except RuntimeError as e:
+        d.stop()  # one that started but never got ready
         d = None
         check(False, "item 6: ready although the snapshot folder cannot be written", str(e)[-300:])
     if d:
@@ -375,6 +377,7 @@ try:
     d = Daemon({"echo": ECHO}, args=["--send-timeout", "1000"])
     d.start()
 except RuntimeError as e:
+    d.stop()  # one that started but never got ready
     d = None
     check(False, "item 5: the daemon takes --send-timeout", str(e)[-300:])
 if d:
