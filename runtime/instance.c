@@ -83,6 +83,15 @@ static uint64_t inode_of(int fd)
 static void child(int chan, int log_w, const char *host, char **env, uint64_t data_limit)
 {
 	setsid();
+	/* the daemon lowered its own OOM score (server.c): an instance is what
+	 * the OOM killer should pick, so it takes a high one (raising needs no
+	 * privilege; CRIU keeps it in copies) */
+	int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (adj >= 0) {
+		ssize_t w = write(adj, INSTANCE_OOM_SCORE_ADJ, sizeof(INSTANCE_OOM_SCORE_ADJ) - 1);
+		(void)w;
+		close(adj);
+	}
 	/* --instance-user: CRIU dumps an unprivileged task only with a /proc of
 	 * its own pid namespace, so mount one in its own mount namespace; then
 	 * groups, gid, uid by raw syscalls (glibc's wrappers would signal

@@ -15,6 +15,12 @@
 
 struct config;
 
+/* OOM scores (/proc/PID/oom_score_adj, -1000..1000): the daemon takes
+ * DAEMON's (when it may lower its own: root), each instance INSTANCE's,
+ * so that memory pressure kills an instance, never the daemon. */
+#define DAEMON_OOM_SCORE_ADJ "-900"
+#define INSTANCE_OOM_SCORE_ADJ "500"
+
 /* The OS side of one instance; the daemon owns every fd here. */
 struct instance_proc {
 	pid_t pid;      /* host pid */

@@ -525,6 +525,19 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* The daemon holds every client's connection and buffers: under memory
+ * pressure an instance must go first (instance.c raises theirs). Lowering
+ * needs CAP_SYS_RESOURCE: without it the score stays, said once. */
+static void lower_oom_score(void)
+{
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : write(fd, DAEMON_OOM_SCORE_ADJ, strlen(DAEMON_OOM_SCORE_ADJ));
+	if (n < 0)
+		pr_info("oom_score_adj stays (%s): the OOM killer may pick the daemon", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 static void wake_shards(void)
 {
 	for (unsigned i = 0; i < server.n_shards; i++) {
@@ -624,6 +637,7 @@ int server_run(void)
 	if ((ret = jobs_start(8)))
 		return ret;
 	raise_fd_limit();
+	lower_oom_score();
 	signal(SIGPIPE, SIG_IGN);
 	if (o->functions_dir) {
 		int n = server_load_functions_dir(o->functions_dir);
