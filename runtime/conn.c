@@ -35,11 +35,21 @@
 static void process(struct conn *c);
 static void arm_recv(struct conn *c);
 
+/* c's response bytes in the daemon-wide count drop by n (all: SIZE_MAX). */
+static void uncount(struct conn *c, size_t n)
+{
+	if (n > c->out_counted)
+		n = c->out_counted;
+	c->out_counted -= n;
+	atomic_fetch_sub(&server.metrics.buffered, n);
+}
+
 static void maybe_free(struct conn *c)
 {
 	if (c->state != CONN_CLOSING || c->ops)
 		return;
 	close(c->fd);
+	uncount(c, SIZE_MAX);
 	endpoints_conn_closed(c);
 	http_req_fini(&c->req);
 	buf_free(&c->out);
@@ -232,6 +242,7 @@ static void arm_send_timer(struct conn *c)
 static void request_done(struct conn *c)
 {
 	timer_cancel(&c->sh->timers, &c->rtimer);
+	uncount(c, SIZE_MAX);
 	buf_reset(&c->out);
 	buf_shrink(&c->out, CONN_KEEP_BYTES);
 	c->out_sent = 0;
@@ -265,6 +276,7 @@ void conn_on_send(struct conn *c, int res)
 		return;
 	}
 	c->out_sent += (size_t)res;
+	uncount(c, (size_t)res);
 	if (c->out_sent < c->out.len) {
 		arm_send_timer(c); /* progress: the client reads */
 		arm_send(c);
@@ -333,6 +345,9 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 	buf_append(&c->out, body, len);
 	c->state = CONN_WRITING;
 	c->fn = NULL;
+	uncount(c, SIZE_MAX);
+	c->out_counted = c->out.len;
+	atomic_fetch_add(&server.metrics.buffered, c->out_counted);
 	arm_send_timer(c);
 	start_send(c);
 }
@@ -479,6 +494,16 @@ static void on_request(struct conn *c)
 	}
 	if (!strcmp(fn->cfg.auth_type, "function") && !endpoints_authorized(c)) {
 		unauthorized_fn(c, fn);
+		return;
+	}
+	/* responses clients do not read stay in the daemon's memory: past the
+	 * bound, no new work adds to them */
+	uint64_t held = atomic_load(&server.metrics.buffered);
+	if (held > server.opt.max_buffered) {
+		COUNT(server.metrics.http_errors, 503);
+		conn_respond_error(c, 503, "the daemon holds %llu MiB of responses its clients have "
+				   "not read (--max-buffered): try again later",
+				   (unsigned long long)(held >> 20));
 		return;
 	}
 	c->fn = fn;

@@ -25,6 +25,8 @@ static const char usage_serve[] =
 	"  --idle-timeout MS     close idle keep-alive connections (default 60000)\n"
 	"  --send-timeout MS     close a connection whose client reads nothing of its\n"
 	"                        response for that long (default 60000)\n"
+	"  --max-buffered BYTES  503 for invocations while the responses waiting for\n"
+	"                        their clients hold more (default: RAM/4, >= 256 MiB)\n"
 	"  --max-connections N   503 past it (default 20000)\n"
 	"  --no-access-log       no JSON line per request\n"
 	"  --no-snapshots        never checkpoint: every instance cold starts\n"
@@ -63,6 +65,7 @@ static int cmd_serve(int argc, char **argv)
 		{ "body-timeout", required_argument, 0, 'B' },
 		{ "idle-timeout", required_argument, 0, 'I' },
 		{ "send-timeout", required_argument, 0, 'W' },
+		{ "max-buffered", required_argument, 0, 'M' },
 		{ "max-connections", required_argument, 0, 'C' },
 		{ "no-access-log", no_argument, 0, 'q' },
 		{ "no-snapshots", no_argument, 0, 'N' },
@@ -88,6 +91,16 @@ static int cmd_serve(int argc, char **argv)
 		case 'B': bad |= parse_uint(optarg, "--body-timeout", &o->body_timeout_ms); break;
 		case 'I': bad |= parse_uint(optarg, "--idle-timeout", &o->idle_timeout_ms); break;
 		case 'W': bad |= parse_uint(optarg, "--send-timeout", &o->send_timeout_ms) || !o->send_timeout_ms; break;
+		case 'M': {
+			char *end;
+			unsigned long long b = strtoull(optarg, &end, 10);
+			if (!*optarg || *end || !b || optarg[0] == '-') {
+				fprintf(stderr, "thaw serve: --max-buffered: expected bytes: %s\n", optarg);
+				bad = 1;
+			}
+			o->max_buffered = b;
+			break;
+		}
 		case 'C': bad |= parse_uint(optarg, "--max-connections", &o->max_connections); break;
 		case 'q': o->access_log = false; break;
 		case 'N': o->no_snapshots = true; break;

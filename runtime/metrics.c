@@ -131,4 +131,8 @@ void metrics_render_server(struct buf *out, const struct server_metrics *m)
 		   "# HELP thaw_connections_total Client connections accepted.\n"
 		   "# TYPE thaw_connections_total counter\nthaw_connections_total %lu\n",
 		   GET(&m->connections), (unsigned long)GET(&m->connections_total));
+	buf_printf(out,
+		   "# HELP thaw_buffered_response_bytes Response bytes waiting for their clients to read them.\n"
+		   "# TYPE thaw_buffered_response_bytes gauge\nthaw_buffered_response_bytes %lu\n",
+		   (unsigned long)GET(&m->buffered));
 }

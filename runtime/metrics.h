@@ -40,6 +40,7 @@ struct server_metrics {
 	atomic_uint_least64_t http_errors[600]; /* answered before reaching a function */
 	atomic_int connections;
 	atomic_uint_least64_t connections_total;
+	atomic_uint_least64_t buffered; /* response bytes not yet sent, all connections */
 };
 
 void histogram_observe(struct histogram *h, int64_t ns);

@@ -468,4 +468,35 @@ with Daemon({"fault": {"handler": handler_so("fault"), "timeout": 30,
     finally:
         busy.join(15)
 
+# item 5: a bound on what the daemon holds for clients that do not read:
+# past --max-buffered, invocations get 503 instead of more memory
+try:
+    d = Daemon({"echo": ECHO}, args=["--max-buffered", "10000000", "--send-timeout", "20000"])
+    d.start()
+except RuntimeError as e:
+    d.stop()  # one that started but never got ready
+    d = None
+    check(False, "item 5: the daemon takes --max-buffered", str(e)[-300:])
+if d:
+    with started(d) as d:
+        hogs = []
+        for i in range(2):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(10)
+            s.connect(("127.0.0.1", d.port))
+            n = 8 << 20
+            s.sendall(b"POST /echo/hog HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % n)
+            s.sendall(b"h" * n)
+            hogs.append(s)
+        held = wait_for(lambda: d.metrics().get("thaw_buffered_response_bytes", 0) > 10000000, secs=5)
+        r = d.request("POST", "/echo/x", body=b"more")
+        check(held and r.status == 503 and "max-buffered" in r.json().get("error", ""),
+              "item 5: past --max-buffered an invocation gets 503", (d.metrics().get("thaw_buffered_response_bytes"), r))
+        for s in hogs:
+            s.close()
+        wait_for(lambda: d.metrics().get("thaw_buffered_response_bytes", 1) == 0, secs=5)
+        r = d.request("POST", "/echo/x", body=b"more")
+        check(r.status == 200 and r.body == b"more", "item 5: served again once those clients left", r)
+
 finish()
