@@ -267,6 +267,7 @@ static void admin_add(struct conn *c)
 		d->job.run = image_deploy_run;
 		d->job.done = image_deploy_done;
 		d->job.sh = c->sh;
+		d->job.slow = true; /* restores and limits must not wait behind it */
 		c->ops++; /* c stays allocated until done() */
 		jobs_submit(&d->job);
 		return;

@@ -7,6 +7,8 @@
 #ifndef THAW_JOBS_H
 #define THAW_JOBS_H
 
+#include <stdbool.h>
+
 struct shard;
 
 struct job {
@@ -14,9 +16,16 @@ struct job {
 	void (*done)(struct job *j); /* the shard's loop: may free j */
 	struct shard *sh;
 	struct job *next;
+	/* may take seconds to minutes (an image unpack): runs on workers of
+	 * its own, so restores and limits never wait behind it */
+	bool slow;
 };
 
-/* Starts n worker threads. Returns 0 or -errno. */
+/* Workers for slow jobs, besides the n of jobs_start. */
+#define JOBS_SLOW_WORKERS 2
+
+/* Starts n worker threads, and JOBS_SLOW_WORKERS for slow jobs. Returns 0
+ * or -errno. */
 int jobs_start(unsigned n);
 /* Stops the workers after the queued jobs ran (their done() is not called). */
 void jobs_stop(void);
