@@ -113,8 +113,14 @@ static struct instance *start_cold(struct pool *p)
 {
 	struct function *fn = p->fn;
 	struct instance *in = new_instance(p);
-	int ret = instance_spawn(server.opt.instance_bin, &fn->cfg, &in->proc);
+	/* groups first (~0.1 ms each): the instance joins them itself before
+	 * it execs, so it never runs outside memorySize and cpu; when they
+	 * cannot be made, the limit job moves it in later, as for restores */
+	bool joined = reslimit_prepare(fn->cfg.memory_mb, fn->cfg.cpu, &in->cgroups) == 0;
+	int ret = instance_spawn_in(server.opt.instance_bin, &fn->cfg, joined ? &in->cgroups : NULL,
+				    &in->proc);
 	if (ret) {
+		reslimit_release(&in->cgroups);
 		char msg[256];
 		snprintf(msg, sizeof(msg), "cannot start an instance: %s", strerror(-ret));
 		function_set_failed(fn, msg);
@@ -127,7 +133,11 @@ static struct instance *start_cold(struct pool *p)
 	atomic_fetch_add(&fn->metrics.starts[START_COLD], 1);
 	add_instance(p, in);
 	pool__watch_instance(in);
-	limit_instance(in);
+	if (!joined) {
+		reslimit_release(&in->cgroups);
+		in->cgroups = (struct reslimit_groups){ 0 };
+		limit_instance(in);
+	}
 	pr_debug("%s: starting instance pid %d", fn->cfg.name, in->proc.pid);
 	return in;
 }

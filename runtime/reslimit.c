@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,7 +135,7 @@ static void sweep_dead_daemons(const char *ours)
 			struct dirent *i;
 			char inst[sizeof(sub) + 256];
 			while ((i = readdir(g)))
-				if (i->d_name[0] == 'i') {
+				if (i->d_type == DT_DIR && i->d_name[0] != '.') {
 					snprintf(inst, sizeof(inst), "%s/%s", sub, i->d_name);
 					sweep_group(inst);
 				}
@@ -219,21 +220,26 @@ struct setting {
 	bool optional;		  /* a failed write is not an error */
 };
 
-/* Makes parent/iPID with the settings written and moves pid into it; out
+/* Makes parent/iPID with the settings written and moves pid into it, or
+ * for pid 0 parent/cN that an instance about to start joins itself; out
  * gets its path. Returns 0 or -errno, the group then removed. */
 static int join_group(const char *parent, pid_t pid, const struct setting *s, size_t n,
 		      char out[RESLIMIT_PATH_MAX])
 {
+	static atomic_uint seq;
 	char dir[RESLIMIT_PATH_MAX], v[16];
 	int ret = 0;
-	snprintf(dir, sizeof(dir), "%s/i%d", parent, (int)pid);
+	if (pid)
+		snprintf(dir, sizeof(dir), "%s/i%d", parent, (int)pid);
+	else
+		snprintf(dir, sizeof(dir), "%s/c%u", parent, atomic_fetch_add(&seq, 1));
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		ret = -errno;
 	for (size_t i = 0; i < n && !ret; i++)
 		if (s[i].value && (ret = write_file(dir, s[i].file, s[i].value)) && s[i].optional)
 			ret = 0;
 	snprintf(v, sizeof(v), "%d", (int)pid);
-	if (!ret)
+	if (!ret && pid)
 		ret = write_file(dir, "cgroup.procs", v);
 	if (ret) {
 		pr_warn("cgroup %s: %s: instance %d runs without this limit", dir, strerror(-ret),
@@ -274,6 +280,11 @@ int reslimit_apply(pid_t pid, uint32_t memory_mb, double cpu, struct reslimit_gr
 		ret = ret ? ret : err;
 	}
 	return ret;
+}
+
+int reslimit_prepare(uint32_t memory_mb, double cpu, struct reslimit_groups *g)
+{
+	return reslimit_apply(0, memory_mb, cpu, g);
 }
 
 bool reslimit_oom_killed(const struct reslimit_groups *g)

@@ -418,6 +418,33 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 	return 0;
 }
 
+/* Logs "init in memory cgroup <path>" (v1's memory line, else v2's): the
+ * tests check that init already runs under memorySize. */
+static void log_memory_cgroup(void)
+{
+	char line[512], v2[512] = "";
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+		if (!b)
+			continue;
+		*b = '\0';
+		if (!strcmp(a + 1, "memory") || strstr(a + 1, "memory,") || strstr(a + 1, ",memory")) {
+			thaw_log(THAW_LOG_INFO, "init in memory cgroup %s", b + 1);
+			fclose(f);
+			return;
+		}
+		if (!a[1])
+			snprintf(v2, sizeof(v2), "%s", b + 1);
+	}
+	fclose(f);
+	if (v2[0])
+		thaw_log(THAW_LOG_INFO, "init in memory cgroup %s", v2);
+}
+
 static int init(void)
 {
 	const char *v = thaw_config("FAULT_INIT_SLEEP_MS");
@@ -433,6 +460,7 @@ static int init(void)
 	}
 	seed();
 	thaw_log(THAW_LOG_INFO, "fault handler ready, instance %s", thaw_instance_id());
+	log_memory_cgroup();
 	return 0;
 }
 

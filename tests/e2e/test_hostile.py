@@ -499,4 +499,23 @@ if d:
         r = d.request("POST", "/echo/x", body=b"more")
         check(r.status == 200 and r.body == b"more", "item 5: served again once those clients left", r)
 
+# item 3: a cold instance runs under memorySize from its first instruction
+# (it joins its cgroup before exec), not in the daemon's group until a job
+# moves it
+with Daemon({"fault": dict(FAULT, memorySize=128)}) as d:
+    lines = [l for l in d.logs().splitlines() if "init in memory cgroup" in l]
+    grp = lines[0].rsplit("init in memory cgroup ", 1)[1].strip() if lines else ""
+    check(lines and "/thaw-%d/c" % d.proc.pid in grp,
+          "item 3: the handler's init already runs in the instance's own group", lines[:1])
+    limit = None
+    for root in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup"):
+        for name in ("memory.limit_in_bytes", "memory.max"):
+            path = root + grp + "/" + name
+            if grp and os.path.exists(path):
+                limit = int(open(path).read())
+                break
+        if limit:
+            break
+    check(limit == 128 << 20, "item 3: that group has the memorySize limit", limit)
+
 finish()
