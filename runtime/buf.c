@@ -67,6 +67,18 @@ void buf_consume(struct buf *b, size_t n)
 	b->len -= n;
 }
 
+void buf_shrink(struct buf *b, size_t keep)
+{
+	if (b->cap <= keep || b->len > keep)
+		return;
+	if (!b->len) {
+		buf_free(b);
+		return;
+	}
+	b->data = xrealloc(b->data, keep);
+	b->cap = keep;
+}
+
 void buf_reset(struct buf *b)
 {
 	b->len = 0;

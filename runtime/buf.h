@@ -25,6 +25,10 @@ void buf_append_json_string(struct buf *b, const char *s, size_t len);
 /* Drops the first n bytes, moving the rest to the front. */
 void buf_consume(struct buf *b, size_t n);
 void buf_reset(struct buf *b);
+/* Gives back capacity past keep bytes when what b holds fits in keep (all
+ * of it when empty): a buffer that once carried a large message does not
+ * keep its size for the rest of its life. May move data. */
+void buf_shrink(struct buf *b, size_t keep);
 void buf_free(struct buf *b);
 
 #endif

@@ -1,6 +1,7 @@
 #include "channel.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 void channel_put_hdr(struct buf *out, uint32_t type, uint64_t id, size_t payload_len)
@@ -144,13 +145,45 @@ int channel_decode_request(const char *payload, size_t len, struct channel_reque
 	return 0;
 }
 
+/* RFC 9110 token characters */
+static bool is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* A response's headers go to the client as "name: value" lines: a name of
+ * token characters and a value without CR, LF or other controls (HTAB
+ * allowed), or an instance could add headers or a whole second response.
+ * The SDK checks the same inside the instance, which is not trusted. */
+static bool headers_safe(const char *cur, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct channel_kv kv;
+		channel_next_header(&cur, &kv);
+		if (!*kv.name)
+			return false;
+		for (const char *p = kv.name; *p; p++)
+			if (!is_tchar((unsigned char)*p))
+				return false;
+		for (const unsigned char *p = (const unsigned char *)kv.value; *p; p++)
+			if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+				return false;
+	}
+	return true;
+}
+
 int channel_decode_response(const char *payload, size_t len, struct channel_response *out)
 {
 	struct reader r = { payload, payload + len };
 	if (get_u32(&r, &out->status) || get_headers(&r, &out->n_headers, &out->headers) ||
 	    get_field(&r, &out->body, &out->body_len) || r.p != r.end)
 		return -EPROTO;
-	if (out->status < 100 || out->status > 599)
+	/* a final status only: a 1xx would leave the client waiting for
+	 * another response that never comes */
+	if (out->status < 200 || out->status > 599)
+		return -EPROTO;
+	if (!headers_safe(out->headers, out->n_headers))
 		return -EPROTO;
 	return 0;
 }

@@ -107,7 +107,9 @@ void channel_put_response(struct buf *out, uint64_t id, uint32_t status,
  * -EPROTO when the header is invalid (unknown type, payload too large). */
 long channel_frame_complete(const char *data, size_t len);
 
-/* Decode a payload in place. Return 0 or -EPROTO for a malformed payload. */
+/* Decode a payload in place. Return 0 or -EPROTO for a malformed payload;
+ * a response is also malformed with a status outside 200..599 or a header
+ * name that is not a token or a value with CR, LF or another control. */
 int channel_decode_request(const char *payload, size_t len, struct channel_request *out);
 int channel_decode_response(const char *payload, size_t len, struct channel_response *out);
 

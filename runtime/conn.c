@@ -24,6 +24,9 @@
 /* Pipelined bytes buffered while a request runs; past it the client is
  * flooding us and is closed. */
 #define MAX_PENDING_INPUT (4u << 20)
+/* Bytes per second a request body must average past --body-timeout: a
+ * large upload may take longer than the timeout, a trickle may not. */
+#define BODY_MIN_RATE (64u << 10)
 /* Body limit for requests that reach no function. */
 #define BUILTIN_BODY_LIMIT (1u << 20)
 
@@ -41,11 +44,21 @@ void conn_set_hooks(const struct conn_hooks *h)
 	hooks = *h;
 }
 
+/* c's response bytes in the daemon-wide count drop by n (all: SIZE_MAX). */
+static void uncount(struct conn *c, size_t n)
+{
+	if (n > c->out_counted)
+		n = c->out_counted;
+	c->out_counted -= n;
+	atomic_fetch_sub(&server.metrics.buffered, n);
+}
+
 static void maybe_free(struct conn *c)
 {
 	if (c->state != CONN_CLOSING || c->ops)
 		return;
 	close(c->fd);
+	uncount(c, SIZE_MAX);
 	http_req_fini(&c->req);
 	buf_free(&c->out);
 	if (c->prev_conn)
@@ -106,6 +119,17 @@ static void read_timeout(struct timer *t)
 
 static void arm_read_timer(struct conn *c)
 {
+	/* the body's deadline runs from the end of the head (on_headers), not
+	 * from the last read, or a byte every few seconds would hold the
+	 * connection for good; a large upload earns time at BODY_MIN_RATE */
+	if (c->req.headers_done && c->rtimer.idx && c->rtimer.fire == read_timeout) {
+		uint64_t got = c->req.body.len + c->req.sunk;
+		int64_t at = c->body_start_ns + (int64_t)server.opt.body_timeout_ms * 1000000 +
+			     (int64_t)(got / (BODY_MIN_RATE / 1000)) * 1000000;
+		if (at > c->rtimer.at_ns)
+			timer_set(&c->sh->timers, &c->rtimer, at, read_timeout);
+		return;
+	}
 	unsigned ms = server.opt.idle_timeout_ms;
 	if (c->req.headers_done)
 		ms = server.opt.body_timeout_ms;
@@ -231,10 +255,30 @@ static void start_send(struct conn *c)
 		arm_send(c);
 }
 
+/* What a connection keeps of its buffers between requests. */
+#define CONN_KEEP_BYTES (64u << 10)
+
+/* A client that stops reading its response: the bytes wait in c->out;
+ * with no progress for --send-timeout the connection closes and they go. */
+static void send_timeout(struct timer *t)
+{
+	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, rtimer));
+	conn_close(c);
+}
+
+static void arm_send_timer(struct conn *c)
+{
+	timer_set(&c->sh->timers, &c->rtimer,
+		  now_ns() + (int64_t)server.opt.send_timeout_ms * 1000000, send_timeout);
+}
+
 /* The response is out: next request, or close. */
 static void request_done(struct conn *c)
 {
+	timer_cancel(&c->sh->timers, &c->rtimer);
+	uncount(c, SIZE_MAX);
 	buf_reset(&c->out);
+	buf_shrink(&c->out, CONN_KEEP_BYTES);
 	c->out_sent = 0;
 	c->sh->n_active--;
 	c->state = CONN_READING;
@@ -243,6 +287,11 @@ static void request_done(struct conn *c)
 		return;
 	}
 	http_req_next(&c->req);
+	/* a large request or response leaves no capacity behind; a plain recv
+	 * in flight writes into req.in, which must not move then */
+	buf_shrink(&c->req.body, CONN_KEEP_BYTES);
+	if (c->sh->use_buf_ring || !c->recv_armed)
+		buf_shrink(&c->req.in, CONN_KEEP_BYTES);
 	c->state = CONN_READING;
 	arm_read_timer(c);
 	process(c);
@@ -263,7 +312,9 @@ static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 		return;
 	}
 	c->out_sent += (size_t)res;
+	uncount(c, (size_t)res);
 	if (c->out_sent < c->out.len) {
+		arm_send_timer(c); /* progress: the client reads */
 		arm_send(c);
 		return;
 	}
@@ -309,8 +360,14 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 	access_log(c, status, dur);
 	buf_reset(&c->out);
 	c->out_sent = 0;
-	buf_printf(&c->out, "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\n", status,
-		   http_status_text(status), len);
+	/* no body after 1xx, 204, 304 or for HEAD, or the client would read it
+	 * as the next response; HEAD keeps the length GET would have */
+	bool head = c->req.headers_done && c->req.parser.method == HTTP_HEAD;
+	buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+	if (http_status_has_body(status))
+		buf_printf(&c->out, "content-length: %zu\r\n", len);
+	if (!http_status_has_body(status) || head)
+		len = 0;
 	if (ctype)
 		buf_printf(&c->out, "content-type: %s\r\n", ctype);
 	if (c->request_id[0])
@@ -323,6 +380,10 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 	buf_append(&c->out, body, len);
 	c->state = CONN_WRITING;
 	c->fn = NULL;
+	uncount(c, SIZE_MAX);
+	c->out_counted = c->out.len;
+	atomic_fetch_add(&server.metrics.buffered, c->out_counted);
+	arm_send_timer(c);
 	start_send(c);
 }
 
@@ -376,6 +437,11 @@ static void process(struct conn *c)
 		if (s == HTTP_PARTIAL) {
 			return;
 		} else if (s == HTTP_HEADERS) {
+			/* the body's deadline runs from the end of the head */
+			c->body_start_ns = now_ns();
+			timer_set(&c->sh->timers, &c->rtimer,
+				  c->body_start_ns + (int64_t)server.opt.body_timeout_ms * 1000000,
+				  read_timeout);
 			hooks.headers(c);
 		} else if (s == HTTP_DONE) {
 			timer_cancel(&c->sh->timers, &c->rtimer);

@@ -37,7 +37,9 @@ struct conn {
 	struct http_req req;
 	struct buf out;
 	size_t out_sent;
+	size_t out_counted; /* of out, in server.metrics.buffered */
 	struct timer rtimer;  /* header/body read or keep-alive idle */
+	int64_t body_start_ns; /* the head was complete: the body's deadline runs */
 	/* the request under way */
 	int64_t start_ns;
 	char request_id[REQUEST_ID_MAX + 1];

@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,33 @@ static struct function *newest(struct fn_name *nm)
 	return fn_name_newest(nm);
 }
 
+/* Whether fn's instances start from its snapshot, and when not why: a
+ * failed dump or restore puts it on cold starts for a while (pool_start.c). */
+static void snapshot_json(cJSON *f, struct function *fn)
+{
+	static const char *const snap_names[] = { "none", "taking", "ready", "off" };
+	int ss = atomic_load(&fn->snap_state);
+	int64_t left = atomic_load(&fn->snap_retry_ns) - now_ns();
+	unsigned dumps = atomic_load(&fn->dump_failures), restores = atomic_load(&fn->restore_failures);
+	cJSON_AddStringToObject(f, "snapshot", snap_names[ss]);
+	bool cold = ss != SNAP_READY || left > 0;
+	cJSON_AddBoolToObject(f, "cold_starts", cold);
+	if (!cold || (!dumps && !restores))
+		return;
+	char why[160];
+	if (ss == SNAP_READY)
+		snprintf(why, sizeof(why), "%u restore(s) failed in a row: restores again in %.1f s",
+			 restores, (double)left / 1e9);
+	else if (ss == SNAP_NONE && left > 0)
+		snprintf(why, sizeof(why), "%u snapshot(s) failed: trying again in %.0f s", dumps,
+			 (double)left / 1e9);
+	else if (ss == SNAP_OFF)
+		snprintf(why, sizeof(why), "%u snapshot(s) failed: cold starts only", dumps);
+	else
+		return;
+	cJSON_AddStringToObject(f, "cold_starts_why", why);
+}
+
 /* Ready when every function has a version serving; a failed newer deploy
  * beside a serving version is reported but does not make it unready. */
 static void readyz(struct conn *c)
@@ -57,6 +85,7 @@ static void readyz(struct conn *c)
 		cJSON *f = cJSON_AddObjectToObject(fns, nm->name);
 		cJSON_AddStringToObject(f, "state", state_names[st]);
 		cJSON_AddNumberToObject(f, "version", fn->version);
+		snapshot_json(f, fn);
 		if (atomic_load(&last->state) == FN_FAILED) {
 			char msg[512];
 			function_error(last, msg, sizeof(msg));
@@ -144,9 +173,9 @@ static cJSON *function_json(struct fn_name *nm)
 static void deployed(struct conn *c, struct config *cfg, const struct imagestore_image *img)
 {
 	struct function *fn;
-	char why[200];
+	char why[PATH_MAX + 200];
 	if (lifecycle_deploy(cfg, img, &fn, why, sizeof(why))) {
-		pr_err("cannot deploy: %s", why);
+		pr_err("cannot deploy %s: %s", cfg->name, why);
 		config_free(cfg);
 		if (c->state != CONN_CLOSING)
 			conn_respond_error(c, 507, "%s", why);
@@ -211,6 +240,7 @@ static void admin_add(struct conn *c)
 		d->job.run = image_deploy_run;
 		d->job.done = image_deploy_done;
 		d->job.sh = c->sh;
+		d->job.slow = true; /* restores and limits must not wait behind it */
 		c->ops++; /* c stays allocated until done() */
 		jobs_submit(&d->job);
 		return;

@@ -114,6 +114,27 @@ unlock:
 	pthread_mutex_unlock(&l->lock);
 }
 
+bool fnlog_echo(struct fnlog *l, uint64_t *dropped)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	*dropped = 0;
+	pthread_mutex_lock(&l->lock);
+	if (ts.tv_sec != l->echo_second) {
+		*dropped = l->echo_dropped;
+		l->echo_second = ts.tv_sec;
+		l->echo_lines = 0;
+		l->echo_dropped = 0;
+	}
+	bool ok = l->echo_lines < FNLOG_ECHO_LINES;
+	if (ok)
+		l->echo_lines++;
+	else
+		l->echo_dropped++;
+	pthread_mutex_unlock(&l->lock);
+	return ok;
+}
+
 void fnlog_close(struct fnlog *l)
 {
 	pthread_mutex_lock(&l->lock);

@@ -27,7 +27,17 @@ struct fnlog {
 	uint64_t size; /* of the current file */
 	bool failed;   /* a write failed: said once, retried at the next open */
 	bool closed;   /* the name was removed: no more lines */
+	/* the copy to the daemon's own log: FNLOG_ECHO_LINES a second */
+	int64_t echo_second;
+	unsigned echo_lines;
+	uint64_t echo_dropped;
 };
+
+/* Lines a second of one function name that also go to the daemon's log
+ * (its stderr), and the bytes of each: a handler printing without pause
+ * fills its own rotated file, not the daemon's log. */
+#define FNLOG_ECHO_LINES 100
+#define FNLOG_ECHO_BYTES 1024
 
 /* Reads THAW_LOG_ROTATE_BYTES and makes STATE/logs; call once at start. */
 void fnlog_setup(const char *state_dir);
@@ -35,6 +45,10 @@ void fnlog_init_name(struct fnlog *l);
 /* Appends one line (without its '\n') of instance pid of version. */
 void fnlog_write(struct fnlog *l, const char *name, unsigned version, int pid,
 		 const char *line, size_t len);
+/* Whether a line of this name may be copied to the daemon's log now; when
+ * a new second starts, *dropped is how many of the last one were not (0
+ * otherwise), for the caller to say once. */
+bool fnlog_echo(struct fnlog *l, uint64_t *dropped);
 /* Closes the fd; later writes are dropped. */
 void fnlog_close(struct fnlog *l);
 

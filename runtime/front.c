@@ -40,6 +40,21 @@ static struct route route_of(struct conn *c)
 	return rt;
 }
 
+static void pick_request_id(struct conn *c)
+{
+	static _Thread_local uint64_t seq, salt;
+	if (!salt && getrandom(&salt, sizeof(salt), 0) != sizeof(salt))
+		salt = (uint64_t)now_ns();
+	request_pick_id(&c->req, salt, &seq, c->request_id);
+}
+
+static void unauthorized_fn(struct conn *c, const struct function *fn)
+{
+	COUNT(server.metrics.http_errors, 401);
+	conn_respond_error(c, 401, "function %s needs a token (httpTrigger.authType: function)",
+			   fn->cfg.name);
+}
+
 /* The head is in: route, pick the body limit, refuse early. */
 static void on_headers(struct conn *c)
 {
@@ -49,9 +64,18 @@ static void on_headers(struct conn *c)
 	c->route_base = url;
 	struct route *rt = &c->route;
 	if (rt->kind == ROUTE_INVOKE) {
-		struct function *fn = registry_find_function(rt->fn, rt->fn_len);
+		struct function *fn = rt->version ? registry_find_version(rt->fn, rt->fn_len, rt->version)
+						  : registry_find_function(rt->fn, rt->fn_len);
 		if (fn)
 			c->req.body_limit = fn->cfg.max_body_bytes;
+		/* refused before its body is read, as admin uploads are */
+		if (fn && !strcmp(fn->cfg.auth_type, "function") && !auth_admin(&c->req)) {
+			c->close_after_send = true;
+			c->start_ns = now_ns();
+			pick_request_id(c);
+			unauthorized_fn(c, fn);
+			return;
+		}
 	} else if (rt->kind == ROUTE_ADMIN || rt->kind == ROUTE_PROXY) {
 		if (rt->kind == ROUTE_ADMIN)
 			endpoints_on_headers(c, rt);
@@ -130,10 +154,7 @@ static void invoke(struct conn *c, struct function *fn, const struct route *rt)
 /* A whole request. */
 static void on_request(struct conn *c)
 {
-	static _Thread_local uint64_t seq, salt;
-	if (!salt && getrandom(&salt, sizeof(salt), 0) != sizeof(salt))
-		salt = (uint64_t)now_ns();
-	request_pick_id(&c->req, salt, &seq, c->request_id);
+	pick_request_id(c);
 	struct route rt = route_of(c);
 	if (rt.kind == ROUTE_PROXY) {
 		proxy_start(c, &rt);
@@ -155,9 +176,17 @@ static void on_request(struct conn *c)
 		return;
 	}
 	if (!strcmp(fn->cfg.auth_type, "function") && !auth_admin(&c->req)) {
-		COUNT(server.metrics.http_errors, 401);
-		conn_respond_error(c, 401, "function %s needs a token (httpTrigger.authType: function)",
-				   fn->cfg.name);
+		unauthorized_fn(c, fn);
+		return;
+	}
+	/* responses clients do not read stay in the daemon's memory: past the
+	 * bound, no new work adds to them */
+	uint64_t held = atomic_load(&server.metrics.buffered);
+	if (held > server.opt.max_buffered) {
+		COUNT(server.metrics.http_errors, 503);
+		conn_respond_error(c, 503, "the daemon holds %llu MiB of responses its clients have "
+				   "not read (--max-buffered): try again later",
+				   (unsigned long long)(held >> 20));
 		return;
 	}
 	invoke(c, fn, &rt);

@@ -62,6 +62,12 @@ struct function {
 	_Atomic double init_ms, dump_ms, restore_ms;
 	atomic_uint_least64_t snap_bytes;
 	atomic_bool snap_dropped; /* removed: its snapshot folder is deleted */
+	/* dumps and restores that failed in a row, and the time (CLOCK_MONOTONIC
+	 * ns) before which instances cold start instead of trying again
+	 * (pool_start.c: a full snapshot folder or a failed restore is not for
+	 * good) */
+	atomic_uint dump_failures, restore_failures;
+	_Atomic int64_t snap_retry_ns;
 	_Atomic(struct pool *) pool; /* made on first use (pool_of) */
 };
 

@@ -97,6 +97,30 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 	return 0;
 }
 
+/* http-parser takes any list whose last coding is chunked ("chunked,
+ * chunked" included) and would de-chunk once; an intermediary that reads the
+ * list differently would see another body. Only one coding is decoded here,
+ * so the only framing accepted is a single "Transfer-Encoding: chunked"
+ * (RFC 9112 6.1: chunked at most once, and last). */
+static int check_transfer_encoding(struct http_req *r)
+{
+	unsigned seen = 0;
+	struct http_span v = { 0, 0 };
+	for (unsigned i = 0; i < r->n_headers; i++) {
+		const struct http_header_ref *h = &r->headers[i];
+		if (h->name.len == 17 &&
+		    strncasecmp(http_span_ptr(r, h->name), "transfer-encoding", 17) == 0) {
+			seen++;
+			v = h->value;
+		}
+	}
+	if (seen == 0)
+		return 0;
+	if (seen > 1 || v.len != 7 || strncasecmp(http_span_ptr(r, v), "chunked", 7) != 0)
+		return fail(r, 400, "unsupported Transfer-Encoding: only one \"chunked\" is accepted");
+	return 0;
+}
+
 static int on_headers_complete(http_parser *p)
 {
 	struct http_req *r = REQ(p);
@@ -112,6 +136,8 @@ static int on_headers_complete(http_parser *p)
 				  r->in.data[v->off + v->len - 1] == '\t'))
 			v->len--;
 	}
+	if (check_transfer_encoding(r))
+		return -1;
 	r->headers_done = true;
 	struct http_span v;
 	r->expect_continue = http_req_header(r, "expect", &v) && v.len == 12 &&
@@ -273,6 +299,11 @@ bool http_req_header(const struct http_req *r, const char *name, struct http_spa
 bool http_req_keep_alive(const struct http_req *r)
 {
 	return http_should_keep_alive(&r->parser) && !r->parser.upgrade;
+}
+
+bool http_status_has_body(int status)
+{
+	return status >= 200 && status != 204 && status != 304;
 }
 
 const char *http_status_text(int status)

@@ -81,6 +81,10 @@ static inline size_t http_req_pending(const struct http_req *r)
 	return r->in.len - r->parsed;
 }
 
+/* Whether a response with this status carries a body (RFC 9110 6.4.1):
+ * not 1xx, 204 or 304. A HEAD request's response never does either. */
+bool http_status_has_body(int status);
+
 /* Reason phrase for a status code. */
 const char *http_status_text(int status);
 

@@ -15,9 +15,11 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -64,9 +66,41 @@ static uint64_t inode_of(int fd)
 }
 
 /* In the child: PID 1 of the new pid namespace. Only async-signal-safe calls. */
-static void child(int chan, int log_w, const char *host, char **env, uint64_t data_limit)
+/* Moves the calling process into the group dir (its cgroup.procs takes
+ * "0" for "me"); async-signal-safe. */
+static int join_cgroup(const char *dir)
+{
+	char path[RESLIMIT_PATH_MAX + 16];
+	size_t n = strlen(dir);
+	if (n + sizeof("/cgroup.procs") > sizeof(path))
+		return -1;
+	memcpy(path, dir, n);
+	memcpy(path + n, "/cgroup.procs", sizeof("/cgroup.procs"));
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	int ok = fd >= 0 && write(fd, "0", 1) == 1;
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+static void child(int chan, int log_w, const char *host, char **env, uint64_t data_limit,
+		  const struct reslimit_groups *join)
 {
 	setsid();
+	/* under memorySize and cpu before the host runs: the groups were
+	 * made (reslimit_prepare) with the limits written */
+	if (join && ((join->mem[0] && join_cgroup(join->mem)) ||
+		     (join->cpu[0] && join_cgroup(join->cpu))))
+		_exit(125);
+	/* the daemon lowered its own OOM score (server.c): an instance is what
+	 * the OOM killer should pick, so it takes a high one (raising needs no
+	 * privilege; CRIU keeps it in copies) */
+	int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (adj >= 0) {
+		ssize_t w = write(adj, INSTANCE_OOM_SCORE_ADJ, sizeof(INSTANCE_OOM_SCORE_ADJ) - 1);
+		(void)w;
+		close(adj);
+	}
 	/* --instance-user: CRIU dumps an unprivileged task only with a /proc of
 	 * its own pid namespace, so mount one in its own mount namespace; then
 	 * groups, gid, uid by raw syscalls (glibc's wrappers would signal
@@ -76,6 +110,12 @@ static void child(int chan, int log_w, const char *host, char **env, uint64_t da
 	     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) ||
 	     chdir(run_cwd) || syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setgid, run_gid) ||
 	     syscall(SYS_setuid, run_uid)))
+		_exit(126);
+	/* dies with the daemon (kill -9 included) instead of living on under
+	 * init with nothing reading its channel; after the credentials change
+	 * above, which clears it. The parent is the daemon thread that spawned
+	 * it (a loop), which lives as long as the daemon. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		_exit(126);
 	if (data_limit) {
 		struct rlimit r = { data_limit, data_limit };
@@ -138,6 +178,12 @@ void instance_proc_adopt(struct instance_proc *out, pid_t pid, int pidfd, const 
 
 int instance_spawn(const char *host_path, const struct config *cfg, struct instance_proc *out)
 {
+	return instance_spawn_in(host_path, cfg, NULL, out);
+}
+
+int instance_spawn_in(const char *host_path, const struct config *cfg,
+		      const struct reslimit_groups *join, struct instance_proc *out)
+{
 	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, ret;
 	*out = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = -1, .log_fd = -1 };
 	char *handler = cfg->handler[0] == '/' ? xstrdup(cfg->handler)
@@ -161,7 +207,7 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 	}
 	if (pid == 0)
 		child(sv[1], lp[1], host_path, env,
-		      reslimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0);
+		      reslimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0, join);
 	instance_proc_adopt(out, (pid_t)pid, pidfd, sv, lp);
 	fnenv_free(env);
 	free(handler);

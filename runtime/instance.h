@@ -15,6 +15,12 @@
 
 struct config;
 
+/* OOM scores (/proc/PID/oom_score_adj, -1000..1000): the daemon takes
+ * DAEMON's (when it may lower its own: root), each instance INSTANCE's,
+ * so that memory pressure kills an instance, never the daemon. */
+#define DAEMON_OOM_SCORE_ADJ "-900"
+#define INSTANCE_OOM_SCORE_ADJ "500"
+
 /* The OS side of one instance; the daemon owns every fd here. */
 struct instance_proc {
 	pid_t pid;      /* host pid */
@@ -51,6 +57,12 @@ void instance_set_user(uid_t uid, gid_t gid, const char *cwd);
  * FC_FUNCTION_MEMORY_SIZE and FC_INSTANCE_ID-style ids. Returns 0 and fills out,
  * or -errno (nothing left running, nothing to close). */
 int instance_spawn(const char *host_path, const struct config *cfg, struct instance_proc *out);
+struct reslimit_groups;
+/* instance_spawn into the groups of join (reslimit_prepare; NULL: none):
+ * the child joins them before it execs, so the host and handler run under
+ * their limits from the start; a child that cannot join exits 125. */
+int instance_spawn_in(const char *host_path, const struct config *cfg,
+		      const struct reslimit_groups *join, struct instance_proc *out);
 
 /* Tells the instance that request id's client went away (it queues
  * CHANNEL_CANCEL_SIGNAL with id as its value); the handler may stop early,

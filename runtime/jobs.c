@@ -9,30 +9,37 @@
 #include <stdbool.h>
 #include <unistd.h>
 
-#define MAX_WORKERS 16
+#define MAX_WORKERS (16 + JOBS_SLOW_WORKERS)
+
+/* Two queues: [0] the quick jobs (restores, dumps, limits), [1] the slow
+ * ones (image unpacks), each with workers of its own. */
+struct queue {
+	struct job *head, *tail;
+	pthread_cond_t cond;
+};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
-static struct job *queue_head, *queue_tail;
+static struct queue queues[2] = { { .cond = PTHREAD_COND_INITIALIZER },
+				  { .cond = PTHREAD_COND_INITIALIZER } };
 static bool stopping;
 static pthread_t workers[MAX_WORKERS];
 static unsigned n_workers;
 
 static void *worker(void *arg)
 {
-	(void)arg;
+	struct queue *q = arg;
 	for (;;) {
 		pthread_mutex_lock(&lock);
-		while (!queue_head && !stopping)
-			pthread_cond_wait(&cond, &lock);
-		struct job *j = queue_head;
+		while (!q->head && !stopping)
+			pthread_cond_wait(&q->cond, &lock);
+		struct job *j = q->head;
 		if (!j) {
 			pthread_mutex_unlock(&lock);
 			return NULL;
 		}
-		queue_head = j->next;
-		if (!queue_head)
-			queue_tail = NULL;
+		q->head = j->next;
+		if (!q->head)
+			q->tail = NULL;
 		pthread_mutex_unlock(&lock);
 		j->run(j);
 		if (j->sh)
@@ -51,8 +58,11 @@ static void job_done(struct loop_op *op, struct io_uring_cqe *cqe)
 
 int jobs_start(unsigned n)
 {
-	for (; n_workers < n && n_workers < MAX_WORKERS; n_workers++)
-		if (pthread_create(&workers[n_workers], NULL, worker, NULL))
+	if (n > MAX_WORKERS - JOBS_SLOW_WORKERS)
+		n = MAX_WORKERS - JOBS_SLOW_WORKERS;
+	stopping = false;
+	for (unsigned i = 0; i < n + JOBS_SLOW_WORKERS; i++, n_workers++)
+		if (pthread_create(&workers[n_workers], NULL, worker, &queues[i >= n]))
 			return -EAGAIN;
 	return 0;
 }
@@ -61,7 +71,8 @@ void jobs_stop(void)
 {
 	pthread_mutex_lock(&lock);
 	stopping = true;
-	pthread_cond_broadcast(&cond);
+	pthread_cond_broadcast(&queues[0].cond);
+	pthread_cond_broadcast(&queues[1].cond);
 	pthread_mutex_unlock(&lock);
 	for (unsigned i = 0; i < n_workers; i++)
 		pthread_join(workers[i], NULL);
@@ -70,15 +81,16 @@ void jobs_stop(void)
 
 void jobs_submit(struct job *j)
 {
+	struct queue *q = &queues[j->slow ? 1 : 0];
 	j->next = NULL;
 	j->op.cb = job_done;
 	pthread_mutex_lock(&lock);
-	if (queue_tail)
-		queue_tail->next = j;
+	if (q->tail)
+		q->tail->next = j;
 	else
-		queue_head = j;
-	queue_tail = j;
-	pthread_cond_signal(&cond);
+		q->head = j;
+	q->tail = j;
+	pthread_cond_signal(&q->cond);
 	pthread_mutex_unlock(&lock);
 }
 

@@ -9,6 +9,7 @@
 #define THAW_JOBS_H
 
 #include "loop.h"
+#include <stdbool.h>
 
 struct job {
 	void (*run)(struct job *j);  /* worker thread: touch only the job's own data */
@@ -16,9 +17,16 @@ struct job {
 	struct shard *sh;            /* NULL: done() runs on the worker */
 	struct job *next;
 	struct loop_op op;
+	/* may take seconds to minutes (an image unpack): runs on workers of
+	 * its own, so restores and limits never wait behind it */
+	bool slow;
 };
 
-/* Starts n worker threads. Returns 0 or -errno. */
+/* Workers for slow jobs, besides the n of jobs_start. */
+#define JOBS_SLOW_WORKERS 2
+
+/* Starts n worker threads, and JOBS_SLOW_WORKERS for slow jobs. Returns 0
+ * or -errno. */
 int jobs_start(unsigned n);
 /* Stops the workers after the queued jobs ran (their done() is not called). */
 void jobs_stop(void);

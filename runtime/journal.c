@@ -12,10 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_LINE 8192
+/* A line holds a name, a folder (PATH_MAX, up to 6 bytes each escaped)
+ * and a digest: anything longer is not one of ours. */
+#define MAX_LINE (8 * PATH_MAX)
 
 static bool replaying;
 
@@ -29,7 +32,9 @@ static void path_of(char *out, size_t len)
 	snprintf(out, len, "%s/deployments.jsonl", server.opt.state_dir);
 }
 
-static int append(cJSON *line)
+/* A line written in part (a full disk) is cut off again: the next line
+ * must not continue it. */
+static int append_at(cJSON *line, int64_t when)
 {
 	char path[PATH_MAX];
 	if (replaying) {
@@ -37,20 +42,31 @@ static int append(cJSON *line)
 		return 0;
 	}
 	path_of(path, sizeof(path));
-	cJSON_AddNumberToObject(line, "time", (double)time(NULL));
+	cJSON_AddNumberToObject(line, "time", (double)when);
 	char *s = cJSON_PrintUnformatted(line);
 	cJSON_Delete(line);
 	int ret = 0, fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	size_t n = strlen(s);
 	s[n] = '\n'; /* replaces the NUL: written with its length */
-	if (fd < 0 || write(fd, s, n + 1) != (ssize_t)(n + 1) || fsync(fd) < 0) {
-		ret = -errno;
+	struct stat st;
+	ssize_t w = -1;
+	errno = 0;
+	if (fd < 0 || fstat(fd, &st) < 0 || (w = write(fd, s, n + 1)) != (ssize_t)(n + 1) ||
+	    fsync(fd) < 0) {
+		ret = errno ? -errno : -ENOSPC; /* a short write sets none */
 		pr_perror("writing %s", path);
+		if (w > 0 && ftruncate(fd, st.st_size) < 0)
+			pr_perror("cutting the partial line off %s", path);
 	}
 	if (fd >= 0)
 		close(fd);
 	free(s);
 	return ret;
+}
+
+static int append(cJSON *line)
+{
+	return append_at(line, (int64_t)time(NULL));
 }
 
 static cJSON *line_new(const char *op, const char *name, unsigned version)
@@ -63,14 +79,15 @@ static cJSON *line_new(const char *op, const char *name, unsigned version)
 	return l;
 }
 
-int journal_deploy(const char *name, unsigned version, const char *dir, const char *image)
+int journal_deploy(const char *name, unsigned version, const char *dir, const char *image,
+		   int64_t when)
 {
 	cJSON *l = line_new("deploy", name, version);
 	if (image)
 		cJSON_AddStringToObject(l, "image", image);
 	else
 		cJSON_AddStringToObject(l, "dir", dir);
-	return append(l);
+	return append_at(l, when);
 }
 
 int journal_ready(const char *name, unsigned version)
@@ -156,9 +173,17 @@ int journal_read(struct journal_line **out, size_t *count, unsigned *retired)
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
 	struct journal_line *e = NULL;
-	char *line = xmalloc(MAX_LINE);
-	size_t n = 0, cap = 0;
-	while (fgets(line, MAX_LINE, f)) {
+	char *line = NULL;
+	size_t n = 0, cap = 0, line_cap = 0;
+	ssize_t got;
+	/* whole lines, however long: a folder path escaped in JSON can pass
+	 * any fixed size, and a line cut in two loses that deploy */
+	while ((got = getline(&line, &line_cap, f)) >= 0) {
+		if ((size_t)got > MAX_LINE) {
+			pr_warn("line %zu skipped: %zd bytes, over %d", n + 1, got, MAX_LINE);
+			got = 0;
+			line[0] = '\0';
+		}
 		if (n == cap)
 			e = xrealloc(e, (cap = cap ? cap * 2 : 64) * sizeof(*e));
 		struct journal_line *x = &e[n++];

@@ -30,8 +30,10 @@
 #define JOURNAL_KEEP_VERSIONS 64
 
 /* Append a line; 0 or -errno (logged). */
-/* image: the manifest digest of an uploaded image, or NULL for a folder. */
-int journal_deploy(const char *name, unsigned version, const char *dir, const char *image);
+/* image: the manifest digest of an uploaded image, or NULL for a folder;
+ * when: the version's deployed_at (Unix seconds). */
+int journal_deploy(const char *name, unsigned version, const char *dir, const char *image,
+		   int64_t when);
 int journal_ready(const char *name, unsigned version);
 int journal_failed(const char *name, unsigned version, const char *error);
 int journal_rollback(const char *name, unsigned version);

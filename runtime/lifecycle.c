@@ -23,26 +23,37 @@ static bool replaying; /* lifecycle_replay runs: no journal lines, no drops */
 /* A new version, before anyone can see it: its snapshot folder; for a GPU
  * function the daemon pays cuInit once, now and off the loop, not per
  * restore. */
-static void prepare(struct function *fn)
+static int prepare(struct function *fn)
 {
 	fnsnap_init(fn);
 	if (fn->cfg.gpu_type && atomic_load(&fn->snap_state) != SNAP_OFF)
 		cuda_ckpt_preload();
+	return 0;
+}
+
+/* A deploy through the admin API is journaled before it is published: one
+ * that cannot be written leaves nothing (and is answered 507). */
+static int prepare_journaled(struct function *fn)
+{
+	int ret = journal_deploy(fn->cfg.name, fn->version, fn->cfg.dir,
+				 fn->image ? fn->image->digest : NULL, fn->deployed_at);
+	if (ret)
+		return ret;
+	atomic_store(&fn->journaled, true);
+	return prepare(fn);
 }
 
 int lifecycle_deploy(struct config *cfg, const struct imagestore_image *image,
 		     struct function **out, char *why, size_t why_len)
 {
-	char name[sizeof(((struct fn_name *)0)->name)];
-	snprintf(name, sizeof(name), "%s", cfg->name);
-	if (registry_add(cfg, image, 0, prepare, out)) {
-		registry_full_why(name, why, why_len);
-		return -ENOSPC;
-	}
-	struct function *fn = *out;
-	journal_deploy(fn->cfg.name, fn->version, fn->cfg.dir, image ? image->digest : NULL);
-	atomic_store(&fn->journaled, true);
-	return 0;
+	int ret = registry_add(cfg, image, 0, prepare_journaled, out);
+	if (ret == -ENOSPC)
+		registry_full_why(cfg->name, why, why_len);
+	else if (ret)
+		snprintf(why, why_len,
+			 "cannot record the deploy in %s/deployments.jsonl: %s; nothing was deployed",
+			 server.opt.state_dir, strerror(-ret));
+	return ret;
 }
 
 void lifecycle_ready(struct function *fn)

@@ -13,8 +13,9 @@
 
 struct imagestore_image;
 
-/* A new version from cfg (taken) and image (NULL: a folder), journaled.
- * 0, or -ENOSPC with the bound named in why. */
+/* A new version from cfg (taken on success) and image (NULL: a folder),
+ * journaled before anyone can see it. 0, or -ENOSPC (a bound, named in why)
+ * or the journal's -errno (why says so; nothing was deployed). */
 int lifecycle_deploy(struct config *cfg, const struct imagestore_image *image,
 		     struct function **out, char *why, size_t why_len);
 /* An instance of fn is ready: the first time, fn serves (unless pinned

@@ -194,6 +194,38 @@ static void arm_wake(struct shard *sh)
 	loop_op_prep(sqe, &sh->wake_op);
 }
 
+static void accept_resume(struct timer *t)
+{
+	struct shard *sh = container_of(t, struct shard, accept_timer);
+	sh->accept_paused = false; /* the loop re-arms it */
+}
+
+/* Out of fds (EMFILE, ENFILE) or memory: waiting clients stay in the
+ * backlog while the loop waits 10 ms, doubling to 1 s, and says so once
+ * per 10 s. */
+static void accept_failed(struct shard *sh, int err)
+{
+	bool resource = err == -EMFILE || err == -ENFILE || err == -ENOMEM || err == -ENOBUFS;
+	int64_t now = now_ns();
+	sh->accept_unlogged++;
+	if (now - sh->accept_warned_ns >= 10000000000LL) {
+		pr_warn("accept: %s (%u time(s) in the last 10 s)%s", strerror(-err),
+			sh->accept_unlogged,
+			resource ? "; new connections wait: raise the open file limit or lower "
+				   "--max-connections" : "");
+		sh->accept_warned_ns = now;
+		sh->accept_unlogged = 0;
+	}
+	if (!resource || sh->accept_armed)
+		return;
+	sh->accept_backoff_ms = sh->accept_backoff_ms ? sh->accept_backoff_ms * 2 : 10;
+	if (sh->accept_backoff_ms > 1000)
+		sh->accept_backoff_ms = 1000;
+	sh->accept_paused = true;
+	timer_set(&sh->timers, &sh->accept_timer, now + (int64_t)sh->accept_backoff_ms * 1000000,
+		  accept_resume);
+}
+
 static void on_accept(struct loop_op *op, struct io_uring_cqe *cqe)
 {
 	struct shard *sh = container_of(op, struct shard, accept_op);
@@ -201,9 +233,10 @@ static void on_accept(struct loop_op *op, struct io_uring_cqe *cqe)
 		sh->accept_armed = false;
 	if (cqe->res < 0) {
 		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED)
-			pr_warn("accept: %s", strerror(-cqe->res));
+			accept_failed(sh, cqe->res);
 		return;
 	}
+	sh->accept_backoff_ms = 0;
 	hooks.accept(sh, cqe->res);
 }
 
@@ -324,7 +357,7 @@ void *shard_main(void *arg)
 	timer_set(&sh->timers, &sh->tick, now_ns() + 1000000000LL, tick);
 	hooks.start(sh);
 	while (!sh->stopping) {
-		if (!sh->accept_armed && !sh->draining)
+		if (!sh->accept_armed && !sh->accept_paused && !sh->draining)
 			arm_accept(sh);
 		if (sh->draining && !sh->drained_reported && !hooks.active(sh)) {
 			sh->drained_reported = true;

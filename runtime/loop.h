@@ -59,6 +59,13 @@ struct shard {
 	uint64_t wake_val;
 	struct loop_op accept_op, wake_op, timeout_op;
 	bool accept_armed;
+	/* accept failed for want of fds or memory: re-armed by accept_timer
+	 * after accept_backoff_ms, not at once (that spun at 100 % CPU) */
+	bool accept_paused;
+	unsigned accept_backoff_ms;
+	struct timer accept_timer;
+	int64_t accept_warned_ns; /* the last "accept: ..." line: one per 10 s */
+	unsigned accept_unlogged; /* failures since */
 	bool ring_disabled; /* made with R_DISABLED: the loop thread enables it */
 	/* provided buffers for multishot recv (when the kernel has them) */
 	struct io_uring_buf_ring *br;

@@ -21,12 +21,19 @@ static const char usage_serve[] =
 	"  --state-dir DIR       state (default /var/lib/thaw; $XDG_STATE_HOME/thaw when not root)\n"
 	"  --max-header-bytes N  431 past it (default 8192)\n"
 	"  --header-timeout MS   408 when the request head takes longer (default 10000)\n"
-	"  --body-timeout MS     408 when the body takes longer (default 60000)\n"
+	"  --body-timeout MS     408 when the body takes longer, counted from the end of\n"
+	"                        the head, plus 1 s per 64 KiB received (default 60000)\n"
 	"  --idle-timeout MS     close idle keep-alive connections (default 60000)\n"
+	"  --send-timeout MS     close a connection whose client reads nothing of its\n"
+	"                        response for that long (default 60000)\n"
+	"  --max-buffered BYTES  503 for invocations while the responses waiting for\n"
+	"                        their clients hold more (default: RAM/4, >= 256 MiB)\n"
 	"  --max-connections N   503 past it (default 20000)\n"
 	"  --no-access-log       no JSON line per request\n"
 	"  --no-snapshots        never checkpoint: every instance cold starts\n"
 	"  --proxy-ports LIST    ports /proxy/{port}/ may reach on 127.0.0.1 (e.g. 8080,9001)\n"
+	"  --proxy-timeout MS    504 (or close, once relaying) when the proxied server sends\n"
+	"                        nothing for that long (default 30000)\n"
 	"  --snapshot-dir DIR    snapshot images, this daemon's alone: folders no version\n"
 	"                        uses are deleted at start (default /dev/shm/thaw-mem/thaw-<id>)\n"
 	"  --instance-user USER  run instances as USER (e.g. nobody), not as root\n"
@@ -58,10 +65,13 @@ static int cmd_serve(int argc, char **argv)
 		{ "header-timeout", required_argument, 0, 'T' },
 		{ "body-timeout", required_argument, 0, 'B' },
 		{ "idle-timeout", required_argument, 0, 'I' },
+		{ "send-timeout", required_argument, 0, 'W' },
+		{ "max-buffered", required_argument, 0, 'M' },
 		{ "max-connections", required_argument, 0, 'C' },
 		{ "no-access-log", no_argument, 0, 'q' },
 		{ "no-snapshots", no_argument, 0, 'N' },
 		{ "proxy-ports", required_argument, 0, 'P' },
+		{ "proxy-timeout", required_argument, 0, 'X' },
 		{ "snapshot-dir", required_argument, 0, 'D' },
 		{ "instance-user", required_argument, 0, 'U' },
 		{ "verbose", no_argument, 0, 'v' },
@@ -81,6 +91,17 @@ static int cmd_serve(int argc, char **argv)
 		case 'T': bad |= parse_uint(optarg, "--header-timeout", &o->header_timeout_ms); break;
 		case 'B': bad |= parse_uint(optarg, "--body-timeout", &o->body_timeout_ms); break;
 		case 'I': bad |= parse_uint(optarg, "--idle-timeout", &o->idle_timeout_ms); break;
+		case 'W': bad |= parse_uint(optarg, "--send-timeout", &o->send_timeout_ms) || !o->send_timeout_ms; break;
+		case 'M': {
+			char *end;
+			unsigned long long b = strtoull(optarg, &end, 10);
+			if (!*optarg || *end || !b || optarg[0] == '-') {
+				fprintf(stderr, "thaw serve: --max-buffered: expected bytes: %s\n", optarg);
+				bad = 1;
+			}
+			o->max_buffered = b;
+			break;
+		}
 		case 'C': bad |= parse_uint(optarg, "--max-connections", &o->max_connections); break;
 		case 'q': o->access_log = false; break;
 		case 'N': o->no_snapshots = true; break;
@@ -90,6 +111,7 @@ static int cmd_serve(int argc, char **argv)
 				bad = 1;
 			}
 			break;
+		case 'X': bad |= parse_uint(optarg, "--proxy-timeout", &o->proxy_timeout_ms) || !o->proxy_timeout_ms; break;
 		case 'D': o->snapshot_dir = optarg; break;
 		case 'U': o->instance_user = optarg; break;
 		case 'v': log_set_level(LOG_DEBUG); break;

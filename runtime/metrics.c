@@ -71,6 +71,8 @@ void metrics_render_head(struct buf *out)
 		       "# TYPE thaw_requests_cancelled_total counter\n"
 		       "# HELP thaw_spares_taken_total Requests that found a spare (restored, idle) instance instead of waiting for a start.\n"
 		       "# TYPE thaw_spares_taken_total counter\n"
+		       "# HELP thaw_snapshot_failures_total Snapshot dumps and restores that failed (instances cold start meanwhile).\n"
+		       "# TYPE thaw_snapshot_failures_total counter\n"
 		       "# HELP thaw_queue_depth Requests waiting for a free instance.\n"
 		       "# TYPE thaw_queue_depth gauge\n"
 		       "# HELP thaw_desired_instances Instances the autoscaler wants.\n"
@@ -106,6 +108,10 @@ void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics 
 		   (unsigned long)SUM(GET(&m->cancelled)));
 	buf_printf(out, "thaw_spares_taken_total{function=\"%s\"} %lu\n", fn,
 		   (unsigned long)SUM(GET(&m->spares_taken)));
+	buf_printf(out, "thaw_snapshot_failures_total{function=\"%s\",op=\"dump\"} %lu\n", fn,
+		   (unsigned long)SUM(GET(&m->snapshot_failures[0])));
+	buf_printf(out, "thaw_snapshot_failures_total{function=\"%s\",op=\"restore\"} %lu\n", fn,
+		   (unsigned long)SUM(GET(&m->snapshot_failures[1])));
 	buf_printf(out, "thaw_queue_depth{function=\"%s\"} %ld\n", fn,
 		   (long)SUM(GET(&m->queue_depth)));
 	buf_printf(out, "thaw_desired_instances{function=\"%s\"} %ld\n", fn,
@@ -135,4 +141,8 @@ void metrics_render_server(struct buf *out, const struct server_metrics *m)
 		   "# TYPE thaw_loop_handover_seconds summary\n"
 		   "thaw_loop_handover_seconds_sum %.9f\nthaw_loop_handover_seconds_count %lu\n",
 		   (double)GET(&m->handover_ns) / 1e9, (unsigned long)GET(&m->handovers));
+	buf_printf(out,
+		   "# HELP thaw_buffered_response_bytes Response bytes waiting for their clients to read them.\n"
+		   "# TYPE thaw_buffered_response_bytes gauge\nthaw_buffered_response_bytes %lu\n",
+		   (unsigned long)GET(&m->buffered));
 }

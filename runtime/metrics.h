@@ -31,6 +31,7 @@ struct fn_metrics {
 	atomic_uint_least64_t starts[START_KINDS];
 	atomic_uint_least64_t cancelled; /* requests whose client went away */
 	atomic_uint_least64_t spares_taken; /* requests that found a spare instance */
+	atomic_uint_least64_t snapshot_failures[2]; /* [0] dumps, [1] restores */
 	atomic_int queue_depth;
 	atomic_int desired;
 	atomic_int panic; /* pools in panic mode */
@@ -44,6 +45,7 @@ struct server_metrics {
 	/* invocations and answers handed from one loop to another, and the
 	 * time from the post to its callback on the other loop */
 	atomic_uint_least64_t handovers, handover_ns;
+	atomic_uint_least64_t buffered; /* response bytes not yet sent, all connections */
 };
 
 void histogram_observe(struct histogram *h, int64_t ns);

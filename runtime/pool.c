@@ -722,7 +722,16 @@ static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 static void log_line(struct instance *in, const char *line, size_t len)
 {
 	struct function *fn = in->pool->fn;
-	pr_info("%s[%d]: %.*s", fn->cfg.name, in->proc.pid, (int)len, line);
+	uint64_t dropped;
+	bool echo = fnlog_echo(&fn->name->log, &dropped);
+	if (dropped)
+		pr_warn("%s: %llu line(s) of output not copied here in a second (over %d a "
+			"second); all are in its log (thaw logs %s)",
+			fn->cfg.name, (unsigned long long)dropped, FNLOG_ECHO_LINES, fn->cfg.name);
+	if (echo)
+		pr_info("%s[%d]: %.*s%s", fn->cfg.name, in->proc.pid,
+			(int)(len > FNLOG_ECHO_BYTES ? FNLOG_ECHO_BYTES : len), line,
+			len > FNLOG_ECHO_BYTES ? " [cut]" : "");
 	fnlog_write(&fn->name->log, fn->cfg.name, fn->version, in->proc.pid, line, len);
 }
 
@@ -834,6 +843,7 @@ void pool_tick(struct pool *p, int64_t now)
 	}
 	if (p->q_len && !p->n_live && now - p->last_fail_ns >= RETRY_AFTER_FAIL_NS)
 		pool__scale_up(p);
+	pool__retry_snapshot(p, now);
 	pool__account(p);
 	double concurrency = now > p->tick_at ? p->load_area / (double)(now - p->tick_at) : 0;
 	p->load_area = 0;

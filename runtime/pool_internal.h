@@ -41,5 +41,8 @@ void pool__ask_checkpoint(struct instance *in);
 /* The instance answered CH_CHECKPOINT: ready (ok) -> the dump starts;
  * failed -> no snapshot, the instance is killed, a cold one replaces it. */
 void pool__checkpoint_answered(struct instance *in, bool ok, const char *msg, size_t len);
+/* On the tick: a snapshot that failed is taken again, from an idle cold
+ * instance of p, once its back-off is over. */
+void pool__retry_snapshot(struct pool *p, int64_t now);
 
 #endif

@@ -28,6 +28,44 @@
 /* Starting instances: cold, or by restore of the function's snapshot, and
  * taking that snapshot (warmup, dump) from the first cold instance. */
 
+/* A failed dump (a full snapshot folder) or restore is tried again after a
+ * back-off, instances cold starting meanwhile: dumps after 30 s, doubling,
+ * SNAP_MAX_DUMP_TRIES in all; restores after 1 s, doubling, and after
+ * SNAP_MAX_RESTORE_TRIES in a row the snapshot is taken anew. The base of
+ * both is THAW_SNAPSHOT_RETRY_MS when set (tests). */
+#define SNAP_MAX_DUMP_TRIES 4
+#define SNAP_MAX_RESTORE_TRIES 3
+
+static int64_t retry_after_ns(unsigned failures, int64_t base_ms)
+{
+	static int64_t env_ms = -1;
+	if (env_ms < 0) {
+		const char *e = getenv("THAW_SNAPSHOT_RETRY_MS");
+		env_ms = e && *e ? strtoll(e, NULL, 10) : 0;
+	}
+	int64_t ms = (env_ms > 0 ? env_ms : base_ms) << (failures > 6 ? 6 : failures - 1);
+	return now_ns() + ms * 1000000;
+}
+
+/* A dump of fn failed (err): cold starts, and a later try while tries are
+ * left (pool__retry_snapshot). The version serves on, uncheckpointed. */
+static void dump_failed(struct function *fn, int err)
+{
+	unsigned n = atomic_fetch_add(&fn->dump_failures, 1) + 1;
+	atomic_fetch_add(&fn->metrics.snapshot_failures[0], 1);
+	if (n < SNAP_MAX_DUMP_TRIES) {
+		int64_t at = retry_after_ns(n, 30000);
+		atomic_store(&fn->snap_retry_ns, at);
+		atomic_store(&fn->snap_state, SNAP_NONE);
+		pr_err("%s: snapshot failed (%s): cold starts; trying again in %.0f s", fn->cfg.name,
+		       strerror(-err), (double)(at - now_ns()) / 1e9);
+	} else {
+		atomic_store(&fn->snap_state, SNAP_OFF);
+		pr_err("%s: snapshot failed (%s), %u times: cold starts only", fn->cfg.name,
+		       strerror(-err), n);
+	}
+}
+
 static struct instance *new_instance(struct pool *p)
 {
 	struct instance *in = xcalloc(1, sizeof(*in));
@@ -78,8 +116,14 @@ static struct instance *start_cold(struct pool *p)
 {
 	struct function *fn = p->fn;
 	struct instance *in = new_instance(p);
-	int ret = instance_spawn(server.opt.instance_bin, &fn->cfg, &in->proc);
+	/* groups first (~0.1 ms each): the instance joins them itself before
+	 * it execs, so it never runs outside memorySize and cpu; when they
+	 * cannot be made, the limit job moves it in later, as for restores */
+	bool joined = reslimit_prepare(fn->cfg.memory_mb, fn->cfg.cpu, &in->cgroups) == 0;
+	int ret = instance_spawn_in(server.opt.instance_bin, &fn->cfg, joined ? &in->cgroups : NULL,
+				    &in->proc);
 	if (ret) {
+		reslimit_release(&in->cgroups);
 		char msg[256];
 		snprintf(msg, sizeof(msg), "cannot start an instance: %s", strerror(-ret));
 		lifecycle_failed(fn, msg);
@@ -92,7 +136,11 @@ static struct instance *start_cold(struct pool *p)
 	atomic_fetch_add(&fn->metrics.starts[START_COLD], 1);
 	add_instance(p, in);
 	pool__watch_instance(in);
-	limit_instance(in);
+	if (!joined) {
+		reslimit_release(&in->cgroups);
+		in->cgroups = (struct reslimit_groups){ 0 };
+		limit_instance(in);
+	}
 	pr_debug("%s: starting instance pid %d", fn->cfg.name, in->proc.pid);
 	return in;
 }
@@ -149,14 +197,28 @@ static void restore_done(struct job *j)
 		return;
 	}
 	if (in->job_ret) {
-		/* a snapshot of an earlier run may predate a rebuild: take a new one;
-		 * one of this run that fails means cold starts for good */
-		bool retake = p->fn->snap_reused;
+		/* a snapshot of an earlier run may predate a rebuild: take a new
+		 * one; one of this run that fails may be passing trouble (seen:
+		 * cgroupd once on a fresh machine): cold starts for a while,
+		 * then restores again, and a new snapshot after a few in a row */
+		struct function *fn = p->fn;
+		unsigned n = atomic_fetch_add(&fn->restore_failures, 1) + 1;
+		atomic_fetch_add(&fn->metrics.snapshot_failures[1], 1);
+		bool retake = fn->snap_reused || n >= SNAP_MAX_RESTORE_TRIES;
 		int ready = SNAP_READY; /* fnsnap_drop_others may have made it NONE */
-		p->fn->snap_reused = false;
-		atomic_compare_exchange_strong(&p->fn->snap_state, &ready, retake ? SNAP_NONE : SNAP_OFF);
-		pr_err("%s: restore failed (%s): %s", p->fn->cfg.name, strerror(-in->job_ret),
-		       retake ? "taking a new snapshot" : "cold starts from now on");
+		fn->snap_reused = false;
+		if (retake) {
+			atomic_store(&fn->restore_failures, 0);
+			atomic_store(&fn->snap_retry_ns, 0);
+			atomic_compare_exchange_strong(&fn->snap_state, &ready, SNAP_NONE);
+			pr_err("%s: restore failed (%s): taking a new snapshot", fn->cfg.name,
+			       strerror(-in->job_ret));
+		} else {
+			int64_t at = retry_after_ns(n, 1000);
+			atomic_store(&fn->snap_retry_ns, at);
+			pr_err("%s: restore failed (%s, %u in a row): cold starts, restores again in %.1f s",
+			       fn->cfg.name, strerror(-in->job_ret), n, (double)(at - now_ns()) / 1e9);
+		}
 		pool__kill_instance(in, 503, "restore failed");
 		pool__maybe_free(in);
 		pool__scale_up(p);
@@ -168,6 +230,7 @@ static void restore_done(struct job *j)
 		return;
 	}
 	atomic_fetch_add(&p->fn->metrics.starts[START_RESTORE], 1);
+	atomic_store(&p->fn->restore_failures, 0);
 	in->restored_ns = now_ns();
 	channel_put_hdr(&in->pending, CH_RESTORED, 0, 0);
 	pool__watch_instance(in);
@@ -196,6 +259,9 @@ struct instance *pool__start_instance(struct pool *p)
 	case SNAP_TAKING:
 		return NULL;
 	case SNAP_READY:
+		/* after a failed restore, cold starts until the back-off ends */
+		if (now_ns() < atomic_load(&p->fn->snap_retry_ns))
+			return start_cold(p);
 		return start_restore(p);
 	default:
 		return start_cold(p);
@@ -268,10 +334,14 @@ static void dump_done(struct job *j)
 		jobs_rm_rf(p->fn->snap_dir);
 		in->job_ret = -ECANCELED;
 	}
-	atomic_store(&p->fn->snap_state, in->job_ret ? SNAP_OFF : SNAP_READY);
-	if (in->job_ret)
-		pr_err("%s: snapshot failed (%s): cold starts only", p->fn->cfg.name,
-		       strerror(-in->job_ret));
+	if (in->job_ret == -ECANCELED) {
+		atomic_store(&p->fn->snap_state, SNAP_OFF);
+	} else if (in->job_ret) {
+		dump_failed(p->fn, in->job_ret);
+	} else {
+		atomic_store(&p->fn->dump_failures, 0);
+		atomic_store(&p->fn->snap_state, SNAP_READY);
+	}
 	/* criu stopped the dumped process: its channel EOF retires it */
 	if (in->state == I_DEAD) {
 		pool__maybe_free(in);
@@ -294,9 +364,16 @@ void pool__start_dump(struct instance *in)
 	mkdir(server.opt.snapshot_dir, 0700);
 	int ret = mkdir(fn->snap_dir, 0700) < 0 ? -errno : fnsnap_write_source(fn);
 	if (ret) {
+		/* a full snapshot folder: the version serves from this
+		 * instance, uncheckpointed, as when criu fails, and the
+		 * snapshot is tried again later */
 		pr_err("%s: snapshot dir %s: %s", fn->cfg.name, fn->snap_dir, strerror(-ret));
+		fs_rm_rf(fn->snap_dir);
 		in->snapshotting = false;
-		atomic_store(&fn->snap_state, SNAP_OFF);
+		dump_failed(fn, ret);
+		if (in->state != I_DEAD)
+			lifecycle_ready(fn);
+		pool__drain_queue(in->pool);
 		return;
 	}
 	in->job = (struct job){ .run = dump_run, .done = dump_done, .sh = in->pool->sh };
@@ -334,7 +411,8 @@ bool pool__take_snapshot(struct instance *in)
 {
 	struct function *fn = in->pool->fn;
 	int expected = SNAP_NONE;
-	if (in->restored || !server.snapshots || !fn->cfg.snapshot)
+	if (in->restored || !server.snapshots || !fn->cfg.snapshot ||
+	    now_ns() < atomic_load(&fn->snap_retry_ns))
 		return false;
 	char why[256];
 	if (fn->cfg.gpu_type && cuda_ckpt_probe(why, sizeof(why))) {
@@ -357,4 +435,18 @@ bool pool__take_snapshot(struct instance *in)
 			    0, "warmup", 0, NULL, 0, w->body ? w->body : "", w->body_len);
 	pool__flush(in);
 	return true;
+}
+
+void pool__retry_snapshot(struct pool *p, int64_t now)
+{
+	struct function *fn = p->fn;
+	if (!atomic_load(&fn->dump_failures) || atomic_load(&fn->snap_state) != SNAP_NONE ||
+	    now < atomic_load(&fn->snap_retry_ns) || p->q_len)
+		return;
+	for (struct instance *in = p->instances; in; in = in->next)
+		if (in->state == I_READY && !in->restored && !in->inflight && !in->snapshotting) {
+			pr_info("%s: trying the snapshot again", fn->cfg.name);
+			pool__take_snapshot(in);
+			return;
+		}
 }

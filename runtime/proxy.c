@@ -7,6 +7,8 @@
 #include "loop.h"
 #include "mem.h"
 #include "router.h"
+#include "server.h"
+#include "timer.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,6 +38,7 @@ struct proxy {
 	struct loop_op connect_op, send_op, recv_op, client_send_op;
 	struct conn *sending; /* the client whose fd a send of ours uses */
 	bool sent_any;
+	struct timer timer; /* armed while waiting on the upstream */
 };
 
 int proxy_set_ports(const char *list)
@@ -116,6 +119,7 @@ static void maybe_free(struct proxy *px)
 {
 	if (px->ops || px->c)
 		return;
+	timer_cancel(&px->sh->timers, &px->timer);
 	close(px->fd);
 	buf_free(&px->req);
 	free(px);
@@ -144,6 +148,21 @@ static void fail(struct proxy *px, int status, const char *what, int err)
 		conn_respond_error(c, status, "proxy: port %u: %s: %s", px->port, what, strerror(-err));
 	}
 	finish(px);
+}
+
+/* The upstream sent nothing for --proxy-timeout: 504, or the relay ends. */
+static void upstream_timeout(struct timer *t)
+{
+	struct proxy *px = (struct proxy *)((char *)t - offsetof(struct proxy, timer));
+	if (px->c)
+		fail(px, 504, "no answer in time", -ETIMEDOUT);
+}
+
+/* A wait on the upstream starts: it has --proxy-timeout to make progress. */
+static void arm_timer(struct proxy *px)
+{
+	timer_set(&px->sh->timers, &px->timer,
+		  now_ns() + (int64_t)server.opt.proxy_timeout_ms * 1000000, upstream_timeout);
 }
 
 /* Answers 401 or 403 and returns true when c may not use the proxy. */
@@ -201,6 +220,7 @@ void proxy_start(struct conn *c, const struct route *rt)
 	struct io_uring_sqe *sqe = shard_sqe(px->sh);
 	io_uring_prep_connect(sqe, px->fd, (struct sockaddr *)&px->addr, sizeof(px->addr));
 	submit(px, sqe, &px->connect_op);
+	arm_timer(px);
 }
 
 static void send_upstream(struct proxy *px)
@@ -209,6 +229,7 @@ static void send_upstream(struct proxy *px)
 	io_uring_prep_send(sqe, px->fd, px->req.data + px->req_sent, px->req.len - px->req_sent,
 			   MSG_NOSIGNAL);
 	submit(px, sqe, &px->send_op);
+	arm_timer(px);
 }
 
 static void recv_upstream(struct proxy *px)
@@ -216,10 +237,13 @@ static void recv_upstream(struct proxy *px)
 	struct io_uring_sqe *sqe = shard_sqe(px->sh);
 	io_uring_prep_recv(sqe, px->fd, px->relay, sizeof(px->relay), 0);
 	submit(px, sqe, &px->recv_op);
+	arm_timer(px);
 }
 
 static void send_client(struct proxy *px)
 {
+	/* the client's pace now, not the upstream's */
+	timer_cancel(&px->sh->timers, &px->timer);
 	struct io_uring_sqe *sqe = shard_sqe(px->sh);
 	io_uring_prep_send(sqe, px->c->fd, px->relay + px->relay_sent,
 			   px->relay_len - px->relay_sent, MSG_NOSIGNAL);

@@ -13,7 +13,9 @@
  * The upstream's response is relayed byte for byte as it arrives
  * (streaming), headers included: no header of it is parsed or copied; the
  * upstream request says Connection: close, and the client connection closes
- * after the relay.
+ * after the relay. An upstream that connects, takes or sends nothing for
+ * --proxy-timeout gets the client a 504 (or, once bytes were relayed, the
+ * connection closes).
  */
 #ifndef THAW_PROXY_H
 #define THAW_PROXY_H

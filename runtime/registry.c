@@ -124,8 +124,20 @@ int registry_remove(struct fn_name *nm)
 	return 0;
 }
 
+/* Undoes an add that prepare refused: cfg back to the caller. */
+static void unmake(struct function *fn, struct fn_name *new_name, struct config *cfg)
+{
+	*cfg = fn->cfg;
+	free(fn->handler_path);
+	free(fn->image);
+	free(fn->changes);
+	pthread_mutex_destroy(&fn->lock);
+	free(fn);
+	free(new_name);
+}
+
 int registry_add(struct config *cfg, const struct imagestore_image *image, unsigned version,
-		 void (*prepare)(struct function *fn), struct function **out)
+		 int (*prepare)(struct function *fn), struct function **out)
 {
 	pthread_mutex_lock(&server.registry_lock);
 	int ret = 0;
@@ -165,8 +177,10 @@ int registry_add(struct config *cfg, const struct imagestore_image *image, unsig
 	fn->deployed_at = (int64_t)time(NULL);
 	pthread_mutex_init(&fn->lock, NULL);
 	atomic_store(&fn->state, FN_STARTING);
-	if (prepare)
-		prepare(fn);
+	if (prepare && (ret = prepare(fn))) {
+		unmake(fn, new_name ? nm : NULL, cfg);
+		goto unlock;
+	}
 	server.functions[n] = fn;
 	nm->versions[fn->version - nm->first] = fn;
 	nm->pinned = false; /* a new deploy takes over once ready */

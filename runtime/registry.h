@@ -26,11 +26,13 @@ struct fn_name *registry_find_name(const char *name, size_t len);
 
 /* Adds cfg as a new version of its name (version 1 for a new name, or
  * version when not 0: a restart that retired the ones before it). prepare
- * (may be NULL) runs on the new version before any reader can see it.
- * Takes ownership of cfg; image (NULL for a folder) is copied. Returns 0,
- * or -ENOSPC when a table is full (registry_full_why says which). */
+ * (may be NULL) runs on the new version under the registry's lock, before
+ * any reader can see it; its error (-errno) adds nothing and is returned.
+ * Takes ownership of cfg on success (on failure cfg is still the caller's);
+ * image (NULL for a folder) is copied. Returns 0, prepare's error, or
+ * -ENOSPC when a table is full (registry_full_why says which). */
 int registry_add(struct config *cfg, const struct imagestore_image *image, unsigned version,
-		 void (*prepare)(struct function *fn), struct function **out);
+		 int (*prepare)(struct function *fn), struct function **out);
 /* Why registry_add refused a version of name with -ENOSPC: which bound,
  * and what frees it. */
 void registry_full_why(const char *name, char *out, size_t len);

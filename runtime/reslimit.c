@@ -2,10 +2,13 @@
 #include "reslimit.h"
 #include "log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +80,75 @@ static bool own_group(const char *controller, char *out, size_t len)
 	return found;
 }
 
+/* Kills what is in group dir (a dead daemon's instance, now an orphan) and
+ * removes it once empty (a killed task leaves its group a moment later:
+ * up to ~1 s). True when it is gone. */
+static bool sweep_group(const char *dir)
+{
+	char procs[4096];
+	for (int tries = 0; tries < 20; tries++) {
+		if (rmdir(dir) == 0 || errno == ENOENT)
+			return true;
+		if (read_file(dir, "cgroup.procs", procs, sizeof(procs)) < 0)
+			return false;
+		for (char *p = procs; *p;) {
+			long pid = strtol(p, &p, 10);
+			if (pid > 1)
+				kill((pid_t)pid, SIGKILL);
+			p += strspn(p, "\n");
+			if (*p && (*p < '0' || *p > '9'))
+				break;
+		}
+		usleep(50000);
+	}
+	return false;
+}
+
+/* Groups beside ours that a daemon killed without cleaning up (kill -9)
+ * left: thaw-PID where no process PID exists any more. Their instances
+ * (orphans under init) are killed and the groups removed, so neither pile
+ * up over restarts. A live daemon's group is never touched. */
+static void sweep_dead_daemons(const char *ours)
+{
+	char dir[RESLIMIT_PATH_MAX], sub[RESLIMIT_PATH_MAX + 256];
+	snprintf(dir, sizeof(dir), "%s", ours);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	*slash = '\0';
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	unsigned swept = 0, examined = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && examined < 4096) {
+		char *end;
+		if (strncmp(e->d_name, "thaw-", 5))
+			continue;
+		examined++;
+		long pid = strtol(e->d_name + 5, &end, 10);
+		if (*end || pid <= 0 || pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name);
+		DIR *g = opendir(sub);
+		if (g) {
+			struct dirent *i;
+			char inst[sizeof(sub) + 256];
+			while ((i = readdir(g)))
+				if (i->d_type == DT_DIR && i->d_name[0] != '.') {
+					snprintf(inst, sizeof(inst), "%s/%s", sub, i->d_name);
+					sweep_group(inst);
+				}
+			closedir(g);
+		}
+		swept += sweep_group(sub);
+	}
+	closedir(d);
+	if (swept)
+		pr_info("removed %u cgroup(s) of daemons that died without cleaning up, with the "
+			"instances left in them, beside %s", swept, ours);
+}
+
 /* Makes the daemon's group under hierarchy root; parent gets it or "". */
 static void make_parent(const char *root, const char *controller, char *parent, size_t len)
 {
@@ -111,6 +183,10 @@ bool reslimit_init(void)
 		make_parent("/sys/fs/cgroup/memory", "memory", mem_parent, sizeof(mem_parent));
 		make_parent("/sys/fs/cgroup/cpu", "cpu", cpu_parent, sizeof(cpu_parent));
 	}
+	if (mem_parent[0])
+		sweep_dead_daemons(mem_parent);
+	if (cpu_parent[0] && strcmp(cpu_parent, mem_parent))
+		sweep_dead_daemons(cpu_parent);
 	const char *v = v2 ? "v2" : "v1";
 	if (mem_parent[0])
 		pr_info("memory limits by cgroup %s: %s", v, mem_parent);
@@ -144,21 +220,26 @@ struct setting {
 	bool optional;		  /* a failed write is not an error */
 };
 
-/* Makes parent/iPID with the settings written and moves pid into it; out
+/* Makes parent/iPID with the settings written and moves pid into it, or
+ * for pid 0 parent/cN that an instance about to start joins itself; out
  * gets its path. Returns 0 or -errno, the group then removed. */
 static int join_group(const char *parent, pid_t pid, const struct setting *s, size_t n,
 		      char out[RESLIMIT_PATH_MAX])
 {
+	static atomic_uint seq;
 	char dir[RESLIMIT_PATH_MAX], v[16];
 	int ret = 0;
-	snprintf(dir, sizeof(dir), "%s/i%d", parent, (int)pid);
+	if (pid)
+		snprintf(dir, sizeof(dir), "%s/i%d", parent, (int)pid);
+	else
+		snprintf(dir, sizeof(dir), "%s/c%u", parent, atomic_fetch_add(&seq, 1));
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		ret = -errno;
 	for (size_t i = 0; i < n && !ret; i++)
 		if (s[i].value && (ret = write_file(dir, s[i].file, s[i].value)) && s[i].optional)
 			ret = 0;
 	snprintf(v, sizeof(v), "%d", (int)pid);
-	if (!ret)
+	if (!ret && pid)
 		ret = write_file(dir, "cgroup.procs", v);
 	if (ret) {
 		pr_warn("cgroup %s: %s: instance %d runs without this limit", dir, strerror(-ret),
@@ -199,6 +280,11 @@ int reslimit_apply(pid_t pid, uint32_t memory_mb, double cpu, struct reslimit_gr
 		ret = ret ? ret : err;
 	}
 	return ret;
+}
+
+int reslimit_prepare(uint32_t memory_mb, double cpu, struct reslimit_groups *g)
+{
+	return reslimit_apply(0, memory_mb, cpu, g);
 }
 
 bool reslimit_oom_killed(const struct reslimit_groups *g)

@@ -38,6 +38,12 @@ uint64_t reslimit_cpu_quota_us(double cpu);
  * paths. Returns 0 or the first -errno (that limit is then not applied,
  * logged; the others still are). */
 int reslimit_apply(pid_t pid, uint32_t memory_mb, double cpu, struct reslimit_groups *g);
+/* Makes new groups limited to memory_mb and cpu cores for an instance
+ * about to start, which joins them itself before it runs a line of the
+ * host (instance_spawn_in): it never runs outside its limits. g gets their
+ * paths ("" where a limit is off). Returns 0 or the first -errno, as
+ * reslimit_apply. */
+int reslimit_prepare(uint32_t memory_mb, double cpu, struct reslimit_groups *g);
 /* True when the memory group's OOM killer struck. */
 bool reslimit_oom_killed(const struct reslimit_groups *g);
 /* Removes the groups of a dead instance. */

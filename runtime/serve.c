@@ -125,14 +125,45 @@ static void probe_snapshots(void)
 		hp ? hp : "4 KiB pages: no huge pages for memory files there");
 }
 
+/* Raises the open file limit to its hard limit, and keeps connections
+ * below it: a connection cap equal to the fd limit never fired, accept
+ * failed with EMFILE instead and clients got no answer. What is not a
+ * connection (instances: channel, output pipe, pidfd, cgroup files; jobs,
+ * logs, rings, listeners) gets 256 fds and an eighth of the limit. */
 static void raise_fd_limit(void)
 {
 	struct rlimit r;
-	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+		return;
+	if (r.rlim_cur < r.rlim_max) {
 		r.rlim_cur = r.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &r);
+		if (setrlimit(RLIMIT_NOFILE, &r) != 0)
+			getrlimit(RLIMIT_NOFILE, &r);
+	}
+	if (r.rlim_cur == RLIM_INFINITY)
+		return;
+	rlim_t reserve = 256 + r.rlim_cur / 8;
+	rlim_t cap = r.rlim_cur > 2 * reserve ? r.rlim_cur - reserve : r.rlim_cur / 2;
+	if (cap < server.opt.max_connections) {
+		pr_warn("at most %lu connections (503 past them), not %u: the open file limit is %lu",
+			(unsigned long)cap, server.opt.max_connections, (unsigned long)r.rlim_cur);
+		server.opt.max_connections = (unsigned)cap;
 	}
 }
+
+/* The daemon holds every client's connection and buffers: under memory
+ * pressure an instance must go first (instance.c raises theirs). Lowering
+ * needs CAP_SYS_RESOURCE: without it the score stays, said once. */
+static void lower_oom_score(void)
+{
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : write(fd, DAEMON_OOM_SCORE_ADJ, strlen(DAEMON_OOM_SCORE_ADJ));
+	if (n < 0)
+		pr_info("oom_score_adj stays (%s): the OOM killer may pick the daemon", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 
 /* --- what the loops do (loop.h's hooks) ---------------------------------- */
 
@@ -331,6 +362,7 @@ int server_run(void)
 	if ((ret = jobs_start(8)))
 		return ret;
 	raise_fd_limit();
+	lower_oom_score();
 	signal(SIGPIPE, SIG_IGN);
 	if (o->functions_dir) {
 		int n = lifecycle_load_dir(o->functions_dir);

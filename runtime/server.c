@@ -19,6 +19,12 @@ void server_options_default(struct server_options *o)
 	o->header_timeout_ms = 10000;
 	o->body_timeout_ms = 60000;
 	o->idle_timeout_ms = 60000;
+	o->send_timeout_ms = 60000;
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	o->max_buffered = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize / 4 : 0;
+	if (o->max_buffered < (256ull << 20))
+		o->max_buffered = 256ull << 20;
+	o->proxy_timeout_ms = 30000;
 	o->max_connections = 20000;
 	o->init_timeout_s = 300;
 	o->access_log = true;

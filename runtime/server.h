@@ -33,6 +33,11 @@ struct server_options {
 	unsigned header_timeout_ms; /* 408 past it: 10 s */
 	unsigned body_timeout_ms;   /* 408 past it: 60 s */
 	unsigned idle_timeout_ms;   /* keep-alive idle close: 60 s */
+	unsigned send_timeout_ms;   /* a response not read that long: close; 60 s */
+	uint64_t max_buffered;      /* response bytes held for slow clients, all
+				     * together; past it invocations get 503: a
+				     * quarter of RAM, at least 256 MiB */
+	unsigned proxy_timeout_ms;  /* /proxy upstream silent that long: 504 or close; 30 s */
 	unsigned max_connections;   /* per daemon: 20000 */
 	unsigned init_timeout_s;    /* handler init: 300 s */
 	bool access_log;            /* a JSON line per request on stderr */

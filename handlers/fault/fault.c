@@ -32,6 +32,13 @@
  *                   200 {"logged":N}
  *   /sdk-check      runs the SDK's response-header validation and answers
  *                   the return codes as JSON, with header x-checked: 1
+ *   /raw-response?status=S&name=N&value=V
+ *                   plays a hostile instance: writes its own CH_RESPONSE
+ *                   frame (status S, one header N: V, unchecked, body "raw")
+ *                   on the channel, bypassing the SDK, for the request it
+ *                   takes to be current (the count of requests this process
+ *                   served: right for instanceConcurrency 1 without a
+ *                   snapshot). The host's own answer follows with the same id.
  *   anything else   200, the body verbatim with the request's content type
  *
  * init() honours FAULT_INIT_SLEEP_MS=N (sleeps), FAULT_INIT_CRASH=1
@@ -303,9 +310,49 @@ static int do_sdk_check(struct thaw_response *res)
 			   thaw_time_left_ms(NULL) > 0 ? "true" : "false");
 }
 
+static _Atomic uint64_t served; /* requests this process took, warm-up included */
+
+static void put_raw_field(char *out, size_t *off, const char *s, size_t len)
+{
+	uint32_t n = (uint32_t)len;
+	memcpy(out + *off, &n, 4);
+	memcpy(out + *off + 4, s, len);
+	out[*off + 4 + len] = '\0';
+	*off += 4 + len + 1;
+}
+
+/* The channel's frame layout (runtime/channel.h), written by hand as a
+ * hostile handler would. */
+static int do_raw_response(const struct thaw_request *req, struct thaw_response *res, uint64_t id)
+{
+	char name[256], value[256], frame[1024];
+	if (!query_param(req->query, "name", name, sizeof(name)))
+		strcpy(name, "x-raw");
+	if (!query_param(req->query, "value", value, sizeof(value)))
+		strcpy(value, "1");
+	uint32_t status = (uint32_t)int_param(req, "status", 200), nh = 1;
+	size_t off = 16;
+	memcpy(frame + off, &status, 4);
+	memcpy(frame + off + 4, &nh, 4);
+	off += 8;
+	put_raw_field(frame, &off, name, strlen(name));
+	put_raw_field(frame, &off, value, strlen(value));
+	put_raw_field(frame, &off, "raw", 3);
+	uint32_t type = 4 /* CH_RESPONSE */, len = (uint32_t)(off - 16);
+	memcpy(frame, &type, 4);
+	memcpy(frame + 4, &len, 4);
+	memcpy(frame + 8, &id, 8);
+	if (write(3, frame, off) != (ssize_t)off)
+		return -EIO;
+	return thaw_respond(res, 200, "text/plain", "host", 4);
+}
+
 static int invoke(const struct thaw_request *req, struct thaw_response *res)
 {
 	const char *path = req->path;
+	uint64_t id = atomic_fetch_add(&served, 1) + 1;
+	if (!strcmp(path, "/raw-response"))
+		return do_raw_response(req, res, id);
 	if (!strcmp(path, "/sleep")) {
 		long long ms = int_param(req, "ms", 0);
 		if (ms < 0 || ms > 86400000)
@@ -378,6 +425,33 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 	return 0;
 }
 
+/* Logs "init in memory cgroup <path>" (v1's memory line, else v2's): the
+ * tests check that init already runs under memorySize. */
+static void log_memory_cgroup(void)
+{
+	char line[512], v2[512] = "";
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+		if (!b)
+			continue;
+		*b = '\0';
+		if (!strcmp(a + 1, "memory") || strstr(a + 1, "memory,") || strstr(a + 1, ",memory")) {
+			thaw_log(THAW_LOG_INFO, "init in memory cgroup %s", b + 1);
+			fclose(f);
+			return;
+		}
+		if (!a[1])
+			snprintf(v2, sizeof(v2), "%s", b + 1);
+	}
+	fclose(f);
+	if (v2[0])
+		thaw_log(THAW_LOG_INFO, "init in memory cgroup %s", v2);
+}
+
 static int init(void)
 {
 	const char *v = thaw_config("FAULT_INIT_SLEEP_MS");
@@ -393,6 +467,7 @@ static int init(void)
 	}
 	seed();
 	thaw_log(THAW_LOG_INFO, "fault handler ready, instance %s", thaw_instance_id());
+	log_memory_cgroup();
 	return 0;
 }
 

@@ -110,7 +110,8 @@ void host__response_fini(struct thaw_response *res)
 uint32_t host__response_finish(struct thaw_response *res)
 {
 	/* first: the error answer replaces the content type the views below use */
-	if (res->status < 100 || res->status > 599) {
+	/* a final status: the daemon refuses a 1xx (it is no answer) */
+	if (res->status < 200 || res->status > 599) {
 		pr_err("handler set invalid status %d", res->status);
 		thaw_respond_error(res, 500, "handler set invalid status %d", res->status);
 	}

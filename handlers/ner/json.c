@@ -16,6 +16,7 @@
 struct parser {
 	const char *p, *end;
 	struct nj_doc *doc;
+	int too_many; /* the doc's value array was full */
 };
 
 static void skip_ws(struct parser *ps)
@@ -28,8 +29,10 @@ static void skip_ws(struct parser *ps)
 static struct nj_value *new_value(struct parser *ps, enum nj_type type)
 {
 	struct nj_doc *d = ps->doc;
-	if (d->n == d->cap) /* cannot happen given the bound above; stay safe */
+	if (d->n == d->cap) { /* only past max_values, given the bound in nj_parse */
+		ps->too_many = 1;
 		return NULL;
+	}
 	struct nj_value *v = &d->values[d->n++];
 	memset(v, 0, sizeof(*v));
 	v->type = type;
@@ -317,7 +320,7 @@ static int value(struct parser *ps, struct nj_value **out, int depth)
 	return ret;
 }
 
-int nj_parse(struct nj_doc *doc, const char *text, size_t len)
+int nj_parse(struct nj_doc *doc, const char *text, size_t len, size_t max_values)
 {
 	struct parser ps = { .p = text, .end = text + len, .doc = doc };
 	struct nj_value *root;
@@ -325,6 +328,8 @@ int nj_parse(struct nj_doc *doc, const char *text, size_t len)
 
 	memset(doc, 0, sizeof(*doc));
 	doc->cap = len / 2 + 2;
+	if (max_values && doc->cap > max_values)
+		doc->cap = max_values;
 	doc->values = malloc(doc->cap * sizeof(*doc->values));
 	doc->str_cap = len + 1;
 	doc->strings = malloc(doc->str_cap);
@@ -334,8 +339,11 @@ int nj_parse(struct nj_doc *doc, const char *text, size_t len)
 	}
 	skip_ws(&ps);
 	ret = value(&ps, &root, 0);
-	if (ret)
+	if (ret) {
+		if (ps.too_many)
+			ret = -E2BIG;
 		goto fail;
+	}
 	skip_ws(&ps);
 	if (ps.p != ps.end) {
 		ret = -EINVAL;

@@ -44,9 +44,12 @@ struct nj_doc {
 };
 
 /* Parses text[0..len) into doc (overwritten). Returns 0, -EINVAL (not
- * valid JSON by the rules above) or -ENOMEM. On success the caller frees
- * doc with nj_free; on error doc holds nothing. */
-int nj_parse(struct nj_doc *doc, const char *text, size_t len);
+ * valid JSON by the rules above), -E2BIG (more than max_values values;
+ * 0: no bound but the text's length) or -ENOMEM. Each value takes
+ * sizeof(struct nj_value) bytes, ~28x the text it came from at worst: a
+ * caller parsing untrusted text bounds it. On success the caller frees doc
+ * with nj_free; on error doc holds nothing. */
+int nj_parse(struct nj_doc *doc, const char *text, size_t len, size_t max_values);
 void nj_free(struct nj_doc *doc);
 
 static inline const struct nj_value *nj_root(const struct nj_doc *doc)

@@ -112,7 +112,7 @@ int ner_model_set_trans_json(struct ner_model *m, const char *json, size_t len, 
 	struct nj_doc doc;
 	float *trans = NULL;
 	uint32_t i = 0, j;
-	int ret = nj_parse(&doc, json, len);
+	int ret = nj_parse(&doc, json, len, 0);
 
 	if (ret) {
 		snprintf(err, errlen, ret == -ENOMEM ? "out of memory" : "not valid JSON");

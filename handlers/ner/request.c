@@ -103,6 +103,8 @@ static int parse_logits(struct ner_request *r, const struct nj_value *logits, ch
 		r->batch = 1;
 		r->steps = logits->count;
 	}
+	if (r->steps > NER_MAX_STEPS)
+		BAD("logits: %u steps, at most %u", r->steps, NER_MAX_STEPS);
 	b = 0;
 	for (seq = r->batched ? first : logits; b < r->batch; b++, seq = seq->next) {
 		ret = check_shape(seq, seq_name(name, sizeof(name), "logits", r->batched, b),
@@ -301,9 +303,12 @@ static int parse(struct ner_request *r, const char *body, size_t len, char *err,
 	const struct nj_value *root, *tokens, *text, *flag;
 	int ret;
 
-	ret = nj_parse(&r->doc, body, len);
+	ret = nj_parse(&r->doc, body, len, NER_MAX_VALUES);
 	if (ret == -EINVAL)
 		BAD("body is not valid JSON");
+	if (ret == -E2BIG)
+		BAD("body: more than %u JSON values, at most %u: split the batch", NER_MAX_VALUES,
+		    NER_MAX_VALUES);
 	if (ret)
 		return ret;
 	root = nj_root(&r->doc);

@@ -24,6 +24,10 @@
 #include "json.h"
 
 #define NER_MAX_BATCH 65536u
+/* Steps per sequence, and JSON values in a body (each ~56 bytes parsed):
+ * past them a request would take the instance's memory, not an answer. */
+#define NER_MAX_STEPS 16384u
+#define NER_MAX_VALUES (1u << 20)
 
 /* A token: a view into a string of ner_request.root. */
 struct ner_span {

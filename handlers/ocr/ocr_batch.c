@@ -95,6 +95,7 @@ void ocr_config_load(struct ocr_config *cfg, const char *(*lookup)(const char *)
 	s = lookup("OCR_LANG");
 	if (s && *s)
 		cfg->lang = s;
+	cfg->fetch_allow = lookup("OCR_FETCH_ALLOW");
 }
 
 int ocr_ctx_new(const struct ocr_config *cfg, struct ocr_ctx **out, char *err,
@@ -296,6 +297,7 @@ static int run_items(struct ocr_ctx *c, struct item *items,
 		.timeout_ms = deadline_ms - ocr_now_ms(),
 		.connect_timeout_ms = c->cfg.connect_timeout_ms,
 		.max_parallel = c->cfg.max_parallel,
+		.allow = c->cfg.fetch_allow,
 	};
 	cJSON *obj, *out;
 	char err[400];

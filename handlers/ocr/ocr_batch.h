@@ -32,6 +32,8 @@ struct ocr_config {
 	int omp_threads;           /* OCR_OMP_THREADS per recognition, 1; 0: OpenMP's */
 	const char *tessdata;      /* OCR_TESSDATA (borrowed), NULL: Debian's */
 	const char *lang;          /* OCR_LANG (borrowed), "eng" */
+	const char *fetch_allow;   /* OCR_FETCH_ALLOW (borrowed): non-public
+				    * addresses that may be fetched, NULL: none */
 	/* NULL, or true once the calling thread's request is cancelled (its
 	 * client went away): checked between pages, like the deadline */
 	bool (*cancelled)(void);

@@ -9,6 +9,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <curl/curl.h>
 
 struct xfer {
@@ -16,9 +20,134 @@ struct xfer {
 	CURL *easy;
 	size_t cap;       /* bytes allocated at item->data */
 	size_t max_bytes;
+	const char *allow;
 	int too_big;
+	int refused;      /* a destination that is not public */
 	int done;
 };
+
+/* Whether the first bits bits of a and b (bytes) agree. */
+static int prefix_match(const unsigned char *a, const unsigned char *b, unsigned bits)
+{
+	unsigned whole = bits / 8, rest = bits % 8;
+
+	if (memcmp(a, b, whole))
+		return 0;
+	return !rest || ((a[whole] ^ b[whole]) & (0xff << (8 - rest))) == 0;
+}
+
+/* Ranges that are not the public internet: RFC 6890 special-purpose
+ * blocks, as IPv6 (IPv4 ones as ::ffff:a.b.c.d, which is how they are
+ * compared). */
+static const struct {
+	const char *net;
+	unsigned bits;
+} not_public[] = {
+	{ "::ffff:0.0.0.0", 104 },      /* 0/8 "this network" */
+	{ "::ffff:10.0.0.0", 104 },     /* private */
+	{ "::ffff:100.64.0.0", 106 },   /* shared (CGNAT) */
+	{ "::ffff:127.0.0.0", 104 },    /* loopback */
+	{ "::ffff:169.254.0.0", 112 },  /* link-local, cloud metadata */
+	{ "::ffff:172.16.0.0", 108 },   /* private */
+	{ "::ffff:192.0.0.0", 120 },    /* IETF protocol assignments */
+	{ "::ffff:192.0.2.0", 120 },    /* documentation */
+	{ "::ffff:192.168.0.0", 112 },  /* private */
+	{ "::ffff:198.18.0.0", 111 },   /* benchmarking */
+	{ "::ffff:198.51.100.0", 120 }, /* documentation */
+	{ "::ffff:203.0.113.0", 120 },  /* documentation */
+	{ "::ffff:224.0.0.0", 100 },    /* multicast */
+	{ "::ffff:240.0.0.0", 100 },    /* reserved, broadcast */
+	{ "::", 128 },                  /* unspecified */
+	{ "::1", 128 },                 /* loopback */
+	{ "::", 96 },                   /* IPv4-compatible (deprecated) */
+	{ "64:ff9b::", 96 },            /* NAT64: could reach any IPv4 */
+	{ "64:ff9b:1::", 48 },          /* local NAT64 */
+	{ "100::", 64 },                /* discard */
+	{ "2001:db8::", 32 },           /* documentation */
+	{ "fc00::", 7 },                /* unique local */
+	{ "fe80::", 10 },               /* link-local */
+	{ "fec0::", 10 },               /* site-local (deprecated) */
+	{ "ff00::", 8 },                /* multicast */
+};
+
+/* An address or CIDR of the allow list, as 16 bytes (IPv4 mapped) and
+ * a prefix length; 0 or -EINVAL. */
+static int parse_net(const char *s, size_t len, unsigned char net[16], unsigned *bits)
+{
+	char buf[64], *slash;
+	struct in_addr a4;
+	unsigned plus = 0;
+
+	if (len == 0 || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash = 0;
+	if (inet_pton(AF_INET, buf, &a4) == 1) {
+		memset(net, 0, 10);
+		net[10] = net[11] = 0xff;
+		memcpy(net + 12, &a4, 4);
+		plus = 96;
+		*bits = 128;
+	} else if (inet_pton(AF_INET6, buf, net) == 1) {
+		*bits = 128;
+	} else {
+		return -EINVAL;
+	}
+	if (slash) {
+		char *end;
+		unsigned long b = strtoul(slash + 1, &end, 10);
+		if (!slash[1] || *end || b > 128 - plus)
+			return -EINVAL;
+		*bits = (unsigned)b + plus;
+	}
+	return 0;
+}
+
+int ocr_fetch_addr_allowed(const struct sockaddr *sa, const char *allow)
+{
+	unsigned char a[16], net[16];
+	unsigned bits;
+
+	if (sa->sa_family == AF_INET) {
+		memset(a, 0, 10);
+		a[10] = a[11] = 0xff;
+		memcpy(a + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(a, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	} else {
+		return 0;
+	}
+	for (const char *p = allow; p && *p;) {
+		size_t len = strcspn(p, ", ");
+		if (parse_net(p, len, net, &bits) == 0 && prefix_match(a, net, bits))
+			return 1;
+		p += len;
+		p += strspn(p, ", ");
+	}
+	for (size_t i = 0; i < sizeof(not_public) / sizeof(not_public[0]); i++) {
+		inet_pton(AF_INET6, not_public[i].net, net);
+		if (prefix_match(a, net, not_public[i].bits))
+			return 0;
+	}
+	return 1;
+}
+
+/* Every connection curl makes (redirects included) asks here first, with
+ * the address DNS gave: a name cannot point past the check. */
+static curl_socket_t open_socket(void *user, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct xfer *x = user;
+
+	(void)purpose;
+	if (!ocr_fetch_addr_allowed(&addr->addr, x->allow)) {
+		x->refused = 1;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
 
 static int64_t now_ms(void)
 {
@@ -74,6 +203,7 @@ static int xfer_setup(struct xfer *x, const struct ocr_fetch_limits *lim)
 		conn = lim->timeout_ms;
 	x->easy = e;
 	x->max_bytes = lim->max_bytes;
+	x->allow = lim->allow;
 	curl_easy_setopt(e, CURLOPT_URL, x->item->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -88,6 +218,9 @@ static int xfer_setup(struct xfer *x, const struct ocr_fetch_limits *lim)
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "thaw-ocr/1");
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+	curl_easy_setopt(e, CURLOPT_PROXY, ""); /* no http_proxy: it would fetch for us */
 	return 0;
 }
 
@@ -98,6 +231,11 @@ static int xfer_finish(struct xfer *x, CURLcode res)
 
 	x->done = 1;
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &it->http_status);
+	if (x->refused) {
+		snprintf(it->error, sizeof(it->error),
+			 "refused: not a public address (OCR_FETCH_ALLOW lists the ones allowed)");
+		return -EIO;
+	}
 	if (x->too_big || res == CURLE_FILESIZE_EXCEEDED) {
 		snprintf(it->error, sizeof(it->error),
 			 "larger than the limit of %zu bytes", x->max_bytes);

@@ -1,7 +1,11 @@
 /*
  * ocr_fetch: downloads a request's documents in parallel with libcurl's
  * multi interface. Only http and https, also across redirects; every
- * transfer is bounded in size, redirects and time.
+ * transfer is bounded in size, redirects and time. Only public addresses
+ * are connected to, checked on the address each connection goes to (after
+ * DNS, on every redirect): loopback, link-local (169.254.169.254, the
+ * cloud metadata service), private, shared, multicast and reserved ranges
+ * are refused unless the allow list names them; no proxy is used.
  */
 #ifndef OCR_FETCH_H
 #define OCR_FETCH_H
@@ -23,7 +27,15 @@ struct ocr_fetch_limits {
 	int64_t timeout_ms;      /* for the whole batch; usually the time left */
 	int64_t connect_timeout_ms;
 	long max_parallel;       /* connections at once */
+	/* addresses or CIDR ranges ("127.0.0.1,10.0.0.0/8,fd00::/8") that may
+	 * be fetched although not public; NULL or "": none */
+	const char *allow;
 };
+
+struct sockaddr;
+/* Whether a connection to sa may be made: a public address, or one in the
+ * allow list (as in ocr_fetch_limits). */
+int ocr_fetch_addr_allowed(const struct sockaddr *sa, const char *allow);
 
 /* Once per process, before any thread runs (curl_global_init). */
 int ocr_fetch_global_init(void);

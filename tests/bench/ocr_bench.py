@@ -189,7 +189,8 @@ def ocr(build, data, pages, repeat):
     for ic in (1, 2):
         fn = {"handler": so, "timeout": 300, "instanceConcurrency": ic, "cpu": ic,
               "scalingConfig": {"maxInstances": 1},
-              "environmentVariables": {"OCR_ENGINES": ic, "OCR_OMP_THREADS": 1, "OCR_MAX_PAGES": 50}}
+              "environmentVariables": {"OCR_ENGINES": ic, "OCR_OMP_THREADS": 1, "OCR_MAX_PAGES": 50,
+                                       "OCR_FETCH_ALLOW": "127.0.0.1"}}
         settings = "IC=%d OCR_ENGINES=%d OCR_OMP_THREADS=1" % (ic, ic)
         with Daemon({"ocr_batch": fn}, ready_timeout=120) as d:
             deadline = time.time() + 60

@@ -74,7 +74,8 @@ def check_pdf_text(text, what):
 
 
 fn = {"handler": OCR, "timeout": 60, "instanceConcurrency": 2,
-      "environmentVariables": {"OCR_ENGINES": 2, "OCR_MAX_PAGES": 50}}
+      "environmentVariables": {"OCR_ENGINES": 2, "OCR_MAX_PAGES": 50,
+                               "OCR_FETCH_ALLOW": "127.0.0.1"}}
 try:
     with Daemon({"ocr_batch": fn}, ready_timeout=60) as d:
         def post(body, raw=None):

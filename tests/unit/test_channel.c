@@ -148,7 +148,7 @@ static void test_response_round_trip(void **state)
 		uint32_t status;
 		uint32_t n_headers;
 		size_t body_len;
-	} cases[] = { { 200, 0, 0 }, { 404, 5, 17 }, { 599, 1, 1u << 20 }, { 100, 3, 1 } };
+	} cases[] = { { 200, 0, 0 }, { 404, 5, 17 }, { 599, 1, 1u << 20 }, { 201, 3, 1 } };
 	for (size_t t = 0; t < sizeof(cases) / sizeof(cases[0]); t++) {
 		char *body = malloc(cases[t].body_len + 1);
 		for (size_t i = 0; i < cases[t].body_len; i++)
@@ -356,9 +356,9 @@ static void test_malformed_fields_rejected(void **state)
 	free(p);
 	buf_free(&req);
 
-	/* response status outside 100..599 */
-	static const uint32_t bad_status[] = { 0, 99, 600, 0xffffffffu };
-	for (size_t i = 0; i < 4; i++) {
+	/* response status outside 200..599: 1xx is not a final answer */
+	static const uint32_t bad_status[] = { 0, 99, 100, 101, 199, 600, 0xffffffffu };
+	for (size_t i = 0; i < sizeof(bad_status) / sizeof(bad_status[0]); i++) {
 		struct buf res = { 0 };
 		channel_put_response(&res, 1, bad_status[i], NULL, 0, "", 0);
 		struct channel_response cres;
@@ -366,6 +366,39 @@ static void test_malformed_fields_rejected(void **state)
 				 -EPROTO);
 		buf_free(&res);
 	}
+}
+
+/* Headers an instance could use to split the response it is relayed in. */
+static void test_response_unsafe_headers_rejected(void **state)
+{
+	(void)state;
+	static const struct channel_kv bad[][1] = {
+		{ { "X-A", "1\r\nSet-Cookie: stolen=1" } },
+		{ { "X-A", "1\r\n\r\nHTTP/1.1 200 OK" } },
+		{ { "X-A", "bare\nlf" } },
+		{ { "X-A", "bare\rcr" } },
+		{ { "X-A", "del\x7f" } },
+		{ { "X-A", "esc\x1b" } },
+		{ { "Set-Cookie: a=b\r\nX", "1" } },
+		{ { "bad name", "1" } },
+		{ { "bad:name", "1" } },
+		{ { "", "1" } },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct buf res = { 0 };
+		channel_put_response(&res, 1, 200, bad[i], 1, "", 0);
+		struct channel_response cres;
+		if (channel_decode_response(res.data + HDR, res.len - HDR, &cres) != -EPROTO)
+			fail_msg("case %zu (%s) accepted", i, bad[i][0].name);
+		buf_free(&res);
+	}
+	/* HTAB and other printable bytes, UTF-8 included, are fine */
+	static const struct channel_kv good[] = { { "X-A", "a\tb" }, { "x_b~!", "caf\xc3\xa9 ;=,\"" } };
+	struct buf res = { 0 };
+	channel_put_response(&res, 1, 200, good, 2, "", 0);
+	struct channel_response cres;
+	assert_int_equal(channel_decode_response(res.data + HDR, res.len - HDR, &cres), 0);
+	buf_free(&res);
 }
 
 int main(void)
@@ -377,6 +410,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_payloads_rejected),
 		cmocka_unit_test(test_corrupted_payloads_bounded),
 		cmocka_unit_test(test_malformed_fields_rejected),
+		cmocka_unit_test(test_response_unsafe_headers_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -332,6 +332,18 @@ static const struct http_case cases[] = {
 	{ "content-length and chunked together is 400",
 	  "POST /f HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
 	  .want = "E 400\n" },
+	{ "Transfer-Encoding: chunked, chunked is 400",
+	  "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+	  "3\r\nabc\r\n0\r\n\r\n", .want = "E 400\n" },
+	{ "two Transfer-Encoding: chunked lines are 400",
+	  "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+	  "3\r\nabc\r\n0\r\n\r\n", .want = "E 400\n" },
+	{ "a coding before chunked is 400",
+	  "POST /c HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+	  "3\r\nabc\r\n0\r\n\r\n", .want = "E 400\n" },
+	{ "Transfer-Encoding: CHUNKED is chunked",
+	  "POST /c HTTP/1.1\r\nTransfer-Encoding: CHUNKED\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	  .want = "H POST /c\nD POST /c ka=1 ec=0\n  [Transfer-Encoding][CHUNKED]\n  body(3)[abc]\n" },
 	{ "CONNECT is 501", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n",
 	  .want = "E 501\n" },
 	{ "protocol upgrade is 501",

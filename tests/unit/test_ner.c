@@ -217,27 +217,27 @@ static void test_json_accepts_and_rejects(void **state)
 	};
 	struct nj_doc doc;
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-		int got = nj_parse(&doc, cases[k].text, strlen(cases[k].text));
+		int got = nj_parse(&doc, cases[k].text, strlen(cases[k].text), 0);
 		if (got != cases[k].want)
 			fail_msg("%s: want %d, got %d", cases[k].text, cases[k].want, got);
 		if (!got)
 			nj_free(&doc);
 	}
 	/* a NUL inside the text */
-	assert_int_equal(nj_parse(&doc, "[1]\0", 4), -EINVAL);
+	assert_int_equal(nj_parse(&doc, "[1]\0", 4, 0), -EINVAL);
 	/* nesting: NJ_MAX_DEPTH is fine, one more is not */
 	char deep[2 * NJ_MAX_DEPTH + 8];
 	for (int depth = NJ_MAX_DEPTH; depth <= NJ_MAX_DEPTH + 1; depth++) {
 		memset(deep, '[', depth);
 		memset(deep + depth, ']', depth);
-		assert_int_equal(nj_parse(&doc, deep, 2 * (size_t)depth),
+		assert_int_equal(nj_parse(&doc, deep, 2 * (size_t)depth, 0),
 				 depth == NJ_MAX_DEPTH ? 0 : -EINVAL);
 		if (depth == NJ_MAX_DEPTH)
 			nj_free(&doc);
 	}
 	/* values, strings and the first of duplicate keys */
 	const char *t = "{\"k\": \"\\u91cd\\u5e86\", \"n\": -12.5e-1, \"k\": 2}";
-	assert_int_equal(nj_parse(&doc, t, strlen(t)), 0);
+	assert_int_equal(nj_parse(&doc, t, strlen(t), 0), 0);
 	const struct nj_value *k = nj_get(nj_root(&doc), "k");
 	assert_non_null(k);
 	assert_int_equal(k->type, NJ_STRING);
@@ -275,7 +275,7 @@ static void test_json_numbers_match_strtod(void **state)
 		}
 		if (strchr(text, 'n') || strchr(text, 'i'))
 			continue;
-		assert_int_equal(nj_parse(&doc, text, strlen(text)), 0);
+		assert_int_equal(nj_parse(&doc, text, strlen(text), 0), 0);
 		double want = strtod(text, NULL), got = nj_root(&doc)->num;
 		if (memcmp(&want, &got, sizeof(want)) != 0)
 			fail_msg("%s: strtod %.17g, got %.17g", text, want, got);
@@ -362,7 +362,7 @@ static void test_json_agrees_with_cjson(void **state)
 				}
 			}
 			mutated[n] = '\0';
-			if (nj_parse(&doc, mutated, n) != 0)
+			if (nj_parse(&doc, mutated, n, 0) != 0)
 				continue;
 			cJSON *c = cJSON_ParseWithLength(mutated, n);
 			if (!c)
@@ -662,6 +662,51 @@ static void test_request_validation_table(void **state)
 	}
 }
 
+/* A body of n sequences of steps rows of 7 zeros. */
+static char *zeros_body(unsigned n, unsigned steps)
+{
+	static const char row[] = "[0,0,0,0,0,0,0]";
+	size_t cap = 32 + (size_t)n * (4 + (size_t)steps * sizeof(row));
+	char *b = malloc(cap), *p = b;
+	p += sprintf(p, "{\"logits\": [");
+	for (unsigned k = 0; k < n; k++) {
+		p += sprintf(p, "%s[", k ? "," : "");
+		for (unsigned t = 0; t < steps; t++)
+			p += sprintf(p, "%s%s", t ? "," : "", row);
+		p += sprintf(p, "]");
+	}
+	sprintf(p, "]}");
+	return b;
+}
+
+/* Issue 16 item 17: 500k steps took the instance's memory (OOM kill, 502 for
+ * every request on it); past the caps a request is a 400 before any large
+ * allocation is touched. */
+static void test_steps_and_values_capped(void **state)
+{
+	(void)state;
+	static const struct {
+		unsigned n, steps;
+		int status;
+		const char *error;
+	} cases[] = {
+		{ 1, NER_MAX_STEPS, 200, NULL },
+		{ 1, NER_MAX_STEPS + 1, 400, "logits: 16385 steps, at most 16384" },
+		{ 10, 15000, 400, "body: more than 1048576 JSON values, at most 1048576: split the batch" },
+	};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		char *body = zeros_body(cases[k].n, cases[k].steps);
+		struct thaw_response res = call("POST", "/", body);
+		if (res.status != cases[k].status ||
+		    (cases[k].error && strcmp(res.error, cases[k].error) != 0))
+			fail_msg("%u x %u steps: want %d %s, got %d %s", cases[k].n, cases[k].steps,
+				 cases[k].status, cases[k].error ? cases[k].error : "", res.status,
+				 res.error);
+		free(res.body);
+		free(body);
+	}
+}
+
 /* NER_DEVICE=gpu: init fails without a GPU; with one, batches go to it and
  * give the CPU's answer. */
 static void test_device_gpu(void **state)
@@ -732,6 +777,7 @@ int main(void)
 		cmocka_unit_test(test_crf_forbids_o_to_inside),
 		cmocka_unit_test(test_word_escaping_matches_cjson),
 		cmocka_unit_test(test_request_validation_table),
+		cmocka_unit_test(test_steps_and_values_capped),
 		cmocka_unit_test(test_method_and_path),
 		cmocka_unit_test(test_device_gpu),
 		cmocka_unit_test(test_reports_device),

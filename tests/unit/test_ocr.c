@@ -91,10 +91,11 @@ int thaw_respond_error(struct thaw_response *res, int status, const char *fmt, .
 	return 0;
 }
 
+/* The documents come from a server on 127.0.0.1, which is not a public
+ * address: the function's fc.yaml would allow it. */
 const char *thaw_config(const char *key)
 {
-	(void)key;
-	return NULL;
+	return strcmp(key, "OCR_FETCH_ALLOW") ? NULL : "127.0.0.1";
 }
 
 const char *thaw_function_dir(void)
@@ -750,6 +751,7 @@ static void test_limits_give_400(void **state)
 
 	(void)state;
 	ocr_config_load(&cfg, NULL);
+	cfg.fetch_allow = "127.0.0.1";
 	cfg.max_download_bytes = 100 * 1024;
 	cfg.max_pages = 1;
 	assert_int_equal(ocr_ctx_new(&cfg, &c, err, sizeof(err)), 0);
@@ -863,6 +865,81 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* Issue 16 item 11: no fetch of loopback, link-local (cloud metadata) or
+ * private addresses unless OCR_FETCH_ALLOW names them: checked on the
+ * address connected to, so neither DNS nor a redirect gets around it. */
+static void test_fetch_refuses_non_public_destinations(void **state)
+{
+	static const struct {
+		const char *addr, *allow;
+		int want;
+	} cases[] = {
+		{ "127.0.0.1", NULL, 0 },       { "127.9.9.9", NULL, 0 },
+		{ "10.1.2.3", NULL, 0 },        { "172.16.0.1", NULL, 0 },
+		{ "172.31.255.255", NULL, 0 },  { "172.32.0.1", NULL, 1 },
+		{ "192.168.1.1", NULL, 0 },     { "169.254.169.254", NULL, 0 },
+		{ "100.64.0.1", NULL, 0 },      { "0.0.0.0", NULL, 0 },
+		{ "224.0.0.1", NULL, 0 },       { "255.255.255.255", NULL, 0 },
+		{ "8.8.8.8", NULL, 1 },         { "1.1.1.1", "", 1 },
+		{ "::1", NULL, 0 },             { "::", NULL, 0 },
+		{ "fe80::1", NULL, 0 },         { "fd00::1", NULL, 0 },
+		{ "::ffff:127.0.0.1", NULL, 0 }, { "::ffff:169.254.169.254", NULL, 0 },
+		{ "64:ff9b::a9fe:a9fe", NULL, 0 }, { "2001:4860:4860::8888", NULL, 1 },
+		{ "127.0.0.1", "127.0.0.1", 1 }, { "127.0.0.2", "127.0.0.1", 0 },
+		{ "10.9.9.9", "127.0.0.1, 10.0.0.0/8", 1 }, { "11.0.0.1", "10.0.0.0/8", 1 },
+		{ "192.168.2.1", "192.168.1.0/24", 0 }, { "fd00::5", "fd00::/8", 1 },
+		{ "127.0.0.1", "junk,/,1.2.3.4/99", 0 },
+	};
+	struct ocr_fetch it;
+	struct ocr_fetch_limits lim = { .max_bytes = 1 << 20, .max_redirects = 5,
+					.timeout_ms = 5000, .connect_timeout_ms = 2000,
+					.max_parallel = 1 };
+	char u[256];
+	size_t failed;
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct sockaddr_storage ss = { 0 };
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+		if (inet_pton(AF_INET, cases[k].addr, &a4->sin_addr) == 1)
+			a4->sin_family = AF_INET;
+		else if (inet_pton(AF_INET6, cases[k].addr, &a6->sin6_addr) == 1)
+			a6->sin6_family = AF_INET6;
+		else
+			fail_msg("bad test address %s", cases[k].addr);
+		if (ocr_fetch_addr_allowed((struct sockaddr *)&ss, cases[k].allow) != cases[k].want)
+			fail_msg("%s with allow %s: want %d", cases[k].addr,
+				 cases[k].allow ? cases[k].allow : "(none)", cases[k].want);
+	}
+	/* the test server itself, by address and by name, without the allow list */
+	snprintf(u, sizeof(u), "%s", url("/doc.pdf"));
+	memset(&it, 0, sizeof(it));
+	it.url = u;
+	assert_int_equal(ocr_fetch_all(&it, 1, &lim, &failed), -EIO);
+	assert_non_null(strstr(it.error, "refused: not a public address"));
+	ocr_fetch_fini(&it);
+	snprintf(u, sizeof(u), "http://localhost:%d/doc.pdf", server_port);
+	memset(&it, 0, sizeof(it));
+	it.url = u;
+	assert_int_equal(ocr_fetch_all(&it, 1, &lim, &failed), -EIO);
+	assert_non_null(strstr(it.error, "refused: not a public address"));
+	ocr_fetch_fini(&it);
+	/* allowed, it is fetched; a redirect from it to ::1 is not */
+	lim.allow = "127.0.0.1";
+	snprintf(u, sizeof(u), "%s", url("/doc.pdf"));
+	memset(&it, 0, sizeof(it));
+	it.url = u;
+	assert_int_equal(ocr_fetch_all(&it, 1, &lim, &failed), 0);
+	ocr_fetch_fini(&it);
+	snprintf(u, sizeof(u), "%s", url("/redirect-v6-loopback"));
+	memset(&it, 0, sizeof(it));
+	it.url = u;
+	assert_int_equal(ocr_fetch_all(&it, 1, &lim, &failed), -EIO);
+	assert_non_null(strstr(it.error, "refused: not a public address"));
+	ocr_fetch_fini(&it);
+}
+
 /* instanceConcurrency > 1: four requests at once on two engines. */
 static void test_concurrent_requests_share_engine_pool(void **state)
 {
@@ -875,6 +952,7 @@ static void test_concurrent_requests_share_engine_pool(void **state)
 
 	(void)state;
 	ocr_config_load(&cfg, NULL);
+	cfg.fetch_allow = "127.0.0.1";
 	cfg.engines = 2;
 	assert_int_equal(ocr_ctx_new(&cfg, &c, err, sizeof(err)), 0);
 	snprintf(body[0], sizeof(body[0]), "{\"input\": {\"pdfs\": [\"%s\"]}}",
@@ -989,6 +1067,7 @@ static int make_data(void)
 	add_route("/big", 200, NULL, big, sizeof(big));
 	add_route("/redirect-loop", 302, "/redirect-loop", "", 0);
 	add_route("/redirect-file", 302, "file:///etc/passwd", "", 0);
+	add_route("/redirect-v6-loopback", 302, "http://[::1]:1/doc.pdf", "", 0);
 	return rc;
 }
 
@@ -1033,6 +1112,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_deadline_passed_gives_504),
 		cmocka_unit_test(test_cancelled_request_stops_before_ocr),
 		cmocka_unit_test(test_concurrent_requests_share_engine_pool),
+		cmocka_unit_test(test_fetch_refuses_non_public_destinations),
 		cmocka_unit_test(test_pages_per_second),
 	};
 	int rc;

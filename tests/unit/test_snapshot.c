@@ -242,10 +242,17 @@ struct restore_job {
 	int ret;
 };
 
+/* A copy dies with the thread that restored it (instances have
+ * PR_SET_PDEATHSIG, which CRIU restores; the daemon restores on its
+ * long-lived job threads): each thread waits until its copy was used. */
+static pthread_barrier_t restored, released;
+
 static void *restore_thread(void *arg)
 {
 	struct restore_job *j = arg;
 	j->ret = snapshot_restore(fx.img, &j->c, &j->t);
+	pthread_barrier_wait(&restored);
+	pthread_barrier_wait(&released);
 	return NULL;
 }
 
@@ -255,10 +262,12 @@ static void test_restore_copies_serve_own_channel(void **state)
 	struct restore_job jobs[COPIES];
 	pthread_t th[COPIES];
 	char ids[COPIES][128];
+	pthread_barrier_init(&restored, NULL, COPIES + 1);
+	pthread_barrier_init(&released, NULL, COPIES + 1);
 	for (int i = 0; i < COPIES; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, restore_thread, &jobs[i]), 0);
+	pthread_barrier_wait(&restored);
 	for (int i = 0; i < COPIES; i++) {
-		assert_int_equal(pthread_join(th[i], NULL), 0);
 		if (jobs[i].ret)
 			fail_msg("restore %d: %s", i, strerror(-jobs[i].ret));
 		printf("copy %d: pid %d, criu %.1f ms (4 at once)\n", i, (int)jobs[i].c.pid,
@@ -286,6 +295,11 @@ static void test_restore_copies_serve_own_channel(void **state)
 	}
 	for (int i = 0; i < COPIES; i++)
 		instance_destroy(&jobs[i].c);
+	pthread_barrier_wait(&released);
+	for (int i = 0; i < COPIES; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	pthread_barrier_destroy(&restored);
+	pthread_barrier_destroy(&released);
 }
 
 static int cmp_double(const void *a, const void *b)
