@@ -59,6 +59,16 @@ def skip(why, no_gpu=False):
     sys.exit(77)
 
 
+def need_built(*paths):
+    """What `make` builds is not a reason to skip: a missing one fails the
+    test at once."""
+    missing = [p for p in paths if not os.path.exists(p)]
+    for p in missing:
+        check(False, "%s is built (run make)" % p)
+    if missing:
+        finish()
+
+
 def skip_part(why, no_gpu=False):
     """One part of the test did not run: counted by tests/run.sh, a failure
     there under THAW_NO_SKIP=1 unless no_gpu."""
