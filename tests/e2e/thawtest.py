@@ -75,11 +75,11 @@ def skip_part(why, no_gpu=False):
     print(_skip_line(why, no_gpu))
 
 
-def parallel(fn, args_list):
+def parallel(fn, args_list, stagger=0.0):
     """Runs fn(*args) for each args in its own thread and waits for all.
     Returns [(result, None) or (None, exception)] in order: a thread that died
     of any exception (IncompleteRead, BadStatusLine, ...) says so, never
-    silently."""
+    silently. stagger: seconds between thread starts."""
     import threading
     out = [(None, RuntimeError("thread did not run"))] * len(args_list)
 
@@ -91,6 +91,7 @@ def parallel(fn, args_list):
     threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(args_list)]
     for t in threads:
         t.start()
+        time.sleep(stagger)
     for t in threads:
         t.join()
     return out
