@@ -20,15 +20,12 @@ import threading
 import time
 import http.server
 
-from thawtest import BUILD, THAW, Daemon, check, finish, handler_so, skip_part
+from thawtest import BUILD, THAW, Daemon, check, finish, handler_so, need_built, skip_part
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESSDATA = "/usr/share/tesseract-ocr/5/tessdata/eng.traineddata"
 DATA_TOOL = os.path.join(BUILD, "tests", "unit", "test_ocr")
-for need in (THAW, handler_so("echo")):  # make builds them: missing is a failure
-    if not os.path.exists(need):
-        check(False, "%s exists (run make)" % need)
-        finish()
+need_built(THAW, handler_so("echo"))
 # only the OCR parts need the OCR handler and Tesseract's English model; the
 # echo deploy, upload refusals, tar refusals and restart replay run without
 no_ocr = ", ".join("missing " + n for n in (handler_so("ocr"), DATA_TOOL, TESSDATA) if not os.path.exists(n))

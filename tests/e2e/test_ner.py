@@ -10,12 +10,10 @@ import random
 import shutil
 import time
 
-from thawtest import BUILD, ROOT, Daemon, check, finish, handler_so, skip
+from thawtest import BUILD, ROOT, Daemon, check, finish, handler_so, need_built
 
 NER = handler_so("ner")
-for need in (os.path.join(BUILD, "thaw"), NER):
-    if not os.path.exists(need):
-        skip("missing " + need)
+need_built(os.path.join(BUILD, "thaw"), NER)
 
 EXAMPLE = os.path.join(ROOT, "handlers", "ner", "example")
 TAGS = open(os.path.join(EXAMPLE, "tags.txt")).read().split()

@@ -14,13 +14,11 @@ import tempfile
 import threading
 import time
 
-from thawtest import BUILD, Daemon, check, finish, handler_so, skip
+from thawtest import BUILD, Daemon, check, finish, handler_so, need_built, skip
 
 OCR = handler_so("ocr")
 DATA_TOOL = os.path.join(BUILD, "tests", "unit", "test_ocr")
-for need in (os.path.join(BUILD, "thaw"), os.path.join(BUILD, "thaw-instance"), OCR, DATA_TOOL):
-    if not os.path.exists(need):
-        skip("missing " + need)
+need_built(os.path.join(BUILD, "thaw"), os.path.join(BUILD, "thaw-instance"), OCR, DATA_TOOL)
 if not os.path.exists("/usr/share/tesseract-ocr/5/tessdata/eng.traineddata"):
     skip("no Tesseract English model")
 

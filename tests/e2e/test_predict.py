@@ -12,12 +12,10 @@ import subprocess
 import threading
 import time
 
-from thawtest import BUILD, ROOT, Daemon, check, criu_works, finish, handler_so, skip, skip_part
+from thawtest import BUILD, ROOT, Daemon, check, criu_works, finish, handler_so, need_built, skip_part
 
 GEN = os.path.join(BUILD, "tools", "gen_weights")
-for need in (os.path.join(BUILD, "thaw"), handler_so("predict"), GEN):
-    if not os.path.exists(need):
-        skip("missing " + need)
+need_built(os.path.join(BUILD, "thaw"), handler_so("predict"), GEN)
 
 PREDICT = handler_so("predict")
 HALF_FILE = os.path.join(ROOT, "examples", "half_plus_two", "half_plus_two.safetensors")

@@ -59,17 +59,27 @@ def skip(why, no_gpu=False):
     sys.exit(77)
 
 
+def need_built(*paths):
+    """What `make` builds is not a reason to skip: a missing one fails the
+    test at once."""
+    missing = [p for p in paths if not os.path.exists(p)]
+    for p in missing:
+        check(False, "%s is built (run make)" % p)
+    if missing:
+        finish()
+
+
 def skip_part(why, no_gpu=False):
     """One part of the test did not run: counted by tests/run.sh, a failure
     there under THAW_NO_SKIP=1 unless no_gpu."""
     print(_skip_line(why, no_gpu))
 
 
-def parallel(fn, args_list):
+def parallel(fn, args_list, stagger=0.0):
     """Runs fn(*args) for each args in its own thread and waits for all.
     Returns [(result, None) or (None, exception)] in order: a thread that died
     of any exception (IncompleteRead, BadStatusLine, ...) says so, never
-    silently."""
+    silently. stagger: seconds between thread starts."""
     import threading
     out = [(None, RuntimeError("thread did not run"))] * len(args_list)
 
@@ -81,6 +91,7 @@ def parallel(fn, args_list):
     threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(args_list)]
     for t in threads:
         t.start()
+        time.sleep(stagger)
     for t in threads:
         t.join()
     return out
