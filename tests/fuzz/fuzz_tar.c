@@ -15,6 +15,8 @@
  */
 #include <ftw.h>
 
+#include "fsutil.h"
+
 #include "runtime/imagestore.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -27,20 +29,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 			abort();                                                        \
 		}                                                                       \
 	} while (0)
-
-/* server_rm_rf lives in runtime/server.c with the whole daemon: the same
- * contract here (remove a tree, never follow a link). */
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	remove(path);
-	return 0;
-}
-
-void server_rm_rf(const char *dir)
-{
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static char base[64];      /* per-process folder on /dev/shm */
 static size_t root_len;    /* strlen of the unpack folder */
@@ -99,6 +87,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
 		      !strcmp(de->d_name, "out") || !strcmp(de->d_name, "layer.tar"));
 	closedir(d);
-	server_rm_rf(dir);
+	fs_rm_rf(dir);
 	return 0;
 }

@@ -120,7 +120,7 @@ static int unpack(const struct ent *e, size_t n, size_t cut, char *dir, char *er
 	char blob[128];
 	snprintf(blob, sizeof(blob), "%s/layer.tar", tmp);
 	snprintf(dir, 128, "%s/out", tmp);
-	server_rm_rf(dir);
+	fs_rm_rf(dir);
 	assert_int_equal(mkdir(dir, 0700), 0);
 	write_tar(blob, e, n, cut);
 	err[0] = '\0';
@@ -238,7 +238,7 @@ static void test_garbage_is_not_a_tar(void **state)
 	(void)state;
 	snprintf(blob, sizeof(blob), "%s/garbage.tar", tmp);
 	snprintf(dir, sizeof(dir), "%s/out", tmp);
-	server_rm_rf(dir);
+	fs_rm_rf(dir);
 	assert_int_equal(mkdir(dir, 0700), 0);
 	FILE *f = fopen(blob, "wb");
 	assert_non_null(f);
@@ -264,6 +264,6 @@ int main(void)
 		return 1;
 	}
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
-	server_rm_rf(tmp);
+	fs_rm_rf(tmp);
 	return rc;
 }
