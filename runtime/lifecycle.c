@@ -32,11 +32,15 @@ static int prepare(struct function *fn)
 }
 
 /* A deploy through the admin API is journaled before it is published: one
- * that cannot be written leaves nothing (and is answered 507). */
+ * that cannot be written leaves nothing (and is answered 507). Its error,
+ * told apart from a full registry's -ENOSPC (a full disk is one too). */
+static _Thread_local int journal_err;
+
 static int prepare_journaled(struct function *fn)
 {
 	int ret = journal_deploy(fn->cfg.name, fn->version, fn->cfg.dir,
 				 fn->image ? fn->image->digest : NULL, fn->deployed_at);
+	journal_err = ret;
 	if (ret)
 		return ret;
 	atomic_store(&fn->journaled, true);
@@ -46,13 +50,14 @@ static int prepare_journaled(struct function *fn)
 int lifecycle_deploy(struct config *cfg, const struct imagestore_image *image,
 		     struct function **out, char *why, size_t why_len)
 {
+	journal_err = 0;
 	int ret = registry_add(cfg, image, 0, prepare_journaled, out);
-	if (ret == -ENOSPC)
-		registry_full_why(cfg->name, why, why_len);
-	else if (ret)
+	if (ret && journal_err)
 		snprintf(why, why_len,
 			 "cannot record the deploy in %s/deployments.jsonl: %s; nothing was deployed",
-			 server.opt.state_dir, strerror(-ret));
+			 server.opt.state_dir, strerror(-journal_err));
+	else if (ret)
+		registry_full_why(cfg->name, why, why_len);
 	return ret;
 }
 

@@ -10,6 +10,7 @@ fc.yaml snapshotMemory.mapped false). thaw_state_alloc() state works the
 same."""
 import glob
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -166,7 +167,9 @@ try:
         # one line per mapping that stays (one here; more under ASan, whose
         # own large mappings do not fit either)
         check(lines and all("tmpfs full" in l for l in lines), "tmpfs full: one line per mapping", lines)
-        check("cold starts only" in d.logs(), "tmpfs full: cold starts from then on")
+        # cold starts while the snapshot is tried again later (issue 16 item 6)
+        check(re.search(r"snapshot failed \(.*\): cold starts", d.logs()),
+              "tmpfs full: the snapshot failed, cold starts meanwhile")
         r = d.request("GET", "/big/check")
         check(r.status == 200 and r.json()["sum_ok"], "tmpfs full: served right", r.body)
 finally:
