@@ -15,6 +15,8 @@
 #include "timer.h"
 
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -131,15 +133,63 @@ static bool token_equal(const char *given, size_t len)
 	return diff == 0;
 }
 
-bool endpoints_authorized(const struct conn *c)
+/* Whether the len bytes at given equal want (64 hex digits), in a time
+ * that depends on want's length only (see token_equal). */
+static bool equal_64(const char *given, size_t len, const char *want)
+{
+	unsigned char diff = len != 64;
+	for (size_t i = 0; i < 64; i++)
+		diff |= (unsigned char)(want[i] ^ (i < len ? given[i] : 0));
+	return diff == 0;
+}
+
+/* The token a client presents: X-Thaw-Token, or Authorization: Bearer. */
+static bool presented_token(const struct conn *c, const char **tok, size_t *len)
 {
 	struct http_span v;
-	if (http_req_header(&c->req, "x-thaw-token", &v))
-		return token_equal(http_span_ptr(&c->req, v), v.len);
-	if (!http_req_header(&c->req, "authorization", &v) || v.len < 7)
+	if (http_req_header(&c->req, "x-thaw-token", &v)) {
+		*tok = http_span_ptr(&c->req, v);
+		*len = v.len;
+		return true;
+	}
+	if (!http_req_header(&c->req, "authorization", &v) || v.len < 7 ||
+	    strncasecmp(http_span_ptr(&c->req, v), "Bearer ", 7))
 		return false;
-	const char *p = http_span_ptr(&c->req, v);
-	return strncasecmp(p, "Bearer ", 7) == 0 && token_equal(p + 7, v.len - 7);
+	*tok = http_span_ptr(&c->req, v) + 7;
+	*len = v.len - 7;
+	return true;
+}
+
+bool endpoints_authorized(const struct conn *c)
+{
+	const char *tok;
+	size_t len;
+	return presented_token(c, &tok, &len) && token_equal(tok, len);
+}
+
+void endpoints_invoke_token(const char *name, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	char msg[128];
+	int len = snprintf(msg, sizeof(msg), "thaw-invoke:%s", name);
+	HMAC(EVP_sha256(), server.admin_token, (int)strlen(server.admin_token),
+	     (const unsigned char *)msg, (size_t)len, md, &n);
+	for (unsigned i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", md[i]);
+	out[64] = '\0';
+}
+
+bool endpoints_invoke_authorized(const struct conn *c, const char *name)
+{
+	const char *tok;
+	size_t len;
+	char want[65];
+	if (!presented_token(c, &tok, &len))
+		return false;
+	endpoints_invoke_token(name, want);
+	/* the admin token too, as before function tokens existed */
+	return equal_64(tok, len, want) | token_equal(tok, len);
 }
 
 static cJSON *version_json(struct function *fn)
@@ -165,6 +215,11 @@ static cJSON *version_json(struct function *fn)
 		cJSON_AddNullToObject(f, "image");
 	}
 	cJSON_AddItemToObject(f, "changes", cJSON_Parse(fn->changes));
+	if (!strcmp(fn->cfg.auth_type, "function")) {
+		char tok[65];
+		endpoints_invoke_token(fn->cfg.name, tok);
+		cJSON_AddStringToObject(f, "invoke_token", tok);
+	}
 	cJSON_AddNumberToObject(f, "timeout", fn->cfg.timeout_s);
 	cJSON_AddNumberToObject(f, "instanceConcurrency", fn->cfg.instance_concurrency);
 	cJSON_AddNumberToObject(f, "init_ms", atomic_load(&fn->init_ms));
