@@ -448,7 +448,7 @@ with Daemon({"fault": {"handler": handler_so("fault"), "timeout": 30,
                        "scalingConfig": {"maxInstances": 3}}}) as d:
     def sleep_request():
         try:
-            d.request("GET", "/fault/sleep?ms=4000", timeout=10)
+            d.request("GET", "/fault/hang", timeout=10)  # busy for good
         except OSError:
             pass  # the daemon is killed under it
     busy = threading.Thread(target=sleep_request)
@@ -470,7 +470,7 @@ with Daemon({"fault": {"handler": handler_so("fault"), "timeout": 30,
                   if "limits by cgroup" in l]
         d.proc.kill()
         d.proc.wait()
-        gone = wait_for(lambda: not any(alive(p) for p in pids), secs=5)
+        gone = wait_for(lambda: not any(alive(p) for p in pids), secs=3)
         check(len(pids) >= 2 and gone, "item 7: kill -9 of the daemon takes its %d instances with it" % len(pids),
               [p for p in pids if alive(p)])
         check(groups and all(os.path.isdir(g) for g in groups), "item 7: the dead daemon left its cgroups", groups)
