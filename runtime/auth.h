@@ -1,7 +1,8 @@
 /*
  * Who may do what: the admin token (made at the first start, STATE/
  * admin.token) opens the admin API, the dev proxy and functions with
- * httpTrigger.authType: function. Below admin, proxy and the front end.
+ * httpTrigger.authType: function; a function's own invoke token opens that
+ * function alone. Below admin, proxy and the front end.
  */
 #ifndef THAW_AUTH_H
 #define THAW_AUTH_H
@@ -14,5 +15,12 @@ struct http_req;
  * X-Thaw-Token: TOKEN. Compared in a time that does not depend on where a
  * wrong token differs. */
 bool auth_admin(const struct http_req *r);
+/* The token that invokes function name (httpTrigger.authType: function)
+ * and nothing else: HMAC-SHA256 of "thaw-invoke:NAME" keyed with the admin
+ * token, 64 hex digits. Listed by the admin API (invoke_token); the same
+ * after a restart, new when the admin token is. */
+void auth_invoke_token(const char *name, char out[65]);
+/* True when r carries name's invoke token, or the admin token. */
+bool auth_invoke(const struct http_req *r, const char *name);
 
 #endif

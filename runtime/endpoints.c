@@ -139,6 +139,11 @@ static cJSON *version_json(struct function *fn)
 		cJSON_AddNullToObject(f, "image");
 	}
 	cJSON_AddItemToObject(f, "changes", cJSON_Parse(fn->changes));
+	if (!strcmp(fn->cfg.auth_type, "function")) {
+		char tok[65];
+		auth_invoke_token(fn->cfg.name, tok);
+		cJSON_AddStringToObject(f, "invoke_token", tok);
+	}
 	cJSON_AddNumberToObject(f, "timeout", fn->cfg.timeout_s);
 	cJSON_AddNumberToObject(f, "instanceConcurrency", fn->cfg.instance_concurrency);
 	cJSON_AddNumberToObject(f, "init_ms", atomic_load(&fn->init_ms));

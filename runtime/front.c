@@ -69,7 +69,7 @@ static void on_headers(struct conn *c)
 		if (fn)
 			c->req.body_limit = fn->cfg.max_body_bytes;
 		/* refused before its body is read, as admin uploads are */
-		if (fn && !strcmp(fn->cfg.auth_type, "function") && !auth_admin(&c->req)) {
+		if (fn && !strcmp(fn->cfg.auth_type, "function") && !auth_invoke(&c->req, fn->cfg.name)) {
 			c->close_after_send = true;
 			c->start_ns = now_ns();
 			pick_request_id(c);
@@ -175,7 +175,7 @@ static void on_request(struct conn *c)
 			conn_respond_error(c, 404, "function not found: %.*s", (int)rt.fn_len, rt.fn);
 		return;
 	}
-	if (!strcmp(fn->cfg.auth_type, "function") && !auth_admin(&c->req)) {
+	if (!strcmp(fn->cfg.auth_type, "function") && !auth_invoke(&c->req, fn->cfg.name)) {
 		unauthorized_fn(c, fn);
 		return;
 	}

@@ -82,8 +82,20 @@ with Daemon({"fault": FAULT, "echo": ECHO}) as d:
 
 # items 2, 15, 20: credentials and ids the handler gets
 PRIVATE = dict(FAULT, httpTrigger={"authType": "function"})
-with Daemon({"private": PRIVATE, "open": FAULT}) as d:
+with Daemon({"private": PRIVATE, "private2": PRIVATE, "open": FAULT}) as d:
     tok = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    # a token per function, that opens neither the admin API nor another function
+    info = d.request("GET", "/admin/functions/private", headers={"X-Thaw-Token": tok}).json()
+    ftok = info.get("invoke_token", "")
+    check(len(ftok) == 64 and ftok != tok, "item 2: an authType function lists its own invoke token", info.get("invoke_token"))
+    r = d.request("GET", "/private/id", headers={"Authorization": "Bearer " + ftok})
+    check(r.status == 200, "item 2: its invoke token calls it", r)
+    r = d.request("GET", "/private2/id", headers={"Authorization": "Bearer " + ftok})
+    check(r.status == 401, "item 2: not another function", r)
+    r = d.request("GET", "/admin/functions", headers={"Authorization": "Bearer " + ftok})
+    check(r.status == 401, "item 2: nor the admin API", r)
+    r = d.request("GET", "/private/header?name=authorization", headers={"Authorization": "Bearer " + ftok})
+    check(r.status == 200 and r.json().get("value") is None, "item 2: nor does the handler see it", r)
     for fn, hdrs, name in (("private", {"Authorization": "Bearer " + tok}, "authorization"),
                            ("private", {"X-Thaw-Token": tok}, "x-thaw-token"),
                            ("open", {"X-Thaw-Token": tok}, "x-thaw-token")):
@@ -436,7 +448,7 @@ with Daemon({"fault": {"handler": handler_so("fault"), "timeout": 30,
                        "scalingConfig": {"maxInstances": 3}}}) as d:
     def sleep_request():
         try:
-            d.request("GET", "/fault/sleep?ms=4000", timeout=10)
+            d.request("GET", "/fault/hang", timeout=10)  # busy for good
         except OSError:
             pass  # the daemon is killed under it
     busy = threading.Thread(target=sleep_request)
@@ -458,7 +470,7 @@ with Daemon({"fault": {"handler": handler_so("fault"), "timeout": 30,
                   if "limits by cgroup" in l]
         d.proc.kill()
         d.proc.wait()
-        gone = wait_for(lambda: not any(alive(p) for p in pids), secs=5)
+        gone = wait_for(lambda: not any(alive(p) for p in pids), secs=3)
         check(len(pids) >= 2 and gone, "item 7: kill -9 of the daemon takes its %d instances with it" % len(pids),
               [p for p in pids if alive(p)])
         check(groups and all(os.path.isdir(g) for g in groups), "item 7: the dead daemon left its cgroups", groups)
