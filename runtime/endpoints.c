@@ -385,8 +385,11 @@ static void admin_rollback(struct conn *c, struct fn_name *nm)
 				   cur->version);
 	else if (ret == -ENOENT)
 		conn_respond_error(c, 404, "%s has no ready version", nm->name);
-	else if (ret)
+	else if (ret == -EAGAIN)
 		conn_respond_error(c, 409, "%s version %u failed to initialize", nm->name, v);
+	else if (ret)
+		conn_respond_error(c, 507, "cannot record the rollback in %s/deployments.jsonl: %s; "
+				   "nothing was rolled back", server.opt.state_dir, strerror(-ret));
 	else
 		respond_json(c, 200, function_json(nm));
 }
@@ -397,9 +400,14 @@ static void admin_rm(struct conn *c, struct fn_name *nm)
 	cJSON *doc = cJSON_CreateObject();
 	cJSON_AddStringToObject(doc, "name", nm->name);
 	cJSON_AddNumberToObject(doc, "versions", atomic_load(&nm->n_versions) - nm->first + 1);
-	if (lifecycle_remove(nm)) {
+	int ret = lifecycle_remove(nm);
+	if (ret) {
 		cJSON_Delete(doc);
-		conn_respond_error(c, 404, "function not found: %s", nm->name);
+		if (ret == -ENOENT)
+			conn_respond_error(c, 404, "function not found: %s", nm->name);
+		else
+			conn_respond_error(c, 507, "cannot record the removal in %s/deployments.jsonl: "
+					   "%s; nothing was removed", server.opt.state_dir, strerror(-ret));
 		return;
 	}
 	cJSON_AddBoolToObject(doc, "removed", true);

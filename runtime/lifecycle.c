@@ -78,12 +78,21 @@ void lifecycle_failed(struct function *fn, const char *msg)
 		journal_failed(fn->cfg.name, fn->version, msg);
 }
 
+/* Rollbacks and removals are journaled before they take effect, like
+ * deploys: one the journal cannot record does not happen. */
+static int journal_switch(struct function *to)
+{
+	return journal_rollback(to->cfg.name, to->version);
+}
+
+static int journal_removal(struct fn_name *nm)
+{
+	return journal_rm(nm->name);
+}
+
 int lifecycle_rollback(struct fn_name *nm, unsigned v, struct function **out)
 {
-	int ret = registry_switch(nm, v, out);
-	if (!ret)
-		journal_rollback(nm->name, (*out)->version);
-	return ret;
+	return registry_switch(nm, v, journal_switch, out);
 }
 
 static int live_instances(struct function *fn)
@@ -116,8 +125,9 @@ void lifecycle_removed_gc(struct function *fn)
 
 int lifecycle_remove(struct fn_name *nm)
 {
-	if (registry_remove(nm))
-		return -ENOENT;
+	int ret = registry_remove(nm, replaying ? NULL : journal_removal);
+	if (ret)
+		return ret;
 	unsigned nv = atomic_load(&nm->n_versions) - nm->first + 1;
 	for (unsigned k = 0; k < nv; k++) {
 		struct function *fn = nm->versions[k];
@@ -129,7 +139,6 @@ int lifecycle_remove(struct fn_name *nm)
 		lifecycle_removed_gc(fn);
 	}
 	pr_info("%s removed (%u version(s))", nm->name, nv);
-	journal_rm(nm->name);
 	return 0;
 }
 
@@ -264,7 +273,7 @@ static int replay_line(const struct journal_line *e)
 	}
 	if (nm && e->version && !strcmp(e->op, "rollback")) {
 		struct function *to;
-		return registry_switch(nm, e->version, &to);
+		return registry_switch(nm, e->version, NULL, &to);
 	}
 	if (!strcmp(e->op, "rm"))
 		return nm ? lifecycle_remove(nm) : -ENOENT;

@@ -24,12 +24,14 @@ int lifecycle_deploy(struct config *cfg, const struct imagestore_image *image,
 void lifecycle_ready(struct function *fn);
 /* An instance of fn failed to start with msg. */
 void lifecycle_failed(struct function *fn, const char *msg);
-/* Rollback to version v (0: the ready one before the current), journaled.
- * 0, -ENOENT or -EAGAIN as registry_switch. */
+/* Rollback to version v (0: the ready one before the current), journaled
+ * first. 0, -ENOENT or -EAGAIN as registry_switch, or the journal's -errno
+ * (nothing switched). */
 int lifecycle_rollback(struct fn_name *nm, unsigned v, struct function **out);
 /* thaw rm: lookups stop finding nm at once, requests under way finish,
  * pools stop their instances as they go idle (lifecycle_removed_gc), its
- * snapshots go once no instance uses them. Journaled. 0 or -ENOENT. */
+ * snapshots go once no instance uses them. Journaled first: 0, -ENOENT, or
+ * the journal's -errno (nothing removed). */
 int lifecycle_remove(struct fn_name *nm);
 /* For a version of a removed name, from its pool's tick: deletes its
  * snapshot folder once no instance of it is left (once). */

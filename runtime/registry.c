@@ -86,7 +86,8 @@ bool registry_promote(struct function *fn, unsigned *replaced)
 	return first;
 }
 
-int registry_switch(struct fn_name *nm, unsigned v, struct function **out)
+int registry_switch(struct fn_name *nm, unsigned v, int (*commit)(struct function *to),
+		    struct function **out)
 {
 	pthread_mutex_lock(&server.registry_lock);
 	int ret = 0;
@@ -103,6 +104,8 @@ int registry_switch(struct fn_name *nm, unsigned v, struct function **out)
 	} else if (atomic_load(&to->state) == FN_FAILED) {
 		ret = -EAGAIN;
 	}
+	if (!ret && commit)
+		ret = commit(to);
 	if (!ret) {
 		atomic_store(&nm->current, to);
 		nm->pinned = true;
@@ -113,13 +116,15 @@ int registry_switch(struct fn_name *nm, unsigned v, struct function **out)
 	return ret;
 }
 
-int registry_remove(struct fn_name *nm)
+int registry_remove(struct fn_name *nm, int (*commit)(struct fn_name *nm))
 {
 	pthread_mutex_lock(&server.registry_lock);
-	bool was = atomic_exchange(&nm->removed, true);
+	int ret = atomic_load(&nm->removed) ? -ENOENT : commit ? commit(nm) : 0;
+	if (!ret)
+		atomic_store(&nm->removed, true);
 	pthread_mutex_unlock(&server.registry_lock);
-	if (was)
-		return -ENOENT;
+	if (ret)
+		return ret;
 	fnlog_close(&nm->log);
 	return 0;
 }

@@ -37,9 +37,12 @@ int registry_add(struct config *cfg, const struct imagestore_image *image, unsig
  * and what frees it. */
 void registry_full_why(const char *name, char *out, size_t len);
 /* Switches name's traffic to version v (0: the ready version before the
- * current one) and pins it. Returns 0, -ENOENT (no such version) or -EAGAIN
- * (failed). */
-int registry_switch(struct fn_name *nm, unsigned v, struct function **out);
+ * current one) and pins it. commit (may be NULL) runs under the registry's
+ * lock once the version is found, before the switch: its error (-errno)
+ * switches nothing and is returned. Returns 0, -ENOENT (no such version),
+ * -EAGAIN (failed) or commit's error. */
+int registry_switch(struct fn_name *nm, unsigned v, int (*commit)(struct function *to),
+		    struct function **out);
 /* fn is ready: the first time, it becomes current when it is its name's
  * newest and no rollback pinned another. Returns true the first time;
  * *replaced is the version it took over from (0: none). */
@@ -51,7 +54,9 @@ bool registry_fail(struct function *fn, const char *msg);
 /* Copies fn's last error (under its lock) into out. */
 void function_error(struct function *fn, char *out, size_t len);
 /* Marks nm removed: lookups stop finding it at once; requests under way
- * finish. 0, or -ENOENT when already removed. */
-int registry_remove(struct fn_name *nm);
+ * finish. commit (may be NULL) runs first under the registry's lock: its
+ * error removes nothing and is returned. 0, -ENOENT when already removed,
+ * or commit's error. */
+int registry_remove(struct fn_name *nm, int (*commit)(struct fn_name *nm));
 
 #endif

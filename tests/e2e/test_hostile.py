@@ -301,6 +301,24 @@ with Daemon({}) as d:
     d.restart()
     r = d.request("POST", "/late/", body=b"kept")
     check(r.status == 200 and r.body == b"kept", "item 9: and survives a restart", r)
+    # rollbacks and removals too: journaled first, or not done
+    r = d.request("POST", "/admin/functions", body=json.dumps({"dir": folder}).encode(), headers=auth)
+    check(r.status == 201 and r.json().get("version") == 2, "item 9: version 2 deployed", r)
+    wait_for(lambda: d.request("GET", "/admin/functions/late", headers=auth).json().get("current") == 2, 10)
+    os.rename(journal, journal + ".kept")
+    os.mkdir(journal)
+    r = d.request("POST", "/admin/functions/late/rollback", body=b'{"version": 1}', headers=auth)
+    check(r.status == 507 and "deployments.jsonl" in r.json().get("error", ""),
+          "item 9: rollback with an unwritable journal: 507", r)
+    cur = d.request("GET", "/admin/functions/late", headers=auth).json().get("current")
+    check(cur == 2, "item 9: nothing rolled back", cur)
+    r = d.request("DELETE", "/admin/functions/late", headers=auth)
+    check(r.status == 507 and "deployments.jsonl" in r.json().get("error", ""),
+          "item 9: rm with an unwritable journal: 507", r)
+    r = d.request("POST", "/late/", body=b"still")
+    check(r.status == 200 and r.body == b"still", "item 9: nothing removed", r)
+    os.rmdir(journal)
+    os.rename(journal + ".kept", journal)
 
 # items 6 and 12 need snapshots: root and a working CRIU
 CRIU = os.environ.get("THAW_CRIU", "/usr/local/lib/thaw/criu/criu")
