@@ -173,17 +173,8 @@ static void restore_run(struct job *j)
 		in->job_ret = snapshot_restore(in->pool->fn->snap_dir, &in->proc, &t);
 	in->criu_ms = t.criu_ms;
 	in->job_end_ns = now_ns();
-	if (!in->job_ret && fn->cfg.gpu_type) {
-		struct cuda_ckpt_timing ct = { 0 };
-		int ret = cuda_ckpt_resume(in->proc.pid, &ct);
-		if (!ret) /* tests/bench/gpu_restore.py reads this line */
-			pr_info("%s: GPU state of pid %d resumed in %.1f ms: cuCheckpointProcessRestore %.1f, unlock %.1f",
-				fn->cfg.name, in->proc.pid, ct.total_ms, ct.restore_ms, ct.unlock_ms);
-		if (ret && ret != -ESRCH) {
-			in->job_ret = ret;
-			instance_destroy(&in->proc);
-		}
-	}
+	if (!in->job_ret && t.plugins[0]) /* GPU state back: tests/bench/gpu_restore.py reads it */
+		pr_info("%s: %s", fn->cfg.name, t.plugins);
 }
 
 static void restore_done(struct job *j)
@@ -271,29 +262,20 @@ struct instance *pool__start_instance(struct pool *p)
 static void dump_locked(struct instance *in, struct snapshot_info *info)
 {
 	const char *dir = in->pool->fn->snap_dir;
-	/* GPU state first goes to host memory, where CRIU can see it */
-	if (in->pool->fn->cfg.gpu_type) {
-		struct cuda_ckpt_timing ct = { 0 };
-		in->job_ret = cuda_ckpt_suspend(in->proc.pid, 10000, &ct);
-		if (in->job_ret == -ESRCH) /* the handler made no CUDA context: CPU only */
-			in->job_ret = 0;
-		else if (!in->job_ret)
-			pr_info("%s: GPU state of pid %d moved to host memory in %.1f ms",
-				in->pool->fn->cfg.name, in->proc.pid, ct.total_ms);
-		if (in->job_ret)
-			return;
-	}
 	/* large anonymous memory into files of the snapshot, mapped back
 	 * privately: CRIU then records mappings, not pages (snapshot/snapmem.h) */
 	const struct config *c = &in->pool->fn->cfg;
 	struct snapshot_mem_opts mo = { .mapped = c->snapshot_memory.mapped,
 					.min_bytes = c->snapshot_memory.min_bytes,
 					.populate = c->snapshot_memory.populate };
-	struct snapshot_mem_info mi;
-	if (!snapshot_mem_move(&in->proc, dir, &mo, &mi) && mi.moved)
-		pr_info("%s: %.1f MiB in %u mappings moved into memory files in %.1f ms",
-			c->name, (double)mi.bytes / 1048576.0, mi.moved, mi.ms);
-	in->job_ret = snapshot_dump(&in->proc, dir, info);
+	/* GPU state goes to host memory inside the dump (snapshot plugins),
+	 * then the memory moves */
+	in->job_ret = snapshot_dump(&in->proc, dir, &mo, info);
+	if (info->plugins[0])
+		pr_info("%s: %s", c->name, info->plugins);
+	if (info->mem.moved)
+		pr_info("%s: %.1f MiB in %u mappings moved into memory files in %.1f ms", c->name,
+			(double)info->mem.bytes / 1048576.0, info->mem.moved, info->mem.ms);
 	uint64_t fp;
 	/* the manifest was just made from these very files */
 	if (!in->job_ret && !snapshot_fingerprint(dir, &fp))

@@ -99,6 +99,11 @@ int cuda_ckpt_suspend(pid_t pid, unsigned timeout_ms, struct cuda_ckpt_timing *t
  * memory) or -EIO; errors are logged. On failure the caller kills the copy. */
 int cuda_ckpt_resume(pid_t pid, struct cuda_ckpt_timing *t);
 
+/* The GPU as a snapshot plugin (plugin.h): pre_dump suspends a process
+ * that has the CUDA driver mapped (others are "not mine", and the driver is
+ * not even loaded for them), post_restore resumes each copy. */
+extern const struct snapshot_plugin cuda_ckpt_plugin;
+
 /* The driver's message for a CUresult, e.g. "initialization error"; a
  * static string, never NULL (also when GPU snapshots are off). */
 const char *cuda_ckpt_error(int cu_result);

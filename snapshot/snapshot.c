@@ -1,6 +1,7 @@
 #define LOG_PREFIX "snapshot: "
 #include "snapshot.h"
 #include "log.h"
+#include "cuda_ckpt.h"
 #include "manifest.h"
 #include "snapmem.h"
 #include "mem.h"
@@ -212,7 +213,78 @@ out:
 	return ret;
 }
 
-int snapshot_dump(const struct instance_proc *p, const char *dir, struct snapshot_info *info)
+/* The plugins, in the order their pre_dump runs (post_restore: reversed). */
+static const struct snapshot_plugin *const plugins[] = { &cuda_ckpt_plugin };
+#define N_PLUGINS (sizeof(plugins) / sizeof(plugins[0]))
+
+/* Appends note to out ("a; b"). */
+static void add_note(char *out, size_t len, const char *note)
+{
+	size_t n = strlen(out);
+	if (*note && n + 3 < len)
+		snprintf(out + n, len - n, "%s%s", n ? "; " : "", note);
+}
+
+/* Runs every plugin's pre_dump on pid; the names of those that acted go to
+ * DIR/thaw-plugins (a line each). 0 or the first -errno. */
+static int plugins_pre_dump(pid_t pid, const char *dir, char *notes, size_t len)
+{
+	char names[256] = "";
+	for (size_t i = 0; i < N_PLUGINS; i++) {
+		char note[160] = "";
+		int ret = plugins[i]->pre_dump(pid, note, sizeof(note));
+		if (ret == -ENOTSUP)
+			continue;
+		if (ret) {
+			pr_err("dump: plugin %s: %s", plugins[i]->name, strerror(-ret));
+			return ret;
+		}
+		add_note(notes, len, note);
+		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s\n",
+			 plugins[i]->name);
+	}
+	if (!*names)
+		return 0;
+	char *path = xasprintf("%s/%s", dir, SNAPSHOT_PLUGINS_NAME);
+	int ret = 0, fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, names, strlen(names)) != (ssize_t)strlen(names))
+		ret = errno ? -errno : -EIO;
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return ret;
+}
+
+/* After a restore of dir's snapshot into pid: post_restore of the plugins
+ * its dump used, last first. 0 or the first -errno. */
+static int plugins_post_restore(pid_t pid, const char *dir, char *notes, size_t len)
+{
+	char *path = xasprintf("%s/%s", dir, SNAPSHOT_PLUGINS_NAME), names[256] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	ssize_t n = read(fd, names, sizeof(names) - 1);
+	close(fd);
+	names[n > 0 ? n : 0] = '\0';
+	for (size_t i = N_PLUGINS; i-- > 0;) {
+		char want[80];
+		snprintf(want, sizeof(want), "%s\n", plugins[i]->name);
+		if (!strstr(names, want))
+			continue;
+		char note[160] = "";
+		int ret = plugins[i]->post_restore(pid, note, sizeof(note));
+		if (ret && ret != -ENOTSUP) {
+			pr_err("restore: plugin %s: %s", plugins[i]->name, strerror(-ret));
+			return ret;
+		}
+		add_note(notes, len, note);
+	}
+	return 0;
+}
+
+int snapshot_dump(const struct instance_proc *p, const char *dir,
+		  const struct snapshot_mem_opts *mem, struct snapshot_info *info)
 {
 	char why[256];
 	int ret = snapshot_probe(why, sizeof(why));
@@ -234,6 +306,11 @@ int snapshot_dump(const struct instance_proc *p, const char *dir, struct snapsho
 	if (unlink(stale) && errno != ENOENT)
 		pr_perror("unlink %s", stale);
 	free(stale);
+	if ((ret = plugins_pre_dump(p->pid, dir, info->plugins, sizeof(info->plugins))))
+		return ret;
+	/* after the plugins: a GPU's state parked in host memory moves too */
+	if (mem)
+		snapshot_mem_move(p, dir, mem, &info->mem);
 
 	char pid_s[24], unix_s[48];
 	snprintf(pid_s, sizeof(pid_s), "%d", (int)p->pid);
@@ -392,8 +469,15 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 		goto close_lp;
 	}
 	instance_proc_adopt(out, pid, pidfd, sv, lp);
-	if (t)
+	char notes[160] = "";
+	if ((ret = plugins_post_restore(pid, dir, notes, sizeof(notes)))) {
+		instance_destroy(out);
+		return ret;
+	}
+	if (t) {
+		snprintf(t->plugins, sizeof(t->plugins), "%s", notes);
 		t->total_ms = now_ms() - t0;
+	}
 	return 0;
 close_lp:
 	close(lp[0]);

@@ -31,8 +31,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "runtime/instance.h"
+#include "snapshot/plugin.h"
+#include "snapshot/snapmem.h"
 
 #define SNAPSHOT_CRIU_DEFAULT "/usr/local/lib/thaw/criu/criu"
 /* CRIU's RUNDIR as built by scripts/deps.d/10-criu.sh: its kernel-feature
@@ -45,12 +48,16 @@ struct snapshot_info {
 	uint32_t n_files;
 	double dump_ms;     /* criu dump, exec to exit */
 	double manifest_ms; /* hashing and writing the manifest */
+	char plugins[160];  /* what the plugins did before the dump, "" if nothing */
+	struct snapshot_mem_info mem; /* the move into memory files (snapmem.h) */
 };
 
 struct snapshot_timing {
 	double criu_ms;  /* criu restore, exec to exit: the copy is running */
 	double total_ms; /* the whole snapshot_restore call */
+	char plugins[160]; /* what the plugins did after the restore, "" if nothing */
 };
+
 
 /* 0 when snapshots can work here: the criu binary exists and is executable,
  * we are root (or hold CAP_CHECKPOINT_RESTORE) and `criu check` passes
@@ -59,7 +66,9 @@ struct snapshot_timing {
  * why, e.g. "snapshots off: criu not found at /usr/...; run make deps". */
 int snapshot_probe(char *why, size_t len);
 
-/* Checkpoints the running instance p (READY and idle: nothing in flight on
+/* Checkpoints the running instance p: first the plugins (GPU state into
+ * host memory), then its large anonymous memory into memory files of dir
+ * when mem says so (snapmem.h; NULL: none), then criu. p (READY and idle: nothing in flight on
  * its channel) into dir, which must exist and be empty. The channel socket
  * and the log pipe are recorded as external, for restores to hand in fresh
  * ones. CRIU kills the instance after the dump; p still owns its fds and the
@@ -67,7 +76,8 @@ int snapshot_probe(char *why, size_t len);
  * fills info. Returns 0 or -errno (criu's output tail logged); on failure
  * the instance may be dead or alive and dir holds a partial snapshot without
  * manifest, which snapshot_verify rejects. */
-int snapshot_dump(const struct instance_proc *p, const char *dir, struct snapshot_info *info);
+int snapshot_dump(const struct instance_proc *p, const char *dir,
+		  const struct snapshot_mem_opts *mem, struct snapshot_info *info);
 
 /* Checks dir against its manifest. 0, or -EBADMSG (corrupt, missing,
  * partial) / another -errno with a one-line reason in why. Restores do not

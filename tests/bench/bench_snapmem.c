@@ -253,12 +253,10 @@ static void bench(long mb, int n)
 		warm = pass_ms(w.channel_fd);
 	}
 	struct snapshot_mem_opts mo = { .mapped = true, .min_bytes = 2u << 20, .populate = true };
-	struct snapshot_mem_info mi;
-	if (snapshot_mem_move(&w, img, &mo, &mi))
-		die("snapshot_mem_move");
 	struct snapshot_info si;
-	if (snapshot_dump(&w, img, &si))
+	if (snapshot_dump(&w, img, &mo, &si))
 		die("snapshot_dump");
+	struct snapshot_mem_info mi = si.mem;
 	instance_destroy(&w);
 	uint64_t isz, msz;
 	sizes(img, &isz, &msz);

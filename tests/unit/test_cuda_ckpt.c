@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+
 #include "testutil.h"
 
 #include "snapshot/cuda_ckpt.c"
@@ -325,6 +326,28 @@ static void test_suspend_sequences(void **state)
 	}
 }
 
+/* As a snapshot plugin: a process without the driver mapped is "not mine"
+ * (the driver is not even asked), one with a context is suspended and each
+ * restored copy resumed, with the timings in the note; no context at resume
+ * is "not mine" too. */
+static void test_plugin_hooks(void **state)
+{
+	(void)state;
+	char note[160] = "";
+	memset(&mk, 0, sizeof(mk));
+	assert_int_equal(cuda_ckpt_plugin.version, SNAPSHOT_PLUGIN_V1);
+	assert_int_equal(cuda_ckpt_plugin.pre_dump(getpid(), note, sizeof(note)), -ENOTSUP);
+	assert_string_equal(mk.calls, ""); /* this test maps no libcuda.so */
+	memset(&mk, 0, sizeof(mk));
+	mk.has_ctx = 1;
+	mk.state = CUDA_CKPT_CHECKPOINTED;
+	assert_int_equal(cuda_ckpt_plugin.post_restore(4242, note, sizeof(note)), 0);
+	assert_string_equal(mk.calls, "SRU");
+	assert_non_null(strstr(note, "GPU state of pid 4242 resumed in "));
+	memset(&mk, 0, sizeof(mk));
+	assert_int_equal(cuda_ckpt_plugin.post_restore(4242, note, sizeof(note)), -ENOTSUP);
+}
+
 static void test_resume_sequences(void **state)
 {
 	(void)state;
@@ -573,6 +596,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_branch),
 	    cmocka_unit_test_setup_teardown(test_suspend_sequences, mock_setup, mock_teardown),
 	    cmocka_unit_test_setup_teardown(test_resume_sequences, mock_setup, mock_teardown),
+	    cmocka_unit_test_setup_teardown(test_plugin_hooks, mock_setup, mock_teardown),
 	    cmocka_unit_test_setup_teardown(test_state_and_timing, mock_setup, mock_teardown),
 	};
 	/* Only looks: loading the library runs no driver code (cuInit does). */

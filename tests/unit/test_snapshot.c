@@ -200,7 +200,7 @@ static int group_setup(void **state)
 	check_request(p.channel_fd, 1, "before-dump", fx.ready_id);
 
 	struct snapshot_info info;
-	int r = snapshot_dump(&p, fx.img, &info);
+	int r = snapshot_dump(&p, fx.img, NULL, &info);
 	instance_destroy(&p);
 	if (r) {
 		fprintf(stderr, "snapshot_dump: %s\n", strerror(-r));
@@ -368,7 +368,7 @@ static void test_restore_timing_other_mntns(void **state)
 	char id[128];
 	wait_ready(p.channel_fd, id, sizeof(id));
 	struct snapshot_info info;
-	r = snapshot_dump(&p, img, &info);
+	r = snapshot_dump(&p, img, NULL, &info);
 	instance_destroy(&p);
 	assert_int_equal(r, 0);
 	printf("dump, %s: %.1f ms\n", label, info.dump_ms);
