@@ -27,8 +27,10 @@
  * (the read buffer may have grown since the head was routed). */
 static const char *moved(const char *view, const char *old, size_t len, const char *now)
 {
-	/* views outside the target are the router's own constants ("/") */
-	return view && view >= old && view <= old + len ? now + (view - old) : view;
+	/* views outside the target are the router's own constants ("/");
+	 * compared as integers: they point into different objects */
+	uintptr_t v = (uintptr_t)view, o = (uintptr_t)old;
+	return view && v >= o && v <= o + len ? now + (v - o) : view;
 }
 
 static struct route route_of(struct conn *c)
