@@ -19,6 +19,10 @@
 
 static struct shard *sh;
 static struct function *fn;
+/* the fake instances of a case and their channels' far ends */
+static struct instance *fakes[8];
+static int far_ends[8];
+static unsigned n_fakes;
 
 /* What each fake invocation was answered: status and body. */
 struct answer {
@@ -59,6 +63,9 @@ static struct instance *fake_instance(void)
 	struct instance *in = xcalloc(1, sizeof(*in));
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_true(n_fakes < 8);
+	fakes[n_fakes] = in;
+	far_ends[n_fakes++] = sv[1];
 	in->pool = p;
 	in->slots = xcalloc(fn->cfg.instance_concurrency, sizeof(*in->slots));
 	in->proc = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = sv[0], .log_fd = -1 };
@@ -100,20 +107,30 @@ static void respond(struct instance *in, uint64_t id, int status, const char *bo
 	buf_free(&f);
 }
 
-/* Forgets what was sent (as if the kernel took it). */
+/* The send in flight completes whole, as the loop would report it. */
 static void sent(struct instance *in)
 {
-	buf_reset(&in->out);
-	in->out_sent = 0;
-	in->send_inflight = false;
-	pool__flush(in);
+	struct io_uring_cqe cqe = { .res = (int)(in->out.len - in->out_sent) };
+	if (in->send_inflight)
+		on_send(&in->send_op, &cqe);
 }
 
+/* Ends the case: every instance killed, and freed as the loop would once
+ * its operations completed (these have none in flight). */
 static void kill_all(void)
 {
 	struct pool *p = pool_of(fn);
 	while (p->instances)
 		pool__kill_instance(p->instances, 503, "test over");
+	for (unsigned i = 0; i < n_fakes; i++) {
+		struct io_uring_cqe cqe = { .res = -ECANCELED };
+		if (fakes[i]->send_inflight) /* completes after the kill: the last op frees it */
+			on_send(&fakes[i]->send_op, &cqe);
+		else
+			pool__maybe_free(fakes[i]);
+		close(far_ends[i]);
+	}
+	n_fakes = 0;
 }
 
 static void test_queue_then_place_in_order(void **state)
@@ -278,6 +295,13 @@ static int setup(void **state)
 	assert_int_equal(registry_add(&cfg, NULL, 0, NULL, &fn), 0);
 	fn->broken = true; /* the pool never starts an instance itself */
 	atomic_store(&fn->state, FN_READY);
+	return jobs_start(1); /* freed instances are reaped by a job */
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	jobs_stop();
 	return 0;
 }
 
@@ -291,5 +315,5 @@ int main(void)
 		cmocka_unit_test(test_a_spare_is_taken_when_serving_ones_are_busy),
 		cmocka_unit_test(test_a_bad_answer_is_502_and_recycles),
 	};
-	return cmocka_run_group_tests(tests, setup, NULL);
+	return cmocka_run_group_tests(tests, setup, teardown);
 }
