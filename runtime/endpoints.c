@@ -6,6 +6,7 @@
 #include "jobs.h"
 #include "mem.h"
 #include "conn.h"
+#include "console.h"
 #include "journal.h"
 #include "log.h"
 #include "auth.h"
@@ -489,7 +490,7 @@ static void admin_logs(struct conn *c, struct fn_name *nm)
 	buf_free(&b);
 }
 
-/* /admin/functions/NAME[/rollback|/logs], DELETE /admin/functions/NAME */
+/* /admin/functions/NAME[/rollback|/logs|/history], DELETE /admin/functions/NAME */
 static void admin_function(struct conn *c, const char *rest, size_t len)
 {
 	size_t n = 0;
@@ -510,6 +511,8 @@ static void admin_function(struct conn *c, const char *rest, size_t len)
 		admin_rm(c, nm);
 	else if (len - n == 5 && !memcmp(rest + n, "/logs", 5) && get)
 		admin_logs(c, nm);
+	else if (len - n == 8 && !memcmp(rest + n, "/history", 8) && get)
+		console_history(c, nm);
 	else
 		conn_respond_error(c, 404, "no admin endpoint %.*s", (int)len, rest);
 }
@@ -570,6 +573,9 @@ void endpoints_handle(struct conn *c, const struct route *rt)
 		return;
 	case ROUTE_ADMIN:
 		admin(c, rt);
+		return;
+	case ROUTE_CONSOLE:
+		console_serve(c, rt->sub, rt->sub_len);
 		return;
 	case ROUTE_BAD_PATH:
 		COUNT(server.metrics.http_errors, 400);
