@@ -116,6 +116,23 @@ void console_history(struct conn *c, struct fn_name *nm)
 		series_fini(empty);
 		free(empty);
 	}
+	/* and the figures as of now, so that a table needs no /metrics */
+	const struct fn_metrics *ms[MAX_VERSIONS];
+	unsigned nv = atomic_load(&nm->n_versions) - nm->first + 1;
+	for (unsigned k = 0; k < nv; k++)
+		ms[k] = &nm->versions[k]->metrics;
+	struct series_counters now;
+	series_read(ms, nv, &now);
+	b.len--; /* the closing brace */
+	buf_printf(&b,
+		   ",\"now\":{\"requests_2xx\":%llu,\"requests_3xx\":%llu,\"requests_4xx\":%llu,"
+		   "\"requests_5xx\":%llu,\"cold_starts\":%llu,\"restores\":%llu,"
+		   "\"starting\":%d,\"idle\":%d,\"busy\":%d,\"queue\":%d}}",
+		   (unsigned long long)now.req_class[0], (unsigned long long)now.req_class[1],
+		   (unsigned long long)now.req_class[2], (unsigned long long)now.req_class[3],
+		   (unsigned long long)now.starts[START_COLD],
+		   (unsigned long long)now.starts[START_RESTORE], now.instances[INST_STARTING],
+		   now.instances[INST_IDLE], now.instances[INST_BUSY], now.queue);
 	conn_respond(c, 200, "application/json", b.data, b.len, NULL, 0);
 	buf_free(&b);
 }
