@@ -41,7 +41,7 @@ async function apiJSON(path, opts) {
 
 // --- formatting ---------------------------------------------------------
 const fmt = {
-  num(v, d = 1) { return v === null || v === undefined || Number.isNaN(v) ? '–' : (+v).toFixed(d).replace(/\.0+$/, ''); },
+  num(v, d = 1) { return v === null || v === undefined || Number.isNaN(+v) ? '–' : String(parseFloat((+v).toFixed(d))); },
   ms(v) {
     if (v === null || v === undefined || Number.isNaN(v) || v === 0) return '–';
     return v < 1 ? (v * 1000).toFixed(0) + ' µs' : v < 1000 ? (+v).toFixed(v < 10 ? 2 : 1) + ' ms' : (v / 1000).toFixed(2) + ' s';
@@ -66,7 +66,7 @@ function chart(title, t, series, unit) {
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
     svg.append(h('svg:line', { class: 'grid-line', x1: L, x2: W - R, y1: y(v), y2: y(v) }),
-      h('svg:text', { x: L - 4, y: y(v) + 3, 'text-anchor': 'end' }, fmt.num(v, max < 4 ? 2 : 0)));
+      h('svg:text', { x: L - 4, y: y(v) + 3, 'text-anchor': 'end' }, fmt.num(v, 2)));
   }
   if (t.length) {
     svg.append(h('svg:text', { x: L, y: H - 5 }, fmt.time(t0)),
@@ -82,8 +82,10 @@ function chart(title, t, series, unit) {
       points++;
     });
     // a lone point still shows
-    if (s.values.length === 1 && s.values[0] !== null) d += 'h-3';
     svg.append(h('svg:path', { class: 'line', d, stroke: s.color || COLORS[k] }));
+    // few points: each one marked, so that a lone one shows
+    if (t.length <= 60) s.values.forEach((v, i) => v !== null && svg.append(
+      h('svg:circle', { cx: x(t[i]).toFixed(1), cy: y(v).toFixed(1), r: 2.2, fill: s.color || COLORS[k] })));
   });
   const legend = h('div', { class: 'legend' }, series.map((s, k) => {
     const sw = h('i'); sw.style.background = s.color || COLORS[k];
@@ -159,7 +161,7 @@ async function functionView(view, name) {
     const [f, s] = await Promise.all([apiJSON(`/admin/functions/${enc}`), apiJSON(`/admin/functions/${enc}/history`)]);
     const n = s.now;
     head.replaceChildren(h('h1', {}, name, ' ', h('span', { class: 'badge ' + f.state }, f.state)),
-      f.error ? h('p', { class: 'error' }, f.error) : null,
+      h('p', { class: 'error' }, f.error || ''),
       h('div', { class: 'stats' },
         [['serving', f.current === null ? '–' : 'v' + f.current, 'serving'],
           ['busy / idle / starting', `${n.busy} / ${n.idle} / ${n.starting}`],
