@@ -1,6 +1,7 @@
 #define LOG_PREFIX "console: "
 #include "console.h"
 #include "conn.h"
+#include "gpu.h"
 #include "log.h"
 #include "mem.h"
 #include "series.h"
@@ -54,15 +55,17 @@ static void sample_all(void)
 	}
 }
 
-/* Every SERIES_STEP_S seconds on the monotonic clock, whatever sampling
- * took; a name seen for the first time gets its first point a step later. */
+/* Every SERIES_STEP_S seconds on the monotonic clock, whatever sampling took
+ * (and the GPUs, gpu.h); a name seen for the first time gets its first point a step later. */
 static void *sampler(void *arg)
 {
 	(void)arg;
+	gpu_open(GPU_NVML_LIB); /* /metrics has GPU figures where NVML answers */
 	struct timespec next;
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (;;) {
 		sample_all();
+		gpu_sample();
 		next.tv_sec += SERIES_STEP_S;
 		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
 			;
