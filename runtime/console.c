@@ -55,8 +55,8 @@ static void sample_all(void)
 	}
 }
 
-/* Every SERIES_STEP_S seconds on the monotonic clock, whatever sampling took
- * (and the GPUs, gpu.h); a name seen for the first time gets its first point a step later. */
+/* Every SERIES_STEP_S seconds on the monotonic clock, whatever sampling took;
+ * the GPUs (gpu.h) at the same pace. */
 static void *sampler(void *arg)
 {
 	(void)arg;
