@@ -140,6 +140,36 @@ void console_history(struct conn *c, struct fn_name *nm)
 	buf_free(&b);
 }
 
+void console_render_metrics(struct buf *out)
+{
+	static const char *const head[] = {
+		"# HELP thaw_function_max_instances maxInstances of the serving version.\n"
+		"# TYPE thaw_function_max_instances gauge\n",
+		"# HELP thaw_function_timeout_seconds timeout of the serving version.\n"
+		"# TYPE thaw_function_timeout_seconds gauge\n",
+		"# HELP thaw_function_init_failed 1 when the newest version failed to initialize.\n"
+		"# TYPE thaw_function_init_failed gauge\n",
+	};
+	static const char *const name[] = { "thaw_function_max_instances",
+					    "thaw_function_timeout_seconds",
+					    "thaw_function_init_failed" };
+	unsigned n = atomic_load(&server.n_names);
+	for (unsigned k = 0; k < 3; k++) {
+		buf_append_str(out, head[k]);
+		for (unsigned i = 0; i < n; i++) {
+			struct fn_name *nm = server.names[i];
+			if (atomic_load(&nm->removed))
+				continue;
+			struct function *cur = atomic_load(&nm->current), *last = fn_name_newest(nm);
+			struct function *fn = cur ? cur : last;
+			unsigned v = k == 0   ? fn->cfg.scaling.max_instances
+				     : k == 1 ? fn->cfg.timeout_s
+					      : atomic_load(&last->state) == FN_FAILED;
+			buf_printf(out, "%s{function=\"%s\"} %u\n", name[k], nm->name, v);
+		}
+	}
+}
+
 static const char *content_type(const char *name)
 {
 	const char *dot = strrchr(name, '.');

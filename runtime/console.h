@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "buf.h"
+
 struct conn;
 struct fn_name;
 struct route;
@@ -30,6 +32,12 @@ int console_start(void);
  * data call it makes needs the admin token), with a strict CSP. rest is the
  * path after "/console". */
 void console_serve(struct conn *c, const char *rest, size_t len);
+
+/* Appends the settings alert rules compare the metrics with, per function
+ * (its serving version, else its newest): thaw_function_max_instances,
+ * thaw_function_timeout_seconds, and thaw_function_init_failed (1 when its
+ * newest version failed to initialize). */
+void console_render_metrics(struct buf *out);
 
 /* GET /admin/functions/NAME/history[?since=MS]: nm's series as JSON
  * (series_render). The caller checked the token. */

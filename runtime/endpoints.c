@@ -85,6 +85,7 @@ static void metrics(struct conn *c)
 		metrics_render_fn(&b, nm->name, ms, nv);
 	}
 	metrics_render_server(&b, &server.metrics);
+	console_render_metrics(&b);
 	gpu_render(&b); /* nothing without a GPU */
 	conn_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL, 0);
 	buf_free(&b);

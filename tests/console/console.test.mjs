@@ -132,17 +132,27 @@ try {
   check(errors.length === 0, 'no script error', errors);
   figures.requests = requests.length;
 
-  // size and first paint on loopback, a fresh page (cold load)
-  const p2 = await browser.newPage();
-  let bytes = 0;
-  p2.on('response', (r) => { bytes += +(r.headers()['content-length'] || 0); });
-  await p2.goto(BASE + '/console/', { waitUntil: 'load' });
-  const paint = await p2.evaluate(() => Object.fromEntries(performance.getEntriesByType('paint').map((e) => [e.name, e.startTime])));
-  figures.first_paint_ms = paint['first-paint'];
-  figures.first_contentful_paint_ms = paint['first-contentful-paint'];
-  figures.page_bytes = bytes;
-  check(bytes > 0 && bytes < 300 * 1024, 'the console is under 300 KB', bytes);
-  check(paint['first-contentful-paint'] > 0, 'first paint measured', paint);
+  // size and first paint on loopback: cold loads, each in a fresh context
+  // (empty cache), with the pages above closed; the median of 5
+  await page.close();
+  const fcps = [];
+  for (let i = 0; i < 5; i++) {
+    const ctx = await browser.createBrowserContext();
+    const p2 = await ctx.newPage();
+    let bytes = 0;
+    p2.on('response', (r) => { bytes += +(r.headers()['content-length'] || 0); });
+    await p2.goto(BASE + '/console/', { waitUntil: 'load' });
+    // paint entries are recorded once the frame is painted, maybe after load
+    await p2.waitForFunction(() => performance.getEntriesByType('paint').length > 1, { timeout: 5000 }).catch(() => {});
+    const paint = await p2.evaluate(() => Object.fromEntries(performance.getEntriesByType('paint').map((e) => [e.name, e.startTime])));
+    fcps.push(paint['first-contentful-paint']);
+    figures.page_bytes = bytes;
+    await ctx.close();
+  }
+  fcps.sort((a, b) => a - b);
+  figures.first_contentful_paint_ms = { median: fcps[2], min: fcps[0], max: fcps[4] };
+  check(figures.page_bytes > 0 && figures.page_bytes < 300 * 1024, 'the console is under 300 KB', figures.page_bytes);
+  check(fcps.every((v) => v > 0), 'first paint measured', fcps);
 } catch (e) {
   check(false, 'no exception', String(e.stack || e));
 } finally {

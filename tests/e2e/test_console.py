@@ -67,6 +67,13 @@ with Daemon({"echo": ECHO, "noisy": NOISY}) as d:
     figures = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     print("figures:", figures)
     check(figures.get("page_bytes", 0) > 0, "console size measured", figures)
+    # the settings the alert rules compare with (docs/prometheus-alerts.yml)
+    m = d.request("GET", "/metrics").body.decode()
+    check('thaw_function_max_instances{function="echo"} 8' in m and
+          'thaw_function_timeout_seconds{function="echo"} 3' in m and
+          'thaw_function_init_failed{function="noisy"} 0' in m, "/metrics: thaw_function_* settings")
+    if not os.path.exists("/dev/nvidiactl"):
+        check("thaw_gpu_" not in m and "gpu:" not in d.logs(), "/metrics: no GPU figures and no error without a GPU")
     # the daemon agrees with what the browser saw
     check(d.request("GET", "/admin/functions/echo", headers=auth).json().get("current") == 1,
           "echo serves v1 after the console's rollback")
