@@ -119,12 +119,12 @@ function every(ms, fn) {
 function stamp() { $('updated').textContent = 'updated ' + fmt.time(Date.now()); }
 
 async function functionsView(view) {
-  const tbody = h('tbody');
+  const tbody = h('tbody'), gpus = h('div', { class: 'stats', id: 'gpus', hidden: true });
   view.replaceChildren(h('div', { class: 'card' }, h('h1', {}, 'Functions'),
     h('table', { id: 'functions' },
       h('thead', {}, h('tr', {}, ['function', 'state', 'serving', 'instances (busy/idle/starting)', 'queue', 'req/s',
         'p50', 'p99', '4xx', '5xx', 'cold start', 'restore'].map((c, i) => h('th', { class: i > 2 ? 'num' : null }, c)))),
-      tbody)));
+      tbody), gpus));
   every(5000, async () => {
     const fns = await apiJSON('/admin/functions');
     const hist = await Promise.all(fns.map((f) => apiJSON(`/admin/functions/${encodeURIComponent(f.name)}/history?since=${Date.now() - 30000}`)));
@@ -147,6 +147,11 @@ async function functionsView(view) {
         h('td', { class: 'num' }, fmt.ms(serving.restore_ms)));
     }));
     if (!fns.length) tbody.append(h('tr', {}, h('td', { colspan: 12, class: 'muted' }, 'No functions yet: thaw deploy a folder.')));
+    const g = await apiJSON('/admin/gpus');
+    gpus.replaceChildren(...g.gpus.map((d) => h('div', { class: 'stat' },
+      h('b', {}, `${fmt.num(last(d.utilization.map((v) => (v === null ? null : v * 100))), 0)} %  ·  ${fmt.num(last(d.memory_used_bytes) / 1073741824, 1)} / ${fmt.num(d.memory_total_bytes / 1073741824, 0)} GiB`),
+      h('span', {}, `gpu ${d.gpu}: ${d.name}`))));
+    gpus.hidden = !g.gpus.length;
     stamp();
   });
 }
@@ -157,8 +162,10 @@ async function functionView(view, name) {
   const versions = h('div', { class: 'card', id: 'versions' });
   view.replaceChildren(head, charts, h('div', { class: 'two' }, logsCard(name), invokeCard(name)), versions);
 
+  let versionsKey = '';
   async function refresh() {
-    const [f, s] = await Promise.all([apiJSON(`/admin/functions/${enc}`), apiJSON(`/admin/functions/${enc}/history`)]);
+    const [f, s, g] = await Promise.all([apiJSON(`/admin/functions/${enc}`), apiJSON(`/admin/functions/${enc}/history`),
+      apiJSON('/admin/gpus')]);
     const n = s.now;
     head.replaceChildren(h('h1', {}, name, ' ', h('span', { class: 'badge ' + f.state }, f.state)),
       h('p', { class: 'error' }, f.error || ''),
@@ -179,8 +186,11 @@ async function functionView(view, name) {
       chart('Instances', s.t, [{ name: 'busy', values: s.busy, color: COLORS[1] }, { name: 'idle', values: s.idle, color: COLORS[0] },
         { name: 'starting', values: s.starting, color: COLORS[2] }, { name: 'queued', values: s.queue, color: COLORS[3] }]),
       chart('Starts', s.t, [{ name: 'restores', values: s.restores, color: COLORS[0] }, { name: 'cold', values: s.cold_starts, color: COLORS[2] }], 'per 5 s'),
-      chart('Start durations', s.t, [{ name: 'restore', values: s.restore_ms, color: COLORS[0] }, { name: 'init', values: s.init_ms, color: COLORS[2] }], 'ms'));
-    versions.replaceChildren(h('h2', {}, 'Versions'), h('table', {},
+      chart('Start durations', s.t, [{ name: 'restore', values: s.restore_ms, color: COLORS[0] }, { name: 'init', values: s.init_ms, color: COLORS[2] }], 'ms'),
+      ...gpuCharts(g));
+    // redrawn only when it changed: a click on a button must not race a refresh
+    const key = JSON.stringify([f.current, f.versions]);
+    if (key !== versionsKey) versionsKey = key, versions.replaceChildren(h('h2', {}, 'Versions'), h('table', {},
       h('thead', {}, h('tr', {}, ['version', 'state', 'deployed', 'cold start', 'snapshot', 'restore', 'changes', ''].map((c) => h('th', {}, c)))),
       h('tbody', {}, f.versions.slice().reverse().map((v) => h('tr', { 'data-version': v.version },
         h('td', {}, 'v' + v.version, ' ', v.version === f.current ? h('span', { class: 'badge serving' }, 'serving') : null),
@@ -196,6 +206,16 @@ async function functionView(view, name) {
     stamp();
   }
   every(5000, refresh);
+}
+
+// the daemon's GPUs (all functions together); none without a GPU
+function gpuCharts(g) {
+  if (!g.gpus.length) return [];
+  const pct = (v) => (v === null ? null : v * 100), gib = (v) => (v === null ? null : v / 1073741824);
+  return [
+    chart('GPU utilisation', g.t, g.gpus.map((d) => ({ name: `gpu ${d.gpu} ${d.name}`, values: d.utilization.map(pct) })), '%, all functions'),
+    chart('GPU memory', g.t, g.gpus.map((d) => ({ name: `gpu ${d.gpu} of ${gib(d.memory_total_bytes).toFixed(0)} GiB`, values: d.memory_used_bytes.map(gib) })), 'GiB used, all functions'),
+  ];
 }
 
 async function rollback(name, version, btn) {

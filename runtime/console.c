@@ -60,12 +60,15 @@ static void sample_all(void)
 static void *sampler(void *arg)
 {
 	(void)arg;
-	gpu_open(GPU_NVML_LIB); /* /metrics has GPU figures where NVML answers */
+	/* /metrics has GPU figures where NVML answers; THAW_NVML_LIB: another
+	 * library (the tests' fake NVML) */
+	const char *lib = getenv("THAW_NVML_LIB");
+	gpu_open(lib && *lib ? lib : GPU_NVML_LIB);
 	struct timespec next;
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (;;) {
 		sample_all();
-		gpu_sample();
+		gpu_sample(unix_ms());
 		next.tv_sec += SERIES_STEP_S;
 		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
 			;
@@ -168,6 +171,14 @@ void console_render_metrics(struct buf *out)
 			buf_printf(out, "%s{function=\"%s\"} %u\n", name[k], nm->name, v);
 		}
 	}
+}
+
+void console_gpus(struct conn *c)
+{
+	struct buf b = { 0 };
+	gpu_render_history(&b);
+	conn_respond(c, 200, "application/json", b.data, b.len, NULL, 0);
+	buf_free(&b);
 }
 
 static const char *content_type(const char *name)

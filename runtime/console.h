@@ -43,4 +43,8 @@ void console_render_metrics(struct buf *out);
  * (series_render). The caller checked the token. */
 void console_history(struct conn *c, struct fn_name *nm);
 
+/* GET /admin/gpus: the GPUs' last hour (gpu_render_history); {"gpus":[]}
+ * without a GPU. The caller checked the token. */
+void console_gpus(struct conn *c);
+
 #endif

@@ -542,6 +542,10 @@ static void admin(struct conn *c, const struct route *rt)
 		}
 		return;
 	}
+	if (rt->sub_len == 5 && memcmp(rt->sub, "/gpus", 5) == 0 && get) {
+		console_gpus(c);
+		return;
+	}
 	if (rt->sub_len > 7 && memcmp(rt->sub, "/blobs/", 7) == 0) {
 		admin_blob(c, rt->sub + 7, rt->sub_len - 7);
 		return;

@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <dlfcn.h>
+#include <math.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -36,6 +37,10 @@ static struct {
 		unsigned util;
 		unsigned long long used, total;
 	} s[GPU_MAX];
+	/* the last hour: NaN where a read failed */
+	int64_t t_ms[GPU_POINTS];
+	float util[GPU_POINTS][GPU_MAX], used[GPU_POINTS][GPU_MAX];
+	unsigned head, n_points;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static int open_locked(const char *lib)
@@ -92,7 +97,7 @@ int gpu_open(const char *lib)
 	return ret;
 }
 
-void gpu_sample(void)
+void gpu_sample(int64_t now_ms)
 {
 	if (g.state != 1)
 		return;
@@ -107,9 +112,55 @@ void gpu_sample(void)
 			g.s[i].used = m.used;
 			g.s[i].total = m.total;
 		}
-		g.sampled = true;
+		g.util[g.head][i] = ok ? (float)u.gpu / 100 : NAN;
+		g.used[g.head][i] = ok ? (float)m.used : NAN;
 		pthread_mutex_unlock(&g.lock);
 	}
+	pthread_mutex_lock(&g.lock);
+	g.t_ms[g.head] = now_ms;
+	g.head = (g.head + 1) % GPU_POINTS;
+	if (g.n_points < GPU_POINTS)
+		g.n_points++;
+	g.sampled = true;
+	pthread_mutex_unlock(&g.lock);
+}
+
+static void json_value(struct buf *out, float f)
+{
+	if (isnan(f))
+		buf_append_str(out, "null");
+	else
+		buf_printf(out, "%.6g", (double)f);
+}
+
+void gpu_render_history(struct buf *out)
+{
+	pthread_mutex_lock(&g.lock);
+	unsigned n = g.state == 1 ? g.n_points : 0;
+	unsigned first = (g.head + GPU_POINTS - n) % GPU_POINTS;
+	buf_append_str(out, "{\"step_s\":5,\"t\":[");
+	for (unsigned k = 0; k < n; k++)
+		buf_printf(out, "%s%lld", k ? "," : "", (long long)g.t_ms[(first + k) % GPU_POINTS]);
+	buf_append_str(out, "],\"gpus\":[");
+	for (unsigned i = 0; g.state == 1 && i < g.n; i++) {
+		buf_printf(out, "%s{\"gpu\":%u,\"name\":", i ? "," : "", i);
+		buf_append_json_string(out, g.s[i].name, strlen(g.s[i].name));
+		buf_printf(out, ",\"memory_total_bytes\":%llu,\"utilization\":[", g.s[i].total);
+		for (unsigned k = 0; k < n; k++) {
+			if (k)
+				buf_append_str(out, ",");
+			json_value(out, g.util[(first + k) % GPU_POINTS][i]);
+		}
+		buf_append_str(out, "],\"memory_used_bytes\":[");
+		for (unsigned k = 0; k < n; k++) {
+			if (k)
+				buf_append_str(out, ",");
+			json_value(out, g.used[(first + k) % GPU_POINTS][i]);
+		}
+		buf_append_str(out, "]}");
+	}
+	buf_append_str(out, "]}");
+	pthread_mutex_unlock(&g.lock);
 }
 
 /* A device name as a label value: no quote, backslash or newline. */

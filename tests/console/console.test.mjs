@@ -22,12 +22,17 @@ const browser = await puppeteer.launch({
 const figures = {};
 try {
   const page = await browser.newPage();
-  await page.setViewport({ width: 1360, height: 1000 });
+  // tall enough for a whole function page: no scrolling, and screenshots of
+  // the viewport (a fullPage screenshot before a click made it miss)
+  await page.setViewport({ width: 1360, height: 1900 });
   const requests = [], failed = [];
   page.on('request', (r) => requests.push(r.url()));
+  const answers = [];
+  page.on('response', async (r) => { if (r.request().method() === 'POST') answers.push(r.status() + ' ' + r.url() + ' ' + (await r.text().catch(() => '')).slice(0, 200)); });
   page.on('requestfailed', (r) => failed.push(r.url() + ' ' + (r.failure() && r.failure().errorText)));
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('dialog', (d) => { errors.push('dialog: ' + d.message()); d.dismiss(); });
 
   // the page without a token: the prompt, no data
   const resp = await page.goto(BASE + '/console/', { waitUntil: 'networkidle0' });
@@ -41,7 +46,7 @@ try {
 
   // without the token (or with a wrong one) every data call is 401
   const paths = ['/admin/functions', '/admin/functions/echo', '/admin/functions/echo/history',
-    '/admin/functions/echo/logs?tail=5', '/admin/functions/noisy/logs?grep=fault'];
+    '/admin/functions/echo/logs?tail=5', '/admin/functions/noisy/logs?grep=fault', '/admin/gpus'];
   const noToken = await page.evaluate(async (paths) => {
     const out = {};
     for (const p of paths) out[p] = (await fetch(p)).status;
@@ -70,6 +75,9 @@ try {
   check(/(µs|ms|s)$/.test(row[6]) && /(µs|ms|s)$/.test(row[7]), 'functions table: echo has p50 and p99', row);
   check(/^\d+ \/ \d+ \/ \d+$/.test(row[3]), 'functions table: instances by state', row);
   check(await page.$('#functions tr[data-fn="noisy"]') !== null, 'functions table: noisy listed');
+  await page.waitForFunction(() => !document.querySelector('#gpus').hidden, { timeout: 10000 }).catch(() => {});
+  const gpuLine = await page.$eval('#gpus', (e) => e.textContent);
+  check(/42 %.*12 \/ 80 GiB.*Fake GPU/.test(gpuLine), 'functions page: the GPU line', gpuLine);
   await page.screenshot({ path: SHOTS + '/2-functions.png' });
 
   // one function: a chart with points after traffic
@@ -80,6 +88,10 @@ try {
     return c && +c.dataset.points > 0 && c.querySelector('path.line').getAttribute('d').length > 0 && +c.dataset.points;
   }, { timeout: 20000 }).then((h) => h.jsonValue()).catch(() => 0);
   check(pts > 0, 'requests chart has points after traffic', pts);
+  const gpu = await page.waitForFunction(() => [...document.querySelectorAll('#charts .chart')]
+    .find((c) => c.querySelector('h2').textContent.startsWith('GPU utilisation') && +c.dataset.points > 0)
+    ?.querySelector('.legend').textContent, { timeout: 15000 }).then((h) => h.jsonValue()).catch(() => null);
+  check(gpu && gpu.includes('Fake GPU 42'), 'GPU utilisation chart (fake NVML) with points', gpu);
   figures.chart_points = pts;
 
   // invoke: echo's answer
@@ -101,17 +113,19 @@ try {
   check(/x-echo-path: \/hello/.test(inv.headers), 'invoke: response headers shown', inv);
   check(/^[0-9a-f]+-[0-9a-f]+$/.test(inv.reqid), 'invoke: request id shown', inv);
   check(/^\d+\.\d ms$/.test(inv.duration), 'invoke: duration shown', inv);
-  await page.screenshot({ path: SHOTS + '/3-function.png', fullPage: true });
+  await page.screenshot({ path: SHOTS + '/3-function.png' });
 
   // rollback: the serving version changes
   check(await page.$eval('#stat-serving', (e) => e.textContent) === 'v2', 'echo serves v2 before the rollback');
-  await page.click('#versions tr[data-version="1"] button.rollback');
+  const rb = '#versions tr[data-version="1"] button.rollback';
+  await page.click(rb);
   const serving = await page.waitForFunction(() => document.querySelector('#stat-serving')?.textContent === 'v1' && 'v1',
     { timeout: 10000 }).then((h) => h.jsonValue()).catch(() => null);
-  check(serving === 'v1', 'rollback button: echo serves v1');
+  check(serving === 'v1', 'rollback button: echo serves v1',
+    { posted: requests.filter((u) => u.includes('/rollback')), answers, errors, button: await page.$$eval('button.rollback', (b) => b.map((x) => x.outerHTML)) });
   const current = await page.evaluate(async (t) => (await (await fetch('/admin/functions/echo', { headers: { Authorization: 'Bearer ' + t } })).json()).current, TOKEN);
   check(current === 1, 'the daemon serves echo v1 after the rollback', current);
-  await page.screenshot({ path: SHOTS + '/4-rolled-back.png', fullPage: true });
+  await page.screenshot({ path: SHOTS + '/4-rolled-back.png' });
 
   // logs: a keyword search finds the line the test caused
   await page.goto(BASE + '/console/#/fn/noisy', { waitUntil: 'networkidle0' });
@@ -122,7 +136,7 @@ try {
     { timeout: 10000 }).then(() => true).catch(() => false);
   const logText = await page.$eval('#log-lines', (e) => e.textContent);
   check(found && !logText.includes('line 36 of 37'), 'log search finds the line the test caused, only it', logText);
-  await page.screenshot({ path: SHOTS + '/5-logs.png', fullPage: true });
+  await page.screenshot({ path: SHOTS + '/5-logs.png' });
 
   // every request of the page went to the daemon's origin
   const origin = new URL(BASE).origin;

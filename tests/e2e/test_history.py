@@ -78,6 +78,15 @@ with Daemon({"echo": ECHO, "f": FAULT}) as d:
     r = d.request("POST", "/console/", body=b"x")
     check(r.status == 405, "POST /console/: 405", r)
 
+    # no GPU here (or none NVML answers for): no GPU figures, no error
+    if not os.path.exists("/dev/nvidiactl"):
+        m = d.request("GET", "/metrics").body.decode()
+        check("thaw_gpu_" not in m and "gpu: " not in d.logs(), "/metrics: no GPU figures, no error", m[-300:])
+        r = d.request("GET", "/admin/gpus", headers=auth)
+        check(r.status == 200 and r.json()["gpus"] == [], "/admin/gpus: none", r)
+    r = d.request("GET", "/admin/gpus")
+    check(r.status == 401, "/admin/gpus without the token: 401", r)
+
     folder = write_function(os.path.join(d.tmp, "bad"), "console", ECHO)
     r = d.request("POST", "/admin/functions", body=json.dumps({"dir": folder}), headers=auth)
     check(r.status == 400 and b"console" in r.body, "a function named console is refused", r)

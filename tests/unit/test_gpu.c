@@ -17,10 +17,13 @@ static void test_without_nvml_renders_nothing(void **state)
 	(void)state;
 	assert_int_equal(gpu_open("/nonexistent/libnvidia-ml.so.1"), -ENOENT);
 	assert_int_equal(gpu_open(GPU_NVML_LIB), -ENOENT); /* once per process */
-	gpu_sample();
+	gpu_sample(1000);
 	struct buf b = { 0 };
 	gpu_render(&b);
 	assert_int_equal(b.len, 0);
+	gpu_render_history(&b);
+	buf_append(&b, "", 1);
+	assert_string_equal(b.data, "{\"step_s\":5,\"t\":[],\"gpus\":[]}");
 	buf_free(&b);
 }
 
