@@ -87,10 +87,30 @@ function chart(title, t, series, unit) {
     if (t.length <= 60) s.values.forEach((v, i) => v !== null && svg.append(
       h('svg:circle', { cx: x(t[i]).toFixed(1), cy: y(v).toFixed(1), r: 2.2, fill: s.color || COLORS[k] })));
   });
+  // the legend shows the newest values, or those under the pointer
+  const vals = series.map(() => h('b'));
+  const at = h('span', { class: 'at' });
+  const cursor = h('svg:line', { class: 'cursor', y1: T, y2: H - B, x1: -10, x2: -10 });
+  svg.append(cursor);
+  const show = (i) => {
+    series.forEach((s, k) => { vals[k].textContent = fmt.num(i === null ? last(s.values) : s.values[i], 2); });
+    at.textContent = i === null ? '' : fmt.time(t[i]);
+    const cx = i === null ? -10 : x(t[i]);
+    cursor.setAttribute('x1', cx); cursor.setAttribute('x2', cx);
+  };
+  svg.addEventListener('mousemove', (e) => {
+    if (!t.length) return;
+    const r = svg.getBoundingClientRect(), ms = t0 + ((e.clientX - r.left) / r.width * W - L) / (W - L - R) * (t1 - t0);
+    let i = 0;
+    while (i < t.length - 1 && Math.abs(t[i + 1] - ms) < Math.abs(t[i] - ms)) i++;
+    show(i);
+  });
+  svg.addEventListener('mouseleave', () => show(null));
+  show(null);
   const legend = h('div', { class: 'legend' }, series.map((s, k) => {
     const sw = h('i'); sw.style.background = s.color || COLORS[k];
-    return h('span', {}, sw, `${s.name} ${fmt.num(last(s.values), 2)}`);
-  }));
+    return h('span', {}, sw, s.name + ' ', vals[k]);
+  }), at);
   return h('div', { class: 'card chart', 'data-points': points },
     h('h2', {}, title, h('span', { class: 'muted' }, unit ? ` (${unit})` : '')), svg, legend);
 }

@@ -93,6 +93,9 @@ try {
     ?.querySelector('.legend').textContent, { timeout: 15000 }).then((h) => h.jsonValue()).catch(() => null);
   check(gpu && gpu.includes('Fake GPU 42'), 'GPU utilisation chart (fake NVML) with points', gpu);
   figures.chart_points = pts;
+  await page.hover('#charts .chart svg');
+  const hover = await page.$eval('#charts .chart .legend', (e) => e.textContent);
+  check(/\d\d:\d\d:\d\d$/.test(hover), 'hovering a chart shows the time of the point under the pointer', hover);
 
   // invoke: echo's answer
   await page.select('#inv-method', 'POST');
