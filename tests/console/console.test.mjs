@@ -139,6 +139,17 @@ try {
     { timeout: 10000 }).then(() => true).catch(() => false);
   const logText = await page.$eval('#log-lines', (e) => e.textContent);
   check(found && !logText.includes('line 36 of 37'), 'log search finds the line the test caused, only it', logText);
+  // follow: a line logged after the search appears by itself
+  await page.$eval('#log-grep', (e) => { e.value = ''; });
+  await page.type('#log-grep', 'of 5');
+  await page.click('#log-search');
+  await page.waitForFunction(() => document.querySelector('#log-lines').textContent.startsWith('no line contains'), { timeout: 10000 }).catch(() => {});
+  await page.click('#log-follow');
+  await page.evaluate(() => fetch('/noisy/log?n=5'));
+  const followed = await page.waitForFunction(() => document.querySelector('#log-lines').textContent.includes('fault log line 5 of 5'),
+    { timeout: 10000 }).then(() => true).catch(() => false);
+  const fol = await page.$eval('#log-lines', (e) => e.textContent);
+  check(followed && (fol.match(/of 5/g) || []).length === 5, 'follow shows the new lines, once each', fol);
   await page.screenshot({ path: SHOTS + '/5-logs.png' });
 
   // every request of the page went to the daemon's origin
