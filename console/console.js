@@ -152,10 +152,14 @@ async function functionsView(view) {
       const s = hist[i], n = s.now;
       const rps = ['rps_2xx', 'rps_3xx', 'rps_4xx', 'rps_5xx'].reduce((a, k) => a + (last(s[k]) || 0), 0);
       const serving = f.versions.find((v) => v.version === f.current) || f;
+      const newest = f.versions[f.versions.length - 1] || f;
       return h('tr', { 'data-fn': f.name },
         h('td', {}, h('a', { href: '#/fn/' + encodeURIComponent(f.name) }, f.name)),
         h('td', {}, h('span', { class: 'badge ' + f.state }, f.state)),
-        h('td', {}, f.current === null ? '–' : 'v' + f.current, h('span', { class: 'muted' }, ` of ${f.versions.length}`)),
+        h('td', {}, f.current === null ? '–' : 'v' + f.current, h('span', { class: 'muted' }, ` of ${f.versions.length}`),
+          // a newer deploy that failed to initialize, while an older one serves
+          newest.state === 'failed' && newest.version !== f.current
+            ? h('span', { class: 'badge failed', title: newest.error || '' }, `v${newest.version} failed`) : null),
         h('td', { class: 'num' }, `${n.busy} / ${n.idle} / ${n.starting}`),
         h('td', { class: 'num' }, n.queue),
         h('td', { class: 'num' }, fmt.num(rps, 1)),

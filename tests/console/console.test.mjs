@@ -74,7 +74,8 @@ try {
   check(parseFloat(row[5]) > 0, 'functions table: echo has req/s', row);
   check(/(µs|ms|s)$/.test(row[6]) && /(µs|ms|s)$/.test(row[7]), 'functions table: echo has p50 and p99', row);
   check(/^\d+ \/ \d+ \/ \d+$/.test(row[3]), 'functions table: instances by state', row);
-  check(await page.$('#functions tr[data-fn="noisy"]') !== null, 'functions table: noisy listed');
+  const noisy = await page.$$eval('#functions tr[data-fn="noisy"] td', (tds) => tds.map((t) => t.textContent));
+  check(noisy[1] === 'ready' && /^v1 of 2v2 failed$/.test(noisy[2]), 'functions table: noisy serves v1, its v2 failed', noisy);
   await page.waitForFunction(() => !document.querySelector('#gpus').hidden, { timeout: 10000 }).catch(() => {});
   const gpuLine = await page.$eval('#gpus', (e) => e.textContent);
   check(/42 %.*12 \/ 80 GiB.*Fake GPU/.test(gpuLine), 'functions page: the GPU line', gpuLine);

@@ -42,6 +42,14 @@ with Daemon({"echo": ECHO, "noisy": NOISY}, env={"THAW_NVML_LIB": FAKE_NVML}) as
     from thawtest import wait_for
     check(wait_for(lambda: d.request("GET", "/admin/functions/echo", headers=auth).json().get("current") == 2),
           "echo v2 serves")
+    # a newer noisy that fails to initialize: v1 keeps serving
+    broken = write_function(os.path.join(d.tmp, "broken"), "noisy",
+                            dict(NOISY, environmentVariables={"FAULT_INIT_FAIL": "bad weights"}))
+    r = d.request("POST", "/admin/functions", body=json.dumps({"dir": broken}), headers=auth)
+    check(r.status == 201, "noisy v2 (broken) deployed", r)
+    check(wait_for(lambda: d.request("GET", "/admin/functions/noisy/history", headers=auth).status == 200 and
+                   d.request("GET", "/admin/functions/noisy", headers=auth).json()["versions"][-1]["state"] == "failed"),
+          "noisy v2 failed, v1 serves")
     # the log line the browser will search for
     r = d.request("GET", "/noisy/log?n=37")
     check(r.status == 200, "noisy logged 37 lines", r)
@@ -77,7 +85,8 @@ with Daemon({"echo": ECHO, "noisy": NOISY}, env={"THAW_NVML_LIB": FAKE_NVML}) as
     m = d.request("GET", "/metrics").body.decode()
     check('thaw_function_max_instances{function="echo"} 8' in m and
           'thaw_function_timeout_seconds{function="echo"} 3' in m and
-          'thaw_function_init_failed{function="noisy"} 0' in m, "/metrics: thaw_function_* settings")
+          'thaw_function_init_failed{function="noisy"} 1' in m and
+          'thaw_function_init_failed{function="echo"} 0' in m, "/metrics: thaw_function_* settings")
     check('thaw_gpu_utilization_ratio{gpu="0",name="Fake GPU"} 0.42' in m and
           'thaw_gpu_memory_used_bytes{gpu="0",name="Fake GPU"} 12884901888' in m and
           'thaw_gpu_memory_total_bytes{gpu="0",name="Fake GPU"} 85899345920' in m,
