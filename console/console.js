@@ -275,12 +275,15 @@ function logsCard(name) {
     if (!out.textContent) out.textContent = word ? `no line contains "${word}"` : 'no lines yet';
     out.scrollTop = out.scrollHeight;
   };
+  let seq = 0; // the answer of an older search or poll must not land after a newer one's
   const get = async (append) => {
+    const my = append ? seq : ++seq;
     const qs = new URLSearchParams({ tail: append ? 1000 : 200 });
     if (q.value) qs.set('grep', q.value);
     if (append) qs.set('offset', offset);
     const r = await api(`/admin/functions/${encodeURIComponent(name)}/logs?${qs}`);
     const text = await r.text();
+    if (my !== seq) return;
     if (!r.ok) { out.textContent = text; return; }
     offset = +r.headers.get('x-thaw-log-offset') || offset;
     if (append && !text) return;
