@@ -2,10 +2,12 @@
 #include "endpoints.h"
 #include "buf.h"
 #include "fnlog.h"
+#include "gpu.h"
 #include "imagestore.h"
 #include "jobs.h"
 #include "mem.h"
 #include "conn.h"
+#include "console.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "auth.h"
@@ -112,6 +114,8 @@ static void metrics(struct conn *c)
 		metrics_render_fn(&b, nm->name, ms, nv);
 	}
 	metrics_render_server(&b, &server.metrics);
+	console_render_metrics(&b);
+	gpu_render(&b); /* nothing without a GPU */
 	conn_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL, 0);
 	buf_free(&b);
 }
@@ -526,7 +530,7 @@ static void admin_logs(struct conn *c, struct fn_name *nm)
 	buf_free(&b);
 }
 
-/* /admin/functions/NAME[/rollback|/logs], DELETE /admin/functions/NAME */
+/* /admin/functions/NAME[/rollback|/logs|/history], DELETE /admin/functions/NAME */
 static void admin_function(struct conn *c, const char *rest, size_t len)
 {
 	size_t n = 0;
@@ -547,6 +551,8 @@ static void admin_function(struct conn *c, const char *rest, size_t len)
 		admin_rm(c, nm);
 	else if (len - n == 5 && !memcmp(rest + n, "/logs", 5) && get)
 		admin_logs(c, nm);
+	else if (len - n == 8 && !memcmp(rest + n, "/history", 8) && get)
+		console_history(c, nm);
 	else
 		conn_respond_error(c, 404, "no admin endpoint %.*s", (int)len, rest);
 }
@@ -571,6 +577,10 @@ static void admin(struct conn *c, const struct route *rt)
 		} else {
 			conn_respond_error(c, 405, "use GET or POST");
 		}
+		return;
+	}
+	if (rt->sub_len == 5 && memcmp(rt->sub, "/gpus", 5) == 0 && get) {
+		console_gpus(c);
 		return;
 	}
 	if (rt->sub_len > 7 && memcmp(rt->sub, "/blobs/", 7) == 0) {
@@ -607,6 +617,9 @@ void endpoints_handle(struct conn *c, const struct route *rt)
 		return;
 	case ROUTE_ADMIN:
 		admin(c, rt);
+		return;
+	case ROUTE_CONSOLE:
+		console_serve(c, rt->sub, rt->sub_len);
 		return;
 	case ROUTE_BAD_PATH:
 		COUNT(server.metrics.http_errors, 400);

@@ -1,5 +1,6 @@
 /* thaw: the command line. `thaw serve` runs the daemon. */
 #define LOG_PREFIX ""
+#include "console.h"
 #include "log.h"
 #include "proxy.h"
 #include "serve.h"
@@ -123,6 +124,7 @@ static int cmd_serve(int argc, char **argv)
 		fputs(usage_serve, stderr);
 		return 2;
 	}
+	console_start(); /* the history the console charts; logged if it fails */
 	return server_run() ? 1 : 0;
 }
 

@@ -11,6 +11,11 @@ static const double bounds[METRICS_BUCKETS] = { 0.0001, 0.00025, 0.0005, 0.001, 
 #define ADD(a, v) atomic_fetch_add_explicit((a), (v), memory_order_relaxed)
 #define GET(a) atomic_load_explicit((a), memory_order_relaxed)
 
+double metrics_bucket_bound(unsigned i)
+{
+	return i < METRICS_BUCKETS ? bounds[i] : bounds[METRICS_BUCKETS - 1];
+}
+
 void histogram_observe(struct histogram *h, int64_t ns)
 {
 	double s = (double)ns / 1e9;

@@ -49,6 +49,8 @@ struct server_metrics {
 };
 
 void histogram_observe(struct histogram *h, int64_t ns);
+/* The upper bound in seconds of bucket i (0 <= i < METRICS_BUCKETS). */
+double metrics_bucket_bound(unsigned i);
 
 /* Appends the text of one function's metrics (HELP/TYPE lines are written by
  * metrics_render_head once). */

@@ -11,6 +11,7 @@ static const struct {
 	{ "invoke", "/invoke/{fn}/..." }, { "healthz", "/healthz" },
 	{ "readyz", "/readyz" },       { "metrics", "/metrics" },
 	{ "v1", "/v1/models/..." },    { "v2", "/v2/..." },
+	{ "console", "/console/" },
 };
 
 const char *router_reserved(const char *name, size_t len)
@@ -123,6 +124,12 @@ void router_route(const char *path, size_t len, struct route *out)
 		out->kind = ROUTE_ADMIN;
 		out->sub = path + 6;
 		out->sub_len = len - 6;
+		return;
+	}
+	if (prefix(path, len, "/console")) {
+		out->kind = ROUTE_CONSOLE;
+		out->sub = path + 8;
+		out->sub_len = len - 8;
 		return;
 	}
 	if (prefix(path, len, "/proxy")) {

@@ -16,6 +16,7 @@ enum route_kind {
 	ROUTE_ADMIN,      /* /admin/...: sub is the rest */
 	ROUTE_PROXY,      /* /proxy/{port}/...: port, sub */
 	ROUTE_V2_SERVER,  /* GET /v2: server metadata */
+	ROUTE_CONSOLE,    /* /console[/...]: sub is the rest ("" for /console) */
 	ROUTE_INVOKE,     /* a function: fn, handler_path */
 };
 
@@ -38,7 +39,8 @@ struct route {
 void router_route(const char *path, size_t len, struct route *out);
 
 /* When name (len bytes, case-sensitive) is a first path segment the daemon's
- * own routes take (admin, proxy, invoke, healthz, readyz, metrics, v1, v2),
+ * own routes take (admin, proxy, invoke, healthz, readyz, metrics, v1, v2,
+ * console),
  * the route it belongs to, e.g. "/admin/..."; else NULL. A function of that
  * name could not be reached at /{name}/, so fc.yaml refuses it. */
 const char *router_reserved(const char *name, size_t len);

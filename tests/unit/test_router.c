@@ -86,6 +86,11 @@ static const struct route_case cases[] = {
 	{ "/admin/", ROUTE_ADMIN, NULL, "/" },
 	{ "/admin", ROUTE_ADMIN, NULL, "" },
 	{ "/administrator", ROUTE_INVOKE, "administrator", "/" },
+	/* /console[/...]: the web console */
+	{ "/console/", ROUTE_CONSOLE, NULL, "/" },
+	{ "/console", ROUTE_CONSOLE, NULL, "" },
+	{ "/console/console.js", ROUTE_CONSOLE, NULL, "/console.js" },
+	{ "/consoles", ROUTE_INVOKE, "consoles", "/" },
 	/* /proxy/{port}/... */
 	{ "/proxy/8080/x", ROUTE_PROXY, NULL, "/x", 8080 },
 	{ "/proxy/8080/x/y/", ROUTE_PROXY, NULL, "/x/y/", 8080 },
