@@ -4,6 +4,7 @@
 #include "config.h"
 #include "log.h"
 #include "mem.h"
+#include "netns.h"
 #include "reslimit.h"
 
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -59,6 +61,14 @@ static char **build_env(const struct config *cfg, const char *handler)
 	env[n++] = xasprintf("FC_FUNCTION_NAME=%s", cfg->name);
 	env[n++] = xasprintf("FC_FUNCTION_MEMORY_SIZE=%u", cfg->memory_mb);
 	env[n++] = xasprintf("FC_FUNCTION_TIMEOUT=%u", cfg->timeout_s);
+	if (cfg->custom) {
+		/* Function Compute's custom-runtime variables */
+		env[n++] = xasprintf("FC_SERVER_PORT=%u", cfg->port);
+		env[n++] = xasprintf("FC_CUSTOM_LISTEN_PORT=%u", cfg->port);
+		env[n++] = xasprintf("FC_RUNTIME=custom");
+		env[n++] = xasprintf("FC_FUNC_CODE_PATH=%s", cfg->dir);
+		env[n++] = xasprintf("FC_INSTANCE_CONCURRENCY=%u", cfg->instance_concurrency);
+	}
 	for (size_t i = 0; i < cfg->n_env && n + 1 < cap; i++)
 		env[n++] = xasprintf("%s=%s", cfg->env[i].key, cfg->env[i].value);
 	env[n] = NULL;
@@ -78,10 +88,15 @@ static uint64_t inode_of(int fd)
 	return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
-/* In the child: PID 1 of the new pid namespace. Only async-signal-safe calls. */
-static void child(int chan, int log_w, const char *host, char **env, uint64_t data_limit)
+/* In the child: PID 1 of the new pid namespace. Only async-signal-safe calls.
+ * A custom runtime (argv set) gets its own network namespace with loopback
+ * up, works in its function folder, has no channel and runs argv. */
+static void child(int chan, int log_w, const char *host, char **env, uint64_t data_limit,
+		  char **argv_custom, const char *dir)
 {
 	setsid();
+	if (argv_custom && (netns_lo_up() || chdir(dir)))
+		_exit(125);
 	/* --instance-user: CRIU dumps an unprivileged task only with a /proc of
 	 * its own pid namespace, so mount one in its own mount namespace; then
 	 * groups, gid, uid by raw syscalls (glibc's wrappers would signal
@@ -98,10 +113,14 @@ static void child(int chan, int log_w, const char *host, char **env, uint64_t da
 	}
 	int null = open("/dev/null", O_RDONLY);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(log_w, 1) < 0 || dup2(log_w, 2) < 0 ||
-	    dup2(chan, CHANNEL_FD) < 0)
+	    (!argv_custom && dup2(chan, CHANNEL_FD) < 0))
 		_exit(127);
 	/* no stray fd may reach the instance: CRIU refuses to dump them */
-	syscall(SYS_close_range, CHANNEL_FD + 1, ~0U, 0);
+	syscall(SYS_close_range, argv_custom ? 3 : CHANNEL_FD + 1, ~0U, 0);
+	if (argv_custom) {
+		execvpe(argv_custom[0], argv_custom, env);
+		_exit(127);
+	}
 	char *argv[] = { (char *)host, NULL };
 	execve(host, argv, env);
 	_exit(127);
@@ -158,11 +177,22 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 	char *handler = cfg->handler[0] == '/' ? xstrdup(cfg->handler)
 					       : xasprintf("%s/%s", cfg->dir, cfg->handler);
 	char **env = build_env(cfg, handler);
+	/* a custom runtime: command + args, in a network namespace of its own */
+	char **argv = NULL;
+	uint64_t netns = 0;
+	if (cfg->custom) {
+		argv = xcalloc(cfg->n_command + cfg->n_args + 1, sizeof(char *));
+		memcpy(argv, cfg->command, cfg->n_command * sizeof(char *));
+		if (cfg->n_args)
+			memcpy(argv + cfg->n_command, cfg->args, cfg->n_args * sizeof(char *));
+		netns = CLONE_NEWNET;
+	}
 	if ((ret = instance_fds_new(sv, lp)))
 		goto free_env;
 	int pidfd = -1;
 	struct clone_args args = {
-		.flags = (uint64_t)(instance_clone_flags | (drop_user ? CLONE_NEWNS : 0)) | CLONE_PIDFD,
+		.flags = (uint64_t)(instance_clone_flags | (drop_user ? CLONE_NEWNS : 0)) | CLONE_PIDFD |
+			 netns,
 		.pidfd = (uint64_t)(uintptr_t)&pidfd,
 		.exit_signal = SIGCHLD,
 	};
@@ -174,8 +204,14 @@ int instance_spawn(const char *host_path, const struct config *cfg, struct insta
 	}
 	if (pid == 0)
 		child(sv[1], lp[1], host_path, env,
-		      reslimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0);
+		      reslimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0, argv, cfg->dir);
 	instance_proc_adopt(out, (pid_t)pid, pidfd, sv, lp);
+	if (argv) { /* no channel: the daemon speaks HTTP to it (custom.h) */
+		close(out->channel_fd);
+		out->channel_fd = -1;
+		out->channel_ino = 0;
+	}
+	free(argv);
 	free_env(env);
 	free(handler);
 	return 0;
@@ -185,6 +221,7 @@ close_lp:
 	close(sv[0]);
 	close(sv[1]);
 free_env:
+	free(argv);
 	free_env(env);
 	free(handler);
 	return ret;

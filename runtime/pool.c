@@ -2,6 +2,7 @@
 #include "pool.h"
 #include "pool_internal.h"
 #include "channel.h"
+#include "custom.h"
 #include "invocation.h"
 #include "log.h"
 #include "loop.h"
@@ -10,7 +11,9 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,9 +168,14 @@ static void init_timeout(struct timer *t)
 	pool__kill_instance(in, 503, msg);
 }
 
+static void custom_watch(struct instance *in);
+
 void pool__watch_instance(struct instance *in)
 {
-	arm_recv(in);
+	if (in->pool->fn->cfg.custom)
+		custom_watch(in);
+	else
+		arm_recv(in);
 	arm_log(in);
 	timer_set(&in->pool->sh->timers, &in->init_timer,
 		  now_ns() + (int64_t)server.opt.init_timeout_s * 1000000000, init_timeout);
@@ -255,6 +263,10 @@ static void run_on(struct instance *in, struct invocation *inv)
 	/* the frame is whole: number it, and hand it over without a copy
 	 * when nothing else waits to be sent */
 	memcpy(inv->frame.data + offsetof(struct channel_hdr, id), &id, sizeof(id));
+	if (in->custom) {
+		custom_send(in->custom, slot, id, inv->frame.data, inv->frame.len);
+		return;
+	}
 	if (!in->pending.len) {
 		struct buf t = in->pending;
 		in->pending = inv->frame;
@@ -433,8 +445,11 @@ static void cancel(struct pool *p, struct invocation *inv, bool deadline)
 	if (in) {
 		in->slots[inv->slot].inv = NULL;
 		inv->inst = NULL;
-		/* the client went away: the handler may stop */
-		if (!deadline)
+		/* the client went away: the handler may stop (a custom
+		 * runtime's connection closes: its slot is free at once) */
+		if (!deadline && in->custom)
+			custom_cancel(in->custom, inv->slot);
+		else if (!deadline)
 			instance_cancel(&in->proc, in->slots[inv->slot].id);
 	}
 	if (!deadline) {
@@ -627,6 +642,80 @@ static void on_log(struct loop_op *op, struct io_uring_cqe *cqe)
 		pool__maybe_free(in);
 }
 
+/* --- custom runtimes (custom.h): HTTP instead of frames ------------------ */
+
+static void custom_ready(void *owner)
+{
+	struct instance *in = owner;
+	char id[17];
+	snprintf(id, sizeof(id), "%08x%08x", (unsigned)in->proc.pid,
+		 (unsigned)(now_ns() & 0xffffffff));
+	on_ready(in, id, strlen(id));
+}
+
+static void custom_init_failed(void *owner, const char *why)
+{
+	on_init_failed(owner, why, strlen(why));
+}
+
+static void custom_response(void *owner, uint64_t id, const char *payload, size_t len)
+{
+	on_response(owner, id, payload, len);
+}
+
+static void custom_frozen(void *owner)
+{
+	pool__dump_now(owner);
+}
+
+static const struct custom_hooks custom_hooks = {
+	.ready = custom_ready,
+	.init_failed = custom_init_failed,
+	.response = custom_response,
+	.frozen = custom_frozen,
+};
+
+/* The server's process exited (pidfd readable): as a native channel's EOF. */
+static void on_exit_poll(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct instance *in = container_of(op, struct instance, recv_op);
+	(void)cqe;
+	in->recv_armed = false;
+	in->ops--;
+	if (in->state == I_DEAD) {
+		pool__maybe_free(in);
+		return;
+	}
+	char why[160];
+	if (in->snapshotting) /* criu stops the process it dumped */
+		pool__kill_instance(in, 503, "checkpointed");
+	else
+		pool__kill_instance(in, 502, describe_exit(in, why, sizeof(why)));
+}
+
+/* A custom runtime's instance: watch its exit, open its network namespace
+ * and start talking HTTP to it. */
+static void custom_watch(struct instance *in)
+{
+	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
+	io_uring_prep_poll_add(sqe, in->proc.pidfd, POLLIN);
+	in->recv_op.cb = on_exit_poll;
+	loop_op_prep(sqe, &in->recv_op);
+	in->recv_armed = true;
+	in->ops++;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)in->proc.pid);
+	int ns = open(path, O_RDONLY | O_CLOEXEC);
+	if (ns < 0) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "cannot open the instance's network namespace: %s",
+			 strerror(errno));
+		on_init_failed(in, msg, strlen(msg));
+		return;
+	}
+	in->custom = custom_new(in->pool->sh, &in->pool->fn->cfg, ns, in->restored, &custom_hooks, in);
+}
+
 /* --- ending ------------------------------------------------------------- */
 
 void pool__kill_instance(struct instance *in, int status, const char *why)
@@ -643,6 +732,8 @@ void pool__kill_instance(struct instance *in, int status, const char *why)
 	in->state = I_DEAD;
 	pool__gauge_move(in, before);
 	timer_cancel(&p->sh->timers, &in->init_timer);
+	custom_free(in->custom); /* its connections close; no more hooks */
+	in->custom = NULL;
 	for (struct instance **pp = &p->instances; *pp; pp = &(*pp)->next)
 		if (*pp == in) {
 			*pp = in->next;

@@ -72,6 +72,9 @@ struct instance {
 	struct instance *next;
 	char id[17];
 	struct reslimit_groups cgroups; /* its memory and cpu groups */
+	/* a custom runtime's HTTP channel (custom.h) instead of frames; its
+	 * exit is watched by a poll on the pidfd through recv_op */
+	struct custom *custom;
 };
 
 struct pool {

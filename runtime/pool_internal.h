@@ -30,7 +30,9 @@ struct instance *pool__start_instance(struct pool *p);
  * function should get a snapshot. True when it did (the instance takes no
  * requests meanwhile). */
 bool pool__take_snapshot(struct instance *in);
-/* The warmup answered: checkpoint the instance now. */
+/* The warmup answered: checkpoint the instance now (a custom runtime's
+ * after its GET /pre-freeze: pool__dump_now then). */
 void pool__start_dump(struct instance *in);
+void pool__dump_now(struct instance *in);
 
 #endif

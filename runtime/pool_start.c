@@ -2,6 +2,7 @@
 #include "pool.h"
 #include "pool_internal.h"
 #include "channel.h"
+#include "custom.h"
 #include "fnsnap.h"
 #include "log.h"
 #include "loop.h"
@@ -161,7 +162,8 @@ static void restore_done(struct job *j)
 	}
 	atomic_fetch_add(&p->fn->metrics.starts[START_RESTORE], 1);
 	in->restored_ns = now_ns();
-	channel_put_hdr(&in->pending, CH_RESTORED, 0, 0);
+	if (!p->fn->cfg.custom) /* a custom runtime gets POST /thaw/restored (custom.h) */
+		channel_put_hdr(&in->pending, CH_RESTORED, 0, 0);
 	pool__watch_instance(in);
 	pool__flush(in);
 	limit_instance(in);
@@ -271,6 +273,14 @@ static void dump_done(struct job *j)
 
 void pool__start_dump(struct instance *in)
 {
+	if (in->custom)
+		custom_freeze(in->custom); /* GET /pre-freeze, then pool__dump_now */
+	else
+		pool__dump_now(in);
+}
+
+void pool__dump_now(struct instance *in)
+{
 	struct function *fn = in->pool->fn;
 	server_rm_rf(fn->snap_dir);
 	mkdir(server.opt.snapshot_dir, 0700);
@@ -311,6 +321,14 @@ bool pool__take_snapshot(struct instance *in)
 	in->warmup_id = ++in->next_id;
 	in->slots[0] = (struct inst_slot){ .id = in->warmup_id, .inv = NULL };
 	in->inflight++;
+	if (in->custom) {
+		struct buf frame = { 0 };
+		channel_put_request(&frame, in->warmup_id, w->method, w->path, strlen(w->path), "",
+				    0, "warmup", 0, NULL, 0, w->body ? w->body : "", w->body_len);
+		custom_send(in->custom, 0, in->warmup_id, frame.data, frame.len);
+		buf_free(&frame);
+		return true;
+	}
 	channel_put_request(&in->pending, in->warmup_id, w->method, w->path, strlen(w->path), "",
 			    0, "warmup", 0, NULL, 0, w->body ? w->body : "", w->body_len);
 	pool__flush(in);
