@@ -46,6 +46,7 @@ struct custom {
 	struct cconn *hook;   /* the start/freeze hooks' connection */
 	unsigned health_ok, health_fail;
 	struct timer timer; /* port polling, hook timeouts, health period */
+	int64_t port_by_ns; /* the port must accept by then, else the start fails */
 	char last_error[160];
 };
 
@@ -508,6 +509,12 @@ void custom_cancel(struct custom *c, unsigned slot)
 
 /* --- start, hooks, freeze ------------------------------------------------ */
 
+double custom_port_wait_s(const struct config *cfg)
+{
+	const struct config_health *h = &cfg->health;
+	return (double)h->initial_delay_s + (double)h->period_s * h->failure_threshold;
+}
+
 static void hook_timer(struct timer *t);
 
 static void arm_timer(struct custom *c, int64_t in_ns)
@@ -545,6 +552,7 @@ static void poll_port(struct custom *c)
 	}
 	c->hook = cc;
 	arm_timer(c, PORT_POLL_NS);
+	/* the start fails past port_by_ns (hook_done) */
 }
 
 static void become_ready(struct custom *c)
@@ -594,6 +602,13 @@ static void hook_done(struct custom *c, int status, const char *body, size_t len
 	case PH_PORT:
 		if (err) { /* not listening yet */
 			snprintf(c->last_error, sizeof(c->last_error), "%s", err);
+			if (now_ns() > c->port_by_ns) {
+				snprintf(msg, sizeof(msg),
+					 "the server did not open port %u in %.0f s (%s)",
+					 c->cfg->port, custom_port_wait_s(c->cfg), err);
+				c->hooks->init_failed(c->owner, msg);
+				return;
+			}
 			arm_timer(c, PORT_POLL_NS);
 			return;
 		}
@@ -702,6 +717,7 @@ struct custom *custom_new(struct shard *sh, const struct config *cfg, int netns_
 	c->n_slots = cfg->instance_concurrency;
 	c->slots = xcalloc(c->n_slots, sizeof(*c->slots));
 	c->phase = PH_PORT;
+	c->port_by_ns = now_ns() + (int64_t)(custom_port_wait_s(cfg) * 1e9);
 	snprintf(c->last_error, sizeof(c->last_error), "port %u not open yet", cfg->port);
 	/* a restored copy listens already; a cold one after initialDelaySeconds */
 	if (restored || !cfg->health.initial_delay_s)

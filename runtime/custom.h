@@ -5,7 +5,8 @@
  *
  * What a native instance's framed channel does, this does over HTTP:
  *  - start: the port accepting (polled every 20 ms after
- *    initialDelaySeconds), then customHealthCheckConfig's GET (2xx,
+ *    initialDelaySeconds; not open within custom_port_wait_s fails the
+ *    start, e.g. "the server did not open port 9000 in 15 s"), then customHealthCheckConfig's GET (2xx,
  *    successThreshold times; failureThreshold failures, periodSeconds
  *    apart, fail the start), then instanceLifecycleConfig.initializer's
  *    POST /initialize (2xx). A restored copy instead gets POST
@@ -53,6 +54,10 @@ struct custom_hooks {
 	/* GET /pre-freeze answered (or not): no connection is open any more */
 	void (*frozen)(void *owner);
 };
+
+/* How long a cold server may take to open its port: initialDelaySeconds +
+ * periodSeconds x failureThreshold (15 s with Function Compute's defaults). */
+double custom_port_wait_s(const struct config *cfg);
 
 /* A channel to the server of cfg in the network namespace netns_fd (taken:
  * closed by custom_free), serving instanceConcurrency slots. The start

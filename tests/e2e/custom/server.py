@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 
 PORT = int(os.environ.get("FC_SERVER_PORT", "9000"))
 MODE = os.environ.get("MODE", "")
@@ -77,7 +78,7 @@ class H(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if path == "/sleep":
-            secs = float(query.split("=", 1)[1]) if "=" in query else 1.0
+            secs = float(urllib.parse.parse_qs(query).get("s", ["1"])[0])
             end = time.time() + secs
             # notice a client that went away (thaw closes the connection)
             while time.time() < end:
@@ -87,7 +88,8 @@ class H(http.server.BaseHTTPRequestHandler):
                         state["cancelled"].append(query)
                     self.close_connection = True
                     return
-            return self.send(200, {"slept": secs})
+            return self.send(200, {"slept": secs, "netns": netns(), "port": PORT,
+                                   "random": random.random(), "restored": state["restored"]})
         if path == "/state":
             return self.send(200, dict(state, pid=os.getpid(), netns=netns()))
         if path == "/chunked":
