@@ -320,7 +320,9 @@ bool pool__take_snapshot(struct instance *in)
 	struct config_warmup *w = &fn->cfg.warmup;
 	in->warmup_id = ++in->next_id;
 	in->slots[0] = (struct inst_slot){ .id = in->warmup_id, .inv = NULL };
+	int before = pool__category(in);
 	in->inflight++;
+	pool__gauge_move(in, before); /* its answer moves it back: busy must not go negative */
 	if (in->custom) {
 		struct buf frame = { 0 };
 		channel_put_request(&frame, in->warmup_id, w->method, w->path, strlen(w->path), "",
