@@ -136,6 +136,30 @@ def test_deadline_crash_cancel(d):
     check(r.status == 200, "the function serves after the crash", r)
 
 
+def test_thaw_deploy(d):
+    """thaw deploy of a custom function's folder: its image carries the
+    server's files; the deployed version serves from a snapshot."""
+    import shutil
+    import subprocess
+    import tempfile
+    from thawtest import THAW, write_function
+    root = tempfile.mkdtemp(prefix="thaw-custom-deploy-")
+    try:
+        f = fn()
+        f["customRuntimeConfig"] = {"command": [PY, "server.py"], "port": 9000}
+        src = write_function(root, "deployed", f)
+        shutil.copy(SERVER, src)
+        r = subprocess.run([THAW, "deploy", src, "--url", "http://127.0.0.1:%d" % d.port,
+                            "--state-dir", d.state_dir, "--timeout", "60"],
+                           capture_output=True, text=True, timeout=90)
+        check(r.returncode == 0 and "serves" in r.stdout, "thaw deploy of a custom function", r)
+        r = d.request("GET", "/deployed/hello?x=1")
+        check(r.status == 200 and r.json()["path"] == "/hello" and r.json()["restored"] == 1,
+              "the deployed custom function answers from a restored copy", r)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_failed_starts():
     with Daemon({"noport": fn(environmentVariables={"MODE": "noport"},
                               customHealthCheckConfig={"periodSeconds": 1, "failureThreshold": 2}),
@@ -173,6 +197,7 @@ def main():
         test_forwarding_and_restore(d)
         test_four_copies_from_zero(d)
         test_deadline_crash_cancel(d)
+        test_thaw_deploy(d)
     test_failed_starts()
     finish()
 
