@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from thawtest import ROOT, Daemon, free_port, skip, wait_for  # noqa: E402
 
 PY = "/usr/bin/python3"
-RESTORES = int(os.environ.get("RESTORES", "12"))
+RESTORES = int(os.environ.get("RESTORES", "20"))
 COLDS = int(os.environ.get("COLDS", "5"))
 DURATION = int(os.environ.get("DURATION", "10"))
 CONNS = int(os.environ.get("CONNS", "8"))
@@ -122,7 +122,8 @@ def main():
     colds = cold(fn_dir)
     with d:
         if not wait_for(lambda: d.request("GET", "/readyz").status == 200, secs=120, step=0.2):
-            raise RuntimeError("function not ready:\n" + d.logs()[-3000:])
+            raise RuntimeError("function not ready:\n" + "\n".join(
+                l for l in d.logs().splitlines() if not l.startswith('{"ts'))[-3000:])
         rs = restores(d)
         logs = d.logs()
         snap = re.search(r"torch-digits: snapshot of pid \d+ in \S+: ([\d.]+) MiB in \d+ files, dump ([\d.]+) ms", logs)
