@@ -68,6 +68,7 @@ struct cconn {
 	struct buf in;
 	http_parser hp;
 	bool head, got_bytes, done;
+	bool streaming; /* chunked or event-stream: body pieces go out as they come */
 	int hstate; /* 0 before a header, 1 in a name, 2 in a value */
 	struct buf hdrs; /* name\0value\0 ... */
 	uint32_t n_hdrs;
@@ -75,6 +76,8 @@ struct cconn {
 };
 
 static http_parser_settings settings;
+static void build_response(struct cconn *cc, const char *body, size_t len, struct buf *frame);
+static bool wants_streaming(const struct cconn *cc);
 static void conn_fail(struct cconn *cc, const char *why);
 static void hook_done(struct custom *c, int status, const char *body, size_t len,
 		      const char *err);
@@ -172,7 +175,7 @@ static void start_response(struct cconn *cc)
 {
 	http_parser_init(&cc->hp, HTTP_RESPONSE);
 	cc->hp.data = cc;
-	cc->got_bytes = cc->done = false;
+	cc->got_bytes = cc->done = cc->streaming = false;
 	cc->hstate = 0;
 	cc->n_hdrs = 0;
 	buf_reset(&cc->hdrs);
@@ -269,12 +272,28 @@ static int hp_headers_complete(http_parser *hp)
 		cc->n_hdrs++;
 	}
 	cc->hstate = 0;
-	return cc->head ? 1 : 0; /* a response to HEAD has no body */
+	if (cc->head)
+		return 1; /* a response to HEAD has no body */
+	if (cc->slot >= 0 && cc->c && hp->status_code >= 200 && wants_streaming(cc)) {
+		struct buf frame = { 0 };
+		cc->streaming = true;
+		build_response(cc, "", 0, &frame);
+		cc->c->hooks->stream(cc->c->owner, cc->id, CUSTOM_HEAD,
+				     frame.data + sizeof(struct channel_hdr),
+				     frame.len - sizeof(struct channel_hdr));
+		buf_free(&frame);
+	}
+	return cc->c ? 0 : 1; /* orphaned meanwhile (the client went away): stop */
 }
 
 static int hp_body(http_parser *hp, const char *at, size_t len)
 {
 	struct cconn *cc = hp->data;
+	if (cc->streaming) {
+		if (cc->c)
+			cc->c->hooks->stream(cc->c->owner, cc->id, CUSTOM_DATA, at, len);
+		return cc->c ? 0 : 1;
+	}
 	if (cc->body.len + len > CHANNEL_MAX_PAYLOAD - MAX_HEADER_BYTES)
 		return 1;
 	buf_append(&cc->body, at, len);
@@ -320,6 +339,37 @@ static void answer_error(struct custom *c, uint64_t id, int status, const char *
 	buf_free(&frame);
 }
 
+/* A CH_RESPONSE frame of cc's response (headers minus hop-by-hop) with body. */
+static void build_response(struct cconn *cc, const char *body, size_t len, struct buf *frame)
+{
+	struct channel_kv kv[MAX_RESPONSE_HEADERS];
+	uint32_t n = 0;
+	const char *p = cc->hdrs.data;
+	for (uint32_t i = 0; i < cc->n_hdrs; i++) {
+		const char *name = p, *value = name + strlen(name) + 1;
+		p = value + strlen(value) + 1;
+		if (header_passes(HOP_FROM_HANDLER, NULL, name, strlen(name)))
+			kv[n++] = (struct channel_kv){ name, value };
+	}
+	channel_put_response(frame, cc->id, (uint32_t)cc->hp.status_code, kv, n, body, len);
+}
+
+/* A response to stream: chunked, or server-sent events. */
+static bool wants_streaming(const struct cconn *cc)
+{
+	if (cc->hp.flags & F_CHUNKED)
+		return true;
+	const char *p = cc->hdrs.data;
+	for (uint32_t i = 0; i < cc->n_hdrs; i++) {
+		const char *name = p, *value = name + strlen(name) + 1;
+		p = value + strlen(value) + 1;
+		if (!strcasecmp(name, "content-type") &&
+		    !strncasecmp(value, "text/event-stream", 17))
+			return true;
+	}
+	return false;
+}
+
 /* The whole response of cc is in: to the pool, or to the start sequence. */
 static void deliver(struct cconn *cc)
 {
@@ -335,20 +385,14 @@ static void deliver(struct cconn *cc)
 		hook_done(c, status, cc->body.data, cc->body.len - 1, NULL);
 		return;
 	}
-	struct channel_kv kv[MAX_RESPONSE_HEADERS];
-	uint32_t n = 0;
-	const char *p = cc->hdrs.data;
-	for (uint32_t i = 0; i < cc->n_hdrs; i++) {
-		const char *name = p, *value = name + strlen(name) + 1;
-		p = value + strlen(value) + 1;
-		if (header_passes(HOP_FROM_HANDLER, NULL, name, strlen(name)))
-			kv[n++] = (struct channel_kv){ name, value };
-	}
 	struct buf frame = { 0 };
-	channel_put_response(&frame, id, (uint32_t)status, kv, n, cc->body.data ? cc->body.data : "",
-			     cc->body.len);
+	bool streamed = cc->streaming;
+	build_response(cc, streamed ? "" : (cc->body.data ? cc->body.data : ""),
+		       streamed ? 0 : cc->body.len, &frame);
 	if (!keep)
 		conn_orphan(cc); /* the next request of the slot gets a new one */
+	if (streamed)
+		c->hooks->stream(c->owner, id, CUSTOM_END, NULL, 0);
 	c->hooks->response(c->owner, id, frame.data + sizeof(struct channel_hdr),
 			   frame.len - sizeof(struct channel_hdr));
 	buf_free(&frame);
@@ -417,8 +461,17 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 		cc->got_bytes = true;
 	size_t n = res > 0 ? (size_t)res : 0;
 	const char *data = cc->in.data + cc->in.len;
-	/* n == 0 tells the parser of the EOF (a body read until close ends) */
+	/* n == 0 tells the parser of the EOF (a body read until close ends).
+	 * Streamed pieces reach the client from inside the parser's callbacks,
+	 * which may end in cc's orphaning (the client went away): cc is held
+	 * (an op) until the parser returns. */
+	cc->ops++;
 	size_t used = http_parser_execute(&cc->hp, &settings, data, n);
+	cc->ops--;
+	if (!cc->c || cc->dead) {
+		conn_maybe_free(cc);
+		return;
+	}
 	enum http_errno e = HTTP_PARSER_ERRNO(&cc->hp);
 	if (cc->done) {
 		deliver(cc);

@@ -27,8 +27,9 @@
  *    then every connection is closed.
  *
  * Single-threaded: everything runs on the owning pool's loop. Responses are
- * buffered whole (up to CHANNEL_MAX_PAYLOAD): a streamed (chunked, SSE)
- * response reaches the client when it ends. TODO: stream.
+ * buffered whole (up to CHANNEL_MAX_PAYLOAD), except chunked and
+ * text/event-stream ones: those go to the stream hook piece by piece as
+ * they arrive (the client gets them as they are produced).
  */
 #ifndef THAW_CUSTOM_H
 #define THAW_CUSTOM_H
@@ -43,6 +44,8 @@ struct config;
 struct shard;
 struct custom;
 
+enum custom_piece { CUSTOM_HEAD, CUSTOM_DATA, CUSTOM_END };
+
 /* What the owner (the pool's instance) hears; owner is passed back. */
 struct custom_hooks {
 	/* started, health checked, initialized (or restored and told so) */
@@ -53,6 +56,11 @@ struct custom_hooks {
 	void (*response)(void *owner, uint64_t id, const char *payload, size_t len);
 	/* GET /pre-freeze answered (or not): no connection is open any more */
 	void (*frozen)(void *owner);
+	/* a streamed response of request id: its head (a CH_RESPONSE payload
+	 * with no body), pieces of body, the end; then response() comes with
+	 * an empty body. A response() without the end: the stream broke. */
+	void (*stream)(void *owner, uint64_t id, enum custom_piece piece, const char *data,
+		       size_t len);
 };
 
 /* How long a cold server may take to open its port: initialDelaySeconds +

@@ -668,7 +668,27 @@ static void custom_frozen(void *owner)
 	pool__dump_now(owner);
 }
 
+/* A piece of a streamed response: on to the client. */
+static void custom_stream(void *owner, uint64_t id, enum custom_piece piece, const char *data,
+			  size_t len)
+{
+	struct instance *in = owner;
+	unsigned conc = in->pool->fn->cfg.instance_concurrency, i = 0;
+	while (i < conc && in->slots[i].id != id)
+		i++;
+	struct invocation *inv = i < conc ? in->slots[i].inv : NULL;
+	if (!inv)
+		return; /* the warmup, or the client went away */
+	if (piece == CUSTOM_END) {
+		inv->stream_ok = true; /* the answer that follows ends it */
+		return;
+	}
+	inv->streamed = true;
+	invocation_stream(inv, piece == CUSTOM_HEAD, data, len);
+}
+
 static const struct custom_hooks custom_hooks = {
+	.stream = custom_stream,
 	.ready = custom_ready,
 	.init_failed = custom_init_failed,
 	.response = custom_response,

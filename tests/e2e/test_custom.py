@@ -41,6 +41,27 @@ def snapshots_work():
     return "Version: 4.1" not in out and "Version: 3." not in out
 
 
+def check_stream(d):
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    t0 = time.time()
+    s.sendall(b"GET /cf/events HTTP/1.1\r\nHost: x\r\n\r\n")
+    got, first_at = b"", None
+    while b"0\r\n\r\n" not in got and time.time() - t0 < 8:
+        piece = s.recv(65536)
+        if not piece:
+            break
+        got += piece
+        if first_at is None and b"data: first" in got:
+            first_at = time.time() - t0
+    total = time.time() - t0
+    s.close()
+    check(b"transfer-encoding: chunked" in got.lower() and b"text/event-stream" in got,
+          "an event stream is relayed chunked", got[:300])
+    check(first_at is not None and first_at < 1.0 and b"data: last" in got and total >= 1.4,
+          "a streamed response arrives in pieces (first event %.2f s, all %.2f s)"
+          % (first_at or -1, total), got[-200:])
+
+
 def test_forwarding_and_restore(d):
     r = d.request("POST", "/cf/a/b?x=1&y=2", b"hello",
                   headers={"X-Test": "1", "Connection": "keep-alive, X-Drop", "X-Drop": "no",
@@ -67,7 +88,13 @@ def test_forwarding_and_restore(d):
     check(st["hook_before_first"] is True, "restore hook came before the first request", st)
     check(st["prefreeze"] == 1, "GET /pre-freeze was called before the dump", st)
     r = d.request("GET", "/cf/chunked")
-    check(r.status == 200 and r.body == b"one two three", "a chunked response arrives whole", r)
+    check(r.status == 200 and r.body == b"one two three", "a chunked response is relayed", r)
+    # a streamed response arrives in pieces: the first event before the last
+    # is sent (twice: with two loops, one of them likely crosses loops)
+    for _ in range(2):
+        check_stream(d)
+    r = d.request("GET", "/cf/x")
+    check(r.status == 200, "the next request after a stream is served", r)
     r = d.request("GET", "/cf/garbage")
     check(r.status == 502 and b"malformed HTTP response" in r.body, "garbage answer gives 502", r)
     r = d.request("GET", "/cf/x")
@@ -112,6 +139,20 @@ def test_deadline_crash_cancel(d):
           "the instance was recycled")
     r = d.request("GET", "/cf2/x", timeout=20)
     check(r.status == 200, "the function serves again after the recycle", r)
+    # a stream past its deadline: the client's connection closes after the first event
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.sendall(b"GET /cf2/events HTTP/1.1\r\nHost: x\r\nX-Timeout: 1\r\n\r\n")
+    got, t0 = b"", time.time()
+    while time.time() - t0 < 8:
+        piece = s.recv(65536)
+        if not piece:
+            break
+        got += piece
+    s.close()
+    check(b"data: first" in got and b"data: last" not in got and time.time() - t0 < 5,
+          "a stream past its deadline: the connection closes after what was sent", got[-200:])
+    r = d.request("GET", "/cf2/x", timeout=20)
+    check(r.status == 200, "the function serves again after a stream's deadline", r)
     # cancel: the client goes away, the server sees the forwarded request close
     s = socket.create_connection(("127.0.0.1", d.port))
     s.sendall(b"GET /cf2/sleep?s=4&marker=gone HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -193,7 +234,7 @@ def main():
     fns = {"cf": fn(scalingConfig={"maxInstances": 4, "scaleToZeroGracePeriodSeconds": 0,
                                     "stableWindowSeconds": 6}),
            "cf2": fn(scalingConfig={"maxInstances": 1})}
-    with Daemon(fns, ready_timeout=60) as d:
+    with Daemon(fns, ready_timeout=60, threads=2) as d:
         test_forwarding_and_restore(d)
         test_four_copies_from_zero(d)
         test_deadline_crash_cancel(d)

@@ -92,6 +92,18 @@ class H(http.server.BaseHTTPRequestHandler):
                                    "random": random.random(), "restored": state["restored"]})
         if path == "/state":
             return self.send(200, dict(state, pid=os.getpid(), netns=netns()))
+        if path == "/events":  # server-sent events, the last one 1.5 s after the first
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for i, ev in enumerate((b"data: first\n\n", b"data: last\n\n")):
+                if i:
+                    time.sleep(1.5)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return
         if path == "/chunked":
             self.send_response(200)
             self.send_header("transfer-encoding", "chunked")
