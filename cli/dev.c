@@ -145,6 +145,11 @@ static int build(struct dev *d, struct config *cfg, char **so_out, bool *compile
 		cli_fail(d->cli, CLI_FAILED, "%s", err);
 		return rc;
 	}
+	if (cfg->custom) { /* nothing to build: the command is the server */
+		*compiled = false;
+		*so_out = xstrdup("");
+		return 0;
+	}
 	*compiled = compile_is_source(cfg->dir, cfg->handler);
 	if (!*compiled) {
 		*so_out = cfg->handler[0] == '/' ? xstrdup(cfg->handler)
@@ -191,7 +196,7 @@ static char **server_env(const struct config *cfg, const char *so)
 	size_t n_env = 0;
 	while (environ[n_env])
 		n_env++;
-	size_t cap = n_env + cfg->n_env + 8, n = 0;
+	size_t cap = n_env + cfg->n_env + 10, n = 0;
 	char **env = xcalloc(cap, sizeof(char *));
 	env[n++] = xasprintf("THAW_FUNCTION_NAME=%s", cfg->name);
 	env[n++] = xasprintf("THAW_FUNCTION_DIR=%s", cfg->dir);
@@ -227,9 +232,17 @@ static void free_env(char **env)
 	free(env);
 }
 
-/* Forks thaw-instance --http for cfg and so. Returns 0 or -errno. */
+/* Forks thaw-instance --http for cfg and so (a custom runtime: its command,
+ * in its folder, told the port by FC_SERVER_PORT). Returns 0 or -errno. */
 static int start_server(struct dev *d, const struct config *cfg, const char *so)
 {
+	char **custom_argv = NULL;
+	if (cfg->custom) {
+		custom_argv = xcalloc(cfg->n_command + cfg->n_args + 1, sizeof(char *));
+		memcpy(custom_argv, cfg->command, cfg->n_command * sizeof(char *));
+		if (cfg->n_args)
+			memcpy(custom_argv + cfg->n_command, cfg->args, cfg->n_args * sizeof(char *));
+	}
 	char listen[96], timeout[16], max_body[32];
 	bool v6 = strchr(d->host, ':') != NULL;
 	snprintf(listen, sizeof(listen), "%s%s%s:%u", v6 ? "[" : "", d->host, v6 ? "]" : "", d->port);
@@ -239,6 +252,15 @@ static int start_server(struct dev *d, const struct config *cfg, const char *so)
 			 "--name", cfg->name, "--timeout", timeout, "--max-body", max_body,
 			 (char *)so, NULL };
 	char **env = server_env(cfg, so);
+	if (cfg->custom) { /* the port is dev's, not fc.yaml's: say so where it looks */
+		size_t n = 0;
+		while (env[n])
+			n++;
+		env = xrealloc(env, (n + 3) * sizeof(char *));
+		env[n++] = xasprintf("FC_SERVER_PORT=%u", d->port);
+		env[n++] = xasprintf("FC_CUSTOM_LISTEN_PORT=%u", d->port);
+		env[n] = NULL;
+	}
 	pid_t parent = getpid();
 	sigset_t none;
 	sigemptyset(&none);
@@ -246,6 +268,7 @@ static int start_server(struct dev *d, const struct config *cfg, const char *so)
 	if (pid < 0) {
 		int err = -errno;
 		free_env(env);
+		free(custom_argv);
 		cli_fail(d->cli, CLI_FAILED, "fork: %s", strerror(-err));
 		return err;
 	}
@@ -258,11 +281,19 @@ static int start_server(struct dev *d, const struct config *cfg, const char *so)
 		int null = open("/dev/null", O_RDONLY);
 		if (null >= 0)
 			dup2(null, STDIN_FILENO);
+		if (custom_argv) {
+			if (chdir(cfg->dir) == 0)
+				execvpe(custom_argv[0], custom_argv, env);
+			fprintf(stderr, "thaw dev: cannot run %s: %s\n", custom_argv[0],
+				strerror(errno));
+			_exit(127);
+		}
 		execve(argv[0], argv, env);
 		fprintf(stderr, "thaw dev: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
 	free_env(env);
+	free(custom_argv);
 	d->child = pid;
 	return 0;
 }

@@ -3,9 +3,9 @@
 examples/ocr-python (FastAPI + Tesseract + PyMuPDF): the seed's request for
 a 2-page PDF and a PNG (made by MuPDF through `test_ocr --write-data`) is
 answered with CER <= 2 % through the function's route (documents as data:
-URLs: an instance's network namespace has loopback only), and the same
-server run directly fetches them by http URL from the test's loopback
-server. examples/torch-digits (FastAPI + PyTorch): trained here on sklearn's
+URLs: an instance's network namespace has loopback only), and under
+`thaw dev` through the daemon's /proxy/{port}/ (the seed's dev flow), by
+http URL from the test's loopback server. examples/torch-digits (FastAPI + PyTorch): trained here on sklearn's
 digits, its TF Serving :predict answers equal the test's own forward pass.
 Both are served by restored copies of a snapshot.
 """
@@ -23,7 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from thawtest import BUILD, ROOT, Daemon, check, finish, free_port, skip, wait_for  # noqa: E402
+from thawtest import BUILD, ROOT, THAW, Daemon, check, finish, free_port, skip, wait_for  # noqa: E402
 
 PY = "/usr/bin/python3"
 SPLIT = "\n<--- Page Split --->\n"
@@ -105,8 +105,10 @@ def test_ocr(d, data, pages):
           "ocr-python: served by a restored copy")
 
 
-def test_ocr_direct(data, pages):
-    """The same server.py run directly (no thaw), documents by http URL."""
+def test_ocr_dev(data, pages):
+    """The seed's dev flow: `thaw dev` runs server.py in the foreground on a
+    loopback port, the daemon reaches it at /proxy/{port}/ (documents by
+    http URL from the test's loopback server: no namespace here)."""
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=data, **kw)
@@ -117,8 +119,9 @@ def test_ocr_direct(data, pages):
     threading.Thread(target=files.serve_forever, daemon=True).start()
     base = "http://127.0.0.1:%d/" % files.server_address[1]
     port = free_port()
-    p = subprocess.Popen([PY, "server.py"], cwd=os.path.join(ROOT, "examples", "ocr-python"),
-                         env=dict(os.environ, FC_SERVER_PORT=str(port)))
+    log = tempfile.NamedTemporaryFile(prefix="thaw-dev-ocr-", suffix=".log", delete=False)
+    p = subprocess.Popen([THAW, "dev", os.path.join(ROOT, "examples", "ocr-python"), "--port",
+                          str(port), "--once"], stdout=log, stderr=subprocess.STDOUT)
     try:
         def up():
             try:
@@ -127,20 +130,27 @@ def test_ocr_direct(data, pages):
                 return c.getresponse().status == 200
             except OSError:
                 return False
-        check(wait_for(up, secs=60, step=0.2), "ocr-python run directly: up")
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        c.request("POST", "/ocr_batch", json.dumps(
-            {"input": {"images": [base + "page1.png"], "pdfs": [base + "doc.pdf"]}}),
-            {"Content-Type": "application/json"})
-        r = c.getresponse()
-        body = r.read()
-        check(r.status == 200, "ocr-python run directly: documents by URL from loopback", body[:300])
-        if r.status == 200:
-            check_ocr(json.loads(body)["output"], pages, "direct, by URL")
+        check(wait_for(up, secs=60, step=0.2), "thaw dev runs the OCR server",
+              open(log.name).read()[-1000:])
+        with Daemon({}, args=["--proxy-ports", str(port)], wait_ready=False) as d:
+            token = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+            body = {"input": {"images": [base + "page1.png"], "pdfs": [base + "doc.pdf"]},
+                    "prompt": "<image>\nFree OCR."}
+            r = d.request("POST", "/proxy/%d/ocr_batch" % port, json.dumps(body).encode(),
+                          headers={"Content-Type": "application/json", "X-Thaw-Token": token},
+                          timeout=120)
+            check(r.status == 200, "the seed's /proxy/PORT/ocr_batch call under thaw dev", r)
+            if r.status == 200:
+                check_ocr(r.json()["output"], pages, "thaw dev + /proxy, by URL")
     finally:
-        p.kill()
-        p.wait()
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
         files.shutdown()
+        os.unlink(log.name)
 
 
 def test_torch(d, fn_dir):
@@ -196,7 +206,7 @@ def main():
         with d:
             test_ocr(d, data, pages)
             test_torch(d, torch_dir)
-        test_ocr_direct(data, pages)
+        test_ocr_dev(data, pages)
     finally:
         shutil.rmtree(data, ignore_errors=True)
     finish()
