@@ -29,7 +29,8 @@
 #define MAX_RESPONSE_HEADERS 100
 #define HOOK_ID 0 /* a start or freeze hook's request, not an invocation */
 
-enum phase { PH_PORT, PH_HEALTH, PH_INIT, PH_RESTORED, PH_READY, PH_FREEZE, PH_FROZEN };
+enum phase { PH_PORT, PH_HEALTH, PH_INIT, PH_RESTORED, PH_READY, PH_FREEZE, PH_FROZEN,
+	     PH_PRESTOP, PH_STOPPED };
 
 struct cconn;
 
@@ -720,6 +721,15 @@ static void hook_done(struct custom *c, int status, const char *body, size_t len
 			pr_warn("%s: POST /thaw/restored answered %d", c->cfg->name, status);
 		become_ready(c);
 		return;
+	case PH_PRESTOP:
+		if (err)
+			pr_info("%s: GET /pre-stop: %s", c->cfg->name, err);
+		else
+			pr_info("%s: GET /pre-stop answered %d", c->cfg->name, status);
+		c->phase = PH_STOPPED;
+		conn_orphan(c->hook);
+		c->hooks->stopped(c->owner); /* may free c */
+		return;
 	case PH_FREEZE:
 		if (err)
 			pr_info("%s: GET /pre-freeze: %s", c->cfg->name, err);
@@ -786,6 +796,15 @@ void custom_freeze(struct custom *c)
 		conn_orphan(c->slots[i]);
 	c->phase = PH_FREEZE;
 	hook_request(c, "GET", "/pre-freeze", FREEZE_TIMEOUT_NS);
+}
+
+bool custom_pre_stop(struct custom *c)
+{
+	if (!c->cfg->pre_stop.handler || c->phase != PH_READY)
+		return false;
+	c->phase = PH_PRESTOP;
+	hook_request(c, "GET", "/pre-stop", (int64_t)c->cfg->pre_stop.timeout_s * 1000000000);
+	return true;
 }
 
 void custom_free(struct custom *c)

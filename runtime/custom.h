@@ -25,6 +25,8 @@
  *    go), the slot answers 499 at once and gets a new connection next time.
  *  - before a snapshot: GET /pre-freeze (any answer or none within 10 s),
  *    then every connection is closed.
+ *  - before an idle instance is stopped (scale-in, removal), with preStop:
+ *    GET /pre-stop (any answer, or none within preStop.timeout).
  *
  * Single-threaded: everything runs on the owning pool's loop. Responses are
  * buffered whole (up to CHANNEL_MAX_PAYLOAD), except chunked and
@@ -61,6 +63,8 @@ struct custom_hooks {
 	 * an empty body. A response() without the end: the stream broke. */
 	void (*stream)(void *owner, uint64_t id, enum custom_piece piece, const char *data,
 		       size_t len);
+	/* GET /pre-stop answered, failed or timed out: stop it now */
+	void (*stopped)(void *owner);
 };
 
 /* How long a cold server may take to open its port: initialDelaySeconds +
@@ -81,6 +85,9 @@ void custom_send(struct custom *c, unsigned slot, uint64_t id, const char *frame
 void custom_cancel(struct custom *c, unsigned slot);
 /* GET /pre-freeze, close every connection, then the frozen hook. */
 void custom_freeze(struct custom *c);
+/* instanceLifecycleConfig.preStop: GET /pre-stop (its timeout), then the
+ * stopped hook. False (nothing sent) without a preStop. */
+bool custom_pre_stop(struct custom *c);
 /* No more hooks; connections close, memory goes when their operations
  * complete. NULL is fine. */
 void custom_free(struct custom *c);

@@ -281,7 +281,7 @@ static struct instance *free_instance(struct pool *p)
 {
 	struct instance *best = NULL;
 	for (struct instance *in = p->instances; in; in = in->next)
-		if (in->state == I_READY && !in->snapshotting &&
+		if (in->state == I_READY && !in->snapshotting && !in->stopping &&
 		    in->inflight < p->fn->cfg.instance_concurrency &&
 		    (!best || in->inflight < best->inflight))
 			best = in;
@@ -687,7 +687,27 @@ static void custom_stream(void *owner, uint64_t id, enum custom_piece piece, con
 	invocation_stream(inv, piece == CUSTOM_HEAD, data, len);
 }
 
+static void custom_stopped(void *owner)
+{
+	struct instance *in = owner;
+	pool__kill_instance(in, 503, "stopped after its preStop hook");
+}
+
+/* Stops an idle instance; a custom runtime with a preStop hook first gets
+ * GET /pre-stop (it takes no requests meanwhile). */
+static void stop_idle(struct instance *in, const char *why)
+{
+	if (in->stopping)
+		return;
+	if (in->custom && custom_pre_stop(in->custom)) {
+		in->stopping = true;
+		return;
+	}
+	pool__kill_instance(in, 503, why);
+}
+
 static const struct custom_hooks custom_hooks = {
+	.stopped = custom_stopped,
 	.stream = custom_stream,
 	.ready = custom_ready,
 	.init_failed = custom_init_failed,
@@ -802,7 +822,7 @@ static void tick_removed(struct pool *p)
 	for (; in; in = next) {
 		next = in->next;
 		if (in->state == I_READY && !in->inflight && !in->snapshotting)
-			pool__kill_instance(in, 503, "function removed");
+			stop_idle(in, "function removed");
 	}
 	pool__scale_up(p); /* with nothing live, fails what is queued */
 	show_scaling(p, 0, false);
@@ -830,13 +850,18 @@ void pool_tick(struct pool *p, int64_t now)
 	/* in: idle instances beyond it; the last one only after the grace period */
 	int64_t grace = (int64_t)s->scale_to_zero_grace_s * 1000000000;
 	struct instance *in = p->instances, *next;
+	unsigned live = p->n_live; /* not counting those already stopping */
+	for (struct instance *i = p->instances; i; i = i->next)
+		live -= i->stopping;
 	for (; in && !p->q_len; in = next) {
 		next = in->next;
-		if (p->n_live <= want || (p->n_live == 1 && now - p->last_request_ns <= grace))
+		if (live <= want || (live == 1 && now - p->last_request_ns <= grace))
 			break;
-		if (in->state == I_READY && !in->inflight && !in->snapshotting &&
-		    now - in->idle_since_ns > 1000000000)
-			pool__kill_instance(in, 503, "scaled in");
+		if (in->state == I_READY && !in->inflight && !in->snapshotting && !in->stopping &&
+		    now - in->idle_since_ns > 1000000000) {
+			stop_idle(in, "scaled in");
+			live--;
+		}
 	}
 }
 

@@ -46,6 +46,7 @@ struct instance {
 	enum inst_state state;
 	bool restored;
 	bool snapshotting;  /* being dumped: takes no requests */
+	bool stopping;      /* told to stop (a custom runtime's preStop): takes none */
 	uint64_t warmup_id; /* the fc.yaml warmup request in flight, or 0 */
 	struct job job;     /* the restore or dump under way (counted in ops) */
 	int job_ret;

@@ -109,6 +109,9 @@ def test_four_copies_from_zero(d):
                    for s in ("starting", "idle", "busy"))
     ok = wait_for(at_zero, secs=20, step=0.3)
     check(ok, "the function scaled to zero")
+    logs = d.logs()
+    check("pre-stop called" in logs and "stopped after its preStop hook" in logs,
+          "a scaled-in instance got GET /pre-stop before it stopped", logs[-1500:])
     out = [None] * 4
 
     def call(i):
@@ -232,7 +235,9 @@ def main():
     if not snapshots_work():
         skip("needs CRIU >= 4.2 at /usr/local/lib/thaw/criu/criu (make deps)")
     fns = {"cf": fn(scalingConfig={"maxInstances": 4, "scaleToZeroGracePeriodSeconds": 0,
-                                    "stableWindowSeconds": 6}),
+                                    "stableWindowSeconds": 6},
+                    instanceLifecycleConfig={"initializer": {"handler": "init", "timeout": 5},
+                                             "preStop": {"handler": "stop", "timeout": 2}}),
            "cf2": fn(scalingConfig={"maxInstances": 1})}
     with Daemon(fns, ready_timeout=60, threads=2) as d:
         test_forwarding_and_restore(d)

@@ -63,6 +63,9 @@ class H(http.server.BaseHTTPRequestHandler):
                     state["hook_before_first"] = state["served"] == 0
             random.seed()  # a restored copy must not repeat its siblings' values
             return self.send(200, {"reseeded": True})
+        if path == "/pre-stop":
+            print("pre-stop called", flush=True)
+            return self.send(200, {})
         if path == "/pre-freeze":
             state["prefreeze"] += 1
             return self.send(200, {})
