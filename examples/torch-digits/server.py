@@ -20,7 +20,13 @@ from model import load
 
 torch.set_num_threads(1)
 HERE = os.path.dirname(os.path.abspath(__file__))
-model = load(os.path.join(HERE, os.environ.get("MODEL_FILE", "model.pt")))
+MODEL = os.path.join(HERE, os.environ.get("MODEL_FILE", "model.pt"))
+if os.path.exists(MODEL):
+    model = load(MODEL)
+else:  # not trained before deploying (train.py): train now, before the snapshot
+    from train import train
+    model, acc = train()
+    print("%s missing: trained at start, held-out accuracy %.3f" % (MODEL, acc), flush=True)
 app = FastAPI()
 
 
