@@ -28,6 +28,10 @@
 #define MAX_HEADER_BYTES (64u << 10)
 #define MAX_RESPONSE_HEADERS 100
 #define HOOK_ID 0 /* a start or freeze hook's request, not an invocation */
+/* A kept-alive connection idle longer is replaced rather than reused:
+ * servers close idle ones (uvicorn after 5 s), and a request sent as they
+ * do fails. */
+#define KEEP_IDLE_NS (2 * 1000000000LL)
 
 enum phase { PH_PORT, PH_HEALTH, PH_INIT, PH_RESTORED, PH_READY, PH_FREEZE, PH_FROZEN,
 	     PH_PRESTOP, PH_STOPPED };
@@ -70,6 +74,8 @@ struct cconn {
 	http_parser hp;
 	bool head, got_bytes, done;
 	bool streaming; /* chunked or event-stream: body pieces go out as they come */
+	bool idempotent; /* the request's method: a retry is safe */
+	int64_t idle_since; /* its last response ended */
 	int hstate; /* 0 before a header, 1 in a name, 2 in a value */
 	struct buf hdrs; /* name\0value\0 ... */
 	uint32_t n_hdrs;
@@ -381,6 +387,7 @@ static void deliver(struct cconn *cc)
 	cc->busy = false;
 	cc->reused = true;
 	cc->retried = false;
+	cc->idle_since = now_ns();
 	if (cc->slot < 0) {
 		buf_append(&cc->body, "", 1); /* hooks read it as text */
 		hook_done(c, status, cc->body.data, cc->body.len - 1, NULL);
@@ -400,11 +407,14 @@ static void deliver(struct cconn *cc)
 }
 
 /* The server closed a kept-alive connection as we sent on it: the request
- * never reached it. Send it again, once, on a new connection. */
+ * most likely never reached it. Send it again, once, on a new connection,
+ * if its method is idempotent (a POST may have run: it gets 502, as
+ * nginx's proxy_next_upstream does; connections idle past KEEP_IDLE_NS are
+ * replaced before use, which makes the race rare). */
 static bool retry(struct cconn *cc)
 {
 	struct custom *c = cc->c;
-	if (!cc->reused || cc->retried || cc->got_bytes || cc->slot < 0)
+	if (!cc->reused || cc->retried || cc->got_bytes || cc->slot < 0 || !cc->idempotent)
 		return false;
 	struct cconn *n = conn_new(c, cc->slot);
 	if (n->dead) {
@@ -415,10 +425,13 @@ static bool retry(struct cconn *cc)
 	struct buf t = n->out;
 	n->out = cc->out;
 	cc->out = t;
-	conn_orphan(cc);
+	uint64_t id = cc->id;
+	bool head = cc->head;
+	conn_orphan(cc); /* may free cc */
 	c->slots[n->slot] = n;
 	n->retried = true;
-	conn_request(n, cc->id, cc->head);
+	n->idempotent = true;
+	conn_request(n, id, head);
 	return true;
 }
 
@@ -536,6 +549,10 @@ void custom_send(struct custom *c, unsigned slot, uint64_t id, const char *frame
 		return;
 	}
 	struct cconn *cc = c->slots[slot];
+	if (cc && now_ns() - cc->idle_since > KEEP_IDLE_NS) {
+		conn_orphan(cc);
+		cc = NULL;
+	}
 	if (!cc) {
 		cc = conn_new(c, (int)slot);
 		if (cc->dead) {
@@ -548,6 +565,10 @@ void custom_send(struct custom *c, unsigned slot, uint64_t id, const char *frame
 	}
 	buf_reset(&cc->out);
 	encode(c, &r, &cc->out);
+	static const char *const idempotent[] = { "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE" };
+	cc->idempotent = false;
+	for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
+		cc->idempotent |= !strcmp(r.method, idempotent[i]);
 	conn_request(cc, id, !strcmp(r.method, "HEAD"));
 }
 
