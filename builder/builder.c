@@ -269,7 +269,8 @@ static int collect_code(struct build *b)
 	}
 	/* First added wins: the handler and fc.yaml before what the walk finds. */
 	char *p = in_image(b->so_path);
-	layer_add_file(&b->code, p, b->so_src, &st, true);
+	if (!b->cfg.custom) /* its fc.yaml comes next */
+		layer_add_file(&b->code, p, b->so_src, &st, true);
 	free(p);
 	char *fc = xasprintf("%s/fc.yaml", b->dir);
 	if (stat(fc, &st) < 0) {
@@ -291,6 +292,13 @@ static int collect_code(struct build *b)
 static int prepare_handler(struct build *b)
 {
 	const char *h = b->cfg.handler;
+	if (b->cfg.custom) {
+		/* a custom runtime has no .so: its command (in fc.yaml) is what
+		 * runs, so the image names fc.yaml where a handler goes */
+		b->so_src = xasprintf("%s/fc.yaml", b->dir);
+		b->so_path = xstrdup("fc.yaml");
+		return 0;
+	}
 	if (compile_is_source(b->dir, h)) {
 		char *bdir = xasprintf("%s/.thaw/build", b->dir);
 		int rc = builder__mkdir_p(bdir);

@@ -146,6 +146,11 @@ static int build(struct dev *d, struct config *cfg, char **so_out, bool *compile
 		cli_fail(d->cli, CLI_FAILED, "%s", err);
 		return rc;
 	}
+	if (cfg->custom) { /* nothing to build: the command is the server */
+		*compiled = false;
+		*so_out = xstrdup("");
+		return 0;
+	}
 	*compiled = compile_is_source(cfg->dir, cfg->handler);
 	if (!*compiled) {
 		*so_out = cfg->handler[0] == '/' ? xstrdup(cfg->handler)
@@ -179,9 +184,17 @@ mkdir_failed:
 
 /* --- the server ---------------------------------------------------------- */
 
-/* Forks thaw-instance --http for cfg and so. Returns 0 or -errno. */
+/* Forks thaw-instance --http for cfg and so (a custom runtime: its command,
+ * in its folder, told the port by FC_SERVER_PORT). Returns 0 or -errno. */
 static int start_server(struct dev *d, const struct config *cfg, const char *so)
 {
+	char **custom_argv = NULL;
+	if (cfg->custom) {
+		custom_argv = xcalloc(cfg->n_command + cfg->n_args + 1, sizeof(char *));
+		memcpy(custom_argv, cfg->command, cfg->n_command * sizeof(char *));
+		if (cfg->n_args)
+			memcpy(custom_argv + cfg->n_command, cfg->args, cfg->n_args * sizeof(char *));
+	}
 	char listen[96], timeout[16], max_body[32];
 	bool v6 = strchr(d->host, ':') != NULL;
 	snprintf(listen, sizeof(listen), "%s%s%s:%u", v6 ? "[" : "", d->host, v6 ? "]" : "", d->port);
@@ -191,6 +204,16 @@ static int start_server(struct dev *d, const struct config *cfg, const char *so)
 			 "--name", cfg->name, "--timeout", timeout, "--max-body", max_body,
 			 (char *)so, NULL };
 	char **env = fnenv_build(cfg, so, environ);
+	/* a custom runtime: the port is dev's, not fc.yaml's */
+	for (char **e = env; cfg->custom && *e; e++) {
+		const char *key = !strncmp(*e, "FC_SERVER_PORT=", 15)	     ? "FC_SERVER_PORT"
+				  : !strncmp(*e, "FC_CUSTOM_LISTEN_PORT=", 22) ? "FC_CUSTOM_LISTEN_PORT"
+									       : NULL;
+		if (key) {
+			free(*e);
+			*e = xasprintf("%s=%u", key, d->port);
+		}
+	}
 	pid_t parent = getpid();
 	sigset_t none;
 	sigemptyset(&none);
@@ -198,6 +221,7 @@ static int start_server(struct dev *d, const struct config *cfg, const char *so)
 	if (pid < 0) {
 		int err = -errno;
 		fnenv_free(env);
+		free(custom_argv);
 		cli_fail(d->cli, CLI_FAILED, "fork: %s", strerror(-err));
 		return err;
 	}
@@ -210,11 +234,19 @@ static int start_server(struct dev *d, const struct config *cfg, const char *so)
 		int null = open("/dev/null", O_RDONLY);
 		if (null >= 0)
 			dup2(null, STDIN_FILENO);
+		if (custom_argv) {
+			if (chdir(cfg->dir) == 0)
+				execvpe(custom_argv[0], custom_argv, env);
+			fprintf(stderr, "thaw dev: cannot run %s: %s\n", custom_argv[0],
+				strerror(errno));
+			_exit(127);
+		}
 		execve(argv[0], argv, env);
 		fprintf(stderr, "thaw dev: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
 	fnenv_free(env);
+	free(custom_argv);
 	d->child = pid;
 	return 0;
 }

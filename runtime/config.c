@@ -22,6 +22,7 @@
 #define MAX_FILE_BYTES (1u << 20) /* config_load refuses larger files */
 #define MAX_ENV 1024
 #define MAX_MODEL_FILES 1024
+#define MAX_ARGS 256 /* words of customRuntimeConfig.command or .args */
 #define MAX_FIELDS 24 /* entries of the largest field table */
 #define MAX_DEPTH 16  /* the schema needs 3 levels of maps and lists */
 #define GIB (1ull << 30)
@@ -37,6 +38,7 @@ struct parser {
 	bool target_set;  /* scalingConfig.targetConcurrency was given */
 	size_t min_line;  /* line of scalingConfig.minInstances, 0: absent */
 	size_t max_line;  /* line of scalingConfig.maxInstances, 0: absent */
+	size_t custom_line; /* line of customRuntimeConfig, 0: absent */
 };
 
 struct field;
@@ -425,6 +427,68 @@ static int parse_model_files(struct parser *p, const struct field *f, yaml_node_
 	return 0;
 }
 
+/* A list of 1..MAX_ARGS strings (command, args); each without NUL bytes. */
+static int strlist(struct parser *p, const struct field *f, yaml_node_t *v, char ***out,
+		   size_t *n_out)
+{
+	if (is_null(v))
+		return 0;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return expected(p, v, f->expect);
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	if (n > MAX_ARGS)
+		return fail(p, line_of(v), "expected at most %d words, got %zu", MAX_ARGS, n);
+	*out = xcalloc(n + 1, sizeof(char *));
+	size_t base = strlen(p->field);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = node(p, v->data.sequence.items.start[i]);
+		snprintf(p->field + base, sizeof(p->field) - base, "[%zu]", i);
+		if (!is_scalar_text(item) || item->data.scalar.length > 4095)
+			return expected(p, item, "a word of text (at most 4095 bytes)");
+		(*out)[(*n_out)++] = xstrdup(text(item));
+	}
+	p->field[base] = 0;
+	return 0;
+}
+
+static int parse_command(struct parser *p, const struct field *f, yaml_node_t *v)
+{
+	int r = strlist(p, f, v, &p->c->command, &p->c->n_command);
+	if (!r && (!p->c->n_command || !p->c->command[0][0]))
+		return expected(p, v, f->expect);
+	return r;
+}
+
+static int parse_args(struct parser *p, const struct field *f, yaml_node_t *v)
+{
+	return strlist(p, f, v, &p->c->args, &p->c->n_args);
+}
+
+/* "custom" and its Function Compute alias "custom.debian12" */
+static int parse_runtime(struct parser *p, const struct field *f, yaml_node_t *v)
+{
+	int r = parse_word(p, f, v);
+	if (r)
+		return r;
+	p->c->custom = strncmp(p->c->runtime, "custom", 6) == 0;
+	if (p->c->custom) {
+		free(p->c->runtime);
+		p->c->runtime = xstrdup("custom");
+	}
+	return 0;
+}
+
+static int parse_custom(struct parser *p, const struct field *f, yaml_node_t *v)
+{
+	p->custom_line = line_of(v);
+	return walk(p, v, f->sub, f->n_sub);
+}
+
+static int parse_hook(struct parser *p, const struct field *f, yaml_node_t *v)
+{
+	return walk(p, v, f->sub, f->n_sub);
+}
+
 static int parse_map(struct parser *p, const struct field *f, yaml_node_t *v)
 {
 	return walk(p, v, f->sub, f->n_sub);
@@ -508,6 +572,47 @@ static const struct field snapmem_fields[] = {
 	{ "populate", NULL, parse_bool, OFF(snapshot_memory.populate), 0, 0, 0, "true or false" },
 };
 
+static const struct field custom_fields[] = {
+	{ "command", NULL, parse_command, OFF(command), 0, 0, 0,
+	  "a list of words, the first the program (e.g. [\"/usr/bin/python3\", \"server.py\"])" },
+	{ "args", NULL, parse_args, OFF(args), 0, 0, 0, "a list of words" },
+	{ "port", NULL, parse_u32, OFF(port), 1, 65535, 0, "a TCP port in 1..65535" },
+};
+
+static const struct field health_fields[] = {
+	{ "httpGetUrl", NULL, parse_url_path, OFF(health.http_get_url), 0, 4096, 0,
+	  "a request path starting with / and without spaces" },
+	{ "initialDelaySeconds", NULL, parse_u32, OFF(health.initial_delay_s), 0, 120, 0,
+	  "an integer of seconds in 0..120" },
+	{ "periodSeconds", NULL, parse_u32, OFF(health.period_s), 1, 120, 0,
+	  "an integer of seconds in 1..120" },
+	{ "timeoutSeconds", NULL, parse_u32, OFF(health.timeout_s), 1, 3, 0,
+	  "an integer of seconds in 1..3" },
+	{ "failureThreshold", NULL, parse_u32, OFF(health.failure_threshold), 1, 120, 0,
+	  "an integer in 1..120" },
+	{ "successThreshold", NULL, parse_u32, OFF(health.success_threshold), 1, 120, 0,
+	  "an integer in 1..120" },
+};
+
+static const struct field initializer_fields[] = {
+	{ "handler", NULL, parse_str, OFF(initializer.handler), 1, 128, 0, "a handler name" },
+	{ "timeout", NULL, parse_u32, OFF(initializer.timeout_s), 1, 600, 0,
+	  "an integer of seconds in 1..600" },
+};
+
+static const struct field pre_stop_fields[] = {
+	{ "handler", NULL, parse_str, OFF(pre_stop.handler), 1, 128, 0, "a handler name" },
+	{ "timeout", NULL, parse_u32, OFF(pre_stop.timeout_s), 1, 600, 0,
+	  "an integer of seconds in 1..600" },
+};
+
+static const struct field lifecycle_fields[] = {
+	{ "initializer", NULL, parse_hook, OFF(initializer), 0, 0, 0, "a map of handler and timeout",
+	  initializer_fields, N(initializer_fields) },
+	{ "preStop", NULL, parse_hook, OFF(pre_stop), 0, 0, 0, "a map of handler and timeout",
+	  pre_stop_fields, N(pre_stop_fields) },
+};
+
 static const struct field top_fields[] = {
 	{ "name", NULL, parse_name, OFF(name), 0, 0, 0,
 	  "a name of 1 to 64 letters, digits, _ or -, starting with a letter or _" },
@@ -516,8 +621,8 @@ static const struct field top_fields[] = {
 	{ "description", NULL, parse_str, OFF(description), 0, 256, 0,
 	  "text of at most 256 bytes" },
 	{ "handler", NULL, parse_str, OFF(handler), 1, 4095, 0, "a path to the handler" },
-	{ "runtime", NULL, parse_word, OFF(runtime), 0, 0, 0,
-	  "\"c\" (custom, for any HTTP server command, is not supported yet)" },
+	{ "runtime", NULL, parse_runtime, OFF(runtime), 0, 0, 0,
+	  "\"c\", \"custom\" or \"custom.debian12\"" },
 	{ "timeout", NULL, parse_u32, OFF(timeout_s), 1, 86400, 0,
 	  "an integer of seconds in 1..86400" },
 	{ "memorySize", NULL, parse_u32, OFF(memory_mb), 128, 32768, 64,
@@ -542,6 +647,12 @@ static const struct field top_fields[] = {
 	  "a map of gpuType and gpuMemorySize", gpu_fields, N(gpu_fields) },
 	{ "scalingConfig", NULL, parse_scaling, OFF(scaling), 0, 0, 0,
 	  "a map of scaling settings", scaling_fields, N(scaling_fields) },
+	{ "customRuntimeConfig", NULL, parse_custom, OFF(command), 0, 0, 0,
+	  "a map of command, args and port", custom_fields, N(custom_fields) },
+	{ "customHealthCheckConfig", NULL, parse_map, OFF(health), 0, 0, 0,
+	  "a map of httpGetUrl and probe timings", health_fields, N(health_fields) },
+	{ "instanceLifecycleConfig", NULL, parse_map, OFF(initializer), 0, 0, 0,
+	  "a map of initializer and preStop", lifecycle_fields, N(lifecycle_fields) },
 };
 
 _Static_assert(N(top_fields) <= MAX_FIELDS, "raise MAX_FIELDS");
@@ -698,6 +809,18 @@ static int no_second_document(struct parser *p, yaml_parser_t *yp, const char *y
 static int check_required(struct parser *p, const yaml_node_t *root)
 {
 	struct config *c = p->c;
+	if (c->custom && !c->n_command) {
+		snprintf(p->field, sizeof(p->field), "%s",
+			 p->custom_line ? "customRuntimeConfig.command" : "customRuntimeConfig");
+		return fail(p, p->custom_line ? p->custom_line : line_of(root),
+			    "required with runtime custom: the server's command");
+	}
+	if (!c->custom && p->custom_line) {
+		snprintf(p->field, sizeof(p->field), "customRuntimeConfig");
+		return fail(p, p->custom_line, "needs runtime: custom");
+	}
+	if (c->custom && !c->handler)
+		c->handler = xstrdup(""); /* no .so: the command is the function */
 	if (!c->name || !c->handler) {
 		snprintf(p->field, sizeof(p->field), "%s", c->name ? "handler" : "name");
 		return fail(p, line_of(root), "required field is missing");
@@ -776,6 +899,11 @@ void config_defaults(struct config *c)
 	c->snapshot_memory.mapped = true;
 	c->snapshot_memory.min_bytes = 2u << 20;
 	c->auth_type = xstrdup("anonymous");
+	c->port = 9000;
+	c->health = (struct config_health){ .period_s = 5, .timeout_s = 1, .failure_threshold = 3,
+					    .success_threshold = 1 };
+	c->initializer.timeout_s = 3;
+	c->pre_stop.timeout_s = 3;
 	c->scaling = (struct config_scaling){
 		.min_instances = 0,
 		.max_instances = 8,
@@ -924,5 +1052,14 @@ void config_free(struct config *c)
 	free(c->warmup.body);
 	free(c->auth_type);
 	free(c->gpu_type);
+	for (size_t i = 0; i < c->n_command; i++)
+		free(c->command[i]);
+	free(c->command);
+	for (size_t i = 0; i < c->n_args; i++)
+		free(c->args[i]);
+	free(c->args);
+	free(c->health.http_get_url);
+	free(c->initializer.handler);
+	free(c->pre_stop.handler);
 	memset(c, 0, sizeof(*c));
 }

@@ -27,6 +27,25 @@ struct config_warmup {
 	size_t body_len;
 };
 
+/* customHealthCheckConfig: an HTTP GET the instance must answer 2xx before
+ * it is ready (Function Compute's fields and defaults). */
+struct config_health {
+	char *http_get_url;          /* httpGetUrl, a path; NULL: the port accepting is enough */
+	uint32_t initial_delay_s;    /* initialDelaySeconds, default 0 */
+	uint32_t period_s;           /* periodSeconds, default 5: between failed checks */
+	uint32_t timeout_s;          /* timeoutSeconds, default 1 */
+	uint32_t failure_threshold;  /* failureThreshold, default 3: then init failed */
+	uint32_t success_threshold;  /* successThreshold, default 1 */
+};
+
+/* instanceLifecycleConfig.initializer / preStop. For a custom runtime the
+ * hook is HTTP (POST /initialize, GET /pre-stop); handler is then only a
+ * switch (set: call it). */
+struct config_hook {
+	char *handler;      /* NULL: no hook */
+	uint32_t timeout_s; /* default 3 */
+};
+
 struct config_scaling {
 	uint32_t min_instances;        /* minInstances, default 0 (scale to zero) */
 	uint32_t max_instances;        /* maxInstances, default 8 */
@@ -47,7 +66,8 @@ struct config {
 	char *name;        /* name (or functionName): [A-Za-z_][A-Za-z0-9_-]{0,63} */
 	char *description;
 	char *handler;     /* handler .so (or source folder), relative to dir */
-	char *runtime;     /* "c", the only runtime so far */
+	char *runtime;     /* "c" (default) or "custom" ("custom.debian12" reads as it) */
+	bool custom;       /* runtime custom: an HTTP server command, no handler .so */
 	uint32_t timeout_s;            /* timeout, default 3, 1..86400 */
 	uint32_t memory_mb;            /* memorySize, default 512, 128..32768, multiple of 64 */
 	double cpu;                    /* cpu, default 1, 0.05..16 */
@@ -69,6 +89,15 @@ struct config {
 	char *gpu_type;                /* gpuConfig.gpuType, NULL without GPU */
 	uint32_t gpu_memory_mb;        /* gpuConfig.gpuMemorySize */
 	struct config_scaling scaling; /* scalingConfig */
+	/* customRuntimeConfig: the server command; required with runtime custom */
+	char **command;                /* command: argv[0..] */
+	size_t n_command;
+	char **args;                   /* args: appended to command */
+	size_t n_args;
+	uint32_t port;                 /* port, default 9000, 1..65535 */
+	struct config_health health;   /* customHealthCheckConfig */
+	struct config_hook initializer; /* instanceLifecycleConfig.initializer */
+	struct config_hook pre_stop;    /* instanceLifecycleConfig.preStop */
 };
 
 /* Parses path into out (zeroed first; on success the caller frees it with

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <strings.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,10 @@ static void process(struct conn *c);
 static void arm_recv(struct conn *c);
 static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe);
 static void on_send(struct loop_op *op, struct io_uring_cqe *cqe);
+static bool has_header(const char *name, size_t len, const char *want);
+static void put_head(struct conn *c, int status, const char *ctype, size_t len,
+		     const struct channel_kv *headers, unsigned n_headers);
+static void count_out(struct conn *c);
 
 static struct conn_hooks hooks;
 
@@ -61,6 +66,7 @@ static void maybe_free(struct conn *c)
 	uncount(c, SIZE_MAX);
 	http_req_fini(&c->req);
 	buf_free(&c->out);
+	buf_free(&c->pending);
 	if (c->prev_conn)
 		c->prev_conn->next_conn = c->next_conn;
 	else
@@ -297,6 +303,20 @@ static void request_done(struct conn *c)
 	process(c);
 }
 
+/* Moves what waits in pending to out and sends it, unless a send is in
+ * flight (its completion comes back here). */
+static void stream_flush(struct conn *c)
+{
+	if (c->send_inflight || c->out_sent < c->out.len || !c->pending.len)
+		return;
+	struct buf t = c->out;
+	c->out = c->pending;
+	c->pending = t;
+	buf_reset(&c->pending);
+	c->out_sent = 0;
+	arm_send(c);
+}
+
 static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 {
 	struct conn *c = container_of(op, struct conn, send_op);
@@ -317,6 +337,17 @@ static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 		arm_send_timer(c); /* progress: the client reads */
 		arm_send(c);
 		return;
+	}
+	if (c->streaming) {
+		buf_reset(&c->out);
+		c->out_sent = 0;
+		if (c->pending.len) {
+			stream_flush(c);
+			return;
+		}
+		if (!c->stream_ended)
+			return; /* the next piece sends */
+		c->streaming = c->stream_ended = false;
 	}
 	request_done(c);
 }
@@ -363,11 +394,39 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 	/* no body after 1xx, 204, 304 or for HEAD, or the client would read it
 	 * as the next response; HEAD keeps the length GET would have */
 	bool head = c->req.headers_done && c->req.parser.method == HTTP_HEAD;
-	buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
-	if (http_status_has_body(status))
-		buf_printf(&c->out, "content-length: %zu\r\n", len);
+	put_head(c, status, ctype, len, headers, n_headers);
 	if (!http_status_has_body(status) || head)
 		len = 0;
+	buf_append(&c->out, body, len);
+	c->state = CONN_WRITING;
+	c->fn = NULL;
+	count_out(c);
+	start_send(c);
+}
+
+/* out's bytes count in the daemon's buffered bound until sent; the send
+ * timer runs. */
+static void count_out(struct conn *c)
+{
+	uncount(c, SIZE_MAX);
+	c->out_counted = c->out.len;
+	atomic_fetch_add(&server.metrics.buffered, c->out_counted);
+	arm_send_timer(c);
+}
+
+/* The response head into out: status line, content-length (or chunked
+ * transfer coding when len is SIZE_MAX; neither for a status without a
+ * body), content-type, request id, headers. */
+static void put_head(struct conn *c, int status, const char *ctype, size_t len,
+		     const struct channel_kv *headers, unsigned n_headers)
+{
+	buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+	if (!http_status_has_body(status))
+		;
+	else if (len == SIZE_MAX)
+		buf_append_str(&c->out, "transfer-encoding: chunked\r\n");
+	else
+		buf_printf(&c->out, "content-length: %zu\r\n", len);
 	if (ctype)
 		buf_printf(&c->out, "content-type: %s\r\n", ctype);
 	if (c->request_id[0])
@@ -377,14 +436,68 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 	if (c->close_after_send)
 		buf_append_str(&c->out, "connection: close\r\n");
 	buf_append(&c->out, "\r\n", 2);
-	buf_append(&c->out, body, len);
+}
+
+void conn_stream_head(struct conn *c, const struct channel_response *r)
+{
+	if (c->state != CONN_WAITING)
+		return;
+	struct channel_kv hs[64];
+	unsigned n = 0;
+	const char *ctype = NULL, *cur = r->headers;
+	for (uint32_t i = 0; i < r->n_headers; i++) {
+		struct channel_kv kv;
+		channel_next_header(&cur, &kv);
+		size_t nl = strlen(kv.name);
+		if (has_header(kv.name, nl, "content-type"))
+			ctype = kv.value;
+		else if (!has_header(kv.name, nl, "content-length") &&
+			 !has_header(kv.name, nl, "connection") &&
+			 !has_header(kv.name, nl, "transfer-encoding") && n < 64)
+			hs[n++] = kv;
+	}
+	timer_cancel(&c->sh->timers, &c->rtimer);
+	if (!http_req_keep_alive(&c->req) || atomic_load(&server.draining))
+		c->close_after_send = true;
+	int64_t dur = now_ns() - (c->start_ns ? c->start_ns : now_ns());
+	if (c->fn) {
+		COUNT(c->fn->metrics.requests, (int)r->status);
+		histogram_observe(&c->fn->metrics.duration, dur);
+	}
+	access_log(c, (int)r->status, dur);
+	buf_reset(&c->out);
+	c->out_sent = 0;
+	buf_reset(&c->pending);
+	put_head(c, (int)r->status, ctype, SIZE_MAX, hs, n);
 	c->state = CONN_WRITING;
+	c->streaming = true;
+	c->stream_ended = false;
 	c->fn = NULL;
-	uncount(c, SIZE_MAX);
-	c->out_counted = c->out.len;
-	atomic_fetch_add(&server.metrics.buffered, c->out_counted);
-	arm_send_timer(c);
+	count_out(c);
 	start_send(c);
+}
+
+void conn_stream_data(struct conn *c, const char *data, size_t len)
+{
+	if (!c->streaming || c->stream_ended || c->state == CONN_CLOSING || !len)
+		return;
+	if (c->pending.len + len > CONN_STREAM_MAX) {
+		conn_close(c); /* the client does not keep up */
+		return;
+	}
+	buf_printf(&c->pending, "%zx\r\n", len);
+	buf_append(&c->pending, data, len);
+	buf_append(&c->pending, "\r\n", 2);
+	stream_flush(c);
+}
+
+void conn_stream_end(struct conn *c)
+{
+	if (!c->streaming || c->stream_ended || c->state == CONN_CLOSING)
+		return;
+	buf_append_str(&c->pending, "0\r\n\r\n");
+	c->stream_ended = true;
+	stream_flush(c);
 }
 
 void conn_respond_error(struct conn *c, int status, const char *fmt, ...)

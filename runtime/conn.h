@@ -49,6 +49,10 @@ struct conn {
 	const char *route_base;  /* the target's address then: views move with it */
 	struct proxy *proxy;   /* a /proxy relay under way */
 	struct imagestore_upload *upload; /* PUT /admin/blobs/... being stored */
+	/* a streamed answer (conn_stream_*): chunks wait in pending while a
+	 * send is in flight (out must not move under the kernel) */
+	bool streaming, stream_ended;
+	struct buf pending;
 	struct conn *next_conn, *prev_conn; /* the shard's list */
 };
 
@@ -72,6 +76,16 @@ void conn_respond_error(struct conn *c, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Answers from an instance's decoded CH_RESPONSE. */
 void conn_respond_channel(struct conn *c, const struct channel_response *r);
+/* Streams the answer of c (a custom runtime's chunked or event-stream
+ * response): the head of r now, with chunked transfer coding, then pieces
+ * of body as they come, then the end (the connection then reads its next
+ * request). Past the head nothing else may answer c: an error then can
+ * only close it (conn_close). More than CONN_STREAM_MAX bytes waiting for
+ * a slow client close it too. */
+#define CONN_STREAM_MAX (64u << 20)
+void conn_stream_head(struct conn *c, const struct channel_response *r);
+void conn_stream_data(struct conn *c, const char *data, size_t len);
+void conn_stream_end(struct conn *c);
 /* Closes c: its invocation is cancelled; memory goes once no operation of
  * c is in flight. */
 void conn_close(struct conn *c);

@@ -21,7 +21,7 @@ char **fnenv_build(const struct config *cfg, const char *handler, char *const *b
 	size_t n_base = 0;
 	while (base && base[n_base])
 		n_base++;
-	size_t cap = n_base + cfg->n_env + 8, n = 0;
+	size_t cap = n_base + cfg->n_env + 13, n = 0;
 	char **env = xcalloc(cap, sizeof(char *));
 	env[n++] = xasprintf("THAW_FUNCTION_NAME=%s", cfg->name);
 	env[n++] = xasprintf("THAW_FUNCTION_DIR=%s", cfg->dir);
@@ -30,6 +30,13 @@ char **fnenv_build(const struct config *cfg, const char *handler, char *const *b
 	env[n++] = xasprintf("FC_FUNCTION_NAME=%s", cfg->name);
 	env[n++] = xasprintf("FC_FUNCTION_MEMORY_SIZE=%u", cfg->memory_mb);
 	env[n++] = xasprintf("FC_FUNCTION_TIMEOUT=%u", cfg->timeout_s);
+	if (cfg->custom) { /* Function Compute's custom-runtime variables */
+		env[n++] = xasprintf("FC_SERVER_PORT=%u", cfg->port);
+		env[n++] = xasprintf("FC_CUSTOM_LISTEN_PORT=%u", cfg->port);
+		env[n++] = xasprintf("FC_RUNTIME=custom");
+		env[n++] = xasprintf("FC_FUNC_CODE_PATH=%s", cfg->dir);
+		env[n++] = xasprintf("FC_INSTANCE_CONCURRENCY=%u", cfg->instance_concurrency);
+	}
 	for (size_t i = 0; i < cfg->n_env; i++) {
 		char *e = xasprintf("%s=%s", cfg->env[i].key, cfg->env[i].value);
 		if (shadowed(env, n, e)) /* identity first: fc.yaml cannot fake it */

@@ -121,6 +121,19 @@ static int64_t realtime_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A streamed answer's head or a piece of it, on c's loop. */
+static void on_stream(struct invocation *inv, bool head, const char *data, size_t len)
+{
+	struct conn *c = inv->ctx;
+	struct channel_response r;
+	if (!c)
+		return;
+	if (!head)
+		conn_stream_data(c, data, len);
+	else if (channel_decode_response(data, len, &r) == 0)
+		conn_stream_head(c, &r);
+}
+
 /* The pool's answer, on c's loop. */
 static void on_answer(struct invocation *inv, const char *payload, size_t len)
 {
@@ -128,6 +141,13 @@ static void on_answer(struct invocation *inv, const char *payload, size_t len)
 	if (!c)
 		return; /* the client went away */
 	c->inv = NULL;
+	if (c->streaming) { /* the end of a streamed answer, or its break */
+		if (inv->stream_ok)
+			conn_stream_end(c);
+		else
+			conn_close(c);
+		return;
+	}
 	struct channel_response r;
 	if (channel_decode_response(payload, len, &r) < 0) /* checked by the pool */
 		conn_respond_error(c, 502, "instance sent a malformed response");
@@ -141,6 +161,8 @@ static void invoke(struct conn *c, struct function *fn, const struct route *rt)
 	if (h > 0 && h < secs)
 		secs = h;
 	struct invocation *inv = invocation_new(c->sh, fn, on_answer, c);
+	if (fn->cfg.custom) /* chunked and event-stream answers arrive in pieces */
+		inv->on_stream = on_stream;
 	inv->start_ns = c->start_ns;
 	inv->deadline_ns = c->start_ns + (int64_t)(secs * 1e9);
 	memcpy(inv->request_id, c->request_id, sizeof(inv->request_id));

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "fnenv.h"
 #include "mem.h"
+#include "netns.h"
 #include "reslimit.h"
 
 #include <errno.h>
@@ -65,7 +66,9 @@ static uint64_t inode_of(int fd)
 	return fstat(fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
-/* In the child: PID 1 of the new pid namespace. Only async-signal-safe calls. */
+/* In the child: PID 1 of the new pid namespace. Only async-signal-safe calls.
+ * A custom runtime (argv set) gets its own network namespace with loopback
+ * up, works in its function folder, has no channel and runs argv. */
 /* Moves the calling process into the group dir (its cgroup.procs takes
  * "0" for "me"); async-signal-safe. */
 static int join_cgroup(const char *dir)
@@ -84,9 +87,11 @@ static int join_cgroup(const char *dir)
 }
 
 static void child(int chan, int log_w, const char *host, char **env, uint64_t data_limit,
-		  const struct reslimit_groups *join)
+		  const struct reslimit_groups *join, char **argv_custom, const char *dir)
 {
 	setsid();
+	if (argv_custom && (netns_lo_up() || chdir(dir)))
+		_exit(125);
 	/* under memorySize and cpu before the host runs: the groups were
 	 * made (reslimit_prepare) with the limits written */
 	if (join && ((join->mem[0] && join_cgroup(join->mem)) ||
@@ -123,10 +128,14 @@ static void child(int chan, int log_w, const char *host, char **env, uint64_t da
 	}
 	int null = open("/dev/null", O_RDONLY);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(log_w, 1) < 0 || dup2(log_w, 2) < 0 ||
-	    dup2(chan, CHANNEL_FD) < 0)
+	    (!argv_custom && dup2(chan, CHANNEL_FD) < 0))
 		_exit(127);
 	/* no stray fd may reach the instance: CRIU refuses to dump them */
-	syscall(SYS_close_range, CHANNEL_FD + 1, ~0U, 0);
+	syscall(SYS_close_range, argv_custom ? 3 : CHANNEL_FD + 1, ~0U, 0);
+	if (argv_custom) {
+		execvpe(argv_custom[0], argv_custom, env);
+		_exit(127);
+	}
 	char *argv[] = { (char *)host, NULL };
 	execve(host, argv, env);
 	_exit(127);
@@ -191,11 +200,22 @@ int instance_spawn_in(const char *host_path, const struct config *cfg,
 	char **kept = kept_env();
 	char **env = fnenv_build(cfg, handler, kept);
 	fnenv_free(kept);
+	/* a custom runtime: command + args, in a network namespace of its own */
+	char **argv = NULL;
+	uint64_t netns = 0;
+	if (cfg->custom) {
+		argv = xcalloc(cfg->n_command + cfg->n_args + 1, sizeof(char *));
+		memcpy(argv, cfg->command, cfg->n_command * sizeof(char *));
+		if (cfg->n_args)
+			memcpy(argv + cfg->n_command, cfg->args, cfg->n_args * sizeof(char *));
+		netns = CLONE_NEWNET;
+	}
 	if ((ret = instance_fds_new(sv, lp)))
 		goto free_env;
 	int pidfd = -1;
 	struct clone_args args = {
-		.flags = (uint64_t)(instance_clone_flags | (drop_user ? CLONE_NEWNS : 0)) | CLONE_PIDFD,
+		.flags = (uint64_t)(instance_clone_flags | (drop_user ? CLONE_NEWNS : 0)) | CLONE_PIDFD |
+			 netns,
 		.pidfd = (uint64_t)(uintptr_t)&pidfd,
 		.exit_signal = SIGCHLD,
 	};
@@ -207,8 +227,14 @@ int instance_spawn_in(const char *host_path, const struct config *cfg,
 	}
 	if (pid == 0)
 		child(sv[1], lp[1], host_path, env,
-		      reslimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0, join);
+		      reslimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0, join, argv, cfg->dir);
 	instance_proc_adopt(out, (pid_t)pid, pidfd, sv, lp);
+	if (argv) { /* no channel: the daemon speaks HTTP to it (custom.h) */
+		close(out->channel_fd);
+		out->channel_fd = -1;
+		out->channel_ino = 0;
+	}
+	free(argv);
 	fnenv_free(env);
 	free(handler);
 	return 0;
@@ -218,6 +244,7 @@ close_lp:
 	close(sv[0]);
 	close(sv[1]);
 free_env:
+	free(argv);
 	fnenv_free(env);
 	free(handler);
 	return ret;

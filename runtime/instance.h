@@ -6,6 +6,13 @@
  * coexist), session leader inside it, in its own mount and ipc namespaces,
  * with stdin on /dev/null, stdout+stderr on a pipe the daemon reads (the
  * function's log), the channel socket on fd CHANNEL_FD and no other fd.
+ *
+ * A custom runtime's instance (cfg->custom) is instead its fc.yaml command
+ * + args, run in the function's folder, in a network namespace of its own
+ * as well (loopback up), with no channel: channel_fd is -1 and channel_ino
+ * 0, and the daemon talks HTTP to it (custom.h). Its environment adds
+ * FC_SERVER_PORT, FC_CUSTOM_LISTEN_PORT, FC_RUNTIME, FC_FUNC_CODE_PATH and
+ * FC_INSTANCE_CONCURRENCY.
  */
 #ifndef THAW_INSTANCE_H
 #define THAW_INSTANCE_H

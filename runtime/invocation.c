@@ -26,6 +26,7 @@ struct invocation *invocation_new(struct shard *origin, struct function *fn,
 	inv->on_done = on_done;
 	inv->ctx = ctx;
 	atomic_init(&inv->refs, 1);
+	pthread_mutex_init(&inv->slock, NULL);
 	atomic_fetch_add(&alive, 1);
 	return inv;
 }
@@ -34,6 +35,9 @@ void invocation_free(struct invocation *inv)
 {
 	buf_free(&inv->frame);
 	buf_free(&inv->answer);
+	buf_free(&inv->shead);
+	buf_free(&inv->sdata);
+	pthread_mutex_destroy(&inv->slock);
 	free(inv);
 	atomic_fetch_sub(&alive, 1);
 }
@@ -57,8 +61,54 @@ void invocation_handed_over(struct invocation *inv)
 				  memory_order_relaxed);
 }
 
+/* Origin: hands the pieces that crossed loops to on_stream. */
+static void stream_drain(struct invocation *inv)
+{
+	struct buf head = { 0 }, data = { 0 }, t;
+	pthread_mutex_lock(&inv->slock);
+	t = inv->shead, inv->shead = head, head = t;
+	t = inv->sdata, inv->sdata = data, data = t;
+	pthread_mutex_unlock(&inv->slock);
+	if (!inv->delivered && head.len)
+		inv->on_stream(inv, true, head.data, head.len);
+	if (!inv->delivered && data.len)
+		inv->on_stream(inv, false, data.data, data.len);
+	buf_free(&head);
+	buf_free(&data);
+}
+
+static void stream_posted(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct invocation *inv = container_of(op, struct invocation, stream_op);
+	(void)cqe;
+	atomic_store(&inv->spost, false);
+	stream_drain(inv);
+	invocation_put(inv); /* the post's */
+}
+
+void invocation_stream(struct invocation *inv, bool head, const char *data, size_t len)
+{
+	if (!inv->on_stream)
+		return;
+	if (inv->origin == shard_self) {
+		inv->on_stream(inv, head, data, len);
+		return;
+	}
+	pthread_mutex_lock(&inv->slock);
+	buf_append(head ? &inv->shead : &inv->sdata, data, len);
+	pthread_mutex_unlock(&inv->slock);
+	if (!atomic_exchange(&inv->spost, true)) {
+		atomic_fetch_add(&inv->refs, 1);
+		inv->stream_op.cb = stream_posted;
+		shard_post(inv->origin, &inv->stream_op, 0);
+	}
+}
+
 static void deliver(struct invocation *inv, const char *payload, size_t len)
 {
+	if (inv->on_stream)
+		stream_drain(inv); /* pieces still on their way come first */
+	inv->delivered = true;
 	inv->on_done(inv, payload, len);
 	invocation_put(inv); /* the origin's */
 }

@@ -14,6 +14,7 @@
 #ifndef THAW_INVOCATION_H
 #define THAW_INVOCATION_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,6 +37,10 @@ struct invocation;
 /* The answer, on the origin's loop: payload is a CH_RESPONSE payload that
  * channel_decode_response accepts, valid during the call. */
 typedef void (*invocation_done_fn)(struct invocation *inv, const char *payload, size_t len);
+/* A streamed answer's head (head: a CH_RESPONSE payload, its body empty) or
+ * a piece of its body, on the origin's loop, in order, before on_done. */
+typedef void (*invocation_stream_fn)(struct invocation *inv, bool head, const char *data,
+				     size_t len);
 
 struct invocation {
 	/* the origin's: set before the pool gets it, then read-only */
@@ -48,6 +53,17 @@ struct invocation {
 	void *ctx; /* the origin's (its connection); NULL once it went away */
 	atomic_bool cancelled;
 	atomic_int refs;
+	/* streaming (optional): the origin sets on_stream to take answers in
+	 * pieces; stream_ok (set by the pool before its answer) says the
+	 * stream ended well, else on_done's answer came after a broken one */
+	invocation_stream_fn on_stream;
+	bool stream_ok;
+	bool streamed;   /* the pool's: it sent a head */
+	bool delivered;  /* the origin's: on_done ran */
+	pthread_mutex_t slock; /* the pieces on their way to the origin */
+	struct buf shead, sdata;
+	atomic_bool spost;
+	struct loop_op stream_op;
 	/* the pool's, touched on its loop only */
 	struct shard *runs_on; /* set before the pool gets it */
 	enum inv_state state;
@@ -72,6 +88,11 @@ void invocation_cancel(struct invocation *inv);
 
 /* Pool: the answer, once. payload must pass channel_decode_response. */
 void invocation_answer(struct invocation *inv, const char *payload, size_t len);
+/* Pool, streaming (only when inv->on_stream is set): the head once, then
+ * pieces of body; then the one answer as always, after setting
+ * inv->stream_ok when the stream ended well (its body is ignored). An
+ * invocation_fail after a head tells the origin the stream broke. */
+void invocation_stream(struct invocation *inv, bool head, const char *data, size_t len);
 /* Pool: an error answer {"error": "..."} with status (Retry-After: 1 for
  * 429 and 503). */
 void invocation_fail(struct invocation *inv, int status, const char *fmt, ...)

@@ -2,6 +2,7 @@
 #include "pool.h"
 #include "pool_internal.h"
 #include "channel.h"
+#include "custom.h"
 #include "invocation.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -11,6 +12,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -189,9 +191,14 @@ static void init_timeout(struct timer *t)
 	pool__kill_instance(in, 503, msg);
 }
 
+static void custom_watch(struct instance *in);
+
 void pool__watch_instance(struct instance *in)
 {
-	arm_recv(in);
+	if (in->pool->fn->cfg.custom)
+		custom_watch(in);
+	else
+		arm_recv(in);
 	arm_log(in);
 	timer_set(&in->pool->sh->timers, &in->init_timer,
 		  now_ns() + (int64_t)server.opt.init_timeout_s * 1000000000, init_timeout);
@@ -288,6 +295,10 @@ static void run_on(struct instance *in, struct invocation *inv)
 	/* the frame is whole: number it, and hand it over without a copy
 	 * when nothing else waits to be sent */
 	memcpy(inv->frame.data + offsetof(struct channel_hdr, id), &id, sizeof(id));
+	if (in->custom) {
+		custom_send(in->custom, slot, id, inv->frame.data, inv->frame.len);
+		return;
+	}
 	if (!in->pending.len) {
 		struct buf t = in->pending;
 		in->pending = inv->frame;
@@ -314,7 +325,7 @@ static struct instance *free_instance(struct pool *p)
 {
 	struct instance *best = NULL, *spare = NULL;
 	for (struct instance *in = p->instances; in; in = in->next) {
-		if (in->state != I_READY || in->snapshotting || in->closed)
+		if (in->state != I_READY || in->snapshotting || in->closed || in->stopping)
 			continue;
 		if (in->spare)
 			spare = spare ? spare : in;
@@ -513,8 +524,11 @@ static void cancel(struct pool *p, struct invocation *inv, bool deadline)
 	if (in) {
 		in->slots[inv->slot].inv = NULL;
 		inv->inst = NULL;
-		/* the client went away: the handler may stop */
-		if (!deadline)
+		/* the client went away: the handler may stop (a custom
+		 * runtime's connection closes: its slot is free at once) */
+		if (!deadline && in->custom)
+			custom_cancel(in->custom, inv->slot);
+		else if (!deadline)
 			instance_cancel(&in->proc, in->slots[inv->slot].id);
 	}
 	if (!deadline) {
@@ -760,6 +774,120 @@ static void on_log(struct loop_op *op, struct io_uring_cqe *cqe)
 		pool__maybe_free(in);
 }
 
+/* --- custom runtimes (custom.h): HTTP instead of frames ------------------ */
+
+static void custom_ready(void *owner)
+{
+	struct instance *in = owner;
+	char id[17];
+	snprintf(id, sizeof(id), "%08x%08x", (unsigned)in->proc.pid,
+		 (unsigned)(now_ns() & 0xffffffff));
+	on_ready(in, id, strlen(id));
+}
+
+static void custom_init_failed(void *owner, const char *why)
+{
+	on_init_failed(owner, why, strlen(why));
+}
+
+static void custom_response(void *owner, uint64_t id, const char *payload, size_t len)
+{
+	on_response(owner, id, payload, len);
+}
+
+static void custom_frozen(void *owner)
+{
+	pool__dump_now(owner);
+}
+
+/* A piece of a streamed response: on to the client. */
+static void custom_stream(void *owner, uint64_t id, enum custom_piece piece, const char *data,
+			  size_t len)
+{
+	struct instance *in = owner;
+	unsigned conc = in->pool->fn->cfg.instance_concurrency, i = 0;
+	while (i < conc && in->slots[i].id != id)
+		i++;
+	struct invocation *inv = i < conc ? in->slots[i].inv : NULL;
+	if (!inv)
+		return; /* the warmup, or the client went away */
+	if (piece == CUSTOM_END) {
+		inv->stream_ok = true; /* the answer that follows ends it */
+		return;
+	}
+	inv->streamed = true;
+	invocation_stream(inv, piece == CUSTOM_HEAD, data, len);
+}
+
+static void custom_stopped(void *owner)
+{
+	struct instance *in = owner;
+	pool__kill_instance(in, 503, "stopped after its preStop hook");
+}
+
+/* Stops an idle instance; a custom runtime with a preStop hook first gets
+ * GET /pre-stop (it takes no requests meanwhile). */
+static void stop_idle(struct instance *in, const char *why)
+{
+	if (in->stopping)
+		return;
+	if (in->custom && custom_pre_stop(in->custom)) {
+		in->stopping = true;
+		return;
+	}
+	pool__kill_instance(in, 503, why);
+}
+
+static const struct custom_hooks custom_hooks = {
+	.stopped = custom_stopped,
+	.stream = custom_stream,
+	.ready = custom_ready,
+	.init_failed = custom_init_failed,
+	.response = custom_response,
+	.frozen = custom_frozen,
+};
+
+/* The server's process exited (pidfd readable): as a native channel's EOF. */
+static void on_custom_exit(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct instance *in = container_of(op, struct instance, recv_op);
+	(void)cqe;
+	in->recv_armed = false;
+	in->ops--;
+	if (in->state == I_DEAD) {
+		pool__maybe_free(in);
+		return;
+	}
+	char why[160];
+	if (in->snapshotting) /* criu stops the process it dumped */
+		pool__kill_instance(in, 503, "checkpointed");
+	else
+		pool__kill_instance(in, 502, describe_exit(in, why, sizeof(why)));
+}
+
+/* A custom runtime's instance: watch its exit, open its network namespace
+ * and start talking HTTP to it. */
+static void custom_watch(struct instance *in)
+{
+	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
+	io_uring_prep_poll_add(sqe, in->proc.pidfd, POLLIN);
+	in->recv_op.cb = on_custom_exit;
+	loop_op_prep(sqe, &in->recv_op);
+	in->recv_armed = true;
+	in->ops++;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)in->proc.pid);
+	int ns = open(path, O_RDONLY | O_CLOEXEC);
+	if (ns < 0) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "cannot open the instance's network namespace: %s",
+			 strerror(errno));
+		on_init_failed(in, msg, strlen(msg));
+		return;
+	}
+	in->custom = custom_new(in->pool->sh, &in->pool->fn->cfg, ns, in->restored, &custom_hooks, in);
+}
+
 /* --- ending ------------------------------------------------------------- */
 
 void pool__kill_instance(struct instance *in, int status, const char *why)
@@ -779,6 +907,8 @@ void pool__kill_instance(struct instance *in, int status, const char *why)
 	pool__gauge_move(in, before);
 	timer_cancel(&p->sh->timers, &in->init_timer);
 	timer_cancel(&p->sh->timers, &in->exit_timer);
+	custom_free(in->custom); /* its connections close; no more hooks */
+	in->custom = NULL;
 	for (struct instance **pp = &p->instances; *pp; pp = &(*pp)->next)
 		if (*pp == in) {
 			*pp = in->next;
@@ -827,7 +957,7 @@ static void tick_removed(struct pool *p)
 	for (; in; in = next) {
 		next = in->next;
 		if (in->state == I_READY && !in->inflight && !in->snapshotting)
-			pool__kill_instance(in, 503, "function removed");
+			stop_idle(in, "function removed");
 	}
 	pool__scale_up(p); /* with nothing live, fails what is queued */
 	show_scaling(p, 0, false);
@@ -860,14 +990,18 @@ void pool_tick(struct pool *p, int64_t now)
 	/* in: idle instances beyond it; the last one only after the grace period */
 	int64_t grace = (int64_t)s->scale_to_zero_grace_s * 1000000000;
 	struct instance *in = p->instances, *next;
+	unsigned live = p->n_live - p->n_spares; /* serving, not yet stopping */
+	for (struct instance *i = p->instances; i; i = i->next)
+		live -= i->stopping && !i->spare;
 	for (; in && !p->q_len; in = next) {
 		next = in->next;
-		unsigned serving = p->n_live - p->n_spares;
-		if (serving <= want || (serving == 1 && now - p->last_request_ns <= grace))
+		if (live <= want || (live == 1 && now - p->last_request_ns <= grace))
 			break;
 		if (in->state == I_READY && !in->spare && !in->inflight && !in->snapshotting &&
-		    now - in->idle_since_ns > 1000000000)
-			pool__kill_instance(in, 503, "scaled in");
+		    !in->stopping && now - in->idle_since_ns > 1000000000) {
+			stop_idle(in, "scaled in");
+			live--;
+		}
 	}
 	pool__keep_spares(p);
 }

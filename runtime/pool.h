@@ -47,6 +47,7 @@ struct instance {
 	bool restored;
 	bool snapshotting;  /* being dumped: takes no requests */
 	bool checkpoint_asked; /* CH_CHECKPOINT sent: its CH_READY starts the dump */
+	bool stopping;      /* told to stop (a custom runtime's preStop): takes none */
 	uint64_t warmup_id; /* the fc.yaml warmup request in flight, or 0 */
 	struct job job;     /* the restore or dump under way (counted in ops) */
 	int job_ret;
@@ -76,6 +77,9 @@ struct instance {
 	struct instance *next;
 	char id[17];
 	struct reslimit_groups cgroups; /* its memory and cpu groups */
+	/* a custom runtime's HTTP channel (custom.h) instead of frames; its
+	 * exit is watched by a poll on the pidfd through recv_op */
+	struct custom *custom;
 };
 
 struct pool {

@@ -44,5 +44,7 @@ void pool__checkpoint_answered(struct instance *in, bool ok, const char *msg, si
 /* On the tick: a snapshot that failed is taken again, from an idle cold
  * instance of p, once its back-off is over. */
 void pool__retry_snapshot(struct pool *p, int64_t now);
+/* A custom runtime answered GET /pre-freeze (or has none): dump it now. */
+void pool__dump_now(struct instance *in);
 
 #endif

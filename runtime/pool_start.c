@@ -2,6 +2,7 @@
 #include "pool.h"
 #include "pool_internal.h"
 #include "channel.h"
+#include "custom.h"
 #include "fnsnap.h"
 #include "fsutil.h"
 #include "lifecycle.h"
@@ -223,7 +224,8 @@ static void restore_done(struct job *j)
 	atomic_fetch_add(&p->fn->metrics.starts[START_RESTORE], 1);
 	atomic_store(&p->fn->restore_failures, 0);
 	in->restored_ns = now_ns();
-	channel_put_hdr(&in->pending, CH_RESTORED, 0, 0);
+	if (!p->fn->cfg.custom) /* a custom runtime gets POST /thaw/restored (custom.h) */
+		channel_put_hdr(&in->pending, CH_RESTORED, 0, 0);
 	pool__watch_instance(in);
 	pool__flush(in);
 	limit_instance(in);
@@ -270,7 +272,9 @@ static void dump_locked(struct instance *in, struct snapshot_info *info)
 					.populate = c->snapshot_memory.populate };
 	/* GPU state goes to host memory inside the dump (snapshot plugins),
 	 * then the memory moves */
-	in->job_ret = snapshot_dump(&in->proc, dir, &mo, info);
+	/* (a custom runtime's server has no agent to move its memory: the
+	 * signal that asks thaw-instance would kill it) */
+	in->job_ret = snapshot_dump(&in->proc, dir, in->custom ? NULL : &mo, info);
 	if (info->plugins[0])
 		pr_info("%s: %s", c->name, info->plugins);
 	if (info->mem.moved)
@@ -341,6 +345,14 @@ static void dump_done(struct job *j)
 
 void pool__start_dump(struct instance *in)
 {
+	if (in->custom)
+		custom_freeze(in->custom); /* GET /pre-freeze, then pool__dump_now */
+	else
+		pool__dump_now(in);
+}
+
+void pool__dump_now(struct instance *in)
+{
 	struct function *fn = in->pool->fn;
 	fs_rm_rf(fn->snap_dir);
 	mkdir(server.opt.snapshot_dir, 0700);
@@ -365,6 +377,10 @@ void pool__start_dump(struct instance *in)
 
 void pool__ask_checkpoint(struct instance *in)
 {
+	if (in->custom) { /* no channel: GET /pre-freeze is its hook */
+		pool__start_dump(in);
+		return;
+	}
 	in->checkpoint_asked = true;
 	channel_put_hdr(&in->pending, CH_CHECKPOINT, 0, 0);
 	pool__flush(in);
@@ -412,7 +428,17 @@ bool pool__take_snapshot(struct instance *in)
 	struct config_warmup *w = &fn->cfg.warmup;
 	in->warmup_id = ++in->next_id;
 	in->slots[0] = (struct inst_slot){ .id = in->warmup_id, .inv = NULL };
+	int before = pool__category(in);
 	in->inflight++;
+	pool__gauge_move(in, before); /* its answer moves it back: busy must not go negative */
+	if (in->custom) {
+		struct buf frame = { 0 };
+		channel_put_request(&frame, in->warmup_id, w->method, w->path, strlen(w->path), "",
+				    0, "warmup", 0, NULL, 0, w->body ? w->body : "", w->body_len);
+		custom_send(in->custom, 0, in->warmup_id, frame.data, frame.len);
+		buf_free(&frame);
+		return true;
+	}
 	channel_put_request(&in->pending, in->warmup_id, w->method, w->path, strlen(w->path), "",
 			    0, "warmup", 0, NULL, 0, w->body ? w->body : "", w->body_len);
 	pool__flush(in);

@@ -5,6 +5,7 @@
 #include "manifest.h"
 #include "snapmem.h"
 #include "mem.h"
+#include "runtime/netns.h"
 #include "subproc.h"
 
 #include <dirent.h>
@@ -32,6 +33,10 @@
 /* The fd numbers the fresh channel and log pipe have in criu restore. */
 #define RESTORE_CHANNEL_FD 3
 #define RESTORE_LOG_FD 4
+#define RESTORE_NETNS_FD 5
+/* The key a custom runtime's network namespace is known by in its images:
+ * declared external at dump, a fresh one handed in per restore. */
+#define NETNS_KEY "thaw-net"
 /* criu prints this on every run here; it is harmless and says nothing */
 #define CRIU_NOISE "RLIMIT_NOFILE"
 #ifndef CAP_CHECKPOINT_RESTORE
@@ -43,6 +48,7 @@ struct fds_file {
 	uint64_t channel_ino;
 	uint64_t log_ino;
 	int mntns; /* the instance had its own mount namespace */
+	int netns; /* ...its own network namespace (a custom runtime; no channel) */
 };
 
 static double now_ms(void)
@@ -180,8 +186,8 @@ static int write_fds_file(const char *dir, const struct fds_file *ff)
 		pr_perror("create %s", path);
 		goto out;
 	}
-	fprintf(f, "channel_ino %" PRIu64 "\nlog_ino %" PRIu64 "\nmntns %d\n", ff->channel_ino,
-		ff->log_ino, ff->mntns);
+	fprintf(f, "channel_ino %" PRIu64 "\nlog_ino %" PRIu64 "\nmntns %d\nnetns %d\n",
+		ff->channel_ino, ff->log_ino, ff->mntns, ff->netns);
 	if (fclose(f)) {
 		ret = -errno;
 		pr_perror("write %s", path);
@@ -201,9 +207,10 @@ static int read_fds_file(const char *dir, struct fds_file *ff)
 		pr_perror("open %s (not a thaw snapshot?)", path);
 		goto out;
 	}
-	if (fscanf(f, "channel_ino %" SCNu64 " log_ino %" SCNu64 " mntns %d", &ff->channel_ino,
-		   &ff->log_ino, &ff->mntns) != 3 ||
-	    !ff->channel_ino || !ff->log_ino) {
+	ff->netns = 0; /* absent from snapshots of before custom runtimes */
+	if (fscanf(f, "channel_ino %" SCNu64 " log_ino %" SCNu64 " mntns %d netns %d",
+		   &ff->channel_ino, &ff->log_ino, &ff->mntns, &ff->netns) < 3 ||
+	    (!ff->channel_ino && !ff->netns) || !ff->log_ino) {
 		ret = -EBADMSG;
 		pr_err("%s: malformed", path);
 	}
@@ -295,8 +302,9 @@ int snapshot_dump(const struct instance_proc *p, const char *dir,
 	*info = (struct snapshot_info){ 0 };
 	struct fds_file ff = { .channel_ino = p->channel_ino,
 			       .log_ino = p->log_ino,
-			       .mntns = ns_differs(p->pid, "mnt") };
-	if (p->pid <= 0 || !ff.channel_ino || !ff.log_ino) {
+			       .mntns = ns_differs(p->pid, "mnt"),
+			       .netns = ns_differs(p->pid, "net") };
+	if (p->pid <= 0 || (!ff.channel_ino && !ff.netns) || !ff.log_ino) {
 		pr_err("dump: instance without pid or channel/log inodes");
 		return -EINVAL;
 	}
@@ -312,13 +320,36 @@ int snapshot_dump(const struct instance_proc *p, const char *dir,
 	if (mem)
 		snapshot_mem_move(p, dir, mem, &info->mem);
 
-	char pid_s[24], unix_s[48];
+	char pid_s[24], unix_s[48], net_s[64];
 	snprintf(pid_s, sizeof(pid_s), "%d", (int)p->pid);
 	/* the channel's peer is the daemon: external, re-attached at restore */
 	snprintf(unix_s, sizeof(unix_s), "unix[%" PRIu64 "]", ff.channel_ino);
-	char *argv[24] = { NULL, "dump", "-t", pid_s, "-D", (char *)dir, "-o", "-", "-v2",
-			   "--external", unix_s };
-	int argc = 11;
+	char *argv[24] = { NULL, "dump", "-t", pid_s, "-D", (char *)dir, "-o", "-", "-v2" };
+	int argc = 9;
+	if (ff.channel_ino) {
+		argv[argc++] = "--external";
+		argv[argc++] = unix_s;
+	}
+	if (ff.netns) {
+		/* a custom runtime: its namespace is made anew per restore (no
+		 * `ip` execs), nothing to lock (no traffic but ours), and the
+		 * daemon's connections, closed before the dump, may linger in
+		 * the server: they come back closed (--tcp-close at restore) */
+		struct stat st;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)p->pid);
+		if (stat(path, &st)) {
+			ret = -errno;
+			pr_perror("stat %s", path);
+			return ret;
+		}
+		snprintf(net_s, sizeof(net_s), "net[%" PRIu64 "]:" NETNS_KEY, (uint64_t)st.st_ino);
+		argv[argc++] = "--external";
+		argv[argc++] = net_s;
+		argv[argc++] = "--network-lock";
+		argv[argc++] = "skip";
+		argv[argc++] = "--tcp-established";
+	}
 	if (ff.mntns) {
 		/* every mount of the instance is a bind of one of ours */
 		argv[argc++] = "--external";
@@ -402,7 +433,7 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 	static unsigned long counter; /* unique pidfile names */
 	double t0 = now_ms();
 	struct fds_file ff;
-	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, ret;
+	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, ret, netns_fd = -1;
 	*out = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = -1, .log_fd = -1 };
 	if (t)
 		*t = (struct snapshot_timing){ 0 };
@@ -431,10 +462,30 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 	 * is our child, see snapshot.h. The pid namespace recorded in the image
 	 * is created anew for each copy. */
 	/* cgroups: each copy lands in ours; the daemon then gives it its own */
-	char *argv[24] = { NULL, "restore", "-D", (char *)dir, "-o", "-", "-v2", "-d", "-S",
-			   "--pidfile", pidfile, "--inherit-fd", chan_s, "--inherit-fd", log_s,
-			   "--manage-cgroups=ignore" };
-	int argc = 16;
+	char *argv[32] = { NULL, "restore", "-D", (char *)dir, "-o", "-", "-v2", "-d", "-S",
+			   "--pidfile", pidfile, "--inherit-fd", log_s, "--manage-cgroups=ignore" };
+	int argc = 14;
+	struct subproc_fd fds[3] = { { lp[1], RESTORE_LOG_FD } };
+	unsigned n_fds = 1;
+	if (ff.channel_ino) {
+		argv[argc++] = "--inherit-fd";
+		argv[argc++] = chan_s;
+		fds[n_fds++] = (struct subproc_fd){ sv[1], RESTORE_CHANNEL_FD };
+	}
+	char net_s[64];
+	if (ff.netns) {
+		if ((ret = netns_new(&netns_fd))) {
+			pr_err("restore: a network namespace for the copy: %s", strerror(-ret));
+			goto close_lp;
+		}
+		snprintf(net_s, sizeof(net_s), "fd[%d]:" NETNS_KEY, RESTORE_NETNS_FD);
+		argv[argc++] = "--inherit-fd";
+		argv[argc++] = net_s;
+		argv[argc++] = "--network-lock";
+		argv[argc++] = "skip";
+		argv[argc++] = "--tcp-close";
+		fds[n_fds++] = (struct subproc_fd){ netns_fd, RESTORE_NETNS_FD };
+	}
 	if (ff.mntns) {
 		argv[argc++] = "--root";
 		argv[argc++] = "/";
@@ -442,10 +493,12 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 		argv[argc++] = "mnt[]";
 	}
 	argv[argc] = NULL;
-	const struct subproc_fd fds[] = { { sv[1], RESTORE_CHANNEL_FD }, { lp[1], RESTORE_LOG_FD } };
 
 	struct subproc_result res;
-	ret = run_criu("restore", argv, fds, 2, RESTORE_TIMEOUT_MS, &res);
+	ret = run_criu("restore", argv, fds, n_fds, RESTORE_TIMEOUT_MS, &res);
+	if (netns_fd >= 0) /* the copy holds it now */
+		close(netns_fd);
+	netns_fd = -1;
 	if (t)
 		t->criu_ms = res.ms;
 	subproc_result_fini(&res);
@@ -469,6 +522,11 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 		goto close_lp;
 	}
 	instance_proc_adopt(out, pid, pidfd, sv, lp);
+	if (ff.netns) { /* a custom runtime: HTTP in its namespace, no channel */
+		close(out->channel_fd);
+		out->channel_fd = -1;
+		out->channel_ino = 0;
+	}
 	char notes[160] = "";
 	if ((ret = plugins_post_restore(pid, dir, notes, sizeof(notes)))) {
 		instance_destroy(out);

@@ -271,10 +271,33 @@ static const struct bad_case bad_cases[] = {
 	{HEAD "maxRequestBodySize: 32MB\n",
 	 "fc.yaml:3: maxRequestBodySize: expected an integer of bytes in 1..1073741824, got \"32MB\""},
 	{HEAD "runtime: python3\n",
-	 "fc.yaml:3: runtime: expected \"c\" (custom, for any HTTP server command, is not supported yet), got \"python3\""},
-	{HEAD "runtime: custom\n",
-	 "fc.yaml:3: runtime: expected \"c\" (custom, for any HTTP server command, is not supported yet), got \"custom\""},
-	{HEAD "runtime: 'c\" or \"custom'\n", "fc.yaml:3: runtime: expected \"c\" (custom, for any HTTP server command, is not supported yet)"},
+	 "fc.yaml:3: runtime: expected \"c\", \"custom\" or \"custom.debian12\", got \"python3\""},
+	{HEAD "runtime: 'c\" or \"custom'\n", "fc.yaml:3: runtime: expected \"c\", \"custom\""},
+	/* custom runtime */
+	{"name: f\nruntime: custom\n",
+	 "fc.yaml:1: customRuntimeConfig: required with runtime custom: the server's command"},
+	{"name: f\nruntime: custom\ncustomRuntimeConfig:\n  port: 8000\n",
+	 "fc.yaml:4: customRuntimeConfig.command: required with runtime custom: the server's command"},
+	{HEAD "customRuntimeConfig:\n  command: [x]\n",
+	 "fc.yaml:4: customRuntimeConfig: needs runtime: custom"},
+	{"name: f\nruntime: custom\ncustomRuntimeConfig:\n  command: []\n",
+	 "fc.yaml:4: customRuntimeConfig.command: expected a list of words, the first the program"},
+	{"name: f\nruntime: custom\ncustomRuntimeConfig:\n  command: python3\n",
+	 "fc.yaml:4: customRuntimeConfig.command: expected a list of words"},
+	{"name: f\nruntime: custom\ncustomRuntimeConfig:\n  command: [a, {b: c}]\n",
+	 "fc.yaml:4: customRuntimeConfig.command[1]: expected a word of text"},
+	{"name: f\nruntime: custom\ncustomRuntimeConfig:\n  command: [a]\n  port: 70000\n",
+	 "fc.yaml:5: customRuntimeConfig.port: expected a TCP port in 1..65535, got \"70000\""},
+	{"name: f\nruntime: custom\ncustomRuntimeConfig:\n  command: [a]\n  portt: 80\n",
+	 "fc.yaml:5: customRuntimeConfig.portt: unknown field, did you mean \"port\"?"},
+	{HEAD "customHealthCheckConfig:\n  httpGetUrl: health\n",
+	 "fc.yaml:4: customHealthCheckConfig.httpGetUrl: expected a request path starting with /"},
+	{HEAD "customHealthCheckConfig:\n  timeoutSeconds: 4\n",
+	 "fc.yaml:4: customHealthCheckConfig.timeoutSeconds: expected an integer of seconds in 1..3, got \"4\""},
+	{HEAD "instanceLifecycleConfig:\n  initializer:\n    timeout: 0\n",
+	 "fc.yaml:5: instanceLifecycleConfig.initializer.timeout: expected an integer of seconds in 1..600, got \"0\""},
+	{HEAD "instanceLifecycleConfig:\n  preStop: []\n",
+	 "fc.yaml:4: instanceLifecycleConfig.preStop: expected a map, got a list"},
 	{HEAD "snapshot: maybe\n", "fc.yaml:3: snapshot: expected true or false, got \"maybe\""},
 	{HEAD "snapshot: {}\n", "fc.yaml:3: snapshot: expected true or false, got a map"},
 	{HEAD "snapshotMemory:\n  minMappingSize: 100\n",
@@ -542,6 +565,67 @@ static void test_load_refuses_fifo_and_devices_at_once(void **state)
 }
 
 /* The example at the repo root parses (tests run from the repo root). */
+static void test_custom_runtime_fields(void **state)
+{
+	(void)state;
+	struct config c;
+	char err[256];
+	const char *yaml = "name: ocr\n"
+			   "runtime: custom.debian12\n"
+			   "customRuntimeConfig:\n"
+			   "  command: [/usr/bin/python3, server.py]\n"
+			   "  args: [--workers, '1']\n"
+			   "  port: 8000\n"
+			   "customHealthCheckConfig:\n"
+			   "  httpGetUrl: /health\n"
+			   "  initialDelaySeconds: 1\n"
+			   "  periodSeconds: 2\n"
+			   "  timeoutSeconds: 3\n"
+			   "  failureThreshold: 4\n"
+			   "  successThreshold: 5\n"
+			   "instanceLifecycleConfig:\n"
+			   "  initializer: {handler: true, timeout: 30}\n"
+			   "  preStop: {handler: true}\n";
+	assert_int_equal(parse(yaml, &c, err, sizeof(err)), 0);
+	assert_true(c.custom);
+	assert_string_equal(c.runtime, "custom");
+	assert_string_equal(c.handler, "");
+	assert_int_equal(c.n_command, 2);
+	assert_string_equal(c.command[0], "/usr/bin/python3");
+	assert_string_equal(c.command[1], "server.py");
+	assert_null(c.command[2]);
+	assert_int_equal(c.n_args, 2);
+	assert_string_equal(c.args[1], "1");
+	assert_int_equal(c.port, 8000);
+	assert_string_equal(c.health.http_get_url, "/health");
+	assert_int_equal(c.health.initial_delay_s, 1);
+	assert_int_equal(c.health.period_s, 2);
+	assert_int_equal(c.health.timeout_s, 3);
+	assert_int_equal(c.health.failure_threshold, 4);
+	assert_int_equal(c.health.success_threshold, 5);
+	assert_string_equal(c.initializer.handler, "true");
+	assert_int_equal(c.initializer.timeout_s, 30);
+	assert_string_equal(c.pre_stop.handler, "true");
+	assert_int_equal(c.pre_stop.timeout_s, 3);
+	config_free(&c);
+	/* defaults: port 9000, FC's probe timings, no hooks */
+	assert_int_equal(parse("name: f\nruntime: custom\ncustomRuntimeConfig: {command: [srv]}\n",
+			       &c, err, sizeof(err)), 0);
+	assert_int_equal(c.port, 9000);
+	assert_null(c.args);
+	assert_null(c.health.http_get_url);
+	assert_int_equal(c.health.period_s, 5);
+	assert_int_equal(c.health.timeout_s, 1);
+	assert_int_equal(c.health.failure_threshold, 3);
+	assert_int_equal(c.health.success_threshold, 1);
+	assert_null(c.initializer.handler);
+	config_free(&c);
+	/* a native function is not custom */
+	assert_int_equal(parse(HEAD, &c, err, sizeof(err)), 0);
+	assert_false(c.custom);
+	config_free(&c);
+}
+
 static void test_repo_example_loads(void **state)
 {
 	(void)state;
@@ -568,6 +652,7 @@ int main(void)
 	    cmocka_unit_test(test_load_sets_path_and_real_dir),
 	    cmocka_unit_test(test_load_errors_name_the_file),
 	    cmocka_unit_test(test_load_refuses_fifo_and_devices_at_once),
+	    cmocka_unit_test(test_custom_runtime_fields),
 	    cmocka_unit_test(test_repo_example_loads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
