@@ -1,5 +1,9 @@
+/* A custom runtime's connections: requests out as HTTP/1.1, responses in
+ * through http-parser, whole or streamed (custom.h). The start sequence and
+ * the hooks are custom_start.c's. */
 #define LOG_PREFIX "custom: "
 #include "custom.h"
+#include "custom_internal.h"
 #include "channel.h"
 #include "config.h"
 #include "headers.h"
@@ -22,76 +26,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PORT_POLL_NS (20 * 1000000LL)
-#define FREEZE_TIMEOUT_NS (10 * 1000000000LL)
-#define RECV_CHUNK 65536
-#define MAX_HEADER_BYTES (64u << 10)
-#define MAX_RESPONSE_HEADERS 100
-#define HOOK_ID 0 /* a start or freeze hook's request, not an invocation */
-/* A kept-alive connection idle longer is replaced rather than reused:
- * servers close idle ones (uvicorn after 5 s), and a request sent as they
- * do fails. */
-#define KEEP_IDLE_NS (2 * 1000000000LL)
-
-enum phase { PH_PORT, PH_HEALTH, PH_INIT, PH_RESTORED, PH_READY, PH_FREEZE, PH_FROZEN,
-	     PH_PRESTOP, PH_STOPPED };
-
-struct cconn;
-
-struct custom {
-	struct shard *sh;
-	const struct config *cfg;
-	int netns_fd;
-	const struct custom_hooks *hooks;
-	void *owner;
-	enum phase phase;
-	bool restored;
-	unsigned n_slots;
-	struct cconn **slots; /* a kept-alive connection per slot, NULL: none yet */
-	struct cconn *hook;   /* the start/freeze hooks' connection */
-	unsigned health_ok, health_fail;
-	struct timer timer; /* port polling, hook timeouts, health period */
-	int64_t port_by_ns; /* the port must accept by then, else the start fails */
-	char last_error[160];
-};
-
-/* One TCP connection to the server. Owned by its custom while c is set;
- * orphaned (c NULL) it frees itself once its operations completed. */
-struct cconn {
-	struct custom *c;
-	struct shard *sh;
-	int fd;
-	unsigned ops;
-	bool connected, reused, retried, busy, dead;
-	uint64_t id;
-	int slot; /* -1: the hook connection */
-	struct loop_op connect_op, send_op, recv_op;
-	struct sockaddr_in addr;
-	struct buf out; /* the request, kept whole until its response begins (retry) */
-	size_t out_sent;
-	bool send_armed, recv_armed;
-	struct buf in;
-	http_parser hp;
-	bool head, got_bytes, done;
-	bool streaming; /* chunked or event-stream: body pieces go out as they come */
-	bool idempotent; /* the request's method: a retry is safe */
-	int64_t idle_since; /* its last response ended */
-	int hstate; /* 0 before a header, 1 in a name, 2 in a value */
-	struct buf hdrs; /* name\0value\0 ... */
-	uint32_t n_hdrs;
-	struct buf body;
-};
-
 static http_parser_settings settings;
 static void build_response(struct cconn *cc, const char *body, size_t len, struct buf *frame);
 static bool wants_streaming(const struct cconn *cc);
 static void conn_fail(struct cconn *cc, const char *why);
-static void hook_done(struct custom *c, int status, const char *body, size_t len,
-		      const char *err);
 
 /* --- connections -------------------------------------------------------- */
 
-static void conn_maybe_free(struct cconn *cc)
+void custom__conn_maybe_free(struct cconn *cc)
 {
 	if (cc->c || cc->ops)
 		return;
@@ -105,7 +47,7 @@ static void conn_maybe_free(struct cconn *cc)
 }
 
 /* Detaches cc from its custom and closes it (pending operations end). */
-static void conn_orphan(struct cconn *cc)
+void custom__conn_orphan(struct cconn *cc)
 {
 	if (!cc)
 		return;
@@ -118,14 +60,14 @@ static void conn_orphan(struct cconn *cc)
 	cc->dead = true;
 	if (cc->fd >= 0)
 		shutdown(cc->fd, SHUT_RDWR);
-	conn_maybe_free(cc);
+	custom__conn_maybe_free(cc);
 }
 
 static void on_connect(struct loop_op *op, struct io_uring_cqe *cqe);
 static void on_send(struct loop_op *op, struct io_uring_cqe *cqe);
 static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe);
 
-static struct cconn *conn_new(struct custom *c, int slot)
+struct cconn *custom__conn_new(struct custom *c, int slot)
 {
 	struct cconn *cc = xcalloc(1, sizeof(*cc));
 	cc->c = c;
@@ -191,7 +133,7 @@ static void start_response(struct cconn *cc)
 }
 
 /* Puts a request on cc (whole, in out) and sends it when connected. */
-static void conn_request(struct cconn *cc, uint64_t id, bool head)
+void custom__conn_request(struct cconn *cc, uint64_t id, bool head)
 {
 	cc->id = id;
 	cc->busy = true;
@@ -207,7 +149,7 @@ static void on_connect(struct loop_op *op, struct io_uring_cqe *cqe)
 	struct cconn *cc = container_of(op, struct cconn, connect_op);
 	cc->ops--;
 	if (!cc->c || cc->dead) {
-		conn_maybe_free(cc);
+		custom__conn_maybe_free(cc);
 		return;
 	}
 	if (cqe->res < 0) {
@@ -219,7 +161,7 @@ static void on_connect(struct loop_op *op, struct io_uring_cqe *cqe)
 	}
 	cc->connected = true;
 	if (cc->slot < 0 && cc->c->phase == PH_PORT) {
-		hook_done(cc->c, 0, NULL, 0, NULL); /* the port accepts */
+		custom__hook_done(cc->c, 0, NULL, 0, NULL); /* the port accepts */
 		return;
 	}
 	arm_send(cc);
@@ -232,7 +174,7 @@ static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 	cc->ops--;
 	cc->send_armed = false;
 	if (!cc->c || cc->dead) {
-		conn_maybe_free(cc);
+		custom__conn_maybe_free(cc);
 		return;
 	}
 	if (cqe->res < 0) {
@@ -390,7 +332,7 @@ static void deliver(struct cconn *cc)
 	cc->idle_since = now_ns();
 	if (cc->slot < 0) {
 		buf_append(&cc->body, "", 1); /* hooks read it as text */
-		hook_done(c, status, cc->body.data, cc->body.len - 1, NULL);
+		custom__hook_done(c, status, cc->body.data, cc->body.len - 1, NULL);
 		return;
 	}
 	struct buf frame = { 0 };
@@ -398,7 +340,7 @@ static void deliver(struct cconn *cc)
 	build_response(cc, streamed ? "" : (cc->body.data ? cc->body.data : ""),
 		       streamed ? 0 : cc->body.len, &frame);
 	if (!keep)
-		conn_orphan(cc); /* the next request of the slot gets a new one */
+		custom__conn_orphan(cc); /* the next request of the slot gets a new one */
 	if (streamed)
 		c->hooks->stream(c->owner, id, CUSTOM_END, NULL, 0);
 	c->hooks->response(c->owner, id, frame.data + sizeof(struct channel_hdr),
@@ -416,10 +358,10 @@ static bool retry(struct cconn *cc)
 	struct custom *c = cc->c;
 	if (!cc->reused || cc->retried || cc->got_bytes || cc->slot < 0 || !cc->idempotent)
 		return false;
-	struct cconn *n = conn_new(c, cc->slot);
+	struct cconn *n = custom__conn_new(c, cc->slot);
 	if (n->dead) {
 		n->c = NULL;
-		conn_maybe_free(n);
+		custom__conn_maybe_free(n);
 		return false;
 	}
 	struct buf t = n->out;
@@ -427,11 +369,11 @@ static bool retry(struct cconn *cc)
 	cc->out = t;
 	uint64_t id = cc->id;
 	bool head = cc->head;
-	conn_orphan(cc); /* may free cc */
+	custom__conn_orphan(cc); /* may free cc */
 	c->slots[n->slot] = n;
 	n->retried = true;
 	n->idempotent = true;
-	conn_request(n, id, head);
+	custom__conn_request(n, id, head);
 	return true;
 }
 
@@ -444,9 +386,9 @@ static void conn_fail(struct cconn *cc, const char *why)
 		return;
 	bool busy = cc->busy, hook = cc->slot < 0;
 	uint64_t id = cc->id;
-	conn_orphan(cc);
+	custom__conn_orphan(cc);
 	if (hook)
-		hook_done(c, 0, NULL, 0, why);
+		custom__hook_done(c, 0, NULL, 0, why);
 	else if (busy)
 		answer_error(c, id, 502, "function %s: %s", c->cfg->name, why);
 }
@@ -457,7 +399,7 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 	cc->ops--;
 	cc->recv_armed = false;
 	if (!cc->c || cc->dead) {
-		conn_maybe_free(cc);
+		custom__conn_maybe_free(cc);
 		return;
 	}
 	int res = cqe->res;
@@ -468,7 +410,7 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (!cc->busy) { /* idle: the server closed it (keep-alive timeout), or sent junk */
-		conn_orphan(cc);
+		custom__conn_orphan(cc);
 		return;
 	}
 	if (res > 0)
@@ -483,7 +425,7 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 	size_t used = http_parser_execute(&cc->hp, &settings, data, n);
 	cc->ops--;
 	if (!cc->c || cc->dead) {
-		conn_maybe_free(cc);
+		custom__conn_maybe_free(cc);
 		return;
 	}
 	enum http_errno e = HTTP_PARSER_ERRNO(&cc->hp);
@@ -550,14 +492,14 @@ void custom_send(struct custom *c, unsigned slot, uint64_t id, const char *frame
 	}
 	struct cconn *cc = c->slots[slot];
 	if (cc && now_ns() - cc->idle_since > KEEP_IDLE_NS) {
-		conn_orphan(cc);
+		custom__conn_orphan(cc);
 		cc = NULL;
 	}
 	if (!cc) {
-		cc = conn_new(c, (int)slot);
+		cc = custom__conn_new(c, (int)slot);
 		if (cc->dead) {
 			cc->c = NULL;
-			conn_maybe_free(cc);
+			custom__conn_maybe_free(cc);
 			answer_error(c, id, 502, "function %s: %s", c->cfg->name, c->last_error);
 			return;
 		}
@@ -569,7 +511,7 @@ void custom_send(struct custom *c, unsigned slot, uint64_t id, const char *frame
 	cc->idempotent = false;
 	for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
 		cc->idempotent |= !strcmp(r.method, idempotent[i]);
-	conn_request(cc, id, !strcmp(r.method, "HEAD"));
+	custom__conn_request(cc, id, !strcmp(r.method, "HEAD"));
 }
 
 void custom_cancel(struct custom *c, unsigned slot)
@@ -578,254 +520,8 @@ void custom_cancel(struct custom *c, unsigned slot)
 	if (!cc || !cc->busy)
 		return;
 	uint64_t id = cc->id;
-	conn_orphan(cc); /* the server sees its client go */
+	custom__conn_orphan(cc); /* the server sees its client go */
 	answer_error(c, id, 499, "the client went away");
-}
-
-/* --- start, hooks, freeze ------------------------------------------------ */
-
-double custom_port_wait_s(const struct config *cfg)
-{
-	const struct config_health *h = &cfg->health;
-	return (double)h->initial_delay_s + (double)h->period_s * h->failure_threshold;
-}
-
-static void hook_timer(struct timer *t);
-
-static void arm_timer(struct custom *c, int64_t in_ns)
-{
-	timer_set(&c->sh->timers, &c->timer, now_ns() + in_ns, hook_timer);
-}
-
-/* A hook request on a new connection (sent once it connects). */
-static void hook_request(struct custom *c, const char *method, const char *path, int64_t timeout_ns)
-{
-	conn_orphan(c->hook);
-	struct cconn *cc = conn_new(c, -1);
-	if (cc->dead) {
-		cc->c = NULL;
-		conn_maybe_free(cc);
-		hook_done(c, 0, NULL, 0, c->last_error);
-		return;
-	}
-	c->hook = cc;
-	buf_printf(&cc->out, "%s %s HTTP/1.1\r\nhost: 127.0.0.1:%u\r\ncontent-length: 0\r\n\r\n",
-		   method, path, c->cfg->port);
-	conn_request(cc, HOOK_ID, false);
-	arm_timer(c, timeout_ns);
-}
-
-static void poll_port(struct custom *c)
-{
-	conn_orphan(c->hook);
-	struct cconn *cc = conn_new(c, -1);
-	if (cc->dead) {
-		cc->c = NULL;
-		conn_maybe_free(cc);
-		c->hooks->init_failed(c->owner, c->last_error);
-		return;
-	}
-	c->hook = cc;
-	arm_timer(c, PORT_POLL_NS);
-	/* the start fails past port_by_ns (hook_done) */
-}
-
-static void become_ready(struct custom *c)
-{
-	timer_cancel(&c->sh->timers, &c->timer);
-	conn_orphan(c->hook);
-	c->phase = PH_READY;
-	c->hooks->ready(c->owner);
-}
-
-static void after_health(struct custom *c)
-{
-	if (c->cfg->initializer.handler) {
-		c->phase = PH_INIT;
-		hook_request(c, "POST", "/initialize",
-			     (int64_t)c->cfg->initializer.timeout_s * 1000000000);
-	} else {
-		become_ready(c);
-	}
-}
-
-static void health_check(struct custom *c)
-{
-	c->phase = PH_HEALTH;
-	hook_request(c, "GET", c->cfg->health.http_get_url,
-		     (int64_t)c->cfg->health.timeout_s * 1000000000);
-}
-
-static void frozen(struct custom *c)
-{
-	timer_cancel(&c->sh->timers, &c->timer);
-	c->phase = PH_FROZEN;
-	conn_orphan(c->hook);
-	for (unsigned i = 0; i < c->n_slots; i++)
-		conn_orphan(c->slots[i]);
-	c->hooks->frozen(c->owner);
-}
-
-/* A step of the start (or freeze) sequence ended: an answer (status > 0),
- * the port accepting (status 0, no err), or an error (err). */
-static void hook_done(struct custom *c, int status, const char *body, size_t len, const char *err)
-{
-	char msg[512];
-	(void)len;
-	timer_cancel(&c->sh->timers, &c->timer);
-	switch (c->phase) {
-	case PH_PORT:
-		if (err) { /* not listening yet */
-			snprintf(c->last_error, sizeof(c->last_error), "%s", err);
-			if (now_ns() > c->port_by_ns) {
-				snprintf(msg, sizeof(msg),
-					 "the server did not open port %u in %.0f s (%s)",
-					 c->cfg->port, custom_port_wait_s(c->cfg), err);
-				c->hooks->init_failed(c->owner, msg);
-				return;
-			}
-			arm_timer(c, PORT_POLL_NS);
-			return;
-		}
-		if (c->restored) {
-			c->phase = PH_RESTORED;
-			hook_request(c, "POST", "/thaw/restored", 10 * 1000000000LL);
-		} else if (c->cfg->health.http_get_url) {
-			health_check(c);
-		} else {
-			after_health(c);
-		}
-		return;
-	case PH_HEALTH:
-		if (!err && status >= 200 && status < 300) {
-			c->health_fail = 0;
-			if (++c->health_ok >= c->cfg->health.success_threshold) {
-				after_health(c);
-				return;
-			}
-		} else {
-			c->health_ok = 0;
-			if (err)
-				snprintf(c->last_error, sizeof(c->last_error), "%s", err);
-			else
-				snprintf(c->last_error, sizeof(c->last_error), "answered %d: %.80s",
-					 status, body ? body : "");
-			if (++c->health_fail >= c->cfg->health.failure_threshold) {
-				snprintf(msg, sizeof(msg), "health check GET %s failed %u times: %s",
-					 c->cfg->health.http_get_url, c->health_fail, c->last_error);
-				c->hooks->init_failed(c->owner, msg);
-				return;
-			}
-		}
-		conn_orphan(c->hook);
-		arm_timer(c, (int64_t)c->cfg->health.period_s * 1000000000);
-		return;
-	case PH_INIT:
-		if (!err && status >= 200 && status < 300) {
-			become_ready(c);
-			return;
-		}
-		if (err)
-			snprintf(msg, sizeof(msg), "initializer POST /initialize: %s", err);
-		else
-			snprintf(msg, sizeof(msg), "initializer POST /initialize answered %d: %.200s",
-				 status, body ? body : "");
-		c->hooks->init_failed(c->owner, msg);
-		return;
-	case PH_RESTORED:
-		if (err) {
-			snprintf(msg, sizeof(msg), "restore hook POST /thaw/restored: %s", err);
-			c->hooks->init_failed(c->owner, msg);
-			return;
-		}
-		if (status >= 300 && status != 404)
-			pr_warn("%s: POST /thaw/restored answered %d", c->cfg->name, status);
-		become_ready(c);
-		return;
-	case PH_PRESTOP:
-		if (err)
-			pr_info("%s: GET /pre-stop: %s", c->cfg->name, err);
-		else
-			pr_info("%s: GET /pre-stop answered %d", c->cfg->name, status);
-		c->phase = PH_STOPPED;
-		conn_orphan(c->hook);
-		c->hooks->stopped(c->owner); /* may free c */
-		return;
-	case PH_FREEZE:
-		if (err)
-			pr_info("%s: GET /pre-freeze: %s", c->cfg->name, err);
-		else
-			pr_info("%s: GET /pre-freeze answered %d", c->cfg->name, status);
-		frozen(c);
-		return;
-	default:
-		return;
-	}
-}
-
-static void hook_timer(struct timer *t)
-{
-	struct custom *c = container_of(t, struct custom, timer);
-	char why[96];
-	switch (c->phase) {
-	case PH_PORT:
-		if (c->hook && !c->hook->connected) {
-			arm_timer(c, PORT_POLL_NS); /* a connect still pending: wait on */
-			return;
-		}
-		poll_port(c);
-		return;
-	case PH_HEALTH:
-		if (!c->hook) { /* the period between checks passed */
-			health_check(c);
-			return;
-		}
-		__attribute__((fallthrough)); /* a check ran past timeoutSeconds */
-	default:
-		conn_orphan(c->hook);
-		snprintf(why, sizeof(why), "no answer in time");
-		hook_done(c, 0, NULL, 0, why);
-	}
-}
-
-struct custom *custom_new(struct shard *sh, const struct config *cfg, int netns_fd,
-			  bool restored, const struct custom_hooks *hooks, void *owner)
-{
-	struct custom *c = xcalloc(1, sizeof(*c));
-	c->sh = sh;
-	c->cfg = cfg;
-	c->netns_fd = netns_fd;
-	c->hooks = hooks;
-	c->owner = owner;
-	c->restored = restored;
-	c->n_slots = cfg->instance_concurrency;
-	c->slots = xcalloc(c->n_slots, sizeof(*c->slots));
-	c->phase = PH_PORT;
-	c->port_by_ns = now_ns() + (int64_t)(custom_port_wait_s(cfg) * 1e9);
-	snprintf(c->last_error, sizeof(c->last_error), "port %u not open yet", cfg->port);
-	/* a restored copy listens already; a cold one after initialDelaySeconds */
-	if (restored || !cfg->health.initial_delay_s)
-		poll_port(c);
-	else
-		arm_timer(c, (int64_t)cfg->health.initial_delay_s * 1000000000);
-	return c;
-}
-
-void custom_freeze(struct custom *c)
-{
-	for (unsigned i = 0; i < c->n_slots; i++)
-		conn_orphan(c->slots[i]);
-	c->phase = PH_FREEZE;
-	hook_request(c, "GET", "/pre-freeze", FREEZE_TIMEOUT_NS);
-}
-
-bool custom_pre_stop(struct custom *c)
-{
-	if (!c->cfg->pre_stop.handler || c->phase != PH_READY)
-		return false;
-	c->phase = PH_PRESTOP;
-	hook_request(c, "GET", "/pre-stop", (int64_t)c->cfg->pre_stop.timeout_s * 1000000000);
-	return true;
 }
 
 void custom_free(struct custom *c)
@@ -833,9 +529,9 @@ void custom_free(struct custom *c)
 	if (!c)
 		return;
 	timer_cancel(&c->sh->timers, &c->timer);
-	conn_orphan(c->hook);
+	custom__conn_orphan(c->hook);
 	for (unsigned i = 0; i < c->n_slots; i++)
-		conn_orphan(c->slots[i]);
+		custom__conn_orphan(c->slots[i]);
 	if (c->netns_fd >= 0)
 		close(c->netns_fd);
 	free(c->slots);
