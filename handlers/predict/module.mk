@@ -17,8 +17,11 @@ $(BUILD)/tests/bench/bench_predict: tests/bench/bench_predict.c $(PREDICT_MODEL_
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(KERNELS_LIBS) -lcjson
 
-# The unit test links the handler's objects with a mock of the host SDK.
-$(BUILD)/tests/unit/test_predict: tests/unit/test_predict.c $(PREDICT_OBJ) $(KERNELS_OBJ)
+# The unit test links the handler's objects with a mock of the host SDK, and
+# the host's real tensor module (the SDK's tensor calls and tensor_run).
+PREDICT_TEST_HOST := $(addprefix $(BUILD)/host/,handlers/host/tensor.o runtime/buf.o runtime/mem.o \
+	runtime/jsonesc.o runtime/log.o)
+$(BUILD)/tests/unit/test_predict: tests/unit/test_predict.c $(PREDICT_OBJ) $(KERNELS_OBJ) $(PREDICT_TEST_HOST)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(TEST_LIBS) $(KERNELS_LIBS) -lcjson -lm
 
