@@ -56,7 +56,7 @@ $(BUILD)/thaw: $(BUILD)/runtime/main.o $(LIBTHAW)
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS) $(DAEMON_LIBS)
 
 $(BUILD)/thaw-instance: $(HOST_OBJ)
-	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -rdynamic -o $@ $^ -lhttp_parser -lcjson -ldl -lpthread -lm
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -rdynamic -o $@ $^ -lhttp_parser -lcjson $(HOST_LIBS) -ldl -lpthread -lm
 
 $(BUILD)/handlers/%.o: handlers/%.c
 	@mkdir -p $(dir $@)

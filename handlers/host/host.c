@@ -17,6 +17,7 @@
  */
 #define LOG_PREFIX "host: "
 #include "host.h"
+#include "grpc.h"
 #include "kserve.h"
 #include "log.h"
 #include "mem.h"
@@ -175,8 +176,11 @@ void host__invoke(const struct thaw_request *req, struct thaw_response *res)
 	host__response_reset(res);
 	host__set_current(req);
 	int r = -ENOTSUP;
-	if (HANDLER_HAS(infer)) /* protocols the host speaks for tensor handlers */
-		r = kserve_handle(handler->infer, req, res);
+	if (HANDLER_HAS(infer)) { /* protocols the host speaks for tensor handlers */
+		r = grpc_handle(handler->infer, req, res);
+		if (r == -ENOTSUP)
+			r = kserve_handle(handler->infer, req, res);
+	}
 	if (r == -ENOTSUP)
 		r = handler->invoke(req, res);
 	host__set_current(NULL);
