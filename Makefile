@@ -7,7 +7,7 @@ WARN     := -Wall -Wextra -Wstrict-prototypes -Werror -Wno-missing-field-initial
 CPPFLAGS := -std=gnu11 -D_GNU_SOURCE -MMD -MP -Iruntime -Ihandlers -I. $(EXTRA_CPPFLAGS)
 ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(CFLAGS) $(SAN)
 LDFLAGS  ?=
-LIBS     := -luring -lhttp_parser -lcjson -lyaml -lpthread -ldl -lm
+LIBS     := -luring -lhttp_parser -lnghttp2 -lcjson -lyaml -lpthread -ldl -lm
 TEST_LIBS := -lcmocka
 NVCC     ?= /usr/local/cuda/bin/nvcc
 HAVE_CUDA := $(shell test -x $(NVCC) && echo 1)

@@ -1,5 +1,6 @@
 #define LOG_PREFIX "conn: "
 #include "conn.h"
+#include "h2.h"
 #include "invocation.h"
 #include "log.h"
 #include "loop.h"
@@ -76,6 +77,9 @@ void conn_close(struct conn *c)
 		invocation_cancel(c->inv);
 		c->inv = NULL;
 	}
+	if (c->h2) /* cancels the calls under way */
+		h2_free(c->h2);
+	c->h2 = NULL;
 	hooks.closed(c);
 	timer_cancel(&c->sh->timers, &c->rtimer);
 	c->state = CONN_CLOSING;
@@ -208,7 +212,8 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 	if (!c->recv_armed)
 		arm_recv(c);
 	if (c->state == CONN_READING) {
-		arm_read_timer(c);
+		if (!c->h2) /* TODO: an idle timeout for HTTP/2 with no call under way */
+			arm_read_timer(c);
 		process(c);
 	} else if (http_req_pending(&c->req) > MAX_PENDING_INPUT) {
 		conn_close(c);
@@ -265,6 +270,10 @@ static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 	c->out_sent += (size_t)res;
 	if (c->out_sent < c->out.len) {
 		arm_send(c);
+		return;
+	}
+	if (c->h2) {
+		conn__h2_flush(c);
 		return;
 	}
 	request_done(c);
@@ -368,8 +377,57 @@ void conn_respond_channel(struct conn *c, const struct channel_response *r)
 		     hs, n);
 }
 
+void conn__h2_flush(struct conn *c)
+{
+	const uint8_t *d;
+	size_t n;
+	if (c->state == CONN_CLOSING || c->send_inflight)
+		return;
+	if (c->out_sent == c->out.len) {
+		buf_reset(&c->out);
+		c->out_sent = 0;
+	}
+	/* bounded: at most ~1 MiB per send; the rest on its completion */
+	while (c->out.len < (1u << 20) && (n = h2_pending(c->h2, &d)))
+		buf_append(&c->out, d, n);
+	if (c->out_sent < c->out.len)
+		arm_send(c);
+	else if (h2_done(c->h2))
+		conn_close(c);
+}
+
+/* HTTP/2: the connection's input goes to the session as it comes. Before
+ * that, a connection whose first bytes are the preface turns into one. */
+static bool h2_input(struct conn *c)
+{
+	if (!c->h2) {
+		if (c->req.parsed || c->req.headers_done || !c->req.in.len)
+			return false;
+		int p = h2_preface(c->req.in.data, c->req.in.len);
+		if (p < 0)
+			return false;
+		if (p == 0)
+			return true; /* a prefix: wait for more */
+		if (h2_start(c) < 0) {
+			conn_close(c);
+			return true;
+		}
+		timer_cancel(&c->sh->timers, &c->rtimer);
+	}
+	int rc = h2_feed(c->h2, c->req.in.data, c->req.in.len);
+	c->req.in.len = 0;
+	if (rc < 0) {
+		conn_close(c);
+		return true;
+	}
+	conn__h2_flush(c);
+	return true;
+}
+
 static void process(struct conn *c)
 {
+	if (h2_input(c))
+		return;
 	/* bounded: each turn consumes input or changes state */
 	while (c->state == CONN_READING) {
 		enum http_step s = http_req_parse(&c->req);

@@ -47,6 +47,7 @@ struct conn {
 	const char *route_base;  /* the target's address then: views move with it */
 	struct proxy *proxy;   /* a /proxy relay under way */
 	struct imagestore_upload *upload; /* PUT /admin/blobs/... being stored */
+	struct h2 *h2;         /* HTTP/2 (h2.h) since the preface, or NULL */
 	struct conn *next_conn, *prev_conn; /* the shard's list */
 };
 
@@ -75,6 +76,9 @@ void conn_respond_channel(struct conn *c, const struct channel_response *r);
 void conn_close(struct conn *c);
 /* Closes every connection of sh (shutdown). */
 void conn_close_all(struct shard *sh);
+/* For h2.c: sends what the HTTP/2 session has to send (when no send is
+ * in flight), or closes c once the session wants nothing more. */
+void conn__h2_flush(struct conn *c);
 /* An operation counted in c->ops by another module completed. */
 void conn_op_done(struct conn *c);
 
