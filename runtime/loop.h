@@ -59,6 +59,11 @@ struct shard {
 	uint64_t wake_val;
 	struct loop_op accept_op, wake_op, timeout_op;
 	bool accept_armed;
+	/* a second listener every loop accepts on (--grpc-port), -1 none; not
+	 * owned: set before the loop starts, closed by its owner after */
+	int listen2_fd;
+	struct loop_op accept2_op;
+	bool accept2_armed;
 	bool ring_disabled; /* made with R_DISABLED: the loop thread enables it */
 	/* provided buffers for multishot recv (when the kernel has them) */
 	struct io_uring_buf_ring *br;

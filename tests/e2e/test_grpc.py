@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from thawtest import BUILD, Daemon, check, finish, handler_so, skip, wait_for
+from thawtest import BUILD, Daemon, check, finish, free_port, handler_so, skip, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GEN = os.path.join(BUILD, "tools", "gen_weights")
@@ -200,4 +200,25 @@ with d:
     c, why = code_of(lambda: k.ModelInfer(kpb.ModelInferRequest(model_name="slow"), timeout=1.0))
     check(c == grpc.StatusCode.DEADLINE_EXCEEDED and time.time() - t0 < 5, "grpc-timeout: DEADLINE_EXCEEDED",
           (c, why))
+# --grpc-port: a second port that speaks gRPC (h2c) only as far as the
+# client is concerned (HTTP/1.1 works there too: the preface decides)
+gport = free_port()
+with Daemon({"half": HALF}, args=("--grpc-port", str(gport))) as d2:
+    ch2 = grpc.insecure_channel("127.0.0.1:%d" % gport)
+    req = tpb.PredictRequest()
+    req.model_spec.name = "half"
+    req.inputs["x"].CopyFrom(tf_tensor([4.0], False))
+    deadline = time.time() + 30
+    while True:
+        try:
+            r = tgrpc.PredictionServiceStub(ch2).Predict(req, timeout=10)
+            break
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or time.time() > deadline:
+                r = e
+                break
+            time.sleep(0.2)
+    check(hasattr(r, "outputs") and list(r.outputs["y"].float_val) == [4.0], "--grpc-port serves Predict", r)
+    check("gRPC (h2c) also on" in d2.logs(), "the daemon logs its gRPC port")
+
 finish()
