@@ -3,6 +3,7 @@
  */
 #define LOG_PREFIX "grpc: "
 #include "grpc_front.h"
+#include "pbwire.h"
 #include "channel.h"
 #include "h2.h"
 #include "invocation.h"
@@ -23,111 +24,6 @@
 enum { G_CANCELLED = 1, G_UNKNOWN = 2, G_INVALID_ARGUMENT = 3, G_DEADLINE_EXCEEDED = 4,
        G_NOT_FOUND = 5, G_PERMISSION_DENIED = 7, G_RESOURCE_EXHAUSTED = 8, G_UNIMPLEMENTED = 12,
        G_INTERNAL = 13, G_UNAVAILABLE = 14, G_UNAUTHENTICATED = 16 };
-
-/* --- a little protobuf wire reading (only to find the model) ------------- */
-
-static int varint(const unsigned char **p, const unsigned char *end, uint64_t *v)
-{
-	*v = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
-		if (*p >= end)
-			return -EINVAL;
-		unsigned char b = *(*p)++;
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return 0;
-	}
-	return -EINVAL;
-}
-
-/* The last occurrence of field `field` of wire type 2 (length-delimited) in
- * [p, end), or of type 0 into *num; -EINVAL on malformed input. */
-static int find_field(const unsigned char *p, const unsigned char *end, uint32_t field, int type,
-		      const unsigned char **val, size_t *len, uint64_t *num)
-{
-	*val = NULL;
-	*len = 0;
-	while (p < end) {
-		uint64_t key, v;
-		if (varint(&p, end, &key) < 0)
-			return -EINVAL;
-		int t = (int)(key & 7);
-		uint64_t f = key >> 3;
-		switch (t) {
-		case 0:
-			if (varint(&p, end, &v) < 0)
-				return -EINVAL;
-			if (f == field && type == 0) {
-				*num = v;
-				*val = p;
-			}
-			break;
-		case 1:
-			if (end - p < 8)
-				return -EINVAL;
-			p += 8;
-			break;
-		case 5:
-			if (end - p < 4)
-				return -EINVAL;
-			p += 4;
-			break;
-		case 2:
-			if (varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
-				return -EINVAL;
-			if (f == field && type == 2) {
-				*val = p;
-				*len = (size_t)v;
-			}
-			p += v;
-			break;
-		default:
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
-int grpc_front__model(const char *path, const char *msg, size_t len, const char **name,
-		      size_t *name_len, uint64_t *version)
-{
-	const unsigned char *p = (const unsigned char *)msg, *end = p + len, *v, *spec;
-	size_t vl, sl;
-	uint64_t num = 0;
-	*version = 0;
-	if (!strcmp(path, "/inference.GRPCInferenceService/ModelInfer") ||
-	    !strcmp(path, "/inference.GRPCInferenceService/ModelMetadata") ||
-	    !strcmp(path, "/inference.GRPCInferenceService/ModelReady")) {
-		if (find_field(p, end, 1, 2, &v, &vl, &num) < 0)
-			return -EINVAL;
-		*name = (const char *)v;
-		*name_len = vl;
-		if (find_field(p, end, 2, 2, &v, &vl, &num) < 0)
-			return -EINVAL;
-		for (size_t i = 0; i < vl && *version < 100000; i++) {
-			if (v[i] < '0' || v[i] > '9')
-				return -EINVAL;
-			*version = *version * 10 + (v[i] - '0');
-		}
-		return 0;
-	}
-	if (!strcmp(path, "/tensorflow.serving.PredictionService/Predict") ||
-	    !strcmp(path, "/tensorflow.serving.ModelService/GetModelStatus")) {
-		/* model_spec = 1 { name = 1; version = 2 { value = 1 } } */
-		if (find_field(p, end, 1, 2, &spec, &sl, &num) < 0 ||
-		    find_field(spec, spec + sl, 1, 2, &v, &vl, &num) < 0)
-			return -EINVAL;
-		*name = (const char *)v;
-		*name_len = vl;
-		if (find_field(spec, spec + sl, 2, 2, &v, &vl, &num) < 0)
-			return -EINVAL;
-		if (v && find_field(v, v + vl, 1, 0, &v, &vl, &num) < 0)
-			return -EINVAL;
-		*version = v ? num : 0;
-		return 0;
-	}
-	return -ENOENT;
-}
 
 /* --- answers ------------------------------------------------------------------- */
 
@@ -229,7 +125,7 @@ static void on_call(struct h2_stream *st, const struct h2_call *call)
 		server_call(st, call->path + sizeof(kserve) - 1);
 		return;
 	}
-	int rc = grpc_front__model(call->path, call->msg, call->msg_len, &name, &name_len, &version);
+	int rc = pbwire_model(call->path, call->msg, call->msg_len, &name, &name_len, &version);
 	if (rc == -ENOENT) {
 		h2_answer_error(st, G_UNIMPLEMENTED, "unknown method %s", call->path);
 		return;

@@ -17,10 +17,4 @@
 /* Installs the front end as the HTTP/2 hooks (h2_set_hooks). */
 void grpc_front_init(void);
 
-/* For tests and the fuzzer: the model name (and version, 0 = none) in msg
- * for method path. Returns 0, or -EINVAL when msg does not parse, -ENOENT
- * when path is not a model call. */
-int grpc_front__model(const char *path, const char *msg, size_t len, const char **name,
-		      size_t *name_len, uint64_t *version);
-
 #endif
