@@ -8,6 +8,7 @@
 #include "h2.h"
 #include "invocation.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "registry.h"
 #include "server.h"
@@ -54,6 +55,11 @@ static void on_answer(struct invocation *inv, const char *payload, size_t len)
 		h2_answer_error(st, G_INTERNAL, "instance sent a malformed response");
 		return;
 	}
+	/* the function's request metrics, as conn.c counts HTTP (by the
+	 * HTTP-equivalent status; TODO: a protocol label) */
+	atomic_fetch_add_explicit(&inv->fn->metrics.requests[r.status < 600 ? r.status : 599], 1,
+				  memory_order_relaxed);
+	histogram_observe(&inv->fn->metrics.duration, now_ns() - inv->start_ns);
 	char msg[256] = "";
 	int code = -1;
 	const char *cur = r.headers;

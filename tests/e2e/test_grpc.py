@@ -145,6 +145,12 @@ with d:
     check(len(st.model_version_status) == 1 and st.model_version_status[0].version == 1 and
           st.model_version_status[0].state == tpb.ModelVersionStatus.AVAILABLE, "GetModelStatus", st)
 
+    before = d.metrics().get('thaw_requests_total{function="mlp",code="200"}', 0)
+    k.ModelInfer(kpb.ModelInferRequest(model_name="mlp", inputs=[inp], raw_input_contents=[
+        struct.pack("<32f", *flat)]), timeout=10)
+    after = d.metrics().get('thaw_requests_total{function="mlp",code="200"}', 0)
+    check(after == before + 1, "a gRPC call counts in thaw_requests_total", (before, after))
+
     # errors
     c, why = code_of(lambda: k.ModelInfer(kpb.ModelInferRequest(model_name="nosuch"), timeout=10))
     check(c == grpc.StatusCode.NOT_FOUND and "nosuch" in why, "unknown model: NOT_FOUND", (c, why))
