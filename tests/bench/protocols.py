@@ -58,22 +58,34 @@ from tensorflow_serving.apis import predict_pb2_grpc as tgrpc  # noqa: E402
 
 LAYERS = [int(v) for v in args.layers.split(",")]
 IN, OUT = LAYERS[0], LAYERS[-1]
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_of(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        v = f.read().rsplit(")", 1)[1].split()
-    return (int(v[11]) + int(v[12])) / TICK  # utime, stime
+    """Seconds on CPU of every thread of pid (schedstat: ns), 0 once gone."""
+    total = 0
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                    total += int(f.read().split()[0])
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return total / 1e9
 
 
-def instance_pids():
-    out = []
+def instance_pids(fn_dir):
+    """The thaw-instance processes of this daemon's functions."""
+    out, want = [], ("THAW_FUNCTION_DIR=" + fn_dir).encode()
     for p in os.listdir("/proc"):
         if p.isdigit():
             try:
                 with open("/proc/%s/cmdline" % p, "rb") as f:
-                    if b"thaw-instance" in f.read().split(b"\0")[0]:
+                    if b"thaw-instance" not in f.read().split(b"\0")[0]:
+                        continue
+                with open("/proc/%s/environ" % p, "rb") as f:
+                    if any(e.startswith(want) for e in f.read().split(b"\0")):
                         out.append(int(p))
             except OSError:
                 pass
@@ -183,7 +195,8 @@ with d:
             if want is None:
                 want = got
             assert got == want, "%s differs from %s" % (name, clients[0][0])
-            inst = instance_pids()
+            assert instance_pids(d.fn_dir), "no instance found"
+            inst = instance_pids(d.fn_dir)
             c0d, c0i = cpu_of(d.proc.pid), sum(cpu_of(p) for p in inst)
             lat = []
             t0 = time.perf_counter()
