@@ -217,7 +217,7 @@ static int reserve(char **buf, size_t *cap, size_t need)
 
 /* Appends one sequence's entities as a BYTES element: a 4-byte
  * little-endian length, then a JSON list of {"start","end","type"}. */
-static int put_entities(const int32_t *path, uint32_t n, struct ner_entity *ents, char **buf,
+static int put_seq_entities(const int32_t *path, uint32_t n, struct ner_entity *ents, char **buf,
 			size_t *len, size_t *cap)
 {
 	uint32_t k = ner_entities(&model, path, n, ents);
@@ -291,7 +291,7 @@ static int ner_infer(const struct thaw_infer_request *ir, struct thaw_outputs *o
 	size_t len = 0, cap = 0;
 	int ret = ents ? 0 : -ENOMEM;
 	for (uint32_t b = 0; b < r.batch && !ret; b++)
-		ret = put_entities(paths + (size_t)b * r.steps, (uint32_t)r.lengths[b], ents, &buf,
+		ret = put_seq_entities(paths + (size_t)b * r.steps, (uint32_t)r.lengths[b], ents, &buf,
 				   &len, &cap);
 	int64_t eshape[1] = { r.batch };
 	void *e = ret ? NULL : thaw_output_new(out, "entities", THAW_BYTES, 1, eshape, len);
