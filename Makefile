@@ -19,7 +19,8 @@ LIB_OBJ    := $(filter-out $(BUILD)/runtime/main.o,$(DAEMON_OBJ))
 LIBTHAW    := $(BUILD)/libthaw.a
 
 # The instance host: loads a handler .so; exports the SDK to it.
-HOST_SRC := $(wildcard handlers/host/*.c) runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/http.c \
+# (predict's TF Serving REST JSON module too: the host speaks it for tensor handlers)
+HOST_SRC := $(wildcard handlers/host/*.c) handlers/predict/tfrest.c handlers/predict/tfrest_fast.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/http.c \
 	    runtime/request.c runtime/headers.c runtime/jsonesc.c
 HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/host/%.o)
 

@@ -302,8 +302,9 @@ static int model_metadata(const Inference__ModelMetadataRequest *m, struct thaw_
 		inference__model_metadata_response__tensor_metadata__init(&tm[i]);
 		tm[i].name = (char *)s->name;
 		tm[i].datatype = (char *)thaw_dtype_name(s->dtype);
-		tm[i].n_shape = (size_t)s->ndim;
-		tm[i].shape = (int64_t *)s->shape;
+		static const int64_t any = -1;
+		tm[i].n_shape = s->ndim < 0 ? 1 : (size_t)s->ndim; /* any shape: [-1] */
+		tm[i].shape = s->ndim < 0 ? (int64_t *)&any : (int64_t *)s->shape;
 		if (is_in)
 			ip[i] = &tm[i];
 		else

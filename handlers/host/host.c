@@ -19,6 +19,7 @@
 #include "host.h"
 #include "grpc.h"
 #include "kserve.h"
+#include "tfserving.h"
 #include "log.h"
 #include "mem.h"
 
@@ -178,6 +179,8 @@ void host__invoke(const struct thaw_request *req, struct thaw_response *res)
 	int r = -ENOTSUP;
 	if (HANDLER_HAS(infer)) { /* protocols the host speaks for tensor handlers */
 		r = grpc_handle(handler->infer, req, res);
+		if (r == -ENOTSUP)
+			r = tfserving_handle(handler->infer, req, res);
 		if (r == -ENOTSUP)
 			r = kserve_handle(handler->infer, req, res);
 	}

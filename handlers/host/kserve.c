@@ -68,6 +68,8 @@ static void put_specs(struct buf *b, const struct thaw_tensor_spec *s, size_t n)
 		buf_append_str(b, i ? ",{\"name\":" : "{\"name\":");
 		buf_append_json_string(b, s[i].name, strlen(s[i].name));
 		buf_printf(b, ",\"datatype\":\"%s\",\"shape\":[", thaw_dtype_name(s[i].dtype));
+		if (s[i].ndim < 0) /* any shape */
+			buf_append_str(b, "-1");
 		for (int d = 0; d < s[i].ndim; d++)
 			buf_printf(b, "%s%lld", d ? "," : "", (long long)s[i].shape[d]);
 		buf_append_str(b, "]}");

@@ -114,7 +114,7 @@ static int copy_specs(const struct thaw_tensor_spec *in, size_t n, const struct 
 {
 	struct thaw_tensor_spec *s = n ? xcalloc(n, sizeof(*s)) : NULL;
 	for (size_t i = 0; i < n; i++) {
-		if (!in[i].name || !*thaw_dtype_name(in[i].dtype) || in[i].ndim < 0 ||
+		if (!in[i].name || !*thaw_dtype_name(in[i].dtype) || in[i].ndim < -1 ||
 		    in[i].ndim > THAW_MAX_DIMS)
 			return -EINVAL;
 		s[i] = in[i];
@@ -475,8 +475,8 @@ static int check_against(const struct thaw_model *m, const struct thaw_tensor *i
 			return thaw_infer_error(out, 400, "input '%s': datatype %s, expected %s", t->name,
 						thaw_dtype_name(t->dtype), thaw_dtype_name(s->dtype)),
 			       400;
-		bool ok = s->ndim == t->ndim;
-		for (int d = 0; ok && d < s->ndim; d++)
+		bool ok = s->ndim < 0 || s->ndim == t->ndim; /* -1: any shape */
+		for (int d = 0; ok && s->ndim > 0 && d < s->ndim; d++)
 			ok = s->shape[d] < 0 || s->shape[d] == t->shape[d];
 		if (!ok) {
 			shape_str(a, sizeof(a), t->ndim, t->shape);

@@ -116,15 +116,14 @@ static int init_mlp(void)
 	return 0;
 }
 
-/* The tensor hook's metadata: x -> y, FP32; half_plus_two is elementwise
- * (declared as [-1]: KServe metadata has no "any rank"), the mlp [-1, in]
- * -> [-1, out]. */
+/* The tensor hook's metadata: x -> y, FP32; half_plus_two is elementwise,
+ * any shape (ndim -1), the mlp [-1, in] -> [-1, out]. */
 static int declare_model(void)
 {
 	int mlp = g.model.kind == PREDICT_MLP;
-	struct thaw_tensor_spec x = { .name = "x", .dtype = THAW_FP32, .ndim = mlp ? 2 : 1,
+	struct thaw_tensor_spec x = { .name = "x", .dtype = THAW_FP32, .ndim = mlp ? 2 : -1,
 				      .shape = { -1, g.model.in_width } };
-	struct thaw_tensor_spec y = { .name = "y", .dtype = THAW_FP32, .ndim = mlp ? 2 : 1,
+	struct thaw_tensor_spec y = { .name = "y", .dtype = THAW_FP32, .ndim = mlp ? 2 : -1,
 				      .shape = { -1, g.model.out_width } };
 	struct thaw_model m = { .platform = mlp ? "thaw_mlp" : "thaw_half_plus_two",
 				.version = "1", .inputs = &x, .n_inputs = 1,
@@ -319,7 +318,7 @@ static int predict_infer(const struct thaw_infer_request *ir, struct thaw_output
 	for (size_t i = 0; i < ir->n_inputs; i++)
 		if (!strcmp(ir->inputs[i].name, "x"))
 			x = &ir->inputs[i];
-	if (!x || x->dtype != THAW_FP32 || x->ndim < 1)
+	if (!x || x->dtype != THAW_FP32)
 		return thaw_infer_error(out, 400, "input 'x' (FP32) is missing");
 	memcpy(oshape, x->shape, sizeof(oshape));
 	if (g.model.kind == PREDICT_MLP) {

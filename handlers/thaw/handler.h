@@ -101,7 +101,8 @@ struct thaw_tensor {
 	size_t len; /* bytes */
 };
 
-/* Declared metadata of one input or output; -1 in shape = any size. */
+/* Declared metadata of one input or output; -1 in shape = any size; ndim
+ * -1 = any shape at all (metadata shows [-1]). */
 struct thaw_tensor_spec {
 	const char *name;
 	enum thaw_dtype dtype;

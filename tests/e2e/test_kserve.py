@@ -97,6 +97,18 @@ with d:
     check(list(struct.unpack("<12f", r.body[n:n + 48])) == [f32(v) for v in want] if r.status == 200 else False,
           "binary output == :predict bit for bit", r)
 
+    # TF Serving REST is the host's too now (handlers/host/tfserving.c over
+    # the same hook): a wrong width is the shared check's 400 naming the input
+    r = d.request("POST", "/v1/models/mlp:predict", body=json.dumps({"instances": [[0.0] * 3]}).encode())
+    check(r.status == 400 and "input 'x': shape [1, 3] does not match [-1, 8]" in r.json()["error"],
+          "TF REST through the hook: 400 naming the input", r)
+    r = d.request("GET", "/v1/models/half/metadata")
+    sig = r.json()["metadata"]["signature_def"]["signature_def"]["serving_default"] if r.status == 200 else {}
+    check(sig.get("inputs", {}).get("x", {}).get("dtype") == "DT_FLOAT", "TF REST metadata from the declared model", r)
+    r = d.request("POST", "/v2/models/half/infer", body=b'{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2,5]}]}')
+    check(r.body == b'{"model_name":"half","model_version":"1","outputs":[{"name":"y","datatype":"FP32","shape":[3],'
+                   b'"data":[2.5,3.0,4.5]}]}', "KServe half_plus_two byte for byte", r.body)
+
     # errors
     r = infer(d, "nosuch", {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]})
     check(r.status == 404 and "error" in r.json(), "unknown model: 404", r)
