@@ -182,6 +182,10 @@ static void dispatch(struct h2_stream *st)
 				.msg_len = st->body.len - 5, .timeout_ms = st->timeout_ms,
 				.content_type = st->ctype };
 	hooks.call(st, &call);
+	/* the front end copied what it keeps (the invocation's frame): the
+	 * request is not held twice for the life of the call. TODO: build the
+	 * frame from the DATA frames as they come, to save that copy too */
+	buf_free(&st->body);
 }
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
@@ -356,7 +360,6 @@ void h2_answer(struct h2_stream *st, const char *msg, size_t len)
 {
 	unsigned char pre[5] = { 0, (unsigned char)(len >> 24), (unsigned char)(len >> 16),
 				 (unsigned char)(len >> 8), (unsigned char)len };
-	buf_reset(&st->body); /* the request is no longer needed */
 	buf_reserve(&st->resp, len + 5);
 	buf_append(&st->resp, pre, 5);
 	buf_append(&st->resp, msg, len);
