@@ -96,23 +96,16 @@ static int metadata(const struct thaw_model *m, const struct route *r, struct th
 
 /* --- infer ------------------------------------------------------------------ */
 
-struct infer_ctx {
-	cJSON *root;
-	struct thaw_tensor in[TENSOR_MAX_IO];
-	void *owned[TENSOR_MAX_IO];
-	size_t n_in;
-	const char *want[TENSOR_MAX_IO];
-	bool want_binary[TENSOR_MAX_IO];
-	size_t n_want;
-	bool all_binary; /* parameters.binary_data_output */
-	char err[512];
-};
-
-static void ctx_fini(struct infer_ctx *c)
+static void ctx_fini(struct kserve_req *c)
 {
-	for (size_t i = 0; i < c->n_in; i++)
+	for (size_t i = 0; i < TENSOR_MAX_IO; i++) {
 		free(c->owned[i]);
+		free(c->names[i]);
+		free(c->want_owned[i]);
+	}
+	free(c->id);
 	cJSON_Delete(c->root);
+	memset(c, 0, sizeof(*c));
 }
 
 static bool param_true(const cJSON *obj, const char *key)
@@ -121,13 +114,13 @@ static bool param_true(const cJSON *obj, const char *key)
 	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, key));
 }
 
-static int bad(struct infer_ctx *c, const char *fmt, const char *name)
+static int bad(struct kserve_req *c, const char *fmt, const char *name)
 {
 	snprintf(c->err, sizeof(c->err), fmt, name);
 	return -EINVAL;
 }
 
-static int parse_input(struct infer_ctx *c, const cJSON *j, const char **bin, size_t *bin_left)
+static int parse_input(struct kserve_req *c, const cJSON *j, const char **bin, size_t *bin_left)
 {
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
 	const cJSON *dt = cJSON_GetObjectItemCaseSensitive(j, "datatype");
@@ -184,7 +177,7 @@ static int parse_input(struct infer_ctx *c, const cJSON *j, const char **bin, si
 	return 0;
 }
 
-static int parse_infer(struct infer_ctx *c, const struct thaw_request *req)
+static int parse_infer(struct kserve_req *c, const struct thaw_request *req)
 {
 	const char *hl = thaw_request_header(req, HDR_LEN);
 	size_t json_len = req->body_len;
@@ -209,6 +202,8 @@ static int parse_infer(struct infer_ctx *c, const struct thaw_request *req)
 		return bad(c, "\"parameters\" must be an object%s", "");
 	if (id && !cJSON_IsString(id))
 		return bad(c, "\"id\" must be a string%s", "");
+	if (id)
+		c->id = xstrdup(id->valuestring);
 	if (!cJSON_IsArray(inputs) || !inputs->child)
 		return bad(c, "\"inputs\" must be a non-empty list%s", "");
 	c->all_binary = param_true(c->root, "binary_data_output");
@@ -231,19 +226,18 @@ static int parse_infer(struct infer_ctx *c, const struct thaw_request *req)
 	return 0;
 }
 
-static int write_answer(struct infer_ctx *c, const struct route *r, const struct thaw_model *m,
+static int write_answer(struct kserve_req *c, const struct route *r, const struct thaw_model *m,
 			struct thaw_outputs *out, struct thaw_response *res)
 {
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(c->root, "id");
 	struct buf b = { 0 };
 	bool any_binary = false;
 	buf_append_str(&b, "{\"model_name\":");
 	buf_append_json_string(&b, r->name, strlen(r->name));
 	buf_append_str(&b, ",\"model_version\":");
 	buf_append_json_string(&b, m ? m->version : "1", strlen(m ? m->version : "1"));
-	if (id) {
+	if (c->id) {
 		buf_append_str(&b, ",\"id\":");
-		buf_append_json_string(&b, id->valuestring, strlen(id->valuestring));
+		buf_append_json_string(&b, c->id, strlen(c->id));
 	}
 	buf_append_str(&b, ",\"outputs\":[");
 	for (size_t i = 0; i < out->n; i++) {
@@ -278,10 +272,16 @@ static int write_answer(struct infer_ctx *c, const struct route *r, const struct
 static int infer(tensor_infer_fn fn, const struct route *r, const struct thaw_model *m,
 		 const struct thaw_request *req, struct thaw_response *res)
 {
-	struct infer_ctx *c = xcalloc(1, sizeof(*c));
+	struct kserve_req *c = xcalloc(1, sizeof(*c));
 	struct thaw_outputs *out = xmalloc(sizeof(*out));
 	int rc;
-	if (parse_infer(c, req) < 0) {
+	int fast = -ENOTSUP;
+	if (!thaw_request_header(req, HDR_LEN)) {
+		fast = kserve__parse_fast(req->body, req->body_len, c);
+		if (fast < 0)
+			ctx_fini(c);
+	}
+	if (fast < 0 && parse_infer(c, req) < 0) {
 		rc = thaw_respond_error(res, 400, "%s", c->err);
 		goto fini_ctx;
 	}

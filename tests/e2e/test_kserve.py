@@ -80,6 +80,15 @@ with d:
     check([f32(v) for v in got] == [f32(v) for v in want], "KServe infer == TF Serving :predict bit for bit",
           (got, want))
     flat = [v for row in xs for v in row]
+    # the same body with "parameters" takes the cJSON path, not the fast one
+    r2 = infer(d, "mlp", {"inputs": [{"name": "x", "shape": [3, 8], "datatype": "FP32", "data": xs,
+                                      "parameters": {}}], "outputs": [{"name": "y"}]})
+    check(r2.status == 200 and r2.json()["outputs"][0]["data"] == got, "fast path == cJSON path", r2)
+    odd = [[1e-45, 3.4028235e38, -0.0, 1.00000005, 123456789012345678901, 2.5e-38, 0.1, -7]]
+    ra = infer(d, "mlp", {"id": "a", "inputs": [{"name": "x", "shape": [1, 8], "datatype": "FP32", "data": odd}]})
+    rb = infer(d, "mlp", {"id": "a", "parameters": {}, "inputs": [{"name": "x", "shape": [1, 8],
+                                                                   "datatype": "FP32", "data": odd}]})
+    check(ra.status == 200 and ra.body == rb.body, "fast path == cJSON path on awkward numbers", (ra, rb))
     r = infer(d, "mlp", {"inputs": [{"name": "x", "shape": [3, 8], "datatype": "FP32", "data": flat}]})
     check(r.status == 200 and r.json()["outputs"][0]["data"] == got, "flat data == nested data", r)
 
