@@ -1,0 +1,8 @@
+# The instance host's own unit tests: they link the host's objects (built
+# into $(BUILD)/host/ by the main Makefile's rule).
+HOST_TEST_OBJ := $(addprefix $(BUILD)/host/,handlers/host/tensor.o handlers/host/kserve_fast.o \
+	handlers/predict/tfrest.o handlers/predict/tfrest_fast.o runtime/buf.o runtime/mem.o \
+	runtime/jsonesc.o runtime/log.o)
+$(BUILD)/tests/unit/test_kserve: tests/unit/test_kserve.c $(HOST_TEST_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(HOST_TEST_OBJ) $(TEST_LIBS) -lcjson -lm
