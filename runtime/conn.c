@@ -313,6 +313,8 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 	int64_t dur = now_ns() - (c->start_ns ? c->start_ns : now_ns());
 	if (c->fn) {
 		COUNT(c->fn->metrics.requests, status);
+		COUNT(c->fn->metrics.by_protocol,
+		      metrics_protocol_of_path(http_span_ptr(&c->req, c->req.url), c->req.url.len));
 		histogram_observe(&c->fn->metrics.duration, dur);
 	}
 	access_log(c, status, dur);

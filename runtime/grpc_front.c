@@ -60,6 +60,11 @@ static void on_answer(struct invocation *inv, const char *payload, size_t len)
 	atomic_fetch_add_explicit(&inv->fn->metrics.requests[r.status < 600 ? r.status : 599], 1,
 				  memory_order_relaxed);
 	histogram_observe(&inv->fn->metrics.duration, now_ns() - inv->start_ns);
+	const char *path = h2_stream_path(st);
+	atomic_fetch_add_explicit(&inv->fn->metrics.by_protocol[
+		!strncmp(path, "/inference.", 11) ? PROTO_KSERVE_GRPC :
+		!strncmp(path, "/tensorflow.serving.", 20) ? PROTO_TFSERVING_GRPC : PROTO_GRPC_OTHER],
+		1, memory_order_relaxed);
 	char msg[256] = "";
 	int code = -1;
 	const char *cur = r.headers;

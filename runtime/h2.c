@@ -278,6 +278,11 @@ void h2_free(struct h2 *h)
 
 /* --- answers ------------------------------------------------------------------------- */
 
+const char *h2_stream_path(const struct h2_stream *st)
+{
+	return st->path;
+}
+
 struct shard *h2_stream_shard(const struct h2_stream *st)
 {
 	return st->h->c->sh;

@@ -56,6 +56,8 @@ int h2_done(struct h2 *h);
 /* c closes: cancels the calls under way and frees h. */
 void h2_free(struct h2 *h);
 
+/* The call's :path ("/package.Service/Method"). */
+const char *h2_stream_path(const struct h2_stream *st);
 /* The loop of st's connection. */
 struct shard *h2_stream_shard(const struct h2_stream *st);
 /* The front end's context of a call (its invocation), for cancel. */

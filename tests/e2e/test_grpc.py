@@ -19,6 +19,12 @@ import sys
 import tempfile
 import time
 
+# grpcio is Debian's (python3-grpcio): the python3 on PATH may lack it
+try:
+    import grpc  # noqa: F401
+except ImportError:
+    if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
 from thawtest import BUILD, Daemon, check, finish, free_port, handler_so, skip, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -150,6 +156,11 @@ with d:
         struct.pack("<32f", *flat)]), timeout=10)
     after = d.metrics().get('thaw_requests_total{function="mlp",code="200"}', 0)
     check(after == before + 1, "a gRPC call counts in thaw_requests_total", (before, after))
+    m = d.metrics()
+    check(m.get('thaw_requests_by_protocol_total{function="mlp",protocol="kserve_grpc"}', 0) >= 3 and
+          m.get('thaw_requests_by_protocol_total{function="mlp",protocol="tfserving_grpc"}', 0) >= 1 and
+          m.get('thaw_requests_by_protocol_total{function="mlp",protocol="tfserving_rest"}', 0) >= 1,
+          "metrics by protocol", {k: v for k, v in m.items() if "by_protocol" in k})
 
     # errors
     c, why = code_of(lambda: k.ModelInfer(kpb.ModelInferRequest(model_name="nosuch"), timeout=10))

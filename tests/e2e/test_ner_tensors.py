@@ -12,6 +12,12 @@ import sys
 import tempfile
 import time
 
+# grpcio is Debian's (python3-grpcio): the python3 on PATH may lack it
+try:
+    import grpc  # noqa: F401
+except ImportError:
+    if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
 from thawtest import BUILD, ROOT, Daemon, check, finish, handler_so, skip
 
 NER = handler_so("ner")
