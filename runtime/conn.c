@@ -99,6 +99,16 @@ void conn_close_all(struct shard *sh)
 static void read_timeout(struct timer *t)
 {
 	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, rtimer));
+	if (c->h2) { /* HTTP/2: idle = no call under way and nothing received */
+		if (h2_busy(c->h2)) {
+			timer_set(&c->sh->timers, &c->rtimer,
+				  now_ns() + (int64_t)server.opt.idle_timeout_ms * 1000000, read_timeout);
+		} else { /* GOAWAY first, so the client reconnects instead of failing a call */
+			h2_goaway(c->h2);
+			conn__h2_flush(c); /* closes once it is sent */
+		}
+		return;
+	}
 	if (c->req.in.len == 0 && !c->req.headers_done) { /* idle keep-alive */
 		conn_close(c);
 		return;
@@ -212,8 +222,11 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 	if (!c->recv_armed)
 		arm_recv(c);
 	if (c->state == CONN_READING) {
-		if (!c->h2) /* TODO: an idle timeout for HTTP/2 with no call under way */
+		if (!c->h2)
 			arm_read_timer(c);
+		else /* --idle-timeout from the last bytes, while no call is under way */
+			timer_set(&c->sh->timers, &c->rtimer,
+				  now_ns() + (int64_t)server.opt.idle_timeout_ms * 1000000, read_timeout);
 		process(c);
 	} else if (http_req_pending(&c->req) > MAX_PENDING_INPUT) {
 		conn_close(c);
@@ -414,7 +427,8 @@ static bool h2_input(struct conn *c)
 			conn_close(c);
 			return true;
 		}
-		timer_cancel(&c->sh->timers, &c->rtimer);
+		timer_set(&c->sh->timers, &c->rtimer,
+			  now_ns() + (int64_t)server.opt.idle_timeout_ms * 1000000, read_timeout);
 	}
 	int rc = h2_feed(c->h2, c->req.in.data, c->req.in.len);
 	c->req.in.len = 0;

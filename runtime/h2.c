@@ -262,6 +262,16 @@ size_t h2_pending(struct h2 *h, const uint8_t **data)
 	return n > 0 ? (size_t)n : 0;
 }
 
+void h2_goaway(struct h2 *h)
+{
+	nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
+}
+
+int h2_busy(const struct h2 *h)
+{
+	return h->streams != NULL;
+}
+
 int h2_done(struct h2 *h)
 {
 	return !nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s);

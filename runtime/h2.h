@@ -51,6 +51,10 @@ int h2_start(struct conn *c);
 int h2_feed(struct h2 *h, const char *data, size_t len);
 /* The next bytes to send (*data valid until the next call), 0 when none. */
 size_t h2_pending(struct h2 *h, const uint8_t **data);
+/* Ends the session politely (GOAWAY, no error): h2_done once it is sent. */
+void h2_goaway(struct h2 *h);
+/* A call is under way (a stream open). */
+int h2_busy(const struct h2 *h);
 /* Nothing more to read or write: the connection may close. */
 int h2_done(struct h2 *h);
 /* c closes: cancels the calls under way and frees h. */

@@ -220,7 +220,7 @@ with d:
 # --grpc-port: a second port that speaks gRPC (h2c) only as far as the
 # client is concerned (HTTP/1.1 works there too: the preface decides)
 gport = free_port()
-with Daemon({"half": HALF}, args=("--grpc-port", str(gport))) as d2:
+with Daemon({"half": HALF}, args=("--grpc-port", str(gport), "--idle-timeout", "1500")) as d2:
     ch2 = grpc.insecure_channel("127.0.0.1:%d" % gport)
     req = tpb.PredictRequest()
     req.model_spec.name = "half"
@@ -237,5 +237,12 @@ with Daemon({"half": HALF}, args=("--grpc-port", str(gport))) as d2:
             time.sleep(0.2)
     check(hasattr(r, "outputs") and list(r.outputs["y"].float_val) == [4.0], "--grpc-port serves Predict", r)
     check("gRPC (h2c) also on" in d2.logs(), "the daemon logs its gRPC port")
+    # an idle HTTP/2 connection closes after --idle-timeout; the channel
+    # reconnects by itself
+    time.sleep(3)
+    conns = d2.metrics().get("thaw_connections")
+    check(conns == 1, "idle HTTP/2 connection closed (only the metrics request's is open)", conns)
+    r = tgrpc.PredictionServiceStub(ch2).Predict(req, timeout=10)
+    check(list(r.outputs["y"].float_val) == [4.0], "the channel works again after the idle close", r)
 
 finish()
