@@ -4,6 +4,7 @@
 #include "kserve.h"
 
 #include <cjson/cJSON.h>
+#include <endian.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -120,8 +121,61 @@ static int bad(struct kserve_req *c, const char *fmt, const char *name)
 	return -EINVAL;
 }
 
-static int parse_input(struct kserve_req *c, const cJSON *j, const char **bin, size_t *bin_left)
+/* The JSON form of InferTensorContents: the list for t's datatype (bytes
+ * in base64). */
+static int contents_of(struct kserve_req *c, struct thaw_tensor *t, const cJSON *contents)
 {
+	static const char *const field[] = {
+		[THAW_BOOL] = "bool_contents",     [THAW_UINT8] = "uint_contents",
+		[THAW_UINT16] = "uint_contents",   [THAW_UINT32] = "uint_contents",
+		[THAW_UINT64] = "uint64_contents", [THAW_INT8] = "int_contents",
+		[THAW_INT16] = "int_contents",     [THAW_INT32] = "int_contents",
+		[THAW_INT64] = "int64_contents",   [THAW_FP32] = "fp32_contents",
+		[THAW_FP64] = "fp64_contents",     [THAW_BYTES] = "bytes_contents",
+	};
+	const char *f = (unsigned)t->dtype < sizeof(field) / sizeof(field[0]) ? field[t->dtype] : NULL;
+	const cJSON *list = f ? cJSON_GetObjectItemCaseSensitive(contents, f) : NULL;
+	if (!cJSON_IsArray(list))
+		return bad(c, "input '%s': contents has no list for its datatype", t->name);
+	if (t->dtype != THAW_BYTES) {
+		void *buf;
+		if (tensor_from_json(list, t->name, t->dtype, t->ndim, t->shape, &buf, &t->len, c->err,
+				     sizeof(c->err)) < 0)
+			return -EINVAL;
+		c->owned[c->n_in] = buf;
+		t->data = buf;
+		return 0;
+	}
+	struct buf b = { 0 }, one = { 0 };
+	int64_t n = 0, want = tensor_elems(t->ndim, t->shape);
+	for (const cJSON *e = list->child; e; e = e->next, n++) {
+		buf_reset(&one);
+		if (!cJSON_IsString(e) ||
+		    tensor_b64_decode(e->valuestring, strlen(e->valuestring), &one) < 0) {
+			buf_free(&b);
+			buf_free(&one);
+			return bad(c, "input '%s': bytes_contents holds a value that is not base64", t->name);
+		}
+		buf_append_u32(&b, htole32((uint32_t)one.len));
+		buf_append(&b, one.data, one.len);
+	}
+	buf_free(&one);
+	if (n != want) {
+		buf_free(&b);
+		snprintf(c->err, sizeof(c->err), "input '%s': %lld bytes_contents for a shape of %lld",
+			 t->name, (long long)n, (long long)want);
+		return -EINVAL;
+	}
+	c->owned[c->n_in] = b.data;
+	t->data = b.data ? (void *)b.data : "";
+	t->len = b.len;
+	return 0;
+}
+
+static int parse_input(struct kserve_req *c, const cJSON *j, const char **bin, size_t *bin_left,
+		       const cJSON *raw)
+{
+	const cJSON *contents = cJSON_GetObjectItemCaseSensitive(j, "contents");
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
 	const cJSON *dt = cJSON_GetObjectItemCaseSensitive(j, "datatype");
 	const cJSON *shape = cJSON_GetObjectItemCaseSensitive(j, "shape");
@@ -142,10 +196,12 @@ static int parse_input(struct kserve_req *c, const cJSON *j, const char **bin, s
 	if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) > THAW_MAX_DIMS)
 		return bad(c, "input '%s': \"shape\" must be a list of at most 8 sizes", t->name);
 	for (const cJSON *d = shape->child; d; d = d->next) {
-		if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > TENSOR_MAX_ELEMS ||
-		    d->valuedouble != (double)(int64_t)d->valuedouble)
+		/* protobuf's JSON writes int64 as strings */
+		double v = cJSON_IsString(d) ? strtod(d->valuestring, NULL) : d->valuedouble;
+		if ((!cJSON_IsNumber(d) && !cJSON_IsString(d)) || v < 0 || v > TENSOR_MAX_ELEMS ||
+		    v != (double)(int64_t)v)
 			return bad(c, "input '%s': \"shape\" must hold sizes >= 0", t->name);
-		t->shape[t->ndim++] = (int64_t)d->valuedouble;
+		t->shape[t->ndim++] = (int64_t)v;
 	}
 	if (tensor_elems(t->ndim, t->shape) < 0)
 		return bad(c, "input '%s': too many elements", t->name);
@@ -163,6 +219,19 @@ static int parse_input(struct kserve_req *c, const cJSON *j, const char **bin, s
 		}
 		*bin += n;
 		*bin_left -= n;
+	} else if (raw) { /* the JSON form of raw_input_contents: base64 */
+		struct buf b = { 0 };
+		if (!cJSON_IsString(raw) ||
+		    tensor_b64_decode(raw->valuestring, strlen(raw->valuestring), &b) < 0) {
+			buf_free(&b);
+			return bad(c, "input '%s': raw_input_contents is not base64", t->name);
+		}
+		c->owned[c->n_in] = b.data;
+		t->data = b.data ? (void *)b.data : "";
+		t->len = b.len;
+	} else if (contents) {
+		if (contents_of(c, t, contents) < 0)
+			return -EINVAL;
 	} else {
 		void *buf;
 		if (!data)
@@ -207,9 +276,16 @@ static int parse_infer(struct kserve_req *c, const struct thaw_request *req)
 	if (!cJSON_IsArray(inputs) || !inputs->child)
 		return bad(c, "\"inputs\" must be a non-empty list%s", "");
 	c->all_binary = param_true(c->root, "binary_data_output");
-	for (const cJSON *j = inputs->child; j; j = j->next)
-		if (parse_input(c, j, &bin, &bin_left) < 0)
+	const cJSON *raw = cJSON_GetObjectItemCaseSensitive(c->root, "raw_input_contents");
+	if (raw && (!cJSON_IsArray(raw) || cJSON_GetArraySize(raw) != cJSON_GetArraySize(inputs)))
+		return bad(c, "raw_input_contents must hold one value per input%s", "");
+	c->grpc_json = raw || cJSON_GetObjectItemCaseSensitive(c->root, "model_name");
+	const cJSON *r = raw ? raw->child : NULL;
+	for (const cJSON *j = inputs->child; j; j = j->next, r = r ? r->next : NULL) {
+		c->grpc_json |= cJSON_GetObjectItemCaseSensitive(j, "contents") != NULL;
+		if (parse_input(c, j, &bin, &bin_left, r) < 0)
 			return -EINVAL;
+	}
 	if (bin_left)
 		return bad(c, "binary data past the last input's binary_data_size%s", "");
 	if (outputs && !cJSON_IsArray(outputs))
@@ -226,9 +302,46 @@ static int parse_infer(struct kserve_req *c, const struct thaw_request *req)
 	return 0;
 }
 
+/* The answer in the JSON form of ModelInferResponse: outputs without data,
+ * raw_output_contents in base64 (BYTES: of the length-prefixed layout). */
+static int write_grpc_json(struct kserve_req *c, const struct route *r, const struct thaw_model *m,
+			   struct thaw_outputs *out, struct thaw_response *res)
+{
+	struct buf b = { 0 };
+	const char *v = m ? m->version : "1";
+	buf_append_str(&b, "{\"model_name\":");
+	buf_append_json_string(&b, r->name, strlen(r->name));
+	buf_append_str(&b, ",\"model_version\":");
+	buf_append_json_string(&b, v, strlen(v));
+	if (c->id) {
+		buf_append_str(&b, ",\"id\":");
+		buf_append_json_string(&b, c->id, strlen(c->id));
+	}
+	buf_append_str(&b, ",\"outputs\":[");
+	for (size_t i = 0; i < out->n; i++) {
+		const struct thaw_tensor *t = &out->t[i];
+		buf_append_str(&b, i ? ",{\"name\":" : "{\"name\":");
+		buf_append_json_string(&b, t->name, strlen(t->name));
+		buf_printf(&b, ",\"datatype\":\"%s\",\"shape\":[", thaw_dtype_name(t->dtype));
+		for (int d = 0; d < t->ndim; d++)
+			buf_printf(&b, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+		buf_append_str(&b, "]}");
+	}
+	buf_append_str(&b, "],\"raw_output_contents\":[");
+	for (size_t i = 0; i < out->n; i++) {
+		buf_append_str(&b, i ? ",\"" : "\"");
+		tensor_b64_encode(&b, out->t[i].data, out->t[i].len);
+		buf_append_str(&b, "\"");
+	}
+	buf_append_str(&b, "]}");
+	return respond_buf(res, 200, "application/json", &b);
+}
+
 static int write_answer(struct kserve_req *c, const struct route *r, const struct thaw_model *m,
 			struct thaw_outputs *out, struct thaw_response *res)
 {
+	if (c->grpc_json)
+		return write_grpc_json(c, r, m, out, res);
 	struct buf b = { 0 };
 	bool any_binary = false;
 	buf_append_str(&b, "{\"model_name\":");

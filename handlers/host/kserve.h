@@ -39,6 +39,7 @@ struct kserve_req {
 	size_t n_want;
 	bool all_binary;                    /* parameters.binary_data_output */
 	char *id;                           /* "id", copied, or NULL */
+	bool grpc_json;                     /* ModelInferRequest written as JSON */
 	char err[512];
 };
 /* The fast path for JSON bodies of the usual shape (kserve_fast.c): 0 with

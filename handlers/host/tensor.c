@@ -562,3 +562,48 @@ int tensor_run(tensor_infer_fn infer, const struct thaw_request *req,
 	*out = kept;
 	return 0;
 }
+
+/* --- base64 ------------------------------------------------------------------------ */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int tensor_b64_decode(const char *s, size_t len, struct buf *out)
+{
+	uint32_t acc = 0;
+	int bits = 0;
+	size_t i = 0;
+	for (; i < len && s[i] != '='; i++) {
+		const char *p = memchr(b64, s[i], 64);
+		if (!p || !s[i])
+			return -EINVAL;
+		acc = acc << 6 | (uint32_t)(p - b64);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			unsigned char ch = (unsigned char)(acc >> bits);
+			buf_append(out, &ch, 1);
+		}
+	}
+	size_t pad = len - i;
+	if (pad > 2 || (pad && (len % 4)))
+		return -EINVAL;
+	for (; i < len; i++)
+		if (s[i] != '=')
+			return -EINVAL;
+	return 0;
+}
+
+void tensor_b64_encode(struct buf *out, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	char q[4];
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) |
+			     (i + 2 < len ? p[i + 2] : 0);
+		q[0] = b64[v >> 18 & 63];
+		q[1] = b64[v >> 12 & 63];
+		q[2] = i + 1 < len ? b64[v >> 6 & 63] : '=';
+		q[3] = i + 2 < len ? b64[v & 63] : '=';
+		buf_append(out, q, 4);
+	}
+}

@@ -60,6 +60,11 @@ void tensor_to_json(struct buf *b, const struct thaw_tensor *t);
  * "1e-05"). Returns the length written to out (at least 32 bytes). */
 int tensor_format_f32(float v, char *out, size_t outlen);
 
+/* Base64 (RFC 4648, with padding; decoding also takes it unpadded, no
+ * whitespace): appends the bytes to out. Decode returns 0 or -EINVAL. */
+int tensor_b64_decode(const char *s, size_t len, struct buf *out);
+void tensor_b64_encode(struct buf *out, const void *data, size_t len);
+
 typedef int (*tensor_infer_fn)(const struct thaw_infer_request *ir, struct thaw_outputs *out);
 
 /* The step every protocol shares: checks the inputs against the declared

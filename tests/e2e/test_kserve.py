@@ -92,6 +92,20 @@ with d:
     r = infer(d, "mlp", {"inputs": [{"name": "x", "shape": [3, 8], "datatype": "FP32", "data": flat}]})
     check(r.status == 200 and r.json()["outputs"][0]["data"] == got, "flat data == nested data", r)
 
+    # the JSON form of ModelInferRequest (model_name, contents), answered as
+    # ModelInferResponse in JSON: raw_output_contents in base64
+    import base64
+    r = infer(d, "mlp", {"model_name": "mlp", "id": "j", "inputs": [
+        {"name": "x", "datatype": "FP32", "shape": ["3", "8"], "contents": {"fp32_contents": flat}}]})
+    j = r.json() if r.status == 200 else {}
+    raw = base64.b64decode(j.get("raw_output_contents", [""])[0])
+    check(r.status == 200 and j.get("id") == "j" and j["outputs"][0]["shape"] == [3, 4] and
+          list(struct.unpack("<12f", raw)) == [f32(v) for v in got], "ModelInferRequest as JSON", r)
+    r = infer(d, "mlp", {"model_name": "mlp", "inputs": [{"name": "x", "datatype": "FP32", "shape": [3, 8]}],
+                         "raw_input_contents": [base64.b64encode(struct.pack("<24f", *flat)).decode()]})
+    raw = base64.b64decode(r.json().get("raw_output_contents", [""])[0]) if r.status == 200 else b""
+    check(raw == struct.pack("<12f", *[f32(v) for v in got]), "ModelInferRequest as JSON, raw_input_contents", r)
+
     # binary tensor extension, in and out
     hdr = json.dumps({"inputs": [{"name": "x", "shape": [3, 8], "datatype": "FP32",
                                   "parameters": {"binary_data_size": 3 * 8 * 4}}],

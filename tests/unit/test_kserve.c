@@ -137,9 +137,73 @@ static void test_fast_path_random_floats(void **state)
 	}
 }
 
+/* The JSON form of ModelInferRequest: contents by datatype (bytes in
+ * base64), raw_input_contents in base64, int64 shapes as strings. */
+static void test_grpc_json_form(void **state)
+{
+	static const char body[] =
+		"{\"model_name\":\"m\",\"inputs\":[{\"name\":\"s\",\"datatype\":\"BYTES\","
+		"\"shape\":[\"2\"],\"contents\":{\"bytes_contents\":[\"YQ==\",\"YmM=\"]}},"
+		"{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2],\"contents\":{\"fp32_contents\":[1.5,-2]}}]}";
+	static const char raw_body[] =
+		"{\"model_name\":\"m\",\"inputs\":[{\"name\":\"x\",\"datatype\":\"INT32\",\"shape\":[2]}],"
+		"\"raw_input_contents\":[\"AQAAAP////8=\"]}";
+	struct kserve_req *k = calloc(1, sizeof(*k));
+	struct thaw_request req = { .method = "POST", .path = "/v2/models/m/infer", .query = "",
+				    .body = body, .body_len = sizeof(body) - 1 };
+	(void)state;
+	assert_int_equal(kserve__parse_fast(body, sizeof(body) - 1, k), -ENOTSUP);
+	ctx_fini(k);
+	if (parse_infer(k, &req) < 0)
+		fail_msg("%s", k->err);
+	assert_true(k->grpc_json);
+	assert_int_equal(k->n_in, 2);
+	assert_int_equal(k->in[0].len, 11);
+	assert_memory_equal(k->in[0].data, "\1\0\0\0a\2\0\0\0bc", 11);
+	const float want[2] = { 1.5f, -2.0f };
+	assert_int_equal(k->in[1].len, 8);
+	assert_memory_equal(k->in[1].data, want, 8);
+	ctx_fini(k);
+	req.body = raw_body;
+	req.body_len = sizeof(raw_body) - 1;
+	if (parse_infer(k, &req) < 0)
+		fail_msg("%s", k->err);
+	const int32_t iw[2] = { 1, -1 };
+	assert_int_equal(k->in[0].len, 8);
+	assert_memory_equal(k->in[0].data, iw, 8);
+	ctx_fini(k);
+	free(k);
+}
+
+static void test_base64(void **state)
+{
+	static const char *const plain[] = { "", "a", "bc", "def", "ghij", "\xff\x00\x80" };
+	(void)state;
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		struct buf e = { 0 }, d = { 0 };
+		size_t n = i == 5 ? 3 : strlen(plain[i]);
+		tensor_b64_encode(&e, plain[i], n);
+		assert_int_equal(e.len % 4, 0);
+		assert_int_equal(tensor_b64_decode(e.data ? e.data : "", e.len, &d), 0);
+		assert_int_equal(d.len, n);
+		if (n)
+			assert_memory_equal(d.data, plain[i], n);
+		buf_free(&e);
+		buf_free(&d);
+	}
+	struct buf d = { 0 };
+	assert_int_equal(tensor_b64_decode("YQ", 2, &d), 0); /* unpadded */
+	assert_int_equal(tensor_b64_decode("Y!==", 4, &d), -EINVAL);
+	assert_int_equal(tensor_b64_decode("YQ=a", 4, &d), -EINVAL);
+	assert_int_equal(tensor_b64_decode("YQ===", 5, &d), -EINVAL);
+	buf_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_grpc_json_form),
+		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_fast_path_agrees_with_cjson),
 		cmocka_unit_test(test_fast_path_random_floats),
 	};
