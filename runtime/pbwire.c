@@ -93,6 +93,7 @@ int pbwire_model(const char *path, const char *msg, size_t len, const char **nam
 		return 0;
 	}
 	if (!strcmp(path, "/tensorflow.serving.PredictionService/Predict") ||
+	    !strcmp(path, "/tensorflow.serving.PredictionService/GetModelMetadata") ||
 	    !strcmp(path, "/tensorflow.serving.ModelService/GetModelStatus")) {
 		/* model_spec = 1 { name = 1; version = 2 { value = 1 } } */
 		if (find_field(p, end, 1, 2, &spec, &sl, &num) < 0)

@@ -12,6 +12,7 @@
 
 #include "grpc_service.pb-c.h"
 #include "mem.h"
+#include "tensorflow/core/protobuf/meta_graph.pb-c.h"
 #include "tensorflow_serving/apis/predict.pb-c.h"
 
 /* gRPC status codes */
@@ -476,6 +477,95 @@ static int model_status(const Tensorflow__Serving__GetModelStatusRequest *m, str
 	return answer(res, &r.base);
 }
 
+/* TF Serving's GetModelMetadata: the "signature_def" field, an Any holding
+ * a SignatureDefMap with "serving_default" from the declared model. */
+static int tf_model_metadata(const Tensorflow__Serving__GetModelMetadataRequest *m,
+			     struct thaw_response *res)
+{
+	const struct thaw_model *model = tensor_model();
+	const Tensorflow__Serving__ModelSpec *spec = m->model_spec;
+	if (!model)
+		return fail(res, 404, "model %s declares no metadata", spec ? spec->name : "");
+	if (m->n_metadata_field != 1 || strcmp(m->metadata_field[0], "signature_def"))
+		return fail(res, 400, "Metadata field %s is not supported",
+			    m->n_metadata_field ? m->metadata_field[0] : "(none)");
+	size_t n = model->n_inputs + model->n_outputs;
+	Tensorflow__TensorInfo ti[2 * TENSOR_MAX_IO];
+	Tensorflow__TensorShapeProto shp[2 * TENSOR_MAX_IO];
+	Tensorflow__TensorShapeProto__Dim dim[2 * TENSOR_MAX_IO][THAW_MAX_DIMS],
+		*dimp[2 * TENSOR_MAX_IO][THAW_MAX_DIMS];
+	Tensorflow__SignatureDef__InputsEntry ie[TENSOR_MAX_IO], *iep[TENSOR_MAX_IO];
+	Tensorflow__SignatureDef__OutputsEntry oe[TENSOR_MAX_IO], *oep[TENSOR_MAX_IO];
+	char names[2 * TENSOR_MAX_IO][80];
+	for (size_t i = 0; i < n; i++) {
+		int in = i < model->n_inputs;
+		const struct thaw_tensor_spec *s = in ? &model->inputs[i] : &model->outputs[i - model->n_inputs];
+		tensorflow__tensor_info__init(&ti[i]);
+		tensorflow__tensor_shape_proto__init(&shp[i]);
+		snprintf(names[i], sizeof(names[i]), "%s:0", s->name);
+		ti[i].encoding_case = TENSORFLOW__TENSOR_INFO__ENCODING_NAME;
+		ti[i].name = names[i];
+		ti[i].dtype = tf_type_of(s->dtype);
+		ti[i].tensor_shape = &shp[i];
+		shp[i].n_dim = s->ndim < 0 ? 1 : (size_t)s->ndim;
+		shp[i].dim = dimp[i];
+		for (size_t d = 0; d < shp[i].n_dim; d++) {
+			tensorflow__tensor_shape_proto__dim__init(&dim[i][d]);
+			dim[i][d].size = s->ndim < 0 ? -1 : s->shape[d];
+			dimp[i][d] = &dim[i][d];
+		}
+		if (in) {
+			tensorflow__signature_def__inputs_entry__init(&ie[i]);
+			ie[i].key = (char *)s->name;
+			ie[i].value = &ti[i];
+			iep[i] = &ie[i];
+		} else {
+			size_t k = i - model->n_inputs;
+			tensorflow__signature_def__outputs_entry__init(&oe[k]);
+			oe[k].key = (char *)s->name;
+			oe[k].value = &ti[i];
+			oep[k] = &oe[k];
+		}
+	}
+	Tensorflow__SignatureDef sd = TENSORFLOW__SIGNATURE_DEF__INIT;
+	sd.n_inputs = model->n_inputs;
+	sd.inputs = iep;
+	sd.n_outputs = model->n_outputs;
+	sd.outputs = oep;
+	sd.method_name = (char *)"tensorflow/serving/predict";
+	Tensorflow__Serving__SignatureDefMap__SignatureDefEntry se =
+		TENSORFLOW__SERVING__SIGNATURE_DEF_MAP__SIGNATURE_DEF_ENTRY__INIT, *sep = &se;
+	se.key = (char *)"serving_default";
+	se.value = &sd;
+	Tensorflow__Serving__SignatureDefMap map = TENSORFLOW__SERVING__SIGNATURE_DEF_MAP__INIT;
+	map.n_signature_def = 1;
+	map.signature_def = &sep;
+	size_t len = tensorflow__serving__signature_def_map__get_packed_size(&map);
+	uint8_t *packed = xmalloc(len ? len : 1);
+	tensorflow__serving__signature_def_map__pack(&map, packed);
+	Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+	any.type_url = (char *)"type.googleapis.com/tensorflow.serving.SignatureDefMap";
+	any.value.data = packed;
+	any.value.len = len;
+	Tensorflow__Serving__GetModelMetadataResponse__MetadataEntry me =
+		TENSORFLOW__SERVING__GET_MODEL_METADATA_RESPONSE__METADATA_ENTRY__INIT, *mep = &me;
+	me.key = (char *)"signature_def";
+	me.value = &any;
+	Tensorflow__Serving__ModelSpec ms = TENSORFLOW__SERVING__MODEL_SPEC__INIT;
+	Google__Protobuf__Int64Value ver = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
+	ms.name = spec ? spec->name : (char *)"";
+	ver.value = strtoll(model->version, NULL, 10);
+	ms.version_choice_case = TENSORFLOW__SERVING__MODEL_SPEC__VERSION_CHOICE_VERSION;
+	ms.version = &ver;
+	Tensorflow__Serving__GetModelMetadataResponse r = TENSORFLOW__SERVING__GET_MODEL_METADATA_RESPONSE__INIT;
+	r.model_spec = &ms;
+	r.n_metadata = 1;
+	r.metadata = &mep;
+	int rc = answer(res, &r.base);
+	free(packed);
+	return rc;
+}
+
 /* --- dispatch --------------------------------------------------------------------------- */
 
 #define UNPACK(type, desc) \
@@ -502,6 +592,10 @@ int grpc_handle(tensor_infer_fn fn, const struct thaw_request *req, struct thaw_
 	} else if (!strcmp(p, "/tensorflow.serving.PredictionService/Predict")) {
 		msg = &UNPACK(Tensorflow__Serving__PredictRequest, tensorflow__serving__predict_request__descriptor)->base;
 		rc = msg ? predict(fn, req, (void *)msg, res) : 1;
+	} else if (!strcmp(p, "/tensorflow.serving.PredictionService/GetModelMetadata")) {
+		msg = &UNPACK(Tensorflow__Serving__GetModelMetadataRequest,
+			      tensorflow__serving__get_model_metadata_request__descriptor)->base;
+		rc = msg ? tf_model_metadata((void *)msg, res) : 1;
 	} else if (!strcmp(p, "/tensorflow.serving.ModelService/GetModelStatus")) {
 		msg = &UNPACK(Tensorflow__Serving__GetModelStatusRequest,
 			      tensorflow__serving__get_model_status_request__descriptor)->base;

@@ -48,7 +48,8 @@ stubs = tempfile.mkdtemp(prefix="thaw-bench-stubs-")
 subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "-I/usr/include", "--python_out=" + stubs,
                 "--grpc_out=" + stubs, "--plugin=protoc-gen-grpc=" + shutil.which("grpc_python_plugin"),
                 "grpc_service.proto", "tensorflow_serving/apis/predict.proto",
-                "tensorflow/core/framework/tensor.proto"], check=True)
+                "tensorflow/core/framework/tensor.proto",
+                "tensorflow/core/protobuf/meta_graph.proto"], check=True)
 sys.path.insert(0, stubs)
 import grpc_service_pb2 as kpb  # noqa: E402
 import grpc_service_pb2_grpc as kgrpc  # noqa: E402

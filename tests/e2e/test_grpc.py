@@ -44,7 +44,8 @@ stubs = tempfile.mkdtemp(prefix="thaw-grpc-stubs-")
 subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "-I/usr/include", "--python_out=" + stubs,
                 "--grpc_out=" + stubs, "--plugin=protoc-gen-grpc=" + shutil.which("grpc_python_plugin"),
                 "grpc_service.proto", "tensorflow_serving/apis/predict.proto",
-                "tensorflow/core/framework/tensor.proto"], check=True)
+                "tensorflow/core/framework/tensor.proto",
+                "tensorflow/core/protobuf/meta_graph.proto"], check=True)
 sys.path.insert(0, stubs)
 import grpc_service_pb2 as kpb  # noqa: E402
 import grpc_service_pb2_grpc as kgrpc  # noqa: E402
@@ -147,6 +148,16 @@ with d:
         raw_input_contents=[struct.pack("<32f", *flat)]), timeout=10)
     got = list(struct.unpack("<16f", r.raw_output_contents[0])) if r.raw_output_contents else []
     check(got == want, "ModelInfer raw_input_contents == REST bit for bit", r)
+    req = tpb.GetModelMetadataRequest(model_spec=tpb.ModelSpec(name="mlp"), metadata_field=["signature_def"])
+    md = p.GetModelMetadata(req, timeout=10)
+    sigmap = tpb.SignatureDefMap()
+    unpacked = md.metadata["signature_def"].Unpack(sigmap)
+    sig = sigmap.signature_def["serving_default"]
+    check(unpacked and sig.inputs["x"].dtype == tensor_pb2.DT_FLOAT and
+          [dd.size for dd in sig.inputs["x"].tensor_shape.dim] == [-1, 8] and sig.inputs["x"].name == "x:0" and
+          [dd.size for dd in sig.outputs["y"].tensor_shape.dim] == [-1, 4] and
+          sig.method_name == "tensorflow/serving/predict" and md.model_spec.name == "mlp",
+          "GetModelMetadata: signature_def", md)
     st = m.GetModelStatus(tpb.GetModelStatusRequest(model_spec=tpb.ModelSpec(name="mlp")), timeout=10)
     check(len(st.model_version_status) == 1 and st.model_version_status[0].version == 1 and
           st.model_version_status[0].state == tpb.ModelVersionStatus.AVAILABLE, "GetModelStatus", st)

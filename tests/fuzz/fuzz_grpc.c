@@ -43,6 +43,8 @@ static const ProtobufCMessageDescriptor *descriptor(const char *path)
 		return &inference__model_metadata_request__descriptor;
 	if (!strcmp(path, "/tensorflow.serving.PredictionService/Predict"))
 		return &tensorflow__serving__predict_request__descriptor;
+	if (!strcmp(path, "/tensorflow.serving.PredictionService/GetModelMetadata"))
+		return &tensorflow__serving__get_model_metadata_request__descriptor;
 	if (!strcmp(path, "/tensorflow.serving.ModelService/GetModelStatus"))
 		return &tensorflow__serving__get_model_status_request__descriptor;
 	return NULL;

@@ -20,14 +20,14 @@ mkdir -p "$OUT" "$REG"
 # name: sources (fuzz target first)
 declare -A TARGETS=(
 	[http]="tests/fuzz/fuzz_http.c runtime/http.c runtime/router.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/request.c runtime/headers.c runtime/jsonesc.c"
-	[grpc]="tests/fuzz/fuzz_grpc.c runtime/h2.c runtime/pbwire.c runtime/buf.c runtime/mem.c runtime/log.c runtime/jsonesc.c $OUT/proto/grpc_service.pb-c.c $OUT/proto/tensorflow_serving/apis/predict.pb-c.c $OUT/proto/tensorflow/core/framework/tensor.pb-c.c $OUT/proto/google/protobuf/wrappers.pb-c.c"
+	[grpc]="tests/fuzz/fuzz_grpc.c runtime/h2.c runtime/pbwire.c runtime/buf.c runtime/mem.c runtime/log.c runtime/jsonesc.c $OUT/proto/grpc_service.pb-c.c $OUT/proto/tensorflow_serving/apis/predict.pb-c.c $OUT/proto/tensorflow/core/framework/tensor.pb-c.c $OUT/proto/google/protobuf/wrappers.pb-c.c $OUT/proto/google/protobuf/any.pb-c.c $OUT/proto/tensorflow/core/protobuf/meta_graph.pb-c.c"
 )
 declare -A TARGET_LIBS=([http]="-lhttp_parser" [grpc]="-lnghttp2 -lprotobuf-c -I$OUT/proto")
 # the gRPC target decodes messages with protobuf-c code made from proto/
 mkdir -p "$OUT/proto"
 protoc-c -Iproto -I/usr/include --c_out="$OUT/proto" grpc_service.proto \
 	tensorflow_serving/apis/predict.proto tensorflow/core/framework/tensor.proto \
-	google/protobuf/wrappers.proto
+	tensorflow/core/protobuf/meta_graph.proto google/protobuf/wrappers.proto google/protobuf/any.proto
 
 rc=0
 for name in "${!TARGETS[@]}"; do
