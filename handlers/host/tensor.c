@@ -110,9 +110,27 @@ short_bytes:
 static struct thaw_model model;
 static bool declared;
 
+static void free_specs(const struct thaw_tensor_spec *s, size_t n)
+{
+	for (size_t i = 0; s && i < n; i++)
+		free((char *)s[i].name);
+	free((void *)s);
+}
+
+static void model_free(struct thaw_model *m)
+{
+	free_specs(m->inputs, m->n_inputs);
+	free_specs(m->outputs, m->n_outputs);
+	free((char *)m->name);
+	free((char *)m->platform);
+	free((char *)m->version);
+	memset(m, 0, sizeof(*m));
+}
+
 static int copy_specs(const struct thaw_tensor_spec *in, size_t n, const struct thaw_tensor_spec **out)
 {
 	struct thaw_tensor_spec *s = n ? xcalloc(n, sizeof(*s)) : NULL;
+	*out = s;
 	for (size_t i = 0; i < n; i++) {
 		if (!in[i].name || !*thaw_dtype_name(in[i].dtype) || in[i].ndim < -1 ||
 		    in[i].ndim > THAW_MAX_DIMS)
@@ -120,23 +138,28 @@ static int copy_specs(const struct thaw_tensor_spec *in, size_t n, const struct 
 		s[i] = in[i];
 		s[i].name = xstrdup(in[i].name);
 	}
-	*out = s;
 	return 0;
 }
 
+/* A second call replaces the first (a handler's init run again, in tests). */
 EXPORT int thaw_declare_model(const struct thaw_model *m)
 {
 	struct thaw_model c = { 0 };
-	if (!m || m->n_inputs > TENSOR_MAX_IO || m->n_outputs > TENSOR_MAX_IO)
+	if (!m || m->n_inputs > TENSOR_MAX_IO || m->n_outputs > TENSOR_MAX_IO ||
+	    (m->n_inputs && !m->inputs) || (m->n_outputs && !m->outputs))
 		return -EINVAL;
-	if (copy_specs(m->inputs, m->n_inputs, &c.inputs) < 0 ||
-	    copy_specs(m->outputs, m->n_outputs, &c.outputs) < 0)
-		return -EINVAL; /* a leak of a few names, once, in init */
 	c.n_inputs = m->n_inputs;
 	c.n_outputs = m->n_outputs;
+	if (copy_specs(m->inputs, m->n_inputs, &c.inputs) < 0 ||
+	    copy_specs(m->outputs, m->n_outputs, &c.outputs) < 0) {
+		model_free(&c); /* names past the bad one are NULL: free(NULL) */
+		return -EINVAL;
+	}
 	c.name = m->name ? xstrdup(m->name) : NULL;
 	c.platform = xstrdup(m->platform ? m->platform : "thaw_native");
 	c.version = xstrdup(m->version ? m->version : "1");
+	if (declared)
+		model_free(&model);
 	model = c;
 	declared = true;
 	return 0;
