@@ -21,8 +21,9 @@ mkdir -p "$OUT" "$REG"
 declare -A TARGETS=(
 	[http]="tests/fuzz/fuzz_http.c runtime/http.c runtime/router.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/request.c runtime/headers.c runtime/jsonesc.c"
 	[grpc]="tests/fuzz/fuzz_grpc.c runtime/h2.c runtime/pbwire.c runtime/buf.c runtime/mem.c runtime/log.c runtime/jsonesc.c $OUT/proto/grpc_service.pb-c.c $OUT/proto/tensorflow_serving/apis/predict.pb-c.c $OUT/proto/tensorflow/core/framework/tensor.pb-c.c $OUT/proto/google/protobuf/wrappers.pb-c.c $OUT/proto/google/protobuf/any.pb-c.c $OUT/proto/tensorflow/core/protobuf/meta_graph.pb-c.c"
+	[kserve]="tests/fuzz/fuzz_kserve.c handlers/host/tensor.c handlers/host/kserve_fast.c handlers/predict/tfrest.c handlers/predict/tfrest_fast.c runtime/buf.c runtime/mem.c runtime/log.c runtime/jsonesc.c"
 )
-declare -A TARGET_LIBS=([http]="-lhttp_parser" [grpc]="-lnghttp2 -lprotobuf-c -I$OUT/proto")
+declare -A TARGET_LIBS=([http]="-lhttp_parser" [grpc]="-lnghttp2 -lprotobuf-c -I$OUT/proto" [kserve]="-Ihandlers -lcjson -lm")
 # the gRPC target decodes messages with protobuf-c code made from proto/
 mkdir -p "$OUT/proto"
 protoc-c -Iproto -I/usr/include --c_out="$OUT/proto" grpc_service.proto \
