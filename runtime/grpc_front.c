@@ -4,6 +4,7 @@
 #define LOG_PREFIX "grpc: "
 #include "grpc_front.h"
 #include "pbwire.h"
+#include "buf.h"
 #include "channel.h"
 #include "h2.h"
 #include "invocation.h"
@@ -44,6 +45,25 @@ static int code_of_http(unsigned status)
 	return status >= 500 ? G_INTERNAL : G_UNKNOWN;
 }
 
+/* One JSON line per call, as conn.c writes for HTTP, plus the gRPC code. */
+static void access_log(const struct invocation *inv, const char *path, unsigned status, int code)
+{
+	if (!server.opt.access_log)
+		return;
+	struct buf l = { 0 };
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	buf_printf(&l, "{\"ts\":%ld.%03ld,\"request_id\":\"%s\",\"function\":", (long)ts.tv_sec,
+		   ts.tv_nsec / 1000000, inv->request_id);
+	buf_append_json_string(&l, inv->fn->cfg.name, strlen(inv->fn->cfg.name));
+	buf_append_str(&l, ",\"method\":\"POST\",\"protocol\":\"grpc\",\"path\":");
+	buf_append_json_string(&l, path, strlen(path));
+	buf_printf(&l, ",\"status\":%u,\"grpc_status\":%d,\"duration_ms\":%.3f}\n", status, code,
+		   (double)(now_ns() - inv->start_ns) / 1e6);
+	log_raw_line(l.data, l.len);
+	buf_free(&l);
+}
+
 /* The pool's answer, on the stream's loop. */
 static void on_answer(struct invocation *inv, const char *payload, size_t len)
 {
@@ -77,11 +97,13 @@ static void on_answer(struct invocation *inv, const char *payload, size_t len)
 			snprintf(msg, sizeof(msg), "%s", kv.value);
 	}
 	if (r.status == 200 && code <= 0) {
+		access_log(inv, path, r.status, 0);
 		h2_answer(st, r.body, r.body_len);
 		return;
 	}
 	if (code <= 0)
 		code = code_of_http(r.status);
+	access_log(inv, path, r.status, code);
 	if (!msg[0]) { /* the daemon's or a handler's {"error": "..."} */
 		cJSON *j = cJSON_ParseWithLength(r.body, r.body_len);
 		cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");

@@ -173,6 +173,9 @@ with d:
           m.get('thaw_requests_by_protocol_total{function="mlp",protocol="tfserving_rest"}', 0) >= 1,
           "metrics by protocol", {k: v for k, v in m.items() if "by_protocol" in k})
 
+    check(re.search(r'"function":"mlp","method":"POST","protocol":"grpc","path":"/inference.GRPCInferenceService/ModelInfer","status":200,"grpc_status":0', d.logs()),
+          "a gRPC call has its access log line")
+
     # errors
     c, why = code_of(lambda: k.ModelInfer(kpb.ModelInferRequest(model_name="nosuch"), timeout=10))
     check(c == grpc.StatusCode.NOT_FOUND and "nosuch" in why, "unknown model: NOT_FOUND", (c, why))
