@@ -7,7 +7,7 @@ WARN     := -Wall -Wextra -Wstrict-prototypes -Werror -Wno-missing-field-initial
 CPPFLAGS := -std=gnu11 -D_GNU_SOURCE -MMD -MP -Iruntime -Ihandlers -I. $(EXTRA_CPPFLAGS)
 ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(CFLAGS) $(SAN)
 LDFLAGS  ?=
-LIBS     := -luring -lhttp_parser -lcjson -lyaml -lpthread -ldl -lm
+LIBS     := -luring -lhttp_parser -lnghttp2 -lcjson -lyaml -lpthread -ldl -lm
 TEST_LIBS := -lcmocka
 NVCC     ?= /usr/local/cuda/bin/nvcc
 HAVE_CUDA := $(shell test -x $(NVCC) && echo 1)
@@ -19,7 +19,8 @@ LIB_OBJ    := $(filter-out $(BUILD)/runtime/main.o,$(DAEMON_OBJ))
 LIBTHAW    := $(BUILD)/libthaw.a
 
 # The instance host: loads a handler .so; exports the SDK to it.
-HOST_SRC := $(wildcard handlers/host/*.c) runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/http.c \
+# (predict's TF Serving REST JSON module too: the host speaks it for tensor handlers)
+HOST_SRC := $(wildcard handlers/host/*.c) handlers/predict/tfrest.c handlers/predict/tfrest_fast.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/http.c \
 	    runtime/request.c runtime/headers.c runtime/jsonesc.c
 HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/host/%.o)
 
@@ -56,7 +57,7 @@ $(BUILD)/thaw: $(BUILD)/runtime/main.o $(LIBTHAW)
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS) $(DAEMON_LIBS)
 
 $(BUILD)/thaw-instance: $(HOST_OBJ)
-	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -rdynamic -o $@ $^ -lhttp_parser -ldl -lpthread
+	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -rdynamic -o $@ $^ -lhttp_parser -lcjson $(HOST_LIBS) -ldl -lpthread -lm
 
 $(BUILD)/handlers/%.o: handlers/%.c
 	@mkdir -p $(dir $@)

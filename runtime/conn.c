@@ -1,5 +1,6 @@
 #define LOG_PREFIX "conn: "
 #include "conn.h"
+#include "h2.h"
 #include "invocation.h"
 #include "log.h"
 #include "loop.h"
@@ -95,6 +96,9 @@ void conn_close(struct conn *c)
 		invocation_cancel(c->inv);
 		c->inv = NULL;
 	}
+	if (c->h2) /* cancels the calls under way */
+		h2_free(c->h2);
+	c->h2 = NULL;
 	hooks.closed(c);
 	timer_cancel(&c->sh->timers, &c->rtimer);
 	c->state = CONN_CLOSING;
@@ -114,6 +118,16 @@ void conn_close_all(struct shard *sh)
 static void read_timeout(struct timer *t)
 {
 	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, rtimer));
+	if (c->h2) { /* HTTP/2: idle = no call under way and nothing received */
+		if (h2_busy(c->h2)) {
+			timer_set(&c->sh->timers, &c->rtimer,
+				  now_ns() + (int64_t)server.opt.idle_timeout_ms * 1000000, read_timeout);
+		} else { /* GOAWAY first, so the client reconnects instead of failing a call */
+			h2_goaway(c->h2);
+			conn__h2_flush(c); /* closes once it is sent */
+		}
+		return;
+	}
 	if (c->req.in.len == 0 && !c->req.headers_done) { /* idle keep-alive */
 		conn_close(c);
 		return;
@@ -238,7 +252,11 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 	if (!c->recv_armed)
 		arm_recv(c);
 	if (c->state == CONN_READING) {
-		arm_read_timer(c);
+		if (!c->h2)
+			arm_read_timer(c);
+		else /* --idle-timeout from the last bytes, while no call is under way */
+			timer_set(&c->sh->timers, &c->rtimer,
+				  now_ns() + (int64_t)server.opt.idle_timeout_ms * 1000000, read_timeout);
 		process(c);
 	} else if (http_req_pending(&c->req) > MAX_PENDING_INPUT) {
 		conn_close(c);
@@ -338,6 +356,10 @@ static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 		arm_send(c);
 		return;
 	}
+	if (c->h2) {
+		conn__h2_flush(c);
+		return;
+	}
 	if (c->streaming) {
 		buf_reset(&c->out);
 		c->out_sent = 0;
@@ -386,6 +408,8 @@ void conn_respond(struct conn *c, int status, const char *ctype, const char *bod
 	int64_t dur = now_ns() - (c->start_ns ? c->start_ns : now_ns());
 	if (c->fn) {
 		COUNT(c->fn->metrics.requests, status);
+		COUNT(c->fn->metrics.by_protocol,
+		      metrics_protocol_of_path(http_span_ptr(&c->req, c->req.url), c->req.url.len));
 		histogram_observe(&c->fn->metrics.duration, dur);
 	}
 	access_log(c, status, dur);
@@ -542,8 +566,58 @@ void conn_respond_channel(struct conn *c, const struct channel_response *r)
 		     hs, n);
 }
 
+void conn__h2_flush(struct conn *c)
+{
+	const uint8_t *d;
+	size_t n;
+	if (c->state == CONN_CLOSING || c->send_inflight)
+		return;
+	if (c->out_sent == c->out.len) {
+		buf_reset(&c->out);
+		c->out_sent = 0;
+	}
+	/* bounded: at most ~1 MiB per send; the rest on its completion */
+	while (c->out.len < (1u << 20) && (n = h2_pending(c->h2, &d)))
+		buf_append(&c->out, d, n);
+	if (c->out_sent < c->out.len)
+		arm_send(c);
+	else if (h2_done(c->h2))
+		conn_close(c);
+}
+
+/* HTTP/2: the connection's input goes to the session as it comes. Before
+ * that, a connection whose first bytes are the preface turns into one. */
+static bool h2_input(struct conn *c)
+{
+	if (!c->h2) {
+		if (c->req.parsed || c->req.headers_done || !c->req.in.len)
+			return false;
+		int p = h2_preface(c->req.in.data, c->req.in.len);
+		if (p < 0)
+			return false;
+		if (p == 0)
+			return true; /* a prefix: wait for more */
+		if (h2_start(c) < 0) {
+			conn_close(c);
+			return true;
+		}
+		timer_set(&c->sh->timers, &c->rtimer,
+			  now_ns() + (int64_t)server.opt.idle_timeout_ms * 1000000, read_timeout);
+	}
+	int rc = h2_feed(c->h2, c->req.in.data, c->req.in.len);
+	c->req.in.len = 0;
+	if (rc < 0) {
+		conn_close(c);
+		return true;
+	}
+	conn__h2_flush(c);
+	return true;
+}
+
 static void process(struct conn *c)
 {
+	if (h2_input(c))
+		return;
 	/* bounded: each turn consumes input or changes state */
 	while (c->state == CONN_READING) {
 		enum http_step s = http_req_parse(&c->req);

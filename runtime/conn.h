@@ -53,6 +53,7 @@ struct conn {
 	 * send is in flight (out must not move under the kernel) */
 	bool streaming, stream_ended;
 	struct buf pending;
+	struct h2 *h2;         /* HTTP/2 (h2.h) since the preface, or NULL */
 	struct conn *next_conn, *prev_conn; /* the shard's list */
 };
 
@@ -91,6 +92,9 @@ void conn_stream_end(struct conn *c);
 void conn_close(struct conn *c);
 /* Closes every connection of sh (shutdown). */
 void conn_close_all(struct shard *sh);
+/* For h2.c: sends what the HTTP/2 session has to send (when no send is
+ * in flight), or closes c once the session wants nothing more. */
+void conn__h2_flush(struct conn *c);
 /* An operation counted in c->ops by another module completed. */
 void conn_op_done(struct conn *c);
 

@@ -1,5 +1,6 @@
 #define LOG_PREFIX "front: "
 #include "front.h"
+#include "grpc_front.h"
 #include "auth.h"
 #include "conn.h"
 #include "endpoints.h"
@@ -232,4 +233,5 @@ void front_init(void)
 		.closed = on_closed,
 	};
 	conn_set_hooks(&hooks);
+	grpc_front_init(); /* HTTP/2 connections: gRPC calls */
 }

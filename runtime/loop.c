@@ -139,6 +139,7 @@ void shard_recycle_buf(struct shard *sh, unsigned bid)
 }
 
 static void on_accept(struct loop_op *op, struct io_uring_cqe *cqe);
+static void on_accept2(struct loop_op *op, struct io_uring_cqe *cqe);
 static void on_wake(struct loop_op *op, struct io_uring_cqe *cqe);
 static void on_timeout(struct loop_op *op, struct io_uring_cqe *cqe);
 
@@ -149,6 +150,8 @@ int shard_init(struct shard *sh, unsigned id, int listen_fd)
 	sh->timeout_at = -1;
 	sh->listen_fd = listen_fd;
 	sh->accept_op.cb = on_accept;
+	sh->accept2_op.cb = on_accept2;
+	sh->listen2_fd = -1;
 	sh->wake_op.cb = on_wake;
 	sh->timeout_op.cb = on_timeout;
 	/* one thread submits and reaps: completions run only when it waits
@@ -185,6 +188,14 @@ static void arm_accept(struct shard *sh)
 	io_uring_prep_multishot_accept(sqe, sh->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	loop_op_prep(sqe, &sh->accept_op);
 	sh->accept_armed = true;
+}
+
+static void arm_accept2(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = shard_sqe(sh);
+	io_uring_prep_multishot_accept(sqe, sh->listen2_fd, NULL, NULL, SOCK_CLOEXEC);
+	loop_op_prep(sqe, &sh->accept2_op);
+	sh->accept2_armed = true;
 }
 
 static void arm_wake(struct shard *sh)
@@ -240,6 +251,19 @@ static void on_accept(struct loop_op *op, struct io_uring_cqe *cqe)
 	hooks.accept(sh, cqe->res);
 }
 
+static void on_accept2(struct loop_op *op, struct io_uring_cqe *cqe)
+{
+	struct shard *sh = container_of(op, struct shard, accept2_op);
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		sh->accept2_armed = false;
+	if (cqe->res < 0) {
+		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED && cqe->res != -EAGAIN)
+			pr_warn("accept: %s", strerror(-cqe->res));
+		return;
+	}
+	hooks.accept(sh, cqe->res);
+}
+
 /* Drain: stop accepting; report once nothing is under way here. */
 static void start_drain(struct shard *sh)
 {
@@ -248,6 +272,11 @@ static void start_drain(struct shard *sh)
 	io_uring_prep_cancel(sqe, &sh->accept_op, 0);
 	io_uring_sqe_set_data64(sqe, 0);
 	shutdown(sh->listen_fd, SHUT_RD);
+	if (sh->listen2_fd >= 0) { /* shared: only stop this loop's accept */
+		sqe = shard_sqe(sh);
+		io_uring_prep_cancel(sqe, &sh->accept2_op, 0);
+		io_uring_sqe_set_data64(sqe, 0);
+	}
 }
 
 void shard_drain(struct shard *sh, atomic_uint *drained)
@@ -359,6 +388,8 @@ void *shard_main(void *arg)
 	while (!sh->stopping) {
 		if (!sh->accept_armed && !sh->accept_paused && !sh->draining)
 			arm_accept(sh);
+		if (sh->listen2_fd >= 0 && !sh->accept2_armed && !sh->draining)
+			arm_accept2(sh);
 		if (sh->draining && !sh->drained_reported && !hooks.active(sh)) {
 			sh->drained_reported = true;
 			atomic_fetch_add(sh->drained, 1);

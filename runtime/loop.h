@@ -66,6 +66,11 @@ struct shard {
 	struct timer accept_timer;
 	int64_t accept_warned_ns; /* the last "accept: ..." line: one per 10 s */
 	unsigned accept_unlogged; /* failures since */
+	/* a second listener every loop accepts on (--grpc-port), -1 none; not
+	 * owned: set before the loop starts, closed by its owner after */
+	int listen2_fd;
+	struct loop_op accept2_op;
+	bool accept2_armed;
 	bool ring_disabled; /* made with R_DISABLED: the loop thread enables it */
 	/* provided buffers for multishot recv (when the kernel has them) */
 	struct io_uring_buf_ring *br;

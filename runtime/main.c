@@ -16,7 +16,9 @@
 static const char usage_serve[] =
 	"usage: thaw serve [options]\n"
 	"  --listen ADDR         address to listen on (default 0.0.0.0)\n"
-	"  --port N              port (default 9000)\n"
+	"  --port N              port (default 9000; HTTP/1.1 and gRPC over h2c)\n"
+	"  --grpc-port N         a port for gRPC too, as TF Serving's (default 8500; 0 = off;\n"
+	"                        taken by another process: a warning, no gRPC port)\n"
 	"  --threads N           event loops, one per core (default: cores)\n"
 	"  --functions DIR       load every DIR/*/fc.yaml at start\n"
 	"  --state-dir DIR       state (default /var/lib/thaw; $XDG_STATE_HOME/thaw when not root)\n"
@@ -59,6 +61,7 @@ static int cmd_serve(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "listen", required_argument, 0, 'l' },
 		{ "port", required_argument, 0, 'p' },
+		{ "grpc-port", required_argument, 0, 'g' },
 		{ "threads", required_argument, 0, 't' },
 		{ "functions", required_argument, 0, 'f' },
 		{ "state-dir", required_argument, 0, 's' },
@@ -85,6 +88,7 @@ static int cmd_serve(int argc, char **argv)
 		switch (c) {
 		case 'l': o->listen = optarg; break;
 		case 'p': bad |= parse_uint(optarg, "--port", &o->port) || !o->port || o->port > 65535; break;
+		case 'g': bad |= parse_uint(optarg, "--grpc-port", &o->grpc_port) || o->grpc_port > 65535; break;
 		case 't': bad |= parse_uint(optarg, "--threads", &o->threads) || !o->threads || o->threads > MAX_SHARDS; break;
 		case 'f': o->functions_dir = optarg; break;
 		case 's': o->state_dir = optarg; break;

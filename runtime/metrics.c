@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include <string.h>
+
 #include <stddef.h>
 
 /* Upper bounds in seconds: from 100 us (gateway overhead) to a minute (cold
@@ -57,11 +59,22 @@ static void render_histogram(struct buf *out, const char *name, const char *fn,
 	buf_printf(out, "%s_count{function=\"%s\"} %lu\n", name, fn, (unsigned long)cum);
 }
 
+enum metrics_protocol metrics_protocol_of_path(const char *path, size_t len)
+{
+	if (len >= 10 && !memcmp(path, "/v1/models", 10))
+		return PROTO_TFSERVING_REST;
+	if (len >= 4 && !memcmp(path, "/v2/", 4))
+		return PROTO_KSERVE_REST;
+	return PROTO_HTTP;
+}
+
 void metrics_render_head(struct buf *out)
 {
 	buf_append_str(out,
 		       "# HELP thaw_requests_total Invocations answered, by function and status code.\n"
 		       "# TYPE thaw_requests_total counter\n"
+		       "# HELP thaw_requests_by_protocol_total Invocations answered, by function and the protocol they came in.\n"
+		       "# TYPE thaw_requests_by_protocol_total counter\n"
 		       "# HELP thaw_request_duration_seconds Time from a whole request to its response, queueing included.\n"
 		       "# TYPE thaw_request_duration_seconds histogram\n"
 		       "# HELP thaw_init_duration_seconds Cold start: process start to READY (handler init).\n"
@@ -94,6 +107,15 @@ void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics 
 		if (c)
 			buf_printf(out, "thaw_requests_total{function=\"%s\",code=\"%d\"} %lu\n", fn,
 				   code, (unsigned long)c);
+	}
+	static const char *const protocols[METRICS_PROTOCOLS] = {
+		"http", "tfserving_rest", "kserve_rest", "kserve_grpc", "tfserving_grpc", "grpc"
+	};
+	for (int p = 0; p < METRICS_PROTOCOLS; p++) {
+		uint64_t c = SUM(GET(&m->by_protocol[p]));
+		if (c)
+			buf_printf(out, "thaw_requests_by_protocol_total{function=\"%s\",protocol=\"%s\"} %lu\n",
+				   fn, protocols[p], (unsigned long)c);
 	}
 	render_histogram(out, "thaw_request_duration_seconds", fn, ms, n,
 			 offsetof(struct fn_metrics, duration));

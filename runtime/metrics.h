@@ -22,8 +22,22 @@ enum instance_state_gauge { INST_STARTING, INST_IDLE, INST_BUSY, INST_SPARE, INS
 enum start_kind { START_COLD, START_RESTORE, START_KINDS };
 
 /* Per function; lives as long as the function. */
+/* How a request reached its function (thaw_requests_by_protocol_total). */
+enum metrics_protocol {
+	PROTO_HTTP,            /* /{fn}/..., /invoke/{fn} */
+	PROTO_TFSERVING_REST,  /* /v1/models/... */
+	PROTO_KSERVE_REST,     /* /v2/... */
+	PROTO_KSERVE_GRPC,     /* inference.GRPCInferenceService */
+	PROTO_TFSERVING_GRPC,  /* tensorflow.serving.* */
+	PROTO_GRPC_OTHER,
+	METRICS_PROTOCOLS
+};
+/* The protocol of an HTTP/1 request by its path. */
+enum metrics_protocol metrics_protocol_of_path(const char *path, size_t len);
+
 struct fn_metrics {
 	atomic_uint_least64_t requests[600]; /* by status code */
+	atomic_uint_least64_t by_protocol[METRICS_PROTOCOLS];
 	struct histogram duration;
 	struct histogram init;
 	struct histogram restore;

@@ -222,9 +222,13 @@ static bool loop_alive(struct shard *sh)
 	return sh->n_conns || sh->n_instances || invocation_alive();
 }
 
-static int listen_socket(void)
+static int grpc_fd = -1; /* --grpc-port's listener, shared by the loops */
+
+/* port's listener; reuse_port: one per loop (the main port), else one
+ * shared by all (so that two daemons never split a port between them). */
+static int listen_on(unsigned port, bool reuse_port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(server.opt.port) };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
 	if (inet_pton(AF_INET, server.opt.listen, &a.sin_addr) != 1) {
 		pr_err("--listen %s: not an IPv4 address", server.opt.listen);
 		return -EINVAL;
@@ -234,10 +238,12 @@ static int listen_socket(void)
 		return -errno;
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (reuse_port)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4096) < 0) {
 		int err = -errno;
-		pr_perror("listen on %s:%u", server.opt.listen, server.opt.port);
+		if (reuse_port)
+			pr_perror("listen on %s:%u", server.opt.listen, port);
 		close(fd);
 		return err;
 	}
@@ -258,13 +264,22 @@ static int start_loops(void)
 	shard_set_hooks(&hooks);
 	front_init();
 	server.n_shards = server.opt.threads;
+	if (server.opt.grpc_port && server.opt.grpc_port != server.opt.port) {
+		grpc_fd = listen_on(server.opt.grpc_port, false);
+		if (grpc_fd < 0) /* e.g. another daemon has it: gRPC stays on --port */
+			pr_warn("gRPC port %s:%u: %s; gRPC only on port %u", server.opt.listen,
+				server.opt.grpc_port, strerror(-grpc_fd), server.opt.port);
+		else
+			pr_info("gRPC (h2c) also on %s:%u", server.opt.listen, server.opt.grpc_port);
+	}
 	for (unsigned i = 0; i < server.n_shards; i++) {
-		int fd = listen_socket(), ret;
+		int fd = listen_on(server.opt.port, true), ret;
 		if (fd < 0)
 			return fd;
 		server.shards[i] = xcalloc(1, sizeof(struct shard));
 		if ((ret = shard_init(server.shards[i], i, fd)))
 			return ret;
+		server.shards[i]->listen2_fd = grpc_fd;
 	}
 	for (unsigned i = 0; i < server.n_shards; i++)
 		pthread_create(&server.shards[i]->thread, NULL, shard_main, server.shards[i]);
@@ -404,6 +419,9 @@ int server_run(void)
 		shard_run_posted(server.shards[i]);
 		shard_fini(server.shards[i]);
 	}
+	if (grpc_fd >= 0)
+		close(grpc_fd);
+	grpc_fd = -1;
 	reslimit_fini();
 	return 0;
 }

@@ -13,6 +13,7 @@ void server_options_default(struct server_options *o)
 	memset(o, 0, sizeof(*o));
 	o->listen = "0.0.0.0";
 	o->port = 9000;
+	o->grpc_port = 8500;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	o->threads = cores > 0 && cores <= MAX_SHARDS ? (unsigned)cores : 1;
 	o->max_header_bytes = 8192;

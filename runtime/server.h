@@ -26,6 +26,7 @@ struct shard;
 struct server_options {
 	const char *listen;        /* address, default 0.0.0.0 */
 	unsigned port;             /* default 9000 */
+	unsigned grpc_port;        /* gRPC (h2c) too, default 8500 (TF Serving's); 0 = off */
 	unsigned threads;          /* loops; default: cores */
 	const char *functions_dir; /* folders with fc.yaml to load at start */
 	const char *state_dir;     /* /var/lib/thaw, or $XDG_STATE_HOME/thaw */

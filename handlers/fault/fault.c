@@ -5,6 +5,7 @@
  *   /work?ms=N      works N ms (N <= 60000) in 5 ms steps, stopping early when
  *                   the request is cancelled (its client went away): logs
  *                   "work cancelled after X ms", 200 {"worked_ms":X,"cancelled":B}
+ *                   A gRPC call (path /inference.*) works FAULT_GRPC_WORK_MS.
  *   /hang           sleeps forever
  *   /spin?ms=N      busy-loops for N ms of wall time (N <= 60000),
  *                   200 {"spun_ms":N,"cpu_ms":<CPU time this thread got>}
@@ -259,6 +260,9 @@ static int do_open(const struct thaw_request *req, struct thaw_response *res)
 static int do_work(const struct thaw_request *req, struct thaw_response *res)
 {
 	long long ms = int_param(req, "ms", 0), done = 0;
+	const char *grpc_ms = thaw_config("FAULT_GRPC_WORK_MS");
+	if (!strncmp(req->path, "/inference.", 11)) /* a gRPC call: no query string */
+		ms = grpc_ms ? atoll(grpc_ms) : 0;
 	if (ms < 0 || ms > 60000)
 		return thaw_respond_error(res, 400, "ms must be 0..60000");
 	while (done < ms && !thaw_cancelled(req)) {
@@ -374,7 +378,7 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 		fflush(NULL);
 		exit((int)int_param(req, "code", 0));
 	}
-	if (!strcmp(path, "/work"))
+	if (!strcmp(path, "/work") || !strncmp(path, "/inference.", 11))
 		return do_work(req, res);
 	if (!strcmp(path, "/whoami"))
 		return json_printf(res, 200, "{\"uid\":%u,\"gid\":%u}", (unsigned)getuid(),

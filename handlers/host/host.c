@@ -17,6 +17,9 @@
  */
 #define LOG_PREFIX "host: "
 #include "host.h"
+#include "grpc.h"
+#include "kserve.h"
+#include "tfserving.h"
 #include "snapmem.h"
 #include "log.h"
 #include "mem.h"
@@ -175,7 +178,16 @@ void host__invoke(const struct thaw_request *req, struct thaw_response *res)
 {
 	host__response_reset(res);
 	host__set_current(req);
-	int r = handler->invoke(req, res);
+	int r = -ENOTSUP;
+	if (HANDLER_HAS(infer)) { /* protocols the host speaks for tensor handlers */
+		r = grpc_handle(handler->infer, req, res);
+		if (r == -ENOTSUP)
+			r = tfserving_handle(handler->infer, req, res);
+		if (r == -ENOTSUP)
+			r = kserve_handle(handler->infer, req, res);
+	}
+	if (r == -ENOTSUP)
+		r = handler->invoke(req, res);
 	host__set_current(NULL);
 	if (r < 0 && !res->touched)
 		thaw_respond_error(res, 500, "handler failed: %s", strerror(-r));

@@ -16,6 +16,8 @@
  * GPU context serializes its own calls).
  */
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,7 +117,23 @@ static int ner_init(void)
 	}
 	thaw_log(THAW_LOG_INFO, "ner: %u tags, %u entity types, device %s", model.num_tags,
 		 model.num_types, gpu ? "gpu" : "cpu");
-	return 0;
+	/* the tensor hook: what the seed's TF Serving model returns */
+	struct thaw_tensor_spec in[] = {
+		{ "logits", THAW_FP32, 3, { -1, -1, model.num_tags } },
+		{ "lengths", THAW_INT32, 1, { -1 } },
+	};
+	struct thaw_tensor_spec outs[] = {
+		{ "tags", THAW_INT32, 2, { -1, -1 } },
+		{ "entities", THAW_BYTES, 1, { -1 } },
+	};
+	struct thaw_model m = { .platform = "thaw_ner_crf", .version = "1", .inputs = in,
+				.n_inputs = 2, .outputs = outs, .n_outputs = 2 };
+	ret = thaw_declare_model(&m);
+	if (ret) {
+		thaw_set_error("ner: cannot declare the model: %d", ret);
+		ner_model_fini(&model);
+	}
+	return ret;
 }
 
 /* Decodes r into paths; returns the device used ("cpu"/"gpu") or NULL. */
@@ -184,6 +202,111 @@ out:
 	return ret;
 }
 
+static int reserve(char **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = need > 2 * *cap ? need + 256 : 2 * *cap;
+	char *p = realloc(*buf, c);
+	if (!p)
+		return -ENOMEM;
+	*buf = p;
+	*cap = c;
+	return 0;
+}
+
+/* Appends one sequence's entities as a BYTES element: a 4-byte
+ * little-endian length, then a JSON list of {"start","end","type"}. */
+static int put_seq_entities(const int32_t *path, uint32_t n, struct ner_entity *ents, char **buf,
+			size_t *len, size_t *cap)
+{
+	uint32_t k = ner_entities(&model, path, n, ents);
+	size_t at = *len;
+	if (reserve(buf, cap, *len + 5))
+		return -ENOMEM;
+	memcpy(*buf + *len, "\0\0\0\0[", 5);
+	*len += 5;
+	for (uint32_t i = 0; i < k; i++) {
+		char item[320];
+		int w = snprintf(item, sizeof(item), "%s{\"start\":%u,\"end\":%u,\"type\":\"%s\"}",
+				 i ? "," : "", ents[i].start, ents[i].end, model.types[ents[i].type]);
+		if (w < 0 || (size_t)w >= sizeof(item))
+			return -EINVAL;
+		if (reserve(buf, cap, *len + (size_t)w))
+			return -ENOMEM;
+		memcpy(*buf + *len, item, (size_t)w);
+		*len += (size_t)w;
+	}
+	if (reserve(buf, cap, *len + 1))
+		return -ENOMEM;
+	(*buf)[(*len)++] = ']';
+	uint32_t el = (uint32_t)(*len - at - 4);
+	for (int b = 0; b < 4; b++)
+		(*buf)[at + (size_t)b] = (char)(el >> (8 * b));
+	return 0;
+}
+
+/* Tensors in: logits [batch, steps, K] and lengths [batch], as TF Serving
+ * returns them for the BERT-BiLSTM-CRF model; out: the decoded tags
+ * [batch, steps] (-1 past each length) and per sequence its entities as a
+ * JSON list ({"start", "end", "type"}, token indices) in BYTES. The CRF
+ * matrix is the function's (TRANSITIONS). */
+static int ner_infer(const struct thaw_infer_request *ir, struct thaw_outputs *out)
+{
+	const struct thaw_tensor *lg = NULL, *ln = NULL;
+	for (size_t i = 0; i < ir->n_inputs; i++) {
+		if (!strcmp(ir->inputs[i].name, "logits"))
+			lg = &ir->inputs[i];
+		else if (!strcmp(ir->inputs[i].name, "lengths"))
+			ln = &ir->inputs[i];
+	}
+	if (!lg || !ln || lg->ndim != 3 || ln->ndim != 1)
+		return thaw_infer_error(out, 400, "inputs 'logits' [batch, steps, %u] and 'lengths' [batch] are needed",
+					model.num_tags);
+	if (ln->shape[0] != lg->shape[0])
+		return thaw_infer_error(out, 400, "input 'lengths': %lld values for a batch of %lld",
+					(long long)ln->shape[0], (long long)lg->shape[0]);
+	if (lg->shape[0] > NER_MAX_BATCH || lg->shape[1] > 16384)
+		return thaw_infer_error(out, 400, "input 'logits': at most %u sequences of 16384 steps",
+					NER_MAX_BATCH);
+	struct ner_request r = { .batched = 1, .batch = (uint32_t)lg->shape[0],
+				 .steps = (uint32_t)lg->shape[1], .num_tags = model.num_tags,
+				 .logits = (float *)lg->data, .lengths = (int32_t *)ln->data };
+	for (uint32_t b = 0; b < r.batch; b++)
+		if (r.lengths[b] < 0 || (uint32_t)r.lengths[b] > r.steps)
+			return thaw_infer_error(out, 400, "input 'lengths': lengths[%u] is %d, the logits have %u steps",
+						b, r.lengths[b], r.steps);
+	for (size_t i = 0; i < (size_t)r.batch * r.steps * r.num_tags; i++)
+		if (!isfinite(r.logits[i]))
+			return thaw_infer_error(out, 400, "input 'logits': value %zu is not finite", i);
+	int64_t tshape[2] = { r.batch, r.steps };
+	int32_t *paths = thaw_output_new(out, "tags", THAW_INT32, 2, tshape,
+					 (size_t)r.batch * r.steps * sizeof(int32_t));
+	if (!paths)
+		return thaw_infer_error(out, 500, "out of memory");
+	if (r.batch && r.steps && !decode(&r, paths))
+		return thaw_infer_error(out, 500, "decode failed");
+	struct ner_entity *ents = malloc(((size_t)r.steps + 1) * sizeof(*ents));
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int ret = ents ? 0 : -ENOMEM;
+	for (uint32_t b = 0; b < r.batch && !ret; b++)
+		ret = put_seq_entities(paths + (size_t)b * r.steps, (uint32_t)r.lengths[b], ents, &buf,
+				   &len, &cap);
+	int64_t eshape[1] = { r.batch };
+	void *e = ret ? NULL : thaw_output_new(out, "entities", THAW_BYTES, 1, eshape, len);
+	if (e)
+		memcpy(e, buf, len);
+	free(buf);
+	free(ents);
+	if (!e)
+		return thaw_infer_error(out, 500, "out of memory");
+	for (uint32_t b = 0; b < r.batch; b++) /* -1 past each length, as the REST tags */
+		for (uint32_t t = (uint32_t)r.lengths[b]; t < r.steps; t++)
+			paths[(size_t)b * r.steps + t] = -1;
+	return 0;
+}
+
 static void ner_shutdown(void)
 {
 	viterbi_gpu_free(gpu);
@@ -191,4 +314,5 @@ static void ner_shutdown(void)
 	ner_model_fini(&model);
 }
 
-THAW_HANDLER(.name = "ner", .init = ner_init, .invoke = ner_invoke, .shutdown = ner_shutdown);
+THAW_HANDLER(.name = "ner", .init = ner_init, .invoke = ner_invoke, .shutdown = ner_shutdown,
+	     .infer = ner_infer);

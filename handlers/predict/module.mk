@@ -18,16 +18,18 @@ $(BUILD)/tests/bench/bench_predict: tests/bench/bench_predict.c $(PREDICT_MODEL_
 	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(KERNELS_LIBS) -lcjson
 
 # The unit test links the handler's objects with a mock of the host SDK,
-# except for the file calls: thaw_map_file and thaw_unmap are the SDK's own,
-# from sdk.o with every other symbol made local (so the mocks of the rest
-# stand); what sdk.o needs besides comes from libthaw.a.
+# except for the file calls (thaw_map_file and thaw_unmap: the SDK's own,
+# from sdk.o with every other symbol made local, so the mocks of the rest
+# stand) and the tensor calls (the host's real tensor module, tensor_run
+# included); what those need besides comes from libthaw.a.
 SDK_FILES_OBJ := $(BUILD)/tests/unit/sdk_files.o
 $(SDK_FILES_OBJ): $(BUILD)/host/handlers/host/sdk.o
 	@mkdir -p $(dir $@)
 	objcopy --keep-global-symbol=thaw_map_file --keep-global-symbol=thaw_unmap \
 		--keep-global-symbol=host__set_identity $< $@
 
-$(BUILD)/tests/unit/test_predict: tests/unit/test_predict.c $(PREDICT_OBJ) $(KERNELS_OBJ) $(SDK_FILES_OBJ) $(BUILD)/host/handlers/host/snapmem.o $(LIBTHAW)
+$(BUILD)/tests/unit/test_predict: tests/unit/test_predict.c $(PREDICT_OBJ) $(KERNELS_OBJ) $(SDK_FILES_OBJ) \
+		$(BUILD)/host/handlers/host/snapmem.o $(BUILD)/host/handlers/host/tensor.o $(LIBTHAW)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(TEST_LIBS) $(KERNELS_LIBS) $(LIBS) $(DAEMON_LIBS) -lcjson -lm
 

@@ -118,6 +118,25 @@ static int init_mlp(void)
 	return 0;
 }
 
+/* The tensor hook's metadata: x -> y, FP32; half_plus_two is elementwise,
+ * any shape (ndim -1), the mlp [-1, in] -> [-1, out]. */
+static int declare_model(void)
+{
+	/* one number in, one out (half_plus_two): any shape, elementwise */
+	int scalar = g.model.in_width == 1 && g.model.out_width == 1;
+	struct thaw_tensor_spec x = { .name = "x", .dtype = THAW_FP32, .ndim = scalar ? -1 : 2,
+				      .shape = { -1, g.model.in_width } };
+	struct thaw_tensor_spec y = { .name = "y", .dtype = THAW_FP32, .ndim = scalar ? -1 : 2,
+				      .shape = { -1, g.model.out_width } };
+	struct thaw_model m = { .platform = scalar ? "thaw_half_plus_two" : "thaw_mlp",
+				.version = "1", .inputs = &x, .n_inputs = 1,
+				.outputs = &y, .n_outputs = 1 };
+	int rc = thaw_declare_model(&m);
+	if (rc < 0)
+		thaw_set_error("predict: cannot declare the model: %d", rc);
+	return rc;
+}
+
 static int predict_init(void)
 {
 	const char *model = thaw_config("MODEL");
@@ -128,8 +147,10 @@ static int predict_init(void)
 		return -EINVAL;
 	}
 	snprintf(g.model_name, sizeof(g.model_name), "%s", model);
-	if (strcmp(model, "mlp") == 0)
-		return init_mlp();
+	if (strcmp(model, "mlp") == 0) {
+		int rc = init_mlp();
+		return rc < 0 ? rc : declare_model();
+	}
 	thaw_set_error("MODEL=%s: expected mlp (half_plus_two is a model file: "
 		       "examples/half_plus_two)", model);
 	return -EINVAL;
@@ -283,6 +304,40 @@ static int predict_invoke(const struct thaw_request *req, struct thaw_response *
 	return thaw_respond_error(res, 404, "Malformed request");
 }
 
+/* The tensor hook: x (FP32, checked against the declared shape by the
+ * host) -> y, through the same model run as :predict. */
+static int predict_infer(const struct thaw_infer_request *ir, struct thaw_outputs *out)
+{
+	const struct thaw_tensor *x = NULL;
+	int64_t oshape[THAW_MAX_DIMS];
+	size_t rows, ny;
+
+	for (size_t i = 0; i < ir->n_inputs; i++)
+		if (!strcmp(ir->inputs[i].name, "x"))
+			x = &ir->inputs[i];
+	if (!x || x->dtype != THAW_FP32)
+		return thaw_infer_error(out, 400, "input 'x' (FP32) is missing");
+	memcpy(oshape, x->shape, sizeof(oshape));
+	if (g.model.in_width != 1 || g.model.out_width != 1) {
+		if (x->ndim != 2 || x->shape[1] != g.model.in_width)
+			return thaw_infer_error(out, 400, "input 'x': shape must be [-1, %d]",
+						g.model.in_width);
+		rows = (size_t)x->shape[0];
+		ny = rows * (size_t)g.model.out_width;
+		oshape[1] = g.model.out_width;
+	} else
+		rows = ny = x->len / sizeof(float);
+	if (ir->req && ir->req->deadline_ms > 0 && thaw_time_left_ms(ir->req) <= 0)
+		return thaw_infer_error(out, 504, "deadline passed before inference");
+	float *y = thaw_output_new(out, "y", THAW_FP32, x->ndim, oshape, ny * sizeof(float));
+	if (!y)
+		return thaw_infer_error(out, 500, "out of memory for %zu outputs", ny);
+	if (rows && predict_model_run(&g.model, x->data, rows, y) < 0)
+		return thaw_infer_error(out, 500, "inference failed on the %s",
+					predict_device_name(&g.model));
+	return 0;
+}
+
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -331,4 +386,4 @@ static int predict_on_restore(void)
 
 THAW_HANDLER(.name = "predict", .init = predict_init, .invoke = predict_invoke,
 	     .on_restore = predict_on_restore, .shutdown = predict_shutdown,
-	     .before_checkpoint = predict_before_checkpoint);
+	     .before_checkpoint = predict_before_checkpoint, .infer = predict_infer);

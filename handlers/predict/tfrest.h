@@ -60,6 +60,11 @@ int tfrest__parse_fast(const char *body, size_t len, enum tfrest_format *fmt,
 int tfrest__parse_cjson(const char *body, size_t len, enum tfrest_format *fmt,
 			struct tfrest_tensor *t, char *err, size_t errlen);
 
+/* Internal, shared with the instance host's KServe fast path: one strict
+ * JSON number at *p (< end) as the correctly rounded double; advances *p.
+ * Returns 0 or -1 when it is not a number. */
+int tfrest__number(const char **p, const char *end, double *out);
+
 /* Growable output buffer. */
 struct tfrest_buf {
 	char *p;

@@ -54,6 +54,16 @@ static const double pow10_exact[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  
 /* Strict JSON number. Mantissas below 2^53 with a decimal exponent within
  * +-22 convert exactly with one correctly rounded multiply or divide
  * (Clinger's fast path); anything else goes through strtod. */
+static int num(struct cur *c, double *out);
+
+int tfrest__number(const char **p, const char *end, double *out)
+{
+	struct cur c = { *p, end };
+	int rc = num(&c, out);
+	*p = c.p;
+	return rc;
+}
+
 static int num(struct cur *c, double *out)
 {
 	const char *b = c->p, *p = c->p, *e = c->end;

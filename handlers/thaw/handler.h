@@ -72,6 +72,71 @@ struct thaw_request {
  * content type to application/json. */
 struct thaw_response;
 
+/* --- tensors ---------------------------------------------------------------
+ * A model handler may implement infer() beside invoke(): the host converts
+ * every wire protocol it knows (KServe v2 REST today) into named input
+ * tensors and the answer back, so the handler parses no protocol. The
+ * datatypes are KServe's. Data is one contiguous little-endian row-major
+ * buffer; BYTES elements are each a 4-byte little-endian length followed by
+ * that many bytes (KServe's binary layout), one after another. */
+enum thaw_dtype {
+	THAW_DT_INVALID = 0,
+	THAW_BOOL, /* one byte, 0 or 1 */
+	THAW_UINT8, THAW_UINT16, THAW_UINT32, THAW_UINT64,
+	THAW_INT8, THAW_INT16, THAW_INT32, THAW_INT64,
+	THAW_FP16, THAW_FP32, THAW_FP64,
+	THAW_BYTES,
+};
+#define THAW_MAX_DIMS 8
+
+/* An input the host made, valid until infer() returns. The host checked
+ * that len matches the shape (product x element size; BYTES: the lengths
+ * walk exactly to len) and that data is aligned for the datatype. */
+struct thaw_tensor {
+	const char *name;
+	enum thaw_dtype dtype;
+	int ndim;
+	int64_t shape[THAW_MAX_DIMS];
+	const void *data;
+	size_t len; /* bytes */
+};
+
+/* Declared metadata of one input or output; -1 in shape = any size; ndim
+ * -1 = any shape at all (metadata shows [-1]). */
+struct thaw_tensor_spec {
+	const char *name;
+	enum thaw_dtype dtype;
+	int ndim;
+	int64_t shape[THAW_MAX_DIMS];
+};
+
+/* A model's metadata, declared once in init() with thaw_declare_model()
+ * (copied by the host). name NULL = the function's name. */
+struct thaw_model {
+	const char *name;
+	const char *platform; /* e.g. "thaw_native" */
+	const char *version;  /* e.g. "1"; the only version served */
+	const struct thaw_tensor_spec *inputs;
+	size_t n_inputs;
+	const struct thaw_tensor_spec *outputs;
+	size_t n_outputs;
+};
+
+/* What infer() gets: the inputs in the client's order, the names of the
+ * outputs asked for (n_outputs 0 = all of them; the host drops outputs not
+ * asked for, the handler may skip computing them) and the request they came
+ * in (deadline, cancellation, headers). */
+struct thaw_infer_request {
+	const struct thaw_request *req;
+	const struct thaw_tensor *inputs;
+	size_t n_inputs;
+	const char *const *outputs;
+	size_t n_outputs;
+};
+
+/* Opaque: the outputs infer() returns, built with thaw_output_new(). */
+struct thaw_outputs;
+
 struct thaw_handler {
 	uint32_t abi_version; /* THAW_ABI_VERSION */
 	uint32_t size;        /* sizeof(struct thaw_handler) */
@@ -81,6 +146,10 @@ struct thaw_handler {
 	int (*on_restore)(void);
 	void (*shutdown)(void);
 	int (*before_checkpoint)(void); /* added in size, not version: may be absent */
+	/* Tensors in, tensors out (see struct thaw_infer_request). Returns 0,
+	 * or -errno after thaw_infer_error() (without it: 500). May run on
+	 * several threads at once, as invoke(). Added in size: may be absent. */
+	int (*infer)(const struct thaw_infer_request *ir, struct thaw_outputs *out);
 };
 
 /* Define the handler's descriptor; the host looks up this symbol. */
@@ -111,6 +180,29 @@ int thaw_respond(struct thaw_response *res, int status, const char *content_type
 /* Error in the house format: {"error": "<message>"} with the given status. */
 int thaw_respond_error(struct thaw_response *res, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* --- tensors (infer) --------------------------------------------------- */
+
+/* Declares the model's metadata; call once from init(). Everything is
+ * copied. Returns 0 or -EINVAL (bad datatype, more than THAW_MAX_DIMS). */
+int thaw_declare_model(const struct thaw_model *model);
+/* Adds an output of len bytes and returns its buffer (zeroed, 16-byte
+ * aligned, owned by the host) for the handler to fill, or NULL when out of
+ * memory or when len does not fit the shape (non-BYTES). Data must be
+ * little-endian, in the layout of struct thaw_tensor. */
+void *thaw_output_new(struct thaw_outputs *out, const char *name, enum thaw_dtype dtype,
+		      int ndim, const int64_t *shape, size_t len);
+/* Fails the inference: status 400 (bad input: name the input in the
+ * message), 404, 500, 503 or 504, mapped by the host onto each protocol.
+ * Returns -EINVAL for 400, -ENOENT 404, -EAGAIN 503, -ETIMEDOUT 504,
+ * else -EIO, for infer() to return. */
+int thaw_infer_error(struct thaw_outputs *out, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* KServe's name of a datatype ("FP32"), "" for none; and back (THAW_DT_INVALID). */
+const char *thaw_dtype_name(enum thaw_dtype dtype);
+enum thaw_dtype thaw_dtype_parse(const char *name, size_t len);
+/* Bytes of one element, 0 for BYTES and invalid. */
+size_t thaw_dtype_size(enum thaw_dtype dtype);
 
 /* --- the function -------------------------------------------------------- */
 

@@ -309,6 +309,8 @@ class Daemon:
                "--functions", self.fn_dir, "--state-dir", self.state_dir,
                "--snapshot-dir", self.snap_dir,
                "--threads", str(self.threads)] + self.args
+        if "--grpc-port" not in self.args:  # not 8500: tests run side by side
+            cmd += ["--grpc-port", "0"]
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + self.ready_timeout

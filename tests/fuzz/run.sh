@@ -22,14 +22,21 @@ declare -A TARGETS=(
 	[http]="tests/fuzz/fuzz_http.c runtime/http.c runtime/router.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/request.c runtime/headers.c runtime/jsonesc.c"
 	[config]="tests/fuzz/fuzz_config.c runtime/config.c runtime/router.c runtime/mem.c runtime/log.c"
 	[tar]="tests/fuzz/fuzz_tar.c runtime/config.c runtime/router.c runtime/fsutil.c builder/util.c builder/oci.c runtime/mem.c runtime/log.c"
+	[grpc]="tests/fuzz/fuzz_grpc.c runtime/h2.c runtime/pbwire.c runtime/buf.c runtime/mem.c runtime/log.c runtime/jsonesc.c $OUT/proto/grpc_service.pb-c.c $OUT/proto/tensorflow_serving/apis/predict.pb-c.c $OUT/proto/tensorflow/core/framework/tensor.pb-c.c $OUT/proto/google/protobuf/wrappers.pb-c.c $OUT/proto/google/protobuf/any.pb-c.c $OUT/proto/tensorflow/core/protobuf/meta_graph.pb-c.c"
+	[kserve]="tests/fuzz/fuzz_kserve.c handlers/host/tensor.c handlers/host/kserve_fast.c handlers/predict/tfrest.c handlers/predict/tfrest_fast.c runtime/buf.c runtime/mem.c runtime/log.c runtime/jsonesc.c"
 )
-declare -A TARGET_LIBS=([http]="-lhttp_parser" [config]="-lyaml" [tar]="-larchive -lcjson -lyaml -lcrypto")
+declare -A TARGET_LIBS=([http]="-lhttp_parser" [config]="-lyaml" [tar]="-larchive -lcjson -lyaml -lcrypto" [grpc]="-lnghttp2 -lprotobuf-c -I$OUT/proto" [kserve]="-Ihandlers -lcjson -lm")
 # a subset of the targets: FUZZ_TARGETS="config tar"
 if [ -n "${FUZZ_TARGETS:-}" ]; then
 	for name in "${!TARGETS[@]}"; do
 		[[ " $FUZZ_TARGETS " == *" $name "* ]] || unset "TARGETS[$name]"
 	done
 fi
+# the gRPC target decodes messages with protobuf-c code made from proto/
+mkdir -p "$OUT/proto"
+protoc-c -Iproto -I/usr/include --c_out="$OUT/proto" grpc_service.proto \
+	tensorflow_serving/apis/predict.proto tensorflow/core/framework/tensor.proto \
+	tensorflow/core/protobuf/meta_graph.proto google/protobuf/wrappers.proto google/protobuf/any.proto
 
 rc=0
 for name in "${!TARGETS[@]}"; do

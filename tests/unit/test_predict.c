@@ -27,6 +27,7 @@
 #include "predict/safetensors.h"
 #include "predict/tfrest.h"
 #include "thaw/handler.h"
+#include "host/tensor.h" /* the host's real tensor module, linked in */
 
 extern const struct thaw_handler thaw_handler_v1;
 
@@ -722,6 +723,77 @@ static void test_mlp_handler_end_to_end(void **state)
 	free(img);
 }
 
+/* The tensor hook through the host's shared step (tensor_run): the same
+ * floats as :predict, the declared metadata, and errors naming the input. */
+static void test_infer_hook_matches_predict(void **state)
+{
+	static const int dims[] = { 6, 16, 4 };
+	size_t len;
+	(void)state;
+	uint8_t *img = make_mlp(dims, 3, &len);
+	write_file("infer.safetensors", img, len);
+	assert_int_equal(init_with("mlp", "infer.safetensors", NULL), 0);
+	const struct thaw_model *m = tensor_model();
+	assert_non_null(m);
+	assert_int_equal(m->n_inputs, 1);
+	assert_string_equal(m->inputs[0].name, "x");
+	assert_int_equal(m->inputs[0].shape[1], 6);
+	assert_int_equal(m->outputs[0].shape[1], 4);
+
+	float x[2][6];
+	char body[512];
+	size_t bl = snprintf(body, sizeof(body), "{\"instances\": [");
+	for (int r = 0; r < 2; r++)
+		for (int c = 0; c < 6; c++) {
+			x[r][c] = frand();
+			bl += snprintf(body + bl, sizeof(body) - bl, "%s%s%.9g%s", c ? ", " : r ? ", [" : "[",
+				       "", x[r][c], c == 5 ? "]" : "");
+		}
+	snprintf(body + bl, sizeof(body) - bl, "]}");
+	struct thaw_tensor in = { .name = "x", .dtype = THAW_FP32, .ndim = 2, .shape = { 2, 6 },
+				  .data = x, .len = sizeof(x) };
+	struct thaw_outputs out;
+	assert_int_equal(tensor_run(thaw_handler_v1.infer, NULL, &in, 1, NULL, 0, &out), 0);
+	assert_int_equal(out.n, 1);
+	assert_string_equal(out.t[0].name, "y");
+	assert_int_equal(out.t[0].len, 2 * 4 * sizeof(float));
+	/* :predict gives the same numbers, bit for bit once written and read */
+	struct thaw_response r = call("POST", "/v1/models/m:predict", body);
+	assert_int_equal(r.status, 200);
+	cJSON *j = cJSON_Parse(r.body);
+	cJSON *p = cJSON_GetObjectItem(j, "predictions");
+	const float *y = out.t[0].data;
+	for (int rr = 0; rr < 2; rr++)
+		for (int c = 0; c < 4; c++) {
+			float want = (float)cJSON_GetArrayItem(cJSON_GetArrayItem(p, rr), c)->valuedouble;
+			assert_true(want == y[rr * 4 + c]);
+		}
+	cJSON_Delete(j);
+	free(r.body);
+	tensor_outputs_fini(&out);
+
+	/* asking for an output that is not declared, a wrong dtype or shape: 400 naming it */
+	const char *bad_out = "z";
+	assert_int_equal(tensor_run(thaw_handler_v1.infer, NULL, &in, 1, &bad_out, 1, &out), 400);
+	assert_non_null(strstr(out.msg, "'z'"));
+	in.dtype = THAW_FP64;
+	in.len = 2 * 6 * 8;
+	double xd[12] = { 0 };
+	in.data = xd;
+	assert_int_equal(tensor_run(thaw_handler_v1.infer, NULL, &in, 1, NULL, 0, &out), 400);
+	assert_non_null(strstr(out.msg, "input 'x': datatype FP64, expected FP32"));
+	in.dtype = THAW_FP32;
+	in.shape[1] = 3;
+	in.len = 2 * 3 * 4;
+	assert_int_equal(tensor_run(thaw_handler_v1.infer, NULL, &in, 1, NULL, 0, &out), 400);
+	assert_non_null(strstr(out.msg, "input 'x': shape [2, 3] does not match [-1, 6]"));
+	in.len = 5; /* data that does not fit the shape */
+	assert_int_equal(tensor_run(thaw_handler_v1.infer, NULL, &in, 1, NULL, 0, &out), 400);
+	assert_non_null(strstr(out.msg, "input 'x'"));
+	thaw_handler_v1.shutdown();
+	free(img);
+}
+
 static void test_gpu_device_falls_back_or_fails_clearly(void **state)
 {
 	static const int dims[] = { 3, 4, 2 };
@@ -816,6 +888,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt_weights_fail_init_with_message),
 		cmocka_unit_test(test_mlp_blas_matches_reference),
 		cmocka_unit_test(test_mlp_handler_end_to_end),
+		cmocka_unit_test(test_infer_hook_matches_predict),
 		cmocka_unit_test(test_gpu_device_falls_back_or_fails_clearly),
 		cmocka_unit_test(test_gpu_weights_reload_hooks),
 	};
