@@ -59,11 +59,12 @@ static const char *criu_path(void)
 
 /* Runs criu with argv (argv[0] is replaced by the binary's path); logs the
  * tail of its output on failure. */
-static int run_criu(const char *what, char **argv, const struct subproc_fd *fds, unsigned n_fds,
-		    int timeout_ms, struct subproc_result *res)
+static int run_criu_in(const char *what, char **argv, const struct subproc_fd *fds,
+		       unsigned n_fds, const char *const *join, int timeout_ms,
+		       struct subproc_result *res)
 {
 	argv[0] = (char *)criu_path();
-	int ret = subproc_run(argv, fds, n_fds, timeout_ms, res);
+	int ret = subproc_run_in(argv, fds, n_fds, join, timeout_ms, res);
 	if (ret) {
 		const char *out = res->out ? res->out : "";
 		size_t n = strlen(out);
@@ -78,6 +79,12 @@ static int run_criu(const char *what, char **argv, const struct subproc_fd *fds,
 		pr_err("criu %s failed (%s); its output ends:\n%s", what, how, tail);
 	}
 	return ret;
+}
+
+static int run_criu(const char *what, char **argv, const struct subproc_fd *fds, unsigned n_fds,
+		    int timeout_ms, struct subproc_result *res)
+{
+	return run_criu_in(what, argv, fds, n_fds, NULL, timeout_ms, res);
 }
 
 static void ensure_rundir(void)
@@ -322,6 +329,12 @@ static pid_t read_pidfile(const char *path)
 
 int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot_timing *t)
 {
+	return snapshot_restore_in(dir, NULL, out, t);
+}
+
+int snapshot_restore_in(const char *dir, const char *const *join, struct instance_proc *out,
+			struct snapshot_timing *t)
+{
 	static unsigned long counter; /* unique pidfile names */
 	double t0 = now_ms();
 	struct fds_file ff;
@@ -353,7 +366,8 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 	/* -d: criu returns once the copy runs; -S (--restore-sibling): the copy
 	 * is our child, see snapshot.h. The pid namespace recorded in the image
 	 * is created anew for each copy. */
-	/* cgroups: each copy lands in ours; the daemon then gives it its own */
+	/* cgroups: criu leaves them alone; it runs in the join groups (its own
+	 * or, with join NULL, ours) and the copy it forks is born there */
 	char *argv[24] = { NULL, "restore", "-D", (char *)dir, "-o", "-", "-v2", "-d", "-S",
 			   "--pidfile", pidfile, "--inherit-fd", chan_s, "--inherit-fd", log_s,
 			   "--manage-cgroups=ignore" };
@@ -368,7 +382,7 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 	const struct subproc_fd fds[] = { { sv[1], RESTORE_CHANNEL_FD }, { lp[1], RESTORE_LOG_FD } };
 
 	struct subproc_result res;
-	ret = run_criu("restore", argv, fds, 2, RESTORE_TIMEOUT_MS, &res);
+	ret = run_criu_in("restore", argv, fds, 2, join, RESTORE_TIMEOUT_MS, &res);
 	if (t)
 		t->criu_ms = res.ms;
 	subproc_result_fini(&res);

@@ -425,9 +425,10 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 	return 0;
 }
 
-/* Logs "init in memory cgroup <path>" (v1's memory line, else v2's): the
- * tests check that init already runs under memorySize. */
-static void log_memory_cgroup(void)
+/* Logs "<when> in memory cgroup <path>" (v1's memory line, else v2's): the
+ * tests check that init, and a restored copy's first hook, already run
+ * under memorySize. */
+static void log_memory_cgroup(const char *when)
 {
 	char line[512], v2[512] = "";
 	FILE *f = fopen("/proc/self/cgroup", "re");
@@ -440,7 +441,7 @@ static void log_memory_cgroup(void)
 			continue;
 		*b = '\0';
 		if (!strcmp(a + 1, "memory") || strstr(a + 1, "memory,") || strstr(a + 1, ",memory")) {
-			thaw_log(THAW_LOG_INFO, "init in memory cgroup %s", b + 1);
+			thaw_log(THAW_LOG_INFO, "%s in memory cgroup %s", when, b + 1);
 			fclose(f);
 			return;
 		}
@@ -449,7 +450,7 @@ static void log_memory_cgroup(void)
 	}
 	fclose(f);
 	if (v2[0])
-		thaw_log(THAW_LOG_INFO, "init in memory cgroup %s", v2);
+		thaw_log(THAW_LOG_INFO, "%s in memory cgroup %s", when, v2);
 }
 
 static int init(void)
@@ -467,7 +468,7 @@ static int init(void)
 	}
 	seed();
 	thaw_log(THAW_LOG_INFO, "fault handler ready, instance %s", thaw_instance_id());
-	log_memory_cgroup();
+	log_memory_cgroup("init");
 	return 0;
 }
 
@@ -475,6 +476,7 @@ static int on_restore(void)
 {
 	seed();
 	atomic_fetch_add(&n_on_restore, 1);
+	log_memory_cgroup("on_restore"); /* before READY: no request, no job yet */
 	return 0;
 }
 

@@ -2,6 +2,7 @@
 finding it guards against and checks the exact answer."""
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -529,5 +530,45 @@ with Daemon({"fault": dict(FAULT, memorySize=128)}) as d:
         if limit:
             break
     check(limit == 128 << 20, "item 3: that group has the memorySize limit", limit)
+
+
+def memory_limit_of(grp):
+    for root in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup"):
+        for name in ("memory.limit_in_bytes", "memory.max"):
+            path = root + grp + "/" + name
+            if grp and os.path.exists(path):
+                return int(open(path).read())
+    return None
+
+
+# item 3 (rest): a restored copy is born in its own group too (criu runs in
+# it), not moved there by a job after it started: its on_restore hook, which
+# runs before READY and so before any job of the daemon could move it,
+# already sees its own group with the limit
+why = thawtest.criu_works() or thawtest.cgroup_works("memory")
+if why:
+    thawtest.skip_part("item 3 (restores): " + why)
+else:
+    with Daemon({"fault": dict(FAULT, memorySize=128, snapshot=True, cpu=0.5)}) as d:
+        r = d.request("GET", "/fault/hooks")
+        lines = wait_for(lambda: [l for l in d.logs().splitlines() if "on_restore in memory cgroup" in l],
+                         secs=10) or []
+        grp = lines[0].rsplit("on_restore in memory cgroup ", 1)[1].strip() if lines else ""
+        check(r.status == 200 and r.json().get("on_restore") == 1,
+              "item 3: the function serves from a restored copy", r)
+        check(lines and "/thaw-%d/c" % d.proc.pid in grp,
+              "item 3: a restored copy is in its own group from its first hook", lines[:1])
+        check(memory_limit_of(grp) == 128 << 20, "item 3: the restored copy's group has the memorySize limit",
+              memory_limit_of(grp))
+        # its v1 cpu group it joins before CH_RESTORED (criu itself runs unthrottled)
+        pids = [int(p) for p in re.findall(r"\(pid (\d+)\) restored in", d.logs())]
+        cpu_grp = ""
+        if pids and thawtest.cgroup_works("cpu") == "" and os.path.exists("/sys/fs/cgroup/cpu"):
+            for line in open("/proc/%d/cgroup" % pids[0]):
+                _, ctls, path = line.rstrip("\n").split(":", 2)
+                if "cpu" in ctls.split(","):
+                    cpu_grp = path
+            check("/thaw-%d/c" % d.proc.pid in cpu_grp, "item 3: the restored copy is in its own cpu group",
+                  cpu_grp)
 
 finish()
