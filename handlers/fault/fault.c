@@ -13,6 +13,7 @@
  *   /exit?code=N    exit(N)
  *   /leak?mb=N      mallocs and touches N MiB and keeps it;
  *                   200 {"leaked_mb":<total>}
+ *   /big?mb=N&ms=M  sleeps M ms, then answers N MiB (N <= 64) of 'b'
  *   /status?code=N  answers status N, {"status":N}
  *   /fail?errno=N   invoke returns -N having set nothing (host answers 500)
  *   /random         {"random":<u64>,"instance_id":"..."}; the PRNG is seeded
@@ -385,6 +386,19 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 		return do_spin(req, res);
 	if (!strcmp(path, "/leak"))
 		return do_leak(req, res);
+	if (!strcmp(path, "/big")) {
+		long long mb = int_param(req, "mb", 1), ms = int_param(req, "ms", 0);
+		if (mb < 0 || mb > 64 || ms < 0 || ms > 60000)
+			return thaw_respond_error(res, 400, "mb must be 0..64, ms 0..60000");
+		sleep_ms(ms);
+		char *b = malloc((size_t)mb << 20);
+		if (!b)
+			return thaw_respond_error(res, 500, "out of memory");
+		memset(b, 'b', (size_t)mb << 20);
+		int r = thaw_respond(res, 200, "application/octet-stream", b, (size_t)mb << 20);
+		free(b);
+		return r;
+	}
 	if (!strcmp(path, "/status")) {
 		long long code = int_param(req, "code", 200);
 		if (code < 100 || code > 599)
