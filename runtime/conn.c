@@ -59,12 +59,26 @@ static void uncount(struct conn *c, size_t n)
 	atomic_fetch_sub(&server.metrics.buffered, n);
 }
 
+/* The request body c holds counts against --max-buffered as responses do:
+ * brings c's share of server.metrics.buffered to req.body's length. */
+static void count_body(struct conn *c)
+{
+	size_t now = c->req.body.len;
+	if (now > c->body_counted)
+		atomic_fetch_add(&server.metrics.buffered, now - c->body_counted);
+	else
+		atomic_fetch_sub(&server.metrics.buffered, c->body_counted - now);
+	c->body_counted = now;
+}
+
 static void maybe_free(struct conn *c)
 {
 	if (c->state != CONN_CLOSING || c->ops)
 		return;
 	close(c->fd);
 	uncount(c, SIZE_MAX);
+	atomic_fetch_sub(&server.metrics.buffered, c->body_counted);
+	c->body_counted = 0;
 	http_req_fini(&c->req);
 	buf_free(&c->out);
 	buf_free(&c->pending);
@@ -258,6 +272,7 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 			timer_set(&c->sh->timers, &c->rtimer,
 				  now_ns() + (int64_t)server.opt.idle_timeout_ms * 1000000, read_timeout);
 		process(c);
+		count_body(c);
 	} else if (http_req_pending(&c->req) > MAX_PENDING_INPUT) {
 		conn_close(c);
 	}
@@ -311,6 +326,7 @@ static void request_done(struct conn *c)
 		return;
 	}
 	http_req_next(&c->req);
+	count_body(c);
 	/* a large request or response leaves no capacity behind; a plain recv
 	 * in flight writes into req.in, which must not move then */
 	buf_shrink(&c->req.body, CONN_KEEP_BYTES);
@@ -319,6 +335,7 @@ static void request_done(struct conn *c)
 	c->state = CONN_READING;
 	arm_read_timer(c);
 	process(c);
+	count_body(c);
 }
 
 /* Moves what waits in pending to out and sends it, unless a send is in

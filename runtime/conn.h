@@ -38,6 +38,7 @@ struct conn {
 	struct buf out;
 	size_t out_sent;
 	size_t out_counted; /* of out, in server.metrics.buffered */
+	size_t body_counted; /* of req.body, in server.metrics.buffered */
 	struct timer rtimer;  /* header/body read or keep-alive idle */
 	int64_t body_start_ns; /* the head was complete: the body's deadline runs */
 	/* the request under way */

@@ -58,6 +58,15 @@ static void unauthorized_fn(struct conn *c, const struct function *fn)
 			   fn->cfg.name);
 }
 
+/* 503: the daemon holds held bytes for clients, past --max-buffered. */
+static void over_buffered(struct conn *c, uint64_t held)
+{
+	COUNT(server.metrics.http_errors, 503);
+	conn_respond_error(c, 503, "the daemon holds %llu MiB of responses its clients have "
+			   "not read and request bodies (--max-buffered): try again later",
+			   (unsigned long long)(held >> 20));
+}
+
 /* The head is in: route, pick the body limit, refuse early. */
 static void on_headers(struct conn *c)
 {
@@ -71,6 +80,16 @@ static void on_headers(struct conn *c)
 						  : registry_find_function(rt->fn, rt->fn_len);
 		if (fn)
 			c->req.body_limit = fn->cfg.max_body_bytes;
+		/* past --max-buffered (responses clients do not read, bodies
+		 * held): refused before a body adds to it */
+		uint64_t held = atomic_load(&server.metrics.buffered);
+		if (fn && held > server.opt.max_buffered) {
+			c->close_after_send = true;
+			c->start_ns = now_ns();
+			pick_request_id(c);
+			over_buffered(c, held);
+			return;
+		}
 		/* refused before its body is read, as admin uploads are */
 		if (fn && !strcmp(fn->cfg.auth_type, "function") && !auth_invoke(&c->req, fn->cfg.name)) {
 			c->close_after_send = true;
@@ -207,11 +226,9 @@ static void on_request(struct conn *c)
 	/* responses clients do not read stay in the daemon's memory: past the
 	 * bound, no new work adds to them */
 	uint64_t held = atomic_load(&server.metrics.buffered);
-	if (held > server.opt.max_buffered) {
-		COUNT(server.metrics.http_errors, 503);
-		conn_respond_error(c, 503, "the daemon holds %llu MiB of responses its clients have "
-				   "not read (--max-buffered): try again later",
-				   (unsigned long long)(held >> 20));
+	/* its own body was let in at its head: held against the others */
+	if (held - (held < c->body_counted ? held : c->body_counted) > server.opt.max_buffered) {
+		over_buffered(c, held);
 		return;
 	}
 	invoke(c, fn, &rt);

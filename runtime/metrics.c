@@ -169,7 +169,9 @@ void metrics_render_server(struct buf *out, const struct server_metrics *m)
 		   "thaw_loop_handover_seconds_sum %.9f\nthaw_loop_handover_seconds_count %lu\n",
 		   (double)GET(&m->handover_ns) / 1e9, (unsigned long)GET(&m->handovers));
 	buf_printf(out,
-		   "# HELP thaw_buffered_response_bytes Response bytes waiting for their clients to read them.\n"
-		   "# TYPE thaw_buffered_response_bytes gauge\nthaw_buffered_response_bytes %lu\n",
-		   (unsigned long)GET(&m->buffered));
+		   "# HELP thaw_buffered_response_bytes Response bytes waiting for their clients to read them, and request bodies held (bounded by --max-buffered).\n"
+		   "# TYPE thaw_buffered_response_bytes gauge\nthaw_buffered_response_bytes %lu\n"
+		   "# HELP thaw_channel_pauses_total Times the daemon stopped reading an instance's channel while over --max-buffered.\n"
+		   "# TYPE thaw_channel_pauses_total counter\nthaw_channel_pauses_total %lu\n",
+		   (unsigned long)GET(&m->buffered), (unsigned long)GET(&m->channel_pauses));
 }

@@ -59,7 +59,9 @@ struct server_metrics {
 	/* invocations and answers handed from one loop to another, and the
 	 * time from the post to its callback on the other loop */
 	atomic_uint_least64_t handovers, handover_ns;
-	atomic_uint_least64_t buffered; /* response bytes not yet sent, all connections */
+	atomic_uint_least64_t buffered; /* response bytes not yet sent and request
+					 * bodies held, all connections */
+	atomic_uint_least64_t channel_pauses; /* instance channel reads held back */
 };
 
 void histogram_observe(struct histogram *h, int64_t ns);

@@ -98,6 +98,41 @@ static void arm_recv(struct instance *in)
 	in->ops++;
 }
 
+/* How often a paused channel looks again at the daemon's buffered bytes. */
+#define RECV_PAUSE_NS 20000000LL
+
+static void recv_pause_over(struct timer *t);
+
+/* Back-pressure: while the responses clients have not read (and request
+ * bodies held) pass --max-buffered, the daemon reads no more from
+ * instances; what they answer waits in their socket and in them, not in
+ * the daemon. Their requests' deadlines still run. */
+static bool recv_paused(struct instance *in)
+{
+	if (atomic_load(&server.metrics.buffered) <= server.opt.max_buffered)
+		return false;
+	if (!in->recv_pause_timer.idx) {
+		atomic_fetch_add(&server.metrics.channel_pauses, 1);
+		in->ops++;
+	}
+	timer_set(&in->pool->sh->timers, &in->recv_pause_timer, now_ns() + RECV_PAUSE_NS,
+		  recv_pause_over);
+	return true;
+}
+
+static void recv_pause_over(struct timer *t)
+{
+	struct instance *in = container_of(t, struct instance, recv_pause_timer);
+	if (in->state != I_DEAD && recv_paused(in))
+		return;
+	in->ops--;
+	if (in->state == I_DEAD) {
+		pool__maybe_free(in);
+		return;
+	}
+	arm_recv(in);
+}
+
 static void arm_log(struct instance *in)
 {
 	struct io_uring_sqe *sqe = shard_sqe(in->pool->sh);
@@ -705,7 +740,8 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 		return;
 	}
 	buf_consume(&in->in, off);
-	arm_recv(in);
+	if (!recv_paused(in))
+		arm_recv(in);
 }
 
 static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)

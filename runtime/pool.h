@@ -63,6 +63,9 @@ struct instance {
 	bool closed; /* its channel closed: waiting for the process to end */
 	bool spare;  /* a restored copy kept ahead of demand, not serving yet */
 	struct timer exit_timer;
+	/* reads of its channel wait while clients hold more than
+	 * --max-buffered of responses (counted in ops while armed) */
+	struct timer recv_pause_timer;
 	bool recv_armed, send_inflight, log_armed;
 	struct buf in, out;
 	size_t out_sent;

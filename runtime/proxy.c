@@ -240,10 +240,22 @@ static void recv_upstream(struct proxy *px)
 	arm_timer(px);
 }
 
+/* The client took nothing of a chunk for --send-timeout: the relay ends
+ * and its connection closes, rather than hold the upstream and both
+ * sockets for as long as the client likes. */
+static void client_timeout(struct timer *t)
+{
+	struct proxy *px = (struct proxy *)((char *)t - offsetof(struct proxy, timer));
+	pr_info("port %u: the client read nothing for %u ms: relay dropped", px->port,
+		(unsigned)server.opt.send_timeout_ms);
+	finish(px);
+}
+
 static void send_client(struct proxy *px)
 {
-	/* the client's pace now, not the upstream's */
-	timer_cancel(&px->sh->timers, &px->timer);
+	/* the client's pace now, not the upstream's: --send-timeout per send */
+	timer_set(&px->sh->timers, &px->timer,
+		  now_ns() + (int64_t)server.opt.send_timeout_ms * 1000000, client_timeout);
 	struct io_uring_sqe *sqe = shard_sqe(px->sh);
 	io_uring_prep_send(sqe, px->c->fd, px->relay + px->relay_sent,
 			   px->relay_len - px->relay_sent, MSG_NOSIGNAL);

@@ -287,6 +287,13 @@ int reslimit_prepare(uint32_t memory_mb, double cpu, struct reslimit_groups *g)
 	return reslimit_apply(0, memory_mb, cpu, g);
 }
 
+int reslimit_move(pid_t pid, const char *dir)
+{
+	char v[16];
+	snprintf(v, sizeof(v), "%d", (int)pid);
+	return write_file(dir, "cgroup.procs", v);
+}
+
 bool reslimit_oom_killed(const struct reslimit_groups *g)
 {
 	char buf[512];

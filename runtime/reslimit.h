@@ -44,6 +44,9 @@ int reslimit_apply(pid_t pid, uint32_t memory_mb, double cpu, struct reslimit_gr
  * paths ("" where a limit is off). Returns 0 or the first -errno, as
  * reslimit_apply. */
 int reslimit_prepare(uint32_t memory_mb, double cpu, struct reslimit_groups *g);
+/* Moves process pid (all its threads) into the prepared group dir.
+ * Returns 0 or -errno. */
+int reslimit_move(pid_t pid, const char *dir);
 /* True when the memory group's OOM killer struck. */
 bool reslimit_oom_killed(const struct reslimit_groups *g);
 /* Removes the groups of a dead instance. */

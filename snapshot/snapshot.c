@@ -66,11 +66,12 @@ static const char *criu_path(void)
 
 /* Runs criu with argv (argv[0] is replaced by the binary's path); logs the
  * tail of its output on failure. */
-static int run_criu(const char *what, char **argv, const struct subproc_fd *fds, unsigned n_fds,
-		    int timeout_ms, struct subproc_result *res)
+static int run_criu_in(const char *what, char **argv, const struct subproc_fd *fds,
+		       unsigned n_fds, const char *const *join, int timeout_ms,
+		       struct subproc_result *res)
 {
 	argv[0] = (char *)criu_path();
-	int ret = subproc_run(argv, fds, n_fds, timeout_ms, res);
+	int ret = subproc_run_in(argv, fds, n_fds, join, timeout_ms, res);
 	if (ret) {
 		const char *out = res->out ? res->out : "";
 		size_t n = strlen(out);
@@ -85,6 +86,12 @@ static int run_criu(const char *what, char **argv, const struct subproc_fd *fds,
 		pr_err("criu %s failed (%s); its output ends:\n%s", what, how, tail);
 	}
 	return ret;
+}
+
+static int run_criu(const char *what, char **argv, const struct subproc_fd *fds, unsigned n_fds,
+		    int timeout_ms, struct subproc_result *res)
+{
+	return run_criu_in(what, argv, fds, n_fds, NULL, timeout_ms, res);
 }
 
 static void ensure_rundir(void)
@@ -430,6 +437,12 @@ static pid_t read_pidfile(const char *path)
 
 int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot_timing *t)
 {
+	return snapshot_restore_in(dir, NULL, out, t);
+}
+
+int snapshot_restore_in(const char *dir, const char *const *join, struct instance_proc *out,
+			struct snapshot_timing *t)
+{
 	static unsigned long counter; /* unique pidfile names */
 	double t0 = now_ms();
 	struct fds_file ff;
@@ -461,7 +474,8 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 	/* -d: criu returns once the copy runs; -S (--restore-sibling): the copy
 	 * is our child, see snapshot.h. The pid namespace recorded in the image
 	 * is created anew for each copy. */
-	/* cgroups: each copy lands in ours; the daemon then gives it its own */
+	/* cgroups: criu leaves them alone; it runs in the join groups (its own
+	 * or, with join NULL, ours) and the copy it forks is born there */
 	char *argv[32] = { NULL, "restore", "-D", (char *)dir, "-o", "-", "-v2", "-d", "-S",
 			   "--pidfile", pidfile, "--inherit-fd", log_s, "--manage-cgroups=ignore" };
 	int argc = 14;
@@ -495,7 +509,7 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 	argv[argc] = NULL;
 
 	struct subproc_result res;
-	ret = run_criu("restore", argv, fds, n_fds, RESTORE_TIMEOUT_MS, &res);
+	ret = run_criu_in("restore", argv, fds, n_fds, join, RESTORE_TIMEOUT_MS, &res);
 	if (netns_fd >= 0) /* the copy holds it now */
 		close(netns_fd);
 	netns_fd = -1;

@@ -99,4 +99,11 @@ int snapshot_fingerprint(const char *dir, uint64_t *out);
  * or -errno (criu's output tail logged; out holds nothing to close). */
 int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot_timing *t);
 
+/* As snapshot_restore, with criu run inside the cgroup folders of join
+ * (NULL-terminated, subproc_run_in): the copy is born in them, under its
+ * limits, and the pages criu restores are charged there. criu's own
+ * memory and CPU count against those limits while it runs. */
+int snapshot_restore_in(const char *dir, const char *const *join, struct instance_proc *out,
+			struct snapshot_timing *t);
+
 #endif

@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -95,6 +98,109 @@ static int build_actions(posix_spawn_file_actions_t *fa, int out_w, const struct
 	return -r;
 }
 
+/* The child of spawn_joined, on its own stack, sharing the caller's memory
+ * (the caller is suspended until it execs or exits): only raw system calls
+ * and writes into its own struct. */
+struct joined_child {
+	char *const *argv;
+	int out_w;
+	const struct subproc_fd *fds;
+	unsigned n_fds;
+	const char *const *join;
+	int err; /* errno of the step that failed before exec, 0 if none */
+};
+
+static int join_one(const char *dir)
+{
+	char path[PATH_MAX];
+	size_t n = strlen(dir);
+	if (n + sizeof("/cgroup.procs") > sizeof(path))
+		return ENAMETOOLONG;
+	memcpy(path, dir, n);
+	memcpy(path + n, "/cgroup.procs", sizeof("/cgroup.procs"));
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	int err = write(fd, "0", 1) == 1 ? 0 : errno ? errno : EIO;
+	close(fd);
+	return err;
+}
+
+static int joined_child_main(void *arg)
+{
+	struct joined_child *c = arg;
+	for (const char *const *g = c->join; *g; g++)
+		if ((c->err = join_one(*g)))
+			_exit(127);
+	/* the daemon's handlers and mask are not criu's (posix_spawn's
+	 * SETSIGDEF and SETSIGMASK); the table is this process's own copy */
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &dfl, NULL); /* glibc's own signals: EINVAL, fine */
+	/* the fd table in the order of build_actions */
+	int top = c->out_w > 2 ? c->out_w : 2, max_target = 2;
+	for (unsigned i = 0; i < c->n_fds; i++) {
+		if (c->fds[i].fd > top)
+			top = c->fds[i].fd;
+		if (c->fds[i].target > top)
+			top = c->fds[i].target;
+	}
+	for (unsigned i = 0; i < c->n_fds; i++)
+		if (dup2(c->fds[i].fd, top + 1 + (int)i) < 0)
+			goto fail;
+	if (dup2(c->out_w, 1) < 0 || dup2(c->out_w, 2) < 0)
+		goto fail;
+	for (unsigned i = 0; i < c->n_fds; i++) {
+		if (dup2(top + 1 + (int)i, c->fds[i].target) < 0)
+			goto fail;
+		if (c->fds[i].target > max_target)
+			max_target = c->fds[i].target;
+	}
+	int null = open("/dev/null", O_RDONLY);
+	if (null < 0 || (null != 0 && dup2(null, 0) < 0))
+		goto fail;
+	syscall(SYS_close_range, (unsigned)max_target + 1, ~0U, 0);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execve(c->argv[0], c->argv, environ);
+fail:
+	c->err = errno ? errno : EIO;
+	_exit(127);
+}
+
+/* posix_spawn with a cgroup join before the exec: *pid, or -errno (the
+ * child, if one ran, reaped). */
+static int spawn_joined(char *const argv[], int out_w, const struct subproc_fd *fds,
+			unsigned n_fds, const char *const *join, pid_t *pid)
+{
+	for (unsigned i = 0; i < n_fds; i++)
+		if (fds[i].target < 3 || fds[i].fd < 0)
+			return -EINVAL;
+	enum { STACK = 64 << 10 };
+	char *stack = xmalloc(STACK);
+	struct joined_child c = { argv, out_w, fds, n_fds, join, 0 };
+	sigset_t all, old;
+	sigfillset(&all);
+	/* no handler of ours may run on the child's stack before it resets them */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid_t p = clone(joined_child_main, stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
+	int err = p < 0 ? errno : 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	free(stack);
+	if (p < 0)
+		return -err;
+	if (c.err) { /* it never ran argv[0] */
+		int status;
+		while (waitpid(p, &status, 0) < 0 && errno == EINTR)
+			;
+		return -c.err;
+	}
+	*pid = p;
+	return 0;
+}
+
 static void kill_and_reap(pid_t pid, int *status)
 {
 	kill(pid, SIGKILL);
@@ -104,6 +210,12 @@ static void kill_and_reap(pid_t pid, int *status)
 
 int subproc_run(char *const argv[], const struct subproc_fd *fds, unsigned n_fds, int timeout_ms,
 	      struct subproc_result *res)
+{
+	return subproc_run_in(argv, fds, n_fds, NULL, timeout_ms, res);
+}
+
+int subproc_run_in(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
+		   const char *const *join, int timeout_ms, struct subproc_result *res)
 {
 	int out[2], ret, pidfd = -1;
 	pid_t pid;
@@ -129,11 +241,15 @@ int subproc_run(char *const argv[], const struct subproc_fd *fds, unsigned n_fds
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 
-	ret = -posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+	if (join && join[0])
+		ret = spawn_joined(argv, out[1], fds, n_fds, join, &pid);
+	else
+		ret = -posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
 	close(out[1]);
 	out[1] = -1;
 	if (ret) {
-		pr_err("cannot run %s: %s", argv[0], strerror(-ret));
+		pr_err("cannot run %s%s: %s", argv[0], join && join[0] ? " in its cgroups" : "",
+		       strerror(-ret));
 		goto destroy;
 	}
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);

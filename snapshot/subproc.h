@@ -37,6 +37,18 @@ struct subproc_result {
 int subproc_run(char *const argv[], const struct subproc_fd *fds, unsigned n_fds, int timeout_ms,
 	      struct subproc_result *res);
 
+/* As subproc_run, with the child first moved into each cgroup folder of
+ * join (NULL-terminated; v1 or v2 folders, their cgroup.procs written with
+ * "0"), so argv[0] and everything it forks start inside those groups and
+ * are charged there from their first page (criu restore: the copy is born
+ * under its limits; cgroup v1 has no CLONE_INTO_CGROUP). A folder that
+ * cannot be joined fails the call (-errno of the write) before argv[0]
+ * runs. join NULL or empty: exactly subproc_run. The child is made with
+ * clone(CLONE_VM|CLONE_VFORK), as posix_spawn does, so its cost does not
+ * grow with the daemon's size either. */
+int subproc_run_in(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
+		   const char *const *join, int timeout_ms, struct subproc_result *res);
+
 /* The last non-empty line of the output that does not contain skip (may be
  * NULL), copied into line; empty when there is none. */
 void subproc_last_line(const struct subproc_result *res, const char *skip, char *line, size_t len);

@@ -14,6 +14,7 @@
  *   /exit?code=N    exit(N)
  *   /leak?mb=N      mallocs and touches N MiB and keeps it;
  *                   200 {"leaked_mb":<total>}
+ *   /big?mb=N&ms=M  sleeps M ms, then answers N MiB (N <= 64) of 'b'
  *   /status?code=N  answers status N, {"status":N}
  *   /fail?errno=N   invoke returns -N having set nothing (host answers 500)
  *   /random         {"random":<u64>,"instance_id":"..."}; the PRNG is seeded
@@ -389,6 +390,19 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 		return do_spin(req, res);
 	if (!strcmp(path, "/leak"))
 		return do_leak(req, res);
+	if (!strcmp(path, "/big")) {
+		long long mb = int_param(req, "mb", 1), ms = int_param(req, "ms", 0);
+		if (mb < 0 || mb > 64 || ms < 0 || ms > 60000)
+			return thaw_respond_error(res, 400, "mb must be 0..64, ms 0..60000");
+		sleep_ms(ms);
+		char *b = malloc((size_t)mb << 20);
+		if (!b)
+			return thaw_respond_error(res, 500, "out of memory");
+		memset(b, 'b', (size_t)mb << 20);
+		int r = thaw_respond(res, 200, "application/octet-stream", b, (size_t)mb << 20);
+		free(b);
+		return r;
+	}
 	if (!strcmp(path, "/status")) {
 		long long code = int_param(req, "code", 200);
 		if (code < 100 || code > 599)
@@ -429,9 +443,10 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 	return 0;
 }
 
-/* Logs "init in memory cgroup <path>" (v1's memory line, else v2's): the
- * tests check that init already runs under memorySize. */
-static void log_memory_cgroup(void)
+/* Logs "<when> in memory cgroup <path>" (v1's memory line, else v2's): the
+ * tests check that init, and a restored copy's first hook, already run
+ * under memorySize. */
+static void log_memory_cgroup(const char *when)
 {
 	char line[512], v2[512] = "";
 	FILE *f = fopen("/proc/self/cgroup", "re");
@@ -444,7 +459,7 @@ static void log_memory_cgroup(void)
 			continue;
 		*b = '\0';
 		if (!strcmp(a + 1, "memory") || strstr(a + 1, "memory,") || strstr(a + 1, ",memory")) {
-			thaw_log(THAW_LOG_INFO, "init in memory cgroup %s", b + 1);
+			thaw_log(THAW_LOG_INFO, "%s in memory cgroup %s", when, b + 1);
 			fclose(f);
 			return;
 		}
@@ -453,7 +468,7 @@ static void log_memory_cgroup(void)
 	}
 	fclose(f);
 	if (v2[0])
-		thaw_log(THAW_LOG_INFO, "init in memory cgroup %s", v2);
+		thaw_log(THAW_LOG_INFO, "%s in memory cgroup %s", when, v2);
 }
 
 static int init(void)
@@ -471,7 +486,7 @@ static int init(void)
 	}
 	seed();
 	thaw_log(THAW_LOG_INFO, "fault handler ready, instance %s", thaw_instance_id());
-	log_memory_cgroup();
+	log_memory_cgroup("init");
 	return 0;
 }
 
@@ -479,6 +494,7 @@ static int on_restore(void)
 {
 	seed();
 	atomic_fetch_add(&n_on_restore, 1);
+	log_memory_cgroup("on_restore"); /* before READY: no request, no job yet */
 	return 0;
 }
 

@@ -227,8 +227,8 @@ with Daemon({"spin": SPIN}) as d:
         quota_file = "cpu.max" if m.group(1) == "2" else "cpu.cfs_quota_us"
         check(d.request("GET", "/spin/spin?ms=10").status == 200, "spin answers")
         quotas = []
-        for _ in range(100):  # the group is made by a job just after the start
-            quotas = [open(f).read().split() for f in glob.glob(m.group(2) + "/i*/" + quota_file)]
+        for _ in range(100):  # c*: made before the start; i*: moved in by a job
+            quotas = [open(f).read().split() for f in glob.glob(m.group(2) + "/[ci]*/" + quota_file)]
             if quotas:
                 break
             time.sleep(0.02)

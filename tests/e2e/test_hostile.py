@@ -2,6 +2,7 @@
 finding it guards against and checks the exact answer."""
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -529,6 +530,142 @@ if d:
         r = d.request("POST", "/echo/x", body=b"more")
         check(r.status == 200 and r.body == b"more", "item 5: served again once those clients left", r)
 
+def hog(port, head, body=b"", rcvbuf=4096):
+    """A client that sends a request and never reads its answer."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    s.sendall(head + body)
+    return s
+
+
+def read_all(s, limit_s):
+    """Everything s yields until EOF, an error or limit_s."""
+    out, end = b"", time.time() + limit_s
+    s.settimeout(0.5)
+    while time.time() < end:
+        try:
+            chunk = s.recv(1 << 20)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+# item 5 (rest): past --max-buffered the daemon stops reading instances'
+# channels (their answers wait in the instance), request bodies count
+# against the bound, and a /proxy relay to a client that stops reading is
+# dropped after --send-timeout
+try:
+    d = Daemon({"fault": dict(FAULT, instanceConcurrency=4), "echo": ECHO},
+               args=["--max-buffered", "10000000", "--send-timeout", "20000"])
+    d.start()
+except RuntimeError as e:
+    d.stop()
+    d = None
+    check(False, "item 5: the daemon takes --max-buffered", str(e)[-300:])
+if d:
+    with started(d) as d:
+        # a reader's answer is due in 1.5 s; two hogs' 8 MiB answers fill
+        # the bound before that
+        result = {}
+
+        def reader():
+            s = hog(d.port, b"GET /fault/big?mb=8&ms=1500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    rcvbuf=1 << 20)
+            t0 = time.time()
+            s.settimeout(20)
+            first = s.recv(1)
+            result["first_s"] = time.time() - t0
+            result["body"] = first + read_all(s, 20)
+            s.close()
+        rt = threading.Thread(target=reader)
+        rt.start()
+        time.sleep(0.3)
+        hogs = [hog(d.port, b"GET /fault/big?mb=8 HTTP/1.1\r\nHost: x\r\n\r\n") for _ in range(2)]
+        held = wait_for(lambda: d.metrics().get("thaw_buffered_response_bytes", 0) > 10000000, secs=5)
+        time.sleep(3)  # the reader's answer is ready in the instance by now
+        paused = d.metrics().get("thaw_channel_pauses_total", 0)
+        check(held and paused >= 1 and "first_s" not in result,
+              "item 5: over --max-buffered the daemon reads no answer from instances",
+              (d.metrics().get("thaw_buffered_response_bytes"), paused, result.get("first_s")))
+        for s in hogs:
+            s.close()
+        rt.join(25)
+        body = result.get("body", b"")
+        check(body.startswith(b"HTTP/1.1 200") and body.endswith(b"b" * 1000) and len(body) > 8 << 20,
+              "item 5: once the hogs left, the held answer reaches its client whole",
+              (len(body), body[:60], result.get("first_s")))
+
+        # request bodies count: three 4 MiB bodies held by invocations that
+        # sleep pass 10 MB, and the next request is refused at its head
+        sleepers = [hog(d.port, b"POST /fault/sleep?ms=2500 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                        % (4 << 20), b"s" * (4 << 20), rcvbuf=1 << 20) for _ in range(3)]
+        held = wait_for(lambda: d.metrics().get("thaw_buffered_response_bytes", 0) >= 12 << 20, secs=5)
+        out = d.raw(b"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nmore", timeout=5)
+        check(held and out.startswith(b"HTTP/1.1 503") and b"max-buffered" in out,
+              "item 5: request bodies held count against --max-buffered", (held, out[:200]))
+        for s in sleepers:
+            s.close()
+        ok = wait_for(lambda: d.metrics().get("thaw_buffered_response_bytes", 1) == 0, secs=10)
+        check(ok, "item 5: the bodies are uncounted when their requests end",
+              d.metrics().get("thaw_buffered_response_bytes"))
+
+# /proxy: an upstream that streams 64 MiB to a client that reads nothing
+up = socket.socket()
+up.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+up.bind(("127.0.0.1", 0))
+up.listen(4)
+up_port = up.getsockname()[1]
+upstream = {"sent": 0, "error": None}
+
+
+def serve_upstream():
+    up.settimeout(20)
+    try:
+        c, _ = up.accept()
+    except OSError as e:
+        upstream["error"] = "accept: %s" % e
+        return
+    c.settimeout(20)
+    c.recv(65536)
+    n = 64 << 20
+    try:
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
+        chunk = b"p" * (1 << 20)
+        for _ in range(64):
+            c.sendall(chunk)
+            upstream["sent"] += len(chunk)
+    except OSError as e:
+        upstream["error"] = str(e)
+    c.close()
+
+
+with Daemon({"echo": ECHO}, args=["--proxy-ports", str(up_port), "--send-timeout", "1000",
+                                  "--proxy-timeout", "20000"]) as d:
+    token = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    ut = threading.Thread(target=serve_upstream)
+    ut.start()
+    s = hog(d.port, b"GET /proxy/%d/big HTTP/1.1\r\nHost: x\r\nX-Thaw-Token: %s\r\n\r\n"
+            % (up_port, token.encode()))
+    # reads nothing for 1 s past the 1 s send timeout: by then the daemon
+    # has closed the relay, so the upstream's send fails (it would block
+    # for its own 20 s otherwise)
+    wait_for(lambda: upstream["error"], secs=4)
+    seen = dict(upstream)
+    got = read_all(s, 10)
+    s.close()
+    ut.join(25)
+    check(seen["error"] and got.startswith(b"HTTP/1.1 200") and len(got) < 64 << 20,
+          "item 5: a /proxy relay to a client that stops reading is dropped after --send-timeout",
+          (len(got), seen))
+up.close()
+
 # item 3: a cold instance runs under memorySize from its first instruction
 # (it joins its cgroup before exec), not in the daemon's group until a job
 # moves it
@@ -547,5 +684,45 @@ with Daemon({"fault": dict(FAULT, memorySize=128)}) as d:
         if limit:
             break
     check(limit == 128 << 20, "item 3: that group has the memorySize limit", limit)
+
+
+def memory_limit_of(grp):
+    for root in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup"):
+        for name in ("memory.limit_in_bytes", "memory.max"):
+            path = root + grp + "/" + name
+            if grp and os.path.exists(path):
+                return int(open(path).read())
+    return None
+
+
+# item 3 (rest): a restored copy is born in its own group too (criu runs in
+# it), not moved there by a job after it started: its on_restore hook, which
+# runs before READY and so before any job of the daemon could move it,
+# already sees its own group with the limit
+why = thawtest.criu_works() or thawtest.cgroup_works("memory")
+if why:
+    thawtest.skip_part("item 3 (restores): " + why)
+else:
+    with Daemon({"fault": dict(FAULT, memorySize=128, snapshot=True, cpu=0.5)}) as d:
+        r = d.request("GET", "/fault/hooks")
+        lines = wait_for(lambda: [l for l in d.logs().splitlines() if "on_restore in memory cgroup" in l],
+                         secs=10) or []
+        grp = lines[0].rsplit("on_restore in memory cgroup ", 1)[1].strip() if lines else ""
+        check(r.status == 200 and r.json().get("on_restore") == 1,
+              "item 3: the function serves from a restored copy", r)
+        check(lines and "/thaw-%d/c" % d.proc.pid in grp,
+              "item 3: a restored copy is in its own group from its first hook", lines[:1])
+        check(memory_limit_of(grp) == 128 << 20, "item 3: the restored copy's group has the memorySize limit",
+              memory_limit_of(grp))
+        # its v1 cpu group it joins before CH_RESTORED (criu itself runs unthrottled)
+        pids = [int(p) for p in re.findall(r"\(pid (\d+)\) restored in", d.logs())]
+        cpu_grp = ""
+        if pids and thawtest.cgroup_works("cpu") == "" and os.path.exists("/sys/fs/cgroup/cpu"):
+            for line in open("/proc/%d/cgroup" % pids[0]):
+                _, ctls, path = line.rstrip("\n").split(":", 2)
+                if "cpu" in ctls.split(","):
+                    cpu_grp = path
+            check("/thaw-%d/c" % d.proc.pid in cpu_grp, "item 3: the restored copy is in its own cpu group",
+                  cpu_grp)
 
 finish()

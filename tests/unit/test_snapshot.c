@@ -492,6 +492,67 @@ static void test_subproc_kills_on_timeout(void **state)
 	subproc_result_fini(&res);
 }
 
+/* The memory cgroup folder of this process (v1's memory line, else v2's),
+ * in root, or "" when there is none. */
+static void own_memory_group(char *out, size_t len)
+{
+	char line[512];
+	out[0] = '\0';
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+		if (!b)
+			continue;
+		*b = '\0';
+		if (!strcmp(a + 1, "memory") && !access("/sys/fs/cgroup/memory", F_OK))
+			snprintf(out, len, "/sys/fs/cgroup/memory%s", b + 1);
+		else if (!a[1] && !out[0])
+			snprintf(out, len, "/sys/fs/cgroup%s", b + 1);
+	}
+	fclose(f);
+}
+
+/* subproc_run_in: the child joins the groups before it execs (what criu
+ * restores is born there), keeps the fds it is handed, and a group it
+ * cannot join fails the call before the program runs. */
+static void test_subproc_joins_cgroup(void **state)
+{
+	(void)state;
+	struct subproc_result res;
+	char *argv[] = { "/bin/sh", "-c", "echo ran >&5; cat /proc/self/cgroup", NULL };
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	const struct subproc_fd fds[] = { { p[1], 5 } };
+	const char *bad[] = { "/nonexistent/cgroup", NULL };
+	assert_int_equal(subproc_run_in(argv, fds, 1, bad, 2000, &res), -ENOENT);
+	subproc_result_fini(&res);
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* reaped */
+
+	char parent[400], dir[480];
+	own_memory_group(parent, sizeof(parent));
+	snprintf(dir, sizeof(dir), "%s/thaw-test-join-%d", parent, (int)getpid());
+	if (!parent[0] || mkdir(dir, 0755)) {
+		close(p[0]);
+		close(p[1]);
+		skip(); /* no memory cgroup to make here */
+	}
+	const char *join[] = { dir, NULL };
+	int ret = subproc_run_in(argv, fds, 1, join, 5000, &res);
+	char out[16] = "";
+	ssize_t n = read(p[0], out, sizeof(out) - 1);
+	assert_int_equal(ret, 0);
+	assert_true(n == 4 && !strcmp(out, "ran\n"));
+	assert_non_null(res.out);
+	assert_non_null(strstr(res.out, strrchr(dir, '/'))); /* cat ran inside it */
+	subproc_result_fini(&res);
+	assert_int_equal(rmdir(dir), 0); /* empty again: the child is gone */
+	close(p[0]);
+	close(p[1]);
+}
+
 static void test_missing_criu_is_reported(void **state)
 {
 	(void)state;
@@ -538,6 +599,7 @@ int main(void)
 		cmocka_unit_test(test_restored_copy_logs_to_new_pipe),
 		cmocka_unit_test(test_failed_restore_unwinds),
 		cmocka_unit_test(test_subproc_kills_on_timeout),
+		cmocka_unit_test(test_subproc_joins_cgroup),
 		cmocka_unit_test(test_missing_criu_is_reported),
 	};
 	size_t n_criu = sizeof(tests) / sizeof(tests[0]) - 2; /* all but the last two */
