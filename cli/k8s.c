@@ -474,8 +474,8 @@ static cJSON *container(const struct config *cfg, const struct plan *p, const st
 	cJSON_AddItemToObject(c, "livenessProbe", probe("/healthz", p->port, 10));
 
 	cJSON *sc = cJSON_AddObjectToObject(c, "securityContext");
-	/* Knative's webhook refuses the field even as false: left out there,
-	 * where it is false anyway */
+	/* left out for Knative, whose webhook takes only some securityContext
+	 * fields: a container is unprivileged unless it asks */
 	if (o->kind != K8S_KNATIVE)
 		cJSON_AddFalseToObject(sc, "privileged");
 	/* Kubernetes refuses false together with SYS_ADMIN */

@@ -110,7 +110,7 @@ static void test_defaults_map_to_knative(void **state)
 	has(&r, "path: \"/readyz\"\n            port: 8080\n");
 	has(&r, "path: \"/healthz\"\n");
 	has(&r, "name: \"http1\"\n          containerPort: 8080\n");
-	lacks(&r, "privileged"); /* Knative's webhook refuses the field */
+	lacks(&r, "privileged"); /* not among the fields Knative takes */
 	has(&r, "allowPrivilegeEscalation: true\n");
 	has(&r, "drop:\n            - \"ALL\"\n");
 	has(&r, "- \"CHECKPOINT_RESTORE\"\n            - \"SYS_PTRACE\"\n            - \"SYS_ADMIN\"\n");
