@@ -484,9 +484,15 @@ static cJSON *container(const struct config *cfg, const struct plan *p, const st
 	const char *all[] = { "ALL" };
 	cJSON_AddItemToObject(caps, "drop", str_array(all, 1));
 	cJSON_AddItemToObject(caps, "add", str_array(caps_add, sizeof(caps_add) / sizeof(caps_add[0])));
+	/* CRIU cannot dump a process under seccomp from inside a filter
+	 * (docs/kubernetes.md): unconfined is the price of snapshots */
 	cJSON *sp = cJSON_AddObjectToObject(sc, "seccompProfile");
-	cJSON_AddStringToObject(sp, "type", "Localhost");
-	cJSON_AddStringToObject(sp, "localhostProfile", o->seccomp ? o->seccomp : DEFAULT_SECCOMP);
+	if (o->seccomp && !strcmp(o->seccomp, K8S_SECCOMP_UNCONFINED)) {
+		cJSON_AddStringToObject(sp, "type", "Unconfined");
+	} else {
+		cJSON_AddStringToObject(sp, "type", "Localhost");
+		cJSON_AddStringToObject(sp, "localhostProfile", o->seccomp ? o->seccomp : DEFAULT_SECCOMP);
+	}
 
 	cJSON *vm = cJSON_AddArrayToObject(c, "volumeMounts");
 	const char *mounts[][2] = { { "state", "/var/lib/thaw" }, { "shm", "/dev/shm" } };
@@ -696,7 +702,8 @@ static const char usage[] =
 	"  --host HOST          the HTTPScaledObject's host (default the name)\n"
 	"  --port N             the daemon's port in the pod (default 8080)\n"
 	"  --seccomp PATH       the Localhost seccomp profile, relative to the kubelet's\n"
-	"                       seccomp folder (default thaw/seccomp-thaw.json)\n"
+	"                       seccomp folder (default thaw/seccomp-thaw.json); or\n"
+	"                       'unconfined': no filter, which CRIU needs to snapshot\n"
 	"  -o, --output FILE    write there (replaced whole) instead of stdout\n"
 	"  --help               this text\n"
 	"exit: 0 ok, 1 refused (fc.yaml, image), 2 usage\n";
@@ -822,7 +829,15 @@ int cli_k8s(struct cli *cli, int argc, char **argv)
 				return cli_fail(cli, CLI_USAGE, "--port: expected 1..65535, got '%s'", optarg);
 			o.port = (unsigned)v;
 			break;
-		case OPT_SECCOMP: o.seccomp = optarg; break;
+		case OPT_SECCOMP:
+			/* a relative path below the kubelet's seccomp folder */
+			if (strcmp(optarg, K8S_SECCOMP_UNCONFINED) &&
+			    (!*optarg || optarg[0] == '/' || strstr(optarg, "..")))
+				return cli_fail(cli, CLI_USAGE,
+						"--seccomp: expected a relative path (below the kubelet's seccomp folder) or 'unconfined', got '%s'",
+						optarg);
+			o.seccomp = optarg;
+			break;
 		case 'o': output = optarg; break;
 		case 'h': fputs(usage, stdout); return CLI_OK;
 		default: fputs(usage, stderr); return CLI_USAGE;

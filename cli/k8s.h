@@ -22,6 +22,8 @@ enum k8s_kind {
 /* Instances per pod when --instances-per-pod is not given (capped at
  * scalingConfig.maxInstances). */
 #define K8S_DEFAULT_PER_POD 4
+/* --seccomp's value for no filter (snapshots need it, docs/kubernetes.md) */
+#define K8S_SECCOMP_UNCONFINED "unconfined"
 
 struct k8s_opts {
 	enum k8s_kind kind;
@@ -31,7 +33,8 @@ struct k8s_opts {
 	const char *host;      /* HTTPScaledObject host; NULL: the name */
 	unsigned per_pod;      /* instances per pod; 0: the default above */
 	unsigned port;         /* the daemon's port in the pod; 0: 8080 */
-	const char *seccomp;   /* Localhost profile path; NULL: thaw/seccomp-thaw.json */
+	const char *seccomp;   /* Localhost profile path, or K8S_SECCOMP_UNCONFINED;
+				* NULL: thaw/seccomp-thaw.json */
 };
 
 /* Renders cfg as YAML documents into *yaml (the caller frees it). Returns

@@ -5,15 +5,21 @@
 # @kubernetes-models/knative, @kubernetes-models/keda, yaml), installed with
 # `npm ci` into tests/k8s/node_modules (ignored by git).
 #
-# node and npm come from Debian (nodejs, npm) when missing. Idempotent: a
+# node and npm come from Debian (nodejs, npm) when missing, and so does
+# python3-seccomp (tests/k8s/seccomp_exec.py). Idempotent: a
 # stamp holding the lock file's hash skips `npm ci` when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/../../tests/k8s"
 
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-	echo "k8s-schemas: installing Debian's nodejs and npm"
+missing=()
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+# tests/k8s/seccomp_exec.py installs deploy/seccomp-thaw.json around the daemon
+/usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing+=(python3-seccomp)
+if ((${#missing[@]})); then
+	echo "k8s-schemas: installing ${missing[*]} from Debian"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 stamp=node_modules/.thaw-lock-sha256

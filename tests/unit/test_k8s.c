@@ -117,6 +117,17 @@ static void test_defaults_map_to_knative(void **state)
 	lacks(&r, "NET_ADMIN");
 	has(&r, "type: \"Localhost\"\n            localhostProfile: \"thaw/seccomp-thaw.json\"\n");
 	free(r.yaml);
+
+	/* unconfined: what CRIU needs to dump (docs/kubernetes.md); another path */
+	struct k8s_opts o = { .kind = K8S_KNATIVE, .image = IMAGE, .seccomp = K8S_SECCOMP_UNCONFINED };
+	render(FN, &o, &r);
+	has(&r, "seccompProfile:\n            type: \"Unconfined\"\n        volumeMounts:");
+	lacks(&r, "localhostProfile");
+	free(r.yaml);
+	o.seccomp = "profiles/thaw-v2.json";
+	render(FN, &o, &r);
+	has(&r, "localhostProfile: \"profiles/thaw-v2.json\"\n");
+	free(r.yaml);
 }
 
 static void test_scaling_fields_map(void **state)
