@@ -120,6 +120,17 @@ static int refuse(const struct config *cfg, const char *field, char *err, size_t
 	return -EINVAL;
 }
 
+/* An option's value refused: no file to name. */
+static int refuse_opt(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int refuse_opt(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
 static void warnf(char *warn, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void warnf(char *warn, size_t len, const char *fmt, ...)
 {
@@ -349,7 +360,7 @@ static int make_plan(const struct config *cfg, const struct k8s_opts *o, struct 
 	size_t max = o->kind == K8S_KNATIVE ? KNATIVE_MAX_NAME : DNS_LABEL_MAX;
 	if (!dns1035(p->name, max)) {
 		if (o->name)
-			return refuse(cfg, NULL, err, errlen,
+			return refuse_opt(err, errlen,
 				      "--name \"%s\": a Kubernetes name is lower-case letters, digits and "
 				      "'-', starts with a letter, ends with a letter or digit, at most %zu",
 				      o->name, max);
@@ -652,11 +663,11 @@ int k8s_render(const struct config *cfg, const struct k8s_opts *o, char **yaml, 
 	if (warnlen)
 		warn[0] = '\0';
 	if (o->namespace && !dns1123(o->namespace))
-		return refuse(cfg, NULL, err, errlen,
+		return refuse_opt(err, errlen,
 			      "--namespace \"%s\": not a Kubernetes namespace name (lower-case "
 			      "letters, digits and '-', at most 63)", o->namespace);
 	if (o->host && !hostname_ok(o->host))
-		return refuse(cfg, NULL, err, errlen, "--host \"%s\": not a host name", o->host);
+		return refuse_opt(err, errlen, "--host \"%s\": not a host name", o->host);
 	struct plan p;
 	int ret = make_plan(cfg, o, &p, err, errlen, warn, warnlen);
 	if (ret)

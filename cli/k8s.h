@@ -38,9 +38,10 @@ struct k8s_opts {
 };
 
 /* Renders cfg as YAML documents into *yaml (the caller frees it). Returns
- * 0, or -EINVAL with one line in err naming the fc.yaml file and, where
- * the field is written there, its line ("fn/fc.yaml:2: name: ..."); on
- * error *yaml is NULL. Warnings (the manifest is valid but something will
+ * 0, or -EINVAL with one line in err: for a field of fc.yaml it names the
+ * file and, where the field is written there, its line ("fn/fc.yaml:2:
+ * name: ..."); for an option's value, the option ("--name ..."). On error
+ * *yaml is NULL. Warnings (the manifest is valid but something will
  * not act as on one machine) go into warn, one per line, "" when none.
  * The output depends on cfg and o alone: the same input gives the same bytes. */
 int k8s_render(const struct config *cfg, const struct k8s_opts *o, char **yaml, char *err,

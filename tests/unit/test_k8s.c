@@ -256,8 +256,7 @@ static void test_refusals_name_file_and_line(void **state)
 	o.name = "my-fn-";
 	render(FN, &o, &r);
 	assert_int_equal(r.ret, -EINVAL);
-	snprintf(want, sizeof(want), "%s: --name \"my-fn-\"", path);
-	assert_memory_equal(r.err, want, strlen(want));
+	assert_memory_equal(r.err, "--name \"my-fn-\": ", 16); /* an option: no file named */
 
 	/* 49 fits a Knative Service (NAME-00001-private <= 63), 50 does not,
 	 * 50 fits a Deployment */
