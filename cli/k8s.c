@@ -21,6 +21,10 @@
 #define DEFAULT_SECCOMP "thaw/seccomp-thaw.json"
 /* Knative's default max-revision-timeout-seconds (config-defaults) */
 #define KNATIVE_MAX_TIMEOUT 600
+/* Knative's timeoutSeconds is the function's timeout plus this: the
+ * daemon's own deadline fires first, so the client gets thaw's 504 (JSON
+ * body, instance recycled), not the queue-proxy's */
+#define TIMEOUT_MARGIN_S 1
 /* A Knative Service NAME makes a revision NAME-00001 and a Kubernetes
  * Service NAME-00001-private, which must be a DNS label of 63 at most. */
 #define KNATIVE_MAX_NAME (63 - 14)
@@ -395,11 +399,12 @@ static int make_plan(const struct config *cfg, const struct k8s_opts *o, struct 
 	 * by every restored copy: one more memorySize when snapshots are on */
 	p->mem_mi = cfg->memory_mb * (p->per_pod + (cfg->snapshot ? 1 : 0)) + K8S_DAEMON_MEM_MI;
 	p->shm_mi = cfg->memory_mb;
-	if (o->kind == K8S_KNATIVE && cfg->timeout_s > KNATIVE_MAX_TIMEOUT)
+	if (o->kind == K8S_KNATIVE && cfg->timeout_s + TIMEOUT_MARGIN_S > KNATIVE_MAX_TIMEOUT)
 		warnf(warn, warnlen,
-		      "%s: timeout %u s is above Knative's default max-revision-timeout-seconds "
-		      "(%u): raise it in config-defaults, or the Service is refused",
-		      cfg->path, cfg->timeout_s, KNATIVE_MAX_TIMEOUT);
+		      "%s: timeout %u s (timeoutSeconds %u) is above Knative's default "
+		      "max-revision-timeout-seconds (%u): raise it in config-defaults, or the "
+		      "Service is refused",
+		      cfg->path, cfg->timeout_s, cfg->timeout_s + TIMEOUT_MARGIN_S, KNATIVE_MAX_TIMEOUT);
 	if (cfg->auth_type && !strcmp(cfg->auth_type, "function"))
 		warnf(warn, warnlen,
 		      "%s: httpTrigger.authType function: every pod makes its own tokens, so "
@@ -552,7 +557,7 @@ static cJSON *pod_spec(const struct config *cfg, const struct plan *p, const str
 	cJSON *spec = cJSON_CreateObject();
 	if (o->kind == K8S_KNATIVE) {
 		cJSON_AddNumberToObject(spec, "containerConcurrency", p->container_concurrency);
-		cJSON_AddNumberToObject(spec, "timeoutSeconds", cfg->timeout_s);
+		cJSON_AddNumberToObject(spec, "timeoutSeconds", cfg->timeout_s + TIMEOUT_MARGIN_S);
 	}
 	cJSON *cs = cJSON_AddArrayToObject(spec, "containers");
 	cJSON_AddItemToArray(cs, container(cfg, p, o));

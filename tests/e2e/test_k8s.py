@@ -106,7 +106,7 @@ def run(tmp):
     full = os.path.join(tmp, "full")
     os.makedirs(full)
     write(os.path.join(full, "fc.yaml"),
-          "name: resnet\nhandler: h.so\ntimeout: 600\nmemorySize: 4096\ncpu: 2\n"
+          "name: resnet\nhandler: h.so\ntimeout: 599\nmemorySize: 4096\ncpu: 2\n"
           "instanceConcurrency: 4\nsnapshot: true\nhttpTrigger:\n  authType: anonymous\n"
           "gpuConfig:\n  gpuType: fc.gpu.tesla.1\n  gpuMemorySize: 16384\n"
           "scalingConfig:\n  minInstances: 0\n  maxInstances: 20\n  targetConcurrency: 3\n"
@@ -157,11 +157,12 @@ def run(tmp):
 
     # warnings on stderr, manifest still printed
     rc, out, err = thaw("k8s", full, "--image", img)
-    check(rc == 0 and err == "", "timeout 600: no warning (Knative's default cap)", err)
+    check(rc == 0 and err == "" and "timeoutSeconds: 600\n" in out,
+          "timeout 599: timeoutSeconds 600, no warning (Knative's default cap)", err)
     write(os.path.join(full, "fc.yaml"), "name: slow\nhandler: h.so\ntimeout: 3600\n")
     rc, out, err = thaw("k8s", full, "--image", img)
     check(rc == 0 and "warning:" in err and "max-revision-timeout-seconds" in err and
-          "timeoutSeconds: 3600" in out, "timeout 3600: a warning on stderr, the manifest on stdout",
+          "timeoutSeconds: 3601" in out, "timeout 3600: a warning on stderr, the manifest on stdout",
           (rc, err))
 
     # refusals: exit 1 with file:line

@@ -102,7 +102,7 @@ static void test_defaults_map_to_knative(void **state)
 	has(&r, "autoscaling.knative.dev/panic-window-percentage: \"10\"\n");
 	has(&r, "autoscaling.knative.dev/panic-threshold-percentage: \"200\"\n");
 	has(&r, "autoscaling.knative.dev/scale-to-zero-pod-retention-period: \"30s\"\n");
-	has(&r, "timeoutSeconds: 3\n");
+	has(&r, "timeoutSeconds: 4\n"); /* timeout 3 + 1: thaw's 504 first */
 	/* 4 x 1 core + 0.1 for the daemon; (4 + 1 snapshot) x 512 + 128 MiB */
 	has(&r, "cpu: \"4100m\"\n            memory: \"2688Mi\"\n");
 	has(&r, "sizeLimit: \"512Mi\"\n");
@@ -149,7 +149,7 @@ static void test_scaling_fields_map(void **state)
 	has(&r, "panic-window-percentage: \"20\"\n");
 	has(&r, "panic-threshold-percentage: \"300\"\n");
 	has(&r, "scale-to-zero-pod-retention-period: \"300s\"\n");
-	has(&r, "timeoutSeconds: 30\n");
+	has(&r, "timeoutSeconds: 31\n");
 	free(r.yaml);
 
 	/* a fraction stays a fraction: 0.5 of 3 */
@@ -225,7 +225,7 @@ static void test_warnings(void **state)
 	assert_int_equal(r.ret, 0);
 	has(&r, "target-utilization-percentage: \"100\"\n");
 	assert_non_null(strstr(r.warn, "targetConcurrency 5 is above instanceConcurrency 2"));
-	assert_non_null(strstr(r.warn, "timeout 900 s is above Knative's default max-revision-timeout-seconds"));
+	assert_non_null(strstr(r.warn, "timeout 900 s (timeoutSeconds 901) is above Knative's default max-revision-timeout-seconds"));
 	assert_non_null(strstr(r.warn, "authType function"));
 	free(r.yaml);
 }
