@@ -797,6 +797,44 @@ static int write_file(struct cli *cli, const char *path, const char *text)
 	return CLI_OK;
 }
 
+/* --image (and --layout) as REPO@sha256:HEX into ref: by digest, never by
+ * tag (a tag moves; a Knative revision must name what it ran). Returns
+ * CLI_OK or the exit code, said. */
+static int resolve_image(struct cli *cli, const char *image, const char *layout, const char *dir,
+			 char *ref, size_t len)
+{
+	char digest[80];
+	for (const char *c = image; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+		      strchr("._-/:@", *c)))
+			return cli_fail(cli, CLI_USAGE, "--image: '%c' cannot be in an image reference", *c);
+	const char *at = strchr(image, '@');
+	const char *slash = strrchr(image, '/');
+	const char *colon = at ? NULL : strrchr(image, ':');
+	if (at) {
+		if (at == image || strncmp(at + 1, "sha256:", 7) || !hex64(at + 8))
+			return cli_fail(cli, CLI_USAGE, "--image '%s': expected REPO@sha256:<64 hex digits>", image);
+		if (layout)
+			return cli_fail(cli, CLI_USAGE, "--layout: the digest is in --image already");
+		if (snprintf(ref, len, "%s", image) >= (int)len)
+			return cli_fail(cli, CLI_USAGE, "--image: too long");
+		return CLI_OK;
+	}
+	if (!*image || (colon && (!slash || colon > slash)))
+		return cli_fail(cli, CLI_USAGE,
+				"--image '%s': name the repository alone (the digest comes from "
+				"the image layout) or REPO@sha256:HEX, not a tag", image);
+	char def[2048];
+	if (snprintf(def, sizeof(def), "%s/.thaw/image", dir) >= (int)sizeof(def))
+		return cli_fail(cli, CLI_USAGE, "DIR: path too long");
+	int ret = layout_digest(cli, layout ? layout : def, digest, sizeof(digest));
+	if (ret)
+		return ret;
+	if (snprintf(ref, len, "%s@%s", image, digest) >= (int)len)
+		return cli_fail(cli, CLI_USAGE, "--image: too long");
+	return CLI_OK;
+}
+
 enum { OPT_IMAGE = 0x200, OPT_LAYOUT, OPT_KIND, OPT_PER_POD, OPT_NAME, OPT_NS, OPT_HOST,
        OPT_PORT, OPT_SECCOMP };
 
@@ -869,32 +907,10 @@ int cli_k8s(struct cli *cli, int argc, char **argv)
 				"no image: give --image REPO (the digest is taken from %s/.thaw/image) "
 				"or --image REPO@sha256:HEX", dir);
 
-	/* the image: by digest, never by tag (a tag moves; a Knative revision
-	 * must name what it ran) */
-	char ref[1024], digest[80];
-	const char *at = strchr(image, '@');
-	const char *slash = strrchr(image, '/');
-	const char *colon = strrchr(at ? "" : image, ':');
-	if (at) {
-		if (at == image || strncmp(at + 1, "sha256:", 7) || !hex64(at + 8))
-			return cli_fail(cli, CLI_USAGE, "--image '%s': expected REPO@sha256:<64 hex digits>", image);
-		if (layout)
-			return cli_fail(cli, CLI_USAGE, "--layout: the digest is in --image already");
-		snprintf(ref, sizeof(ref), "%s", image);
-	} else {
-		if (!*image || (colon && (!slash || colon > slash)))
-			return cli_fail(cli, CLI_USAGE,
-					"--image '%s': name the repository alone (the digest comes from "
-					"the image layout) or REPO@sha256:HEX, not a tag", image);
-		char def[2048];
-		if (snprintf(def, sizeof(def), "%s/.thaw/image", dir) >= (int)sizeof(def))
-			return cli_fail(cli, CLI_USAGE, "DIR: path too long");
-		int ret = layout_digest(cli, layout ? layout : def, digest, sizeof(digest));
-		if (ret)
-			return ret;
-		if (snprintf(ref, sizeof(ref), "%s@%s", image, digest) >= (int)sizeof(ref))
-			return cli_fail(cli, CLI_USAGE, "--image: too long");
-	}
+	char ref[1024];
+	int ret = resolve_image(cli, image, layout, dir, ref, sizeof(ref));
+	if (ret)
+		return ret;
 	o.image = ref;
 
 	char path[4096], err[1024], warn[2048];
@@ -904,7 +920,7 @@ int cli_k8s(struct cli *cli, int argc, char **argv)
 	if (config_load(path, &cfg, err, sizeof(err)))
 		return cli_fail(cli, CLI_FAILED, "%s", err);
 	char *yaml = NULL;
-	int ret = k8s_render(&cfg, &o, &yaml, err, sizeof(err), warn, sizeof(warn));
+	ret = k8s_render(&cfg, &o, &yaml, err, sizeof(err), warn, sizeof(warn));
 	config_free(&cfg);
 	if (ret)
 		return cli_fail(cli, CLI_FAILED, "%s", err);

@@ -192,6 +192,8 @@ def run(tmp):
     for args, what in [([fn], "no --image"),
                        ([fn, "--image", REPO + ":latest"], "a tag instead of a digest"),
                        ([fn, "--image", REPO + "@sha256:abc"], "a short digest"),
+                       ([fn, "--image", 'r/x"\nkind: Secret'], "quotes and newlines in --image"),
+                       ([fn, "--image", img, "--seccomp", "/etc/x.json"], "an absolute --seccomp path"),
                        ([fn, "--kind", "statefulset", "--image", img], "an unknown --kind"),
                        ([fn, "--image", img, "--instances-per-pod", "0"], "--instances-per-pod 0")]:
         rc, out, err = thaw("k8s", *args)
