@@ -113,8 +113,9 @@ static void test_defaults_map_to_knative(void **state)
 	lacks(&r, "privileged"); /* not among the fields Knative takes */
 	has(&r, "allowPrivilegeEscalation: true\n");
 	has(&r, "drop:\n            - \"ALL\"\n");
-	has(&r, "- \"CHECKPOINT_RESTORE\"\n            - \"SYS_PTRACE\"\n            - \"SYS_ADMIN\"\n");
-	lacks(&r, "NET_ADMIN");
+	has(&r, "add:\n            - \"SYS_ADMIN\"\n            - \"NET_ADMIN\"\n            - \"SYS_CHROOT\"\n"
+		"            - \"SYS_TIME\"\n            - \"SETPCAP\"\n            - \"SYS_PTRACE\"\n"
+		"            - \"SYS_RESOURCE\"\n          seccompProfile:");
 	has(&r, "type: \"Localhost\"\n            localhostProfile: \"thaw/seccomp-thaw.json\"\n");
 	free(r.yaml);
 
