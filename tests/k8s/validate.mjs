@@ -11,8 +11,11 @@
 // kubectl's client side they let unknown fields through. The KEDA HTTP
 // add-on's HTTPScaledObject (http.keda.sh) has no model in
 // @kubernetes-models/keda (2.0.0 holds keda.sh and eventing.keda.sh only),
-// so it is checked here against the fields of its CRD, v1alpha1, as
-// http-add-on >= 0.8 defines them (httpScaledObject below).
+// so it is checked here against its v1alpha1 fields as written out below
+// from the add-on's documentation (http-add-on >= 0.8: scaleTargetRef
+// name/kind/apiVersion/service/port, replicas, scalingMetric), unknown
+// fields refused. This list is not generated from the add-on's CRD (no
+// copy of it is reachable offline here): keep it in step by hand.
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 import { Service as KnativeService } from "@kubernetes-models/knative/serving.knative.dev/v1/Service";
