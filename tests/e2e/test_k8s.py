@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -46,6 +47,35 @@ class WrappedDaemon(Daemon):
                 pass
             time.sleep(0.05)
         return False
+
+
+    def stop(self):
+        """Daemon.stop, then kills what the daemon left behind: a criu
+        restore that never finished (no SETPCAP) outlives the daemon with
+        its half-restored task. Found by this daemon's own folders: criu's
+        command line names the snapshot folder, the task's environment the
+        function folder."""
+        super().stop()
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmd = f.read()
+                with open("/proc/%s/environ" % pid, "rb") as f:
+                    env = f.read()
+            except OSError:
+                continue
+            if (self.snap_dir + "/").encode() in cmd or \
+                    ("THAW_FUNCTION_DIR=%s/" % self.fn_dir).encode() in env:
+                left.append(int(pid))
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if left:
+            print("note: the daemon left %d process(es) behind (criu restore, its task); killed" % len(left))
+        return left
 
 
 class SeccompDaemon(WrappedDaemon):
