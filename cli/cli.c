@@ -22,6 +22,7 @@ static const struct {
 	{ "deploy", cli_deploy },	{ "ls", cli_ls },	{ "history", cli_history },
 	{ "rollback", cli_rollback }, { "invoke", cli_invoke }, { "top", cli_top },
 	{ "logs", cli_logs },	{ "rm", cli_rm },		{ "dev", cli_dev },
+	{ "k8s", cli_k8s },
 };
 
 bool cli_is_command(const char *name)

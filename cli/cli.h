@@ -76,6 +76,7 @@ int cli_top(struct cli *cli, int argc, char **argv);
 int cli_logs(struct cli *cli, int argc, char **argv);
 int cli_rm(struct cli *cli, int argc, char **argv);
 int cli_dev(struct cli *cli, int argc, char **argv);
+int cli_k8s(struct cli *cli, int argc, char **argv); /* cli/k8s.c: no daemon involved */
 
 /* An admin API call: method on cli->url + path with an optional JSON body.
  * On a 2xx answer returns CLI_OK and, when out is not NULL, the parsed JSON

@@ -145,6 +145,7 @@ static const char usage[] = "usage: thaw <command> [options]\n"
 			    "  logs      print (or follow) a function's log lines\n"
 			    "  rm        remove a function\n"
 			    "  top       live requests/s, latency and instances per function\n"
+			    "  k8s       print a Knative Service (or Deployment) for a function folder\n"
 			    "  version   print the version\n"
 			    "thaw COMMAND --help for each; docs/cli.md\n";
 
