@@ -4,7 +4,7 @@ CC       ?= gcc
 CLANG    ?= clang
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Wstrict-prototypes -Werror -Wno-missing-field-initializers
-CPPFLAGS := -std=gnu11 -D_GNU_SOURCE -MMD -MP -Iruntime -Ihandlers -I. $(EXTRA_CPPFLAGS)
+CPPFLAGS := -std=gnu11 -D_GNU_SOURCE -MMD -MP -I. -Iinclude $(EXTRA_CPPFLAGS)
 ALL_CFLAGS = $(CPPFLAGS) $(WARN) $(CFLAGS) $(SAN)
 LDFLAGS  ?=
 LIBS     := -luring -lhttp_parser -lnghttp2 -lcjson -lyaml -lpthread -ldl -lm
@@ -12,20 +12,20 @@ TEST_LIBS := -lcmocka
 NVCC     ?= /usr/local/cuda/bin/nvcc
 HAVE_CUDA := $(shell test -x $(NVCC) && echo 1)
 
-# The daemon and CLI: everything in runtime/, snapshot/, builder/ and cli/.
-DAEMON_SRC := $(wildcard runtime/*.c snapshot/*.c builder/*.c cli/*.c)
-DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
-LIB_OBJ    := $(filter-out $(BUILD)/runtime/main.o,$(DAEMON_OBJ))
+# common/: built once as a library for thaw, thaw-instance and the tests.
+COMMON_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard common/*.c))
+LIBCOMMON  := $(BUILD)/libcommon.a
+# The daemon and the CLI: daemon/, proc/, snapshot/, builder/, cli/; cmd/main.c
+# dispatches serve | build | the CLI's commands.
+LIB_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard daemon/*.c proc/*.c snapshot/*.c builder/*.c cli/*.c))
 LIBTHAW    := $(BUILD)/libthaw.a
 
-# The instance host: loads a handler .so; exports the SDK to it.
+# The instance host: loads a handler .so; exports the SDK (include/thaw/handler.h) to it.
 # (predict's TF Serving REST JSON module too: the host speaks it for tensor handlers)
-HOST_SRC := $(wildcard handlers/host/*.c) handlers/predict/tfrest.c handlers/predict/tfrest_fast.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/http.c \
-	    runtime/request.c runtime/headers.c runtime/jsonesc.c
-HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/host/%.o)
+HOST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard host/*.c)) 	    $(BUILD)/handlers/predict/tfrest.o $(BUILD)/handlers/predict/tfrest_fast.o
 
 # Handlers: handlers/NAME/*.c -> $(BUILD)/handlers/NAME.so
-HANDLER_DIRS := $(filter-out handlers/thaw/ handlers/host/,$(sort $(dir $(wildcard handlers/*/*.c))))
+HANDLER_DIRS := $(sort $(dir $(wildcard handlers/*/*.c)))
 HANDLER_NAMES := $(patsubst handlers/%/,%,$(HANDLER_DIRS))
 HANDLER_SOS := $(HANDLER_NAMES:%=$(BUILD)/handlers/%.so)
 
@@ -45,18 +45,18 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/host/%.o: %.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
-
 $(LIBTHAW): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/thaw: $(BUILD)/runtime/main.o $(LIBTHAW)
+$(LIBCOMMON): $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/thaw: $(BUILD)/cmd/main.o $(LIBTHAW) $(LIBCOMMON)
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -o $@ $^ $(LIBS) $(DAEMON_LIBS)
 
-$(BUILD)/thaw-instance: $(HOST_OBJ)
+$(BUILD)/thaw-instance: $(HOST_OBJ) $(LIBCOMMON)
 	$(CC) $(CFLAGS) $(SAN) $(LDFLAGS) -rdynamic -o $@ $^ -lhttp_parser -lcjson $(HOST_LIBS) -ldl -lpthread -lm
 
 $(BUILD)/handlers/%.o: handlers/%.c
@@ -67,9 +67,9 @@ $(BUILD)/handlers/%.o: handlers/%.c
 $(BUILD)/handlers/%.so: $$(addprefix $(BUILD)/,$$(subst .c,.o,$$(wildcard handlers/$$*/*.c))) $$(HANDLER_EXTRA_$$*)
 	$(CC) $(CFLAGS) $(SAN) -shared -o $@ $^ $(HANDLER_LIBS_$*)
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBTHAW)
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBTHAW) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBTHAW) $(TEST_LIBS) $(LIBS) $(DAEMON_LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBTHAW) $(LIBCOMMON) $(TEST_LIBS) $(LIBS) $(DAEMON_LIBS)
 
 deps:
 	bash scripts/deps.sh

@@ -2,9 +2,10 @@
 #include "builder/builder.h"
 #include "builder/compile.h"
 #include "builder/layer.h"
-#include "config.h"
-#include "builder/util.h"
-#include "mem.h"
+#include "common/config.h"
+#include "common/errmsg.h"
+#include "common/fsutil.h"
+#include "common/mem.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -301,7 +302,7 @@ static int prepare_handler(struct build *b)
 	}
 	if (compile_is_source(b->dir, h)) {
 		char *bdir = xasprintf("%s/.thaw/build", b->dir);
-		int rc = builder__mkdir_p(bdir);
+		int rc = fs_mkdir_p(bdir, 0755);
 		if (rc < 0) {
 			fail(b, rc, "%s: %s", bdir, strerror(-rc));
 			free(bdir);
@@ -393,7 +394,7 @@ static void cache_store(struct build *b, const char *path, const struct layer *l
 		return;
 	char *dir = xasprintf("%s/.thaw/cache", b->dir);
 	char msg[256];
-	if (builder__mkdir_p(dir) == 0) {
+	if (fs_mkdir_p(dir, 0755) == 0) {
 		char *text = xasprintf("%s %llu\n", d->digest, (unsigned long long)d->size);
 		oci_write_file(path, text, strlen(text), msg, sizeof(msg)); /* best effort */
 		free(text);

@@ -13,8 +13,8 @@
 #ifndef THAW_BUILDER_H
 #define THAW_BUILDER_H
 
-#include "builder/image.h"
-#include "builder/oci.h"
+#include "common/image.h"
+#include "common/oci.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 /* builder/compile.c: handler sources -> one shared object. */
 #include "builder/compile.h"
-#include "builder/util.h"
-#include "mem.h"
-#include "snapshot/subproc.h"
+#include "common/errmsg.h"
+#include "common/mem.h"
+#include "proc/subproc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -117,7 +117,7 @@ static int list_sources(const char *dir, char ***out, size_t *n_out, char *err, 
 {
 	DIR *d = opendir(dir);
 	if (!d)
-		return builder__fail(err, errlen, -errno, "%s: %s", dir, strerror(errno));
+		return errmsg(err, errlen, -errno, "%s: %s", dir, strerror(errno));
 	char **v = NULL;
 	size_t n = 0;
 	struct dirent *de;
@@ -129,7 +129,7 @@ static int list_sources(const char *dir, char ***out, size_t *n_out, char *err, 
 	}
 	closedir(d);
 	if (!n)
-		return builder__fail(err, errlen, -ENOENT, "%s: no .c files to compile", dir);
+		return errmsg(err, errlen, -ENOENT, "%s: no .c files to compile", dir);
 	qsort(v, n, sizeof(*v), by_str);
 	*out = v;
 	*n_out = n;
@@ -151,17 +151,17 @@ int compile_handler(const char *fn_dir, const char *handler, const char *out_so,
 	struct stat st;
 
 	if (!cc) {
-		rc = builder__fail(err, errlen, -ENOENT, "no C compiler: %s not found on PATH",
+		rc = errmsg(err, errlen, -ENOENT, "no C compiler: %s not found on PATH",
 			  getenv("CC") && *getenv("CC") ? getenv("CC") : "gcc");
 		goto out;
 	}
 	if (!sdk) {
-		rc = builder__fail(err, errlen, -ENOENT,
+		rc = errmsg(err, errlen, -ENOENT,
 			  "thaw/handler.h not found: set THAW_SDK_INCLUDE to the folder holding thaw/");
 		goto out;
 	}
 	if (stat(src, &st) < 0) {
-		rc = builder__fail(err, errlen, -errno, "%s: %s", src, strerror(errno));
+		rc = errmsg(err, errlen, -errno, "%s: %s", src, strerror(errno));
 		goto out;
 	}
 	if (S_ISDIR(st.st_mode)) {
@@ -197,12 +197,12 @@ int compile_handler(const char *fn_dir, const char *handler, const char *out_so,
 	}
 	if (rc == -EIO) {
 		int code = WIFEXITED(res.status) ? WEXITSTATUS(res.status) : 128 + WTERMSIG(res.status);
-		builder__fail(err, errlen, rc, "handler: %s failed (exit %d) compiling %s", cc, code, handler);
+		errmsg(err, errlen, rc, "handler: %s failed (exit %d) compiling %s", cc, code, handler);
 	} else if (rc == -ETIMEDOUT) {
-		builder__fail(err, errlen, rc, "handler: %s ran past %d s compiling %s", cc,
+		errmsg(err, errlen, rc, "handler: %s ran past %d s compiling %s", cc,
 		     COMPILE_TIMEOUT_MS / 1000, handler);
 	} else if (rc < 0) {
-		builder__fail(err, errlen, rc, "handler: could not run %s: %s", cc, strerror(-rc));
+		errmsg(err, errlen, rc, "handler: could not run %s: %s", cc, strerror(-rc));
 	}
 	subproc_result_fini(&res);
 	free(fixed[6]);

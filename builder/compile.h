@@ -9,7 +9,7 @@
  * ../handlers next to the running binary (build/thaw -> handlers/), else the
  * first handlers/ found walking up from the binary. The compiler is $CC
  * (a program name or path, default gcc), run through the one spawn wrapper
- * (snapshot/subproc.h). The prefix map keeps the folder's path out of the
+ * (proc/subproc.h). The prefix map keeps the folder's path out of the
  * object, so the same sources give the same bytes wherever they sit.
  */
 #ifndef THAW_BUILDER_COMPILE_H

@@ -1,7 +1,7 @@
 /* builder/layer.c: reproducible tar layers, streamed into blobs. */
 #include "builder/layer.h"
-#include "builder/util.h"
-#include "mem.h"
+#include "common/errmsg.h"
+#include "common/mem.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -160,7 +160,7 @@ static int copy_file(struct archive *a, const struct layer_entry *e, char *buf, 
 {
 	int fd = open(e->src, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return builder__fail(err, errlen, -errno, "%s: %s", e->src, strerror(errno));
+		return errmsg(err, errlen, -errno, "%s: %s", e->src, strerror(errno));
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	uint64_t left = e->size;
 	int rc = 0;
@@ -169,18 +169,18 @@ static int copy_file(struct archive *a, const struct layer_entry *e, char *buf, 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			rc = builder__fail(err, errlen, -errno, "%s: %s", e->src, strerror(errno));
+			rc = errmsg(err, errlen, -errno, "%s: %s", e->src, strerror(errno));
 			break;
 		}
 		if ((uint64_t)r > left || (r == 0 && left)) {
-			rc = builder__fail(err, errlen, -EAGAIN, "%s: file changed size while being packaged",
+			rc = errmsg(err, errlen, -EAGAIN, "%s: file changed size while being packaged",
 				  e->src);
 			break;
 		}
 		if (r == 0)
 			break;
 		if (archive_write_data(a, buf, (size_t)r) != r) {
-			rc = builder__fail(err, errlen, -EIO, "%s: %s", e->path, archive_error_string(a));
+			rc = errmsg(err, errlen, -EIO, "%s: %s", e->path, archive_error_string(a));
 			break;
 		}
 		left -= (uint64_t)r;
@@ -203,7 +203,7 @@ int layer_write(struct layer *l, const char *blobs_dir, time_t mtime, struct oci
 	struct archive *a = archive_write_new();
 	struct archive_entry *ae = archive_entry_new();
 	if (!a || !ae) {
-		rc = builder__fail(err, errlen, -ENOMEM, "libarchive: out of memory");
+		rc = errmsg(err, errlen, -ENOMEM, "libarchive: out of memory");
 		goto fail_archive;
 	}
 	archive_write_set_format_pax_restricted(a);
@@ -213,7 +213,7 @@ int layer_write(struct layer *l, const char *blobs_dir, time_t mtime, struct oci
 	archive_write_set_bytes_per_block(a, 100 * 10240);
 	archive_write_set_bytes_in_last_block(a, 10240);
 	if (archive_write_open2(a, &sink, NULL, sink_write, NULL, NULL) != ARCHIVE_OK) {
-		rc = builder__fail(err, errlen, -EIO, "libarchive: %s", archive_error_string(a));
+		rc = errmsg(err, errlen, -EIO, "libarchive: %s", archive_error_string(a));
 		goto fail_archive;
 	}
 	for (size_t i = 0; i < l->n; i++) {
@@ -227,7 +227,7 @@ int layer_write(struct layer *l, const char *blobs_dir, time_t mtime, struct oci
 		archive_entry_set_uid(ae, 0);
 		archive_entry_set_gid(ae, 0);
 		if (archive_write_header(a, ae) != ARCHIVE_OK) {
-			rc = builder__fail(err, errlen, sink.rc ? sink.rc : -EIO, "%s: %s", e->path,
+			rc = errmsg(err, errlen, sink.rc ? sink.rc : -EIO, "%s: %s", e->path,
 				  archive_error_string(a));
 			goto fail_archive;
 		}
@@ -235,7 +235,7 @@ int layer_write(struct layer *l, const char *blobs_dir, time_t mtime, struct oci
 			goto fail_archive;
 	}
 	if (archive_write_close(a) != ARCHIVE_OK) {
-		rc = builder__fail(err, errlen, sink.rc ? sink.rc : -EIO, "libarchive: %s",
+		rc = errmsg(err, errlen, sink.rc ? sink.rc : -EIO, "libarchive: %s",
 			  archive_error_string(a));
 		goto fail_archive;
 	}

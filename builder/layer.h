@@ -1,6 +1,6 @@
 /*
  * Image layers: reproducible uncompressed tars written with libarchive
- * straight into a blob (builder/oci.h) while it is hashed.
+ * straight into a blob (common/oci.h) while it is hashed.
  *
  * Every entry gets mtime = the given epoch (0 or SOURCE_DATE_EPOCH), uid and
  * gid 0, no user or group names, mode 0755 (folders and executables) or
@@ -12,7 +12,7 @@
 #ifndef THAW_BUILDER_LAYER_H
 #define THAW_BUILDER_LAYER_H
 
-#include "builder/oci.h"
+#include "common/oci.h"
 
 #include <stdbool.h>
 #include <stddef.h>

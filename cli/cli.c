@@ -2,7 +2,7 @@
  * API calls and small formatting helpers. */
 #include "cli/cli.h"
 #include "cli/http.h"
-#include "server.h"
+#include "daemon/server.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* `thaw dev [DIR]`: build the function in DIR, run it in the foreground as a
- * plain HTTP debug server (`thaw-instance --http`, handlers/host/http_front.h)
+ * plain HTTP debug server (`thaw-instance --http`, host/http_front.h)
  * on a loopback port, and rebuild and restart it whenever a file in DIR
  * changes. No daemon, no snapshot; the daemon reaches it through
  * /proxy/PORT/ (docs/dev.md).
@@ -16,10 +16,10 @@
  * watches DIR and its sub-folders (not dotfiles, not .thaw/). */
 #include "builder/compile.h"
 #include "cli/cli.h"
-#include "config.h"
-#include "fnenv.h"
-#include "mem.h"
-#include "server.h"
+#include "common/config.h"
+#include "common/fnenv.h"
+#include "common/mem.h"
+#include "daemon/server.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>

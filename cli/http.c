@@ -1,6 +1,6 @@
 /* The CLI's HTTP client on libcurl's easy interface. */
 #include "cli/http.h"
-#include "mem.h"
+#include "common/mem.h"
 
 #include <curl/curl.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* `thaw invoke FN`: one request to a function, its body on stdout. */
 #include "cli/cli.h"
 #include "cli/http.h"
-#include "mem.h"
+#include "common/mem.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
  * same input always gives the same bytes. */
 #include "cli/k8s.h"
 #include "cli/cli.h"
-#include "mem.h"
+#include "common/mem.h"
 
 #include <errno.h>
 #include <fcntl.h>

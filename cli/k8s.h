@@ -7,7 +7,7 @@
 #ifndef THAW_CLI_K8S_H
 #define THAW_CLI_K8S_H
 
-#include "config.h"
+#include "common/config.h"
 
 #include <stddef.h>
 

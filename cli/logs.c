@@ -2,7 +2,7 @@
  * thaw rm: removing a function (DELETE /admin/functions/NAME). */
 #include "cli/cli.h"
 #include "cli/http.h"
-#include "fnlog.h"
+#include "daemon/fnlog.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -4,7 +4,7 @@
 #include "cli/cli.h"
 #include "cli/http.h"
 #include "cli/prom.h"
-#include "mem.h"
+#include "common/mem.h"
 
 #include <errno.h>
 #include <poll.h>

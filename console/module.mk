@@ -1,12 +1,12 @@
 # console/: the web console's static files, built into the daemon as C arrays
-# (xxd -i, Debian's xxd package) and served at /console/ (runtime/console.c).
+# (xxd -i, Debian's xxd package) and served at /console/ (daemon/console.c).
 CONSOLE_FILES := $(sort $(wildcard console/*.html console/*.css console/*.js console/*.svg))
 CONSOLE_OBJ   := $(BUILD)/console/assets.o
 
 $(BUILD)/console/assets.c: $(CONSOLE_FILES) console/module.mk
 	@mkdir -p $(dir $@)
 	@{ echo '/* generated from console/ by console/module.mk */'; \
-	  echo '#include "console.h"'; \
+	  echo '#include "daemon/console.h"'; \
 	  for f in $(CONSOLE_FILES); do xxd -i $$f | sed -e 's/^unsigned char/static const unsigned char/' -e '/_len = /d'; done; \
 	  echo 'const struct console_asset console_assets[] = {'; \
 	  for f in $(CONSOLE_FILES); do v=$$(echo $$f | tr './-' '___'); \
@@ -19,4 +19,4 @@ $(CONSOLE_OBJ): $(BUILD)/console/assets.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # into libthaw.a with the rest of the daemon (its recipe archives $^)
-$(LIBTHAW): $(CONSOLE_OBJ)
+$(LIBTHAW) $(LIBCOMMON): $(CONSOLE_OBJ)

@@ -21,5 +21,5 @@ $(PROTO_GEN_DIR)/%.pb-c.o: $(PROTO_GEN_DIR)/%.pb-c.c
 HOST_OBJ += $(PROTO_OBJ)
 HOST_LIBS += -lprotobuf-c
 # host files that include generated headers
-$(BUILD)/host/handlers/host/grpc.o: CPPFLAGS += -I$(PROTO_GEN_DIR)
-$(BUILD)/host/handlers/host/grpc.o: | $(PROTO_STAMP)
+$(BUILD)/host/grpc.o: CPPFLAGS += -I$(PROTO_GEN_DIR)
+$(BUILD)/host/grpc.o: | $(PROTO_STAMP)

@@ -1,7 +1,7 @@
 #define LOG_PREFIX "cuda_ckpt: "
-#include "cuda_ckpt.h"
-#include "plugin.h"
-#include "log.h"
+#include "snapshot/cuda_ckpt.h"
+#include "snapshot/plugin.h"
+#include "common/log.h"
 
 #include <dlfcn.h>
 #include <stdbool.h>

@@ -1,7 +1,7 @@
 #define LOG_PREFIX "manifest: "
-#include "manifest.h"
-#include "log.h"
-#include "mem.h"
+#include "snapshot/manifest.h"
+#include "common/log.h"
+#include "common/mem.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,8 +1,8 @@
 #define LOG_PREFIX "snapshot memory: "
-#include "snapmem.h"
-#include "channel.h"
-#include "log.h"
-#include "mem.h"
+#include "snapshot/snapmem.h"
+#include "common/channel.h"
+#include "common/log.h"
+#include "common/mem.h"
 
 #include <errno.h>
 #include <fcntl.h>

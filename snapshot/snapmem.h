@@ -1,7 +1,7 @@
 /*
  * Mapped snapshot memory, daemon side (docs/snapshots.md). Right before
  * CRIU dumps an instance, snapshot_mem_move() asks thaw-instance (protocol
- * in runtime/channel.h, instance side in handlers/host/snapmem.h) to move
+ * in common/channel.h, instance side in host/snapmem.h) to move
  * its large private anonymous mappings into files of the snapshot folder,
  * thaw-mem-<address>, mapped back MAP_PRIVATE|MAP_FIXED. The files are part
  * of the snapshot like its images: listed and hashed in its manifest,
@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/channel.h"
-#include "runtime/instance.h"
+#include "common/channel.h"
+#include "proc/instance.h"
 
 #define SNAPSHOT_MEM_PREFIX "thaw-mem-"
 

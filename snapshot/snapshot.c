@@ -1,12 +1,12 @@
 #define LOG_PREFIX "snapshot: "
-#include "snapshot.h"
-#include "log.h"
-#include "cuda_ckpt.h"
-#include "manifest.h"
-#include "snapmem.h"
-#include "mem.h"
-#include "runtime/netns.h"
-#include "subproc.h"
+#include "snapshot/snapshot.h"
+#include "common/log.h"
+#include "snapshot/cuda_ckpt.h"
+#include "snapshot/manifest.h"
+#include "snapshot/snapmem.h"
+#include "common/mem.h"
+#include "proc/netns.h"
+#include "proc/subproc.h"
 
 #include <dirent.h>
 #include <stdbool.h>

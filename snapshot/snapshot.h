@@ -33,7 +33,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "runtime/instance.h"
+#include "proc/instance.h"
 #include "snapshot/plugin.h"
 #include "snapshot/snapmem.h"
 

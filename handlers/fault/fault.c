@@ -326,7 +326,7 @@ static void put_raw_field(char *out, size_t *off, const char *s, size_t len)
 	*off += 4 + len + 1;
 }
 
-/* The channel's frame layout (runtime/channel.h), written by hand as a
+/* The channel's frame layout (common/channel.h), written by hand as a
  * hostile handler would. */
 static int do_raw_response(const struct thaw_request *req, struct thaw_response *res, uint64_t id)
 {

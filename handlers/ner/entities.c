@@ -1,7 +1,7 @@
 /*
  * BIO entity extraction and the response body (entities.h).
  */
-#include "entities.h"
+#include "handlers/ner/entities.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -12,8 +12,8 @@
 
 #include <stdint.h>
 
-#include "model.h"
-#include "request.h"
+#include "handlers/ner/model.h"
+#include "handlers/ner/request.h"
 
 struct ner_entity {
 	uint32_t start, end; /* token indices, end exclusive */

@@ -7,7 +7,7 @@
  * exceed its quoted form, so len + 1 bytes hold every string. Both arrays
  * are sized up front and never move: values point at each other.
  */
-#include "json.h"
+#include "handlers/ner/json.h"
 
 #include <errno.h>
 #include <stdlib.h>

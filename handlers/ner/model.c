@@ -1,7 +1,7 @@
 /*
  * Loading the ner model: tags.txt and the transition matrix (model.h).
  */
-#include "model.h"
+#include "handlers/ner/model.h"
 
 #include <errno.h>
 #include <math.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "handlers/ner/json.h"
 #include "kernels/viterbi.h"
 
 /* Returns the type index of name (len bytes), adding it if new, or -1. */

@@ -23,9 +23,9 @@
 
 #include "thaw/handler.h"
 #include "kernels/viterbi.h"
-#include "entities.h"
-#include "model.h"
-#include "request.h"
+#include "handlers/ner/entities.h"
+#include "handlers/ner/model.h"
+#include "handlers/ner/request.h"
 
 /* In auto mode, batches with fewer (steps x (K+1)^2) cells than this are
  * decoded on the CPU: below it the copies and launch cost more than they

@@ -3,7 +3,7 @@
  * names the offending field with its indices, e.g.
  *   logits[1] has 10 steps, logits[0] has 12
  */
-#include "request.h"
+#include "handlers/ner/request.h"
 
 #include <errno.h>
 #include <math.h>

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "json.h"
+#include "handlers/ner/json.h"
 
 #define NER_MAX_BATCH 65536u
 /* Steps per sequence, and JSON values in a body (each ~56 bytes parsed):

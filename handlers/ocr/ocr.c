@@ -13,8 +13,8 @@
 
 #include "thaw/handler.h"
 
-#include "ocr_batch.h"
-#include "ocr_fetch.h"
+#include "handlers/ocr/ocr_batch.h"
+#include "handlers/ocr/ocr_fetch.h"
 
 static struct ocr_ctx *ocr; /* made by init, read-only afterwards */
 

@@ -2,7 +2,7 @@
  * ocr_batch: request -> downloads -> render -> Tesseract -> JSON; see
  * ocr_batch.h.
  */
-#include "ocr_batch.h"
+#include "handlers/ocr/ocr_batch.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "ocr_fetch.h"
+#include "handlers/ocr/ocr_fetch.h"
 
 /* URLs are cut to this many bytes in error messages. */
 #define URL_IN_DETAIL 160

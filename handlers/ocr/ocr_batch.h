@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ocr_engine.h"
-#include "ocr_render.h"
+#include "handlers/ocr/ocr_engine.h"
+#include "handlers/ocr/ocr_render.h"
 
 #define OCR_PAGE_SPLIT "\n<--- Page Split --->\n"
 #define OCR_DEFAULT_PROMPT "<image>\nFree OCR."

@@ -1,7 +1,7 @@
 /*
  * ocr_engine: Tesseract through its C API; see ocr_engine.h.
  */
-#include "ocr_engine.h"
+#include "handlers/ocr/ocr_engine.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ocr_render.h"
+#include "handlers/ocr/ocr_render.h"
 
 struct ocr_engines;
 struct ocr_engine;

@@ -1,7 +1,7 @@
 /*
  * ocr_fetch: parallel downloads with curl multi; see ocr_fetch.h.
  */
-#include "ocr_fetch.h"
+#include "handlers/ocr/ocr_fetch.h"
 
 #include <errno.h>
 #include <stdio.h>

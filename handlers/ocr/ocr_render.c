@@ -6,7 +6,7 @@
  * file. Values changed inside fz_try and read in fz_always/fz_catch are
  * marked with fz_var.
  */
-#include "ocr_render.h"
+#include "handlers/ocr/ocr_render.h"
 
 #include <errno.h>
 #include <math.h>

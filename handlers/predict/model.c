@@ -1,5 +1,5 @@
 /* model: see model.h. */
-#include "predict/model.h"
+#include "handlers/predict/model.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 #include "kernels/mlp.h"
-#include "predict/safetensors.h"
+#include "handlers/predict/safetensors.h"
 
 enum predict_device { PREDICT_DEV_CPU, PREDICT_DEV_GPU };
 

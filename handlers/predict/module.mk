@@ -23,13 +23,13 @@ $(BUILD)/tests/bench/bench_predict: tests/bench/bench_predict.c $(PREDICT_MODEL_
 # stand) and the tensor calls (the host's real tensor module, tensor_run
 # included); what those need besides comes from libthaw.a.
 SDK_FILES_OBJ := $(BUILD)/tests/unit/sdk_files.o
-$(SDK_FILES_OBJ): $(BUILD)/host/handlers/host/sdk.o
+$(SDK_FILES_OBJ): $(BUILD)/host/sdk.o
 	@mkdir -p $(dir $@)
 	objcopy --keep-global-symbol=thaw_map_file --keep-global-symbol=thaw_unmap \
 		--keep-global-symbol=host__set_identity $< $@
 
 $(BUILD)/tests/unit/test_predict: tests/unit/test_predict.c $(PREDICT_OBJ) $(KERNELS_OBJ) $(SDK_FILES_OBJ) \
-		$(BUILD)/host/handlers/host/snapmem.o $(BUILD)/host/handlers/host/tensor.o $(LIBTHAW)
+		$(BUILD)/host/snapmem.o $(BUILD)/host/tensor.o $(LIBTHAW) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(KERNELS_CPPFLAGS) -o $@ $^ $(TEST_LIBS) $(KERNELS_LIBS) $(LIBS) $(DAEMON_LIBS) -lcjson -lm
 

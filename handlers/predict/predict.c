@@ -31,8 +31,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "predict/model.h"
-#include "predict/tfrest.h"
+#include "handlers/predict/model.h"
+#include "handlers/predict/tfrest.h"
 #include "thaw/handler.h"
 
 #define DEFAULT_MAX_BATCH 256

@@ -1,5 +1,5 @@
 /* safetensors: see safetensors.h. */
-#include "predict/safetensors.h"
+#include "handlers/predict/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

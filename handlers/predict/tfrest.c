@@ -1,5 +1,5 @@
 /* tfrest: see tfrest.h. */
-#include "predict/tfrest.h"
+#include "handlers/predict/tfrest.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -12,7 +12,7 @@
  * error. So anything unusual -- other keys, escapes, named inputs, bools,
  * empty or ragged lists, bad syntax -- simply falls back.
  */
-#include "predict/tfrest.h"
+#include "handlers/predict/tfrest.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -24,7 +24,7 @@
 #include <time.h>
 
 #include "kernels/mlp.h"
-#include "predict/model.h"
+#include "handlers/predict/model.h"
 
 static double now(void)
 {

@@ -21,10 +21,10 @@
  * Needs root, the CRIU of make deps and $THAW_BUILD (default build); exit 77
  * otherwise. Prints one table in the form docs/benchmarks.md uses.
  */
-#include "channel.h"
-#include "config.h"
-#include "instance.h"
-#include "mem.h"
+#include "common/channel.h"
+#include "common/config.h"
+#include "proc/instance.h"
+#include "common/mem.h"
 #include "snapshot/snapmem.h"
 #include "snapshot/snapshot.h"
 

@@ -2,7 +2,7 @@
  * bench_tensor: the cost of the instance host's tensor conversions per MB
  * of wire data (docs/benchmarks.md, "Protocols"), for a 256 x 784 FP32
  * batch (the MLP's input):
- *   kserve JSON fast path    kserve__parse_fast (handlers/host/kserve_fast.c)
+ *   kserve JSON fast path    kserve__parse_fast (host/kserve_fast.c)
  *   kserve JSON cJSON path   cJSON_Parse + tensor_from_json
  *   JSON output              tensor_to_json (shortest round-trip floats)
  *   gRPC ModelInfer raw      protobuf-c unpack of the message (the data is
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
+#include "common/buf.h"
 #include "grpc_service.pb-c.h"
 #include "host/kserve.h"
 #include "host/tensor.h"

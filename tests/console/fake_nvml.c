@@ -1,6 +1,6 @@
 /* A stand-in for libnvidia-ml.so.1 with one GPU at 42 % and 12 of 80 GiB,
  * so that the GPU path of /metrics and of the console runs on machines
- * without a GPU (THAW_NVML_LIB=this .so). Only the calls runtime/gpu.c
+ * without a GPU (THAW_NVML_LIB=this .so). Only the calls daemon/gpu.c
  * makes, with NVML's signatures. */
 #include <string.h>
 

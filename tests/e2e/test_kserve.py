@@ -1,4 +1,4 @@
-"""End to end: KServe v2 REST over the tensor hook (handlers/host/kserve.c)
+"""End to end: KServe v2 REST over the tensor hook (host/kserve.c)
 with the predict handler: server and model metadata, readiness, infer with
 flat and nested data, outputs selection, id echoed, the binary tensor
 extension both ways, results equal to TF Serving REST :predict bit for bit,
@@ -121,7 +121,7 @@ with d:
     check(list(struct.unpack("<12f", r.body[n:n + 48])) == [f32(v) for v in want] if r.status == 200 else False,
           "binary output == :predict bit for bit", r)
 
-    # TF Serving REST is the host's too now (handlers/host/tfserving.c over
+    # TF Serving REST is the host's too now (host/tfserving.c over
     # the same hook): a wrong width is the shared check's 400 naming the input
     r = d.request("POST", "/v1/models/mlp:predict", body=json.dumps({"instances": [[0.0] * 3]}).encode())
     check(r.status == 400 and "input 'x': shape [1, 3] does not match [-1, 8]" in r.json()["error"],

@@ -170,7 +170,7 @@ def criu_works():
 
 def cgroup_works(controller):
     """"" when a group with `controller` (memory, cpu) can be made here as the
-    daemon makes them (runtime/reslimit.c: v2 when the root offers memory,
+    daemon makes them (proc/reslimit.c: v2 when the root offers memory,
     else the v1 hierarchy of controller), else why not. Probed by making and
     removing one, so a test branches on the machine, not on the daemon's log."""
     try:

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target over fc.yaml parsing (runtime/config.c config_parse):
+ * libFuzzer target over fc.yaml parsing (common/config.c config_parse):
  * bytes of a would-be fc.yaml, as `thaw deploy` uploads and the daemon reads
  * from an image.
  *
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "common/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -18,10 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
+#include "daemon/conn.h"
 #include "grpc_service.pb-c.h"
-#include "h2.h"
-#include "pbwire.h"
+#include "daemon/conn_h2.h"
+#include "common/pbwire.h"
 #include "tensorflow_serving/apis/predict.pb-c.h"
 
 static struct conn fake;

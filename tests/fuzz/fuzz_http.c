@@ -27,12 +27,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "buf.h"
-#include "channel.h"
-#include "headers.h"
-#include "http.h"
-#include "request.h"
-#include "router.h"
+#include "common/buf.h"
+#include "common/channel.h"
+#include "common/headers.h"
+#include "common/http.h"
+#include "common/request.h"
+#include "common/router.h"
 
 #define FUZZ_MAX_HEADER_SIZE 8192u /* small, so 431 is reachable */
 #define FUZZ_BUILTIN_LIMIT 256u     /* body limit until routed, as conn.c */
@@ -129,7 +129,8 @@ static void check_route(const char *path, size_t len, const struct route *rt)
 	case ROUTE_V2_SERVER:
 		break;
 	case ROUTE_ADMIN:
-		CHECK(ptr_in(rt->sub, rt->sub_len, path, len));
+	case ROUTE_CONSOLE:
+		CHECK(ptr_in(rt->sub, rt->sub_len, path, len) || rt->sub_len == 0);
 		break;
 	case ROUTE_PROXY:
 		CHECK(rt->port >= 1 && rt->port <= 65535);

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../handlers/host/kserve.c"
+#include "../../host/kserve.c"
 
 int thaw_respond(struct thaw_response *res, int status, const char *ct, const void *b, size_t n)
 {

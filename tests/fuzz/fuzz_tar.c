@@ -1,6 +1,6 @@
 /*
  * libFuzzer target over the image store's layer unpacking
- * (runtime/imagestore.c extract(), #included to reach it): the bytes are a
+ * (daemon/imagestore.c extract(), #included to reach it): the bytes are a
  * layer tar as a client uploads it; they are written to a file on a tmpfs
  * and unpacked into a fresh folder, as unpack_layer() does.
  *
@@ -15,9 +15,9 @@
  */
 #include <ftw.h>
 
-#include "fsutil.h"
+#include "common/fsutil.h"
 
-#include "runtime/imagestore.c"
+#include "daemon/imagestore.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

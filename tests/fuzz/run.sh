@@ -11,7 +11,7 @@ SECS=${1:-60}
 cd "$(dirname "$0")/../.."
 CLANG=${CLANG:-clang}
 OUT=build-fuzz
-FLAGS=(-std=gnu11 -D_GNU_SOURCE -Iruntime -I. -g -O1
+FLAGS=(-std=gnu11 -D_GNU_SOURCE -I. -Iinclude -g -O1
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 	-fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-missing-field-initializers)
 REG=tests/fuzz/regressions
@@ -19,11 +19,11 @@ mkdir -p "$OUT" "$REG"
 
 # name: sources (fuzz target first)
 declare -A TARGETS=(
-	[http]="tests/fuzz/fuzz_http.c runtime/http.c runtime/router.c runtime/channel.c runtime/buf.c runtime/mem.c runtime/log.c runtime/request.c runtime/headers.c runtime/jsonesc.c"
-	[config]="tests/fuzz/fuzz_config.c runtime/config.c runtime/router.c runtime/mem.c runtime/log.c"
-	[tar]="tests/fuzz/fuzz_tar.c runtime/config.c runtime/router.c runtime/fsutil.c builder/util.c builder/oci.c runtime/mem.c runtime/log.c"
-	[grpc]="tests/fuzz/fuzz_grpc.c runtime/h2.c runtime/pbwire.c runtime/buf.c runtime/mem.c runtime/log.c runtime/jsonesc.c $OUT/proto/grpc_service.pb-c.c $OUT/proto/tensorflow_serving/apis/predict.pb-c.c $OUT/proto/tensorflow/core/framework/tensor.pb-c.c $OUT/proto/google/protobuf/wrappers.pb-c.c $OUT/proto/google/protobuf/any.pb-c.c $OUT/proto/tensorflow/core/protobuf/meta_graph.pb-c.c"
-	[kserve]="tests/fuzz/fuzz_kserve.c handlers/host/tensor.c handlers/host/kserve_fast.c handlers/predict/tfrest.c handlers/predict/tfrest_fast.c runtime/buf.c runtime/mem.c runtime/log.c runtime/jsonesc.c"
+	[http]="tests/fuzz/fuzz_http.c common/http.c common/router.c common/channel.c common/buf.c common/mem.c common/log.c common/request.c common/headers.c common/jsonesc.c"
+	[config]="tests/fuzz/fuzz_config.c common/config.c common/router.c common/mem.c common/log.c"
+	[tar]="tests/fuzz/fuzz_tar.c common/config.c common/router.c common/fsutil.c common/errmsg.c common/oci.c common/mem.c common/log.c"
+	[grpc]="tests/fuzz/fuzz_grpc.c daemon/conn_h2.c common/pbwire.c common/buf.c common/mem.c common/log.c common/jsonesc.c $OUT/proto/grpc_service.pb-c.c $OUT/proto/tensorflow_serving/apis/predict.pb-c.c $OUT/proto/tensorflow/core/framework/tensor.pb-c.c $OUT/proto/google/protobuf/wrappers.pb-c.c $OUT/proto/google/protobuf/any.pb-c.c $OUT/proto/tensorflow/core/protobuf/meta_graph.pb-c.c"
+	[kserve]="tests/fuzz/fuzz_kserve.c host/tensor.c host/kserve_fast.c handlers/predict/tfrest.c handlers/predict/tfrest_fast.c common/buf.c common/mem.c common/log.c common/jsonesc.c"
 )
 declare -A TARGET_LIBS=([http]="-lhttp_parser" [config]="-lyaml" [tar]="-larchive -lcjson -lyaml -lcrypto" [grpc]="-lnghttp2 -lprotobuf-c -I$OUT/proto" [kserve]="-Ihandlers -lcjson -lm")
 # a subset of the targets: FUZZ_TARGETS="config tar"

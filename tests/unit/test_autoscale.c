@@ -4,8 +4,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "autoscale.h"
-#include "config.h"
+#include "daemon/autoscale.h"
+#include "common/config.h"
 
 #define SEC 1000000000LL
 

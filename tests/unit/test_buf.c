@@ -1,4 +1,4 @@
-/* Unit tests for runtime/buf.c: buf_shrink gives capacity back (issue 16
+/* Unit tests for common/buf.c: buf_shrink gives capacity back (issue 16
  * item 5: idle keep-alive connections that once carried 32 MiB held ~70 MB
  * each, their buffers keeping their capacity). */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
+#include "common/buf.h"
 
 static void test_shrink_gives_back_capacity(void **state)
 {

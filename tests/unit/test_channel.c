@@ -1,4 +1,4 @@
-/* Unit tests for runtime/channel.c: framing, encode/decode round trips and
+/* Unit tests for common/channel.c: framing, encode/decode round trips and
  * the decoder's handling of truncated and corrupted payloads. */
 #include <errno.h>
 #include <setjmp.h>
@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "channel.h"
+#include "common/buf.h"
+#include "common/channel.h"
 
 #define HDR sizeof(struct channel_hdr)
 

@@ -1,4 +1,4 @@
-/* runtime/config.c: fc.yaml parsing, defaults, and one exact error per bad file. */
+/* common/config.c: fc.yaml parsing, defaults, and one exact error per bad file. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "common/config.h"
 
 #define HEAD "name: f\nhandler: h.so\n" /* lines 1-2; a case's own lines start at 3 */
 

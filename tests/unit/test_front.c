@@ -1,5 +1,5 @@
-/* The front end's routing table (runtime/front.c) driven through a real
- * connection (runtime/conn.c, #included to reach process()) on a real loop
+/* The front end's routing table (daemon/front.c) driven through a real
+ * connection (daemon/conn.c, #included to reach process()) on a real loop
  * ring that never runs: each request's bytes are fed to the connection, the
  * front end routes it once, and the answer it wrote waits in the
  * connection's output buffer, where the test reads the status and body. No
@@ -10,12 +10,12 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "../../runtime/conn.c"
+#include "../../daemon/conn.c"
 
-#include "front.h"
-#include "fsutil.h"
-#include "lifecycle.h"
-#include "registry.h"
+#include "daemon/front.h"
+#include "common/fsutil.h"
+#include "daemon/lifecycle.h"
+#include "daemon/registry.h"
 
 #include <sys/socket.h>
 

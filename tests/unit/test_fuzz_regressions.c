@@ -3,7 +3,7 @@
  * entry point, built here with gcc and the project's warnings; and the
  * fc.yaml target's seeds (corpus-config/) and regressions (config-*) through
  * its own. (fuzz_tar's are replayed by `make fuzz` only: it #includes
- * runtime/imagestore.c, which libthaw.a holds too.) A violated
+ * daemon/imagestore.c, which libthaw.a holds too.) A violated
  * invariant aborts, which fails the test. The repository root is found from
  * THAW_BUILD (set by tests/run.sh; its parent or itself) or the working
  * directory and its parents. */

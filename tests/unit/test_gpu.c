@@ -1,4 +1,4 @@
-/* Unit tests for runtime/gpu.c: without NVML (no library) there are no GPU
+/* Unit tests for daemon/gpu.c: without NVML (no library) there are no GPU
  * metrics and no error; with it (a machine with a GPU and its driver) each
  * device has utilisation and memory lines. */
 #include <errno.h>
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "gpu.h"
+#include "daemon/gpu.h"
 
 static void test_without_nvml_renders_nothing(void **state)
 {

@@ -1,4 +1,4 @@
-/* Unit tests for runtime/http.c, the glue around http-parser.
+/* Unit tests for common/http.c, the glue around http-parser.
  *
  * Most cases are a table of (input, expected transcript). The transcript is
  * what a caller sees driving http_req the way the daemon does: one line per
@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "http.h"
+#include "common/buf.h"
+#include "common/http.h"
 
 /* --- transcript driver --------------------------------------------------- */
 

@@ -1,5 +1,5 @@
 /*
- * runtime/imagestore.c: a layer's tar unpacked (extract(), #included to
+ * daemon/imagestore.c: a layer's tar unpacked (extract(), #included to
  * reach it), table-driven, so the refusals that e2e/test_deploy checks
  * through the daemon also run here, fast and under ASan (make asan,
  * .ci/run): the paths a layer entry may have, and what extract() makes of
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "runtime/imagestore.c"
+#include "daemon/imagestore.c"
 
 #include <archive.h>
 #include <archive_entry.h>

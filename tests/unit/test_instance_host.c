@@ -22,8 +22,8 @@
 #include <cmocka.h>
 #include "testutil.h"
 
-#include "buf.h"
-#include "channel.h"
+#include "common/buf.h"
+#include "common/channel.h"
 
 #define HDR sizeof(struct channel_hdr)
 #define TIMEOUT_MS 5000

@@ -1,4 +1,4 @@
-/* Unit tests for runtime/jobs.c. Issue 16 item 3: with 8 large image
+/* Unit tests for daemon/jobs.c. Issue 16 item 3: with 8 large image
  * unpacks running, restores and the jobs that put instances under their
  * limits waited 45 s behind them on the same 8 workers; slow jobs now have
  * workers of their own. */
@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "jobs.h"
-#include "loop.h"
+#include "daemon/jobs.h"
+#include "daemon/loop.h"
 
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;

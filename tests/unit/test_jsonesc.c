@@ -1,4 +1,4 @@
-/* The one JSON string escaper (runtime/jsonesc.c): table of inputs and the
+/* The one JSON string escaper (common/jsonesc.c): table of inputs and the
  * exact escaped text; every output is valid JSON (cJSON parses it back). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "buf.h"
-#include "jsonesc.h"
+#include "common/buf.h"
+#include "common/jsonesc.h"
 
 static const struct {
 	const char *in;

@@ -1,5 +1,5 @@
 /*
- * handlers/host/kserve.c and kserve_fast.c: the fast path of KServe v2
+ * host/kserve.c and kserve_fast.c: the fast path of KServe v2
  * JSON infer bodies against the cJSON path (the same tensors, bit for bit,
  * or -ENOTSUP), table-driven and on random floats; bodies it must leave to
  * the cJSON path. Includes kserve.c to reach parse_infer; stubs the four
@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "../../handlers/host/kserve.c"
+#include "../../host/kserve.c"
 
 int thaw_respond(struct thaw_response *res, int status, const char *ct, const void *b, size_t n)
 {

@@ -12,10 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fsutil.h"
-#include "journal.h"
-#include "lifecycle.h"
-#include "server.h"
+#include "common/fsutil.h"
+#include "daemon/journal.h"
+#include "daemon/lifecycle.h"
+#include "daemon/server.h"
 
 static char root[] = "/tmp/thaw-test-lifecycle.XXXXXX";
 static char state[256], snap[256], fns[256];

@@ -1,4 +1,4 @@
-/* runtime/netns.c: a namespace of its own per instance, sockets made inside
+/* proc/netns.c: a namespace of its own per instance, sockets made inside
  * it from a thread that stays in its own (needs root: exit 77 otherwise). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "netns.h"
+#include "proc/netns.h"
 
 static ino_t own_netns(void)
 {

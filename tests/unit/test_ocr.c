@@ -137,7 +137,7 @@ void thaw_set_error(const char *fmt, ...)
 }
 
 /* The handler itself, to reach its static hooks. */
-#include "ocr/ocr.c"
+#include "handlers/ocr/ocr.c"
 
 /* --- known text -------------------------------------------------------------- */
 

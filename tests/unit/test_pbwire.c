@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "pbwire.h"
+#include "common/pbwire.h"
 
 #define KINFER "/inference.GRPCInferenceService/ModelInfer"
 #define PREDICT "/tensorflow.serving.PredictionService/Predict"

@@ -1,4 +1,4 @@
-/* The pool (runtime/pool.c, #included to reach its statics) with fake
+/* The pool (daemon/pool.c, #included to reach its statics) with fake
  * invocations and fake instances: instances made here, ready, whose channel
  * is a socketpair nobody reads (the loop's ring never runs: the frames the
  * pool sends stay in the instance's buffers, where the test reads them), and
@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "../../runtime/pool.c"
+#include "../../daemon/pool.c"
 
-#include "fsutil.h"
+#include "common/fsutil.h"
 
 #include <sys/socket.h>
 

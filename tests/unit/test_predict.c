@@ -23,9 +23,9 @@
 #include <cmocka.h>
 
 #include "kernels/mlp.h"
-#include "predict/model.h"
-#include "predict/safetensors.h"
-#include "predict/tfrest.h"
+#include "handlers/predict/model.h"
+#include "handlers/predict/safetensors.h"
+#include "handlers/predict/tfrest.h"
 #include "thaw/handler.h"
 #include "host/tensor.h" /* the host's real tensor module, linked in */
 
@@ -98,7 +98,7 @@ int64_t thaw_time_left_ms(const struct thaw_request *req)
 	(void)req;
 	return 30000;
 }
-/* thaw_map_file and thaw_unmap are the SDK's own (handlers/host/sdk.c, linked
+/* thaw_map_file and thaw_unmap are the SDK's own (host/sdk.c, linked
  * with every other symbol of it made local: see handlers/predict/module.mk);
  * host__set_identity points them at fn_dir. */
 void host__set_identity(const char *function_name, const char *function_dir);

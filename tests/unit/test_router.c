@@ -1,4 +1,4 @@
-/* Unit tests for runtime/router.c: one table of paths and what they route to.
+/* Unit tests for common/router.c: one table of paths and what they route to.
  * Each path is copied into a buffer of exactly its length (no NUL after it)
  * so a read past len shows under ASan; every view must point into it. */
 #include <setjmp.h>
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "router.h"
+#include "common/router.h"
 
 #define WHOLE "\x01whole" /* sub is the whole path */
 #define NO_SUB NULL

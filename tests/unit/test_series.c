@@ -1,4 +1,4 @@
-/* Unit tests for runtime/series.c: the per-function history ring. Points
+/* Unit tests for daemon/series.c: the per-function history ring. Points
  * are computed from two readings of cumulative metrics; quantiles are
  * interpolated inside a bucket like Prometheus' histogram_quantile; the
  * ring keeps the newest SERIES_POINTS in order; the JSON has null for
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "series.h"
+#include "daemon/series.h"
 
 static void test_quantile_interpolates_inside_bucket(void **state)
 {

@@ -1,5 +1,5 @@
 /*
- * snapshot/snapmem.c with handlers/host/snapmem.c: a bigstate instance is
+ * snapshot/snapmem.c with host/snapmem.c: a bigstate instance is
  * asked to move its memory into files (no CRIU involved), then checked from
  * outside (/proc/PID/maps, the files) and from inside (its state checksum,
  * its writes). Needs $THAW_BUILD/thaw-instance and handlers/bigstate.so.
@@ -11,10 +11,10 @@
 
 #include <cmocka.h>
 
-#include "channel.h"
-#include "config.h"
-#include "instance.h"
-#include "mem.h"
+#include "common/channel.h"
+#include "common/config.h"
+#include "proc/instance.h"
+#include "common/mem.h"
 #include "snapshot/snapmem.h"
 
 #include <dirent.h>

@@ -17,13 +17,13 @@
 #include <cmocka.h>
 #include "testutil.h"
 
-#include "channel.h"
-#include "config.h"
-#include "instance.h"
-#include "mem.h"
+#include "common/channel.h"
+#include "common/config.h"
+#include "proc/instance.h"
+#include "common/mem.h"
 #include "snapshot/manifest.h"
 #include "snapshot/snapshot.h"
-#include "snapshot/subproc.h"
+#include "proc/subproc.h"
 
 #include <errno.h>
 #include <fcntl.h>

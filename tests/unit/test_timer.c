@@ -1,4 +1,4 @@
-/* Unit tests for runtime/timer.c: the deadline min-heap. Random deadlines
+/* Unit tests for common/timer.c: the deadline min-heap. Random deadlines
  * come from a fixed-seed generator, so a failure reproduces. After every
  * operation the heap property and the idx back-pointers are checked. */
 #include <setjmp.h>
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "timer.h"
+#include "common/timer.h"
 
 #define N 1000
 
