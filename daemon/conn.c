@@ -1,5 +1,6 @@
 #define LOG_PREFIX "conn: "
 #include "daemon/conn.h"
+#include "common/headers.h"
 #include "daemon/conn_h2.h"
 #include "daemon/invocation.h"
 #include "common/log.h"
@@ -38,7 +39,8 @@ static void process(struct conn *c);
 static void arm_recv(struct conn *c);
 static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe);
 static void on_send(struct loop_op *op, struct io_uring_cqe *cqe);
-static bool has_header(const char *name, size_t len, const char *want);
+static unsigned answer_headers(const struct channel_response *r, struct channel_kv *hs,
+			       const char **ctype);
 static void put_head(struct conn *c, int status, const char *ctype, size_t len,
 		     const struct channel_kv *headers, unsigned n_headers);
 static void count_out(struct conn *c);
@@ -484,19 +486,8 @@ void conn_stream_head(struct conn *c, const struct channel_response *r)
 	if (c->state != CONN_WAITING)
 		return;
 	struct channel_kv hs[64];
-	unsigned n = 0;
-	const char *ctype = NULL, *cur = r->headers;
-	for (uint32_t i = 0; i < r->n_headers; i++) {
-		struct channel_kv kv;
-		channel_next_header(&cur, &kv);
-		size_t nl = strlen(kv.name);
-		if (has_header(kv.name, nl, "content-type"))
-			ctype = kv.value;
-		else if (!has_header(kv.name, nl, "content-length") &&
-			 !has_header(kv.name, nl, "connection") &&
-			 !has_header(kv.name, nl, "transfer-encoding") && n < 64)
-			hs[n++] = kv;
-	}
+	const char *ctype;
+	unsigned n = answer_headers(r, hs, &ctype);
 	timer_cancel(&c->sh->timers, &c->rtimer);
 	if (!http_req_keep_alive(&c->req) || atomic_load(&server.draining))
 		c->close_after_send = true;
@@ -558,27 +549,31 @@ void conn_respond_error(struct conn *c, int status, const char *fmt, ...)
 	buf_free(&b);
 }
 
-static bool has_header(const char *name, size_t len, const char *want)
+/* The headers of an instance's answer that reach its client (the header
+ * policy's HOP_FROM_HANDLER), at most 64, and its content type apart. */
+static unsigned answer_headers(const struct channel_response *r, struct channel_kv *hs,
+			       const char **ctype)
 {
-	return strlen(want) == len && strncasecmp(name, want, len) == 0;
+	unsigned n = 0;
+	const char *cur = r->headers;
+	*ctype = NULL;
+	for (uint32_t i = 0; i < r->n_headers; i++) {
+		struct channel_kv kv;
+		channel_next_header(&cur, &kv);
+		size_t nl = strlen(kv.name);
+		if (nl == 12 && !strncasecmp(kv.name, "content-type", 12))
+			*ctype = kv.value;
+		else if (header_passes(HOP_FROM_HANDLER, NULL, kv.name, nl) && n < 64)
+			hs[n++] = kv;
+	}
+	return n;
 }
 
 void conn_respond_channel(struct conn *c, const struct channel_response *r)
 {
 	struct channel_kv hs[64];
-	unsigned n = 0;
-	const char *ctype = NULL, *cur = r->headers;
-	for (uint32_t i = 0; i < r->n_headers; i++) {
-		struct channel_kv kv;
-		channel_next_header(&cur, &kv);
-		size_t nl = strlen(kv.name);
-		if (has_header(kv.name, nl, "content-type"))
-			ctype = kv.value;
-		else if (!has_header(kv.name, nl, "content-length") &&
-			 !has_header(kv.name, nl, "connection") &&
-			 !has_header(kv.name, nl, "transfer-encoding") && n < 64)
-			hs[n++] = kv;
-	}
+	const char *ctype;
+	unsigned n = answer_headers(r, hs, &ctype);
 	conn_respond(c, (int)r->status, ctype ? ctype : "application/json", r->body, r->body_len,
 		     hs, n);
 }
