@@ -266,7 +266,7 @@ with Daemon({"half": HALF}, args=("--grpc-port", str(gport), "--idle-timeout", "
 # carries either header, so an answer proves the handler never saw them
 ECHO = handler_so("tensorecho")
 PRIV = {"handler": ECHO, "httpTrigger": {"authType": "function"}}
-with Daemon({"priv": PRIV, "priv2": PRIV}) as d3:
+with Daemon({"priv": PRIV, "priv2": PRIV, "echo": {"handler": ECHO}}) as d3:
     admin = open(os.path.join(d3.state_dir, "admin.token")).read().strip()
     ftok = d3.request("GET", "/admin/functions/priv", headers={"X-Thaw-Token": admin}).json()["invoke_token"]
     ftok2 = d3.request("GET", "/admin/functions/priv2", headers={"X-Thaw-Token": admin}).json()["invoke_token"]
@@ -300,5 +300,42 @@ with Daemon({"priv": PRIV, "priv2": PRIV}) as d3:
         r, err = infer(md)
         check(r is None and err[0] == grpc.StatusCode.UNAUTHENTICATED and "token" in err[1],
               "authType function over gRPC: %s is UNAUTHENTICATED" % what, (r, err))
+
+    # BYTES through TF Serving REST: plain strings and {"b64": ...} in;
+    # out as strings where UTF-8, {"b64": ...} where not (tensorecho echoes)
+    def rest(doc):
+        deadline = time.time() + 30
+        while True:
+            r = d3.request("POST", "/v1/models/echo:predict", body=json.dumps(doc).encode())
+            if r.status != 503 or time.time() > deadline:
+                return r
+            time.sleep(0.2)
+    r = rest({"instances": ["hi", {"b64": "/wA="}, "\u00e9t\u00e9"]})
+    check(r.status == 200 and r.body == b'{"predictions": ["hi", {"b64": "/wA="}, "\xc3\xa9t\xc3\xa9"]}',
+          "TF Serving REST: BYTES row form, b64 in and out", r)
+    r = rest({"signature_name": "serving_default", "inputs": {"s": [[{"b64": "aGk="}, "x"], ["\"q\"", {"b64": ""}]]}})
+    check(r.status == 200 and r.body == b'{"outputs": [["hi", "x"], ["\\"q\\"", ""]]}',
+          "TF Serving REST: BYTES columnar, named, 2-D", r)
+    r = rest({"instances": [{"s": {"b64": "gA=="}}, {"s": "ok"}]})
+    check(r.status == 200 and r.body == b'{"predictions": [{"b64": "gA=="}, "ok"]}',
+          "TF Serving REST: BYTES rows as {name: value} objects", r)
+    for doc, why in (({"instances": [{"b64": "!!"}]}, "invalid base64"),
+                     ({"instances": ["a", ["b"]]}, "input 's'"),
+                     ({"instances": [1.5]}, "not a string"),
+                     ({"instances": ["a"], "inputs": ["b"]}, "both")):
+        r = rest(doc)
+        check(r.status == 400 and why in r.json().get("error", ""), "TF Serving REST: BYTES 400: " + why, r)
+
+    # BYTES through TF Serving gRPC: string_val in and out
+    req = tpb.PredictRequest()
+    req.model_spec.name = "echo"
+    t = tensor_pb2.TensorProto(dtype=tensor_pb2.DT_STRING)
+    t.tensor_shape.dim.add(size=3)
+    t.string_val.extend([b"hi", b"\xff\x00", b""])
+    req.inputs["s"].CopyFrom(t)
+    r = tgrpc.PredictionServiceStub(grpc.insecure_channel("127.0.0.1:%d" % d3.port)).Predict(req, timeout=10)
+    y = r.outputs["s"]
+    check(y.dtype == tensor_pb2.DT_STRING and list(y.string_val) == [b"hi", b"\xff\x00", b""] and
+          [dd.size for dd in y.tensor_shape.dim] == [3], "TF Serving gRPC: BYTES answered as string_val", r)
 
 finish()
