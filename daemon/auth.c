@@ -63,8 +63,13 @@ bool auth_invoke(const struct http_req *r, const char *name)
 {
 	const char *tok;
 	size_t len;
+	return presented(r, &tok, &len) && auth_invoke_token_ok(tok, len, name);
+}
+
+bool auth_invoke_token_ok(const char *tok, size_t len, const char *name)
+{
 	char want[65];
-	if (!presented(r, &tok, &len))
+	if (!tok)
 		return false;
 	auth_invoke_token(name, want);
 	/* the admin token too, as before function tokens existed */

@@ -8,6 +8,7 @@
 #define THAW_AUTH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct http_req;
 
@@ -22,5 +23,9 @@ bool auth_admin(const struct http_req *r);
 void auth_invoke_token(const char *name, char out[65]);
 /* True when r carries name's invoke token, or the admin token. */
 bool auth_invoke(const struct http_req *r, const char *name);
+/* The same check on a token already taken from a request (gRPC metadata:
+ * x-thaw-token, or authorization without its "Bearer "): tok (len bytes,
+ * NULL = none presented) is name's invoke token or the admin token. */
+bool auth_invoke_token_ok(const char *tok, size_t len, const char *name);
 
 #endif

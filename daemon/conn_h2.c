@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_STREAMS 128
 #define MAX_HEADER_BYTES (16u << 10)
@@ -28,6 +29,9 @@ struct h2_stream {
 	int32_t id;
 	char path[256];
 	char ctype[64];
+	char token[128];      /* h2_call.token: 2 = from x-thaw-token, 1 = bearer */
+	size_t token_len;
+	int token_from;
 	int64_t timeout_ms;
 	size_t header_bytes;
 	struct buf body;      /* the framed request message */
@@ -118,6 +122,17 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 	return 0;
 }
 
+/* x-thaw-token wins over authorization, as in auth.c; a value too long
+ * for a token is kept empty, so it matches none. */
+static void keep_token(struct h2_stream *st, int from, const uint8_t *v, size_t vl)
+{
+	if (from < st->token_from)
+		return;
+	st->token_from = from;
+	st->token_len = vl < sizeof(st->token) ? vl : 0;
+	memcpy(st->token, v, st->token_len);
+}
+
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
 		     const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
@@ -136,6 +151,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 		st->ctype[vl] = '\0';
 	} else if (nl == 12 && !memcmp(name, "grpc-timeout", 12)) {
 		st->timeout_ms = parse_timeout(value, vl);
+	} else if (nl == 12 && !memcmp(name, "x-thaw-token", 12)) {
+		keep_token(st, 2, value, vl);
+	} else if (nl == 13 && !memcmp(name, "authorization", 13) && vl >= 7 &&
+		   !strncasecmp((const char *)value, "Bearer ", 7)) {
+		keep_token(st, 1, value + 7, vl - 7);
 	}
 	return 0;
 }
@@ -180,7 +200,9 @@ static void dispatch(struct h2_stream *st)
 	}
 	struct h2_call call = { .path = st->path, .msg = st->body.data + 5,
 				.msg_len = st->body.len - 5, .timeout_ms = st->timeout_ms,
-				.content_type = st->ctype };
+				.content_type = st->ctype,
+				.token = st->token_from ? st->token : NULL,
+				.token_len = st->token_len };
 	hooks.call(st, &call);
 	/* the front end copied what it keeps (the invocation's frame): the
 	 * request is not held twice for the life of the call. TODO: build the

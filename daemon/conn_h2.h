@@ -36,6 +36,12 @@ struct h2_call {
 	size_t msg_len;
 	int64_t timeout_ms;     /* grpc-timeout, or -1 */
 	const char *content_type;
+	/* the credential in the call's metadata: x-thaw-token, else
+	 * authorization: Bearer (without "Bearer "); NULL when neither. One
+	 * too long to be a token is presented as "" (it matches none). Neither
+	 * header goes further than this view. */
+	const char *token;
+	size_t token_len;
 };
 
 struct h2_hooks {

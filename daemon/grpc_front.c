@@ -3,6 +3,7 @@
  */
 #define LOG_PREFIX "grpc: "
 #include "daemon/grpc_front.h"
+#include "daemon/auth.h"
 #include "common/pbwire.h"
 #include "common/buf.h"
 #include "common/channel.h"
@@ -177,9 +178,13 @@ static void on_call(struct h2_stream *st, const struct h2_call *call)
 			h2_answer_error(st, G_NOT_FOUND, "model %.*s not found", (int)name_len, name);
 		return;
 	}
-	if (!strcmp(fn->cfg.auth_type, "function")) { /* TODO: a token in the call's metadata */
-		h2_answer_error(st, G_UNAUTHENTICATED, "model %s needs a token; gRPC takes none yet",
-				fn->cfg.name);
+	/* the token travels in metadata, as over HTTP in headers; the request
+	 * the instance gets carries content-type alone, never the credential */
+	if (!strcmp(fn->cfg.auth_type, "function") &&
+	    !auth_invoke_token_ok(call->token, call->token_len, fn->cfg.name)) {
+		h2_answer_error(st, G_UNAUTHENTICATED,
+				"model %s needs its invoke token or the admin token "
+				"(metadata authorization: Bearer TOKEN, or x-thaw-token)", fn->cfg.name);
 		return;
 	}
 	if (call->msg_len > fn->cfg.max_body_bytes) {

@@ -376,6 +376,32 @@ static int tf_input(struct thaw_tensor *t, const Tensorflow__TensorProto *p, voi
 	return from_values(t, &v, owned, err, errlen);
 }
 
+/* The elements of a BYTES tensor (4-byte little-endian length, bytes) as
+ * views into its data, for string_val: a new array (caller frees) of *n;
+ * the walk stops at a length that runs past the data (tensor_run checked
+ * the layout of inputs; an output is the handler's). */
+static ProtobufCBinaryData *string_views(const struct thaw_tensor *t, size_t *n)
+{
+	const uint8_t *p = t->data, *end = p + t->len;
+	size_t k = 0, cap = 0;
+	ProtobufCBinaryData *v = NULL;
+	while (end - p >= 4) {
+		uint32_t l = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+			     (uint32_t)p[3] << 24;
+		if ((size_t)(end - p - 4) < l)
+			break;
+		if (k == cap) {
+			cap = cap ? 2 * cap : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[k].data = (uint8_t *)p + 4;
+		v[k++].len = l;
+		p += 4 + (size_t)l;
+	}
+	*n = k;
+	return v;
+}
+
 static int predict(tensor_infer_fn fn, const struct thaw_request *req,
 		   const Tensorflow__Serving__PredictRequest *m, struct thaw_response *res)
 {
@@ -413,6 +439,7 @@ static int predict(tensor_infer_fn fn, const struct thaw_request *req,
 	Tensorflow__TensorProto tp[TENSOR_MAX_IO];
 	Tensorflow__TensorShapeProto shp[TENSOR_MAX_IO];
 	Tensorflow__TensorShapeProto__Dim dim[TENSOR_MAX_IO][THAW_MAX_DIMS], *dimp[TENSOR_MAX_IO][THAW_MAX_DIMS];
+	ProtobufCBinaryData *strings[TENSOR_MAX_IO] = { 0 };
 	const struct thaw_model *model = tensor_model();
 	ms.name = spec ? spec->name : (char *)"";
 	ms.signature_name = (char *)"serving_default";
@@ -445,10 +472,13 @@ static int predict(tensor_infer_fn fn, const struct thaw_request *req,
 		} else if (t->dtype != THAW_BYTES) {
 			tp[i].tensor_content.data = (uint8_t *)t->data;
 			tp[i].tensor_content.len = t->len;
+		} else { /* BYTES: string_val, as TF Serving answers DT_STRING */
+			tp[i].string_val = strings[i] = string_views(t, &tp[i].n_string_val);
 		}
-		/* TODO: BYTES outputs as string_val */
 	}
 	rc = answer(res, &r.base);
+	for (size_t i = 0; i < out->n; i++)
+		free(strings[i]);
 	tensor_outputs_fini(out);
 free_in:
 	inputs_fini(in);

@@ -141,6 +141,10 @@ static int copy_specs(const struct thaw_tensor_spec *in, size_t n, const struct 
 	return 0;
 }
 
+/* Inputs infer() may go without (thaw_model_input_optional), by index in
+ * model.inputs; cleared by every declaration. */
+static bool optional[TENSOR_MAX_IO];
+
 /* A second call replaces the first (a handler's init run again, in tests). */
 EXPORT int thaw_declare_model(const struct thaw_model *m)
 {
@@ -161,8 +165,19 @@ EXPORT int thaw_declare_model(const struct thaw_model *m)
 	if (declared)
 		model_free(&model);
 	model = c;
+	memset(optional, 0, sizeof(optional));
 	declared = true;
 	return 0;
+}
+
+EXPORT int thaw_model_input_optional(const char *name)
+{
+	for (size_t k = 0; declared && name && k < model.n_inputs; k++)
+		if (!strcmp(model.inputs[k].name, name)) {
+			optional[k] = true;
+			return 0;
+		}
+	return -ENOENT;
 }
 
 const struct thaw_model *tensor_model(void)
@@ -513,7 +528,7 @@ static int check_against(const struct thaw_model *m, const struct thaw_tensor *i
 		bool found = false;
 		for (size_t i = 0; i < n_in && !found; i++)
 			found = !strcmp(in[i].name, m->inputs[k].name);
-		if (!found)
+		if (!found && !(m == &model && optional[k]))
 			return thaw_infer_error(out, 400, "input '%s' is missing", m->inputs[k].name), 400;
 	}
 	return 0;

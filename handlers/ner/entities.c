@@ -201,3 +201,31 @@ char *ner_response_json(const struct ner_model *m, const struct ner_request *r,
 	}
 	return o.buf;
 }
+
+char *ner_entities_bytes(const struct ner_model *m, const struct ner_request *r,
+			 const int32_t *paths, size_t *len)
+{
+	struct ner_entity *ents = malloc(((size_t)r->steps + 1) * sizeof(*ents));
+	struct out o = { 0 };
+
+	*len = 0;
+	if (!ents)
+		return NULL;
+	for (uint32_t b = 0; b < r->batch && !o.oom; b++) {
+		size_t at = o.len;
+		put(&o, "\0\0\0\0", 4);
+		put_entities(&o, m, r, paths + (size_t)b * r->steps, b, ents);
+		if (o.oom)
+			break;
+		uint32_t el = (uint32_t)(o.len - at - 4);
+		for (int k = 0; k < 4; k++)
+			o.buf[at + (size_t)k] = (char)(el >> (8 * k));
+	}
+	free(ents);
+	if (o.oom || !o.buf) {
+		free(o.buf);
+		return o.oom ? NULL : calloc(1, 1); /* batch 0: no elements */
+	}
+	*len = o.len;
+	return o.buf;
+}

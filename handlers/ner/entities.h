@@ -33,4 +33,12 @@ uint32_t ner_entities(const struct ner_model *m, const int32_t *path, uint32_t n
 char *ner_response_json(const struct ner_model *m, const struct ner_request *r,
 			const int32_t *paths);
 
+/* The entities of each sequence of r decoded into paths, as the elements
+ * of a BYTES tensor [batch]: a 4-byte little-endian length, then the JSON
+ * list [{"start", "end", "type"}, ...] written as ner_response_json writes
+ * it (strings escaped). Returns a malloc'd buffer of *len bytes, or NULL
+ * when out of memory. */
+char *ner_entities_bytes(const struct ner_model *m, const struct ner_request *r,
+			 const int32_t *paths, size_t *len);
+
 #endif

@@ -121,14 +121,19 @@ static int ner_init(void)
 	struct thaw_tensor_spec in[] = {
 		{ "logits", THAW_FP32, 3, { -1, -1, model.num_tags } },
 		{ "lengths", THAW_INT32, 1, { -1 } },
+		/* the CRF matrix, as the seed's model returns it beside the
+		 * logits; optional: without it, the function's TRANSITIONS */
+		{ "trans", THAW_FP32, 2, { model.num_tags + 1, model.num_tags + 1 } },
 	};
 	struct thaw_tensor_spec outs[] = {
 		{ "tags", THAW_INT32, 2, { -1, -1 } },
 		{ "entities", THAW_BYTES, 1, { -1 } },
 	};
 	struct thaw_model m = { .platform = "thaw_ner_crf", .version = "1", .inputs = in,
-				.n_inputs = 2, .outputs = outs, .n_outputs = 2 };
+				.n_inputs = 3, .outputs = outs, .n_outputs = 2 };
 	ret = thaw_declare_model(&m);
+	if (!ret)
+		ret = thaw_model_input_optional("trans");
 	if (ret) {
 		thaw_set_error("ner: cannot declare the model: %d", ret);
 		ner_model_fini(&model);
@@ -136,12 +141,13 @@ static int ner_init(void)
 	return ret;
 }
 
-/* Decodes r into paths; returns the device used ("cpu"/"gpu") or NULL. */
-static const char *decode(const struct ner_request *r, int32_t *paths)
+/* Decodes r with the CRF matrix trans ([K+1][K+1]) into paths; returns the
+ * device used ("cpu"/"gpu") or NULL. */
+static const char *decode(const struct ner_request *r, const float *trans, int32_t *paths)
 {
 	const struct viterbi_problem p = { .logits = r->logits,
 					   .lengths = r->lengths,
-					   .trans = model.trans,
+					   .trans = trans,
 					   .batch = r->batch,
 					   .steps = r->steps,
 					   .num_tags = r->num_tags };
@@ -183,7 +189,7 @@ static int ner_invoke(const struct thaw_request *req, struct thaw_response *res)
 		ret = thaw_respond_error(res, 500, "out of memory");
 		goto out;
 	}
-	used = decode(&r, paths);
+	used = decode(&r, model.trans, paths);
 	if (!used) {
 		ret = thaw_respond_error(res, 500, "decode failed");
 		goto out;
@@ -202,63 +208,30 @@ out:
 	return ret;
 }
 
-static int reserve(char **buf, size_t *cap, size_t need)
-{
-	if (need <= *cap)
-		return 0;
-	size_t c = need > 2 * *cap ? need + 256 : 2 * *cap;
-	char *p = realloc(*buf, c);
-	if (!p)
-		return -ENOMEM;
-	*buf = p;
-	*cap = c;
-	return 0;
-}
-
-/* Appends one sequence's entities as a BYTES element: a 4-byte
- * little-endian length, then a JSON list of {"start","end","type"}. */
-static int put_seq_entities(const int32_t *path, uint32_t n, struct ner_entity *ents, char **buf,
-			size_t *len, size_t *cap)
-{
-	uint32_t k = ner_entities(&model, path, n, ents);
-	size_t at = *len;
-	if (reserve(buf, cap, *len + 5))
-		return -ENOMEM;
-	memcpy(*buf + *len, "\0\0\0\0[", 5);
-	*len += 5;
-	for (uint32_t i = 0; i < k; i++) {
-		char item[320];
-		int w = snprintf(item, sizeof(item), "%s{\"start\":%u,\"end\":%u,\"type\":\"%s\"}",
-				 i ? "," : "", ents[i].start, ents[i].end, model.types[ents[i].type]);
-		if (w < 0 || (size_t)w >= sizeof(item))
-			return -EINVAL;
-		if (reserve(buf, cap, *len + (size_t)w))
-			return -ENOMEM;
-		memcpy(*buf + *len, item, (size_t)w);
-		*len += (size_t)w;
-	}
-	if (reserve(buf, cap, *len + 1))
-		return -ENOMEM;
-	(*buf)[(*len)++] = ']';
-	uint32_t el = (uint32_t)(*len - at - 4);
-	for (int b = 0; b < 4; b++)
-		(*buf)[at + (size_t)b] = (char)(el >> (8 * b));
-	return 0;
-}
-
-/* Tensors in: logits [batch, steps, K] and lengths [batch], as TF Serving
- * returns them for the BERT-BiLSTM-CRF model; out: the decoded tags
- * [batch, steps] (-1 past each length) and per sequence its entities as a
- * JSON list ({"start", "end", "type"}, token indices) in BYTES. The CRF
- * matrix is the function's (TRANSITIONS). */
+/* Tensors in: logits [batch, steps, K], lengths [batch] and, optionally,
+ * trans [K+1, K+1], as TF Serving returns them for the BERT-BiLSTM-CRF
+ * model; out: the decoded tags [batch, steps] (-1 past each length) and per
+ * sequence its entities as a JSON list ({"start", "end", "type"}, token
+ * indices) in BYTES. The CRF matrix is trans when given, else the
+ * function's (TRANSITIONS). */
 static int ner_infer(const struct thaw_infer_request *ir, struct thaw_outputs *out)
 {
-	const struct thaw_tensor *lg = NULL, *ln = NULL;
+	const struct thaw_tensor *lg = NULL, *ln = NULL, *tr = NULL;
 	for (size_t i = 0; i < ir->n_inputs; i++) {
 		if (!strcmp(ir->inputs[i].name, "logits"))
 			lg = &ir->inputs[i];
 		else if (!strcmp(ir->inputs[i].name, "lengths"))
 			ln = &ir->inputs[i];
+		else if (!strcmp(ir->inputs[i].name, "trans"))
+			tr = &ir->inputs[i];
+	}
+	const float *trans = model.trans;
+	if (tr) { /* shape and datatype checked by the host against the spec */
+		const float *t = tr->data;
+		for (size_t i = 0; i < (size_t)(model.num_tags + 1) * (model.num_tags + 1); i++)
+			if (!isfinite(t[i]))
+				return thaw_infer_error(out, 400, "input 'trans': value %zu is not finite", i);
+		trans = t;
 	}
 	if (!lg || !ln || lg->ndim != 3 || ln->ndim != 1)
 		return thaw_infer_error(out, 400, "inputs 'logits' [batch, steps, %u] and 'lengths' [batch] are needed",
@@ -284,21 +257,15 @@ static int ner_infer(const struct thaw_infer_request *ir, struct thaw_outputs *o
 					 (size_t)r.batch * r.steps * sizeof(int32_t));
 	if (!paths)
 		return thaw_infer_error(out, 500, "out of memory");
-	if (r.batch && r.steps && !decode(&r, paths))
+	if (r.batch && r.steps && !decode(&r, trans, paths))
 		return thaw_infer_error(out, 500, "decode failed");
-	struct ner_entity *ents = malloc(((size_t)r.steps + 1) * sizeof(*ents));
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	int ret = ents ? 0 : -ENOMEM;
-	for (uint32_t b = 0; b < r.batch && !ret; b++)
-		ret = put_seq_entities(paths + (size_t)b * r.steps, (uint32_t)r.lengths[b], ents, &buf,
-				   &len, &cap);
+	size_t len = 0;
+	char *buf = ner_entities_bytes(&model, &r, paths, &len);
 	int64_t eshape[1] = { r.batch };
-	void *e = ret ? NULL : thaw_output_new(out, "entities", THAW_BYTES, 1, eshape, len);
+	void *e = buf ? thaw_output_new(out, "entities", THAW_BYTES, 1, eshape, len) : NULL;
 	if (e)
 		memcpy(e, buf, len);
 	free(buf);
-	free(ents);
 	if (!e)
 		return thaw_infer_error(out, 500, "out of memory");
 	for (uint32_t b = 0; b < r.batch; b++) /* -1 past each length, as the REST tags */

@@ -186,6 +186,11 @@ int thaw_respond_error(struct thaw_response *res, int status, const char *fmt, .
 /* Declares the model's metadata; call once from init(). Everything is
  * copied. Returns 0 or -EINVAL (bad datatype, more than THAW_MAX_DIMS). */
 int thaw_declare_model(const struct thaw_model *model);
+/* Marks the declared model's input `name` optional: infer() gets it when
+ * the client sends it and goes without otherwise (the others stay
+ * required). Call after thaw_declare_model(), which clears the marks.
+ * Returns 0 or -ENOENT (no such input declared). */
+int thaw_model_input_optional(const char *name);
 /* Adds an output of len bytes and returns its buffer (zeroed, 16-byte
  * aligned, owned by the host) for the handler to fill, or NULL when out of
  * memory or when len does not fit the shape (non-BYTES). Data must be

@@ -260,4 +260,82 @@ with Daemon({"half": HALF}, args=("--grpc-port", str(gport), "--idle-timeout", "
     r = tgrpc.PredictionServiceStub(ch2).Predict(req, timeout=10)
     check(list(r.outputs["y"].float_val) == [4.0], "the channel works again after the idle close", r)
 
+# httpTrigger.authType: function over gRPC: the function's invoke token or
+# the admin token in metadata (authorization: Bearer, or x-thaw-token),
+# UNAUTHENTICATED otherwise; tensorecho refuses a call whose request still
+# carries either header, so an answer proves the handler never saw them
+ECHO = handler_so("tensorecho")
+PRIV = {"handler": ECHO, "httpTrigger": {"authType": "function"}}
+with Daemon({"priv": PRIV, "priv2": PRIV, "echo": {"handler": ECHO}}) as d3:
+    admin = open(os.path.join(d3.state_dir, "admin.token")).read().strip()
+    ftok = d3.request("GET", "/admin/functions/priv", headers={"X-Thaw-Token": admin}).json()["invoke_token"]
+    ftok2 = d3.request("GET", "/admin/functions/priv2", headers={"X-Thaw-Token": admin}).json()["invoke_token"]
+    k3 = kgrpc.GRPCInferenceServiceStub(grpc.insecure_channel("127.0.0.1:%d" % d3.port))
+    inp = kpb.ModelInferRequest.InferInputTensor(name="s", datatype="BYTES", shape=[2])
+    inp.contents.bytes_contents.extend([b"hi", b"\xff\x00"])
+    call = kpb.ModelInferRequest(model_name="priv", inputs=[inp])
+
+    def infer(md):
+        deadline = time.time() + 30
+        while True:  # UNAVAILABLE until the first instance is ready
+            try:
+                return k3.ModelInfer(call, timeout=10, metadata=md), None
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or time.time() > deadline:
+                    return None, (e.code(), e.details())
+                time.sleep(0.2)
+    for what, md in (("its invoke token as Bearer", [("authorization", "Bearer " + ftok)]),
+                     ("its invoke token as x-thaw-token", [("x-thaw-token", ftok)]),
+                     ("the admin token as Bearer", [("authorization", "Bearer " + admin)]),
+                     ("the admin token as x-thaw-token", [("x-thaw-token", admin)])):
+        r, err = infer(md)
+        check(r is not None and r.raw_output_contents[0] == b"\x02\0\0\0hi\x02\0\0\0\xff\x00",
+              "authType function over gRPC: %s opens it, the handler never sees it" % what, (r, err))
+    for what, md in (("no token", []), ("another function's token", [("x-thaw-token", ftok2)]),
+                     ("a wrong token", [("authorization", "Bearer " + "0" * 64)]),
+                     ("not Bearer", [("authorization", "Basic " + ftok)]),
+                     ("a token too long", [("x-thaw-token", ftok * 4)]),
+                     ("a wrong x-thaw-token beside a good Bearer",
+                      [("x-thaw-token", "nope"), ("authorization", "Bearer " + ftok)])):
+        r, err = infer(md)
+        check(r is None and err[0] == grpc.StatusCode.UNAUTHENTICATED and "token" in err[1],
+              "authType function over gRPC: %s is UNAUTHENTICATED" % what, (r, err))
+
+    # BYTES through TF Serving REST: plain strings and {"b64": ...} in;
+    # out as strings where UTF-8, {"b64": ...} where not (tensorecho echoes)
+    def rest(doc):
+        deadline = time.time() + 30
+        while True:
+            r = d3.request("POST", "/v1/models/echo:predict", body=json.dumps(doc).encode())
+            if r.status != 503 or time.time() > deadline:
+                return r
+            time.sleep(0.2)
+    r = rest({"instances": ["hi", {"b64": "/wA="}, "\u00e9t\u00e9"]})
+    check(r.status == 200 and r.body == b'{"predictions": ["hi", {"b64": "/wA="}, "\xc3\xa9t\xc3\xa9"]}',
+          "TF Serving REST: BYTES row form, b64 in and out", r)
+    r = rest({"signature_name": "serving_default", "inputs": {"s": [[{"b64": "aGk="}, "x"], ["\"q\"", {"b64": ""}]]}})
+    check(r.status == 200 and r.body == b'{"outputs": [["hi", "x"], ["\\"q\\"", ""]]}',
+          "TF Serving REST: BYTES columnar, named, 2-D", r)
+    r = rest({"instances": [{"s": {"b64": "gA=="}}, {"s": "ok"}]})
+    check(r.status == 200 and r.body == b'{"predictions": [{"b64": "gA=="}, "ok"]}',
+          "TF Serving REST: BYTES rows as {name: value} objects", r)
+    for doc, why in (({"instances": [{"b64": "!!"}]}, "invalid base64"),
+                     ({"instances": ["a", ["b"]]}, "input 's'"),
+                     ({"instances": [1.5]}, "not a string"),
+                     ({"instances": ["a"], "inputs": ["b"]}, "both")):
+        r = rest(doc)
+        check(r.status == 400 and why in r.json().get("error", ""), "TF Serving REST: BYTES 400: " + why, r)
+
+    # BYTES through TF Serving gRPC: string_val in and out
+    req = tpb.PredictRequest()
+    req.model_spec.name = "echo"
+    t = tensor_pb2.TensorProto(dtype=tensor_pb2.DT_STRING)
+    t.tensor_shape.dim.add(size=3)
+    t.string_val.extend([b"hi", b"\xff\x00", b""])
+    req.inputs["s"].CopyFrom(t)
+    r = tgrpc.PredictionServiceStub(grpc.insecure_channel("127.0.0.1:%d" % d3.port)).Predict(req, timeout=10)
+    y = r.outputs["s"]
+    check(y.dtype == tensor_pb2.DT_STRING and list(y.string_val) == [b"hi", b"\xff\x00", b""] and
+          [dd.size for dd in y.tensor_shape.dim] == [3], "TF Serving gRPC: BYTES answered as string_val", r)
+
 finish()

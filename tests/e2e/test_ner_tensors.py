@@ -48,7 +48,8 @@ with d:
     r = d.request("GET", "/v2/models/ner")
     check(r.status == 200 and r.json()["inputs"] == [
         {"name": "logits", "datatype": "FP32", "shape": [-1, -1, K]},
-        {"name": "lengths", "datatype": "INT32", "shape": [-1]}], "metadata: logits and lengths", r)
+        {"name": "lengths", "datatype": "INT32", "shape": [-1]},
+        {"name": "trans", "datatype": "FP32", "shape": [K + 1, K + 1]}], "metadata: logits, lengths, trans", r)
 
     doc = {"inputs": [{"name": "logits", "shape": [B, T, K], "datatype": "FP32", "data": logits},
                       {"name": "lengths", "shape": [B], "datatype": "INT32", "data": lengths}]}
@@ -62,6 +63,32 @@ with d:
     check(as_names == want_tags, "KServe infer: the same tags as POST /ner", (as_names, want_tags))
     ents = [json.loads(s) for s in outs.get("entities", {}).get("data", [])]
     check(ents == want_ents, "KServe infer: the same entities as POST /ner", (ents, want_ents))
+
+    # trans [K+1, K+1] beside logits and lengths, as the seed's model
+    # returns it: the function's own matrix gives the same answer...
+    TRANS = json.load(open(os.path.join(EXAMPLE, "transitions.json")))["transitions"]
+    tdoc = json.loads(json.dumps(doc))
+    tdoc["inputs"].append({"name": "trans", "shape": [K + 1, K + 1], "datatype": "FP32", "data": TRANS})
+    r = d.request("POST", "/v2/models/ner/infer", body=json.dumps(tdoc).encode())
+    o2 = {o["name"]: o for o in r.json().get("outputs", [])} if r.status == 200 else {}
+    check(r.status == 200 and o2["tags"]["data"] == tags and
+          [json.loads(x) for x in o2["entities"]["data"]] == want_ents,
+          "trans input equal to TRANSITIONS: the same tags and entities", r)
+    # ...and another matrix decides: every move into O scores 10000
+    tdoc["inputs"][2]["data"] = [[10000.0 if j == 0 else 0.0 for j in range(K + 1)] for i in range(K + 1)]
+    r = d.request("POST", "/v2/models/ner/infer", body=json.dumps(tdoc).encode())
+    o2 = {o["name"]: o for o in r.json().get("outputs", [])} if r.status == 200 else {}
+    check(r.status == 200 and all(t in (0, -1) for t in o2["tags"]["data"]) and
+          o2["entities"]["data"] == ["[]"] * B, "trans input replaces the function's matrix", r)
+    tdoc["inputs"][2]["shape"] = [K, K + 1]
+    tdoc["inputs"][2]["data"] = [[0.0] * (K + 1)] * K
+    r = d.request("POST", "/v2/models/ner/infer", body=json.dumps(tdoc).encode())
+    check(r.status == 400 and "input 'trans'" in r.json()["error"], "trans of the wrong shape: 400", r)
+    tdoc["inputs"][2]["shape"] = [K + 1, K + 1]
+    tdoc["inputs"][2]["data"] = [[0.0] * (K + 1)] * (K + 1)
+    tdoc["inputs"][2]["data"][1] = [1e39] + [0.0] * K
+    r = d.request("POST", "/v2/models/ner/infer", body=json.dumps(tdoc).encode())
+    check(r.status == 400 and "input 'trans'" in r.json().get("error", ""), "trans not finite: 400", r)
 
     doc["inputs"][1]["data"] = [T + 1, 0]
     r = d.request("POST", "/v2/models/ner/infer", body=json.dumps(doc).encode())
@@ -103,4 +130,27 @@ with d:
         shutil.rmtree(stubs, ignore_errors=True)
     else:
         print("skip gRPC part: no grpcio or protoc")
+
+# entity types are escaped in JSON: a type holding a quote and a backslash
+q = Daemon({"nerq": {"handler": NER, "environmentVariables": {"NER_DEVICE": "cpu"}}})
+with open(os.path.join(q.fn_dir, "nerq", "tags.txt"), "w") as f:
+    f.write('O\nB-A"B\\\nI-A"B\\\n')
+with open(os.path.join(q.fn_dir, "nerq", "transitions.json"), "w") as f:
+    json.dump({"transitions": [[0.0] * 4] * 4}, f)
+with q:
+    deadline = time.time() + 30
+    while q.request("GET", "/v2/models/nerq/ready").status == 503 and time.time() < deadline:
+        time.sleep(0.1)
+    doc = {"inputs": [{"name": "logits", "shape": [1, 2, 3], "datatype": "FP32", "data": [[[0, 5, 0], [0, 0, 5]]]},
+                      {"name": "lengths", "shape": [1], "datatype": "INT32", "data": [2]}]}
+    r = q.request("POST", "/v2/models/nerq/infer", body=json.dumps(doc).encode())
+    outs = {o["name"]: o for o in r.json().get("outputs", [])} if r.status == 200 else {}
+    try:
+        ents = [json.loads(x) for x in outs["entities"]["data"]]
+    except (KeyError, ValueError) as e:
+        ents = e
+    check(ents == [[{"start": 0, "end": 2, "type": 'A"B\\'}]], "infer: entity types escaped in JSON", (ents, r))
+    r = q.request("POST", "/nerq", body=json.dumps({"logits": [[0, 5, 0], [0, 0, 5]]}).encode())
+    check(r.status == 200 and r.json()["entities"] == [{"start": 0, "end": 2, "type": 'A"B\\'}],
+          "POST /nerq: entity types escaped in JSON", r)
 finish()
