@@ -194,9 +194,9 @@ void pool__maybe_free(struct instance *in)
 	struct reap_job *r = xcalloc(1, sizeof(*r));
 	*r = (struct reap_job){ .job = { .run = reap_run, .done = reap_done },
 				.proc = in->proc, .cgroups = in->cgroups };
-	jobs_submit(&r->job);
 	if (in->mem_fd >= 0)
 		close(in->mem_fd);
+	jobs_submit(&r->job);
 	buf_free(&in->in);
 	buf_free(&in->out);
 	buf_free(&in->pending);
