@@ -1,7 +1,7 @@
 /*
  * A bounded time series per function, for charts without a Prometheus: a
  * ring of SERIES_POINTS points, one per SERIES_STEP_S seconds (an hour), in
- * fixed memory (52 KB a function name). Each point is computed from two
+ * fixed memory (61 KB a function name). Each point is computed from two
  * readings of the function's cumulative metrics (metrics.h): rates and
  * latency quantiles over the step between them, gauges as read.
  *
