@@ -987,8 +987,6 @@ static void show_scaling(struct pool *p, unsigned desired, bool panic)
 	p->panic_shown = panic;
 }
 
-/* A removed function's pool: idle instances stop now, busy ones when done;
- * the queue fails (nothing new starts). */
 /* Publishes the memory of the live instances that have a memory group
  * (their groups' usage, one pread each: cgroup files answer from the
  * kernel's counters, nothing waits) and how many were measured; one
@@ -1013,6 +1011,8 @@ static void measure_memory(struct pool *p)
 	atomic_store_explicit(&m->mem_instances, n, memory_order_relaxed);
 }
 
+/* A removed function's pool: idle instances stop now, busy ones when done;
+ * the queue fails (nothing new starts). */
 static void tick_removed(struct pool *p)
 {
 	struct instance *in = p->instances, *next;

@@ -6,16 +6,16 @@
 #define GET(a) atomic_load_explicit((a), memory_order_relaxed)
 
 const char *const series_field_names[SERIES_FIELDS] = {
-	[SERIES_RPS_2XX] = "rps_2xx",	  [SERIES_RPS_3XX] = "rps_3xx",
-	[SERIES_RPS_4XX] = "rps_4xx",	  [SERIES_RPS_5XX] = "rps_5xx",
-	[SERIES_P50_MS] = "p50_ms",	  [SERIES_P90_MS] = "p90_ms",
-	[SERIES_P99_MS] = "p99_ms",	  [SERIES_STARTING] = "starting",
-	[SERIES_IDLE] = "idle",		  [SERIES_BUSY] = "busy",
-	[SERIES_QUEUE] = "queue",	  [SERIES_COLD_STARTS] = "cold_starts",
-	[SERIES_SPARE] = "spare",
-	[SERIES_RESTORES] = "restores",	  [SERIES_INIT_MS] = "init_ms",
-	[SERIES_RESTORE_MS] = "restore_ms", [SERIES_CANCELLED] = "cancelled_ps",
-	[SERIES_MEM_MB] = "mem_mb", [SERIES_MEM_TOTAL_MB] = "mem_total_mb",
+	[SERIES_RPS_2XX] = "rps_2xx",	    [SERIES_RPS_3XX] = "rps_3xx",
+	[SERIES_RPS_4XX] = "rps_4xx",	    [SERIES_RPS_5XX] = "rps_5xx",
+	[SERIES_P50_MS] = "p50_ms",	    [SERIES_P90_MS] = "p90_ms",
+	[SERIES_P99_MS] = "p99_ms",	    [SERIES_STARTING] = "starting",
+	[SERIES_IDLE] = "idle",		    [SERIES_BUSY] = "busy",
+	[SERIES_SPARE] = "spare",	    [SERIES_QUEUE] = "queue",
+	[SERIES_COLD_STARTS] = "cold_starts", [SERIES_RESTORES] = "restores",
+	[SERIES_INIT_MS] = "init_ms",	    [SERIES_RESTORE_MS] = "restore_ms",
+	[SERIES_CANCELLED] = "cancelled_ps", [SERIES_MEM_MB] = "mem_mb",
+	[SERIES_MEM_TOTAL_MB] = "mem_total_mb",
 };
 
 void series_read(const struct fn_metrics *const *ms, unsigned n, struct series_counters *out)

@@ -310,7 +310,8 @@ int reslimit_memory_open(const struct reslimit_groups *g)
 	char path[PATH_MAX];
 	if (!g->mem[0])
 		return -ENOENT;
-	snprintf(path, sizeof(path), "%s/%s", g->mem, v2 ? "memory.current" : "memory.usage_in_bytes");
+	snprintf(path, sizeof(path), "%s/%s", g->mem,
+		 v2 ? "memory.current" : "memory.usage_in_bytes");
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
