@@ -46,10 +46,15 @@ const fmt = {
     if (v === null || v === undefined || Number.isNaN(v) || v === 0) return '–';
     return v < 1 ? (v * 1000).toFixed(0) + ' µs' : v < 1000 ? (+v).toFixed(v < 10 ? 2 : 1) + ' ms' : (v / 1000).toFixed(2) + ' s';
   },
+  mib(v) { return v === null || v === undefined ? '–' : v < 1024 ? fmt.num(v, 1) + ' MiB' : fmt.num(v / 1024, 2) + ' GiB'; },
   time(ms) { return new Date(ms).toLocaleTimeString([], { hour12: false }); },
   date(s) { return new Date(s * 1000).toLocaleString([], { hour12: false }); },
 };
 const last = (arr) => { for (let i = arr.length - 1; i >= 0; i--) if (arr[i] !== null) return arr[i]; return null; };
+
+// the mean memory per measured instance in MiB, null when none has a memory cgroup (unknown)
+const memPer = (n) => (n.memory_instances > 0 && n.memory_bytes !== null ? n.memory_bytes / n.memory_instances / 1048576 : null);
+const byState = (n) => `${n.busy} / ${n.idle} / ${n.spare} / ${n.starting}`;
 
 // --- charts: SVG lines, gaps where a value is null -----------------------
 const COLORS = ['#1f9d55', '#2f6fde', '#d98a00', '#d64545', '#8e5bd6', '#3aa6b9'];
@@ -142,8 +147,8 @@ async function functionsView(view) {
   const tbody = h('tbody'), gpus = h('div', { class: 'stats', id: 'gpus', hidden: true });
   view.replaceChildren(h('div', { class: 'card' }, h('h1', {}, 'Functions'),
     h('table', { id: 'functions' },
-      h('thead', {}, h('tr', {}, ['function', 'state', 'serving', 'instances (busy/idle/starting)', 'queue', 'req/s',
-        'p50', 'p99', '4xx', '5xx', 'cold start', 'restore'].map((c, i) => h('th', { class: i > 2 ? 'num' : null }, c)))),
+      h('thead', {}, h('tr', {}, ['function', 'state', 'serving', 'instances (busy/idle/spare/starting)', 'queue', 'req/s',
+        'p50', 'p99', '4xx', '5xx', 'cold start', 'restore', 'memory / instance'].map((c, i) => h('th', { class: i > 2 ? 'num' : null }, c)))),
       tbody), gpus));
   every(5000, async () => {
     const fns = await apiJSON('/admin/functions');
@@ -160,7 +165,7 @@ async function functionsView(view) {
           // a newer deploy that failed to initialize, while an older one serves
           newest.state === 'failed' && newest.version !== f.current
             ? h('span', { class: 'badge failed', title: newest.error || '' }, `v${newest.version} failed`) : null),
-        h('td', { class: 'num' }, `${n.busy} / ${n.idle} / ${n.starting}`),
+        h('td', { class: 'num' }, byState(n)),
         h('td', { class: 'num' }, n.queue),
         h('td', { class: 'num' }, fmt.num(rps, 1)),
         h('td', { class: 'num' }, fmt.ms(last(s.p50_ms))),
@@ -168,9 +173,10 @@ async function functionsView(view) {
         h('td', { class: 'num' }, n.requests_4xx),
         h('td', { class: 'num' + (n.requests_5xx ? ' bad' : '') }, n.requests_5xx),
         h('td', { class: 'num' }, fmt.ms(serving.init_ms)),
-        h('td', { class: 'num' }, fmt.ms(serving.restore_ms)));
+        h('td', { class: 'num' }, fmt.ms(serving.restore_ms)),
+        h('td', { class: 'num' }, fmt.mib(memPer(n))));
     }));
-    if (!fns.length) tbody.append(h('tr', {}, h('td', { colspan: 12, class: 'muted' }, 'No functions yet: thaw deploy a folder.')));
+    if (!fns.length) tbody.append(h('tr', {}, h('td', { colspan: 13, class: 'muted' }, 'No functions yet: thaw deploy a folder.')));
     const g = await apiJSON('/admin/gpus');
     gpus.replaceChildren(...g.gpus.map((d) => h('div', { class: 'stat' },
       h('b', {}, `${fmt.num(last(d.utilization.map((v) => (v === null ? null : v * 100))), 0)} %  ·  ${fmt.num(last(d.memory_used_bytes) / 1073741824, 1)} / ${fmt.num(d.memory_total_bytes / 1073741824, 0)} GiB`),
@@ -195,7 +201,8 @@ async function functionView(view, name) {
       h('p', { class: 'error' }, f.error || ''),
       h('div', { class: 'stats' },
         [['serving', f.current === null ? '–' : 'v' + f.current, 'serving'],
-          ['busy / idle / starting', `${n.busy} / ${n.idle} / ${n.starting}`],
+          ['busy / idle / spare / starting', byState(n)],
+          ['memory per instance', fmt.mib(memPer(n))],
           ['queued', n.queue],
           ['requests 2xx / 4xx / 5xx', `${n.requests_2xx + n.requests_3xx} / ${n.requests_4xx} / ${n.requests_5xx}`],
           ['cold starts / restores', `${n.cold_starts} / ${n.restores}`],
@@ -208,9 +215,12 @@ async function functionView(view, name) {
       chart('Latency', s.t, [{ name: 'p50', values: s.p50_ms }, { name: 'p90', values: s.p90_ms, color: COLORS[2] },
         { name: 'p99', values: s.p99_ms, color: COLORS[3] }], 'ms'),
       chart('Instances', s.t, [{ name: 'busy', values: s.busy, color: COLORS[1] }, { name: 'idle', values: s.idle, color: COLORS[0] },
-        { name: 'starting', values: s.starting, color: COLORS[2] }, { name: 'queued', values: s.queue, color: COLORS[3] }]),
+        { name: 'spare', values: s.spare, color: COLORS[5] }, { name: 'starting', values: s.starting, color: COLORS[2] }, { name: 'queued', values: s.queue, color: COLORS[3] }]),
       chart('Starts', s.t, [{ name: 'restores', values: s.restores, color: COLORS[0] }, { name: 'cold', values: s.cold_starts, color: COLORS[2] }], 'per 5 s'),
       chart('Start durations', s.t, [{ name: 'restore', values: s.restore_ms, color: COLORS[0] }, { name: 'init', values: s.init_ms, color: COLORS[2] }], 'ms'),
+      // gaps where no instance had a memory cgroup: unknown, not 0
+      chart('Memory per instance', s.t, [{ name: 'mean', values: s.mem_mb, color: COLORS[4] },
+        { name: 'all instances', values: s.mem_total_mb, color: COLORS[5] }], 'MiB'),
       ...gpuCharts(g));
     // redrawn only when it changed: a click on a button must not race a refresh
     const key = JSON.stringify([f.current, f.versions]);

@@ -133,12 +133,19 @@ void console_history(struct conn *c, struct fn_name *nm)
 	buf_printf(&b,
 		   ",\"now\":{\"requests_2xx\":%llu,\"requests_3xx\":%llu,\"requests_4xx\":%llu,"
 		   "\"requests_5xx\":%llu,\"cold_starts\":%llu,\"restores\":%llu,"
-		   "\"starting\":%d,\"idle\":%d,\"busy\":%d,\"queue\":%d}}",
+		   "\"starting\":%d,\"idle\":%d,\"busy\":%d,\"spare\":%d,\"queue\":%d,"
+		   "\"memory_instances\":%d,\"memory_bytes\":",
 		   (unsigned long long)now.req_class[0], (unsigned long long)now.req_class[1],
 		   (unsigned long long)now.req_class[2], (unsigned long long)now.req_class[3],
 		   (unsigned long long)now.starts[START_COLD],
 		   (unsigned long long)now.starts[START_RESTORE], now.instances[INST_STARTING],
-		   now.instances[INST_IDLE], now.instances[INST_BUSY], now.queue);
+		   now.instances[INST_IDLE], now.instances[INST_BUSY], now.instances[INST_SPARE],
+		   now.queue, now.mem_instances);
+	/* unknown (no instance with a memory group) is null, not 0 */
+	if (now.mem_instances > 0)
+		buf_printf(&b, "%llu}}", (unsigned long long)now.mem_bytes);
+	else
+		buf_append_str(&b, "null}}");
 	conn_respond(c, 200, "application/json", b.data, b.len, NULL, 0);
 	buf_free(&b);
 }

@@ -83,6 +83,10 @@ void metrics_render_head(struct buf *out)
 		       "# TYPE thaw_restore_duration_seconds histogram\n"
 		       "# HELP thaw_instances Instances by state.\n"
 		       "# TYPE thaw_instances gauge\n"
+		       "# HELP thaw_instance_memory_bytes Memory of the live instances, summed: their memory cgroups' usage (memory.current; v1 memory.usage_in_bytes), read once a second. Absent while no instance has a memory cgroup (unknown, not 0).\n"
+		       "# TYPE thaw_instance_memory_bytes gauge\n"
+		       "# HELP thaw_instance_memory_instances Live instances whose memory is in thaw_instance_memory_bytes (those with a memory cgroup): divide for the mean per instance.\n"
+		       "# TYPE thaw_instance_memory_instances gauge\n"
 		       "# HELP thaw_instance_starts_total Instances started, by kind (cold or restore).\n"
 		       "# TYPE thaw_instance_starts_total counter\n"
 		       "# HELP thaw_requests_cancelled_total Requests whose client went away while queued or running.\n"
@@ -127,6 +131,12 @@ void metrics_render_fn(struct buf *out, const char *fn, const struct fn_metrics 
 	for (int s = 0; s < INST_STATES; s++)
 		buf_printf(out, "thaw_instances{function=\"%s\",state=\"%s\"} %ld\n", fn, states[s],
 			   (long)SUM(GET(&m->instances[s])));
+	uint64_t mem_n = SUM(GET(&m->mem_instances));
+	if (mem_n)
+		buf_printf(out, "thaw_instance_memory_bytes{function=\"%s\"} %lu\n", fn,
+			   (unsigned long)SUM(GET(&m->mem_bytes)));
+	buf_printf(out, "thaw_instance_memory_instances{function=\"%s\"} %lu\n", fn,
+		   (unsigned long)mem_n);
 	buf_printf(out, "thaw_instance_starts_total{function=\"%s\",kind=\"cold\"} %lu\n", fn,
 		   (unsigned long)SUM(GET(&m->starts[START_COLD])));
 	buf_printf(out, "thaw_instance_starts_total{function=\"%s\",kind=\"restore\"} %lu\n", fn,

@@ -47,6 +47,11 @@ struct fn_metrics {
 	atomic_uint_least64_t spares_taken; /* requests that found a spare instance */
 	atomic_uint_least64_t snapshot_failures[2]; /* [0] dumps, [1] restores */
 	atomic_int queue_depth;
+	/* the live instances' memory (their memory groups' usage) and how many
+	 * of them that is: those without a memory group are not counted
+	 * (unknown, not 0); set by the pool's tick once a second */
+	atomic_uint_least64_t mem_bytes;
+	atomic_int mem_instances;
 	atomic_int desired;
 	atomic_int panic; /* pools in panic mode */
 };

@@ -194,6 +194,8 @@ void pool__maybe_free(struct instance *in)
 	struct reap_job *r = xcalloc(1, sizeof(*r));
 	*r = (struct reap_job){ .job = { .run = reap_run, .done = reap_done },
 				.proc = in->proc, .cgroups = in->cgroups };
+	if (in->mem_fd >= 0)
+		close(in->mem_fd);
 	jobs_submit(&r->job);
 	buf_free(&in->in);
 	buf_free(&in->out);
@@ -985,6 +987,30 @@ static void show_scaling(struct pool *p, unsigned desired, bool panic)
 	p->panic_shown = panic;
 }
 
+/* Publishes the memory of the live instances that have a memory group
+ * (their groups' usage, one pread each: cgroup files answer from the
+ * kernel's counters, nothing waits) and how many were measured; one
+ * without a group is unknown, not 0. */
+static void measure_memory(struct pool *p)
+{
+	uint64_t bytes = 0;
+	int n = 0;
+	for (struct instance *in = p->instances; in; in = in->next) {
+		if (in->state == I_DEAD || !in->cgroups.mem[0])
+			continue;
+		if (in->mem_fd < 0)
+			in->mem_fd = reslimit_memory_open(&in->cgroups);
+		int64_t v = in->mem_fd >= 0 ? reslimit_memory_read(in->mem_fd) : in->mem_fd;
+		if (v < 0)
+			continue;
+		bytes += (uint64_t)v;
+		n++;
+	}
+	struct fn_metrics *m = &p->fn->metrics;
+	atomic_store_explicit(&m->mem_bytes, bytes, memory_order_relaxed);
+	atomic_store_explicit(&m->mem_instances, n, memory_order_relaxed);
+}
+
 /* A removed function's pool: idle instances stop now, busy ones when done;
  * the queue fails (nothing new starts). */
 static void tick_removed(struct pool *p)
@@ -997,6 +1023,7 @@ static void tick_removed(struct pool *p)
 	}
 	pool__scale_up(p); /* with nothing live, fails what is queued */
 	show_scaling(p, 0, false);
+	measure_memory(p);
 	lifecycle_removed_gc(p->fn);
 }
 
@@ -1010,6 +1037,7 @@ void pool_tick(struct pool *p, int64_t now)
 	if (p->q_len && !p->n_live && now - p->last_fail_ns >= RETRY_AFTER_FAIL_NS)
 		pool__scale_up(p);
 	pool__retry_snapshot(p, now);
+	measure_memory(p);
 	pool__account(p);
 	double concurrency = now > p->tick_at ? p->load_area / (double)(now - p->tick_at) : 0;
 	p->load_area = 0;

@@ -80,6 +80,7 @@ struct instance {
 	struct instance *next;
 	char id[17];
 	struct reslimit_groups cgroups; /* its memory and cpu groups */
+	int mem_fd; /* its memory group's usage file, opened at the first tick; -1 */
 	/* a custom runtime's HTTP channel (custom.h) instead of frames; its
 	 * exit is watched by a poll on the pidfd through recv_op */
 	struct custom *custom;

@@ -76,6 +76,7 @@ static struct instance *new_instance(struct pool *p)
 	in->started_ns = now_ns();
 	pool__init_ops(in);
 	in->proc = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = -1, .log_fd = -1 };
+	in->mem_fd = -1;
 	p->sh->n_instances++;
 	return in;
 }

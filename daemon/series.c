@@ -6,14 +6,16 @@
 #define GET(a) atomic_load_explicit((a), memory_order_relaxed)
 
 const char *const series_field_names[SERIES_FIELDS] = {
-	[SERIES_RPS_2XX] = "rps_2xx",	  [SERIES_RPS_3XX] = "rps_3xx",
-	[SERIES_RPS_4XX] = "rps_4xx",	  [SERIES_RPS_5XX] = "rps_5xx",
-	[SERIES_P50_MS] = "p50_ms",	  [SERIES_P90_MS] = "p90_ms",
-	[SERIES_P99_MS] = "p99_ms",	  [SERIES_STARTING] = "starting",
-	[SERIES_IDLE] = "idle",		  [SERIES_BUSY] = "busy",
-	[SERIES_QUEUE] = "queue",	  [SERIES_COLD_STARTS] = "cold_starts",
-	[SERIES_RESTORES] = "restores",	  [SERIES_INIT_MS] = "init_ms",
-	[SERIES_RESTORE_MS] = "restore_ms", [SERIES_CANCELLED] = "cancelled_ps",
+	[SERIES_RPS_2XX] = "rps_2xx",	    [SERIES_RPS_3XX] = "rps_3xx",
+	[SERIES_RPS_4XX] = "rps_4xx",	    [SERIES_RPS_5XX] = "rps_5xx",
+	[SERIES_P50_MS] = "p50_ms",	    [SERIES_P90_MS] = "p90_ms",
+	[SERIES_P99_MS] = "p99_ms",	    [SERIES_STARTING] = "starting",
+	[SERIES_IDLE] = "idle",		    [SERIES_BUSY] = "busy",
+	[SERIES_SPARE] = "spare",	    [SERIES_QUEUE] = "queue",
+	[SERIES_COLD_STARTS] = "cold_starts", [SERIES_RESTORES] = "restores",
+	[SERIES_INIT_MS] = "init_ms",	    [SERIES_RESTORE_MS] = "restore_ms",
+	[SERIES_CANCELLED] = "cancelled_ps", [SERIES_MEM_MB] = "mem_mb",
+	[SERIES_MEM_TOTAL_MB] = "mem_total_mb",
 };
 
 void series_read(const struct fn_metrics *const *ms, unsigned n, struct series_counters *out)
@@ -40,6 +42,8 @@ void series_read(const struct fn_metrics *const *ms, unsigned n, struct series_c
 		for (unsigned i = 0; i < INST_STATES; i++)
 			out->instances[i] += atomic_load_explicit(&m->instances[i], memory_order_relaxed);
 		out->queue += atomic_load_explicit(&m->queue_depth, memory_order_relaxed);
+		out->mem_bytes += GET(&m->mem_bytes);
+		out->mem_instances += atomic_load_explicit(&m->mem_instances, memory_order_relaxed);
 	}
 }
 
@@ -85,6 +89,7 @@ void series_point(const struct series_counters *a, const struct series_counters 
 	v[SERIES_STARTING] = (float)b->instances[INST_STARTING];
 	v[SERIES_IDLE] = (float)b->instances[INST_IDLE];
 	v[SERIES_BUSY] = (float)b->instances[INST_BUSY];
+	v[SERIES_SPARE] = (float)b->instances[INST_SPARE];
 	v[SERIES_QUEUE] = (float)b->queue;
 	v[SERIES_COLD_STARTS] = (float)delta(a->starts[START_COLD], b->starts[START_COLD]);
 	v[SERIES_RESTORES] = (float)delta(a->starts[START_RESTORE], b->starts[START_RESTORE]);
@@ -94,6 +99,9 @@ void series_point(const struct series_counters *a, const struct series_counters 
 	v[SERIES_RESTORE_MS] =
 		n ? (float)((double)delta(a->restore_us, b->restore_us) / 1e3 / (double)n) : NAN;
 	v[SERIES_CANCELLED] = (float)((double)delta(a->cancelled, b->cancelled) / dt_s);
+	double mib = (double)b->mem_bytes / 1048576;
+	v[SERIES_MEM_MB] = b->mem_instances > 0 ? (float)(mib / b->mem_instances) : NAN;
+	v[SERIES_MEM_TOTAL_MB] = b->mem_instances > 0 ? (float)mib : NAN;
 }
 
 void series_init(struct series *s)

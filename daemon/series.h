@@ -1,7 +1,7 @@
 /*
  * A bounded time series per function, for charts without a Prometheus: a
  * ring of SERIES_POINTS points, one per SERIES_STEP_S seconds (an hour), in
- * fixed memory (52 KB a function name). Each point is computed from two
+ * fixed memory (61 KB a function name). Each point is computed from two
  * readings of the function's cumulative metrics (metrics.h): rates and
  * latency quantiles over the step between them, gauges as read.
  *
@@ -33,12 +33,16 @@ enum series_field {
 	SERIES_STARTING, /* instances by state */
 	SERIES_IDLE,
 	SERIES_BUSY,
+	SERIES_SPARE, /* restored copies kept ahead of demand, not serving yet */
 	SERIES_QUEUE,
 	SERIES_COLD_STARTS, /* instances started in the step, by kind */
 	SERIES_RESTORES,
 	SERIES_INIT_MS,    /* mean init of the cold starts that finished in the step */
 	SERIES_RESTORE_MS, /* mean restore */
 	SERIES_CANCELLED,  /* requests per second whose client went away */
+	SERIES_MEM_MB,       /* MiB per instance: the mean of those with a memory
+			      * group (NaN when none has one: unknown, not 0) */
+	SERIES_MEM_TOTAL_MB, /* MiB of those instances together (NaN likewise) */
 	SERIES_FIELDS
 };
 
@@ -54,6 +58,8 @@ struct series_counters {
 	uint64_t cancelled;
 	int instances[INST_STATES];
 	int queue;
+	uint64_t mem_bytes; /* of mem_instances live instances (metrics.h) */
+	int mem_instances;
 };
 
 struct series {

@@ -305,6 +305,33 @@ bool reslimit_oom_killed(const struct reslimit_groups *g)
 	return k && atol(k + 9) > 0;
 }
 
+int reslimit_memory_open(const struct reslimit_groups *g)
+{
+	char path[PATH_MAX];
+	if (!g->mem[0])
+		return -ENOENT;
+	snprintf(path, sizeof(path), "%s/%s", g->mem,
+		 v2 ? "memory.current" : "memory.usage_in_bytes");
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int64_t reslimit_memory_read(int fd)
+{
+	char buf[32];
+	/* at offset 0 the cgroup file is produced afresh on each read */
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	char *end;
+	errno = 0;
+	long long v = strtoll(buf, &end, 10);
+	if (end == buf || errno || v < 0)
+		return -EINVAL;
+	return v;
+}
+
 static void remove_group(const char *path)
 {
 	if (path[0] && rmdir(path) < 0 && errno != ENOENT)

@@ -49,6 +49,14 @@ int reslimit_prepare(uint32_t memory_mb, double cpu, struct reslimit_groups *g);
 int reslimit_move(pid_t pid, const char *dir);
 /* True when the memory group's OOM killer struck. */
 bool reslimit_oom_killed(const struct reslimit_groups *g);
+/* Opens the file that tells the memory group's usage (cgroup v2
+ * memory.current, v1 memory.usage_in_bytes), for reslimit_memory_read.
+ * Returns an fd the caller closes, or -errno (-ENOENT: g has no memory
+ * group). */
+int reslimit_memory_open(const struct reslimit_groups *g);
+/* The memory group's usage in bytes through fd from reslimit_memory_open:
+ * one pread, no path lookup, nothing that waits. Returns -errno on error. */
+int64_t reslimit_memory_read(int fd);
 /* Removes the groups of a dead instance. */
 void reslimit_release(const struct reslimit_groups *g);
 /* Removes the daemon's parent groups at exit. */

@@ -5,7 +5,7 @@
 import puppeteer from 'puppeteer-core';
 import { mkdirSync } from 'node:fs';
 
-const { BASE, TOKEN, CHROMIUM, SHOTS } = process.env;
+const { BASE, TOKEN, CHROMIUM, SHOTS, MEMCG } = process.env;
 const failures = [];
 function check(cond, what, detail) {
   if (cond) console.log('ok   ' + what);
@@ -75,7 +75,10 @@ try {
   check(row[1] === 'ready' && row[2].startsWith('v2'), 'functions table: echo ready, serving v2', row);
   check(parseFloat(row[5]) > 0, 'functions table: echo has req/s', row);
   check(/(µs|ms|s)$/.test(row[6]) && /(µs|ms|s)$/.test(row[7]), 'functions table: echo has p50 and p99', row);
-  check(/^\d+ \/ \d+ \/ \d+$/.test(row[3]), 'functions table: instances by state', row);
+  check(/^\d+ \/ \d+ \/ \d+ \/ \d+$/.test(row[3]), 'functions table: instances by state (busy / idle / spare / starting)', row);
+  // memory per instance: a size where instances have memory cgroups, else unknown ('–', not 0)
+  check(MEMCG === '1' ? /^\d+(\.\d+)? (MiB|GiB)$/.test(row[12]) && parseFloat(row[12]) > 0 : row[12] === '–',
+    'functions table: memory per instance', row);
   const noisy = await page.$$eval('#functions tr[data-fn="noisy"] td', (tds) => tds.map((t) => t.textContent));
   check(noisy[1] === 'ready' && /^v1 of 2v2 failed$/.test(noisy[2]), 'functions table: noisy serves v1, its v2 failed', noisy);
   await page.waitForFunction(() => !document.querySelector('#gpus').hidden, { timeout: 10000 }).catch(() => {});
@@ -96,6 +99,19 @@ try {
     ?.querySelector('.legend').textContent, { timeout: 15000 }).then((h) => h.jsonValue()).catch(() => null);
   check(gpu && gpu.includes('Fake GPU 42'), 'GPU utilisation chart (fake NVML) with points', gpu);
   figures.chart_points = pts;
+  // the instances chart has a spare line; the memory chart points where instances have memory cgroups
+  const spareLine = await page.$$eval('#charts .chart', (cs) => cs.filter((c) => c.querySelector('h2').textContent.startsWith('Instances'))
+    .map((c) => c.querySelector('.legend').textContent));
+  check(spareLine.length === 1 && /spare \d+/.test(spareLine[0]), 'instances chart shows spares', spareLine);
+  const memPts = await page.waitForFunction((memcg) => {
+    const c = [...document.querySelectorAll('#charts .chart')].find((e) => e.querySelector('h2').textContent.startsWith('Memory per instance'));
+    if (!c) return false;
+    return memcg === '1' ? +c.dataset.points > 0 && c.querySelector('.legend').textContent : 'none';
+  }, { timeout: 20000 }, MEMCG).then((h) => h.jsonValue()).catch(() => null);
+  if (MEMCG === '1') check(memPts && /mean [\d.]+\s*all instances [\d.]+/.test(memPts) && parseFloat(memPts.slice(5)) > 0, 'memory per instance chart has points', memPts);
+  else check(await page.$$eval('#charts .chart', (cs) => cs.filter((c) => c.querySelector('h2').textContent.startsWith('Memory per instance'))
+    .every((c) => +c.dataset.points === 0)), 'no memory cgroup: the memory chart has no points (unknown, not 0)');
+  figures.memory_chart = memPts;
   await page.hover('#charts .chart svg');
   const hover = await page.$eval('#charts .chart .legend', (e) => e.textContent);
   check(/\d\d:\d\d:\d\d$/.test(hover), 'hovering a chart shows the time of the point under the pointer', hover);

@@ -1,7 +1,9 @@
 """The web console in a real browser: headless Chromium (Debian's chromium)
 driven by puppeteer-core (tests/console, npm ci) against a daemon with the
 echo example and a function that logs. The token prompt, the functions
-table with figures, a chart with points after traffic, a log search that
+table with figures (instances by state with spares, memory per instance),
+a chart with points after traffic, the memory per instance chart with
+points where memory cgroups work (and none, not zeros, where they do not), a log search that
 finds a line this test caused, an invoke showing echo's answer, a rollback
 changing the serving version; without the token every data call is 401; no
 request leaves the origin. Screenshots: BUILD/console-screenshots/."""
@@ -11,7 +13,7 @@ import shutil
 import subprocess
 import threading
 
-from thawtest import BUILD, ROOT, Daemon, check, finish, handler_so, skip, write_function
+from thawtest import BUILD, ROOT, Daemon, cgroup_works, check, finish, handler_so, skip, write_function
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NODE = shutil.which("node")
@@ -68,7 +70,9 @@ with Daemon({"echo": ECHO, "noisy": NOISY}, env={"THAW_NVML_LIB": FAKE_NVML}) as
 
     t = threading.Thread(target=load, daemon=True)
     t.start()
-    env = dict(os.environ, BASE="http://127.0.0.1:%d" % d.port, TOKEN=token, CHROMIUM=CHROMIUM, SHOTS=SHOTS)
+    # MEMCG: whether instances have memory cgroups here, so the memory chart has points
+    env = dict(os.environ, BASE="http://127.0.0.1:%d" % d.port, TOKEN=token, CHROMIUM=CHROMIUM, SHOTS=SHOTS,
+               MEMCG="0" if cgroup_works("memory") else "1")
     p = subprocess.run([NODE, DRIVER], env=env, capture_output=True, text=True, timeout=240,
                        cwd=os.path.dirname(DRIVER))
     stop.set()

@@ -1,17 +1,20 @@
 """The console without a browser: GET /admin/functions/NAME/history needs the
 token, has every field as arrays of one length, gets a point with the
 traffic sent (rate, latency, instances) within a step or two, and ?since=
-keeps the newer points only; /console/ is served without the token with a
+keeps the newer points only; a running echo's memory (its memory cgroup's
+usage) is in the history, its `now` and /metrics where memory cgroups work,
+and absent (null, no metric line), not 0, where they do not; /console/ is served without the token with a
 strict CSP, /console redirects, other files 404, other methods 405; a
 function cannot be named console."""
 import json
 import os
 import time
 
-from thawtest import Daemon, check, finish, handler_so, wait_for, write_function
+from thawtest import Daemon, cgroup_works, check, finish, handler_so, wait_for, write_function
 
 FIELDS = ["rps_2xx", "rps_3xx", "rps_4xx", "rps_5xx", "p50_ms", "p90_ms", "p99_ms", "starting",
-          "idle", "busy", "queue", "cold_starts", "restores", "init_ms", "restore_ms", "cancelled_ps"]
+          "idle", "busy", "spare", "queue", "cold_starts", "restores", "init_ms", "restore_ms", "cancelled_ps",
+          "mem_mb", "mem_total_mb"]
 ECHO = {"handler": handler_so("echo"), "timeout": 3}
 FAULT = {"handler": handler_so("fault"), "timeout": 3}
 
@@ -54,6 +57,45 @@ with Daemon({"echo": ECHO, "f": FAULT}) as d:
     check(all(t > t0 - 10000 for t in h["t"]) and h["t"] == sorted(h["t"]), "t: unix ms, in order", h["t"])
     check(h["now"]["requests_2xx"] == 200 and h["now"]["idle"] + h["now"]["busy"] >= 1,
           "now: totals and instances", h["now"])
+    # spares (spareInstances: 1 by default): a restored copy kept beside the
+    # serving one after traffic, where snapshots work; sampled like the others
+    def spare_sampled():
+        p = d.request("GET", "/admin/functions/echo/history", headers=auth).json()
+        g = d.metrics().get('thaw_instances{function="echo",state="spare"}')
+        return p["spare"] and p["spare"][-1] == p["now"]["spare"] == g == 1 and p
+    if "snapshots on" in d.logs():
+        p = wait_for(spare_sampled, secs=15, step=0.5)
+        check(p, "history and now have echo's spare, as /metrics does", p and p["spare"])
+    else:
+        check(h["now"]["spare"] == 0 and all(v == 0 for v in h["spare"]),
+              "no snapshots here: no spares in the history", h["spare"])
+
+    # memory per instance: the echo that runs has its memory cgroup's usage
+    no_memcg = cgroup_works("memory")
+    m = d.metrics()
+    if not no_memcg:
+        check(h["now"]["memory_instances"] >= 1 and (h["now"]["memory_bytes"] or 0) > 0,
+              "now: the running echo's memory, > 0", h["now"])
+        check(m.get('thaw_instance_memory_bytes{function="echo"}', 0) > 0 and
+              m.get('thaw_instance_memory_instances{function="echo"}', 0) >= 1,
+              "/metrics: thaw_instance_memory_bytes > 0 for echo, and how many instances",
+              {k: v for k, v in m.items() if "memory" in k})
+
+        def mem_point():
+            p = d.request("GET", "/admin/functions/echo/history", headers=auth).json()
+            return [v for v in p["mem_mb"] if v is not None] and p
+        p = wait_for(mem_point, secs=12, step=0.5)
+        mem = [v for v in (p or h)["mem_mb"] if v is not None]
+        tot = [v for v in (p or h)["mem_total_mb"] if v is not None]
+        check(mem and all(v > 0 for v in mem) and tot and tot[-1] >= mem[-1],
+              "history: mem_mb > 0 per instance, mem_total_mb >= it", (mem[-3:], tot[-3:]))
+    else:
+        check(h["now"]["memory_bytes"] is None and h["now"]["memory_instances"] == 0,
+              "no memory cgroup (%s): memory unknown (null), not 0" % no_memcg, h["now"])
+        check(not any(k.startswith("thaw_instance_memory_bytes") for k in m),
+              "no memory cgroup: no thaw_instance_memory_bytes line", m)
+        check(all(v is None for v in h["mem_mb"]), "no memory cgroup: mem_mb all null", h["mem_mb"])
+
     hf = wait_for(lambda: with_traffic("f", "rps_5xx", 20), secs=20, step=0.5)
     check(hf is not None and hf["now"]["requests_5xx"] == 20, "f's history has its 5xx", hf and hf["now"])
     since = h["t"][-1]

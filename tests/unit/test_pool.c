@@ -69,6 +69,7 @@ static struct instance *fake_instance(void)
 	in->pool = p;
 	in->slots = xcalloc(fn->cfg.instance_concurrency, sizeof(*in->slots));
 	in->proc = (struct instance_proc){ .pid = 0, .pidfd = -1, .channel_fd = sv[0], .log_fd = -1 };
+	in->mem_fd = -1;
 	pool__init_ops(in);
 	in->state = I_READY;
 	in->next = p->instances;

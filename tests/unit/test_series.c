@@ -2,7 +2,7 @@
  * are computed from two readings of cumulative metrics; quantiles are
  * interpolated inside a bucket like Prometheus' histogram_quantile; the
  * ring keeps the newest SERIES_POINTS in order; the JSON has null for
- * "nothing finished in the step". */
+ * "nothing finished in the step" and for memory no instance measured. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,6 +50,12 @@ static void test_read_sums_versions_and_classes(void **state)
 	histogram_observe(&m1.restore, 3000000); /* 3 ms */
 	histogram_observe(&m2.restore, 5000000);
 	atomic_store(&m1.starts[START_RESTORE], 2);
+	atomic_store(&m1.instances[INST_SPARE], 1);
+	atomic_store(&m2.instances[INST_SPARE], 2);
+	atomic_store(&m1.mem_bytes, 3 << 20);
+	atomic_store(&m1.mem_instances, 1);
+	atomic_store(&m2.mem_bytes, 5 << 20);
+	atomic_store(&m2.mem_instances, 1);
 	struct series_counters c;
 	series_read(ms, 2, &c);
 	assert_int_equal(c.req_class[0], 7);
@@ -62,6 +68,47 @@ static void test_read_sums_versions_and_classes(void **state)
 	assert_int_equal(c.restore_n, 2);
 	assert_int_equal(c.restore_us, 8000);
 	assert_int_equal(c.starts[START_RESTORE], 2);
+	assert_int_equal(c.instances[INST_SPARE], 3);
+	assert_int_equal(c.mem_bytes, 8 << 20);
+	assert_int_equal(c.mem_instances, 2);
+}
+
+static char *render(struct series *s, int64_t since);
+
+static void test_point_has_spares_and_memory_per_instance(void **state)
+{
+	(void)state;
+	struct series_counters a = { 0 }, b = { 0 };
+	b.instances[INST_SPARE] = 2;
+	b.instances[INST_IDLE] = 1;
+	b.mem_bytes = 30ull << 20; /* 3 instances measured, 30 MiB together */
+	b.mem_instances = 3;
+	float v[SERIES_FIELDS];
+	series_point(&a, &b, 5.0, v);
+	assert_float_equal(v[SERIES_SPARE], 2, 0);
+	assert_float_equal(v[SERIES_IDLE], 1, 0); /* spares are not idle */
+	assert_float_equal(v[SERIES_MEM_MB], 10, 1e-6);
+	assert_float_equal(v[SERIES_MEM_TOTAL_MB], 30, 1e-6);
+	/* instances but none with a memory group: unknown (null), not 0 */
+	b.mem_bytes = 0;
+	b.mem_instances = 0;
+	series_point(&a, &b, 5.0, v);
+	assert_true(isnan(v[SERIES_MEM_MB]));
+	assert_true(isnan(v[SERIES_MEM_TOTAL_MB]));
+	struct series *s = malloc(sizeof(*s));
+	series_init(s);
+	series_sample(s, &a, 1000000);
+	series_sample(s, &b, 1005000);
+	b.mem_bytes = 1536ull << 20; /* 1.5 GiB in one */
+	b.mem_instances = 1;
+	series_sample(s, &b, 1010000);
+	char *js = render(s, 0);
+	assert_non_null(strstr(js, "\"spare\":[2,2]"));
+	assert_non_null(strstr(js, "\"mem_mb\":[null,1536]"));
+	assert_non_null(strstr(js, "\"mem_total_mb\":[null,1536]"));
+	free(js);
+	series_fini(s);
+	free(s);
 }
 
 static void test_point_is_rates_over_the_step(void **state)
@@ -161,6 +208,7 @@ int main(void)
 		cmocka_unit_test(test_quantile_interpolates_inside_bucket),
 		cmocka_unit_test(test_read_sums_versions_and_classes),
 		cmocka_unit_test(test_point_is_rates_over_the_step),
+		cmocka_unit_test(test_point_has_spares_and_memory_per_instance),
 		cmocka_unit_test(test_ring_keeps_newest_in_order),
 		cmocka_unit_test(test_render_empty_has_every_field),
 	};
