@@ -53,8 +53,10 @@ for name in "${!TARGETS[@]}"; do
 	[ -n "$(ls -A "$REG" 2>/dev/null)" ] && seeds+=("$REG")
 	echo "fuzz_$name: ${SECS}s"
 	set +e
-	# FUZZ_SEED (CI sets it): the same mutations as a local run with that seed
-	"$bin" ${FUZZ_SEED:+-seed="$FUZZ_SEED"} -max_total_time="$SECS" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+	# FUZZ_SEED and FUZZ_RUNS (CI sets both): the same inputs, in the same
+	# order, as a local run with those, from the same seeds
+	"$bin" ${FUZZ_SEED:+-seed="$FUZZ_SEED"} ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} \
+		-max_total_time="$SECS" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
 		-print_final_stats=1 -artifact_prefix="$art/" "${dict[@]}" "$corpus" "${seeds[@]}" \
 		2>"$OUT/fuzz_$name.log"
 	frc=$?
