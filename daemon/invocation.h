@@ -1,8 +1,8 @@
 /*
  * An invocation: one call of a function, from the front end that took it
- * (HTTP/1 today) to the pool that runs it, and its answer back. It owns the
- * request as a CH_REQUEST frame (request.h), so it can cross loops and
- * outlive the connection's read buffer.
+ * (an HTTP/1 request or a gRPC call) to the pool that runs it, and its
+ * answer back. It owns the request as a CH_REQUEST frame (request.h), so it
+ * can cross loops and outlive the connection's read buffer.
  *
  * Threads: the origin loop makes it and gets its answer (on_done, always on
  * the origin loop); the pool's loop runs it. The pool answers every
