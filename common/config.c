@@ -405,55 +405,65 @@ static int parse_env(struct parser *p, const struct field *f, yaml_node_t *v)
 	return 0;
 }
 
-static int parse_model_files(struct parser *p, const struct field *f, yaml_node_t *v)
+/* What a list field holds: at most `max` items, each accepted by ok(). */
+struct list_rule {
+	int max;
+	const char *noun; /* the items, plural, for "expected at most N <noun>" */
+	const char *item; /* one item, for "expected <item>" */
+	bool (*ok)(const yaml_node_t *item);
+};
+
+static bool is_relative_path(const yaml_node_t *item)
 {
-	if (is_null(v))
-		return 0;
-	if (v->type != YAML_SEQUENCE_NODE)
-		return expected(p, v, f->expect);
-	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-	if (n > MAX_MODEL_FILES)
-		return fail(p, line_of(v), "expected at most %d files, got %zu", MAX_MODEL_FILES, n);
-	p->c->model_files = xcalloc(n, sizeof(char *));
-	size_t base = strlen(p->field);
-	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *item = node(p, v->data.sequence.items.start[i]);
-		snprintf(p->field + base, sizeof(p->field) - base, "[%zu]", i);
-		if (!is_scalar_text(item) || !item->data.scalar.length || text(item)[0] == '/')
-			return expected(p, item, "a path relative to the function folder");
-		p->c->model_files[p->c->n_model_files++] = xstrdup(text(item));
-	}
-	p->field[base] = 0;
-	return 0;
+	return is_scalar_text(item) && item->data.scalar.length && text(item)[0] != '/';
 }
 
-/* A list of 1..MAX_ARGS strings (command, args); each without NUL bytes. */
-static int strlist(struct parser *p, const struct field *f, yaml_node_t *v, char ***out,
-		   size_t *n_out)
+static bool is_word(const yaml_node_t *item)
+{
+	return is_scalar_text(item) && item->data.scalar.length <= 4095;
+}
+
+static const struct list_rule model_files_rule = {
+	MAX_MODEL_FILES, "files", "a path relative to the function folder", is_relative_path
+};
+static const struct list_rule words_rule = {
+	MAX_ARGS, "words", "a word of text (at most 4095 bytes)", is_word
+};
+
+/* A sequence of strings into a NULL-terminated array; the field name of a bad
+ * item gets its index, "modelFiles[2]". */
+static int parse_list(struct parser *p, const struct field *f, yaml_node_t *v,
+		      const struct list_rule *rule, char ***out, size_t *n_out)
 {
 	if (is_null(v))
 		return 0;
 	if (v->type != YAML_SEQUENCE_NODE)
 		return expected(p, v, f->expect);
 	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-	if (n > MAX_ARGS)
-		return fail(p, line_of(v), "expected at most %d words, got %zu", MAX_ARGS, n);
+	if (n > (size_t)rule->max)
+		return fail(p, line_of(v), "expected at most %d %s, got %zu", rule->max, rule->noun,
+			    n);
 	*out = xcalloc(n + 1, sizeof(char *));
 	size_t base = strlen(p->field);
 	for (size_t i = 0; i < n; i++) {
 		yaml_node_t *item = node(p, v->data.sequence.items.start[i]);
 		snprintf(p->field + base, sizeof(p->field) - base, "[%zu]", i);
-		if (!is_scalar_text(item) || item->data.scalar.length > 4095)
-			return expected(p, item, "a word of text (at most 4095 bytes)");
+		if (!rule->ok(item))
+			return expected(p, item, rule->item);
 		(*out)[(*n_out)++] = xstrdup(text(item));
 	}
 	p->field[base] = 0;
 	return 0;
 }
 
+static int parse_model_files(struct parser *p, const struct field *f, yaml_node_t *v)
+{
+	return parse_list(p, f, v, &model_files_rule, &p->c->model_files, &p->c->n_model_files);
+}
+
 static int parse_command(struct parser *p, const struct field *f, yaml_node_t *v)
 {
-	int r = strlist(p, f, v, &p->c->command, &p->c->n_command);
+	int r = parse_list(p, f, v, &words_rule, &p->c->command, &p->c->n_command);
 	if (!r && (!p->c->n_command || !p->c->command[0][0]))
 		return expected(p, v, f->expect);
 	return r;
@@ -461,7 +471,7 @@ static int parse_command(struct parser *p, const struct field *f, yaml_node_t *v
 
 static int parse_args(struct parser *p, const struct field *f, yaml_node_t *v)
 {
-	return strlist(p, f, v, &p->c->args, &p->c->n_args);
+	return parse_list(p, f, v, &words_rule, &p->c->args, &p->c->n_args);
 }
 
 /* "custom" and its Function Compute alias "custom.debian12" */
