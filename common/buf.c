@@ -104,3 +104,10 @@ void buf_append_json_string(struct buf *b, const char *s, size_t len)
 	json_escape(s, len, buf_sink, b);
 	buf_append(b, "\"", 1);
 }
+
+void buf_append_json_error(struct buf *b, const char *msg)
+{
+	buf_append_str(b, "{\"error\": ");
+	buf_append_json_string(b, msg, strlen(msg));
+	buf_append_str(b, "}");
+}

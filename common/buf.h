@@ -22,6 +22,8 @@ void buf_append_u32(struct buf *b, uint32_t v);
 void buf_append_u64(struct buf *b, uint64_t v);
 /* Appends s as a JSON string literal, quotes included. */
 void buf_append_json_string(struct buf *b, const char *s, size_t len);
+/* Appends the house error body {"error": "<msg>"}. */
+void buf_append_json_error(struct buf *b, const char *msg);
 /* Drops the first n bytes, moving the rest to the front. */
 void buf_consume(struct buf *b, size_t n);
 void buf_reset(struct buf *b);

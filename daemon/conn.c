@@ -540,9 +540,7 @@ void conn_respond_error(struct conn *c, int status, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	struct buf b = { 0 };
-	buf_append_str(&b, "{\"error\": ");
-	buf_append_json_string(&b, msg, strlen(msg));
-	buf_append_str(&b, "}");
+	buf_append_json_error(&b, msg);
 	struct channel_kv retry = { "retry-after", "1" };
 	conn_respond(c, status, "application/json", b.data, b.len, &retry,
 		     status == 429 || status == 503 ? 1 : 0);

@@ -277,9 +277,7 @@ static void answer_error(struct custom *c, uint64_t id, int status, const char *
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	struct buf body = { 0 }, frame = { 0 };
-	buf_append_str(&body, "{\"error\": ");
-	buf_append_json_string(&body, msg, strlen(msg));
-	buf_append_str(&body, "}");
+	buf_append_json_error(&body, msg);
 	struct channel_kv kv[] = { { "content-type", "application/json" } };
 	channel_put_response(&frame, id, (uint32_t)status, kv, 1, body.data, body.len);
 	c->hooks->response(c->owner, id, frame.data + sizeof(struct channel_hdr),

@@ -143,9 +143,7 @@ void invocation_fail(struct invocation *inv, int status, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	struct buf body = { 0 }, frame = { 0 };
-	buf_append_str(&body, "{\"error\": ");
-	buf_append_json_string(&body, msg, strlen(msg));
-	buf_append_str(&body, "}");
+	buf_append_json_error(&body, msg);
 	struct channel_kv h[] = { { "content-type", "application/json" }, { "retry-after", "1" } };
 	channel_put_response(&frame, 0, (uint32_t)status, h, status == 429 || status == 503 ? 2 : 1,
 			     body.data, body.len);

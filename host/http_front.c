@@ -263,9 +263,7 @@ static int send_answer(struct front *f, int fd, const char *body, size_t len)
 static int send_error(struct front *f, int fd, int status, const char *msg, bool keep)
 {
 	struct buf body = { 0 };
-	buf_append_str(&body, "{\"error\": ");
-	buf_append_json_string(&body, msg, strlen(msg));
-	buf_append_str(&body, "}");
+	buf_append_json_error(&body, msg);
 	buf_reset(&f->head);
 	buf_printf(&f->head,
 		   "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\ncontent-type: application/json\r\n%s\r\n",
