@@ -395,22 +395,16 @@ static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 
 static void access_log(struct conn *c, int status, int64_t dur_ns)
 {
-	if (!server.opt.access_log)
-		return;
-	struct buf l = { 0 };
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	buf_printf(&l, "{\"ts\":%ld.%03ld,\"request_id\":\"%s\",\"function\":", (long)ts.tv_sec,
-		   ts.tv_nsec / 1000000, c->request_id);
-	if (c->fn)
-		buf_append_json_string(&l, c->fn->cfg.name, strlen(c->fn->cfg.name));
-	else
-		buf_append_str(&l, "null");
-	buf_printf(&l, ",\"method\":\"%s\",\"path\":", http_req_method(&c->req));
-	buf_append_json_string(&l, http_span_ptr(&c->req, c->req.url), c->req.url.len);
-	buf_printf(&l, ",\"status\":%d,\"duration_ms\":%.3f}\n", status, (double)dur_ns / 1e6);
-	log_raw_line(l.data, l.len);
-	buf_free(&l);
+	struct access_entry e = {
+		.request_id = c->request_id,
+		.function = c->fn ? c->fn->cfg.name : NULL,
+		.method = http_req_method(&c->req),
+		.path = http_span_ptr(&c->req, c->req.url),
+		.path_len = c->req.url.len,
+		.status = status,
+		.dur_ns = dur_ns,
+	};
+	server_access_log(&e);
 }
 
 void conn_respond(struct conn *c, int status, const char *ctype, const char *body, size_t len,

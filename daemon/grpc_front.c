@@ -46,23 +46,20 @@ static int code_of_http(unsigned status)
 	return status >= 500 ? G_INTERNAL : G_UNKNOWN;
 }
 
-/* One JSON line per call, as conn.c writes for HTTP, plus the gRPC code. */
 static void access_log(const struct invocation *inv, const char *path, unsigned status, int code)
 {
-	if (!server.opt.access_log)
-		return;
-	struct buf l = { 0 };
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	buf_printf(&l, "{\"ts\":%ld.%03ld,\"request_id\":\"%s\",\"function\":", (long)ts.tv_sec,
-		   ts.tv_nsec / 1000000, inv->request_id);
-	buf_append_json_string(&l, inv->fn->cfg.name, strlen(inv->fn->cfg.name));
-	buf_append_str(&l, ",\"method\":\"POST\",\"protocol\":\"grpc\",\"path\":");
-	buf_append_json_string(&l, path, strlen(path));
-	buf_printf(&l, ",\"status\":%u,\"grpc_status\":%d,\"duration_ms\":%.3f}\n", status, code,
-		   (double)(now_ns() - inv->start_ns) / 1e6);
-	log_raw_line(l.data, l.len);
-	buf_free(&l);
+	struct access_entry e = {
+		.request_id = inv->request_id,
+		.function = inv->fn->cfg.name,
+		.method = "POST",
+		.protocol = "grpc",
+		.path = path,
+		.path_len = strlen(path),
+		.status = (int)status,
+		.grpc_status = code,
+		.dur_ns = now_ns() - inv->start_ns,
+	};
+	server_access_log(&e);
 }
 
 /* The pool's answer, on the stream's loop. */

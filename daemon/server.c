@@ -1,9 +1,12 @@
 #include "daemon/server.h"
+#include "common/buf.h"
+#include "common/log.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct server server = { .registry_lock = PTHREAD_MUTEX_INITIALIZER };
@@ -48,4 +51,30 @@ void server_options_default(struct server_options *o)
 		dir_len = 0;
 	memcpy(o->instance_bin, self, dir_len);
 	strcpy(o->instance_bin + dir_len, "/thaw-instance");
+}
+
+void server_access_log(const struct access_entry *e)
+{
+	if (!server.opt.access_log)
+		return;
+	struct buf l = { 0 };
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	buf_printf(&l, "{\"ts\":%ld.%03ld,\"request_id\":\"%s\",\"function\":", (long)ts.tv_sec,
+		   ts.tv_nsec / 1000000, e->request_id);
+	if (e->function)
+		buf_append_json_string(&l, e->function, strlen(e->function));
+	else
+		buf_append_str(&l, "null");
+	buf_printf(&l, ",\"method\":\"%s\",", e->method);
+	if (e->protocol)
+		buf_printf(&l, "\"protocol\":\"%s\",", e->protocol);
+	buf_append_str(&l, "\"path\":");
+	buf_append_json_string(&l, e->path, e->path_len);
+	buf_printf(&l, ",\"status\":%d,", e->status);
+	if (e->protocol)
+		buf_printf(&l, "\"grpc_status\":%d,", e->grpc_status);
+	buf_printf(&l, "\"duration_ms\":%.3f}\n", (double)e->dur_ns / 1e6);
+	log_raw_line(l.data, l.len);
+	buf_free(&l);
 }

@@ -73,4 +73,19 @@ extern struct server server;
 /* Fills the embedded defaults. */
 void server_options_default(struct server_options *o);
 
+/* One answered request, as the access log (--access-log) writes it: a JSON
+ * line on stderr, the same fields for HTTP and gRPC. */
+struct access_entry {
+	const char *request_id;
+	const char *function; /* NULL: no function matched */
+	const char *method;
+	const char *protocol; /* "grpc", with grpc_status; NULL for HTTP */
+	const char *path;
+	size_t path_len;
+	int status;
+	int grpc_status;
+	int64_t dur_ns;
+};
+void server_access_log(const struct access_entry *e);
+
 #endif
