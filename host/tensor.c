@@ -3,6 +3,7 @@
  * tensors <-> JSON "data" (tensor.h).
  */
 #include "host/tensor.h"
+#include "handlers/predict/tfrest.h"
 
 #include <cjson/cJSON.h>
 #include <endian.h>
@@ -382,29 +383,6 @@ fail:
 
 /* --- buffer -> JSON ------------------------------------------------------------ */
 
-int tensor_format_f32(float v, char *out, size_t outlen)
-{
-	int n, lo = 1, hi = 9; /* 9 significant digits always round-trip a float */
-	if (isnan(v))
-		return snprintf(out, outlen, "NaN");
-	if (isinf(v))
-		return snprintf(out, outlen, v < 0 ? "-Infinity" : "Infinity");
-	while (lo < hi) { /* round-tripping is monotone in the precision */
-		int mid = (lo + hi) / 2;
-		snprintf(out, outlen, "%.*g", mid, (double)v);
-		if (strtof(out, NULL) == v)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	n = snprintf(out, outlen, "%.*g", lo, (double)v);
-	if (!strpbrk(out, ".eEn") && (size_t)n + 2 < outlen) {
-		memcpy(out + n, ".0", 3);
-		n += 2;
-	}
-	return n;
-}
-
 static int format_f64(double v, char *out, size_t outlen)
 {
 	if (isnan(v))
@@ -458,7 +436,7 @@ void tensor_to_json(struct buf *b, const struct thaw_tensor *t)
 			float f;
 			uint32_t w = (uint32_t)u;
 			memcpy(&f, &w, 4);
-			len = tensor_format_f32(f, num, sizeof(num));
+			len = tfrest_format_float(f, num, sizeof(num));
 			break;
 		}
 		case THAW_FP64: {
@@ -468,7 +446,7 @@ void tensor_to_json(struct buf *b, const struct thaw_tensor *t)
 			break;
 		}
 		case THAW_FP16:
-			len = tensor_format_f32(half_to_float((uint16_t)u), num, sizeof(num));
+			len = tfrest_format_float(half_to_float((uint16_t)u), num, sizeof(num));
 			break;
 		case THAW_INT8: case THAW_INT16: case THAW_INT32: case THAW_INT64: {
 			int sh = 64 - (int)es * 8;

@@ -56,9 +56,6 @@ int tensor_from_json(const struct cJSON *data, const char *name, enum thaw_dtype
  * that reads back the same; NaN and Infinity as TF Serving spells them;
  * BYTES as JSON strings). */
 void tensor_to_json(struct buf *b, const struct thaw_tensor *t);
-/* Shortest decimal that reads back as the same float32 ("2.5", "3.0",
- * "1e-05"). Returns the length written to out (at least 32 bytes). */
-int tensor_format_f32(float v, char *out, size_t outlen);
 
 /* Base64 (RFC 4648, with padding; decoding also takes it unpadded, no
  * whitespace): appends the bytes to out. Decode returns 0 or -EINVAL. */
