@@ -200,8 +200,8 @@ struct reader {
 	size_t start, end;
 };
 
-/* Reads more into r; returns bytes read, 0 on EOF. */
-static size_t fill(struct reader *r)
+/* Makes room at r's end: moves what is unread to the front when full. */
+static void make_room(struct reader *r)
 {
 	if (r->start == r->end)
 		r->start = r->end = 0;
@@ -210,6 +210,12 @@ static size_t fill(struct reader *r)
 		r->end -= r->start;
 		r->start = 0;
 	}
+}
+
+/* Reads more into r; returns bytes read, 0 on EOF. */
+static size_t fill(struct reader *r)
+{
+	make_room(r);
 	for (;;) {
 		ssize_t n = read(CHANNEL_FD, r->data + r->end, READ_CHUNK - r->end);
 		if (n >= 0) {
@@ -304,13 +310,7 @@ static bool channel_is_socket = true;
  * -EAGAIN when nothing is there. */
 static ssize_t try_fill(struct reader *r)
 {
-	if (r->start == r->end)
-		r->start = r->end = 0;
-	if (r->end == READ_CHUNK) {
-		memmove(r->data, r->data + r->start, r->end - r->start);
-		r->end -= r->start;
-		r->start = 0;
-	}
+	make_room(r);
 	for (;;) {
 		ssize_t n;
 		if (channel_is_socket) {
