@@ -72,6 +72,16 @@ void channel_put_response(struct buf *out, uint64_t id, uint32_t status,
 	put_field(out, body, body_len);
 }
 
+void channel_put_error(struct buf *out, uint64_t id, uint32_t status, const char *msg,
+		       bool retry_after)
+{
+	struct buf body = { 0 };
+	buf_append_json_error(&body, msg);
+	struct channel_kv h[] = { { "content-type", "application/json" }, { "retry-after", "1" } };
+	channel_put_response(out, id, status, h, retry_after ? 2 : 1, body.data, body.len);
+	buf_free(&body);
+}
+
 long channel_frame_complete(const char *data, size_t len)
 {
 	struct channel_hdr h;

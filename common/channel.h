@@ -21,6 +21,7 @@
 #define THAW_CHANNEL_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -101,6 +102,10 @@ void channel_put_request(struct buf *out, uint64_t id, const char *method, const
 void channel_put_response(struct buf *out, uint64_t id, uint32_t status,
 			  const struct channel_kv *headers, uint32_t n_headers, const char *body,
 			  size_t body_len);
+/* A CH_RESPONSE with the house error body {"error": msg}; retry_after adds
+ * "retry-after: 1". */
+void channel_put_error(struct buf *out, uint64_t id, uint32_t status, const char *msg,
+		       bool retry_after);
 
 /* Looks for a complete frame at the front of data. Returns the total frame
  * size (header + payload) when one is complete, 0 when more bytes are needed,

@@ -276,13 +276,10 @@ static void answer_error(struct custom *c, uint64_t id, int status, const char *
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	struct buf body = { 0 }, frame = { 0 };
-	buf_append_json_error(&body, msg);
-	struct channel_kv kv[] = { { "content-type", "application/json" } };
-	channel_put_response(&frame, id, (uint32_t)status, kv, 1, body.data, body.len);
+	struct buf frame = { 0 };
+	channel_put_error(&frame, id, (uint32_t)status, msg, false);
 	c->hooks->response(c->owner, id, frame.data + sizeof(struct channel_hdr),
 			   frame.len - sizeof(struct channel_hdr));
-	buf_free(&body);
 	buf_free(&frame);
 }
 

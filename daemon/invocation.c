@@ -142,15 +142,11 @@ void invocation_fail(struct invocation *inv, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	struct buf body = { 0 }, frame = { 0 };
-	buf_append_json_error(&body, msg);
-	struct channel_kv h[] = { { "content-type", "application/json" }, { "retry-after", "1" } };
-	channel_put_response(&frame, 0, (uint32_t)status, h, status == 429 || status == 503 ? 2 : 1,
-			     body.data, body.len);
+	struct buf frame = { 0 };
+	channel_put_error(&frame, 0, (uint32_t)status, msg, status == 429 || status == 503);
 	invocation_answer(inv, frame.data + sizeof(struct channel_hdr),
 			  frame.len - sizeof(struct channel_hdr));
 	buf_free(&frame);
-	buf_free(&body);
 }
 
 void invocation_cancel(struct invocation *inv)
