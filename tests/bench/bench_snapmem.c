@@ -21,6 +21,7 @@
  * Needs root, the CRIU of make deps and $THAW_BUILD (default build); exit 77
  * otherwise. Prints one table in the form docs/benchmarks.md uses.
  */
+#include "tests/unit/chanio.h"
 #include "common/channel.h"
 #include "common/config.h"
 #include "proc/instance.h"
@@ -61,37 +62,16 @@ static void die(const char *what)
 
 static void send_buf(int fd, struct buf *b)
 {
-	for (size_t off = 0; off < b->len;) {
-		ssize_t n = write(fd, b->data + off, b->len - off);
-		if (n <= 0)
-			die("write to instance");
-		off += (size_t)n;
-	}
+	if (chan_write(fd, b))
+		die("write to instance");
 	buf_free(b);
 }
 
 static char *read_frame(int fd, struct channel_hdr *h)
 {
-	char *p = (char *)h, *payload = NULL;
-	size_t want = sizeof(*h), got = 0;
-	for (int phase = 0; phase < 2; phase++) {
-		while (got < want) {
-			struct pollfd pfd = { .fd = fd, .events = POLLIN };
-			if (poll(&pfd, 1, WAIT_MS) != 1)
-				die("instance silent");
-			ssize_t n = read(fd, p + got, want - got);
-			if (n <= 0)
-				die("instance channel closed");
-			got += (size_t)n;
-		}
-		if (!phase) {
-			payload = xmalloc(h->len + 1);
-			p = payload;
-			want = h->len;
-			got = 0;
-		}
-	}
-	payload[h->len] = '\0';
+	char *payload = chan_read(fd, h, WAIT_MS);
+	if (!payload)
+		die("instance silent, or its channel closed or malformed");
 	return payload;
 }
 

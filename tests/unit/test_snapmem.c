@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/chanio.h"
 #include "common/channel.h"
 #include "common/config.h"
 #include "proc/instance.h"
@@ -34,34 +35,14 @@ static char root[64], host[256], so[256];
 
 static void send_buf(int fd, struct buf *b)
 {
-	for (size_t off = 0; off < b->len;) {
-		ssize_t n = write(fd, b->data + off, b->len - off);
-		assert_true(n > 0);
-		off += (size_t)n;
-	}
+	assert_int_equal(chan_write(fd, b), 0);
 	buf_free(b);
 }
 
 static char *read_frame(int fd, struct channel_hdr *h)
 {
-	char *p = (char *)h, *payload = NULL;
-	size_t want = sizeof(*h), got = 0;
-	for (int phase = 0; phase < 2; phase++) {
-		while (got < want) {
-			struct pollfd pfd = { .fd = fd, .events = POLLIN };
-			assert_int_equal(poll(&pfd, 1, WAIT_MS), 1);
-			ssize_t n = read(fd, p + got, want - got);
-			assert_true(n > 0);
-			got += (size_t)n;
-		}
-		if (!phase) {
-			payload = xmalloc(h->len + 1);
-			p = payload;
-			want = h->len;
-			got = 0;
-		}
-	}
-	payload[h->len] = '\0';
+	char *payload = chan_read(fd, h, WAIT_MS);
+	assert_non_null(payload);
 	return payload;
 }
 

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include "testutil.h"
 
+#include "tests/unit/chanio.h"
 #include "common/channel.h"
 #include "common/config.h"
 #include "proc/instance.h"
@@ -56,12 +57,7 @@ static struct {
 
 static void send_all(int fd, const struct buf *b)
 {
-	size_t off = 0;
-	while (off < b->len) {
-		ssize_t n = write(fd, b->data + off, b->len - off);
-		assert_true(n > 0);
-		off += (size_t)n;
-	}
+	assert_int_equal(chan_write(fd, b), 0);
 }
 
 static void send_ctl(int fd, uint32_t type)
@@ -76,26 +72,8 @@ static void send_ctl(int fd, uint32_t type)
  * caller frees) and fills h. */
 static char *read_frame(int fd, struct channel_hdr *h)
 {
-	char *p = (char *)h;
-	size_t want = sizeof(*h), got = 0;
-	char *payload = NULL;
-	for (int phase = 0; phase < 2; phase++) {
-		while (got < want) {
-			struct pollfd pfd = { .fd = fd, .events = POLLIN };
-			assert_int_equal(poll(&pfd, 1, WAIT_MS), 1);
-			ssize_t n = read(fd, p + got, want - got);
-			assert_true(n > 0);
-			got += (size_t)n;
-		}
-		if (phase == 0) {
-			assert_true(channel_frame_complete((const char *)h, sizeof(*h)) >= 0);
-			payload = xmalloc(h->len + 1);
-			p = payload;
-			want = h->len;
-			got = 0;
-		}
-	}
-	payload[h->len] = '\0';
+	char *payload = chan_read(fd, h, WAIT_MS);
+	assert_non_null(payload);
 	return payload;
 }
 
