@@ -14,27 +14,7 @@
 #include <string.h>
 
 #include "../../host/kserve.c"
-
-int thaw_respond(struct thaw_response *res, int status, const char *ct, const void *b, size_t n)
-{
-	(void)res, (void)status, (void)ct, (void)b, (void)n;
-	return 0;
-}
-int thaw_respond_error(struct thaw_response *res, int status, const char *fmt, ...)
-{
-	(void)res, (void)status, (void)fmt;
-	return 0;
-}
-int thaw_response_header(struct thaw_response *res, const char *name, const char *value)
-{
-	(void)res, (void)name, (void)value;
-	return 0;
-}
-const char *thaw_request_header(const struct thaw_request *req, const char *name)
-{
-	(void)req, (void)name;
-	return NULL;
-}
+#include "tests/unit/sdk_stubs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
