@@ -302,29 +302,42 @@ static int parse_infer(struct kserve_req *c, const struct thaw_request *req)
 	return 0;
 }
 
+/* {"model_name":..,"model_version":..[,"id":..],"outputs":[ : how both
+ * forms of the answer begin. */
+static void put_answer_head(struct buf *b, const struct kserve_req *c, const struct route *r,
+			    const struct thaw_model *m)
+{
+	const char *v = m ? m->version : "1";
+	buf_append_str(b, "{\"model_name\":");
+	buf_append_json_string(b, r->name, strlen(r->name));
+	buf_append_str(b, ",\"model_version\":");
+	buf_append_json_string(b, v, strlen(v));
+	if (c->id) {
+		buf_append_str(b, ",\"id\":");
+		buf_append_json_string(b, c->id, strlen(c->id));
+	}
+	buf_append_str(b, ",\"outputs\":[");
+}
+
+/* Output i's {"name":..,"datatype":..,"shape":[.., open: the caller closes it. */
+static void put_output_head(struct buf *b, const struct thaw_tensor *t, size_t i)
+{
+	buf_append_str(b, i ? ",{\"name\":" : "{\"name\":");
+	buf_append_json_string(b, t->name, strlen(t->name));
+	buf_printf(b, ",\"datatype\":\"%s\",\"shape\":[", thaw_dtype_name(t->dtype));
+	for (int d = 0; d < t->ndim; d++)
+		buf_printf(b, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+}
+
 /* The answer in the JSON form of ModelInferResponse: outputs without data,
  * raw_output_contents in base64 (BYTES: of the length-prefixed layout). */
 static int write_grpc_json(struct kserve_req *c, const struct route *r, const struct thaw_model *m,
 			   struct thaw_outputs *out, struct thaw_response *res)
 {
 	struct buf b = { 0 };
-	const char *v = m ? m->version : "1";
-	buf_append_str(&b, "{\"model_name\":");
-	buf_append_json_string(&b, r->name, strlen(r->name));
-	buf_append_str(&b, ",\"model_version\":");
-	buf_append_json_string(&b, v, strlen(v));
-	if (c->id) {
-		buf_append_str(&b, ",\"id\":");
-		buf_append_json_string(&b, c->id, strlen(c->id));
-	}
-	buf_append_str(&b, ",\"outputs\":[");
+	put_answer_head(&b, c, r, m);
 	for (size_t i = 0; i < out->n; i++) {
-		const struct thaw_tensor *t = &out->t[i];
-		buf_append_str(&b, i ? ",{\"name\":" : "{\"name\":");
-		buf_append_json_string(&b, t->name, strlen(t->name));
-		buf_printf(&b, ",\"datatype\":\"%s\",\"shape\":[", thaw_dtype_name(t->dtype));
-		for (int d = 0; d < t->ndim; d++)
-			buf_printf(&b, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+		put_output_head(&b, &out->t[i], i);
 		buf_append_str(&b, "]}");
 	}
 	buf_append_str(&b, "],\"raw_output_contents\":[");
@@ -344,23 +357,11 @@ static int write_answer(struct kserve_req *c, const struct route *r, const struc
 		return write_grpc_json(c, r, m, out, res);
 	struct buf b = { 0 };
 	bool any_binary = false;
-	buf_append_str(&b, "{\"model_name\":");
-	buf_append_json_string(&b, r->name, strlen(r->name));
-	buf_append_str(&b, ",\"model_version\":");
-	buf_append_json_string(&b, m ? m->version : "1", strlen(m ? m->version : "1"));
-	if (c->id) {
-		buf_append_str(&b, ",\"id\":");
-		buf_append_json_string(&b, c->id, strlen(c->id));
-	}
-	buf_append_str(&b, ",\"outputs\":[");
+	put_answer_head(&b, c, r, m);
 	for (size_t i = 0; i < out->n; i++) {
 		const struct thaw_tensor *t = &out->t[i];
 		bool binary = c->n_want ? c->want_binary[i] : c->all_binary;
-		buf_append_str(&b, i ? ",{\"name\":" : "{\"name\":");
-		buf_append_json_string(&b, t->name, strlen(t->name));
-		buf_printf(&b, ",\"datatype\":\"%s\",\"shape\":[", thaw_dtype_name(t->dtype));
-		for (int d = 0; d < t->ndim; d++)
-			buf_printf(&b, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+		put_output_head(&b, t, i);
 		if (binary) {
 			buf_printf(&b, "],\"parameters\":{\"binary_data_size\":%zu}}", t->len);
 			any_binary = true;
