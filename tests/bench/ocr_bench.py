@@ -26,7 +26,6 @@ import http.server
 import json
 import os
 import random
-import re
 import resource
 import shutil
 import statistics
@@ -38,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from thawtest import cer  # noqa: E402
 SPLIT = "\n<--- Page Split --->\n"
 TESSDATA = "/usr/share/tesseract-ocr/5/tessdata"
 
@@ -68,23 +68,6 @@ def tree_cpu(pid):
 def children_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
-
-
-def levenshtein(a, b):
-    row = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        diag, row[0] = row[0], i
-        for j in range(1, len(b) + 1):
-            up = row[j]
-            row[j] = min(up + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1]))
-            diag = up
-    return row[-1]
-
-
-def cer(ref, got):
-    """Character error rate in %, whitespace runs folded (as tests/e2e/test_ocr.py)."""
-    ref, got = (re.sub(r"\s+", " ", s).strip() for s in (ref, got))
-    return 100.0 * levenshtein(ref, got) / max(len(ref), 1)
 
 
 def best(runs):

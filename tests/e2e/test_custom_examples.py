@@ -20,10 +20,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from thawtest import BUILD, ROOT, THAW, Daemon, check, finish, free_port, skip, wait_for  # noqa: E402
+from thawtest import BUILD, ROOT, THAW, Daemon, cer, check, finish, free_port, skip, wait_for  # noqa: E402
 
 PY = "/usr/bin/python3"
 SPLIT = "\n<--- Page Split --->\n"
@@ -32,22 +31,6 @@ DATA_TOOL = os.path.join(BUILD, "tests", "unit", "test_ocr")
 
 def have(mods):
     return subprocess.run([PY, "-c", "import " + ",".join(mods)], capture_output=True).returncode == 0
-
-
-def levenshtein(a, b):
-    row = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        diag, row[0] = row[0], i
-        for j in range(1, len(b) + 1):
-            up = row[j]
-            row[j] = min(up + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1]))
-            diag = up
-    return row[-1]
-
-
-def cer(ref, got):
-    ref, got = (re.sub(r"\s+", " ", s).strip() for s in (ref, got))
-    return 100.0 * levenshtein(ref, got) / max(len(ref), 1)
 
 
 def check_ocr(out, pages, what):

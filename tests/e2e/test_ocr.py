@@ -7,14 +7,13 @@ PDF pages joined with the page-split marker; bad requests give 400
 import http.server
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
 
-from thawtest import BUILD, Daemon, check, finish, handler_so, need_built, skip
+from thawtest import BUILD, Daemon, cer, check, finish, handler_so, need_built, skip
 
 OCR = handler_so("ocr")
 DATA_TOOL = os.path.join(BUILD, "tests", "unit", "test_ocr")
@@ -44,22 +43,6 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 BASE = "http://127.0.0.1:%d/" % server.server_address[1]
-
-
-def levenshtein(a, b):
-    row = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        diag, row[0] = row[0], i
-        for j in range(1, len(b) + 1):
-            up = row[j]
-            row[j] = min(up + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1]))
-            diag = up
-    return row[-1]
-
-
-def cer(ref, got):
-    ref, got = (re.sub(r"\s+", " ", s).strip() for s in (ref, got))
-    return 100.0 * levenshtein(ref, got) / max(len(ref), 1)
 
 
 def check_pdf_text(text, what):

@@ -13,6 +13,7 @@ failure.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -213,6 +214,24 @@ def wait_for(pred, secs=20, step=0.05):
         if v or time.time() >= end:
             return v
         time.sleep(step)
+
+
+def levenshtein(a, b):
+    """Edit distance between two strings (one row of the table at a time)."""
+    row = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        diag, row[0] = row[0], i
+        for j in range(1, len(b) + 1):
+            up = row[j]
+            row[j] = min(up + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1]))
+            diag = up
+    return row[-1]
+
+
+def cer(ref, got):
+    """OCR's character error rate in %, whitespace runs folded."""
+    ref, got = (re.sub(r"\s+", " ", s).strip() for s in (ref, got))
+    return 100.0 * levenshtein(ref, got) / max(len(ref), 1)
 
 
 def handler_so(name):
