@@ -66,7 +66,7 @@ ap.add_argument("--budget", type=float, default=float(os.environ.get("BENCH_GPU_
 args = ap.parse_args()
 os.environ["THAW_BUILD"] = os.path.abspath(args.build)
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from thawtest import BUILD, Daemon, handler_so  # noqa: E402
+from thawtest import BUILD, Daemon, Log, handler_so  # noqa: E402
 
 # a time limit's SIGTERM (tests/gpu/run.sh) unwinds the with-blocks: the
 # daemon and its instances are stopped, not left holding the GPU
@@ -171,18 +171,6 @@ def post(d, path, body, timeout=600):
     ms = (time.perf_counter() - t0) * 1e3
     c.close()
     return ms, r.status, data
-
-
-class Log:
-    def __init__(self, d):
-        self.d, self.off = d, 0
-
-    def new(self):
-        with open(self.d.log_path, "rb") as f:
-            f.seek(self.off)
-            data = f.read()
-        self.off += len(data)
-        return data.decode(errors="replace").splitlines()
 
 
 def layers_for(mib):

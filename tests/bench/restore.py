@@ -74,7 +74,7 @@ ap.add_argument("--json", default=os.environ.get("BENCH_RESTORE_JSON", ""), help
 args = ap.parse_args()
 os.environ["THAW_BUILD"] = os.path.abspath(args.build)
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from thawtest import BUILD, Daemon, handler_so  # noqa: E402
+from thawtest import BUILD, Daemon, Log, handler_so  # noqa: E402
 
 ONLY = set(x for x in args.only.split(",") if x)
 CRIU = os.environ.get("THAW_CRIU", "/usr/local/lib/thaw/criu/criu")
@@ -130,20 +130,6 @@ def pctl(xs, p):
     """Nearest-rank percentile (p99 of 20 samples is the maximum)."""
     s = sorted(xs)
     return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
-
-
-class Log:
-    """Reads the daemon log from where it was last read."""
-
-    def __init__(self, d):
-        self.d, self.off = d, 0
-
-    def new(self):
-        with open(self.d.log_path, "rb") as f:
-            f.seek(self.off)
-            data = f.read()
-        self.off += len(data)
-        return data.decode(errors="replace").splitlines()
 
 
 def live(d, fn):

@@ -234,6 +234,21 @@ def cer(ref, got):
     return 100.0 * levenshtein(ref, got) / max(len(ref), 1)
 
 
+class Log:
+    """A daemon's log, read from where it was last read: new() gives the lines
+    written since."""
+
+    def __init__(self, d):
+        self.d, self.off = d, 0
+
+    def new(self):
+        with open(self.d.log_path, "rb") as f:
+            f.seek(self.off)
+            data = f.read()
+        self.off += len(data)
+        return data.decode(errors="replace").splitlines()
+
+
 def handler_so(name):
     return os.path.join(BUILD, "handlers", name + ".so")
 
