@@ -20,7 +20,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,7 +33,7 @@ ap.add_argument("--requests", type=int, default=400)
 ap.add_argument("--threads", type=int, default=1)
 args = ap.parse_args()
 os.environ["THAW_BUILD"] = os.path.abspath(args.build)
-from thawtest import Daemon, handler_so  # noqa: E402
+from thawtest import Daemon, grpc_stubs, handler_so  # noqa: E402
 
 try:
     import grpc
@@ -44,13 +43,7 @@ except ImportError:
 if not shutil.which("protoc") or not shutil.which("grpc_python_plugin"):
     print("skipped: no protoc / grpc_python_plugin")
     sys.exit(77)
-stubs = tempfile.mkdtemp(prefix="thaw-bench-stubs-")
-subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "-I/usr/include", "--python_out=" + stubs,
-                "--grpc_out=" + stubs, "--plugin=protoc-gen-grpc=" + shutil.which("grpc_python_plugin"),
-                "grpc_service.proto", "tensorflow_serving/apis/predict.proto",
-                "tensorflow/core/framework/tensor.proto",
-                "tensorflow/core/protobuf/meta_graph.proto"], check=True)
-sys.path.insert(0, stubs)
+stubs = grpc_stubs()
 import grpc_service_pb2 as kpb  # noqa: E402
 import grpc_service_pb2_grpc as kgrpc  # noqa: E402
 from tensorflow.core.framework import tensor_pb2  # noqa: E402

@@ -16,7 +16,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 # grpcio is Debian's (python3-grpcio): the python3 on PATH may lack it
@@ -25,7 +24,7 @@ try:
 except ImportError:
     if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
         os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-from thawtest import BUILD, Daemon, check, finish, free_port, handler_so, skip, wait_for
+from thawtest import BUILD, Daemon, check, finish, free_port, grpc_stubs, handler_so, skip, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GEN = os.path.join(BUILD, "tools", "gen_weights")
@@ -40,13 +39,7 @@ try:
 except ImportError:
     skip("no python3-grpcio")
 
-stubs = tempfile.mkdtemp(prefix="thaw-grpc-stubs-")
-subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "-I/usr/include", "--python_out=" + stubs,
-                "--grpc_out=" + stubs, "--plugin=protoc-gen-grpc=" + shutil.which("grpc_python_plugin"),
-                "grpc_service.proto", "tensorflow_serving/apis/predict.proto",
-                "tensorflow/core/framework/tensor.proto",
-                "tensorflow/core/protobuf/meta_graph.proto"], check=True)
-sys.path.insert(0, stubs)
+stubs = grpc_stubs()
 import grpc_service_pb2 as kpb  # noqa: E402
 import grpc_service_pb2_grpc as kgrpc  # noqa: E402
 from tensorflow.core.framework import tensor_pb2  # noqa: E402

@@ -7,9 +7,7 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 
 # grpcio is Debian's (python3-grpcio): the python3 on PATH may lack it
@@ -18,7 +16,7 @@ try:
 except ImportError:
     if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
         os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-from thawtest import BUILD, ROOT, Daemon, check, finish, handler_so, skip
+from thawtest import BUILD, ROOT, Daemon, check, finish, grpc_stubs, handler_so, skip
 
 NER = handler_so("ner")
 for need in (os.path.join(BUILD, "thaw"), NER):
@@ -104,11 +102,7 @@ with d:
     except ImportError:
         grpc = None
     if grpc and shutil.which("protoc") and shutil.which("grpc_python_plugin"):
-        stubs = tempfile.mkdtemp(prefix="thaw-ner-stubs-")
-        subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + stubs,
-                        "--grpc_out=" + stubs, "--plugin=protoc-gen-grpc=" + shutil.which("grpc_python_plugin"),
-                        "grpc_service.proto"], check=True)
-        sys.path.insert(0, stubs)
+        stubs = grpc_stubs()
         import grpc_service_pb2 as kpb
         import grpc_service_pb2_grpc as kgrpc
         k = kgrpc.GRPCInferenceServiceStub(grpc.insecure_channel("127.0.0.1:%d" % d.port))

@@ -249,6 +249,20 @@ class Log:
         return data.decode(errors="replace").splitlines()
 
 
+def grpc_stubs():
+    """Compiles proto/ into Python gRPC stubs (protoc + grpc_python_plugin)
+    in a fresh folder put first on sys.path; returns it (the caller removes
+    it)."""
+    stubs = tempfile.mkdtemp(prefix="thaw-grpc-stubs-")
+    subprocess.run(["protoc", "-I" + os.path.join(ROOT, "proto"), "-I/usr/include", "--python_out=" + stubs,
+                    "--grpc_out=" + stubs, "--plugin=protoc-gen-grpc=" + shutil.which("grpc_python_plugin"),
+                    "grpc_service.proto", "tensorflow_serving/apis/predict.proto",
+                    "tensorflow/core/framework/tensor.proto",
+                    "tensorflow/core/protobuf/meta_graph.proto"], check=True)
+    sys.path.insert(0, stubs)
+    return stubs
+
+
 def handler_so(name):
     return os.path.join(BUILD, "handlers", name + ".so")
 
