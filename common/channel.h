@@ -43,6 +43,18 @@
 #define CHANNEL_MEM_SIGNAL (SIGRTMIN + 5)
 #define CHANNEL_MEMREQ_FMT "/dev/shm/thaw-criu/memreq-%llu"
 #define CHANNEL_MEMACK_FMT "/dev/shm/thaw-criu/memack-%llu"
+/* A custom runtime's processes (docs/snapshots.md, "Custom runtimes"): with
+ * snapshotMemory.mapped each runs with CHANNEL_AGENT_SO (agent/agent.c,
+ * beside thaw-instance) in LD_PRELOAD. The daemon writes the same request
+ * lines to CHANNEL_AGENTREQ_FMT (the instance's host pid), makes one FIFO
+ * CHANNEL_AGENTACK_FMT per process (host pid of the instance, the process's
+ * pid inside its pid namespace) and queues CHANNEL_MEM_SIGNAL to each with
+ * the instance's host pid as sival_int. Each process stops its other
+ * threads, moves its mappings into files thaw-mem-PID-ADDRESS of dir and
+ * answers with the same report lines. */
+#define CHANNEL_AGENT_SO "libthaw-agent.so"
+#define CHANNEL_AGENTREQ_FMT "/dev/shm/thaw-criu/agentreq-%d"
+#define CHANNEL_AGENTACK_FMT "/dev/shm/thaw-criu/agentack-%d-%d"
 /* The tmpfs thaw mounts for snapshots (huge pages): the default snapshot
  * folder and thaw_state_alloc() files live there. */
 #define CHANNEL_MEM_TMPFS "/dev/shm/thaw-mem"

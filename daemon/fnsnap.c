@@ -1,6 +1,7 @@
 #define LOG_PREFIX "snapshots: "
 #include "daemon/fnsnap.h"
 #include "common/buf.h"
+#include "common/channel.h"
 #include "common/fsutil.h"
 #include "daemon/imagestore.h"
 #include "daemon/jobs.h"
@@ -34,6 +35,14 @@ static void source_of(struct function *fn)
 {
 	struct buf b = {0};
 	add_file(&b, "instance", server.opt.instance_bin);
+	if (fn->cfg.custom && fn->cfg.snapshot_memory.mapped) {
+		/* its processes map the agent: a rebuilt one invalidates the snapshot */
+		const char *slash = strrchr(server.opt.instance_bin, '/');
+		char *p = xasprintf("%.*s/%s", slash ? (int)(slash - server.opt.instance_bin) : 1,
+				    slash ? server.opt.instance_bin : ".", CHANNEL_AGENT_SO);
+		add_file(&b, "agent", p);
+		free(p);
+	}
 	if (fn->image) {
 		/* the image's files are immutable once unpacked */
 		buf_printf(&b, "image %s\n", fn->image->digest);

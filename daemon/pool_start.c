@@ -290,9 +290,9 @@ static void dump_locked(struct instance *in, struct snapshot_info *info)
 					.populate = c->snapshot_memory.populate };
 	/* GPU state goes to host memory inside the dump (snapshot plugins),
 	 * then the memory moves */
-	/* (a custom runtime's server has no agent to move its memory: the
-	 * signal that asks thaw-instance would kill it) */
-	in->job_ret = snapshot_dump(&in->proc, dir, in->custom ? NULL : &mo, info);
+	/* a custom runtime's processes move theirs with the agent they were
+	 * started with, only when mapped is on (proc/instance.h) */
+	in->job_ret = snapshot_dump(&in->proc, dir, in->custom && !mo.mapped ? NULL : &mo, info);
 	if (info->plugins[0])
 		pr_info("%s: %s", c->name, info->plugins);
 	if (info->mem.moved)

@@ -60,6 +60,37 @@ static char **kept_env(void)
 	return env;
 }
 
+/* env with the agent (CHANNEL_AGENT_SO beside host_path) first in
+ * LD_PRELOAD, before what fc.yaml put there; env itself without it (one log
+ * line) when it is not there. Takes env, returns the one to use. */
+static char **with_agent(char **env, const char *host_path)
+{
+	const char *slash = strrchr(host_path, '/');
+	char *so = xasprintf("%.*s/%s", slash ? (int)(slash - host_path) : 1,
+			     slash ? host_path : ".", CHANNEL_AGENT_SO);
+	if (access(so, R_OK)) {
+		pr_warn("%s: %s; a custom runtime's memory is copied by CRIU (make builds it)", so,
+			strerror(errno));
+		free(so);
+		return env;
+	}
+	size_t n = 0;
+	while (env[n] && strncmp(env[n], "LD_PRELOAD=", 11))
+		n++;
+	if (env[n]) { /* the function's own preloads come after */
+		char *e = xasprintf("LD_PRELOAD=%s%s%s", so, env[n][11] ? ":" : "", env[n] + 11);
+		free(env[n]);
+		env[n] = e;
+		free(so);
+		return env;
+	}
+	env = xrealloc(env, (n + 2) * sizeof(char *));
+	env[n] = xasprintf("LD_PRELOAD=%s", so);
+	env[n + 1] = NULL;
+	free(so);
+	return env;
+}
+
 static uint64_t inode_of(int fd)
 {
 	struct stat st;
@@ -200,6 +231,8 @@ int instance_spawn_in(const char *host_path, const struct config *cfg,
 	char **kept = kept_env();
 	char **env = fnenv_build(cfg, handler, kept);
 	fnenv_free(kept);
+	if (cfg->custom && cfg->snapshot && cfg->snapshot_memory.mapped)
+		env = with_agent(env, host_path);
 	/* a custom runtime: command + args, in a network namespace of its own */
 	char **argv = NULL;
 	uint64_t netns = 0;

@@ -12,7 +12,9 @@
  * as well (loopback up), with no channel: channel_fd is -1 and channel_ino
  * 0, and the daemon talks HTTP to it (custom.h). Its environment adds
  * FC_SERVER_PORT, FC_CUSTOM_LISTEN_PORT, FC_RUNTIME, FC_FUNC_CODE_PATH and
- * FC_INSTANCE_CONCURRENCY.
+ * FC_INSTANCE_CONCURRENCY, and with snapshots and snapshotMemory.mapped on
+ * (the default) LD_PRELOAD starts with the agent (CHANNEL_AGENT_SO beside
+ * host_path, agent/agent.h) that moves its memory before a dump.
  */
 #ifndef THAW_INSTANCE_H
 #define THAW_INSTANCE_H

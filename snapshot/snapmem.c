@@ -20,7 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MOVE_TIMEOUT_MS 300000 /* ~0.5 s per GiB copied, and margin */
 #define REPORT_MAX 8192
 #define TMPFS_MAGIC_ 0x01021994
 
@@ -31,7 +30,7 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int write_request(const char *path, const char *dir, const struct snapshot_mem_opts *o)
+int snapshot__mem_request(const char *path, const char *dir, const struct snapshot_mem_opts *o)
 {
 	char tmp[PATH_MAX];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -52,7 +51,7 @@ static int write_request(const char *path, const char *dir, const struct snapsho
 static int read_report(int fifo, int pidfd, char *buf, size_t cap)
 {
 	size_t len = 0;
-	double deadline = now_ms() + MOVE_TIMEOUT_MS;
+	double deadline = now_ms() + SNAPSHOT_MEM_TIMEOUT_MS;
 	for (;;) {
 		int left = (int)(deadline - now_ms());
 		if (left <= 0)
@@ -91,6 +90,11 @@ int snapshot_mem_move(const struct instance_proc *p, const char *dir,
 	unsigned long long ino = (unsigned long long)p->channel_ino;
 	if (!realpath(dir, adir))
 		return -errno;
+	if (!p->channel_ino) { /* a custom runtime: its agents (snapmem_agent.c) */
+		int ret = snapshot__mem_move_tree(p, adir, o, info);
+		info->ms = now_ms() - t0;
+		return ret;
+	}
 	snprintf(req, sizeof(req), CHANNEL_MEMREQ_FMT, ino);
 	snprintf(ack, sizeof(ack), CHANNEL_MEMACK_FMT, ino);
 	unlink(ack);
@@ -100,7 +104,7 @@ int snapshot_mem_move(const struct instance_proc *p, const char *dir,
 		pr_perror("fifo %s", ack);
 		goto out;
 	}
-	if ((ret = write_request(req, adir, o))) {
+	if ((ret = snapshot__mem_request(req, adir, o))) {
 		pr_err("write %s: %s", req, strerror(-ret));
 		goto out;
 	}

@@ -1,7 +1,8 @@
 /*
  * Mapped snapshot memory, daemon side (docs/snapshots.md). Right before
  * CRIU dumps an instance, snapshot_mem_move() asks thaw-instance (protocol
- * in common/channel.h, instance side in host/snapmem.h) to move
+ * in common/channel.h, instance side in host/snapmem.h; for a custom
+ * runtime, the agent in each of its processes: agent/agent.h) to move
  * its large private anonymous mappings into files of the snapshot folder,
  * thaw-mem-<address>, mapped back MAP_PRIVATE|MAP_FIXED. The files are part
  * of the snapshot like its images: listed and hashed in its manifest,
@@ -44,7 +45,13 @@ struct snapshot_mem_info {
  * anonymous: one log line each, not an error. With o->mapped false only
  * thaw_state_alloc() regions move. Returns 0, or -errno when the instance
  * gave no report (it died, or did not answer in time): the dump may still
- * proceed, CRIU then copies what stayed anonymous. */
+ * proceed, CRIU then copies what stayed anonymous.
+ * A custom runtime's instance (no channel) is a process tree: each of its
+ * processes that loaded the agent (CHANNEL_AGENT_SO, agent/agent.h) is
+ * asked at once, into files thaw-mem-PID-ADDRESS; a process without it is
+ * logged (CRIU copies its memory); none with it, or any that failed or did
+ * not answer in time: one log line each and -errno (what moved stays
+ * file-backed and valid). */
 int snapshot_mem_move(const struct instance_proc *p, const char *dir,
 		      const struct snapshot_mem_opts *o, struct snapshot_mem_info *info);
 
@@ -58,5 +65,14 @@ int snapshot_mem_mount(char *why, size_t len);
 /* Whether files in dir get huge pages: "huge=within_size" style text of
  * its tmpfs mount, or NULL (4 KiB pages). Writes into buf. */
 const char *snapshot_mem_huge(const char *dir, char *buf, size_t len);
+
+/* Internal, for snapmem_agent.c. */
+#define SNAPSHOT_MEM_TIMEOUT_MS 300000 /* ~0.5 s per GiB copied, and margin */
+/* Writes the request lines (common/channel.h) for dir to path. 0 or -errno. */
+int snapshot__mem_request(const char *path, const char *dir, const struct snapshot_mem_opts *o);
+/* snapshot_mem_move of a custom runtime (no channel): every process of p's
+ * tree with the agent moves; adir absolute. Counts summed into info. */
+int snapshot__mem_move_tree(const struct instance_proc *p, const char *adir,
+			    const struct snapshot_mem_opts *o, struct snapshot_mem_info *info);
 
 #endif

@@ -17,6 +17,7 @@ ALLOWED = {
     "snapshot": {"common", "proc"},
     "daemon": {"common", "proc", "snapshot"},
     "host": {"common", "include"},
+    "agent": {"common"},
     "builder": {"common", "proc"},
     "cli": {"common", "builder"},
     "cmd": {"common", "daemon", "builder", "cli", "proc", "snapshot"},
