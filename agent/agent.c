@@ -106,6 +106,31 @@ static bool known(pid_t tid)
 	return false;
 }
 
+/* The thread /proc calls tid (the pid namespace of /proc's mount: the
+ * host's, for a custom runtime) as its own pid namespace numbers it (the
+ * last NSpid field), which tgkill and gettid use; 0 when gone. */
+static pid_t ns_tid(const char *tid)
+{
+	char path[64], text[4096];
+	snprintf(path, sizeof(path), "/proc/self/task/%s/status", tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t k = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (k <= 0)
+		return 0;
+	text[k] = '\0';
+	char *line = strstr(text, "\nNSpid:");
+	if (!line)
+		return (pid_t)strtol(tid, NULL, 10); /* no pid namespaces here */
+	char *end = strchr(line + 1, '\n'), *last = NULL;
+	for (char *c = line + 7; c < (end ? end : text + k); c++)
+		if (*c >= '0' && *c <= '9' && (c[-1] == '\t' || c[-1] == ' '))
+			last = c;
+	return last ? (pid_t)strtol(last, NULL, 10) : 0;
+}
+
 /* Signals every thread not signalled yet; how many were new, or -errno. */
 static int signal_new(pid_t self)
 {
@@ -127,8 +152,8 @@ static int signal_new(pid_t self)
 			off += d->reclen;
 			if (d->name[0] < '0' || d->name[0] > '9')
 				continue;
-			pid_t tid = (pid_t)strtol(d->name, NULL, 10);
-			if (tid == self || known(tid))
+			pid_t tid = ns_tid(d->name);
+			if (!tid || tid == self || known(tid))
 				continue;
 			if (world.n == AGENT_MAX_THREADS) {
 				ret = -E2BIG;
@@ -199,8 +224,14 @@ static int stop_world(struct memfile_report *r)
 			break;
 		}
 		unsigned left = not_parked();
-		if (!fresh && !left)
-			return 0; /* and a listing after every park found no new one */
+		if (!fresh && !left) { /* and a listing after every park found no new one */
+			unsigned parked = 0;
+			for (unsigned i = 0; i < world.n; i++)
+				parked += atomic_load(&world.parked[i]);
+			memfile_say(r, "stopped %u threads in %.1f ms\n", parked,
+				    now_ms() - (deadline - AGENT_STOP_MS));
+			return 0;
+		}
 		if (now_ms() > deadline) {
 			memfile_say(r, "error: %u of %u threads did not stop in %d ms "
 				       "(signal %d blocked?): memory left as it is\n",

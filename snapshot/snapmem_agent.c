@@ -191,6 +191,8 @@ static bool take_report(struct member *m, struct snapshot_mem_info *info)
 			info->moved += moved;
 			info->bytes += bytes;
 			ok = true;
+		} else if (!strncmp(line, "stopped ", 8)) {
+			pr_info("pid %d (%s): agent %s", (int)m->pid, m->comm, line);
 		} else if (!strncmp(line, "skip ", 5)) {
 			info->skipped++;
 			pr_warn("pid %d (%s): mapping %s stays anonymous (CRIU copies it)",
