@@ -8,6 +8,13 @@ restore: the function at zero (scaled in), one :predict request: client
 rps:     wrk, one connection per thread, DURATION s, the same POST :predict,
          against uvicorn directly on loopback and through thaw (one
          instance, instanceConcurrency 8), alternately, same run.
+Restores, the snapshot and memory run side by side for two copies of the
+function in one daemon: "agent" (snapshotMemory.mapped, the default: the
+agent moves the server's large anonymous memory into memory files before
+the dump) and "copy" (mapped: false: CRIU copies it), alternating which
+goes first. memory: COPIES restored copies of each (minInstances), idle,
+their processes' Pss and private bytes (smaps_rollup) per copy: the
+private bytes are what one more copy costs.
 """
 import http.client
 import json
@@ -28,6 +35,10 @@ RESTORES = int(os.environ.get("RESTORES", "20"))
 COLDS = int(os.environ.get("COLDS", "5"))
 DURATION = int(os.environ.get("DURATION", "10"))
 CONNS = int(os.environ.get("CONNS", "8"))
+COPIES = int(os.environ.get("COPIES", "4"))
+VARIANTS = {"agent": "torch-digits", "copy": "torch-digits-copy"}
+# the same path for both (the function's name first, the server sees the rest)
+PATH = {k: "/%s/v1/models/torch-digits:predict" % fn for k, fn in VARIANTS.items()}
 ROW = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0,
        8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6,
        13, 10, 0, 0, 0]
@@ -70,23 +81,49 @@ def cold(fn_dir):
     return out
 
 
-def at_zero(d):
+def at_zero(d, fn):
     m = d.metrics()
-    return all(m.get('thaw_instances{function="torch-digits",state="%s"}' % s) == 0
+    return all(m.get('thaw_instances{function="%s",state="%s"}' % (fn, s)) == 0
                for s in ("starting", "idle", "busy"))
 
 
 def restores(d):
-    out = []
-    for _ in range(RESTORES):
-        if not wait_for(lambda: at_zero(d), secs=60, step=0.1):
-            raise RuntimeError("did not scale to zero")
-        t0 = time.perf_counter()
-        st = predict(d.port, "/v1/models/torch-digits:predict")
-        out.append((time.perf_counter() - t0) * 1e3)
-        if st != 200:
-            raise RuntimeError("status %d" % st)
+    """Client time of one :predict to each variant from zero, RESTORES each."""
+    out = {k: [] for k in VARIANTS}
+    for i in range(RESTORES):
+        order = list(VARIANTS) if i % 2 == 0 else list(reversed(list(VARIANTS)))
+        for k in order:
+            fn = VARIANTS[k]
+            if not wait_for(lambda: all(at_zero(d, f) for f in VARIANTS.values()), secs=60, step=0.1):
+                raise RuntimeError("did not scale to zero")
+            t0 = time.perf_counter()
+            st = predict(d.port, PATH[k])
+            out[k].append((time.perf_counter() - t0) * 1e3)
+            if st != 200:
+                raise RuntimeError("%s: status %d" % (fn, st))
     return out
+
+
+def copy_memory(fn):
+    """(copies, Pss MiB per copy, private MiB per copy) of fn's processes."""
+    roots, pss, priv = set(), 0, 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            env = open("/proc/%s/environ" % pid, "rb").read().split(b"\0")
+            if ("FC_FUNCTION_NAME=%s" % fn).encode() not in env:
+                continue
+            roll = open("/proc/%s/smaps_rollup" % pid).read()
+            ns = os.readlink("/proc/%s/ns/pid" % pid)
+        except OSError:
+            continue
+        kb = dict((l.split(":")[0], int(l.split()[1])) for l in roll.splitlines()[1:] if l.endswith("kB"))
+        pss += kb.get("Pss", 0)
+        priv += kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)
+        roots.add(ns)
+    n = len(roots)
+    return n, pss / 1024.0 / max(n, 1), priv / 1024.0 / max(n, 1)
 
 
 def wrk(port, path):
@@ -105,6 +142,18 @@ def wrk(port, path):
     return rps, p99, int(errs.group(1)) if errs else 0
 
 
+def add_function(d, name, extra):
+    """The trained example as function name, with fc.yaml lines extra."""
+    src = os.path.join(d.fn_dir, "torch-digits")
+    dst = os.path.join(d.fn_dir, name)
+    if name != "torch-digits":
+        shutil.copytree(src, dst)
+    with open(os.path.join(dst, "fc.yaml")) as f:
+        text = f.read().replace("name: torch-digits\n", "name: %s\n" % name)
+    with open(os.path.join(dst, "fc.yaml"), "w") as f:
+        f.write(text + extra)
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root")
@@ -116,19 +165,41 @@ def main():
     fn_dir = os.path.join(d.fn_dir, "torch-digits")
     shutil.copytree(os.path.join(ROOT, "examples", "torch-digits"), fn_dir)
     subprocess.run([PY, "train.py"], cwd=fn_dir, check=True, stdout=subprocess.DEVNULL)
-    with open(os.path.join(fn_dir, "fc.yaml"), "a") as f:
-        f.write("instanceConcurrency: %d\nscalingConfig:\n  maxInstances: 1\n"
-                "  stableWindowSeconds: 6\n  scaleToZeroGracePeriodSeconds: 0\n" % CONNS)
+    scale = ("instanceConcurrency: %d\nscalingConfig:\n  maxInstances: 1\n"
+             "  stableWindowSeconds: 6\n  scaleToZeroGracePeriodSeconds: 0\n" % CONNS)
+    copies = "scalingConfig:\n  minInstances: %d\n  maxInstances: %d\n" % (COPIES, COPIES)
+    off = "snapshotMemory:\n  mapped: false\n"
+    for name, extra in (("torch-digits-copy", scale + off), ("torch-digits-x%d" % COPIES, copies),
+                        ("torch-digits-copy-x%d" % COPIES, copies + off), ("torch-digits", scale)):
+        add_function(d, name, extra)
     colds = cold(fn_dir)
     with d:
-        if not wait_for(lambda: d.request("GET", "/readyz").status == 200, secs=120, step=0.2):
+        if not wait_for(lambda: d.request("GET", "/readyz").status == 200, secs=300, step=0.2):
             raise RuntimeError("function not ready:\n" + "\n".join(
                 l for l in d.logs().splitlines() if not l.startswith('{"ts'))[-3000:])
+        mem = {}
+        for k, fn in VARIANTS.items():
+            xfn = fn + "-x%d" % COPIES
+            wait_for(lambda: copy_memory(xfn)[0] >= COPIES, secs=120, step=0.5)
+            time.sleep(2)  # the last copy's restore hook done
+            mem[k] = copy_memory(xfn)
         rs = restores(d)
         logs = d.logs()
-        snap = re.search(r"torch-digits: snapshot of pid \d+ in \S+: ([\d.]+) MiB in \d+ files, dump ([\d.]+) ms", logs)
-        criu = [float(x) for x in re.findall(r"torch-digits: instance \S+ \(pid \d+\) restored in [\d.]+ ms: .*?criu ([\d.]+)", logs)]
-        hook = [float(x) for x in re.findall(r"on_restore and channel ([\d.]+)", logs)]
+        files = {}  # (CRIU images, memory files) in MiB
+        for k, fn in VARIANTS.items():
+            img = mf = 0
+            for e in os.scandir(os.path.join(d.snap_dir, fn + "-v1")):
+                if e.name.startswith("thaw-mem-"):
+                    mf += e.stat().st_size
+                else:
+                    img += e.stat().st_size
+            files[k] = (img / 1048576.0, mf / 1048576.0)
+        snap, criu, hook, moved = {}, {}, {}, {}
+        for k, fn in VARIANTS.items():
+            snap[k] = re.search(r" %s: snapshot of pid \d+ in \S+: ([\d.]+) MiB in \d+ files, dump ([\d.]+) ms" % fn, logs)
+            criu[k] = [float(x) for x in re.findall(r" %s: instance \S+ \(pid \d+\) restored in [\d.]+ ms: .*?criu ([\d.]+)" % fn, logs)]
+            hook[k] = [float(x) for x in re.findall(r" %s: instance \S+ \(pid \d+\) restored in .*on_restore and channel ([\d.]+)" % fn, logs)]
+            moved[k] = re.search(r" %s: ([\d.]+) MiB in (\d+) mappings moved into memory files in ([\d.]+) ms" % fn, logs)
         # throughput: one warm instance; alternate direct and thaw
         port = free_port()
         p = subprocess.Popen([PY, "server.py"], cwd=fn_dir, env=dict(os.environ, FC_SERVER_PORT=str(port)),
@@ -143,17 +214,27 @@ def main():
         finally:
             p.kill()
             p.wait()
-    print("torch-digits custom runtime (%s)" % time.strftime("%Y-%m-%d"))
+    print("torch-digits custom runtime (%s)" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     print("cold start, process start -> first :predict answer (%d runs): p50 %.0f ms, min %.0f, max %.0f"
           % (len(colds), statistics.median(colds), min(colds), max(colds)))
-    print("restore from zero -> first :predict answer, client side (%d runs): p50 %.1f ms, p99 %.1f ms, min %.1f"
-          % (len(rs), statistics.median(rs), pct(rs, 99), min(rs)))
-    if criu:
-        print("  of which criu restore: p50 %.1f ms; restore hook + port: p50 %.2f ms"
-              % (statistics.median(criu), statistics.median(hook)))
-    print("  cold / restore (p50): %.0fx" % (statistics.median(colds) / statistics.median(rs)))
-    if snap:
-        print("snapshot image %s MiB, dump %s ms" % (snap.group(1), snap.group(2)))
+    for k, fn in VARIANTS.items():
+        r = rs[k]
+        print("[%s] %s%s" % (k, fn, " (snapshotMemory.mapped: false)" if k == "copy" else " (agent)"))
+        print("  restore from zero -> first :predict answer, client side (%d runs): p50 %.1f ms, p99 %.1f ms, min %.1f"
+              % (len(r), statistics.median(r), pct(r, 99), min(r)))
+        if criu[k]:
+            print("  of which criu restore: p50 %.1f ms; restore hook + port: p50 %.2f ms"
+                  % (statistics.median(criu[k]), statistics.median(hook[k]) if hook[k] else -1))
+        print("  cold / restore (p50): %.0fx" % (statistics.median(colds) / statistics.median(r)))
+        if snap[k]:
+            print("  snapshot: %s MiB in all, dump %s ms" % (snap[k].group(1), snap[k].group(2)))
+        print("  of it CRIU images %.1f MiB, memory files %.1f MiB" % files[k])
+        if moved[k]:
+            print("  moved into memory files before the dump: %s MiB in %s mappings in %s ms"
+                  % moved[k].groups())
+        n, pss, priv = mem[k]
+        print("  %d idle restored copies: Pss %.1f MiB per copy, private %.1f MiB per copy (= one more copy)"
+              % (n, pss, priv))
     for k, v in runs.items():
         print("%-6s wrk -t1 -c%d -d%ds: %s req/s, p99 %s ms, non-2xx %s" % (
             k, CONNS, DURATION, " / ".join("%.0f" % x[0] for x in v), " / ".join("%.2f" % x[1] for x in v),
