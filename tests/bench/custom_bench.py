@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from thawtest import ROOT, Daemon, free_port, skip, wait_for  # noqa: E402
 
 PY = "/usr/bin/python3"
+MEM_TMPFS = "/dev/shm/thaw-mem"
 RESTORES = int(os.environ.get("RESTORES", "20"))
 COLDS = int(os.environ.get("COLDS", "5"))
 DURATION = int(os.environ.get("DURATION", "10"))
@@ -161,7 +162,18 @@ def main():
         skip("needs python3-torch python3-fastapi python3-uvicorn python3-sklearn")
     if not shutil.which("wrk"):
         skip("needs wrk")
-    d = Daemon({}, ready_timeout=120, wait_ready=False)
+    # snapshots on thaw's own huge-page tmpfs, as the daemon's default
+    snaps = tempfile.mkdtemp(prefix="bench-custom-", dir=MEM_TMPFS) if os.path.isdir(MEM_TMPFS) else None
+    try:
+        run(snaps)
+    finally:
+        if snaps:
+            shutil.rmtree(snaps, ignore_errors=True)
+
+
+def run(snaps):
+    d = Daemon({}, args=["--snapshot-dir", snaps] if snaps else [], ready_timeout=120, wait_ready=False)
+    snap_dir = snaps or d.snap_dir
     fn_dir = os.path.join(d.fn_dir, "torch-digits")
     shutil.copytree(os.path.join(ROOT, "examples", "torch-digits"), fn_dir)
     subprocess.run([PY, "train.py"], cwd=fn_dir, check=True, stdout=subprocess.DEVNULL)
@@ -188,9 +200,9 @@ def main():
         files = {}  # (CRIU images, memory files) in MiB
         for k, fn in VARIANTS.items():
             img = mf = 0
-            for e in os.scandir(os.path.join(d.snap_dir, fn + "-v1")):
+            for e in os.scandir(os.path.join(snap_dir, fn + "-v1")):
                 if e.name.startswith("thaw-mem-"):
-                    mf += e.stat().st_size
+                    mf += e.stat().st_blocks * 512
                 else:
                     img += e.stat().st_size
             files[k] = (img / 1048576.0, mf / 1048576.0)
@@ -214,7 +226,8 @@ def main():
         finally:
             p.kill()
             p.wait()
-    print("torch-digits custom runtime (%s)" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    print("torch-digits custom runtime (%s), snapshots in %s" % (
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), snap_dir))
     print("cold start, process start -> first :predict answer (%d runs): p50 %.0f ms, min %.0f, max %.0f"
           % (len(colds), statistics.median(colds), min(colds), max(colds)))
     for k, fn in VARIANTS.items():

@@ -2,8 +2,8 @@
 (stdlib only).
 
 At start it forks a helper child (it holds CHILD_MB of its own state and
-sleeps), then builds STATE_MB of non-zero state in 8 threads (16 MiB
-bytearrays: each its own anonymous mapping) and keeps 4 worker threads
+sleeps), then builds STATE_MB of non-zero state in threads (16 MiB
+bytearrays, one thread each: each its own anonymous mapping) and keeps 4 worker threads
 alive, blocked or sleeping, as a real server's pool would be. GET /check
 recomputes the state's checksum, writes a token of its own into the state,
 holds it ms milliseconds, reads it back and puts the original bytes back;
