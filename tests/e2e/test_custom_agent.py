@@ -6,7 +6,9 @@ into thaw-mem-PID-* files before the dump, so the CRIU image holds no copy
 of the state; restored copies (four at once) see the whole state intact,
 file-backed, and a write in one copy is not seen by another. With
 snapshotMemory {mapped: false} the agent is not loaded and CRIU copies the
-state. A damaged memory file is refused (the next instance cold starts)."""
+state. A thread that blocks the park signal makes the agent give up in its
+bound and leave memory as it was; the snapshot still works. A damaged
+memory file is refused (the next instance cold starts)."""
 import glob
 import os
 import re
@@ -118,6 +120,22 @@ def test_agent_off(d):
         check(j["mapped_mb"] == 0 and j["sum_ok"], "mapped: false: state anonymous and right", j)
 
 
+def test_threads_that_do_not_stop(d):
+    """A thread blocks the park signal: the agent gives up after its bound,
+    moves nothing of that process, and the snapshot still works (CRIU
+    copies the memory)."""
+    logs = d.logs()
+    check(re.search(r"agent: error: 1 of \d+ threads did not stop in 2000 ms", logs) is not None,
+          "a thread that cannot be stopped: one clear line", [l for l in logs.splitlines() if "agent" in l])
+    mem, img, names = sizes(os.path.join(d.snap_dir, "stuck-v1"))
+    check(not [n for n in names if n.startswith("thaw-mem-1-")],
+          "the server's memory was left as it was (no memory file of it)", names)
+    check(img >= STATE_MB * MIB, "CRIU copied the server's state: %.1f MiB" % (img / MIB))
+    r = d.request("GET", "/stuck/check", timeout=60)
+    check(r.status == 200 and r.json()["sum_ok"] and r.json()["mapped_mb"] == 0,
+          "a restored copy answers with its state right, anonymous", r)
+
+
 def test_damaged_file_refused(d, folder, names):
     victim = os.path.join(folder, sorted(names)[0])
     os.chmod(victim, 0o600)
@@ -151,10 +169,13 @@ def main():
                                      "scaleToZeroGracePeriodSeconds": 0,
                                      "stableWindowSeconds": 6}),
            "off": fn(snapshotMemory={"mapped": False},
-                     environmentVariables={"STATE_MB": str(STATE_MB), "CHILD_MB": "0"})}
+                     environmentVariables={"STATE_MB": str(STATE_MB), "CHILD_MB": "0"}),
+           "stuck": fn(environmentVariables={"STATE_MB": str(STATE_MB), "CHILD_MB": "0",
+                                             "BLOCK_PARK": "1"})}
     with Daemon(fns, ready_timeout=180, threads=2) as d:
         got = test_agent_moves_state(d)
         test_agent_off(d)
+        test_threads_that_do_not_stop(d)
         if got:
             test_damaged_file_refused(d, *got)
     finish()

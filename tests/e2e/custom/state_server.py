@@ -8,7 +8,8 @@ alive, blocked or sleeping, as a real server's pool would be. GET /check
 recomputes the state's checksum, writes a token of its own into the state,
 holds it ms milliseconds, reads it back and puts the original bytes back;
 it also says whether the agent is loaded and how much of its (and the
-child's) memory is backed by thaw-mem-* files.
+child's) memory is backed by thaw-mem-* files. BLOCK_PARK=1 adds a thread
+that blocks the agent's park signal.
 """
 import hashlib
 import http.server
@@ -16,6 +17,7 @@ import json
 import os
 import queue
 import random
+import signal
 import sys
 import threading
 import time
@@ -99,7 +101,15 @@ def ticker():
         time.sleep(0.002)
 
 
-for target in (worker, worker, ticker, ticker):
+def deaf():
+    """BLOCK_PARK=1: a thread that blocks the agent's park signal (as some
+    libraries block every signal in their threads): the world cannot stop."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGRTMIN + 6})
+    while True:
+        time.sleep(0.01)
+
+
+for target in (worker, worker, ticker, ticker) + ((deaf,) if os.environ.get("BLOCK_PARK") else ()):
     threading.Thread(target=target, daemon=True).start()
 lock = threading.Lock()
 state = {"restored": 0}
