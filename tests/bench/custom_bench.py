@@ -12,9 +12,10 @@ Restores, the snapshot and memory run side by side for two copies of the
 function in one daemon: "agent" (snapshotMemory.mapped, the default: the
 agent moves the server's large anonymous memory into memory files before
 the dump) and "copy" (mapped: false: CRIU copies it), alternating which
-goes first. memory: COPIES restored copies of each (minInstances), idle,
-their processes' Pss and private bytes (smaps_rollup) per copy: the
-private bytes are what one more copy costs.
+goes first. memory: the restored copies of each (minInstances COPIES + 1,
+idle; a cold one left out), their processes' Pss and anonymous bytes
+(smaps_rollup) per copy: the anonymous bytes are what one more copy costs
+(memory files are in the tmpfs once, shared by all copies).
 """
 import http.client
 import json
@@ -105,26 +106,33 @@ def restores(d):
     return out
 
 
-def copy_memory(fn):
-    """(copies, Pss MiB per copy, private MiB per copy) of fn's processes."""
-    roots, pss, priv = set(), 0, 0
+def copy_memory(d, fn):
+    """(copies, Pss MiB per copy, anonymous MiB per copy) of fn's restored
+    copies alive (their pids from the daemon's log; a cold one is left out).
+    Anonymous memory is what one more copy costs: the memory files' pages
+    are in the tmpfs once, shared by every copy that maps them."""
+    roots = re.findall(r" %s: instance \S+ \(pid (\d+)\) restored in" % fn, d.logs())
+    ns = {}
+    for pid in roots:
+        try:
+            ns[os.readlink("/proc/%s/ns/pid" % pid)] = pid
+        except OSError:
+            pass  # gone
+    pss = anon = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            env = open("/proc/%s/environ" % pid, "rb").read().split(b"\0")
-            if ("FC_FUNCTION_NAME=%s" % fn).encode() not in env:
+            if os.readlink("/proc/%s/ns/pid" % pid) not in ns:
                 continue
             roll = open("/proc/%s/smaps_rollup" % pid).read()
-            ns = os.readlink("/proc/%s/ns/pid" % pid)
         except OSError:
             continue
         kb = dict((l.split(":")[0], int(l.split()[1])) for l in roll.splitlines()[1:] if l.endswith("kB"))
         pss += kb.get("Pss", 0)
-        priv += kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)
-        roots.add(ns)
-    n = len(roots)
-    return n, pss / 1024.0 / max(n, 1), priv / 1024.0 / max(n, 1)
+        anon += kb.get("Anonymous", 0)
+    n = len(ns)
+    return n, pss / 1024.0 / max(n, 1), anon / 1024.0 / max(n, 1)
 
 
 def wrk(port, path):
@@ -179,7 +187,8 @@ def run(snaps):
     subprocess.run([PY, "train.py"], cwd=fn_dir, check=True, stdout=subprocess.DEVNULL)
     scale = ("instanceConcurrency: %d\nscalingConfig:\n  maxInstances: 1\n"
              "  stableWindowSeconds: 6\n  scaleToZeroGracePeriodSeconds: 0\n" % CONNS)
-    copies = "scalingConfig:\n  minInstances: %d\n  maxInstances: %d\n" % (COPIES, COPIES)
+    # one more than COPIES: copies started while the first snapshot is taken are cold
+    copies = "scalingConfig:\n  minInstances: %d\n  maxInstances: %d\n" % (COPIES + 1, COPIES + 1)
     off = "snapshotMemory:\n  mapped: false\n"
     for name, extra in (("torch-digits-copy", scale + off), ("torch-digits-x%d" % COPIES, copies),
                         ("torch-digits-copy-x%d" % COPIES, copies + off), ("torch-digits", scale)):
@@ -192,9 +201,9 @@ def run(snaps):
         mem = {}
         for k, fn in VARIANTS.items():
             xfn = fn + "-x%d" % COPIES
-            wait_for(lambda: copy_memory(xfn)[0] >= COPIES, secs=120, step=0.5)
+            wait_for(lambda: copy_memory(d, xfn)[0] >= COPIES, secs=120, step=0.5)
             time.sleep(2)  # the last copy's restore hook done
-            mem[k] = copy_memory(xfn)
+            mem[k] = copy_memory(d, xfn)
         rs = restores(d)
         logs = d.logs()
         files = {}  # (CRIU images, memory files) in MiB
@@ -245,9 +254,9 @@ def run(snaps):
         if moved[k]:
             print("  moved into memory files before the dump: %s MiB in %s mappings in %s ms"
                   % moved[k].groups())
-        n, pss, priv = mem[k]
-        print("  %d idle restored copies: Pss %.1f MiB per copy, private %.1f MiB per copy (= one more copy)"
-              % (n, pss, priv))
+        n, pss, anon = mem[k]
+        print("  %d idle restored copies: Pss %.1f MiB per copy, anonymous %.1f MiB per copy (= one more copy)"
+              % (n, pss, anon))
     for k, v in runs.items():
         print("%-6s wrk -t1 -c%d -d%ds: %s req/s, p99 %s ms, non-2xx %s" % (
             k, CONNS, DURATION, " / ".join("%.0f" % x[0] for x in v), " / ".join("%.2f" % x[1] for x in v),
