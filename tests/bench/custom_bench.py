@@ -12,8 +12,9 @@ Restores, the snapshot and memory run side by side for two copies of the
 function in one daemon: "agent" (snapshotMemory.mapped, the default: the
 agent moves the server's large anonymous memory into memory files before
 the dump) and "copy" (mapped: false: CRIU copies it), alternating which
-goes first. memory: the restored copies of each (minInstances COPIES + 1,
-idle; a cold one left out), their processes' Pss and anonymous bytes
+goes first. memory: COPIES restored copies of each (brought up by bursts
+of concurrent requests, instanceConcurrency 1; a cold one left out), after
+a request or a few each, their processes' Pss and anonymous bytes
 (smaps_rollup) per copy: the anonymous bytes are what one more copy costs
 (memory files are in the tmpfs once, shared by all copies).
 """
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
@@ -104,6 +106,15 @@ def restores(d):
             if st != 200:
                 raise RuntimeError("%s: status %d" % (fn, st))
     return out
+
+
+def burst(d, path, n):
+    """n concurrent :predict requests."""
+    ts = [threading.Thread(target=predict, args=(d.port, path)) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
 
 
 def copy_memory(d, fn):
@@ -187,8 +198,10 @@ def run(snaps):
     subprocess.run([PY, "train.py"], cwd=fn_dir, check=True, stdout=subprocess.DEVNULL)
     scale = ("instanceConcurrency: %d\nscalingConfig:\n  maxInstances: 1\n"
              "  stableWindowSeconds: 6\n  scaleToZeroGracePeriodSeconds: 0\n" % CONNS)
-    # one more than COPIES: copies started while the first snapshot is taken are cold
-    copies = "scalingConfig:\n  minInstances: %d\n  maxInstances: %d\n" % (COPIES + 1, COPIES + 1)
+    # restored copies: bursts of concurrent requests, one request per copy
+    # at a time, until COPIES are up; they stay a minute
+    copies = ("instanceConcurrency: 1\nscalingConfig:\n  maxInstances: %d\n"
+              "  stableWindowSeconds: 60\n" % COPIES)
     off = "snapshotMemory:\n  mapped: false\n"
     for name, extra in (("torch-digits-copy", scale + off), ("torch-digits-x%d" % COPIES, copies),
                         ("torch-digits-copy-x%d" % COPIES, copies + off), ("torch-digits", scale)):
@@ -201,8 +214,10 @@ def run(snaps):
         mem = {}
         for k, fn in VARIANTS.items():
             xfn = fn + "-x%d" % COPIES
-            wait_for(lambda: copy_memory(d, xfn)[0] >= COPIES, secs=120, step=0.5)
-            time.sleep(2)  # the last copy's restore hook done
+            deadline = time.time() + 60
+            while copy_memory(d, xfn)[0] < COPIES and time.time() < deadline:
+                burst(d, "/%s/v1/models/torch-digits:predict" % xfn, 4 * COPIES)
+            time.sleep(1)
             mem[k] = copy_memory(d, xfn)
         rs = restores(d)
         logs = d.logs()
@@ -255,7 +270,7 @@ def run(snaps):
             print("  moved into memory files before the dump: %s MiB in %s mappings in %s ms"
                   % moved[k].groups())
         n, pss, anon = mem[k]
-        print("  %d idle restored copies: Pss %.1f MiB per copy, anonymous %.1f MiB per copy (= one more copy)"
+        print("  %d restored copies: Pss %.1f MiB per copy, anonymous %.1f MiB per copy (= one more copy)"
               % (n, pss, anon))
     for k, v in runs.items():
         print("%-6s wrk -t1 -c%d -d%ds: %s req/s, p99 %s ms, non-2xx %s" % (
