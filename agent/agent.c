@@ -217,14 +217,16 @@ static int stop_world(struct memfile_report *r)
 	atomic_store(&world.stopping, 1);
 	double deadline = now_ms() + AGENT_STOP_MS;
 	for (;;) {
+		/* parked first, then listed: a thread made by one that had not
+		 * parked yet is in this listing, since its maker is parked now */
+		unsigned left = not_parked();
 		int fresh = signal_new(self);
 		if (fresh < 0) {
 			memfile_say(r, "error: stopping threads: %s\n", strerror(-fresh));
 			ret = fresh;
 			break;
 		}
-		unsigned left = not_parked();
-		if (!fresh && !left) { /* and a listing after every park found no new one */
+		if (!fresh && !left) {
 			unsigned parked = 0;
 			for (unsigned i = 0; i < world.n; i++)
 				parked += atomic_load(&world.parked[i]);
