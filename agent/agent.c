@@ -21,6 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
 #define THREAD_STACK (256u << 10) /* below any sane threshold: never moved */
 #define MAX_STACKS 1024
 
@@ -38,6 +42,10 @@ static struct world {
 
 static pid_t agent_tid;
 static bool park_installed;
+/* What the move did, kept in the memory every restored copy has. */
+static struct memfile_area moved[MEMFILE_MAX_AREAS];
+static unsigned n_moved;
+static bool populate_wanted;
 
 static void note(const char *msg)
 {
@@ -279,7 +287,8 @@ static void serve(int key)
 		/* every other thread is parked in a futex wait: /proc shows
 		 * each one's stack pointer */
 		rq.n_sp = memfile_stack_points(sp, MAX_STACKS);
-		memfile_move_all(&rq, &r, NULL, NULL);
+		memfile_move_all(&rq, &r, moved, &n_moved);
+		populate_wanted = populate != 0;
 		release_world();
 	}
 	munmap(sp, MAX_STACKS * sizeof(uintptr_t));
@@ -290,6 +299,15 @@ answer:
 			 strerror(-ret));
 		note(msg);
 	}
+}
+
+/* After a restore (the daemon's cue): page tables of the moved memory
+ * filled from the page cache, so later requests find it mapped. */
+static void populate(void)
+{
+	for (unsigned i = 0; i < n_moved; i++)
+		(void)madvise((void *)moved[i].start, moved[i].end - moved[i].start,
+			      MADV_POPULATE_READ);
 }
 
 /* --- the agent thread --------------------------------------------------------- */
@@ -305,8 +323,12 @@ static void *agent_main(void *arg)
 		siginfo_t si;
 		if (sigwaitinfo(&set, &si) < 0)
 			continue; /* EINTR, e.g. across a restore */
-		if (si.si_code == SI_QUEUE && si.si_value.sival_int > 0)
+		if (si.si_code != SI_QUEUE)
+			continue;
+		if (si.si_value.sival_int > 0)
 			serve(si.si_value.sival_int);
+		else if (si.si_value.sival_int == CHANNEL_AGENT_POPULATE && populate_wanted)
+			populate();
 	}
 	return NULL;
 }

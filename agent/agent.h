@@ -21,6 +21,9 @@
  *     stacks, [vdso]/[vvar], shared, file or device mappings, guards) into
  *     DIR/thaw-mem-PID-ADDRESS and maps it back MAP_PRIVATE|MAP_FIXED;
  *  3. releases the threads, answers the report.
+ * In a restored copy, CHANNEL_AGENT_POPULATE (the daemon's cue after the
+ * copy's first response, with snapshotMemory.populate) has it fault the
+ * moved memory in from the page cache (MADV_POPULATE_READ).
  * No malloc while the world is stopped: a parked thread may hold its lock.
  *
  * Nothing is exported: the library is its constructor.

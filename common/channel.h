@@ -53,6 +53,10 @@
  * threads, moves its mappings into files thaw-mem-PID-ADDRESS of dir and
  * answers with the same report lines. */
 #define CHANNEL_AGENT_SO "libthaw-agent.so"
+/* sival_int of CHANNEL_MEM_SIGNAL after a restored copy's first response
+ * (snapshotMemory.populate): the agent faults what it moved in
+ * (MADV_POPULATE_READ), in the first process of the tree only. */
+#define CHANNEL_AGENT_POPULATE (-1)
 #define CHANNEL_AGENTREQ_FMT "/dev/shm/thaw-criu/agentreq-%d"
 #define CHANNEL_AGENTACK_FMT "/dev/shm/thaw-criu/agentack-%d-%d"
 /* The tmpfs thaw mounts for snapshots (huge pages): the default snapshot

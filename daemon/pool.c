@@ -830,6 +830,16 @@ static void custom_init_failed(void *owner, const char *why)
 
 static void custom_response(void *owner, uint64_t id, const char *payload, size_t len)
 {
+	struct instance *in = owner;
+	const struct config *c = &in->pool->fn->cfg;
+	/* snapshotMemory.populate: a copy's first response is its agent's cue */
+	if (in->restored && !in->populate_sent && c->snapshot_memory.populate &&
+	    c->snapshot_memory.mapped) {
+		in->populate_sent = true;
+		int ret = instance_agent_populate(&in->proc);
+		if (ret)
+			pr_warn("%s: populate: signal pid %d: %s", c->name, in->proc.pid, strerror(-ret));
+	}
 	on_response(owner, id, payload, len);
 }
 

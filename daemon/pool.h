@@ -48,6 +48,7 @@ struct instance {
 	bool snapshotting;  /* being dumped: takes no requests */
 	bool checkpoint_asked; /* CH_CHECKPOINT sent: its CH_READY starts the dump */
 	bool stopping;      /* told to stop (a custom runtime's preStop): takes none */
+	bool populate_sent; /* a restored custom runtime asked to populate (its first response) */
 	uint64_t warmup_id; /* the fc.yaml warmup request in flight, or 0 */
 	struct job job;     /* the restore or dump under way (counted in ops) */
 	int job_ret;

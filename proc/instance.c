@@ -187,6 +187,20 @@ int instance_cancel(const struct instance_proc *p, uint64_t id)
 	return 0;
 }
 
+int instance_agent_populate(const struct instance_proc *p)
+{
+	siginfo_t si = { 0 };
+	si.si_signo = CHANNEL_MEM_SIGNAL;
+	si.si_code = SI_QUEUE;
+	si.si_pid = getpid();
+	si.si_uid = getuid();
+	si.si_value.sival_int = CHANNEL_AGENT_POPULATE;
+	if (p->pidfd < 0 ||
+	    syscall(SYS_pidfd_send_signal, p->pidfd, CHANNEL_MEM_SIGNAL, &si, 0) < 0)
+		return p->pidfd < 0 ? -EBADF : -errno;
+	return 0;
+}
+
 int instance_fds_new(int sv[2], int lp[2])
 {
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {

@@ -78,6 +78,12 @@ int instance_spawn_in(const char *host_path, const struct config *cfg,
  * its answer is dropped anyway. 0 or -errno. */
 int instance_cancel(const struct instance_proc *p, uint64_t id);
 
+/* A restored custom runtime's first response is out: asks the agent of
+ * its first process (CHANNEL_AGENT_POPULATE) to fault the memory it moved
+ * in from the page cache, when the snapshot asked for populate. 0 or
+ * -errno. */
+int instance_agent_populate(const struct instance_proc *p);
+
 /* SIGKILLs the instance (its whole pid namespace dies with it), reaps it and
  * closes every fd in p. Safe on a half-filled p (fds of -1, pid 0). */
 void instance_destroy(struct instance_proc *p);

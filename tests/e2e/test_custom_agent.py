@@ -7,7 +7,9 @@ of the state; restored copies (four at once) see the whole state intact,
 file-backed, and a write in one copy is not seen by another. With
 snapshotMemory {mapped: false} the agent is not loaded and CRIU copies the
 state. A thread that blocks the park signal makes the agent give up in its
-bound and leave memory as it was; the snapshot still works. A damaged
+bound and leave memory as it was; the snapshot still works. With
+populate, a copy's agent maps the moved memory in after its first
+response. A damaged
 memory file is refused (the next instance cold starts)."""
 import glob
 import os
@@ -21,7 +23,7 @@ from thawtest import BUILD, Daemon, check, criu_works, finish, skip, wait_for  #
 PY = "/usr/bin/python3"
 SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "custom", "state_server.py")
 MIB = 1 << 20
-STATE_MB, CHILD_MB = 128, 32
+STATE_MB, CHILD_MB, POP_MB = 128, 32, 64
 IMAGE_BOUND = 64 * MIB  # the interpreter's own heap and the rest: ~20 MiB seen
 
 
@@ -136,6 +138,22 @@ def test_threads_that_do_not_stop(d):
           "a restored copy answers with its state right, anonymous", r)
 
 
+def test_populate(d):
+    """snapshotMemory.populate: after a restored copy's first response its
+    agent maps the moved memory in; /rss touches none of it."""
+    r = d.request("GET", "/pop/rss", timeout=60)
+    check(r.status == 200, "populate: a restored copy answers", r)
+    if r.status != 200:
+        return
+    first = r.json()
+    check(first["mapped_mb"] >= POP_MB and first["resident_mb"] < POP_MB,
+          "populate: at the first request the moved state is not mapped in yet", first)
+    got = wait_for(lambda: d.request("GET", "/pop/rss").json()["resident_mb"] >= first["mapped_mb"] - 1,
+                   secs=10, step=0.2)
+    check(got, "populate: after the first response all of it is mapped in",
+          (first, d.request("GET", "/pop/rss").json()))
+
+
 def test_damaged_file_refused(d, folder, names):
     victim = os.path.join(folder, sorted(names)[0])
     os.chmod(victim, 0o600)
@@ -170,12 +188,15 @@ def main():
                                      "stableWindowSeconds": 6}),
            "off": fn(snapshotMemory={"mapped": False},
                      environmentVariables={"STATE_MB": str(STATE_MB), "CHILD_MB": "0"}),
+           "pop": fn(snapshotMemory={"populate": True},
+                     environmentVariables={"STATE_MB": str(POP_MB), "CHILD_MB": "0"}),
            "stuck": fn(environmentVariables={"STATE_MB": str(STATE_MB), "CHILD_MB": "0",
                                              "BLOCK_PARK": "1"})}
     with Daemon(fns, ready_timeout=180, threads=2) as d:
         got = test_agent_moves_state(d)
         test_agent_off(d)
         test_threads_that_do_not_stop(d)
+        test_populate(d)
         if got:
             test_damaged_file_refused(d, *got)
     finish()
