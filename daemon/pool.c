@@ -838,7 +838,8 @@ static void custom_response(void *owner, uint64_t id, const char *payload, size_
 		in->populate_sent = true;
 		int ret = instance_agent_populate(&in->proc);
 		if (ret)
-			pr_warn("%s: populate: signal pid %d: %s", c->name, in->proc.pid, strerror(-ret));
+			pr_warn("%s: populate: pid %d: %s", c->name, in->proc.pid,
+				ret == -ENOENT ? "no agent loaded" : strerror(-ret));
 	}
 	on_response(owner, id, payload, len);
 }

@@ -187,8 +187,26 @@ int instance_cancel(const struct instance_proc *p, uint64_t id)
 	return 0;
 }
 
+/* Whether pid has a handler for sig (SigCgt of /proc/PID/status): the
+ * agent's; without one the signal would kill it. */
+static bool catches(pid_t pid, int sig)
+{
+	char path[64], text[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	text[n > 0 ? n : 0] = '\0';
+	const char *c = strstr(text, "SigCgt:");
+	return c && (strtoull(c + 7, NULL, 16) >> (sig - 1)) & 1;
+}
+
 int instance_agent_populate(const struct instance_proc *p)
 {
+	if (p->pid <= 0 || !catches(p->pid, CHANNEL_MEM_SIGNAL))
+		return -ENOENT; /* no agent there (a static program) */
 	siginfo_t si = { 0 };
 	si.si_signo = CHANNEL_MEM_SIGNAL;
 	si.si_code = SI_QUEUE;

@@ -80,8 +80,9 @@ int instance_cancel(const struct instance_proc *p, uint64_t id);
 
 /* A restored custom runtime's first response is out: asks the agent of
  * its first process (CHANNEL_AGENT_POPULATE) to fault the memory it moved
- * in from the page cache, when the snapshot asked for populate. 0 or
- * -errno. */
+ * in from the page cache, when the snapshot asked for populate. 0, -ENOENT
+ * when that process has no handler for the signal (no agent: it would
+ * die of it), or -errno. */
 int instance_agent_populate(const struct instance_proc *p);
 
 /* SIGKILLs the instance (its whole pid namespace dies with it), reaps it and
