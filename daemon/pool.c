@@ -284,11 +284,12 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 	in->idle_since_ns = now_ns();
 	if (in->restored)
 		pr_info("%s: instance %s (pid %d) restored in %.1f ms: queue %.1f, verify %.1f, "
-			"criu %.1f, back to loop %.1f, on_restore and channel %.2f",
+			"criu %.1f, back to loop %.1f, on_restore and channel %.2f%s",
 			p->fn->cfg.name, in->id, in->proc.pid, (double)took / 1e6,
 			(double)(in->job_start_ns - in->started_ns) / 1e6, in->verify_ms, in->criu_ms,
 			(double)(in->restored_ns - in->job_end_ns) / 1e6,
-			(double)(now_ns() - in->restored_ns) / 1e6);
+			(double)(now_ns() - in->restored_ns) / 1e6,
+			in->criu_ahead ? "; criu started ahead" : "");
 	else
 		pr_info("%s: instance %s (pid %d) ready in %.1f ms", p->fn->cfg.name, in->id,
 			in->proc.pid, (double)took / 1e6);

@@ -52,6 +52,7 @@ struct instance {
 	struct job job;     /* the restore or dump under way (counted in ops) */
 	int job_ret;
 	double verify_ms, criu_ms; /* where a restore's time went */
+	bool criu_ahead; /* a criu started ahead served it (criu_swrk.h) */
 	int64_t job_start_ns, job_end_ns;
 	/* moving a process into a cgroup takes ~9 ms (cgroup v1): done off
 	 * the start path, by a job of its own (counted in ops) */

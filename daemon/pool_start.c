@@ -185,6 +185,7 @@ static void restore_run(struct job *j)
 			fn->cfg.name, (int)in->proc.pid, in->cgroups.cpu);
 	}
 	in->criu_ms = t.criu_ms;
+	in->criu_ahead = t.criu_ahead;
 	in->job_end_ns = now_ns();
 	if (!in->job_ret && t.plugins[0]) /* GPU state back: tests/bench/gpu_restore.py reads it */
 		pr_info("%s: %s", fn->cfg.name, t.plugins);

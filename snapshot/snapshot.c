@@ -1,6 +1,7 @@
 #define LOG_PREFIX "snapshot: "
 #include "snapshot/snapshot.h"
 #include "common/log.h"
+#include "snapshot/criu_swrk.h"
 #include "snapshot/cuda_ckpt.h"
 #include "snapshot/manifest.h"
 #include "snapshot/snapmem.h"
@@ -30,10 +31,6 @@
 #define CHECK_TIMEOUT_MS 20000
 #define DUMP_TIMEOUT_MS 300000 /* ~1 s per GiB of dirty memory, and margin */
 #define RESTORE_TIMEOUT_MS 60000
-/* The fd numbers the fresh channel and log pipe have in criu restore. */
-#define RESTORE_CHANNEL_FD 3
-#define RESTORE_LOG_FD 4
-#define RESTORE_NETNS_FD 5
 /* The key a custom runtime's network namespace is known by in its images:
  * declared external at dump, a fresh one handed in per restore. */
 #define NETNS_KEY "thaw-net"
@@ -73,17 +70,9 @@ static int run_criu_in(const char *what, char **argv, const struct subproc_fd *f
 	argv[0] = (char *)criu_path();
 	int ret = subproc_run_in(argv, fds, n_fds, join, timeout_ms, res);
 	if (ret) {
-		const char *out = res->out ? res->out : "";
-		size_t n = strlen(out);
-		const char *tail = n > 2000 ? out + n - 2000 : out;
-		char how[64];
-		if (ret == -EIO && WIFSIGNALED(res->status))
-			snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(res->status));
-		else if (ret == -EIO)
-			snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(res->status));
-		else
-			snprintf(how, sizeof(how), "%s", strerror(-ret));
-		pr_err("criu %s failed (%s); its output ends:\n%s", what, how, tail);
+		char name[32];
+		snprintf(name, sizeof(name), "criu %s", what);
+		subproc_log_failure(name, ret, res);
 	}
 	return ret;
 }
@@ -435,6 +424,66 @@ static pid_t read_pidfile(const char *path)
 	return v > 0 && v < INT_MAX ? (pid_t)v : -EBADMSG;
 }
 
+/* The copy pid runs: makes it out's, as instance_spawn would, then the
+ * plugins' post-restore step. sv and lp are consumed. */
+static int adopt_copy(pid_t pid, int sv[2], int lp[2], const struct fds_file *ff, const char *dir,
+		      struct instance_proc *out, struct snapshot_timing *t, double t0)
+{
+	int ret;
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		ret = -errno;
+		pr_perror("pidfd_open(%d) of a restored copy", (int)pid);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0); /* our child (--restore-sibling) */
+		for (int i = 0; i < 2; i++) {
+			close(sv[i]);
+			close(lp[i]);
+		}
+		return ret;
+	}
+	instance_proc_adopt(out, pid, pidfd, sv, lp);
+	if (ff->netns) { /* a custom runtime: HTTP in its namespace, no channel */
+		close(out->channel_fd);
+		out->channel_fd = -1;
+		out->channel_ino = 0;
+	}
+	char notes[160] = "";
+	if ((ret = plugins_post_restore(pid, dir, notes, sizeof(notes)))) {
+		instance_destroy(out);
+		return ret;
+	}
+	if (t) {
+		snprintf(t->plugins, sizeof(t->plugins), "%s", notes);
+		t->total_ms = now_ms() - t0;
+	}
+	return 0;
+}
+
+/* The restore through a criu started ahead (criu_swrk.h). */
+static int restore_swrk(struct criu_worker *w, const char *dir, const struct fds_file *ff,
+			const char *const *join, struct instance_proc *out,
+			struct snapshot_timing *t, double t0)
+{
+	struct criu_swrk_restore rq = { .dir = dir, .channel_ino = ff->channel_ino,
+					.log_ino = ff->log_ino, .mntns = ff->mntns };
+	pid_t pid = 0;
+	double ms = 0;
+	int ret = criu_swrk_restore(w, &rq, join, RESTORE_TIMEOUT_MS, &pid, &ms);
+	if (t) {
+		t->criu_ms = ms;
+		t->criu_ahead = 1;
+	}
+	if (ret) {
+		for (int i = 0; i < 2; i++) {
+			close(w->sv[i]);
+			close(w->lp[i]);
+		}
+		return ret;
+	}
+	return adopt_copy(pid, w->sv, w->lp, ff, dir, out, t, t0);
+}
+
 int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot_timing *t)
 {
 	return snapshot_restore_in(dir, NULL, out, t);
@@ -461,6 +510,11 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 	if (ret)
 		return ret;
 	ensure_rundir(); /* the pidfile goes there; cheap if it exists */
+	/* a criu started ahead, where one is ready (custom runtimes' network
+	 * namespace is made per restore: they exec criu) */
+	struct criu_worker w;
+	if (!ff.netns && criu_swrk_take(criu_path(), &w) == 0)
+		return restore_swrk(&w, dir, &ff, join, out, t, t0);
 	if ((ret = instance_fds_new(sv, lp)))
 		return ret;
 
@@ -468,9 +522,9 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 	snprintf(pidfile, sizeof(pidfile), "%s/restore-%d-%lu.pid", SNAPSHOT_CRIU_RUNDIR,
 		 (int)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
 	unlink(pidfile); /* criu refuses an existing one */
-	snprintf(chan_s, sizeof(chan_s), "fd[%d]:socket:[%" PRIu64 "]", RESTORE_CHANNEL_FD,
+	snprintf(chan_s, sizeof(chan_s), "fd[%d]:socket:[%" PRIu64 "]", CRIU_FD_CHANNEL,
 		 ff.channel_ino);
-	snprintf(log_s, sizeof(log_s), "fd[%d]:pipe:[%" PRIu64 "]", RESTORE_LOG_FD, ff.log_ino);
+	snprintf(log_s, sizeof(log_s), "fd[%d]:pipe:[%" PRIu64 "]", CRIU_FD_LOG, ff.log_ino);
 	/* -d: criu returns once the copy runs; -S (--restore-sibling): the copy
 	 * is our child, see snapshot.h. The pid namespace recorded in the image
 	 * is created anew for each copy. */
@@ -479,12 +533,12 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 	char *argv[32] = { NULL, "restore", "-D", (char *)dir, "-o", "-", "-v2", "-d", "-S",
 			   "--pidfile", pidfile, "--inherit-fd", log_s, "--manage-cgroups=ignore" };
 	int argc = 14;
-	struct subproc_fd fds[3] = { { lp[1], RESTORE_LOG_FD } };
+	struct subproc_fd fds[3] = { { lp[1], CRIU_FD_LOG } };
 	unsigned n_fds = 1;
 	if (ff.channel_ino) {
 		argv[argc++] = "--inherit-fd";
 		argv[argc++] = chan_s;
-		fds[n_fds++] = (struct subproc_fd){ sv[1], RESTORE_CHANNEL_FD };
+		fds[n_fds++] = (struct subproc_fd){ sv[1], CRIU_FD_CHANNEL };
 	}
 	char net_s[64];
 	if (ff.netns) {
@@ -492,13 +546,13 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 			pr_err("restore: a network namespace for the copy: %s", strerror(-ret));
 			goto close_lp;
 		}
-		snprintf(net_s, sizeof(net_s), "fd[%d]:" NETNS_KEY, RESTORE_NETNS_FD);
+		snprintf(net_s, sizeof(net_s), "fd[%d]:" NETNS_KEY, CRIU_FD_NETNS);
 		argv[argc++] = "--inherit-fd";
 		argv[argc++] = net_s;
 		argv[argc++] = "--network-lock";
 		argv[argc++] = "skip";
 		argv[argc++] = "--tcp-close";
-		fds[n_fds++] = (struct subproc_fd){ netns_fd, RESTORE_NETNS_FD };
+		fds[n_fds++] = (struct subproc_fd){ netns_fd, CRIU_FD_NETNS };
 	}
 	if (ff.mntns) {
 		argv[argc++] = "--root";
@@ -527,30 +581,7 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 		pr_err("restore: no pid in %s: %s", pidfile, strerror(-ret));
 		goto close_lp;
 	}
-	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pidfd < 0) {
-		ret = -errno;
-		pr_perror("pidfd_open(%d) of a restored copy", (int)pid);
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0); /* our child (--restore-sibling) */
-		goto close_lp;
-	}
-	instance_proc_adopt(out, pid, pidfd, sv, lp);
-	if (ff.netns) { /* a custom runtime: HTTP in its namespace, no channel */
-		close(out->channel_fd);
-		out->channel_fd = -1;
-		out->channel_ino = 0;
-	}
-	char notes[160] = "";
-	if ((ret = plugins_post_restore(pid, dir, notes, sizeof(notes)))) {
-		instance_destroy(out);
-		return ret;
-	}
-	if (t) {
-		snprintf(t->plugins, sizeof(t->plugins), "%s", notes);
-		t->total_ms = now_ms() - t0;
-	}
-	return 0;
+	return adopt_copy(pid, sv, lp, &ff, dir, out, t, t0);
 close_lp:
 	close(lp[0]);
 	close(lp[1]);

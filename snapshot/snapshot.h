@@ -53,7 +53,9 @@ struct snapshot_info {
 };
 
 struct snapshot_timing {
-	double criu_ms;  /* criu restore, exec to exit: the copy is running */
+	double criu_ms;  /* criu restore, exec to exit (or request to answer of a
+			  * criu started ahead): the copy is running */
+	int criu_ahead;  /* 1: a criu started ahead served it (criu_swrk.h) */
 	double total_ms; /* the whole snapshot_restore call */
 	char plugins[160]; /* what the plugins did after the restore, "" if nothing */
 };
