@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -36,6 +37,8 @@
 #define NETNS_KEY "thaw-net"
 /* criu prints this on every run here; it is harmless and says nothing */
 #define CRIU_NOISE "RLIMIT_NOFILE"
+#define PROC_MOUNTPOINT "proc.crtools" /* criu/pie/parasite.c */
+#define STALE_PROC_MOUNT_S 10
 #ifndef CAP_CHECKPOINT_RESTORE
 #define CAP_CHECKPOINT_RESTORE 40
 #endif
@@ -286,6 +289,36 @@ static int plugins_post_restore(pid_t pid, const char *dir, char *notes, size_t 
 	return 0;
 }
 
+/* criu's parasite mounts a proc at `proc.crtools` in the task's working
+ * directory (its /proc is not of the task's pid namespace) and removes it
+ * after; a dump killed in between leaves the folder, and every later dump
+ * of a task with that cwd fails (`Can't create a directory (-17)`). One
+ * older than a dump could be (dumps in one daemon take turns: pool_start.c)
+ * is removed, unmounted first where a proc is still on it. */
+static void clear_stale_proc_mount(pid_t pid)
+{
+	char cwd[64], path[PATH_MAX];
+	snprintf(cwd, sizeof(cwd), "/proc/%d/cwd", (int)pid);
+	int dfd = open(cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	struct stat st;
+	if (fstatat(dfd, PROC_MOUNTPOINT, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+	    time(NULL) - st.st_mtime > STALE_PROC_MOUNT_S) {
+		snprintf(path, sizeof(path), "%s/" PROC_MOUNTPOINT, cwd);
+		if (unlinkat(dfd, PROC_MOUNTPOINT, AT_REMOVEDIR) && errno == EBUSY)
+			if (umount2(path, MNT_DETACH) == 0)
+				unlinkat(dfd, PROC_MOUNTPOINT, AT_REMOVEDIR);
+		if (fstatat(dfd, PROC_MOUNTPOINT, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			pr_warn("dump of pid %d: a stale %s in its cwd stays (%s): the dump will fail",
+				(int)pid, PROC_MOUNTPOINT, strerror(errno));
+		else
+			pr_warn("dump of pid %d: removed a stale %s an interrupted dump left in its cwd",
+				(int)pid, PROC_MOUNTPOINT);
+	}
+	close(dfd);
+}
+
 int snapshot_dump(const struct instance_proc *p, const char *dir,
 		  const struct snapshot_mem_opts *mem, struct snapshot_info *info)
 {
@@ -310,6 +343,7 @@ int snapshot_dump(const struct instance_proc *p, const char *dir,
 	if (unlink(stale) && errno != ENOENT)
 		pr_perror("unlink %s", stale);
 	free(stale);
+	clear_stale_proc_mount(p->pid);
 	if ((ret = plugins_pre_dump(p->pid, dir, info->plugins, sizeof(info->plugins))))
 		return ret;
 	/* after the plugins: a GPU's state parked in host memory moves too */

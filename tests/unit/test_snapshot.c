@@ -430,6 +430,36 @@ static void test_verify_rejects_corruption(void **state)
 	printf("no manifest: %s\n", why);
 }
 
+/* A proc.crtools left in the instance's cwd by a dump that was killed
+ * (criu's parasite makes it there) is removed before the next dump, which
+ * then succeeds; on main before this it failed with EEXIST for good. */
+static void test_dump_clears_stale_proc_mount(void **state)
+{
+	(void)state;
+	char cwd[PATH_MAX], img[200], stale[200];
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(img, sizeof(img), "%s/img-stale", fx.root);
+	snprintf(stale, sizeof(stale), "%s/proc.crtools", fx.root);
+	assert_int_equal(mkdir(img, 0700), 0);
+	assert_int_equal(mkdir(stale, 0700), 0);
+	struct timespec old[2] = { { time(NULL) - 60, 0 }, { time(NULL) - 60, 0 } };
+	assert_int_equal(utimensat(AT_FDCWD, stale, old, 0), 0);
+	assert_int_equal(chdir(fx.root), 0); /* the instance's cwd is ours */
+	struct config cfg = { .name = "echo", .dir = fx.root, .handler = fx.so,
+			      .instance_concurrency = 1, .memory_mb = 512, .timeout_s = 3 };
+	struct instance_proc p;
+	int r = instance_spawn(fx.host, &cfg, &p);
+	assert_int_equal(chdir(cwd), 0);
+	assert_int_equal(r, 0);
+	char id[128];
+	wait_ready(p.channel_fd, id, sizeof(id));
+	struct snapshot_info info;
+	r = snapshot_dump(&p, img, NULL, &info);
+	instance_destroy(&p);
+	assert_int_equal(r, 0);
+	assert_int_equal(access(stale, F_OK), -1);
+}
+
 /* The copy's stdout/stderr reach the fresh log pipe: a malformed frame makes
  * the host log an error there and exit. */
 static void test_restored_copy_logs_to_new_pipe(void **state)
@@ -634,6 +664,7 @@ int main(void)
 		cmocka_unit_test(test_restore_timing_other_mntns),
 		cmocka_unit_test(test_verify_rejects_corruption),
 		cmocka_unit_test(test_restored_copy_logs_to_new_pipe),
+		cmocka_unit_test(test_dump_clears_stale_proc_mount),
 		cmocka_unit_test(test_failed_restore_unwinds),
 		cmocka_unit_test(test_subproc_kills_on_timeout),
 		cmocka_unit_test(test_subproc_joins_cgroup),
