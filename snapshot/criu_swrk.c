@@ -2,6 +2,7 @@
 #include "snapshot/criu_swrk.h"
 #include "common/log.h"
 #include "proc/instance.h"
+#include "proc/netns.h"
 #include "proc/reslimit.h"
 
 #include "criu/rpc.pb-c.h"
@@ -25,12 +26,16 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static struct criu_worker ready[MAX_SPARE];
-static unsigned n_ready;
+/* ready workers of both kinds: without ([0]) and with ([1]) a network
+ * namespace; the second kind is kept only once one was asked for */
+static struct criu_worker ready[2][MAX_SPARE];
+static unsigned n_ready[2];
+static bool netns_wanted;
 static char ready_path[PATH_MAX]; /* the criu binary the ready ones run */
-/* a worker of ready_path exited before it was used: start no more of them
- * (a criu that cannot serve swrk; restores exec criu as before) */
-static bool broken;
+/* a worker of ready_path of that kind could not start or exited before it
+ * was used: start no more of them (a criu that cannot serve swrk, no
+ * network namespaces here; restores exec criu as before) */
+static bool broken[2];
 static struct subproc used[MAX_USED];
 static unsigned n_used;
 static bool keeper_running;
@@ -55,7 +60,7 @@ unsigned criu_swrk_spare(void)
 
 static void close_fds(struct criu_worker *w)
 {
-	int *fds[] = { &w->rpc, &w->sv[0], &w->sv[1], &w->lp[0], &w->lp[1] };
+	int *fds[] = { &w->rpc, &w->sv[0], &w->sv[1], &w->lp[0], &w->lp[1], &w->netns };
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (*fds[i] >= 0) {
 			close(*fds[i]);
@@ -63,25 +68,26 @@ static void close_fds(struct criu_worker *w)
 		}
 }
 
-static int worker_start(const char *criu, struct criu_worker *w)
+static int worker_start(const char *criu, bool netns, struct criu_worker *w)
 {
 	int sk[2], ret;
-	*w = (struct criu_worker){ .rpc = -1, .sv = { -1, -1 }, .lp = { -1, -1 } };
+	*w = (struct criu_worker){ .rpc = -1, .sv = { -1, -1 }, .lp = { -1, -1 }, .netns = -1 };
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sk) < 0)
 		return -errno;
-	if ((ret = instance_fds_new(w->sv, w->lp))) {
-		close(sk[0]);
+	w->rpc = sk[0];
+	if ((ret = instance_fds_new(w->sv, w->lp)) || (netns && (ret = netns_new(&w->netns)))) {
 		close(sk[1]);
+		close_fds(w);
 		return ret;
 	}
-	w->rpc = sk[0];
 	char fd_s[16];
 	snprintf(fd_s, sizeof(fd_s), "%d", CRIU_FD_RPC);
 	char *argv[] = { (char *)criu, "swrk", fd_s, NULL };
 	struct subproc_fd fds[] = { { sk[1], CRIU_FD_RPC },
 				    { w->sv[1], CRIU_FD_CHANNEL },
-				    { w->lp[1], CRIU_FD_LOG } };
-	ret = subproc_start(argv, fds, 3, NULL, &w->proc);
+				    { w->lp[1], CRIU_FD_LOG },
+				    { w->netns, CRIU_FD_NETNS } };
+	ret = subproc_start(argv, fds, netns ? 4 : 3, NULL, &w->proc);
 	close(sk[1]);
 	if (ret)
 		close_fds(w);
@@ -109,14 +115,25 @@ static void discard_locked(struct criu_worker *w)
 	retire_locked(&w->proc);
 }
 
+/* The kind of worker the keeper starts next, or -1 when both are stocked. */
+static int kind_short_locked(void)
+{
+	unsigned want = ready_path[0] ? criu_swrk_spare() : 0;
+	if (!broken[0] && n_ready[0] < want)
+		return 0;
+	if (!broken[1] && netns_wanted && n_ready[1] < want)
+		return 1;
+	return -1;
+}
+
 /* The keeper: reaps used workers and keeps criu_swrk_spare() started. */
 static void *keeper_main(void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&lock);
 	for (;;) {
-		unsigned want = broken || !ready_path[0] ? 0 : criu_swrk_spare();
-		if (!n_used && n_ready >= want) {
+		int kind = kind_short_locked();
+		if (!n_used && kind < 0) {
 			pthread_cond_wait(&wake, &lock);
 			continue;
 		}
@@ -133,15 +150,16 @@ static void *keeper_main(void *arg)
 		snprintf(path, sizeof(path), "%s", ready_path);
 		pthread_mutex_unlock(&lock);
 		struct criu_worker w;
-		int ret = worker_start(path, &w);
+		int ret = worker_start(path, kind, &w);
 		pthread_mutex_lock(&lock);
 		if (ret) {
-			pr_err("cannot start %s swrk (%s): restores exec criu", path, strerror(-ret));
-			broken = true;
-		} else if (strcmp(path, ready_path) || n_ready == MAX_SPARE) {
+			pr_err("cannot start %s swrk%s (%s): restores exec criu", path,
+			       kind ? " with a network namespace" : "", strerror(-ret));
+			broken[kind] = true;
+		} else if (strcmp(path, ready_path) || n_ready[kind] == MAX_SPARE) {
 			discard_locked(&w);
 		} else {
-			ready[n_ready++] = w;
+			ready[kind][n_ready[kind]++] = w;
 		}
 	}
 	return NULL;
@@ -153,7 +171,7 @@ static bool exited(const struct subproc *sp)
 	return poll(&p, 1, 0) > 0;
 }
 
-int criu_swrk_take(const char *criu, struct criu_worker *w)
+int criu_swrk_take(const char *criu, bool netns, struct criu_worker *w)
 {
 	const char *off = getenv("THAW_CRIU_WORKERS"); /* read each time: see .h */
 	if (!criu_swrk_spare() || (off && !strcmp(off, "0")))
@@ -161,19 +179,21 @@ int criu_swrk_take(const char *criu, struct criu_worker *w)
 	int ret = -ENOENT;
 	pthread_mutex_lock(&lock);
 	if (strcmp(criu, ready_path)) { /* tests switch $THAW_CRIU */
-		while (n_ready)
-			discard_locked(&ready[--n_ready]);
+		for (int k = 0; k < 2; k++)
+			while (n_ready[k])
+				discard_locked(&ready[k][--n_ready[k]]);
 		snprintf(ready_path, sizeof(ready_path), "%s", criu);
-		broken = false;
+		broken[0] = broken[1] = false;
 	}
-	while (n_ready && ret) {
-		*w = ready[--n_ready];
+	netns_wanted |= netns;
+	while (n_ready[netns] && ret) {
+		*w = ready[netns][--n_ready[netns]];
 		if (!exited(&w->proc)) {
 			ret = 0;
 			break;
 		}
 		pr_err("%s swrk exited before it was used: restores exec criu", criu);
-		broken = true;
+		broken[netns] = true;
 		discard_locked(w);
 	}
 	if (!keeper_running) {
@@ -201,12 +221,20 @@ static int ask(struct criu_worker *w, const struct criu_swrk_restore *rq, int ti
 	char chan_key[48], log_key[48];
 	snprintf(chan_key, sizeof(chan_key), "socket:[%" PRIu64 "]", rq->channel_ino);
 	snprintf(log_key, sizeof(log_key), "pipe:[%" PRIu64 "]", rq->log_ino);
-	ThawCriu__InheritFd inh[2] = { THAW_CRIU__INHERIT_FD__INIT, THAW_CRIU__INHERIT_FD__INIT };
-	ThawCriu__InheritFd *inh_p[2] = { &inh[0], &inh[1] };
-	inh[0].key = log_key;
-	inh[0].fd = CRIU_FD_LOG;
-	inh[1].key = chan_key;
-	inh[1].fd = CRIU_FD_CHANNEL;
+	ThawCriu__InheritFd inh[3] = { THAW_CRIU__INHERIT_FD__INIT, THAW_CRIU__INHERIT_FD__INIT,
+				       THAW_CRIU__INHERIT_FD__INIT };
+	ThawCriu__InheritFd *inh_p[3] = { &inh[0], &inh[1], &inh[2] };
+	size_t n_inh = 0;
+	inh[n_inh].key = log_key;
+	inh[n_inh++].fd = CRIU_FD_LOG;
+	if (rq->channel_ino) {
+		inh[n_inh].key = chan_key;
+		inh[n_inh++].fd = CRIU_FD_CHANNEL;
+	}
+	if (rq->netns) {
+		inh[n_inh].key = CRIU_NETNS_KEY;
+		inh[n_inh++].fd = CRIU_FD_NETNS;
+	}
 	char *mnt_ext[] = { "mnt[]" };
 
 	ThawCriu__Opts o = THAW_CRIU__OPTS__INIT;
@@ -219,8 +247,14 @@ static int ask(struct criu_worker *w, const struct criu_swrk_restore *rq, int ti
 	o.rst_sibling = 1;
 	o.has_manage_cgroups_mode = 1;
 	o.manage_cgroups_mode = THAW_CRIU__CG_MODE__IGNORE;
-	o.n_inherit_fd = rq->channel_ino ? 2 : 1;
+	o.n_inherit_fd = n_inh;
 	o.inherit_fd = inh_p;
+	if (rq->netns) { /* as snapshot.c's command line says why */
+		o.has_network_lock = 1;
+		o.network_lock = THAW_CRIU__NETWORK_LOCK_METHOD__SKIP;
+		o.has_tcp_close = 1;
+		o.tcp_close = 1;
+	}
 	if (rq->mntns) {
 		o.root = "/";
 		o.n_external = 1;
@@ -292,6 +326,10 @@ int criu_swrk_restore(struct criu_worker *w, const struct criu_swrk_restore *rq,
 	*ms = now_ms() - t0;
 	close(w->rpc); /* criu exits after its answer (and on EOF) */
 	w->rpc = -1;
+	if (w->netns >= 0) { /* the copy holds it now */
+		close(w->netns);
+		w->netns = -1;
+	}
 	if (ret) {
 		if (ret == -ETIMEDOUT)
 			kill(w->proc.pid, SIGKILL);

@@ -31,20 +31,26 @@
 #define CRIU_FD_LOG 4
 #define CRIU_FD_NETNS 5
 #define CRIU_FD_RPC 6 /* a worker's request socket */
+/* The key a custom runtime's network namespace is known by in its images:
+ * declared external at dump, a fresh one handed in per restore. */
+#define CRIU_NETNS_KEY "thaw-net"
 
 struct criu_worker {
 	struct subproc proc; /* criu swrk CRIU_FD_RPC */
 	int rpc;	     /* our end of its request socket */
 	int sv[2], lp[2];    /* the copy's channel and log pipe */
+	int netns;	     /* the copy's network namespace (custom runtimes), or -1 */
 };
 
 /* What a restore asks for (the command line's -D, --inherit-fd, --root /
- * --external mnt[]; the rest is fixed: -d -S --manage-cgroups=ignore). */
+ * --external mnt[], and for a network namespace --network-lock skip
+ * --tcp-close; the rest is fixed: -d -S --manage-cgroups=ignore). */
 struct criu_swrk_restore {
 	const char *dir;
 	uint64_t channel_ino; /* 0: the snapshot has no channel */
 	uint64_t log_ino;
 	bool mntns;
+	bool netns; /* into the worker's fresh network namespace */
 };
 
 /* How many workers are kept started: $THAW_CRIU_WORKERS as it was at the
@@ -53,16 +59,17 @@ struct criu_swrk_restore {
  * one process. */
 unsigned criu_swrk_spare(void);
 
-/* A started worker for the criu binary at criu, or -ENOENT when none is
- * ready (then one is started for the next restore: the caller runs criu
- * itself this time). */
-int criu_swrk_take(const char *criu, struct criu_worker *w);
+/* A started worker for the criu binary at criu, with a fresh network
+ * namespace when netns (made ahead too: workers of that kind are kept from
+ * the first such request on), or -ENOENT when none is ready (then one is
+ * started for the next restore: the caller runs criu itself this time). */
+int criu_swrk_take(const char *criu, bool netns, struct criu_worker *w);
 
 /* Moves the worker into the cgroup folders of join (NULL-terminated, may
  * be NULL), sends rq, and waits at most timeout_ms for criu's answer: the
  * copy's pid, or -errno with criu's output tail logged. The worker is
- * used up either way (reaped by this module); w->sv and w->lp stay the
- * caller's. *ms gets the time from request to answer. */
+ * used up either way (reaped by this module, its netns fd closed); w->sv
+ * and w->lp stay the caller's. *ms gets the time from request to answer. */
 int criu_swrk_restore(struct criu_worker *w, const struct criu_swrk_restore *rq,
 		      const char *const *join, int timeout_ms, pid_t *pid, double *ms);
 

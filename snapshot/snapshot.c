@@ -32,9 +32,6 @@
 #define CHECK_TIMEOUT_MS 20000
 #define DUMP_TIMEOUT_MS 300000 /* ~1 s per GiB of dirty memory, and margin */
 #define RESTORE_TIMEOUT_MS 60000
-/* The key a custom runtime's network namespace is known by in its images:
- * declared external at dump, a fresh one handed in per restore. */
-#define NETNS_KEY "thaw-net"
 /* criu prints this on every run here; it is harmless and says nothing */
 #define CRIU_NOISE "RLIMIT_NOFILE"
 #define PROC_MOUNTPOINT "proc.crtools" /* criu/pie/parasite.c */
@@ -373,7 +370,7 @@ int snapshot_dump(const struct instance_proc *p, const char *dir,
 			pr_perror("stat %s", path);
 			return ret;
 		}
-		snprintf(net_s, sizeof(net_s), "net[%" PRIu64 "]:" NETNS_KEY, (uint64_t)st.st_ino);
+		snprintf(net_s, sizeof(net_s), "net[%" PRIu64 "]:" CRIU_NETNS_KEY, (uint64_t)st.st_ino);
 		argv[argc++] = "--external";
 		argv[argc++] = net_s;
 		argv[argc++] = "--network-lock";
@@ -500,7 +497,8 @@ static int restore_swrk(struct criu_worker *w, const char *dir, const struct fds
 			struct snapshot_timing *t, double t0)
 {
 	struct criu_swrk_restore rq = { .dir = dir, .channel_ino = ff->channel_ino,
-					.log_ino = ff->log_ino, .mntns = ff->mntns };
+					.log_ino = ff->log_ino, .mntns = ff->mntns,
+					.netns = ff->netns };
 	pid_t pid = 0;
 	double ms = 0;
 	int ret = criu_swrk_restore(w, &rq, join, RESTORE_TIMEOUT_MS, &pid, &ms);
@@ -544,10 +542,9 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 	if (ret)
 		return ret;
 	ensure_rundir(); /* the pidfile goes there; cheap if it exists */
-	/* a criu started ahead, where one is ready (custom runtimes' network
-	 * namespace is made per restore: they exec criu) */
+	/* a criu started ahead, where one is ready */
 	struct criu_worker w;
-	if (!ff.netns && criu_swrk_take(criu_path(), &w) == 0)
+	if (criu_swrk_take(criu_path(), ff.netns, &w) == 0)
 		return restore_swrk(&w, dir, &ff, join, out, t, t0);
 	if ((ret = instance_fds_new(sv, lp)))
 		return ret;
@@ -580,7 +577,7 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 			pr_err("restore: a network namespace for the copy: %s", strerror(-ret));
 			goto close_lp;
 		}
-		snprintf(net_s, sizeof(net_s), "fd[%d]:" NETNS_KEY, CRIU_FD_NETNS);
+		snprintf(net_s, sizeof(net_s), "fd[%d]:" CRIU_NETNS_KEY, CRIU_FD_NETNS);
 		argv[argc++] = "--inherit-fd";
 		argv[argc++] = net_s;
 		argv[argc++] = "--network-lock";
