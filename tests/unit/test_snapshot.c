@@ -298,7 +298,7 @@ static void measure_restores(const char *img, const char *label)
 	double criu[2][TIMING_RUNS], ready[2][TIMING_RUNS], first[2][TIMING_RUNS];
 	unsigned n[2] = { 0, 0 };
 	for (int i = 0; i < 2 * TIMING_RUNS; i++) {
-		int ahead = i % 2;
+		int ahead = !(i % 2); /* first: THAW_CRIU_WORKERS is read at the first take */
 		if (ahead)
 			unsetenv("THAW_CRIU_WORKERS");
 		else
