@@ -29,6 +29,14 @@ THAW = os.path.join(BUILD, "thaw")
 # make asan builds into build-asan: ASan turns a SIGSEGV into exit status 1
 SANITIZED = os.path.basename(BUILD).startswith("build-asan")
 
+# THAW_TEST_LOOP=epoll: every Daemon runs with io_uring refused by a
+# seccomp filter (tests/tools/no_io_uring, as container runtimes' default
+# profiles refuse it), so it serves on its epoll loop; start() fails unless
+# the daemon's log says so. tests/e2e/test_epoll.sh runs tests that way.
+TEST_LOOP = os.environ.get("THAW_TEST_LOOP", "")
+NO_IO_URING = os.path.join(BUILD, "tests", "tools", "no_io_uring")
+EPOLL_LINE = "the loops run on epoll"
+
 failures = []
 
 
@@ -359,6 +367,8 @@ class Daemon:
                "--threads", str(self.threads)] + self.args
         if "--grpc-port" not in self.args:  # not 8500: tests run side by side
             cmd += ["--grpc-port", "0"]
+        if TEST_LOOP == "epoll":
+            cmd = [NO_IO_URING] + cmd
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + self.ready_timeout
@@ -368,6 +378,9 @@ class Daemon:
             try:
                 r = self.request("GET", "/readyz" if self.wait_ready else "/healthz", timeout=2)
                 if r.status == 200:
+                    if TEST_LOOP == "epoll" and EPOLL_LINE not in self.logs():
+                        raise RuntimeError("THAW_TEST_LOOP=epoll, but the daemon's log does not say "
+                                           "%r:\n%s" % (EPOLL_LINE, self.logs()[-3000:]))
                     return
             except OSError:
                 pass
