@@ -132,7 +132,8 @@ static void probe_msg_ring(struct io_uring *ring)
 }
 
 /* Provided buffers let one multishot recv serve every connection without a
- * buffer per idle connection; kernels before 5.19 fall back to plain recv. */
+ * buffer per idle connection; kernels before 5.19 fall back to plain recv.
+ * The epoll backend takes buffers from the same ring, unregistered. */
 static void setup_buf_ring(struct shard *sh)
 {
 	sh->nbufs = NBUFS;
@@ -144,7 +145,9 @@ static void setup_buf_ring(struct shard *sh)
 	struct io_uring_buf_reg reg = { .ring_addr = (uint64_t)(uintptr_t)mem,
 					.ring_entries = sh->nbufs,
 					.bgid = BUF_GROUP };
-	if (io_uring_register_buf_ring(&sh->ring, &reg, 0) < 0) {
+	if (sh->ep)
+		loop_epoll_provide(sh->ep, BUF_GROUP, mem, sh->nbufs);
+	else if (io_uring_register_buf_ring(&sh->ring, &reg, 0) < 0) {
 		munmap(mem, ring_bytes);
 		pr_info("provided buffer rings unavailable: single-shot recv");
 		return;
@@ -223,8 +226,7 @@ int shard_init(struct shard *sh, unsigned id, int listen_fd)
 		probe_msg_ring(&sh->ring);
 	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
 	pthread_mutex_init(&sh->post_lock, NULL);
-	if (!sh->ep) /* epoll: plain recv into each connection's buffer */
-		setup_buf_ring(sh);
+	setup_buf_ring(sh);
 	return 0;
 }
 

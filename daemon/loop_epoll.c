@@ -20,6 +20,8 @@
 /* connections one multishot accept takes per readiness: the rest wait for
  * the next round, so one busy listener cannot starve the loop */
 #define ACCEPT_BATCH 64
+/* and receives one multishot recv makes per readiness */
+#define RECV_BATCH 16
 
 /* An op that would block: waits on its fd (or, a TIMEOUT, on the clock). */
 struct wait {
@@ -57,6 +59,11 @@ struct loop_epoll {
 	struct cqe_rec *cq;
 	unsigned cq_n, cq_cap;
 	bool no_pwait2; /* epoll_pwait2 absent: millisecond waits */
+	/* the provided-buffer ring (loop_epoll_provide): the owner adds at
+	 * its tail, this backend takes at head, as the kernel would */
+	struct io_uring_buf_ring *br;
+	unsigned br_mask;
+	uint16_t br_head, bgid;
 };
 
 int loop_epoll_new(struct loop_epoll **out)
@@ -86,6 +93,15 @@ void loop_epoll_free(struct loop_epoll *ep)
 	free(ep->fds);
 	free(ep->cq);
 	free(ep);
+}
+
+void loop_epoll_provide(struct loop_epoll *ep, uint16_t bgid, struct io_uring_buf_ring *br,
+			unsigned entries)
+{
+	ep->br = br;
+	ep->br_mask = entries - 1;
+	ep->br_head = 0;
+	ep->bgid = bgid;
 }
 
 unsigned loop_epoll_waiting(const struct loop_epoll *ep)
@@ -253,6 +269,43 @@ static int try_accept1(const struct io_uring_sqe *s)
 	return fd < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : fd;
 }
 
+/* RECV with IOSQE_BUFFER_SELECT into the provided ring's next buffer;
+ * multishot (IORING_RECV_MULTISHOT) goes on with IORING_CQE_F_MORE until
+ * EOF, an error or no buffer left (-ENOBUFS), as io_uring's. A buffer is
+ * taken only for bytes received. */
+static bool run_recv_select(struct loop_epoll *ep, struct wait *w)
+{
+	const struct io_uring_sqe *s = &w->sqe;
+	bool multi = s->ioprio & IORING_RECV_MULTISHOT;
+	int flags = (int)s->msg_flags | MSG_DONTWAIT;
+	for (unsigned i = 0; i < RECV_BATCH; i++) {
+		uint16_t tail = __atomic_load_n(&ep->br->tail, __ATOMIC_ACQUIRE);
+		if (tail == ep->br_head) {
+			post(ep, s, -ENOBUFS, 0);
+			return true;
+		}
+		struct io_uring_buf *b = &ep->br->bufs[ep->br_head & ep->br_mask];
+		size_t len = s->len && s->len < b->len ? s->len : b->len;
+		ssize_t n = recv(s->fd, (void *)(uintptr_t)b->addr, len, flags);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return false;
+		if (n <= 0) {
+			post(ep, s, n < 0 ? -errno : 0, 0);
+			return true;
+		}
+		ep->br_head++;
+		uint32_t cf = ((uint32_t)b->bid << IORING_CQE_BUFFER_SHIFT) | IORING_CQE_F_BUFFER;
+		if (!multi) {
+			post(ep, s, (int)n, cf);
+			return true;
+		}
+		post(ep, s, (int)n, cf | IORING_CQE_F_MORE);
+	}
+	return false;
+}
+
 /* Runs w once more: true when it is over (its last completion queued),
  * false when it waits for its fd again. */
 static bool run(struct loop_epoll *ep, struct wait *w)
@@ -275,6 +328,10 @@ static bool run(struct loop_epoll *ep, struct wait *w)
 		return false;
 	}
 	case IORING_OP_RECV:
+		if (s->flags & IOSQE_BUFFER_SELECT)
+			return run_recv_select(ep, w);
+		res = try_xfer(w);
+		break;
 	case IORING_OP_SEND: res = try_xfer(w); break;
 	case IORING_OP_READ: res = try_read(w); break;
 	case IORING_OP_CONNECT: res = try_connect(w); break;
@@ -487,9 +544,16 @@ static void start(struct loop_epoll *ep, const struct io_uring_sqe *s)
 	case IORING_OP_POLL_ADD: break;
 	default: post(ep, s, -EINVAL, 0); return;
 	}
-	/* no fixed files, provided buffers, multishot recv or poll, links */
-	if (s->fd < 0 || (s->flags & ~IOSQE_CQE_SKIP_SUCCESS) ||
-	    (s->opcode != IORING_OP_ACCEPT && s->ioprio) ||
+	/* provided buffers only for recv from the group given; no fixed files,
+	 * multishot poll, links */
+	bool select = s->flags & IOSQE_BUFFER_SELECT;
+	if (select && (s->opcode != IORING_OP_RECV || !ep->br || s->buf_group != ep->bgid)) {
+		post(ep, s, -ENOBUFS, 0); /* io_uring's answer for an unknown group */
+		return;
+	}
+	if (s->fd < 0 || (s->flags & ~(IOSQE_CQE_SKIP_SUCCESS | IOSQE_BUFFER_SELECT)) ||
+	    (s->opcode != IORING_OP_ACCEPT && s->ioprio &&
+	     !(select && s->ioprio == IORING_RECV_MULTISHOT)) ||
 	    (s->opcode == IORING_OP_POLL_ADD && s->len)) {
 		post(ep, s, s->fd < 0 ? -EBADF : -EINVAL, 0);
 		return;

@@ -18,7 +18,10 @@
  *     connection with IORING_CQE_F_MORE; the listening fd is made
  *     non-blocking (other loops may share it);
  *   RECV, SEND: MSG_WAITALL honoured, else a short count completes (as
- *     io_uring's); no IOSQE_BUFFER_SELECT (no provided buffers here);
+ *     io_uring's); RECV with IOSQE_BUFFER_SELECT takes the next buffer of
+ *     the ring given to loop_epoll_provide, single or multishot
+ *     (IORING_RECV_MULTISHOT, IORING_CQE_F_MORE until EOF, an error or
+ *     -ENOBUFS), the buffer id in the CQE's flags as io_uring puts it;
  *   READ: pipes, eventfds, regular files (offset -1: the file position);
  *   CONNECT: 0 or -errno once the connection is made or refused;
  *   POLL_ADD: single shot, res = the ready events;
@@ -58,6 +61,12 @@ int loop_epoll_wait(struct loop_epoll *ep, int64_t timeout_ns);
  * first, op being the SQE's user_data as a struct loop_op * (none for 0).
  * Returns how many ran. */
 unsigned loop_epoll_reap(struct loop_epoll *ep);
+/* Provided buffers for IOSQE_BUFFER_SELECT recv in group bgid: br is a
+ * ring of entries (a power of two) that its owner fills and refills with
+ * liburing's io_uring_buf_ring_add/advance, as for a registered ring; not
+ * owned. */
+void loop_epoll_provide(struct loop_epoll *ep, uint16_t bgid, struct io_uring_buf_ring *br,
+			unsigned entries);
 /* Ops started and not yet completed (the tests' view). */
 unsigned loop_epoll_waiting(const struct loop_epoll *ep);
 
