@@ -206,7 +206,7 @@ int shard_init(struct shard *sh, unsigned id, int listen_fd)
 			strerror(-ret));
 		backend = LOOP_EPOLL;
 	} else if (backend == LOOP_EPOLL && id == 0) {
-		pr_info("--loop epoll: the loops run on epoll");
+		pr_info("the loops run on epoll, as asked (--loop epoll or THAW_LOOP=epoll)");
 	}
 	if (backend == LOOP_EPOLL) {
 		sh->ring_disabled = false;
