@@ -281,7 +281,12 @@ static bool run_recv_select(struct loop_epoll *ep, struct wait *w)
 	for (unsigned i = 0; i < RECV_BATCH; i++) {
 		uint16_t tail = __atomic_load_n(&ep->br->tail, __ATOMIC_ACQUIRE);
 		if (tail == ep->br_head) {
-			post(ep, s, -ENOBUFS, 0);
+			/* as io_uring's: a buffer is picked when bytes (or EOF)
+			 * come, so an empty ring fails only a readable socket */
+			int r = ready(s->fd, POLLIN);
+			if (!r)
+				return false;
+			post(ep, s, r < 0 ? r : -ENOBUFS, 0);
 			return true;
 		}
 		struct io_uring_buf *b = &ep->br->bufs[ep->br_head & ep->br_mask];
