@@ -257,8 +257,8 @@ static int try_poll(struct wait *w)
 	return r ? r : -EAGAIN;
 }
 
-/* One accept4; the listening fd non-blocking first (another loop may take
- * the connection between readiness and accept). */
+/* One accept4, on a listening fd start() made non-blocking (another loop
+ * may take the connection between readiness and accept). */
 static int try_accept1(const struct io_uring_sqe *s)
 {
 	int fd;
