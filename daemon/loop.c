@@ -385,10 +385,17 @@ static void arm_timeout(struct shard *sh)
 	loop_op_prep(sqe, &sh->timeout_op);
 }
 
+static void run_cqe(struct io_uring_cqe *cqe)
+{
+	struct loop_op *op = (struct loop_op *)(uintptr_t)cqe->user_data;
+	if (op)
+		op->cb(op, cqe);
+}
+
 static void reap_cqes(struct shard *sh)
 {
-	if (sh->ep) {
-		loop_epoll_reap(sh->ep);
+	if (sh->ep) { /* no MSG_RING there: no tagged user_data */
+		loop_epoll_reap(sh->ep, run_cqe);
 		return;
 	}
 	struct io_uring_cqe *cqe;

@@ -1,7 +1,4 @@
-#define LOG_PREFIX "loop: "
 #include "daemon/loop_epoll.h"
-#include "daemon/loop.h"
-#include "common/log.h"
 #include "common/mem.h"
 #include "common/timer.h"
 
@@ -131,16 +128,14 @@ static void post(struct loop_epoll *ep, const struct io_uring_sqe *sqe, int res,
 	ep->cq[ep->cq_n++] = (struct cqe_rec){ sqe->user_data, res, flags };
 }
 
-unsigned loop_epoll_reap(struct loop_epoll *ep)
+unsigned loop_epoll_reap(struct loop_epoll *ep, loop_epoll_cqe_fn fn)
 {
 	/* callbacks may queue more (a full SQ array submits): those run next time */
 	unsigned n = ep->cq_n;
 	for (unsigned i = 0; i < n; i++) {
 		struct cqe_rec r = ep->cq[i];
 		struct io_uring_cqe cqe = { .user_data = r.user_data, .res = r.res, .flags = r.flags };
-		struct loop_op *op = (struct loop_op *)(uintptr_t)r.user_data;
-		if (op)
-			op->cb(op, &cqe);
+		fn(&cqe);
 	}
 	memmove(ep->cq, ep->cq + n, (ep->cq_n - n) * sizeof(*ep->cq));
 	ep->cq_n -= n;

@@ -57,10 +57,10 @@ unsigned loop_epoll_submit(struct loop_epoll *ep);
  * timeout_ns (-1: no limit), at once when completions are queued. Returns
  * 0 or -errno (-EINTR: a signal). */
 int loop_epoll_wait(struct loop_epoll *ep, int64_t timeout_ns);
-/* Calls op->cb(op, cqe) for each completion queued before the call, oldest
- * first, op being the SQE's user_data as a struct loop_op * (none for 0).
- * Returns how many ran. */
-unsigned loop_epoll_reap(struct loop_epoll *ep);
+/* Calls fn with each completion queued before the call, oldest first
+ * (those with user_data 0 too). Returns how many. */
+typedef void (*loop_epoll_cqe_fn)(struct io_uring_cqe *cqe);
+unsigned loop_epoll_reap(struct loop_epoll *ep, loop_epoll_cqe_fn fn);
 /* Provided buffers for IOSQE_BUFFER_SELECT recv in group bgid: br is a
  * ring of entries (a power of two) that its owner fills and refills with
  * liburing's io_uring_buf_ring_add/advance, as for a registered ring; not
