@@ -590,8 +590,8 @@ int loop_epoll_wait(struct loop_epoll *ep, int64_t timeout_ns)
 	if (!ep->no_pwait2) {
 		struct timespec ts = { wait / 1000000000, wait % 1000000000 };
 		n = epoll_pwait2(ep->epfd, ev, MAX_EVENTS, wait < 0 ? NULL : &ts, NULL);
-		if (n < 0 && errno == ENOSYS)
-			ep->no_pwait2 = true; /* before 5.11, or refused */
+		if (n < 0 && (errno == ENOSYS || errno == EPERM))
+			ep->no_pwait2 = true; /* before 5.11, or a seccomp profile's */
 	}
 	if (ep->no_pwait2) /* rounded up: a timer never fires early */
 		n = epoll_wait(ep->epfd, ev, MAX_EVENTS, wait < 0 ? -1 : (int)((wait + 999999) / 1000000));
