@@ -291,7 +291,9 @@ static void on_accept(struct loop_op *op, struct io_uring_cqe *cqe)
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		sh->accept_armed = false;
 	if (cqe->res < 0) {
-		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED)
+		/* -ECANCELED: start_drain's cancel, not a failure */
+		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED &&
+		    !(cqe->res == -ECANCELED && sh->draining))
 			accept_failed(sh, cqe->res);
 		return;
 	}
@@ -305,7 +307,8 @@ static void on_accept2(struct loop_op *op, struct io_uring_cqe *cqe)
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		sh->accept2_armed = false;
 	if (cqe->res < 0) {
-		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED && cqe->res != -EAGAIN)
+		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED && cqe->res != -EAGAIN &&
+		    !(cqe->res == -ECANCELED && sh->draining))
 			pr_warn("accept: %s", strerror(-cqe->res));
 		return;
 	}
