@@ -72,6 +72,13 @@ def main():
     finally:
         d.stop()
 
+    # the choice's spelling
+    for args, env, what in ((["--loop", "kqueue"], {}, "--loop"), ([], {"THAW_LOOP": "kqueue"}, "THAW_LOOP")):
+        p = subprocess.run([THAW, "serve", *args], env=dict(os.environ, **env), capture_output=True,
+                           text=True, timeout=30)
+        check(p.returncode == 2 and "%s: expected auto, io_uring or epoll: kqueue" % what in p.stderr,
+              "%s kqueue: exit 2, saying what it takes" % what, (p.returncode, p.stderr[:200]))
+
     # the e2e suites with every daemon under the filter
     env = dict(os.environ, THAW_TEST_LOOP="epoll")
     for t in SUITES:
