@@ -32,7 +32,8 @@ HANDLER_SOS := $(HANDLER_NAMES:%=$(BUILD)/handlers/%.so)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-TOOLS :=
+# tests/tools/NAME.c: small programs the tests run (tests/tools/no_io_uring.c)
+TOOLS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/tools/*.c))
 
 .DEFAULT_GOAL := all
 .PHONY: all deps test bench fuzz asan soak clean
@@ -70,6 +71,10 @@ $(BUILD)/handlers/%.so: $$(addprefix $(BUILD)/,$$(subst .c,.o,$$(wildcard handle
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBTHAW) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBTHAW) $(LIBCOMMON) $(TEST_LIBS) $(LIBS) $(DAEMON_LIBS)
+
+$(BUILD)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $<
 
 deps:
 	bash scripts/deps.sh
