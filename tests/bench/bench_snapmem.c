@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +193,11 @@ struct par {
 	double ms;
 };
 
+/* A restored copy keeps the parent-death signal of the instance (SIGKILL,
+ * proc/instance.h), tied to the thread that started criu: each restoring
+ * thread waits here until its copy was destroyed. */
+static pthread_barrier_t measured, released;
+
 static void *par_restore(void *arg)
 {
 	struct par *p = arg;
@@ -199,6 +205,8 @@ static void *par_restore(void *arg)
 	restore(p->img, &p->c, NULL);
 	free(get(p->c.channel_fd, "/"));
 	p->ms = now_ms() - t0;
+	pthread_barrier_wait(&measured);
+	pthread_barrier_wait(&released);
 	return NULL;
 }
 
@@ -276,14 +284,15 @@ static void bench(long mb, int n)
 	struct par par[COPIES];
 	pthread_t th[COPIES];
 	double conc[COPIES];
+	pthread_barrier_init(&measured, NULL, COPIES + 1);
+	pthread_barrier_init(&released, NULL, COPIES + 1);
 	for (int i = 0; i < COPIES; i++) {
 		par[i].img = img;
 		pthread_create(&th[i], NULL, par_restore, &par[i]);
 	}
-	for (int i = 0; i < COPIES; i++) {
-		pthread_join(th[i], NULL);
+	pthread_barrier_wait(&measured);
+	for (int i = 0; i < COPIES; i++)
 		conc[i] = par[i].ms;
-	}
 	/* first pass after restore; and with populate; memory per copy */
 	double after = 0, populated = 0, pss = 0, priv = 0;
 	if (mb) {
@@ -306,6 +315,11 @@ static void bench(long mb, int n)
 	}
 	for (int i = 0; i < COPIES; i++)
 		instance_destroy(&par[i].c);
+	pthread_barrier_wait(&released);
+	for (int i = 0; i < COPIES; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&measured);
+	pthread_barrier_destroy(&released);
 
 	printf("| %s | %.1f / %.1f (n=%d) | %.1f / %.1f (n=%d) | %.1f / %.1f (n=%d) | %.1f / %.1f | "
 	       "%.1f / %.1f | %.2gx | %.2f MiB | %.0f MiB | %.0f + %.0f + %.0f ms |",
@@ -335,6 +349,7 @@ static void cleanup(void)
 int main(void)
 {
 	char why[256];
+	signal(SIGPIPE, SIG_IGN); /* a dead instance: die() says where */
 	if (snapshot_probe(why, sizeof(why))) {
 		printf("bench_snapmem: skipped: %s\n", why);
 		return 77;
