@@ -136,6 +136,11 @@ static void probe_msg_ring(struct io_uring *ring)
  * The epoll backend takes buffers from the same ring, unregistered. */
 static void setup_buf_ring(struct shard *sh)
 {
+	const char *e = getenv("THAW_BUF_RING"); /* "0": the old kernels' path, for tests */
+	if (e && !strcmp(e, "0")) {
+		pr_info("provided buffer rings off (THAW_BUF_RING=0): single-shot recv");
+		return;
+	}
 	sh->nbufs = NBUFS;
 	sh->buf_size = BUF_SIZE;
 	size_t ring_bytes = sh->nbufs * sizeof(struct io_uring_buf);
