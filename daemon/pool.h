@@ -63,6 +63,9 @@ struct instance {
 	struct loop_op recv_op, send_op, log_op, exit_op;
 	bool closed; /* its channel closed: waiting for the process to end */
 	bool spare;  /* a restored copy kept ahead of demand, not serving yet */
+	/* taken as a spare: the next one is restored once this one answered
+	 * its first request, not while it serves it (2 cores) */
+	bool refill_spares;
 	struct timer exit_timer;
 	/* reads of its channel wait while clients hold more than
 	 * --max-buffered of responses (counted in ops while armed) */
