@@ -1,0 +1,259 @@
+#!/usr/bin/python3
+"""The runnable base image of thaw: an OCI image layout holding thaw,
+thaw-instance, CRIU and the shared libraries they load, entrypoint
+`thaw serve`. `thaw build --base LAYOUT` puts a function on it.
+
+    scripts/thaw-image.py [-o OUT] [--build build] [--criu PATH] [--handlers echo,predict]
+
+What goes in, all from this machine's Debian 12 packages and this build:
+  /usr/local/bin/thaw, /usr/local/bin/thaw-instance   (the build)
+  /usr/local/lib/thaw/criu/criu                        (make deps: CRIU 4.2.1)
+  every shared library these and the named handlers' .so files load (ldd),
+    at their Debian paths (merged /usr: /lib -> usr/lib, /lib64 -> usr/lib64)
+  /bin/sh, cp, cat, ls, mkdir, sleep (dash, coreutils): for `podman exec`
+    into a pod (taking a snapshot out of it, looking around)
+  /etc/passwd, /etc/group, /etc/nsswitch.conf, /tmp, /var/lib/thaw, /run
+Working folder /var/lib/thaw: instances inherit the daemon's, and CRIU's
+parasite mkdirs in the instance's cwd to mount a /proc of its pid namespace
+(podman makes the image's / 0555, and the pod has no CAP_DAC_OVERRIDE:
+`Can't create a directory (-13)` at dump with / as the cwd).
+No network is used: nothing is downloaded, the files are copied from this
+machine, and the image's config records which Debian package (name and
+version, from dpkg) each library came from (label io.thaw.debian-packages).
+
+Reproducible: one uncompressed tar layer, entries sorted by path, mtime
+SOURCE_DATE_EPOCH (default 0), uid/gid 0, no user names, modes 0755/0644
+(1777 for /tmp); JSON with sorted keys. The same files give the same
+manifest digest, printed on stdout.
+"""
+import argparse
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = ["sh", "cp", "cat", "ls", "mkdir", "sleep"]
+MT_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+def ldd(path):
+    """The libraries path loads: [(path as the loader finds it, real file)]."""
+    out = subprocess.run(["ldd", path], capture_output=True, text=True, check=True).stdout
+    libs = []
+    for line in out.splitlines():
+        m = re.match(r"\s*(\S+) => (/\S+)", line) or re.match(r"\s*(/\S+ld-linux\S*)", line)
+        if m:
+            p = m.group(m.lastindex)
+            libs.append(p)
+    return libs
+
+
+def usr_path(p):
+    """Debian 12 merges /usr: /lib/x -> usr/lib/x, /lib64/x -> usr/lib64/x."""
+    p = os.path.normpath(p)
+    for top in ("/lib/", "/lib64/", "/bin/", "/sbin/"):
+        if p.startswith(top):
+            return "usr" + p
+    return p.lstrip("/")
+
+
+def debian_package(real):
+    for cand in (real, "/" + usr_path(real), real.replace("/usr/", "/", 1)):
+        r = subprocess.run(["dpkg", "-S", cand], capture_output=True, text=True)
+        if r.returncode == 0:
+            pkg = r.stdout.split(":")[0] if not r.stdout.startswith("diversion") else None
+            if pkg:
+                ver = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg],
+                                     capture_output=True, text=True).stdout
+                return f"{pkg}={ver}"
+    return None
+
+
+class Layer:
+    def __init__(self, epoch):
+        self.entries = {}  # path in image -> (kind, src or target, mode)
+        self.epoch = epoch
+
+    def dir(self, path, mode=0o755):
+        path = path.strip("/")
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            p = "/".join(parts[:i])
+            if p not in self.entries:
+                self.entries[p] = ("dir", None, 0o755)
+        self.entries[path] = ("dir", None, mode)
+
+    def file(self, path, src, exec_=None):
+        path = path.strip("/")
+        self.dir(os.path.dirname(path)) if "/" in path else None
+        st = os.stat(src)
+        x = exec_ if exec_ is not None else bool(st.st_mode & 0o111)
+        self.entries.setdefault(path, ("file", src, 0o755 if x else 0o644))
+
+    def data(self, path, text):
+        path = path.strip("/")
+        self.dir(os.path.dirname(path))
+        self.entries[path] = ("data", text.encode(), 0o644)
+
+    def link(self, path, target):
+        self.entries[path.strip("/")] = ("link", target, 0o777)
+
+    def tar(self):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+            # the root folder itself: without this entry the engine makes it
+            # 0555, and CRIU's parasite (in an instance whose cwd is /) must
+            # mkdir there to mount a /proc of the instance's pid namespace
+            root = tarfile.TarInfo("./")
+            root.type, root.mode, root.mtime, root.uname, root.gname = \
+                tarfile.DIRTYPE, 0o755, self.epoch, "", ""
+            t.addfile(root)
+            for path in sorted(self.entries):
+                kind, src, mode = self.entries[path]
+                ti = tarfile.TarInfo(path)
+                ti.mtime, ti.uid, ti.gid, ti.uname, ti.gname = self.epoch, 0, 0, "", ""
+                ti.mode = mode
+                if kind == "dir":
+                    ti.type = tarfile.DIRTYPE
+                    t.addfile(ti)
+                elif kind == "link":
+                    ti.type, ti.linkname = tarfile.SYMTYPE, src
+                    t.addfile(ti)
+                else:
+                    data = open(src, "rb").read() if kind == "file" else src
+                    ti.size = len(data)
+                    t.addfile(ti, io.BytesIO(data))
+        return buf.getvalue()
+
+
+def put_blob(out, data):
+    d = hashlib.sha256(data).hexdigest()
+    path = os.path.join(out, "blobs", "sha256", d)
+    if not os.path.exists(path):
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.rename(path + ".tmp", path)
+    return {"digest": "sha256:" + d, "size": len(data)}
+
+
+def canon(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def criu_version(criu):
+    out = subprocess.run([criu, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"Version: (\S+)", out)
+    return m.group(1) if m else "unknown"
+
+
+def thaw_version():
+    r = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-o", "--out", default=os.path.join(ROOT, "build", "image", "thaw"))
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--criu", default="/usr/local/lib/thaw/criu/criu")
+    ap.add_argument("--handlers", default="echo,predict",
+                    help="handlers (build/handlers/NAME.so) whose libraries the base carries")
+    a = ap.parse_args()
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+    L = Layer(epoch)
+    for top in ("bin", "sbin", "lib", "lib64"):
+        L.link(top, "usr/" + top)
+    L.dir("usr/bin")
+    L.dir("usr/sbin")
+    L.dir("usr/lib")
+    L.dir("usr/lib64")
+    bins = {
+        "usr/local/bin/thaw": os.path.join(a.build, "thaw"),
+        "usr/local/bin/thaw-instance": os.path.join(a.build, "thaw-instance"),
+        "usr/local/lib/thaw/criu/criu": a.criu,
+    }
+    for t in TOOLS:
+        src = os.path.realpath("/usr/bin/" + t)
+        bins["usr/bin/" + t] = src
+    for path, src in bins.items():
+        if not os.access(src, os.X_OK):
+            sys.exit(f"thaw-image: {src}: not found or not executable (make, make deps)")
+        L.file(path, src, True)
+    need = list(bins.values()) + [os.path.join(a.build, "handlers", h + ".so")
+                                  for h in a.handlers.split(",") if h]
+    pkgs = set()
+    for b in need:
+        if not os.path.exists(b):
+            sys.exit(f"thaw-image: {b}: missing (make)")
+        for lib in ldd(b):
+            real = os.path.realpath(lib)
+            L.file(usr_path(lib), real, True if "ld-linux" in lib else None)
+            p = debian_package(real)
+            if p:
+                pkgs.add(p)
+    L.data("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+    L.data("etc/group", "root:x:0:\nnogroup:x:65534:\n")
+    L.data("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n")
+    L.data("etc/hosts", "127.0.0.1 localhost\n")
+    L.dir("tmp", 0o1777)
+    for d in ("root", "run", "proc", "sys", "dev", "var/lib/thaw", "function"):
+        L.dir(d)
+    layer = L.tar()
+    out = a.out
+    os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
+    ld = put_blob(out, layer)
+    thaw_ver, criu_ver = thaw_version(), criu_version(a.criu)
+    created = "1970-01-01T00:00:00Z" if epoch == 0 else \
+        __import__("time").strftime("%Y-%m-%dT%H:%M:%SZ", __import__("time").gmtime(epoch))
+    config = {
+        "created": created, "architecture": "amd64", "os": "linux",
+        "config": {
+            "Entrypoint": ["/usr/local/bin/thaw", "serve"],
+            "Cmd": ["--port", "8080", "--functions", "/", "--state-dir", "/var/lib/thaw"],
+            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "THAW_CRIU=/usr/local/lib/thaw/criu/criu"],
+            "WorkingDir": "/var/lib/thaw",
+            "ExposedPorts": {"8080/tcp": {}},
+            "Labels": {
+                "org.opencontainers.image.title": "thaw",
+                "io.thaw.version": thaw_ver,
+                "io.thaw.criu-version": criu_ver,
+                "io.thaw.debian-packages": " ".join(sorted(pkgs)),
+            },
+        },
+        "rootfs": {"type": "layers", "diff_ids": [ld["digest"]]},
+        "history": [{"created": created, "created_by": "scripts/thaw-image.py: thaw, CRIU and their Debian libraries"}],
+    }
+    cd = put_blob(out, canon(config))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cd},
+        "layers": [{"mediaType": MT_LAYER, **ld, "annotations": {"io.thaw.layer": "base"}}],
+        "annotations": {"org.opencontainers.image.title": "thaw", "io.thaw.version": thaw_ver},
+    }
+    md = put_blob(out, canon(manifest))
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **md,
+                            "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}
+    with open(os.path.join(out, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    with open(os.path.join(out, "index.json.tmp"), "wb") as f:
+        f.write(canon(index))
+    os.rename(os.path.join(out, "index.json.tmp"), os.path.join(out, "index.json"))
+    keep = {d["digest"].split(":")[1] for d in (ld, cd, md)}
+    for name in os.listdir(os.path.join(out, "blobs", "sha256")):
+        if name not in keep:
+            os.unlink(os.path.join(out, "blobs", "sha256", name))
+    print(md["digest"])
+    print(f"thaw-image: {out}: layer {len(layer) / 2**20:.1f} MiB, {len(L.entries)} entries, "
+          f"{len(pkgs)} Debian packages", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
