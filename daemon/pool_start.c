@@ -4,6 +4,7 @@
 #include "common/channel.h"
 #include "daemon/custom.h"
 #include "daemon/fnsnap.h"
+#include "daemon/travel.h"
 #include "common/fsutil.h"
 #include "daemon/lifecycle.h"
 #include "common/log.h"
@@ -375,6 +376,8 @@ void pool__dump_now(struct instance *in)
 	fs_rm_rf(fn->snap_dir);
 	mkdir(server.opt.snapshot_dir, 0700);
 	int ret = mkdir(fn->snap_dir, 0700) < 0 ? -errno : fnsnap_write_source(fn);
+	if (!ret)
+		ret = travel_write_node(fn, fn->snap_dir);
 	if (ret) {
 		/* a full snapshot folder: the version serves from this
 		 * instance, uncheckpointed, as when criu fails, and the

@@ -210,6 +210,33 @@ int snapshot_probe(char *why, size_t len)
 	return ret;
 }
 
+int snapshot_criu_version(char *out, size_t len)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char cached_path[PATH_MAX], cached[64];
+	static int cached_ret;
+	const char *path = criu_path();
+
+	pthread_mutex_lock(&lock);
+	if (strcmp(cached_path, path)) {
+		char *argv[] = { (char *)path, "--version", NULL };
+		struct subproc_result res;
+		cached[0] = '\0';
+		cached_ret = subproc_run(argv, NULL, 0, CHECK_TIMEOUT_MS, &res);
+		const char *v = res.out ? strstr(res.out, "Version: ") : NULL;
+		if (!cached_ret && v)
+			snprintf(cached, sizeof(cached), "%.*s", (int)strcspn(v + 9, " \n"), v + 9);
+		else if (!cached_ret)
+			cached_ret = -EPROTO;
+		subproc_result_fini(&res);
+		snprintf(cached_path, sizeof(cached_path), "%s", path);
+	}
+	int ret = cached_ret;
+	snprintf(out, len, "%s", cached);
+	pthread_mutex_unlock(&lock);
+	return ret;
+}
+
 static int ns_differs(pid_t pid, const char *ns)
 {
 	char path[64], self[64];
