@@ -3,7 +3,7 @@
 thaw-instance, CRIU and the shared libraries they load, entrypoint
 `thaw serve`. `thaw build --base LAYOUT` puts a function on it.
 
-    scripts/thaw-image.py [-o OUT] [--build build] [--criu PATH] [--handlers echo,predict]
+    scripts/thaw-image.py [-o OUT] [--build build] [--criu PATH] [--handlers echo,fault,bigstate]
 
 What goes in, all from this machine's Debian 12 packages and this build:
   /usr/local/bin/thaw, /usr/local/bin/thaw-instance   (the build)
@@ -62,16 +62,18 @@ def usr_path(p):
     return p.lstrip("/")
 
 
-def debian_package(real):
-    for cand in (real, "/" + usr_path(real), real.replace("/usr/", "/", 1)):
-        r = subprocess.run(["dpkg", "-S", cand], capture_output=True, text=True)
-        if r.returncode == 0:
-            pkg = r.stdout.split(":")[0] if not r.stdout.startswith("diversion") else None
-            if pkg:
-                ver = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg],
-                                     capture_output=True, text=True).stdout
-                return f"{pkg}={ver}"
-    return None
+def debian_packages(reals):
+    """The Debian packages (name=version) that own these files, by one dpkg -S
+    and one dpkg-query call; files no package owns are left out."""
+    cands = sorted({c for r in reals for c in (r, "/" + usr_path(r), r.replace("/usr/", "/", 1))})
+    out = subprocess.run(["dpkg", "-S"] + cands, capture_output=True, text=True).stdout
+    pkgs = sorted({line.split(":")[0] for line in out.splitlines()
+                   if ": " in line and not line.startswith("diversion")})
+    if not pkgs:
+        return []
+    vers = subprocess.run(["dpkg-query", "-W", "-f=${Package}=${Version}\n"] + pkgs,
+                          capture_output=True, text=True).stdout
+    return sorted(v for v in vers.split() if v)
 
 
 class Layer:
@@ -162,7 +164,7 @@ def main():
     ap.add_argument("-o", "--out", default=os.path.join(ROOT, "build", "image", "thaw"))
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--criu", default="/usr/local/lib/thaw/criu/criu")
-    ap.add_argument("--handlers", default="echo,predict",
+    ap.add_argument("--handlers", default="echo,fault,bigstate",
                     help="handlers (build/handlers/NAME.so) whose libraries the base carries")
     a = ap.parse_args()
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
@@ -187,16 +189,17 @@ def main():
         L.file(path, src, True)
     need = list(bins.values()) + [os.path.join(a.build, "handlers", h + ".so")
                                   for h in a.handlers.split(",") if h]
-    pkgs = set()
+    reals = set()
     for b in need:
         if not os.path.exists(b):
             sys.exit(f"thaw-image: {b}: missing (make)")
         for lib in ldd(b):
             real = os.path.realpath(lib)
             L.file(usr_path(lib), real, True if "ld-linux" in lib else None)
-            p = debian_package(real)
-            if p:
-                pkgs.add(p)
+            reals.add(real)
+    for t in TOOLS:
+        reals.add(os.path.realpath("/usr/bin/" + t))
+    pkgs = debian_packages(sorted(reals))
     L.data("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
     L.data("etc/group", "root:x:0:\nnogroup:x:65534:\n")
     L.data("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n")
@@ -223,7 +226,7 @@ def main():
                 "org.opencontainers.image.title": "thaw",
                 "io.thaw.version": thaw_ver,
                 "io.thaw.criu-version": criu_ver,
-                "io.thaw.debian-packages": " ".join(sorted(pkgs)),
+                "io.thaw.debian-packages": " ".join(pkgs),
             },
         },
         "rootfs": {"type": "layers", "diff_ids": [ld["digest"]]},
