@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "snapshot/manifest.h"
+#include "snapshot/snapmem.h"
 #include "snapshot/snapshot.h"
 #include "daemon/fnsnap.h"
 
@@ -245,7 +246,7 @@ static int read_small(const char *path, char *out, size_t len)
 	return ret;
 }
 
-static int copy_file(const char *from, const char *to)
+static int copy_file(const char *from, const char *to, mode_t mode)
 {
 	int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, ret = 0;
 	if (in < 0)
@@ -268,6 +269,8 @@ static int copy_file(const char *from, const char *to)
 		}
 	}
 	if (n < 0)
+		ret = -errno;
+	if (!ret && fchmod(out, mode) < 0)
 		ret = -errno;
 close_out:
 	close(out);
@@ -306,8 +309,13 @@ static int copy_flat(const char *from, const char *to, char *why, size_t len)
 			ret = -errno;
 		else if (!S_ISREG(st.st_mode))
 			ret = -EBADMSG;
-		else
-			ret = copy_file(a, b);
+		else /* an image layer keeps no modes that matter; CRIU checks
+		      * the memory files' (snapmem: 0400) */
+			ret = copy_file(a, b,
+					strncmp(e->d_name, SNAPSHOT_MEM_PREFIX,
+						sizeof(SNAPSHOT_MEM_PREFIX) - 1)
+						? 0600
+						: 0400);
 		if (ret)
 			snprintf(why, len, "%s: %s", a,
 				 ret == -EBADMSG ? "not a regular file" : strerror(-ret));
