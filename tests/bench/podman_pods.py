@@ -12,7 +12,7 @@ before `kube play` and stops at the first 200 answer from the pod's address
 from the pod's log (cold start "ready in", restore "restored in", the
 travelled snapshot's copy and verification).
 
-    python3 tests/bench/podman_pods.py [ROUNDS]     # default 5; needs root
+    bash tests/bench/podman_pods.sh build      # or: python3 tests/bench/podman_pods.py [ROUNDS]
 
 tests/k8s/podlab.py says what the lab changes in the played manifest.
 """
