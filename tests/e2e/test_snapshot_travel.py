@@ -10,13 +10,16 @@ looks, the daemon's own is deleted, and the daemon starts again:
   - none came (no thaw-node): nothing said, a cold start.
 tests/e2e/test_podman.py does the same through images, a registry and pods."""
 import hashlib
+import json
 import os
 import shutil
+import subprocess
 import sys
+import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from thawtest import (THAW, Daemon, Log, check, criu_works, finish, handler_so,  # noqa: E402
-                      need_built, skip, wait_for)
+from thawtest import (BUILD, ROOT, THAW, Daemon, Log, check, criu_works, finish,  # noqa: E402
+                      handler_so, need_built, skip, wait_for)
 
 
 def rewrite_manifest_line(folder, name):
@@ -139,7 +142,68 @@ def main():
         check(not any("came with the image" in l for l in lines) and
               any(" ready in " in l for l in lines),
               "none came (no thaw-node): nothing said, a cold start", lines[-6:])
+        build_cases(d, pristine, os.path.join(d.fn_dir, "echo"))
     finish()
+
+
+def build(args):
+    return subprocess.run([THAW, "build"] + args, capture_output=True, text=True, timeout=120)
+
+
+def build_cases(d, snap, fn):
+    """thaw build --base/--snapshot: what goes into the layer, and refusals."""
+    base = os.path.join(d.tmp, "base")
+    subprocess.run(["python3", os.path.join(ROOT, "scripts", "thaw-image.py"), "-o", base,
+                    "--build", BUILD], check=True, capture_output=True, timeout=300)
+    out = os.path.join(d.tmp, "img")
+    p = build([fn, "-o", out, "--snapshot", snap])
+    check(p.returncode == 2 and "--snapshot needs --base" in p.stderr,
+          "build: --snapshot without --base is a usage error (exit 2)", (p.returncode, p.stderr))
+    p = build([fn, "-o", out, "--base", os.path.join(d.tmp, "nowhere")])
+    check(p.returncode == 1 and "nowhere/index.json" in p.stderr,
+          "build: a missing base layout exits 1 and names it", (p.returncode, p.stderr))
+    p = build([fn, "-o", out, "--base", base, "--snapshot", snap, "--json"])
+    check(p.returncode == 0, "build: --base --snapshot builds", p.stderr)
+    if p.returncode:
+        return
+    r = json.loads(p.stdout)
+    blobs = os.path.join(out, "blobs", "sha256")
+    man = json.load(open(os.path.join(blobs, r["digest"][7:])))
+    layer = man["layers"][-1]
+    with tarfile.open(os.path.join(blobs, layer["digest"][7:])) as t:
+        names = t.getnames()
+    check("snapshot/echo/thaw-node" in names and "snapshot/echo/thaw-manifest" in names and
+          not any("/stats-" in n for n in names) and
+          len([n for n in names if n.startswith("snapshot/echo/")]) == r["snapshot"]["files"],
+          "build: the snapshot layer holds the folder at /snapshot/echo, without stats-*", names)
+    node = dict(l.split(" ", 1) for l in open(os.path.join(snap, "thaw-node")).read().splitlines())
+    a = layer.get("annotations", {})
+    check(a.get("io.thaw.snapshot.kernel") == node["kernel"] and
+          a.get("io.thaw.snapshot.cpu-flags") == node["cpu-flags"] and
+          a.get("io.thaw.snapshot.image-digest") == r["runnable_digest"] and
+          man["annotations"].get("io.thaw.snapshot.kernel") == node["kernel"],
+          "build: the layer and the manifest carry thaw-node's facts", a)
+    other = os.path.join(d.tmp, "other-snap")
+    shutil.copytree(snap, other)
+    set_fact(other, "function", "other")
+    p = build([fn, "-o", out, "--base", base, "--snapshot", other])
+    check(p.returncode == 1 and "a snapshot of function 'other', not 'echo'" in p.stderr,
+          "build: another function's snapshot is refused", (p.returncode, p.stderr))
+    os.unlink(os.path.join(other, "thaw-node"))
+    p = build([fn, "-o", out, "--base", base, "--snapshot", other])
+    check(p.returncode == 1 and "no thaw-node" in p.stderr,
+          "build: a folder without thaw-node is refused", (p.returncode, p.stderr))
+    bm = json.load(open(os.path.join(base, "index.json")))["manifests"][0]["digest"][7:]
+    bl = json.load(open(os.path.join(base, "blobs", "sha256", bm)))["layers"][0]["digest"][7:]
+    with open(os.path.join(base, "blobs", "sha256", bl), "r+b") as f:
+        f.seek(600)
+        c = f.read(1)
+        f.seek(600)
+        f.write(bytes([c[0] ^ 1]))
+    p = build([fn, "-o", os.path.join(d.tmp, "img2"), "--base", base])
+    check(p.returncode == 1 and "hash to" in p.stderr,
+          "build: a base layer whose bytes do not match its digest is refused",
+          (p.returncode, p.stderr))
 
 
 if __name__ == "__main__":
