@@ -14,7 +14,9 @@ from a kubelet, and why).
   3. `podman kube play` of `thaw k8s --kind deployment` with 2 replicas,
      capabilities added, not privileged: each pod pulls the image, restores
      from the snapshot layer (its log says so, no cold start) and answers.
-  4. One pod removed: the other keeps serving.
+  4. One pod removed: the other keeps serving. A pod under the manifests'
+     default seccomp profile (deploy/seccomp-thaw.json, under which CRIU
+     cannot dump) restores from the layer all the same.
   5. A snapshot whose facts do not fit the node (a CPU flag this machine
      lacks): that pod says why, cold-starts, snapshots locally, answers.
   6. A snapshot whose bytes do not match its manifest: refused the same way.
@@ -78,10 +80,10 @@ def rewrite_manifest_line(folder, name):
         f.write("\n".join(out) + "\n")
 
 
-def deployment(lab, fn_dir, layout, name, ref_repo, digest, replicas):
+def deployment(lab, fn_dir, layout, name, ref_repo, digest, replicas, seccomp="unconfined"):
+    args = ["--seccomp", seccomp] if seccomp else []
     man = lab.run([THAW, "k8s", fn_dir, "--image", "%s@%s" % (ref_repo, digest),
-                   "--kind", "deployment", "--seccomp", "unconfined", "--instances-per-pod", "2",
-                   "--name", name]).stdout
+                   "--kind", "deployment", "--instances-per-pod", "2", "--name", name] + args).stdout
     return lab.kube_yaml(man, replicas)
 
 
@@ -207,6 +209,23 @@ def run(lab):
             except OSError:
                 pass
         check(ok == 20, "%s removed: %s answers 20 of 20" % (pods[0], pods[1]), ok)
+
+    # 4b. the manifests' default, a seccomp filter (deploy/seccomp-thaw.json):
+    # CRIU cannot dump under it, but restoring the layer works
+    lab.play(deployment(lab, fn, withsnap, "echo-filtered", repo, r1["digest"], 1, seccomp=None),
+             "echo-filtered")
+    fpods = pods_of(lab, "echo-filtered")
+    check(len(fpods) == 1, "echo-filtered: one pod", fpods)
+    for pod in fpods:
+        got = lab.wait_answer(lab.pod_ip(pod), body=b"filtered")
+        log = lab.logs(pod + "-thaw")
+        status = lab.podman("exec", pod + "-thaw", "cat", "/proc/1/status").stdout
+        check(got == b"filtered" and "restoring from the snapshot that came with the image" in log
+              and " ready in " not in log and "restored in" in log,
+              "%s, under thaw's seccomp profile: restores from the layer, no cold start, answers"
+              % pod, (got, log[-1200:]))
+        check("Seccomp:\t2" in status, "%s runs under a seccomp filter" % pod,
+              [l for l in status.splitlines() if l.startswith("Seccomp")])
 
     # 5. facts that do not fit: a CPU flag this machine lacks
     bad = os.path.join(lab.dir, "snap-badcpu")

@@ -15,7 +15,11 @@ machine lacks, is changed in the played manifest, each for a stated reason
     reached by their own addresses instead, as a Service would;
   - seccomp: podman 4.3 reads a pod's seccomp profile only from the
     annotation seccomp.security.alpha.kubernetes.io/pod, not from
-    securityContext.seccompProfile; the annotation says the same thing;
+    securityContext.seccompProfile; the annotation says the same thing
+    ("unconfined", or "localhost/seccomp-thaw.json": deploy/seccomp-thaw.json
+    in the folder given as --seccomp-profile-root, the kubelet's seccomp
+    folder; podman 4.3 reads only the first path component after
+    "localhost/", so not thaw/seccomp-thaw.json as the manifest names it);
   - SYS_RESOURCE: dropped when this machine's own bounding set lacks it (a
     container cannot be given more than the engine holds).
 And in containers.conf: runc (crun 1.8 refuses this machine's hybrid
@@ -160,9 +164,15 @@ class Lab:
         if not has_cap(CAP_SYS_RESOURCE):
             dep = dep.replace('            - "SYS_RESOURCE"\n', "")
         if 'type: "Unconfined"' in dep:
-            dep = re.sub(r'(      annotations:\n)',
-                         r'\1        seccomp.security.alpha.kubernetes.io/pod: "unconfined"\n',
-                         dep, count=1)
+            profile = "unconfined"
+        else:  # a Localhost profile, found below --seccomp-profile-root (play);
+            # podman 4.3 reads only the first component after localhost/
+            # ("read ROOT/thaw: is a directory"), so the file's name alone
+            profile = "localhost/" + os.path.basename(
+                re.search(r'localhostProfile: "([^"]+)"', dep).group(1))
+        dep = re.sub(r'(      annotations:\n)',
+                     r'\1        seccomp.security.alpha.kubernetes.io/pod: "%s"\n' % profile,
+                     dep, count=1)
         return "---\n" + dep.lstrip("-\n") + "\n"
 
     def play(self, yaml_text, name):
@@ -170,7 +180,14 @@ class Lab:
         with open(path, "w") as f:
             f.write(yaml_text)
         self.played.append(path)
-        p = self.podman("kube", "play", "--tls-verify=false", path, timeout=300, check=False)
+        # the kubelet's seccomp folder: deploy/seccomp-thaw.json where the
+        # manifests' default Localhost profile names it
+        root = os.path.join(self.dir, "seccomp")
+        if not os.path.exists(root):
+            os.makedirs(root)
+            shutil.copy(os.path.join(ROOT, "deploy", "seccomp-thaw.json"), root)
+        p = self.podman("kube", "play", "--tls-verify=false", "--seccomp-profile-root", root, path,
+                        timeout=300, check=False)
         if p.returncode != 0:
             raise LabError("podman kube play %s: %s" % (name, (p.stderr or p.stdout)[-800:]))
         return path
