@@ -293,6 +293,14 @@ static void dump_locked(struct instance *in, struct snapshot_info *info)
 	 * then the memory moves */
 	/* (a custom runtime's server has no agent to move its memory: the
 	 * signal that asks thaw-instance would kill it) */
+	/* where and from what (daemon/travel.h): hashes and criu --version, so
+	 * here in the job rather than on the loop */
+	in->job_ret = travel_write_node(in->pool->fn, dir);
+	if (in->job_ret) {
+		memset(info, 0, sizeof(*info));
+		pr_err("%s: %s/%s: %s", c->name, dir, TRAVEL_NODE_NAME, strerror(-in->job_ret));
+		return;
+	}
 	in->job_ret = snapshot_dump(&in->proc, dir, in->custom ? NULL : &mo, info);
 	if (info->plugins[0])
 		pr_info("%s: %s", c->name, info->plugins);
@@ -376,8 +384,6 @@ void pool__dump_now(struct instance *in)
 	fs_rm_rf(fn->snap_dir);
 	mkdir(server.opt.snapshot_dir, 0700);
 	int ret = mkdir(fn->snap_dir, 0700) < 0 ? -errno : fnsnap_write_source(fn);
-	if (!ret)
-		ret = travel_write_node(fn, fn->snap_dir);
 	if (ret) {
 		/* a full snapshot folder: the version serves from this
 		 * instance, uncheckpointed, as when criu fails, and the
