@@ -36,7 +36,7 @@ UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 TOOLS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/tools/*.c))
 
 .DEFAULT_GOAL := all
-.PHONY: all deps test bench fuzz asan soak clean
+.PHONY: all deps test bench fuzz asan soak clean image
 # Module fragments add to DAEMON_LIBS, HANDLER_LIBS_<name>, HANDLER_EXTRA_<name>, TOOLS.
 -include $(wildcard */module.mk handlers/*/module.mk)
 
@@ -82,6 +82,10 @@ deps:
 # TEST_FILTER: run only the tests whose name holds it (e.g. unit/)
 test: all
 	bash tests/run.sh $(BUILD) $(TEST_FILTER)
+
+# thaw's runnable base image (OCI layout), for `thaw build --base` (docs/kubernetes.md)
+image: all
+	python3 scripts/thaw-image.py -o $(BUILD)/image/thaw --build $(BUILD)
 
 bench: all
 	bash tests/bench/run.sh $(BUILD)

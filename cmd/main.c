@@ -43,6 +43,9 @@ static const char usage_serve[] =
 	"                        nothing for that long (default 30000)\n"
 	"  --snapshot-dir DIR    snapshot images, this daemon's alone: folders no version\n"
 	"                        uses are deleted at start (default /dev/shm/thaw-mem/thaw-<id>)\n"
+	"  --snapshot-from DIR   snapshots that came with the image: DIR/<function name>,\n"
+	"                        restored when they fit this node (default /snapshot;\n"
+	"                        \"\" for none; see docs/kubernetes.md)\n"
 	"  --instance-user USER  run instances as USER (e.g. nobody), not as root\n"
 	"  --verbose             debug logging\n";
 
@@ -81,6 +84,7 @@ static int cmd_serve(int argc, char **argv)
 		{ "proxy-ports", required_argument, 0, 'P' },
 		{ "proxy-timeout", required_argument, 0, 'X' },
 		{ "snapshot-dir", required_argument, 0, 'D' },
+		{ "snapshot-from", required_argument, 0, 'F' },
 		{ "instance-user", required_argument, 0, 'U' },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "loop", required_argument, 0, 'L' },
@@ -129,6 +133,7 @@ static int cmd_serve(int argc, char **argv)
 			break;
 		case 'X': bad |= parse_uint(optarg, "--proxy-timeout", &o->proxy_timeout_ms) || !o->proxy_timeout_ms; break;
 		case 'D': o->snapshot_dir = optarg; break;
+		case 'F': o->snapshot_from = optarg; break;
 		case 'U': o->instance_user = optarg; break;
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'L':

@@ -4,6 +4,7 @@
 #include "common/channel.h"
 #include "daemon/custom.h"
 #include "daemon/fnsnap.h"
+#include "daemon/travel.h"
 #include "common/fsutil.h"
 #include "daemon/lifecycle.h"
 #include "common/log.h"
@@ -293,6 +294,14 @@ static void dump_locked(struct instance *in, struct snapshot_info *info)
 	 * then the memory moves */
 	/* (a custom runtime's server has no agent to move its memory: the
 	 * signal that asks thaw-instance would kill it) */
+	/* where and from what (daemon/travel.h): hashes and criu --version, so
+	 * here in the job rather than on the loop */
+	in->job_ret = travel_write_node(in->pool->fn, dir);
+	if (in->job_ret) {
+		memset(info, 0, sizeof(*info));
+		pr_err("%s: %s/%s: %s", c->name, dir, TRAVEL_NODE_NAME, strerror(-in->job_ret));
+		return;
+	}
 	in->job_ret = snapshot_dump(&in->proc, dir, in->custom ? NULL : &mo, info);
 	if (info->plugins[0])
 		pr_info("%s: %s", c->name, info->plugins);

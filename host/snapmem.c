@@ -251,6 +251,18 @@ static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, un
 		say(r, "skip %" PRIxPTR "-%" PRIxPTR " create %s: %s\n", s, e, path, strerror(err));
 		return -err;
 	}
+	/* mapped through a read-only fd: CRIU records the mapped file's open
+	 * flags and reopens it so at restore, and a 0400 file opened for
+	 * writing needs CAP_DAC_OVERRIDE, which a pod does not have (private
+	 * mappings of a read-only fd may still be written: copy-on-write) */
+	int rfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0) {
+		int err = errno;
+		say(r, "skip %" PRIxPTR "-%" PRIxPTR " reopen %s: %s\n", s, e, path, strerror(err));
+		unlink(path);
+		close(fd);
+		return -err;
+	}
 	int64_t done = 0;
 	int ret = 0;
 	if (ftruncate(fd, (off_t)(e - base))) {
@@ -284,7 +296,7 @@ static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, un
 				goto fail;
 			i = j;
 		}
-		void *m = mmap((void *)rs, re - rs, prot, MAP_PRIVATE | MAP_FIXED, fd, (off_t)(rs - base));
+		void *m = mmap((void *)rs, re - rs, prot, MAP_PRIVATE | MAP_FIXED, rfd, (off_t)(rs - base));
 		if (m == MAP_FAILED) {
 			ret = -errno;
 			goto fail;
@@ -294,6 +306,7 @@ static int64_t move_area(const char *dir, uintptr_t s, uintptr_t e, int prot, un
 		g = h;
 	}
 	fchmod(fd, 0400); /* never written again: every copy maps it */
+	close(rfd);
 	close(fd);
 	return done;
 fail:
@@ -301,6 +314,7 @@ fail:
 	    ret == -ENOSPC ? "tmpfs full" : "write failed", done >> 20, strerror(-ret));
 	if (!done)
 		unlink(path);
+	close(rfd);
 	close(fd);
 	return done ? done : ret;
 }
@@ -322,9 +336,13 @@ static int64_t move_state(const char *dir, struct state_region *st, int prot, st
 		return 0; /* another file system: the caller copies it like anonymous memory */
 	}
 	/* the mapping holds the file from now on; an open fd would make CRIU
-	 * dump it */
-	void *m = mmap((void *)st->start, st->end - st->start, prot, MAP_PRIVATE | MAP_FIXED,
-		       st->fd, 0);
+	 * dump it. Mapped through a read-only fd, as in write_region. */
+	int rfd = open(path, O_RDONLY | O_CLOEXEC);
+	void *m = rfd < 0 ? MAP_FAILED
+			  : mmap((void *)st->start, st->end - st->start, prot,
+				 MAP_PRIVATE | MAP_FIXED, rfd, 0);
+	if (rfd >= 0)
+		close(rfd);
 	if (m == MAP_FAILED) {
 		int err = errno;
 		unlink(path);

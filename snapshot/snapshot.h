@@ -68,6 +68,10 @@ struct snapshot_timing {
  * why, e.g. "snapshots off: criu not found at /usr/...; run make deps". */
 int snapshot_probe(char *why, size_t len);
 
+/* The criu binary's version as `criu --version` prints it ("4.2.1"), into
+ * out; run once per criu path and cached. Returns 0 or -errno ("" in out). */
+int snapshot_criu_version(char *out, size_t len);
+
 /* Checkpoints the running instance p: first the plugins (GPU state into
  * host memory), then its large anonymous memory into memory files of dir
  * when mem says so (snapmem.h; NULL: none), then criu. p (READY and idle: nothing in flight on
