@@ -32,10 +32,11 @@ HANDLER_SOS := $(HANDLER_NAMES:%=$(BUILD)/handlers/%.so)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-TOOLS :=
+# tests/tools/NAME.c: small programs the tests run (tests/tools/no_io_uring.c)
+TOOLS := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/tools/*.c))
 
 .DEFAULT_GOAL := all
-.PHONY: all deps test bench fuzz asan soak clean
+.PHONY: all deps test bench fuzz asan soak clean image
 # Module fragments add to DAEMON_LIBS, HANDLER_LIBS_<name>, HANDLER_EXTRA_<name>, TOOLS.
 -include $(wildcard */module.mk handlers/*/module.mk)
 
@@ -71,12 +72,20 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBTHAW) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBTHAW) $(LIBCOMMON) $(TEST_LIBS) $(LIBS) $(DAEMON_LIBS)
 
+$(BUILD)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $<
+
 deps:
 	bash scripts/deps.sh
 
 # TEST_FILTER: run only the tests whose name holds it (e.g. unit/)
 test: all
 	bash tests/run.sh $(BUILD) $(TEST_FILTER)
+
+# thaw's runnable base image (OCI layout), for `thaw build --base` (docs/kubernetes.md)
+image: all
+	python3 scripts/thaw-image.py -o $(BUILD)/image/thaw --build $(BUILD)
 
 bench: all
 	bash tests/bench/run.sh $(BUILD)

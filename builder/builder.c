@@ -2,6 +2,7 @@
 #include "builder/builder.h"
 #include "builder/compile.h"
 #include "builder/layer.h"
+#include "builder/runnable.h"
 #include "common/config.h"
 #include "common/errmsg.h"
 #include "common/fsutil.h"
@@ -22,11 +23,16 @@
 #include <unistd.h>
 
 static const char usage[] =
-	"usage: thaw build [DIR] [-o OUT] [--json]\n"
+	"usage: thaw build [DIR] [-o OUT] [--json] [--base BASE [--snapshot SNAP]]\n"
 	"  DIR          function folder holding fc.yaml (default .)\n"
 	"  -o, --output OUT  image folder, OCI image layout (default DIR/.thaw/image)\n"
 	"  --json       print the result as one JSON object\n"
 	"  --no-cache   read every file again, even when unchanged since the last build\n"
+	"  --base BASE  make the image runnable: on BASE, the OCI layout of thaw's own\n"
+	"               image (scripts/thaw-image.py), entrypoint `thaw serve`\n"
+	"  --snapshot SNAP  with --base: add the snapshot folder SNAP (a daemon's, of this\n"
+	"               function) as a layer at /snapshot/NAME, annotated with what a\n"
+	"               node must match to restore it (docs/kubernetes.md)\n"
 	"Compiles the handler when fc.yaml names sources (.c file or folder), then\n"
 	"packages handler, fc.yaml, modelFiles and the folder's other files.\n"
 	"SOURCE_DATE_EPOCH sets the files' mtime (default 0); THAW_SDK_INCLUDE the\n"
@@ -629,7 +635,7 @@ static cJSON *json_desc(const char *media_type, const struct oci_desc *d)
 	return o;
 }
 
-static void print_json(const struct builder_result *r)
+static void print_json(const struct builder_result *r, const struct runnable_result *rr)
 {
 	cJSON *root = cJSON_CreateObject();
 	cJSON_AddStringToObject(root, "name", r->name);
@@ -645,6 +651,18 @@ static void print_json(const struct builder_result *r)
 		cJSON_AddBoolToObject(d, "reused", l->reused);
 		cJSON_AddItemToArray(ls, d);
 	}
+	if (rr) {
+		cJSON *b = cJSON_AddObjectToObject(root, "base");
+		cJSON_AddStringToObject(b, "digest", rr->base_digest);
+		cJSON_AddNumberToObject(b, "layers", (double)rr->n_base_layers);
+		cJSON_AddNumberToObject(b, "bytes", (double)rr->base_bytes);
+		cJSON_AddStringToObject(root, "runnable_digest", rr->runnable_digest);
+		if (rr->snapshot) {
+			cJSON *d = json_desc(OCI_MT_LAYER_TAR, &rr->snapshot_layer);
+			cJSON_AddNumberToObject(d, "files", (double)rr->snapshot_files);
+			cJSON_AddItemToObject(root, "snapshot", d);
+		}
+	}
 	cJSON_AddStringToObject(root, "handler", r->handler);
 	cJSON_AddBoolToObject(root, "compiled", r->compiled);
 	cJSON_AddStringToObject(root, "image", r->image);
@@ -656,16 +674,24 @@ static void print_json(const struct builder_result *r)
 	cJSON_Delete(root);
 }
 
-static void print_text(const struct builder_result *r)
+static void print_text(const struct builder_result *r, const struct runnable_result *rr)
 {
 	char a[32];
 	printf("built %s%s\n", r->name, r->compiled ? " (handler compiled)" : "");
+	if (rr)
+		printf("  %-8s %s  %10s  %zu layer%s\n", "base", rr->base_digest,
+		       human(rr->base_bytes, a, sizeof(a)), rr->n_base_layers,
+		       rr->n_base_layers == 1 ? "" : "s");
 	for (size_t i = 0; i < r->n_layers; i++) {
 		const struct builder_layer *l = &r->layers[i];
 		printf("  %-8s %s  %10s  %zu file%s%s\n", l->img.kind, l->img.desc.digest,
 		       human(l->img.desc.size, a, sizeof(a)), l->n_files, l->n_files == 1 ? "" : "s",
 		       l->reused ? ", unchanged" : "");
 	}
+	if (rr && rr->snapshot)
+		printf("  %-8s %s  %10s  %zu files, taken from %s\n", "snapshot",
+		       rr->snapshot_layer.digest, human(rr->snapshot_layer.size, a, sizeof(a)),
+		       rr->snapshot_files, rr->runnable_digest);
 	printf("  %-8s %s  %10s\n", "config", r->config.digest, human(r->config.size, a, sizeof(a)));
 	printf("  %-8s %s  %10s\n", "manifest", r->manifest.digest,
 	       human(r->manifest.size, a, sizeof(a)));
@@ -678,10 +704,13 @@ int builder_main(int argc, char **argv)
 		{ "output", required_argument, 0, 'o' },
 		{ "json", no_argument, 0, 'j' },
 		{ "no-cache", no_argument, 0, 'n' },
+		{ "base", required_argument, 0, 'b' },
+		{ "snapshot", required_argument, 0, 's' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	struct builder_options o = { 0 };
+	const char *base = NULL, *snapshot = NULL;
 	bool json = false;
 	int c;
 	optind = 0; /* glibc: start afresh, whoever parsed before */
@@ -695,6 +724,12 @@ int builder_main(int argc, char **argv)
 			break;
 		case 'n':
 			o.no_cache = true;
+			break;
+		case 'b':
+			base = optarg;
+			break;
+		case 's':
+			snapshot = optarg;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -710,6 +745,10 @@ int builder_main(int argc, char **argv)
 	}
 	if (optind < argc)
 		o.dir = argv[optind];
+	if (snapshot && !base) {
+		fprintf(stderr, "thaw build: --snapshot needs --base\n%s", usage);
+		return 2;
+	}
 
 	struct builder_result res;
 	char err[2048];
@@ -718,10 +757,20 @@ int builder_main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	struct runnable_result rr;
+	if (base) {
+		if (runnable_make(res.image, base, snapshot, res.name, &rr, err, sizeof(err)) < 0) {
+			fprintf(stderr, "thaw build: %s\n", err);
+			builder_result_fini(&res);
+			return 1;
+		}
+		res.manifest = rr.manifest;
+		res.config = rr.config;
+	}
 	if (json)
-		print_json(&res);
+		print_json(&res, base ? &rr : NULL);
 	else
-		print_text(&res);
+		print_text(&res, base ? &rr : NULL);
 	fflush(stdout);
 	builder_result_fini(&res);
 	return 0;

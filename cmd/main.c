@@ -1,6 +1,7 @@
 /* thaw: the command line. `thaw serve` runs the daemon. */
 #define LOG_PREFIX ""
 #include "daemon/console.h"
+#include "daemon/loop.h"
 #include "common/log.h"
 #include "daemon/proxy.h"
 #include "daemon/serve.h"
@@ -20,6 +21,9 @@ static const char usage_serve[] =
 	"  --grpc-port N         a port for gRPC too, as TF Serving's (default 8500; 0 = off;\n"
 	"                        taken by another process: a warning, no gRPC port)\n"
 	"  --threads N           event loops, one per core (default: cores)\n"
+	"  --loop KIND           what the loops run on: auto (default, or $THAW_LOOP):\n"
+	"                        io_uring, epoll where io_uring is refused (seccomp);\n"
+	"                        io_uring (never epoll); epoll\n"
 	"  --functions DIR       load every DIR/*/fc.yaml at start\n"
 	"  --state-dir DIR       state (default /var/lib/thaw; $XDG_STATE_HOME/thaw when not root)\n"
 	"  --max-header-bytes N  431 past it (default 8192)\n"
@@ -39,6 +43,9 @@ static const char usage_serve[] =
 	"                        nothing for that long (default 30000)\n"
 	"  --snapshot-dir DIR    snapshot images, this daemon's alone: folders no version\n"
 	"                        uses are deleted at start (default /dev/shm/thaw-mem/thaw-<id>)\n"
+	"  --snapshot-from DIR   snapshots that came with the image: DIR/<function name>,\n"
+	"                        restored when they fit this node (default /snapshot;\n"
+	"                        \"\" for none; see docs/kubernetes.md)\n"
 	"  --instance-user USER  run instances as USER (e.g. nobody), not as root\n"
 	"  --verbose             debug logging\n";
 
@@ -77,13 +84,21 @@ static int cmd_serve(int argc, char **argv)
 		{ "proxy-ports", required_argument, 0, 'P' },
 		{ "proxy-timeout", required_argument, 0, 'X' },
 		{ "snapshot-dir", required_argument, 0, 'D' },
+		{ "snapshot-from", required_argument, 0, 'F' },
 		{ "instance-user", required_argument, 0, 'U' },
 		{ "verbose", no_argument, 0, 'v' },
+		{ "loop", required_argument, 0, 'L' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	int c, bad = 0;
 	unsigned v;
+	enum loop_backend lb = LOOP_AUTO;
+	const char *env_loop = getenv("THAW_LOOP");
+	if (env_loop && *env_loop && loop_backend_parse(env_loop, &lb)) {
+		fprintf(stderr, "thaw serve: THAW_LOOP: expected auto, io_uring or epoll: %s\n", env_loop);
+		bad = 1;
+	}
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l': o->listen = optarg; break;
@@ -118,8 +133,15 @@ static int cmd_serve(int argc, char **argv)
 			break;
 		case 'X': bad |= parse_uint(optarg, "--proxy-timeout", &o->proxy_timeout_ms) || !o->proxy_timeout_ms; break;
 		case 'D': o->snapshot_dir = optarg; break;
+		case 'F': o->snapshot_from = optarg; break;
 		case 'U': o->instance_user = optarg; break;
 		case 'v': log_set_level(LOG_DEBUG); break;
+		case 'L':
+			if (loop_backend_parse(optarg, &lb)) {
+				fprintf(stderr, "thaw serve: --loop: expected auto, io_uring or epoll: %s\n", optarg);
+				bad = 1;
+			}
+			break;
 		case 'h': fputs(usage_serve, stdout); return 0;
 		default: bad = 1;
 		}
@@ -128,6 +150,7 @@ static int cmd_serve(int argc, char **argv)
 		fputs(usage_serve, stderr);
 		return 2;
 	}
+	loop_set_backend(lb);
 	console_start(); /* the history the console charts; logged if it fails */
 	return server_run() ? 1 : 0;
 }

@@ -192,6 +192,19 @@ static int64_t move_area(const char *dir, const char *path, uintptr_t s, uintptr
 			    strerror(err));
 		return -err;
 	}
+	/* mapped through a read-only fd: CRIU records the mapped file's open
+	 * flags and reopens it so at restore, and a 0400 file opened for
+	 * writing needs CAP_DAC_OVERRIDE, which a pod does not have (private
+	 * mappings of a read-only fd may still be written: copy-on-write) */
+	int rfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0) {
+		int err = errno;
+		memfile_say(r, "skip %" PRIxPTR "-%" PRIxPTR " reopen %s: %s\n", s, e, path,
+			    strerror(err));
+		unlink(path);
+		close(fd);
+		return -err;
+	}
 	int64_t done = 0;
 	int ret = 0;
 	if (ftruncate(fd, (off_t)(e - base))) {
@@ -225,7 +238,7 @@ static int64_t move_area(const char *dir, const char *path, uintptr_t s, uintptr
 				goto fail;
 			i = j;
 		}
-		void *m = mmap((void *)rs, re - rs, prot, MAP_PRIVATE | MAP_FIXED, fd, (off_t)(rs - base));
+		void *m = mmap((void *)rs, re - rs, prot, MAP_PRIVATE | MAP_FIXED, rfd, (off_t)(rs - base));
 		if (m == MAP_FAILED) {
 			ret = -errno;
 			goto fail;
@@ -235,6 +248,7 @@ static int64_t move_area(const char *dir, const char *path, uintptr_t s, uintptr
 		g = h;
 	}
 	fchmod(fd, 0400); /* never written again: every copy maps it */
+	close(rfd);
 	close(fd);
 	return done;
 fail:
@@ -242,6 +256,7 @@ fail:
 		    ret == -ENOSPC ? "tmpfs full" : "write failed", done >> 20, strerror(-ret));
 	if (!done)
 		unlink(path);
+	close(rfd);
 	close(fd);
 	return done ? done : ret;
 }

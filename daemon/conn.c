@@ -84,6 +84,7 @@ static void maybe_free(struct conn *c)
 	http_req_fini(&c->req);
 	buf_free(&c->out);
 	buf_free(&c->pending);
+	free(c->recv_buf);
 	if (c->prev_conn)
 		c->prev_conn->next_conn = c->next_conn;
 	else
@@ -214,6 +215,8 @@ void conn_accept(struct shard *sh, int fd)
 	arm_read_timer(c);
 }
 
+#define PLAIN_RECV_SIZE 16384
+
 static void arm_recv(struct conn *c)
 {
 	struct shard *sh = c->sh;
@@ -221,9 +224,9 @@ static void arm_recv(struct conn *c)
 	if (sh->use_buf_ring) {
 		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 	} else {
-		buf_reserve(&c->req.in, 16384);
-		io_uring_prep_recv(sqe, c->fd, c->req.in.data + c->req.in.len,
-				   c->req.in.cap - c->req.in.len, 0);
+		if (!c->recv_buf)
+			c->recv_buf = xmalloc(PLAIN_RECV_SIZE);
+		io_uring_prep_recv(sqe, c->fd, c->recv_buf, PLAIN_RECV_SIZE, 0);
 	}
 	if (sh->use_buf_ring) {
 		sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -249,8 +252,8 @@ static void on_recv(struct loop_op *op, struct io_uring_cqe *cqe)
 		if (c->state != CONN_CLOSING)
 			http_req_feed(&c->req, sh->bufs + (size_t)bid * sh->buf_size, (size_t)res);
 		shard_recycle_buf(sh, bid);
-	} else if (res > 0) {
-		c->req.in.len += (size_t)res;
+	} else if (res > 0 && c->state != CONN_CLOSING) {
+		http_req_feed(&c->req, c->recv_buf, (size_t)res);
 	}
 	if (c->state == CONN_CLOSING) {
 		maybe_free(c);
@@ -329,11 +332,9 @@ static void request_done(struct conn *c)
 	}
 	http_req_next(&c->req);
 	count_body(c);
-	/* a large request or response leaves no capacity behind; a plain recv
-	 * in flight writes into req.in, which must not move then */
+	/* a large request or response leaves no capacity behind */
 	buf_shrink(&c->req.body, CONN_KEEP_BYTES);
-	if (c->sh->use_buf_ring || !c->recv_armed)
-		buf_shrink(&c->req.in, CONN_KEEP_BYTES);
+	buf_shrink(&c->req.in, CONN_KEEP_BYTES);
 	c->state = CONN_READING;
 	arm_read_timer(c);
 	process(c);

@@ -34,6 +34,9 @@ struct conn {
 	unsigned ops;         /* io_uring operations in flight */
 	struct loop_op recv_op, send_op;
 	bool recv_armed, send_inflight, close_after_send;
+	/* where a plain recv (no provided buffers: kernels before 5.19) lands;
+	 * never req.in, which process() moves while the next recv is armed */
+	char *recv_buf;
 	struct http_req req;
 	struct buf out;
 	size_t out_sent;

@@ -9,6 +9,7 @@
 #include "daemon/conn.h"
 #include "daemon/console.h"
 #include "daemon/lifecycle.h"
+#include "daemon/loop.h"
 #include "common/log.h"
 #include "daemon/auth.h"
 #include "daemon/pool.h"
@@ -114,6 +115,11 @@ static void metrics(struct conn *c)
 		metrics_render_fn(&b, nm->name, ms, nv);
 	}
 	metrics_render_server(&b, &server.metrics);
+	buf_printf(&b,
+		   "# HELP thaw_loop_backend What the event loops run on (io_uring, or epoll where "
+		   "io_uring is refused).\n# TYPE thaw_loop_backend gauge\n"
+		   "thaw_loop_backend{backend=\"%s\"} 1\n",
+		   loop_backend_name());
 	console_render_metrics(&b);
 	gpu_render(&b); /* nothing without a GPU */
 	conn_respond(c, 200, "text/plain; version=0.0.4", b.data, b.len, NULL, 0);

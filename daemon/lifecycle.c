@@ -9,6 +9,7 @@
 #include "common/mem.h"
 #include "snapshot/cuda_ckpt.h"
 #include "daemon/server.h"
+#include "daemon/travel.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +27,9 @@ static bool replaying; /* lifecycle_replay runs: no journal lines, no drops */
 static int prepare(struct function *fn)
 {
 	fnsnap_init(fn);
+	/* none of its own to reuse: one that came with the image, if it fits */
+	if (atomic_load(&fn->snap_state) == SNAP_NONE)
+		travel_import(fn);
 	if (fn->cfg.gpu_type && atomic_load(&fn->snap_state) != SNAP_OFF)
 		cuda_ckpt_preload();
 	return 0;

@@ -1,5 +1,6 @@
 #define LOG_PREFIX "loop: "
 #include "daemon/loop.h"
+#include "daemon/loop_epoll.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -20,6 +21,31 @@ _Thread_local struct shard *shard_self;
 static struct shard_hooks hooks;
 /* IORING_OP_MSG_RING works here (probed by the first shard_init) */
 static int have_msg_ring = -1;
+/* set before the loops start; AUTO turns into what the first shard got */
+static enum loop_backend backend = LOOP_AUTO;
+
+void loop_set_backend(enum loop_backend b)
+{
+	backend = b;
+}
+
+const char *loop_backend_name(void)
+{
+	return backend == LOOP_EPOLL ? "epoll" : "io_uring";
+}
+
+int loop_backend_parse(const char *s, enum loop_backend *out)
+{
+	if (!strcmp(s, "io_uring"))
+		*out = LOOP_IO_URING;
+	else if (!strcmp(s, "epoll"))
+		*out = LOOP_EPOLL;
+	else if (!strcmp(s, "auto"))
+		*out = LOOP_AUTO;
+	else
+		return -EINVAL;
+	return 0;
+}
 
 void shard_set_hooks(const struct shard_hooks *h)
 {
@@ -28,6 +54,8 @@ void shard_set_hooks(const struct shard_hooks *h)
 
 struct io_uring_sqe *shard_sqe(struct shard *sh)
 {
+	if (sh->ep)
+		return loop_epoll_sqe(sh->ep);
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
 	while (!sqe) {
 		io_uring_submit(&sh->ring);
@@ -61,7 +89,7 @@ void shard_post(struct shard *to, struct loop_op *op, int res)
 {
 	struct shard *from = shard_self;
 	op->post_to = to;
-	if (!from || from == to || !have_msg_ring) {
+	if (!from || from == to || !have_msg_ring || from->ep || to->ep) {
 		post_locked(to, op, res);
 		return;
 	}
@@ -104,9 +132,15 @@ static void probe_msg_ring(struct io_uring *ring)
 }
 
 /* Provided buffers let one multishot recv serve every connection without a
- * buffer per idle connection; kernels before 5.19 fall back to plain recv. */
+ * buffer per idle connection; kernels before 5.19 fall back to plain recv.
+ * The epoll backend takes buffers from the same ring, unregistered. */
 static void setup_buf_ring(struct shard *sh)
 {
+	const char *e = getenv("THAW_BUF_RING"); /* "0": the old kernels' path, for tests */
+	if (e && !strcmp(e, "0")) {
+		pr_info("provided buffer rings off (THAW_BUF_RING=0): single-shot recv");
+		return;
+	}
 	sh->nbufs = NBUFS;
 	sh->buf_size = BUF_SIZE;
 	size_t ring_bytes = sh->nbufs * sizeof(struct io_uring_buf);
@@ -116,7 +150,9 @@ static void setup_buf_ring(struct shard *sh)
 	struct io_uring_buf_reg reg = { .ring_addr = (uint64_t)(uintptr_t)mem,
 					.ring_entries = sh->nbufs,
 					.bgid = BUF_GROUP };
-	if (io_uring_register_buf_ring(&sh->ring, &reg, 0) < 0) {
+	if (sh->ep)
+		loop_epoll_provide(sh->ep, BUF_GROUP, mem, sh->nbufs);
+	else if (io_uring_register_buf_ring(&sh->ring, &reg, 0) < 0) {
 		munmap(mem, ring_bytes);
 		pr_info("provided buffer rings unavailable: single-shot recv");
 		return;
@@ -164,17 +200,34 @@ int shard_init(struct shard *sh, unsigned id, int listen_fd)
 		0,
 	};
 	int ret = -EINVAL;
-	for (unsigned i = 0; i < 3 && ret == -EINVAL; i++) {
+	for (unsigned i = 0; i < 3 && ret == -EINVAL && backend != LOOP_EPOLL; i++) {
 		struct io_uring_params p = { .flags = flag_sets[i] };
 		ret = io_uring_queue_init_params(RING_ENTRIES, &sh->ring, &p);
 		sh->ring_disabled = i == 0;
 	}
-	if (ret < 0) {
+	if (backend == LOOP_AUTO && (ret == -EPERM || ret == -EACCES || ret == -ENOSYS)) {
+		pr_warn("io_uring_setup: %s (a seccomp profile, kernel.io_uring_disabled or an old "
+			"kernel): the loops run on epoll",
+			strerror(-ret));
+		backend = LOOP_EPOLL;
+	} else if (backend == LOOP_EPOLL && id == 0) {
+		pr_info("the loops run on epoll, as asked (--loop epoll or THAW_LOOP=epoll)");
+	}
+	if (backend == LOOP_EPOLL) {
+		sh->ring_disabled = false;
+		ret = loop_epoll_new(&sh->ep);
+		if (ret < 0)
+			pr_err("epoll_create1: %s", strerror(-ret));
+	} else if (ret < 0) {
 		pr_err("io_uring_queue_init: %s", strerror(-ret));
+	} else if (backend == LOOP_AUTO) {
+		backend = LOOP_IO_URING;
+	}
+	if (ret < 0) {
 		close(listen_fd);
 		return ret;
 	}
-	if (have_msg_ring < 0)
+	if (!sh->ep && have_msg_ring < 0)
 		probe_msg_ring(&sh->ring);
 	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
 	pthread_mutex_init(&sh->post_lock, NULL);
@@ -243,7 +296,9 @@ static void on_accept(struct loop_op *op, struct io_uring_cqe *cqe)
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		sh->accept_armed = false;
 	if (cqe->res < 0) {
-		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED)
+		/* -ECANCELED: start_drain's cancel, not a failure */
+		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED &&
+		    !(cqe->res == -ECANCELED && sh->draining))
 			accept_failed(sh, cqe->res);
 		return;
 	}
@@ -257,7 +312,8 @@ static void on_accept2(struct loop_op *op, struct io_uring_cqe *cqe)
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		sh->accept2_armed = false;
 	if (cqe->res < 0) {
-		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED && cqe->res != -EAGAIN)
+		if (cqe->res != -EINTR && cqe->res != -ECONNABORTED && cqe->res != -EAGAIN &&
+		    !(cqe->res == -ECANCELED && sh->draining))
 			pr_warn("accept: %s", strerror(-cqe->res));
 		return;
 	}
@@ -337,8 +393,19 @@ static void arm_timeout(struct shard *sh)
 	loop_op_prep(sqe, &sh->timeout_op);
 }
 
+static void run_cqe(struct io_uring_cqe *cqe)
+{
+	struct loop_op *op = (struct loop_op *)(uintptr_t)cqe->user_data;
+	if (op)
+		op->cb(op, cqe);
+}
+
 static void reap_cqes(struct shard *sh)
 {
+	if (sh->ep) { /* no MSG_RING there: no tagged user_data */
+		loop_epoll_reap(sh->ep, run_cqe);
+		return;
+	}
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 	io_uring_for_each_cqe(&sh->ring, head, cqe)
@@ -363,7 +430,10 @@ static void shutdown_all(struct shard *sh)
 	while (hooks.alive(sh) && now_ns() < end) {
 		struct __kernel_timespec ts = { 0, 20000000 };
 		struct io_uring_cqe *cqe;
-		io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
+		if (sh->ep)
+			loop_epoll_wait(sh->ep, 20000000);
+		else
+			io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
 		reap_cqes(sh);
 		shard_run_posted(sh); /* restores finishing now are stopped at once */
 		timer_run(&sh->timers, now_ns());
@@ -395,9 +465,9 @@ void *shard_main(void *arg)
 			atomic_fetch_add(sh->drained, 1);
 		}
 		arm_timeout(sh);
-		int ret = io_uring_submit_and_wait(&sh->ring, 1);
+		int ret = sh->ep ? loop_epoll_wait(sh->ep, -1) : io_uring_submit_and_wait(&sh->ring, 1);
 		if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY) {
-			pr_err("io_uring_submit_and_wait: %s", strerror(-ret));
+			pr_err("%s: %s", sh->ep ? "epoll_wait" : "io_uring_submit_and_wait", strerror(-ret));
 			break;
 		}
 		reap_cqes(sh);
@@ -411,7 +481,10 @@ void shard_fini(struct shard *sh)
 {
 	close(sh->listen_fd);
 	close(sh->wake_fd);
-	io_uring_queue_exit(&sh->ring);
+	if (sh->ep)
+		loop_epoll_free(sh->ep);
+	else
+		io_uring_queue_exit(&sh->ring);
 	timer_heap_free(&sh->timers);
 	free(sh->bufs);
 }

@@ -8,6 +8,10 @@
  * cq_advance. Other threads hand work to a loop with shard_post(): an
  * IORING_OP_MSG_RING completion on the target ring where the kernel has it
  * (5.18+), else (or when that fails) a locked list and the loop's eventfd.
+ *
+ * Where io_uring is refused (a container runtime's seccomp profile,
+ * kernel.io_uring_disabled) the same operations run on epoll
+ * (daemon/loop_epoll.h): the SQEs and CQEs stay, only the backend changes.
  */
 #ifndef THAW_LOOP_H
 #define THAW_LOOP_H
@@ -36,6 +40,21 @@ struct loop_op {
 };
 
 struct shard;
+struct loop_epoll;
+
+/* Which backend the loops run on. */
+enum loop_backend {
+	LOOP_AUTO,     /* io_uring; epoll when io_uring_setup is refused */
+	LOOP_IO_URING, /* io_uring or nothing */
+	LOOP_EPOLL,
+};
+/* Before the first shard_init. LOOP_AUTO falls back to epoll when
+ * io_uring_setup fails with EPERM, EACCES or ENOSYS, saying so once. */
+void loop_set_backend(enum loop_backend b);
+/* What the loops run on: "io_uring" or "epoll" (known after shard_init). */
+const char *loop_backend_name(void);
+/* "--loop"'s words: "io_uring", "epoll" or "auto"; -EINVAL for others. */
+int loop_backend_parse(const char *s, enum loop_backend *out);
 
 /* What the layer above does with a loop; set once before the loops start. */
 struct shard_hooks {
@@ -51,7 +70,8 @@ void shard_set_hooks(const struct shard_hooks *h);
 
 struct shard {
 	unsigned id;
-	struct io_uring ring;
+	struct io_uring ring;   /* unused when ep is set */
+	struct loop_epoll *ep;  /* the epoll backend, or NULL: io_uring */
 	int listen_fd;
 	int wake_fd; /* eventfd: stop, drain, ops posted through the list */
 	pthread_mutex_t post_lock;

@@ -284,11 +284,12 @@ static void on_ready(struct instance *in, const char *payload, size_t len)
 	in->idle_since_ns = now_ns();
 	if (in->restored)
 		pr_info("%s: instance %s (pid %d) restored in %.1f ms: queue %.1f, verify %.1f, "
-			"criu %.1f, back to loop %.1f, on_restore and channel %.2f",
+			"criu %.1f, back to loop %.1f, on_restore and channel %.2f%s",
 			p->fn->cfg.name, in->id, in->proc.pid, (double)took / 1e6,
 			(double)(in->job_start_ns - in->started_ns) / 1e6, in->verify_ms, in->criu_ms,
 			(double)(in->restored_ns - in->job_end_ns) / 1e6,
-			(double)(now_ns() - in->restored_ns) / 1e6);
+			(double)(now_ns() - in->restored_ns) / 1e6,
+			in->criu_ahead ? "; criu started ahead" : "");
 	else
 		pr_info("%s: instance %s (pid %d) ready in %.1f ms", p->fn->cfg.name, in->id,
 			in->proc.pid, (double)took / 1e6);
@@ -351,6 +352,7 @@ static struct instance *take_spare(struct pool *p, struct instance *in)
 {
 	int before = pool__category(in);
 	in->spare = false;
+	in->refill_spares = true;
 	p->n_spares--;
 	pool__gauge_move(in, before);
 	atomic_fetch_add_explicit(&p->fn->metrics.spares_taken, 1, memory_order_relaxed);
@@ -434,14 +436,11 @@ static void dequeue(struct pool *p, struct invocation *c)
 void pool__drain_queue(struct pool *p)
 {
 	struct instance *in;
-	unsigned spares = p->n_spares;
 	while (p->q_head && (in = free_instance(p))) {
 		struct invocation *inv = p->q_head;
 		dequeue(p, inv);
 		run_on(in, inv);
 	}
-	if (p->n_spares < spares) /* spares taken: restore the next ones */
-		pool__keep_spares(p);
 }
 
 static void cancel(struct pool *p, struct invocation *inv, bool deadline);
@@ -472,7 +471,6 @@ static void take(struct pool *p, struct invocation *inv)
 	struct instance *in = free_instance(p);
 	if (in) {
 		run_on(in, inv);
-		pool__keep_spares(p); /* a spare taken: restore the next */
 		return;
 	}
 	if (p->n_ready == 0 && failed_recently(p)) {
@@ -618,6 +616,10 @@ static void on_response(struct instance *in, uint64_t id, const char *payload, s
 		invocation_answer(inv, payload, len);
 	}
 	pool__drain_queue(in->pool);
+	if (in->refill_spares) { /* answered as a spare taken: restore the next */
+		in->refill_spares = false;
+		pool__keep_spares(in->pool);
+	}
 }
 
 static void handle_frame(struct instance *in, const struct channel_hdr *h, const char *payload)

@@ -53,6 +53,7 @@ struct instance {
 	struct job job;     /* the restore or dump under way (counted in ops) */
 	int job_ret;
 	double verify_ms, criu_ms; /* where a restore's time went */
+	bool criu_ahead; /* a criu started ahead served it (criu_swrk.h) */
 	int64_t job_start_ns, job_end_ns;
 	/* moving a process into a cgroup takes ~9 ms (cgroup v1): done off
 	 * the start path, by a job of its own (counted in ops) */
@@ -63,6 +64,9 @@ struct instance {
 	struct loop_op recv_op, send_op, log_op, exit_op;
 	bool closed; /* its channel closed: waiting for the process to end */
 	bool spare;  /* a restored copy kept ahead of demand, not serving yet */
+	/* taken as a spare: the next one is restored once this one answered
+	 * its first request, not while it serves it (2 cores) */
+	bool refill_spares;
 	struct timer exit_timer;
 	/* reads of its channel wait while clients hold more than
 	 * --max-buffered of responses (counted in ops while armed) */

@@ -4,6 +4,7 @@
 #include "common/channel.h"
 #include "daemon/custom.h"
 #include "daemon/fnsnap.h"
+#include "daemon/travel.h"
 #include "common/fsutil.h"
 #include "daemon/lifecycle.h"
 #include "common/log.h"
@@ -185,6 +186,7 @@ static void restore_run(struct job *j)
 			fn->cfg.name, (int)in->proc.pid, in->cgroups.cpu);
 	}
 	in->criu_ms = t.criu_ms;
+	in->criu_ahead = t.criu_ahead;
 	in->job_end_ns = now_ns();
 	if (!in->job_ret && t.plugins[0]) /* GPU state back: tests/bench/gpu_restore.py reads it */
 		pr_info("%s: %s", fn->cfg.name, t.plugins);
@@ -290,6 +292,14 @@ static void dump_locked(struct instance *in, struct snapshot_info *info)
 					.populate = c->snapshot_memory.populate };
 	/* GPU state goes to host memory inside the dump (snapshot plugins),
 	 * then the memory moves */
+	/* where and from what (daemon/travel.h): hashes and criu --version, so
+	 * here in the job rather than on the loop */
+	in->job_ret = travel_write_node(in->pool->fn, dir);
+	if (in->job_ret) {
+		memset(info, 0, sizeof(*info));
+		pr_err("%s: %s/%s: %s", c->name, dir, TRAVEL_NODE_NAME, strerror(-in->job_ret));
+		return;
+	}
 	/* a custom runtime's processes move theirs with the agent they were
 	 * started with, only when mapped is on (proc/instance.h) */
 	in->job_ret = snapshot_dump(&in->proc, dir, in->custom && !mo.mapped ? NULL : &mo, info);

@@ -43,6 +43,7 @@ struct server_options {
 	unsigned init_timeout_s;    /* handler init: 300 s */
 	bool access_log;            /* a JSON line per request on stderr */
 	bool no_snapshots;          /* --no-snapshots: cold starts only */
+	const char *snapshot_from;  /* --snapshot-from: snapshots that came with the image, <dir>/<name>; NULL: /snapshot (daemon/travel.h) */
 	const char *snapshot_dir;   /* images, on a tmpfs: /dev/shm/thaw-mem/thaw-<id> (snapshot/snapmem.h) */
 	const char *instance_user;  /* --instance-user: instances run as it; NULL: root */
 	char instance_bin[4096];    /* thaw-instance beside the thaw binary */

@@ -72,9 +72,13 @@ static int64_t move_state(struct state_region *st, const char *path, int prot,
 		return 0; /* another file system: the caller copies it like anonymous memory */
 	}
 	/* the mapping holds the file from now on; an open fd would make CRIU
-	 * dump it */
-	void *m = mmap((void *)st->start, st->end - st->start, prot, MAP_PRIVATE | MAP_FIXED,
-		       st->fd, 0);
+	 * dump it. Mapped through a read-only fd, as in common/memfile.c. */
+	int rfd = open(path, O_RDONLY | O_CLOEXEC);
+	void *m = rfd < 0 ? MAP_FAILED
+			  : mmap((void *)st->start, st->end - st->start, prot,
+				 MAP_PRIVATE | MAP_FIXED, rfd, 0);
+	if (rfd >= 0)
+		close(rfd);
 	if (m == MAP_FAILED) {
 		int err = errno;
 		unlink(path);

@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -214,14 +215,11 @@ int subproc_run(char *const argv[], const struct subproc_fd *fds, unsigned n_fds
 	return subproc_run_in(argv, fds, n_fds, NULL, timeout_ms, res);
 }
 
-int subproc_run_in(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
-		   const char *const *join, int timeout_ms, struct subproc_result *res)
+int subproc_start(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
+		  const char *const *join, struct subproc *sp)
 {
-	int out[2], ret, pidfd = -1;
-	pid_t pid;
-	*res = (struct subproc_result){ .status = -1 };
-	double start = now_ms();
-
+	int out[2], ret;
+	*sp = (struct subproc){ .pid = -1, .pidfd = -1, .out_fd = -1, .start_ms = now_ms() };
 	if (pipe2(out, O_CLOEXEC) < 0)
 		return -errno;
 	posix_spawn_file_actions_t fa;
@@ -241,72 +239,112 @@ int subproc_run_in(char *const argv[], const struct subproc_fd *fds, unsigned n_
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 
+	pid_t pid;
 	if (join && join[0])
 		ret = spawn_joined(argv, out[1], fds, n_fds, join, &pid);
 	else
 		ret = -posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
-	close(out[1]);
-	out[1] = -1;
 	if (ret) {
 		pr_err("cannot run %s%s: %s", argv[0], join && join[0] ? " in its cgroups" : "",
 		       strerror(-ret));
 		goto destroy;
 	}
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0) {
 		ret = -errno;
 		pr_perror("pidfd_open(%d) for %s", (int)pid, argv[0]);
-		kill_and_reap(pid, &res->status);
+		int status;
+		kill_and_reap(pid, &status);
 		goto destroy;
 	}
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
+	sp->pid = pid;
+	sp->pidfd = pidfd;
+	sp->out_fd = out[0];
+	out[0] = -1;
+	snprintf(sp->name, sizeof(sp->name), "%s", argv[0]);
+destroy:
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
+	close(out[1]);
+	if (out[0] >= 0)
+		close(out[0]);
+	return ret;
+}
 
+int subproc_wait(struct subproc *sp, int timeout_ms, struct subproc_result *res)
+{
+	int ret = 0;
+	*res = (struct subproc_result){ .status = -1 };
 	/* Wait for the exit, not for EOF: something the child started may
 	 * keep the pipe open after it is gone. */
-	double deadline = start + timeout_ms;
+	double deadline = now_ms() + timeout_ms;
 	int exited = 0, open_out = 1;
 	while (!exited) {
 		double left = deadline - now_ms();
 		if (left <= 0) {
-			pr_err("%s ran past %d ms; killed", argv[0], timeout_ms);
-			kill_and_reap(pid, &res->status);
+			pr_err("%s ran past %d ms; killed", sp->name, timeout_ms);
+			kill_and_reap(sp->pid, &res->status);
 			ret = -ETIMEDOUT;
 			goto done;
 		}
-		struct pollfd pfd[2] = { { .fd = pidfd, .events = POLLIN },
-					 { .fd = open_out ? out[0] : -1, .events = POLLIN } };
+		struct pollfd pfd[2] = { { .fd = sp->pidfd, .events = POLLIN },
+					 { .fd = open_out ? sp->out_fd : -1, .events = POLLIN } };
 		int n = poll(pfd, 2, (int)left + 1);
 		if (n < 0 && errno != EINTR) {
 			ret = -errno;
-			pr_perror("poll on %s", argv[0]);
-			kill_and_reap(pid, &res->status);
+			pr_perror("poll on %s", sp->name);
+			kill_and_reap(sp->pid, &res->status);
 			goto done;
 		}
 		if (n > 0 && pfd[1].revents)
-			open_out = drain(out[0], res);
+			open_out = drain(sp->out_fd, res);
 		if (n > 0 && pfd[0].revents)
 			exited = 1;
 	}
 	if (open_out)
-		drain(out[0], res);
-	while (waitpid(pid, &res->status, 0) < 0) {
+		drain(sp->out_fd, res);
+	while (waitpid(sp->pid, &res->status, 0) < 0) {
 		if (errno == EINTR)
 			continue;
 		ret = -errno;
-		pr_perror("waitpid for %s (does someone else reap our children?)", argv[0]);
+		pr_perror("waitpid for %s (does someone else reap our children?)", sp->name);
 		goto done;
 	}
 	ret = WIFEXITED(res->status) && WEXITSTATUS(res->status) == 0 ? 0 : -EIO;
 done:
-	res->ms = now_ms() - start;
-	close(pidfd);
-destroy:
-	posix_spawnattr_destroy(&attr);
-	posix_spawn_file_actions_destroy(&fa);
-	if (out[1] >= 0)
-		close(out[1]);
-	close(out[0]);
+	res->ms = now_ms() - sp->start_ms;
+	close(sp->pidfd);
+	close(sp->out_fd);
+	*sp = (struct subproc){ .pid = -1, .pidfd = -1, .out_fd = -1 };
 	return ret;
+}
+
+int subproc_run_in(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
+		   const char *const *join, int timeout_ms, struct subproc_result *res)
+{
+	struct subproc sp;
+	int ret = subproc_start(argv, fds, n_fds, join, &sp);
+	if (ret) {
+		*res = (struct subproc_result){ .status = -1 };
+		return ret;
+	}
+	return subproc_wait(&sp, timeout_ms, res);
+}
+
+void subproc_log_failure(const char *what, int ret, const struct subproc_result *res)
+{
+	const char *out = res->out ? res->out : "";
+	size_t n = strlen(out);
+	const char *tail = n > 2000 ? out + n - 2000 : out;
+	char how[64];
+	if (ret == -EIO && WIFSIGNALED(res->status))
+		snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(res->status));
+	else if (ret == -EIO)
+		snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(res->status));
+	else
+		snprintf(how, sizeof(how), "%s", strerror(-ret));
+	pr_err("%s failed (%s); its output ends:\n%s", what, how, tail);
 }
 
 void subproc_last_line(const struct subproc_result *res, const char *skip, char *line, size_t len)

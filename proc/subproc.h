@@ -12,6 +12,7 @@
 #define THAW_SUBPROC_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Keep at most this much output: the start and, more useful, the tail. */
 #define SUBPROC_OUT_MAX (64u << 10)
@@ -48,6 +49,29 @@ int subproc_run(char *const argv[], const struct subproc_fd *fds, unsigned n_fds
  * grow with the daemon's size either. */
 int subproc_run_in(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
 		   const char *const *join, int timeout_ms, struct subproc_result *res);
+
+/* A child started by subproc_start and not yet reaped: the caller talks to
+ * it (criu swrk), then subproc_wait collects its output and reaps it. */
+struct subproc {
+	pid_t pid;
+	int pidfd;
+	int out_fd; /* read end of its stdout+stderr, non-blocking */
+	double start_ms;
+	char name[64]; /* argv[0], for log lines */
+};
+
+/* The first half of subproc_run_in: starts argv as it does and returns
+ * without waiting. 0, or -errno with nothing started (sp holds nothing). */
+int subproc_start(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
+		  const char *const *join, struct subproc *sp);
+/* The second half: waits for the exit (killing it after timeout_ms),
+ * keeps its output in res and reaps it; returns as subproc_run does. sp
+ * holds nothing after. */
+int subproc_wait(struct subproc *sp, int timeout_ms, struct subproc_result *res);
+
+/* Logs "WHAT failed (how); its output ends:" and the tail of res->out, for
+ * ret, the failed return of subproc_run/subproc_wait. */
+void subproc_log_failure(const char *what, int ret, const struct subproc_result *res);
 
 /* The last non-empty line of the output that does not contain skip (may be
  * NULL), copied into line; empty when there is none. */

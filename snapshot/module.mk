@@ -10,3 +10,17 @@ ifneq ($(wildcard $(CUDA_INCLUDE)/cuda.h),)
 $(BUILD)/snapshot/cuda_ckpt.o $(BUILD)/tests/unit/test_cuda_ckpt: private CPPFLAGS += -I$(CUDA_INCLUDE) -DTHAW_HAVE_CUDA_H
 endif
 endif
+# snapshot/criu_swrk.c speaks CRIU's RPC (proto/criu/rpc.proto, a subset of
+# CRIU's own) through protobuf-c, generated into $(BUILD)/proto/criu.
+CRIU_RPC_C := $(BUILD)/proto/criu/rpc.pb-c.c
+$(CRIU_RPC_C): proto/criu/rpc.proto
+	@mkdir -p $(BUILD)/proto
+	protoc-c -Iproto --c_out=$(BUILD)/proto criu/rpc.proto
+$(CRIU_RPC_C:.c=.h): $(CRIU_RPC_C)
+# generated code: not held to -Werror
+$(BUILD)/proto/criu/rpc.pb-c.o: $(CRIU_RPC_C)
+	$(CC) $(CPPFLAGS) -I$(BUILD)/proto $(CFLAGS) $(SAN) -c $< -o $@
+$(BUILD)/snapshot/criu_swrk.o: CPPFLAGS += -I$(BUILD)/proto
+$(BUILD)/snapshot/criu_swrk.o: $(CRIU_RPC_C:.c=.h)
+LIB_OBJ += $(BUILD)/proto/criu/rpc.pb-c.o
+DAEMON_LIBS += -lprotobuf-c

@@ -1,6 +1,7 @@
 #define LOG_PREFIX "snapshot: "
 #include "snapshot/snapshot.h"
 #include "common/log.h"
+#include "snapshot/criu_swrk.h"
 #include "snapshot/cuda_ckpt.h"
 #include "snapshot/manifest.h"
 #include "snapshot/snapmem.h"
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -30,15 +32,10 @@
 #define CHECK_TIMEOUT_MS 20000
 #define DUMP_TIMEOUT_MS 300000 /* ~1 s per GiB of dirty memory, and margin */
 #define RESTORE_TIMEOUT_MS 60000
-/* The fd numbers the fresh channel and log pipe have in criu restore. */
-#define RESTORE_CHANNEL_FD 3
-#define RESTORE_LOG_FD 4
-#define RESTORE_NETNS_FD 5
-/* The key a custom runtime's network namespace is known by in its images:
- * declared external at dump, a fresh one handed in per restore. */
-#define NETNS_KEY "thaw-net"
 /* criu prints this on every run here; it is harmless and says nothing */
 #define CRIU_NOISE "RLIMIT_NOFILE"
+#define PROC_MOUNTPOINT "proc.crtools" /* criu/pie/parasite.c */
+#define STALE_PROC_MOUNT_S 10
 #ifndef CAP_CHECKPOINT_RESTORE
 #define CAP_CHECKPOINT_RESTORE 40
 #endif
@@ -73,17 +70,9 @@ static int run_criu_in(const char *what, char **argv, const struct subproc_fd *f
 	argv[0] = (char *)criu_path();
 	int ret = subproc_run_in(argv, fds, n_fds, join, timeout_ms, res);
 	if (ret) {
-		const char *out = res->out ? res->out : "";
-		size_t n = strlen(out);
-		const char *tail = n > 2000 ? out + n - 2000 : out;
-		char how[64];
-		if (ret == -EIO && WIFSIGNALED(res->status))
-			snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(res->status));
-		else if (ret == -EIO)
-			snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(res->status));
-		else
-			snprintf(how, sizeof(how), "%s", strerror(-ret));
-		pr_err("criu %s failed (%s); its output ends:\n%s", what, how, tail);
+		char name[32];
+		snprintf(name, sizeof(name), "criu %s", what);
+		subproc_log_failure(name, ret, res);
 	}
 	return ret;
 }
@@ -112,6 +101,32 @@ static int privileged(void)
 		  (1u << (CAP_CHECKPOINT_RESTORE % 32)));
 }
 
+/* Whether criu check failed only on what a container lacks and thaw does
+ * not use: ns_last_pid cannot be written because /proc/sys is mounted
+ * read-only, as container runtimes mount it (podman, containerd, CRI-O,
+ * unless privileged), and /dev/net/tun is absent (CRIU's kernel probe
+ * opens it once). CRIU >= 3.15 on kernels >= 5.5 restores pids with
+ * clone3(set_tid) and never writes ns_last_pid, and instances hold no tun
+ * device, so dump and restore work there: seen in a podman container with
+ * the capabilities of the k8s manifests (tests/e2e/test_podman.py). */
+static bool only_container_errors(const char *out)
+{
+	int errors = 0, known = 0;
+	for (const char *l = out ? out : ""; *l && errors < 1000;) {
+		const char *end = strchr(l, '\n');
+		size_t n = end ? (size_t)(end - l) : strlen(l);
+		if (!strncmp(l, "Error (", 7)) {
+			errors++;
+			if ((memmem(l, n, "ns_last_pid", 11) &&
+			     memmem(l, n, "Read-only file system", 21)) ||
+			    memmem(l, n, "tun: Unable to create tun", 25))
+				known++;
+		}
+		l += n + (end ? 1 : 0);
+	}
+	return errors > 0 && errors == known;
+}
+
 static int probe_uncached(const char *path, char *why, size_t len)
 {
 	if (access(path, X_OK)) {
@@ -132,9 +147,21 @@ static int probe_uncached(const char *path, char *why, size_t len)
 	char *argv[] = { NULL, "check", NULL };
 	struct subproc_result res;
 	int ret = subproc_run((argv[0] = (char *)path, argv), NULL, 0, CHECK_TIMEOUT_MS, &res);
+	if (ret == -EIO && only_container_errors(res.out)) {
+		pr_info("criu check: /proc/sys is read-only (a container): ns_last_pid "
+			"cannot be written, which restores do not need (CRIU gives restored "
+			"tasks their pids with clone3's set_tid); snapshots stay on");
+		ret = 0;
+	}
 	if (ret) {
 		char line[200];
 		subproc_last_line(&res, CRIU_NOISE, line, sizeof(line));
+		/* "Does not look good." says nothing: name the last error instead */
+		const char *err = res.out ? strstr(res.out, "Error (") : NULL;
+		for (const char *e = err; e; e = strstr(e + 1, "Error ("))
+			err = e;
+		if (err)
+			snprintf(line, sizeof(line), "%.*s", (int)strcspn(err, "\n"), err);
 		if (!line[0] && ret == -EIO && WIFEXITED(res.status))
 			snprintf(line, sizeof(line), "%s exited with status %d, no output", path,
 				 WEXITSTATUS(res.status));
@@ -168,6 +195,33 @@ int snapshot_probe(char *why, size_t len)
 	int ret = cached_ret;
 	if (len)
 		snprintf(why, len, "%s", cached_why);
+	pthread_mutex_unlock(&lock);
+	return ret;
+}
+
+int snapshot_criu_version(char *out, size_t len)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char cached_path[PATH_MAX], cached[64];
+	static int cached_ret;
+	const char *path = criu_path();
+
+	pthread_mutex_lock(&lock);
+	if (strcmp(cached_path, path)) {
+		char *argv[] = { (char *)path, "--version", NULL };
+		struct subproc_result res;
+		cached[0] = '\0';
+		cached_ret = subproc_run(argv, NULL, 0, CHECK_TIMEOUT_MS, &res);
+		const char *v = res.out ? strstr(res.out, "Version: ") : NULL;
+		if (!cached_ret && v)
+			snprintf(cached, sizeof(cached), "%.*s", (int)strcspn(v + 9, " \n"), v + 9);
+		else if (!cached_ret)
+			cached_ret = -EPROTO;
+		subproc_result_fini(&res);
+		snprintf(cached_path, sizeof(cached_path), "%s", path);
+	}
+	int ret = cached_ret;
+	snprintf(out, len, "%s", cached);
 	pthread_mutex_unlock(&lock);
 	return ret;
 }
@@ -297,6 +351,36 @@ static int plugins_post_restore(pid_t pid, const char *dir, char *notes, size_t 
 	return 0;
 }
 
+/* criu's parasite mounts a proc at `proc.crtools` in the task's working
+ * directory (its /proc is not of the task's pid namespace) and removes it
+ * after; a dump killed in between leaves the folder, and every later dump
+ * of a task with that cwd fails (`Can't create a directory (-17)`). One
+ * older than a dump could be (dumps in one daemon take turns: pool_start.c)
+ * is removed, unmounted first where a proc is still on it. */
+static void clear_stale_proc_mount(pid_t pid)
+{
+	char cwd[64], path[PATH_MAX];
+	snprintf(cwd, sizeof(cwd), "/proc/%d/cwd", (int)pid);
+	int dfd = open(cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	struct stat st;
+	if (fstatat(dfd, PROC_MOUNTPOINT, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+	    time(NULL) - st.st_mtime > STALE_PROC_MOUNT_S) {
+		snprintf(path, sizeof(path), "%s/" PROC_MOUNTPOINT, cwd);
+		if (unlinkat(dfd, PROC_MOUNTPOINT, AT_REMOVEDIR) && errno == EBUSY)
+			if (umount2(path, MNT_DETACH) == 0)
+				unlinkat(dfd, PROC_MOUNTPOINT, AT_REMOVEDIR);
+		if (fstatat(dfd, PROC_MOUNTPOINT, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			pr_warn("dump of pid %d: a stale %s in its cwd stays (%s): the dump will fail",
+				(int)pid, PROC_MOUNTPOINT, strerror(errno));
+		else
+			pr_warn("dump of pid %d: removed a stale %s an interrupted dump left in its cwd",
+				(int)pid, PROC_MOUNTPOINT);
+	}
+	close(dfd);
+}
+
 int snapshot_dump(const struct instance_proc *p, const char *dir,
 		  const struct snapshot_mem_opts *mem, struct snapshot_info *info)
 {
@@ -321,6 +405,7 @@ int snapshot_dump(const struct instance_proc *p, const char *dir,
 	if (unlink(stale) && errno != ENOENT)
 		pr_perror("unlink %s", stale);
 	free(stale);
+	clear_stale_proc_mount(p->pid);
 	if ((ret = plugins_pre_dump(p->pid, dir, info->plugins, sizeof(info->plugins))))
 		return ret;
 	/* after the plugins: a GPU's state parked in host memory moves too */
@@ -350,7 +435,7 @@ int snapshot_dump(const struct instance_proc *p, const char *dir,
 			pr_perror("stat %s", path);
 			return ret;
 		}
-		snprintf(net_s, sizeof(net_s), "net[%" PRIu64 "]:" NETNS_KEY, (uint64_t)st.st_ino);
+		snprintf(net_s, sizeof(net_s), "net[%" PRIu64 "]:" CRIU_NETNS_KEY, (uint64_t)st.st_ino);
 		argv[argc++] = "--external";
 		argv[argc++] = net_s;
 		argv[argc++] = "--network-lock";
@@ -435,6 +520,67 @@ static pid_t read_pidfile(const char *path)
 	return v > 0 && v < INT_MAX ? (pid_t)v : -EBADMSG;
 }
 
+/* The copy pid runs: makes it out's, as instance_spawn would, then the
+ * plugins' post-restore step. sv and lp are consumed. */
+static int adopt_copy(pid_t pid, int sv[2], int lp[2], const struct fds_file *ff, const char *dir,
+		      struct instance_proc *out, struct snapshot_timing *t, double t0)
+{
+	int ret;
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		ret = -errno;
+		pr_perror("pidfd_open(%d) of a restored copy", (int)pid);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0); /* our child (--restore-sibling) */
+		for (int i = 0; i < 2; i++) {
+			close(sv[i]);
+			close(lp[i]);
+		}
+		return ret;
+	}
+	instance_proc_adopt(out, pid, pidfd, sv, lp);
+	if (ff->netns) { /* a custom runtime: HTTP in its namespace, no channel */
+		close(out->channel_fd);
+		out->channel_fd = -1;
+		out->channel_ino = 0;
+	}
+	char notes[160] = "";
+	if ((ret = plugins_post_restore(pid, dir, notes, sizeof(notes)))) {
+		instance_destroy(out);
+		return ret;
+	}
+	if (t) {
+		snprintf(t->plugins, sizeof(t->plugins), "%s", notes);
+		t->total_ms = now_ms() - t0;
+	}
+	return 0;
+}
+
+/* The restore through a criu started ahead (criu_swrk.h). */
+static int restore_swrk(struct criu_worker *w, const char *dir, const struct fds_file *ff,
+			const char *const *join, struct instance_proc *out,
+			struct snapshot_timing *t, double t0)
+{
+	struct criu_swrk_restore rq = { .dir = dir, .channel_ino = ff->channel_ino,
+					.log_ino = ff->log_ino, .mntns = ff->mntns,
+					.netns = ff->netns };
+	pid_t pid = 0;
+	double ms = 0;
+	int ret = criu_swrk_restore(w, &rq, join, RESTORE_TIMEOUT_MS, &pid, &ms);
+	if (t) {
+		t->criu_ms = ms;
+		t->criu_ahead = 1;
+	}
+	if (ret) {
+		for (int i = 0; i < 2; i++) {
+			close(w->sv[i]);
+			close(w->lp[i]);
+		}
+		return ret;
+	}
+	return adopt_copy(pid, w->sv, w->lp, ff, dir, out, t, t0);
+}
+
 int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot_timing *t)
 {
 	return snapshot_restore_in(dir, NULL, out, t);
@@ -461,6 +607,10 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 	if (ret)
 		return ret;
 	ensure_rundir(); /* the pidfile goes there; cheap if it exists */
+	/* a criu started ahead, where one is ready */
+	struct criu_worker w;
+	if (criu_swrk_take(criu_path(), ff.netns, &w) == 0)
+		return restore_swrk(&w, dir, &ff, join, out, t, t0);
 	if ((ret = instance_fds_new(sv, lp)))
 		return ret;
 
@@ -468,9 +618,9 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 	snprintf(pidfile, sizeof(pidfile), "%s/restore-%d-%lu.pid", SNAPSHOT_CRIU_RUNDIR,
 		 (int)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
 	unlink(pidfile); /* criu refuses an existing one */
-	snprintf(chan_s, sizeof(chan_s), "fd[%d]:socket:[%" PRIu64 "]", RESTORE_CHANNEL_FD,
+	snprintf(chan_s, sizeof(chan_s), "fd[%d]:socket:[%" PRIu64 "]", CRIU_FD_CHANNEL,
 		 ff.channel_ino);
-	snprintf(log_s, sizeof(log_s), "fd[%d]:pipe:[%" PRIu64 "]", RESTORE_LOG_FD, ff.log_ino);
+	snprintf(log_s, sizeof(log_s), "fd[%d]:pipe:[%" PRIu64 "]", CRIU_FD_LOG, ff.log_ino);
 	/* -d: criu returns once the copy runs; -S (--restore-sibling): the copy
 	 * is our child, see snapshot.h. The pid namespace recorded in the image
 	 * is created anew for each copy. */
@@ -479,12 +629,12 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 	char *argv[32] = { NULL, "restore", "-D", (char *)dir, "-o", "-", "-v2", "-d", "-S",
 			   "--pidfile", pidfile, "--inherit-fd", log_s, "--manage-cgroups=ignore" };
 	int argc = 14;
-	struct subproc_fd fds[3] = { { lp[1], RESTORE_LOG_FD } };
+	struct subproc_fd fds[3] = { { lp[1], CRIU_FD_LOG } };
 	unsigned n_fds = 1;
 	if (ff.channel_ino) {
 		argv[argc++] = "--inherit-fd";
 		argv[argc++] = chan_s;
-		fds[n_fds++] = (struct subproc_fd){ sv[1], RESTORE_CHANNEL_FD };
+		fds[n_fds++] = (struct subproc_fd){ sv[1], CRIU_FD_CHANNEL };
 	}
 	char net_s[64];
 	if (ff.netns) {
@@ -492,13 +642,13 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 			pr_err("restore: a network namespace for the copy: %s", strerror(-ret));
 			goto close_lp;
 		}
-		snprintf(net_s, sizeof(net_s), "fd[%d]:" NETNS_KEY, RESTORE_NETNS_FD);
+		snprintf(net_s, sizeof(net_s), "fd[%d]:" CRIU_NETNS_KEY, CRIU_FD_NETNS);
 		argv[argc++] = "--inherit-fd";
 		argv[argc++] = net_s;
 		argv[argc++] = "--network-lock";
 		argv[argc++] = "skip";
 		argv[argc++] = "--tcp-close";
-		fds[n_fds++] = (struct subproc_fd){ netns_fd, RESTORE_NETNS_FD };
+		fds[n_fds++] = (struct subproc_fd){ netns_fd, CRIU_FD_NETNS };
 	}
 	if (ff.mntns) {
 		argv[argc++] = "--root";
@@ -527,30 +677,7 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 		pr_err("restore: no pid in %s: %s", pidfile, strerror(-ret));
 		goto close_lp;
 	}
-	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pidfd < 0) {
-		ret = -errno;
-		pr_perror("pidfd_open(%d) of a restored copy", (int)pid);
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0); /* our child (--restore-sibling) */
-		goto close_lp;
-	}
-	instance_proc_adopt(out, pid, pidfd, sv, lp);
-	if (ff.netns) { /* a custom runtime: HTTP in its namespace, no channel */
-		close(out->channel_fd);
-		out->channel_fd = -1;
-		out->channel_ino = 0;
-	}
-	char notes[160] = "";
-	if ((ret = plugins_post_restore(pid, dir, notes, sizeof(notes)))) {
-		instance_destroy(out);
-		return ret;
-	}
-	if (t) {
-		snprintf(t->plugins, sizeof(t->plugins), "%s", notes);
-		t->total_ms = now_ms() - t0;
-	}
-	return 0;
+	return adopt_copy(pid, sv, lp, &ff, dir, out, t, t0);
 close_lp:
 	close(lp[0]);
 	close(lp[1]);

@@ -53,7 +53,9 @@ struct snapshot_info {
 };
 
 struct snapshot_timing {
-	double criu_ms;  /* criu restore, exec to exit: the copy is running */
+	double criu_ms;  /* criu restore, exec to exit (or request to answer of a
+			  * criu started ahead): the copy is running */
+	int criu_ahead;  /* 1: a criu started ahead served it (criu_swrk.h) */
 	double total_ms; /* the whole snapshot_restore call */
 	char plugins[160]; /* what the plugins did after the restore, "" if nothing */
 };
@@ -65,6 +67,10 @@ struct snapshot_timing {
  * criu path, so calling it often is cheap. Else -ENOTSUP with one line in
  * why, e.g. "snapshots off: criu not found at /usr/...; run make deps". */
 int snapshot_probe(char *why, size_t len);
+
+/* The criu binary's version as `criu --version` prints it ("4.2.1"), into
+ * out; run once per criu path and cached. Returns 0 or -errno ("" in out). */
+int snapshot_criu_version(char *out, size_t len);
 
 /* Checkpoints the running instance p: first the plugins (GPU state into
  * host memory), then its large anonymous memory into memory files of dir

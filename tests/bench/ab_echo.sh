@@ -5,7 +5,9 @@
 # or the build has no such metric). For before/after comparisons on a noisy
 # machine: the spread between rounds of one build is the noise.
 # Usage: tests/bench/ab_echo.sh BUILD [BUILD...]
-# Environment: THREADS (thaw --threads, 2), C (connections, 64), SECS (5),
+# Environment: LOOPS (each build once per word, as thaw serve --loop WORD:
+# LOOPS="io_uring epoll" compares the loop backends; default: no --loop),
+# THREADS (thaw --threads, 2), C (connections, 64), SECS (5),
 # ROUNDS (3), MAXI (maxInstances, 2; builds before per-function pools apply
 # it per loop). Exit 77 without wrk.
 set -euo pipefail
@@ -22,14 +24,17 @@ L
 echo "ab_echo: --threads $THREADS, $C connections, ${SECS}s a run, maxInstances $MAXI"
 for r in $(seq "$ROUNDS"); do
 	for b in "$@"; do
+	for l in ${LOOPS:-default}; do
 		b=$(cd "$b" && pwd)
-		F=$TMP/r$r-$(echo "$b" | md5sum | cut -c1-8)
+		loop=()
+		[ "$l" = default ] || loop=(--loop "$l")
+		F=$TMP/r$r-$l-$(echo "$b" | md5sum | cut -c1-8)
 		mkdir -p "$F/echo"
 		printf 'name: echo\nhandler: %s/handlers/echo.so\ninstanceConcurrency: 8\ncpu: 2\nscalingConfig:\n  maxInstances: %s\n' \
 			"$b" "$MAXI" >"$F/echo/fc.yaml"
 		P=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 		"$b/thaw" serve --listen 127.0.0.1 --port "$P" --threads "$THREADS" --functions "$F" \
-			--state-dir "$F/state" --snapshot-dir "$F/snap" --no-access-log --no-snapshots >"$F/log" 2>&1 &
+			--state-dir "$F/state" --snapshot-dir "$F/snap" --no-access-log --no-snapshots "${loop[@]}" >"$F/log" 2>&1 &
 		PID=$!
 		for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$P/readyz" && break; sleep 0.05; done
 		wrk -t1 -c"$C" -d1s -s "$TMP/post.lua" "http://127.0.0.1:$P/echo/" >/dev/null
@@ -43,9 +48,10 @@ for r in $(seq "$ROUNDS"); do
 			/^thaw_loop_handover_seconds_count/ { c = $2 }
 			END { if (c > 0) printf "%.1f us (%d)", s / c * 1e6, c; else print "-" }')
 		cpu=$(awk -v t="$((t1 - t0))" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
-		echo "round $r $b: req/s $rps p99 $p99 daemon CPU us/req $cpu hand-over $ho"
+		echo "round $r $b${loop:+ --loop $l}: req/s $rps p99 $p99 daemon CPU us/req $cpu hand-over $ho"
 		kill "$PID"
 		wait "$PID" 2>/dev/null || true
 		PID=
+	done
 	done
 done

@@ -16,8 +16,10 @@ turn, so the ~7 s scale-in wait is shared. A replica whose snapshot failed is
 left out of the restore series (and named).
 
 Kinds: restore (snapshots on: the first instance was cold-started, warmed and
-checkpointed at daemon start, every measured instance is a CRIU restore) and
-cold (the same daemon with --no-snapshots). The daemon's own per-instance log
+checkpointed at daemon start, every measured instance is a CRIU restore by a
+criu started ahead, docs/criu.md), restore-exec (the same with criu exec'd per
+restore: THAW_CRIU_WORKERS=0; echo, predict and bigstate only) and cold (the
+same daemon with --no-snapshots). The daemon's own per-instance log
 lines ("restored in X ms: verify A, criu B, on_restore and channel C", "ready in
 X ms") give the server-side breakdown of the same starts.
 
@@ -235,7 +237,7 @@ def series(d, log, fns, req, n, c, kind):
                 server.append({"total": float(m.group(3)), "cold": True})
     if bad:
         raise RuntimeError("%s %s c=%d: non-200 answers %r" % (fns[0], kind, c, bad[:5]))
-    if kind == "restore" and any(x.get("cold") for x in server):
+    if kind != "cold" and any(x.get("cold") for x in server):
         print("restore: warning: cold starts in a restore series:\n" +
               "\n".join(l for l in d.logs().splitlines()
                         if ("snapshot" in l or "restore" in l) and "restored in" not in l)[-3000:])
@@ -367,28 +369,29 @@ def main():
 
         plan = []  # (key, fn, req, c, kinds)
         if want("echo"):
-            plan.append(("echo", echo_fns, echo_req, 1, ("cold", "restore")))
+            plan.append(("echo", echo_fns, echo_req, 1, ("cold", "restore-exec", "restore")))
         if want("predict"):
-            plan.append(("predict", predict_fns, status_req, 1, ("cold", "restore")))
+            plan.append(("predict", predict_fns, status_req, 1, ("cold", "restore-exec", "restore")))
         if want("infer"):
             plan.append(("predict+infer", predict_fns, infer_req, 1, ("cold", "restore")))
         if want("bigstate"):
-            plan.append(("bigstate", big_fns, big_req, 1, ("cold", "restore")))
+            plan.append(("bigstate", big_fns, big_req, 1, ("cold", "restore-exec", "restore")))
         if want("conc"):
             for c in (4, 16):
                 plan.append(("predict c%d" % c, predict_fns, status_req, c, ("restore",)))
                 plan.append(("echo c%d" % c, echo_fns, echo_req, c, ("restore",)))
         runs = {}
         for run in range(args.runs):
-            for kind in ("cold", "restore"):
+            for kind in ("cold", "restore-exec", "restore"):
                 todo = [p for p in plan if kind in p[4]]
                 if not todo:
                     continue
                 argv = ["--threads", "1", "--no-access-log"] + (["--no-snapshots"] if kind == "cold" else [])
-                with Daemon(fns, args=argv, ready_timeout=120) as d:
+                env = {"THAW_CRIU_WORKERS": "0"} if kind == "restore-exec" else {}
+                with Daemon(fns, args=argv, ready_timeout=120, env=env) as d:
                     log = Log(d)
                     snapped = set(fns)
-                    if kind == "restore":
+                    if kind != "cold":
                         txt = d.logs()
                         snapped = set(m.group(1) for m in RE_SNAP.finditer(txt))
                         for line in txt.splitlines():
@@ -449,6 +452,17 @@ def report(res, wbytes):
         print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, conc, f(c, "p50"), f(c, "p99"), f(r, "p50"), f(r, "p99"), ratio, f(r, "srv_total"),
             f(r, "srv_verify"), f(r, "srv_criu"), f(r, "srv_channel"), wait))
+    if any(k.endswith("/restore-exec") for k in S):
+        print()
+        print("The same restores with criu exec'd per restore (THAW_CRIU_WORKERS=0) vs started ahead (default):")
+        print("| function | exec'd p50 / p99 | started ahead p50 / p99 | daemon criu median, exec'd / ahead |")
+        print("|---|---|---|---|")
+        for key in keys:
+            e = S.get(key + "/restore-exec", {}).get("best")
+            r = S.get(key + "/restore", {}).get("best")
+            if e and r:
+                print("| %s | %.1f / %.1f ms | %.1f / %.1f ms | %s / %s ms |" % (
+                    key, e["p50"], e["p99"], r["p50"], r["p99"], "%.1f" % e.get("srv_criu", 0), "%.1f" % r.get("srv_criu", 0)))
     for key in keys:
         c = S.get(key + "/cold", {}).get("best")
         if c and "srv_total" in c:

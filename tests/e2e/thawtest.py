@@ -29,6 +29,18 @@ THAW = os.path.join(BUILD, "thaw")
 # make asan builds into build-asan: ASan turns a SIGSEGV into exit status 1
 SANITIZED = os.path.basename(BUILD).startswith("build-asan")
 
+# THAW_TEST_LOOP=epoll: every Daemon runs with io_uring refused by a
+# seccomp filter (tests/tools/no_io_uring, as container runtimes' default
+# profiles refuse it), so it serves on its epoll loop; start() fails unless
+# the daemon's log says so. tests/e2e/test_epoll.sh runs tests that way.
+# CRIU cannot dump a process under any seccomp filter (docs/kubernetes.md):
+# snapshot checks fail that way. THAW_TEST_LOOP=epoll-flag runs the daemon
+# with --loop epoll and no filter: the same loop, snapshots working.
+TEST_LOOP = os.environ.get("THAW_TEST_LOOP", "")
+NO_IO_URING = os.path.join(BUILD, "tests", "tools", "no_io_uring")
+EPOLL_LINE = "the loops run on epoll"
+EPOLL_FALLBACK_LINE = "io_uring_setup: Operation not permitted"
+
 failures = []
 
 
@@ -344,6 +356,7 @@ class Daemon:
         self.proc = None
         self.keep = False  # restart(): keep state and snapshots across stop/start
         self.log_path = os.path.join(self.tmp, "daemon.log")
+        self.wrap = []  # a command prefix for thaw serve (tests/tools/no_io_uring)
 
     def __enter__(self):
         self.start()
@@ -359,6 +372,11 @@ class Daemon:
                "--threads", str(self.threads)] + self.args
         if "--grpc-port" not in self.args:  # not 8500: tests run side by side
             cmd += ["--grpc-port", "0"]
+        if TEST_LOOP == "epoll" and not self.wrap:
+            cmd = [NO_IO_URING] + cmd
+        elif TEST_LOOP == "epoll-flag":
+            cmd += ["--loop", "epoll"]
+        cmd = self.wrap + cmd
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + self.ready_timeout
@@ -368,6 +386,10 @@ class Daemon:
             try:
                 r = self.request("GET", "/readyz" if self.wait_ready else "/healthz", timeout=2)
                 if r.status == 200:
+                    want = {"epoll": EPOLL_FALLBACK_LINE, "epoll-flag": EPOLL_LINE}.get(TEST_LOOP)
+                    if want and (want not in self.logs() or EPOLL_LINE not in self.logs()):
+                        raise RuntimeError("THAW_TEST_LOOP=%s, but the daemon's log does not say "
+                                           "%r:\n%s" % (TEST_LOOP, want, self.logs()[-3000:]))
                     return
             except OSError:
                 pass

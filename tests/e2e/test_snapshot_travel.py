@@ -1,0 +1,210 @@
+"""Snapshots that travel (daemon/travel.h), on this machine without an
+engine: a snapshot folder a daemon took is put where `--snapshot-from`
+looks, the daemon's own is deleted, and the daemon starts again:
+  - it fits: the daemon says so, and the first instance is a restore;
+  - it does not fit (another kernel, a CPU flag this machine lacks, another
+    fc.yaml, another function): one line with the reason, a cold start,
+    then a snapshot taken here;
+  - its bytes do not match its manifest (a changed image file, an image file
+    the manifest does not list, a folder inside): refused the same way;
+  - none came (no thaw-node): nothing said, a cold start.
+tests/e2e/test_podman.py does the same through images, a registry and pods."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from thawtest import (BUILD, ROOT, THAW, Daemon, Log, check, criu_works, finish,  # noqa: E402
+                      handler_so, need_built, skip, wait_for)
+
+
+def rewrite_manifest_line(folder, name):
+    data = open(os.path.join(folder, name), "rb").read()
+    path = os.path.join(folder, "thaw-manifest")
+    lines = open(path).read().splitlines()
+    out = [("%s %d %s" % (hashlib.sha256(data).hexdigest(), len(data), name))
+           if ln.endswith(" " + name) and not ln.startswith("end ") else ln for ln in lines]
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def set_fact(folder, key, value):
+    p = os.path.join(folder, "thaw-node")
+    lines = [("%s %s" % (key, value)) if l.split(" ", 1)[0] == key else l
+             for l in open(p).read().splitlines()]
+    with open(p, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    rewrite_manifest_line(folder, "thaw-node")
+
+
+def main():
+    need_built(THAW, handler_so("echo"))
+    why = criu_works()
+    if why:
+        skip(why)
+    fields = {"handler": handler_so("echo"), "timeout": 3, "instanceConcurrency": 2}
+    d = Daemon({"echo": fields}, args=["--snapshot-from", ""])
+    travel = os.path.join(d.tmp, "travel")
+    d.args = ["--snapshot-from", travel]
+    os.makedirs(travel)
+    with d:
+        log = Log(d)
+        check(d.request("POST", "/echo/", b"one").body == b"one", "the first daemon answers")
+        local = os.path.join(d.snap_dir, "echo-v1")
+        check(wait_for(lambda: os.path.exists(os.path.join(local, "thaw-manifest")), 20),
+              "it took a snapshot")
+        node = dict(l.split(" ", 1) for l in open(os.path.join(local, "thaw-node")).read().splitlines())
+        check(node.get("function") == "echo" and node.get("kernel") == os.uname().release and
+              node.get("dir") == local and node.get("criu") and
+              node.get("thaw", "").startswith("sha256:") and "fpu" in node.get("cpu-flags", "").split(),
+              "its thaw-node records function, kernel, criu, thaw build, folder and CPU flags",
+              node)
+        pristine = os.path.join(d.tmp, "pristine")
+        shutil.copytree(local, pristine)
+        fc = os.path.join(d.fn_dir, "echo", "fc.yaml")
+        fc_text = open(fc).read()
+
+        def start_with(change, what):
+            """Restarts the daemon with the pristine snapshot, changed by
+            change(folder), as the one that came; its own deleted. Returns
+            the log lines of the start and of one request."""
+            came = os.path.join(travel, "echo")
+            shutil.rmtree(came, ignore_errors=True)
+            shutil.copytree(pristine, came)
+            if change:
+                change(came)
+            d.keep = True
+            d.stop()
+            d.keep = False
+            shutil.rmtree(local, ignore_errors=True)
+            log.new()
+            d.start()
+            got = d.request("POST", "/echo/", what.encode())
+            check(got.status == 200 and got.body == what.encode(), "%s: answered" % what, got)
+            wait_for(lambda: os.path.exists(os.path.join(local, "thaw-manifest")), 20)
+            return log.new()
+
+        def refused(lines, what, reason):
+            said = [l for l in lines if "came with the image" in l]
+            check(len(said) == 1 and reason in said[0] and "cold start" in said[0],
+                  "%s: one line says why (%s) and that it cold-starts" % (what, reason), said)
+            check(any(" ready in " in l for l in lines) and
+                  any("snapshot of pid" in l for l in lines),
+                  "%s: a cold start, then a snapshot taken here" % what, lines[-8:])
+
+        lines = start_with(None, "fits")
+        said = [l for l in lines if "came with the image" in l]
+        check(len(said) == 1 and "restoring from the snapshot that came with the image" in said[0]
+              and "no cold start" in said[0], "fits: the daemon says it restores from it", said)
+        check(not any(" ready in " in l for l in lines) and any("restored in" in l for l in lines),
+              "fits: no cold start, a restore", lines[-8:])
+        check(os.path.exists(os.path.join(local, "thaw-manifest")),
+              "fits: the snapshot is in the daemon's own folder, with a manifest")
+
+        refused(start_with(lambda f: set_fact(f, "kernel", "5.10.0-elsewhere"), "kernel"),
+                "another kernel", "kernel 5.10.0-elsewhere there, %s here" % os.uname().release)
+        refused(start_with(lambda f: set_fact(f, "cpu-flags", node["cpu-flags"] + " thaw_test_flag"),
+                           "cpuflag"),
+                "a CPU flag this machine lacks", "lacks the flag thaw_test_flag")
+        refused(start_with(lambda f: set_fact(f, "function", "other"), "function"),
+                "another function's snapshot", "function other there, echo here")
+        refused(start_with(lambda f: set_fact(f, "criu", "3.17.1"), "criu"),
+                "another CRIU", "criu 3.17.1 there")
+
+        def edit_fc(f):
+            with open(fc, "a") as out:
+                out.write("# changed\n")
+        lines = start_with(edit_fc, "source")
+        with open(fc, "w") as out:
+            out.write(fc_text)
+        refused(lines, "another fc.yaml", "source ")
+
+        def corrupt(f):
+            with open(os.path.join(f, "pages-1.img"), "r+b") as g:
+                b = g.read(1)
+                g.seek(0)
+                g.write(bytes([b[0] ^ 0xff]))
+        refused(start_with(corrupt, "corrupt"), "a changed image file", "pages-1.img")
+
+        def extra(f):
+            shutil.copy(os.path.join(f, "pages-1.img"), os.path.join(f, "pages-9.img"))
+        refused(start_with(extra, "extra"), "an image file the manifest does not list", "pages-9.img")
+
+        def subdir(f):
+            os.makedirs(os.path.join(f, "sub"))
+        refused(start_with(subdir, "subdir"), "a folder inside", "not a regular file")
+
+        lines = start_with(lambda f: os.unlink(os.path.join(f, "thaw-node")), "none")
+        check(not any("came with the image" in l for l in lines) and
+              any(" ready in " in l for l in lines),
+              "none came (no thaw-node): nothing said, a cold start", lines[-6:])
+        build_cases(d, pristine, os.path.join(d.fn_dir, "echo"))
+    finish()
+
+
+def build(args):
+    return subprocess.run([THAW, "build"] + args, capture_output=True, text=True, timeout=120)
+
+
+def build_cases(d, snap, fn):
+    """thaw build --base/--snapshot: what goes into the layer, and refusals."""
+    base = os.path.join(d.tmp, "base")
+    subprocess.run(["python3", os.path.join(ROOT, "scripts", "thaw-image.py"), "-o", base,
+                    "--build", BUILD], check=True, capture_output=True, timeout=300)
+    out = os.path.join(d.tmp, "img")
+    p = build([fn, "-o", out, "--snapshot", snap])
+    check(p.returncode == 2 and "--snapshot needs --base" in p.stderr,
+          "build: --snapshot without --base is a usage error (exit 2)", (p.returncode, p.stderr))
+    p = build([fn, "-o", out, "--base", os.path.join(d.tmp, "nowhere")])
+    check(p.returncode == 1 and "nowhere/index.json" in p.stderr,
+          "build: a missing base layout exits 1 and names it", (p.returncode, p.stderr))
+    p = build([fn, "-o", out, "--base", base, "--snapshot", snap, "--json"])
+    check(p.returncode == 0, "build: --base --snapshot builds", p.stderr)
+    if p.returncode:
+        return
+    r = json.loads(p.stdout)
+    blobs = os.path.join(out, "blobs", "sha256")
+    man = json.load(open(os.path.join(blobs, r["digest"][7:])))
+    layer = man["layers"][-1]
+    with tarfile.open(os.path.join(blobs, layer["digest"][7:])) as t:
+        names = t.getnames()
+    check("snapshot/echo/thaw-node" in names and "snapshot/echo/thaw-manifest" in names and
+          not any("/stats-" in n for n in names) and
+          len([n for n in names if n.startswith("snapshot/echo/")]) == r["snapshot"]["files"],
+          "build: the snapshot layer holds the folder at /snapshot/echo, without stats-*", names)
+    node = dict(l.split(" ", 1) for l in open(os.path.join(snap, "thaw-node")).read().splitlines())
+    a = layer.get("annotations", {})
+    check(a.get("io.thaw.snapshot.kernel") == node["kernel"] and
+          a.get("io.thaw.snapshot.cpu-flags") == node["cpu-flags"] and
+          a.get("io.thaw.snapshot.image-digest") == r["runnable_digest"] and
+          man["annotations"].get("io.thaw.snapshot.kernel") == node["kernel"],
+          "build: the layer and the manifest carry thaw-node's facts", a)
+    other = os.path.join(d.tmp, "other-snap")
+    shutil.copytree(snap, other)
+    set_fact(other, "function", "other")
+    p = build([fn, "-o", out, "--base", base, "--snapshot", other])
+    check(p.returncode == 1 and "a snapshot of function 'other', not 'echo'" in p.stderr,
+          "build: another function's snapshot is refused", (p.returncode, p.stderr))
+    os.unlink(os.path.join(other, "thaw-node"))
+    p = build([fn, "-o", out, "--base", base, "--snapshot", other])
+    check(p.returncode == 1 and "no thaw-node" in p.stderr,
+          "build: a folder without thaw-node is refused", (p.returncode, p.stderr))
+    bm = json.load(open(os.path.join(base, "index.json")))["manifests"][0]["digest"][7:]
+    bl = json.load(open(os.path.join(base, "blobs", "sha256", bm)))["layers"][0]["digest"][7:]
+    with open(os.path.join(base, "blobs", "sha256", bl), "r+b") as f:
+        f.seek(600)
+        c = f.read(1)
+        f.seek(600)
+        f.write(bytes([c[0] ^ 1]))
+    p = build([fn, "-o", os.path.join(d.tmp, "img2"), "--base", base])
+    check(p.returncode == 1 and "hash to" in p.stderr,
+          "build: a base layer whose bytes do not match its digest is refused",
+          (p.returncode, p.stderr))
+
+
+if __name__ == "__main__":
+    main()
