@@ -21,10 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
-
 #define THREAD_STACK (256u << 10) /* below any sane threshold: never moved */
 #define MAX_STACKS 1024
 
@@ -301,15 +297,6 @@ answer:
 	}
 }
 
-/* After a restore (the daemon's cue): page tables of the moved memory
- * filled from the page cache, so later requests find it mapped. */
-static void populate(void)
-{
-	for (unsigned i = 0; i < n_moved; i++)
-		(void)madvise((void *)moved[i].start, moved[i].end - moved[i].start,
-			      MADV_POPULATE_READ);
-}
-
 /* --- the agent thread --------------------------------------------------------- */
 
 static void *agent_main(void *arg)
@@ -328,7 +315,7 @@ static void *agent_main(void *arg)
 		if (si.si_value.sival_int > 0)
 			serve(si.si_value.sival_int);
 		else if (si.si_value.sival_int == CHANNEL_AGENT_POPULATE && populate_wanted)
-			populate();
+			memfile_populate(moved, n_moved);
 	}
 	return NULL;
 }

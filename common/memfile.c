@@ -17,6 +17,10 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
 /* copied, then remapped: the extra memory at a time, on top of the state
  * (the instance's memory limit counts the file's pages as they are written) */
 #define CHUNK (16ul << 20)
@@ -69,6 +73,13 @@ static void add_stack_point(const char *tid, uintptr_t *out, unsigned *n)
 		f[nf++] = t;
 	if (nf >= 3)
 		out[(*n)++] = (uintptr_t)strtoull(f[nf - 2], NULL, 16);
+}
+
+void memfile_populate(const struct memfile_area *moved, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		(void)madvise((void *)moved[i].start, moved[i].end - moved[i].start,
+			      MADV_POPULATE_READ);
 }
 
 unsigned memfile_stack_points(uintptr_t *out, unsigned cap)

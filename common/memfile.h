@@ -72,6 +72,10 @@ struct memfile_request {
 void memfile_move_all(const struct memfile_request *rq, struct memfile_report *r,
 		      struct memfile_area *moved, unsigned *n_moved);
 
+/* After a restore: fills the page tables of the n moved ranges from the
+ * page cache (MADV_POPULATE_READ), so later requests find them mapped. */
+void memfile_populate(const struct memfile_area *moved, unsigned n);
+
 /* One address inside each live thread's stack: the stack pointer that
  * /proc/self/task/TID/syscall shows for a blocked thread, and the calling
  * thread's own. Returns how many went into out. No malloc. */

@@ -21,9 +21,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
 
 #define HUGE_SIZE MEMFILE_HUGE
 #define MAX_STATE 64		/* thaw_state_alloc() regions */
@@ -148,13 +145,6 @@ static void checkpoint(void)
 		pr_err("open %s (the daemon stopped waiting?): %s", ack, strerror(-ret));
 }
 
-static void populate(void)
-{
-	for (unsigned i = 0; i < n_moved; i++)
-		(void)madvise((void *)moved[i].start, moved[i].end - moved[i].start,
-			      MADV_POPULATE_READ);
-}
-
 static void *mem_thread_main(void *arg)
 {
 	(void)arg;
@@ -167,7 +157,7 @@ static void *mem_thread_main(void *arg)
 			continue; /* EINTR, e.g. across a restore */
 		if (si.si_code == SI_QUEUE && si.si_value.sival_int == POPULATE_VALUE &&
 		    si.si_pid == getpid())
-			populate();
+			memfile_populate(moved, n_moved);
 		else
 			checkpoint();
 	}
