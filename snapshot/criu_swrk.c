@@ -47,15 +47,20 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static unsigned spare; /* read once: the keeper works from it */
+
+static void spare_init(void)
+{
+	const char *e = getenv("THAW_CRIU_WORKERS");
+	long v = e && *e ? strtol(e, NULL, 10) : 2;
+	spare = v < 0 ? 0 : v > MAX_SPARE ? MAX_SPARE : (unsigned)v;
+}
+
 unsigned criu_swrk_spare(void)
 {
-	static int spare = -1; /* read once: the keeper works from it */
-	if (spare < 0) {
-		const char *e = getenv("THAW_CRIU_WORKERS");
-		long v = e && *e ? strtol(e, NULL, 10) : 2;
-		spare = v < 0 ? 0 : v > MAX_SPARE ? MAX_SPARE : (int)v;
-	}
-	return (unsigned)spare;
+	pthread_once(&spare_once, spare_init);
+	return spare;
 }
 
 static void close_fds(struct criu_worker *w)
