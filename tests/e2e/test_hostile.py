@@ -724,5 +724,28 @@ else:
                     cpu_grp = path
             check("/thaw-%d/c" % d.proc.pid in cpu_grp, "item 3: the restored copy is in its own cpu group",
                   cpu_grp)
+        # a second copy while the first is busy: restored by a criu started
+        # ahead (docs/criu.md), born in the groups that criu was started in,
+        # which then carry this function's limits
+        busy = threading.Thread(target=lambda: d.request("GET", "/fault/sleep?ms=1500"))
+        busy.start()
+        time.sleep(0.3)
+        r2 = d.request("GET", "/fault/hooks")
+        busy.join()
+        ahead = [int(p) for p in re.findall(r"\(pid (\d+)\) restored in [^\n]*criu started ahead", d.logs())]
+        check(r2.status == 200 and ahead, "item 3: a copy restored by a criu started ahead serves", r2)
+        groups = {}
+        for line in open("/proc/%d/cgroup" % ahead[0]) if ahead else []:
+            _, ctls, path = line.rstrip("\n").split(":", 2)
+            for c in ctls.split(",") or [""]:
+                groups[c] = path
+        mem_grp = groups.get("memory", groups.get("", ""))
+        check("/thaw-%d/c" % d.proc.pid in mem_grp and memory_limit_of(mem_grp) == 128 << 20,
+              "item 3: that copy's own memory group has the memorySize limit",
+              (mem_grp, memory_limit_of(mem_grp)))
+        if "cpu" in groups and os.path.exists("/sys/fs/cgroup/cpu"):
+            quota = open("/sys/fs/cgroup/cpu%s/cpu.cfs_quota_us" % groups["cpu"]).read().strip()
+            check("/thaw-%d/c" % d.proc.pid in groups["cpu"] and quota == "50000",
+                  "item 3: and its own cpu group the quota of cpu 0.5", (groups["cpu"], quota))
 
 finish()
