@@ -35,7 +35,7 @@
 /* criu prints this on every run here; it is harmless and says nothing */
 #define CRIU_NOISE "RLIMIT_NOFILE"
 #define PROC_MOUNTPOINT "proc.crtools" /* criu/pie/parasite.c */
-#define STALE_PROC_MOUNT_S 10
+#define STALE_PROC_MOUNT_MS 1000
 #ifndef CAP_CHECKPOINT_RESTORE
 #define CAP_CHECKPOINT_RESTORE 40
 #endif
@@ -354,9 +354,12 @@ static int plugins_post_restore(pid_t pid, const char *dir, char *notes, size_t 
 /* criu's parasite mounts a proc at `proc.crtools` in the task's working
  * directory (its /proc is not of the task's pid namespace) and removes it
  * after; a dump killed in between leaves the folder, and every later dump
- * of a task with that cwd fails (`Can't create a directory (-17)`). One
- * older than a dump could be (dumps in one daemon take turns: pool_start.c)
- * is removed, unmounted first where a proc is still on it. */
+ * of a task with that cwd fails (`Can't create a directory (-17)`): seen
+ * when a daemon stopped during its first dumps and the next daemon with the
+ * same cwd dumped within seconds. One older than the parasite holds it (it
+ * makes, mounts, opens and removes it in one step; dumps in one daemon
+ * take turns: pool_start.c) is removed, unmounted first where a proc is
+ * still on it. */
 static void clear_stale_proc_mount(pid_t pid)
 {
 	char cwd[64], path[PATH_MAX];
@@ -365,8 +368,11 @@ static void clear_stale_proc_mount(pid_t pid)
 	if (dfd < 0)
 		return;
 	struct stat st;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
 	if (fstatat(dfd, PROC_MOUNTPOINT, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
-	    time(NULL) - st.st_mtime > STALE_PROC_MOUNT_S) {
+	    (now.tv_sec - st.st_mtim.tv_sec) * 1000 + (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000 >
+		    STALE_PROC_MOUNT_MS) {
 		snprintf(path, sizeof(path), "%s/" PROC_MOUNTPOINT, cwd);
 		if (unlinkat(dfd, PROC_MOUNTPOINT, AT_REMOVEDIR) && errno == EBUSY)
 			if (umount2(path, MNT_DETACH) == 0)
