@@ -339,6 +339,23 @@ static void measure_restores(const char *img, const char *label)
 	}
 }
 
+/* Starts a new echo instance (with the caller's instance_clone_flags and
+ * cwd), waits for READY and dumps it into img. Returns snapshot_dump's. */
+static int dump_new_echo(const char *img, struct snapshot_info *info)
+{
+	struct config cfg = { .name = "echo", .dir = fx.root, .handler = fx.so,
+			      .instance_concurrency = 1, .memory_mb = 512, .timeout_s = 3 };
+	struct instance_proc p;
+	int r = instance_spawn(fx.host, &cfg, &p);
+	if (r)
+		return r;
+	char id[128];
+	wait_ready(p.channel_fd, id, sizeof(id));
+	r = snapshot_dump(&p, img, NULL, info);
+	instance_destroy(&p);
+	return r;
+}
+
 static const char *mntns_label(int flags)
 {
 	return flags & CLONE_NEWNS ? "own mount namespace" : "no mount namespace";
@@ -362,17 +379,9 @@ static void test_restore_timing_other_mntns(void **state)
 	int saved = instance_clone_flags;
 	instance_clone_flags ^= CLONE_NEWNS;
 	const char *label = mntns_label(instance_clone_flags);
-	struct config cfg = { .name = "echo", .dir = fx.root, .handler = fx.so,
-			      .instance_concurrency = 1, .memory_mb = 512, .timeout_s = 3 };
-	struct instance_proc p;
-	int r = instance_spawn(fx.host, &cfg, &p);
-	instance_clone_flags = saved;
-	assert_int_equal(r, 0);
-	char id[128];
-	wait_ready(p.channel_fd, id, sizeof(id));
 	struct snapshot_info info;
-	r = snapshot_dump(&p, img, NULL, &info);
-	instance_destroy(&p);
+	int r = dump_new_echo(img, &info);
+	instance_clone_flags = saved;
 	assert_int_equal(r, 0);
 	printf("dump, %s: %.1f ms\n", label, info.dump_ms);
 	measure_restores(img, label);
@@ -445,17 +454,9 @@ static void test_dump_clears_stale_proc_mount(void **state)
 	struct timespec old[2] = { { time(NULL) - 60, 0 }, { time(NULL) - 60, 0 } };
 	assert_int_equal(utimensat(AT_FDCWD, stale, old, 0), 0);
 	assert_int_equal(chdir(fx.root), 0); /* the instance's cwd is ours */
-	struct config cfg = { .name = "echo", .dir = fx.root, .handler = fx.so,
-			      .instance_concurrency = 1, .memory_mb = 512, .timeout_s = 3 };
-	struct instance_proc p;
-	int r = instance_spawn(fx.host, &cfg, &p);
-	assert_int_equal(chdir(cwd), 0);
-	assert_int_equal(r, 0);
-	char id[128];
-	wait_ready(p.channel_fd, id, sizeof(id));
 	struct snapshot_info info;
-	r = snapshot_dump(&p, img, NULL, &info);
-	instance_destroy(&p);
+	int r = dump_new_echo(img, &info);
+	assert_int_equal(chdir(cwd), 0);
 	assert_int_equal(r, 0);
 	assert_int_equal(access(stale, F_OK), -1);
 }
