@@ -135,46 +135,36 @@ static pid_t ns_tid(const char *tid)
 	return last ? (pid_t)strtol(last, NULL, 10) : 0;
 }
 
+struct signalling {
+	pid_t self;
+	int fresh;
+};
+
+static int signal_if_new(const char *name, void *arg)
+{
+	struct signalling *sg = arg;
+	pid_t tid = ns_tid(name);
+	if (!tid || tid == sg->self || known(tid))
+		return 0;
+	if (world.n == AGENT_MAX_THREADS)
+		return -E2BIG;
+	unsigned i = world.n;
+	world.tid[i] = tid;
+	atomic_store(&world.parked[i], false);
+	world.gone[i] = false;
+	world.n++; /* before the signal: the handler looks itself up */
+	if (syscall(SYS_tgkill, getpid(), tid, AGENT_PARK_SIGNAL))
+		world.gone[i] = true; /* exited meanwhile */
+	sg->fresh++;
+	return 0;
+}
+
 /* Signals every thread not signalled yet; how many were new, or -errno. */
 static int signal_new(pid_t self)
 {
-	int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	char buf[4096] __attribute__((aligned(8)));
-	int fresh = 0, ret = 0;
-	long k;
-	while (!ret && (k = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
-		for (long off = 0; off < k;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(buf + off);
-			off += d->reclen;
-			if (d->name[0] < '0' || d->name[0] > '9')
-				continue;
-			pid_t tid = ns_tid(d->name);
-			if (!tid || tid == self || known(tid))
-				continue;
-			if (world.n == AGENT_MAX_THREADS) {
-				ret = -E2BIG;
-				break;
-			}
-			unsigned i = world.n;
-			world.tid[i] = tid;
-			atomic_store(&world.parked[i], false);
-			world.gone[i] = false;
-			world.n++; /* before the signal: the handler looks itself up */
-			if (syscall(SYS_tgkill, getpid(), tid, AGENT_PARK_SIGNAL))
-				world.gone[i] = true; /* exited meanwhile */
-			fresh++;
-		}
-	}
-	close(dfd);
-	return ret ? ret : fresh;
+	struct signalling sg = { self, 0 };
+	int ret = memfile_each_thread(signal_if_new, &sg);
+	return ret ? ret : sg.fresh;
 }
 
 /* Threads signalled, alive, not parked yet. */

@@ -82,21 +82,17 @@ void memfile_populate(const struct memfile_area *moved, unsigned n)
 			      MADV_POPULATE_READ);
 }
 
-unsigned memfile_stack_points(uintptr_t *out, unsigned cap)
+int memfile_each_thread(int (*fn)(const char *tid, void *arg), void *arg)
 {
-	unsigned n = 0;
-	volatile char here;
-	out[n++] = (uintptr_t)&here;
 	/* getdents64, not opendir: no malloc */
 	int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return n;
+		return -errno;
 	char buf[4096] __attribute__((aligned(8)));
-	for (;;) {
-		long k = syscall(SYS_getdents64, dfd, buf, sizeof(buf));
-		if (k <= 0)
-			break;
-		for (long off = 0; off < k && n < cap;) {
+	int ret = 0;
+	long k;
+	while (!ret && (k = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < k && !ret;) {
 			struct {
 				uint64_t ino;
 				int64_t off;
@@ -105,12 +101,34 @@ unsigned memfile_stack_points(uintptr_t *out, unsigned cap)
 				char name[];
 			} *d = (void *)(buf + off);
 			off += d->reclen;
-			if (d->name[0] != '.')
-				add_stack_point(d->name, out, &n);
+			if (d->name[0] >= '0' && d->name[0] <= '9')
+				ret = fn(d->name, arg);
 		}
 	}
 	close(dfd);
-	return n;
+	return ret;
+}
+
+struct stack_points {
+	uintptr_t *out;
+	unsigned n, cap;
+};
+
+static int stack_point_of(const char *tid, void *arg)
+{
+	struct stack_points *sp = arg;
+	add_stack_point(tid, sp->out, &sp->n);
+	return sp->n >= sp->cap;
+}
+
+unsigned memfile_stack_points(uintptr_t *out, unsigned cap)
+{
+	volatile char here;
+	struct stack_points sp = { out, 0, cap };
+	out[sp.n++] = (uintptr_t)&here;
+	if (sp.n < cap)
+		memfile_each_thread(stack_point_of, &sp);
+	return sp.n;
 }
 
 static bool holds_stack(uintptr_t s, uintptr_t e, const uintptr_t *sp, unsigned n)

@@ -76,6 +76,11 @@ void memfile_move_all(const struct memfile_request *rq, struct memfile_report *r
  * page cache (MADV_POPULATE_READ), so later requests find them mapped. */
 void memfile_populate(const struct memfile_area *moved, unsigned n);
 
+/* Calls fn with each thread id of this process (the names in
+ * /proc/self/task) until it returns non-zero, which is then returned; 0
+ * after the last, -errno when the folder cannot be read. No malloc. */
+int memfile_each_thread(int (*fn)(const char *tid, void *arg), void *arg);
+
 /* One address inside each live thread's stack: the stack pointer that
  * /proc/self/task/TID/syscall shows for a blocked thread, and the calling
  * thread's own. Returns how many went into out. No malloc. */
