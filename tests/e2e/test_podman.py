@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s"))
 from thawtest import (THAW, check, criu_works, finish, handler_so, need_built,  # noqa: E402
-                      skip)
+                      rewrite_manifest_line, skip)
 import podlab  # noqa: E402
 
 FAKE_FLAG = "thaw_test_flag"
@@ -64,20 +64,6 @@ def take_snapshot(lab, image, out):
         lab.podman("exec", name, "cp", "-a", snap, "/out/")
     lab.podman("rm", "-f", name, check=False)
     return (os.path.basename(snap) if snap else None), log
-
-
-def rewrite_manifest_line(folder, name):
-    """After editing folder/name: its line in thaw-manifest, as the daemon
-    would have written it (snapshot/manifest.h), so that only the facts
-    differ, not the checksums."""
-    import hashlib
-    data = open(os.path.join(folder, name), "rb").read()
-    path = os.path.join(folder, "thaw-manifest")
-    lines = open(path).read().splitlines()
-    out = [("%s %d %s" % (hashlib.sha256(data).hexdigest(), len(data), name))
-           if ln.endswith(" " + name) and not ln.startswith("end ") else ln for ln in lines]
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
 
 
 def deployment(lab, fn_dir, layout, name, ref_repo, digest, replicas, seccomp="unconfined"):

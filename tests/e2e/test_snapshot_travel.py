@@ -9,7 +9,6 @@ looks, the daemon's own is deleted, and the daemon starts again:
     the manifest does not list, a folder inside): refused the same way;
   - none came (no thaw-node): nothing said, a cold start.
 tests/e2e/test_podman.py does the same through images, a registry and pods."""
-import hashlib
 import json
 import os
 import shutil
@@ -19,17 +18,7 @@ import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from thawtest import (BUILD, ROOT, THAW, Daemon, Log, check, criu_works, finish,  # noqa: E402
-                      handler_so, need_built, skip, wait_for)
-
-
-def rewrite_manifest_line(folder, name):
-    data = open(os.path.join(folder, name), "rb").read()
-    path = os.path.join(folder, "thaw-manifest")
-    lines = open(path).read().splitlines()
-    out = [("%s %d %s" % (hashlib.sha256(data).hexdigest(), len(data), name))
-           if ln.endswith(" " + name) and not ln.startswith("end ") else ln for ln in lines]
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+                      handler_so, need_built, rewrite_manifest_line, skip, wait_for)
 
 
 def set_fact(folder, key, value):
