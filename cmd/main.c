@@ -47,6 +47,9 @@ static const char usage_serve[] =
 	"                        restored when they fit this node (default /snapshot;\n"
 	"                        \"\" for none; see docs/kubernetes.md)\n"
 	"  --instance-user USER  run instances as USER (e.g. nobody), not as root\n"
+	"  --scratch-mb N        each instance's own /tmp and /dev/shm: tmpfs of N MiB\n"
+	"                        each, counted in memorySize (default 512; 0 = share\n"
+	"                        the daemon's)\n"
 	"  --verbose             debug logging\n";
 
 static int parse_uint(const char *s, const char *what, unsigned *out)
@@ -86,6 +89,7 @@ static int cmd_serve(int argc, char **argv)
 		{ "snapshot-dir", required_argument, 0, 'D' },
 		{ "snapshot-from", required_argument, 0, 'F' },
 		{ "instance-user", required_argument, 0, 'U' },
+		{ "scratch-mb", required_argument, 0, 'S' },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "loop", required_argument, 0, 'L' },
 		{ "help", no_argument, 0, 'h' },
@@ -135,6 +139,7 @@ static int cmd_serve(int argc, char **argv)
 		case 'D': o->snapshot_dir = optarg; break;
 		case 'F': o->snapshot_from = optarg; break;
 		case 'U': o->instance_user = optarg; break;
+		case 'S': bad |= parse_uint(optarg, "--scratch-mb", &o->scratch_mb); break;
 		case 'v': log_set_level(LOG_DEBUG); break;
 		case 'L':
 			if (loop_backend_parse(optarg, &lb)) {

@@ -16,8 +16,11 @@
 #include "common/mem.h"
 #include "daemon/pool.h"
 #include "proc/reslimit.h"
+#include "proc/scratch.h"
+#include "daemon/travel.h"
 #include "snapshot/snapshot.h"
 #include "snapshot/snapmem.h"
+#include "common/channel.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -351,6 +354,38 @@ static int setup_instance_user(const char *name)
 	return 0;
 }
 
+/* Each instance's own /tmp and /dev/shm (proc/scratch.h), with the
+ * folders it and criu need bound back where they lie under those. */
+static void setup_scratch(void)
+{
+	const struct server_options *o = &server.opt;
+	if (!o->scratch_mb) {
+		pr_info("private scratch off (--scratch-mb 0): instances share /tmp and /dev/shm");
+		return;
+	}
+	/* the folders of thaw-instance and of the criu that runs in there */
+	const char *criu = getenv("THAW_CRIU");
+	char bin[sizeof(o->instance_bin)], criu_dir[PATH_MAX], cwd[PATH_MAX];
+	snprintf(bin, sizeof(bin), "%s", o->instance_bin);
+	snprintf(criu_dir, sizeof(criu_dir), "%s", criu && *criu ? criu : SNAPSHOT_CRIU_DEFAULT);
+	for (char *dir = bin; dir; dir = dir == bin ? criu_dir : NULL) {
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = '\0';
+	}
+	const char *keep[10] = { o->state_dir, o->snapshot_dir, CHANNEL_MEM_TMPFS,
+				 SNAPSHOT_CRIU_RUNDIR, bin, criu_dir };
+	size_t n = 6;
+	if (getcwd(cwd, sizeof(cwd)))
+		keep[n++] = cwd;
+	if (o->functions_dir)
+		keep[n++] = o->functions_dir;
+	keep[n++] = o->snapshot_from ? o->snapshot_from : TRAVEL_DEFAULT_FROM;
+	if (scratch_configure(o->scratch_mb, keep) == 0)
+		pr_info("private scratch: each instance gets its own /tmp and /dev/shm (tmpfs, %u MiB "
+			"each, counted in memorySize)", o->scratch_mb);
+}
+
 int server_run(void)
 {
 	struct server_options *o = &server.opt;
@@ -371,6 +406,7 @@ int server_run(void)
 	http_set_max_header_size(o->max_header_bytes);
 	fnlog_setup(o->state_dir);
 	probe_snapshots();
+	setup_scratch();
 	reslimit_init();
 	/* restores mostly wait for criu: a burst of them should not queue
 	 * behind two workers (16 at once measured 8 rounds deep) */

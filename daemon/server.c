@@ -31,6 +31,7 @@ void server_options_default(struct server_options *o)
 	o->proxy_timeout_ms = 30000;
 	o->max_connections = 20000;
 	o->init_timeout_s = 300;
+	o->scratch_mb = 512; /* Function Compute's default diskSize */
 	o->access_log = true;
 	static char state[PATH_MAX];
 	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");

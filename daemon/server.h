@@ -46,6 +46,8 @@ struct server_options {
 	const char *snapshot_from;  /* --snapshot-from: snapshots that came with the image, <dir>/<name>; NULL: /snapshot (daemon/travel.h) */
 	const char *snapshot_dir;   /* images, on a tmpfs: /dev/shm/thaw-mem/thaw-<id> (snapshot/snapmem.h) */
 	const char *instance_user;  /* --instance-user: instances run as it; NULL: root */
+	unsigned scratch_mb;        /* --scratch-mb: each instance's own /tmp and /dev/shm
+				     * (proc/scratch.h), MiB each; 0 = shared; 512 */
 	char instance_bin[4096];    /* thaw-instance beside the thaw binary */
 };
 

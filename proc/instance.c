@@ -7,6 +7,7 @@
 #include "common/mem.h"
 #include "proc/netns.h"
 #include "proc/reslimit.h"
+#include "proc/scratch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,10 +27,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* No mount namespace: a restored copy then has no mount tree for CRIU to
- * rebuild, which is a third of a small restore (docs/criu.md: 5.7 vs 9.0 ms
- * to the first response). It isolated nothing that matters here: instances
- * mount nothing, and a root instance could leave one anyway. */
+/* The mount namespace comes with private scratch (scratch.h), one CRIU
+ * never rebuilds; one it rebuilds is a third of a small restore
+ * (docs/criu.md: 5.7 vs 9.0 ms to the first response). */
 int instance_clone_flags = CLONE_NEWPID | CLONE_NEWIPC;
 
 static bool drop_user;
@@ -121,6 +121,9 @@ static void child(int chan, int log_w, const char *host, char **env, uint64_t da
 		  const struct reslimit_groups *join, char **argv_custom, const char *dir)
 {
 	setsid();
+	/* its own /tmp and /dev/shm, before anything could write there */
+	if (scratch_on() && scratch_setup())
+		_exit(125);
 	if (argv_custom && (netns_lo_up() || chdir(dir)))
 		_exit(125);
 	/* under memorySize and cpu before the host runs: the groups were
@@ -244,6 +247,7 @@ void instance_proc_adopt(struct instance_proc *out, pid_t pid, int pidfd, const 
 	out->log_fd = lp[0];
 	out->channel_ino = inode_of(sv[1]);
 	out->log_ino = inode_of(lp[1]);
+	out->scratch = false;
 	close(sv[1]);
 	close(lp[1]);
 }
@@ -265,6 +269,19 @@ int instance_spawn_in(const char *host_path, const struct config *cfg,
 	fnenv_free(kept);
 	if (cfg->custom && cfg->snapshot && cfg->snapshot_memory.mapped)
 		env = with_agent(env, host_path);
+	/* what it runs from must be there in its own /tmp (scratch.h) */
+	if (scratch_on()) {
+		char *dirs[] = { handler, cfg->custom && cfg->n_command ? cfg->command[0] : NULL };
+		scratch_keep(cfg->dir);
+		for (size_t i = 0; i < 2; i++) {
+			char *slash = dirs[i] && dirs[i][0] == '/' ? strrchr(dirs[i], '/') : NULL;
+			if (slash && slash != dirs[i]) {
+				char *d = xstrndup(dirs[i], (size_t)(slash - dirs[i]));
+				scratch_keep(d);
+				free(d);
+			}
+		}
+	}
 	/* a custom runtime: command + args, in a network namespace of its own */
 	char **argv = NULL;
 	uint64_t netns = 0;
@@ -278,8 +295,9 @@ int instance_spawn_in(const char *host_path, const struct config *cfg,
 	if ((ret = instance_fds_new(sv, lp)))
 		goto free_env;
 	int pidfd = -1;
+	bool newns = drop_user || scratch_on();
 	struct clone_args args = {
-		.flags = (uint64_t)(instance_clone_flags | (drop_user ? CLONE_NEWNS : 0)) | CLONE_PIDFD |
+		.flags = (uint64_t)(instance_clone_flags | (newns ? CLONE_NEWNS : 0)) | CLONE_PIDFD |
 			 netns,
 		.pidfd = (uint64_t)(uintptr_t)&pidfd,
 		.exit_signal = SIGCHLD,
@@ -294,6 +312,7 @@ int instance_spawn_in(const char *host_path, const struct config *cfg,
 		child(sv[1], lp[1], host_path, env,
 		      reslimit_use_rlimit() ? (uint64_t)cfg->memory_mb << 20 : 0, join, argv, cfg->dir);
 	instance_proc_adopt(out, (pid_t)pid, pidfd, sv, lp);
+	out->scratch = scratch_on() && !drop_user; /* drop_user mounts its own /proc */
 	if (argv) { /* no channel: the daemon speaks HTTP to it (custom.h) */
 		close(out->channel_fd);
 		out->channel_fd = -1;

@@ -3,7 +3,8 @@
  *
  * An instance is build/thaw-instance running a handler .so. It is PID 1 of
  * its own pid namespace (so many restored copies of one snapshot can
- * coexist), session leader inside it, in its own mount and ipc namespaces,
+ * coexist), session leader inside it, in its own ipc namespace and, with
+ * private scratch on (proc/scratch.h), its own mount namespace,
  * with stdin on /dev/null, stdout+stderr on a pipe the daemon reads (the
  * function's log), the channel socket on fd CHANNEL_FD and no other fd.
  *
@@ -19,6 +20,7 @@
 #ifndef THAW_INSTANCE_H
 #define THAW_INSTANCE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -38,6 +40,9 @@ struct instance_proc {
 	int log_fd;     /* read end of the stdout/stderr pipe */
 	uint64_t channel_ino; /* inode of the instance's end (for CRIU) */
 	uint64_t log_ino;     /* inode of the log pipe (for CRIU) */
+	/* in a private-scratch mount namespace (proc/scratch.h) that has the
+	 * daemon's /proc: the criu that dumps it joins that namespace */
+	bool scratch;
 };
 
 /* Makes the channel socketpair (sv) and the log pipe (lp) of a new

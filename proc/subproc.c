@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,7 @@ static int build_actions(posix_spawn_file_actions_t *fa, int out_w, const struct
 	return -r;
 }
 
-/* The child of spawn_joined, on its own stack, sharing the caller's memory
+/* The child of spawn_in, on its own stack, sharing the caller's memory
  * (the caller is suspended until it execs or exits): only raw system calls
  * and writes into its own struct. */
 struct joined_child {
@@ -107,7 +108,7 @@ struct joined_child {
 	int out_w;
 	const struct subproc_fd *fds;
 	unsigned n_fds;
-	const char *const *join;
+	const struct subproc_in *in;
 	int err; /* errno of the step that failed before exec, 0 if none */
 };
 
@@ -130,9 +131,11 @@ static int join_one(const char *dir)
 static int joined_child_main(void *arg)
 {
 	struct joined_child *c = arg;
-	for (const char *const *g = c->join; *g; g++)
+	for (const char *const *g = c->in->join; g && *g; g++)
 		if ((c->err = join_one(*g)))
 			_exit(127);
+	if (c->in->enter && (c->err = c->in->enter(c->in->arg)))
+		_exit(127);
 	/* the daemon's handlers and mask are not criu's (posix_spawn's
 	 * SETSIGDEF and SETSIGMASK); the table is this process's own copy */
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
@@ -171,17 +174,17 @@ fail:
 	_exit(127);
 }
 
-/* posix_spawn with a cgroup join before the exec: *pid, or -errno (the
+/* posix_spawn with the steps of in before the exec: *pid, or -errno (the
  * child, if one ran, reaped). */
-static int spawn_joined(char *const argv[], int out_w, const struct subproc_fd *fds,
-			unsigned n_fds, const char *const *join, pid_t *pid)
+static int spawn_in(char *const argv[], int out_w, const struct subproc_fd *fds,
+		    unsigned n_fds, const struct subproc_in *in, pid_t *pid)
 {
 	for (unsigned i = 0; i < n_fds; i++)
 		if (fds[i].target < 3 || fds[i].fd < 0)
 			return -EINVAL;
 	enum { STACK = 64 << 10 };
 	char *stack = xmalloc(STACK);
-	struct joined_child c = { argv, out_w, fds, n_fds, join, 0 };
+	struct joined_child c = { argv, out_w, fds, n_fds, in, 0 };
 	sigset_t all, old;
 	sigfillset(&all);
 	/* no handler of ours may run on the child's stack before it resets them */
@@ -216,7 +219,7 @@ int subproc_run(char *const argv[], const struct subproc_fd *fds, unsigned n_fds
 }
 
 int subproc_start(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
-		  const char *const *join, struct subproc *sp)
+		  const struct subproc_in *in, struct subproc *sp)
 {
 	int out[2], ret;
 	*sp = (struct subproc){ .pid = -1, .pidfd = -1, .out_fd = -1, .start_ms = now_ms() };
@@ -240,12 +243,13 @@ int subproc_start(char *const argv[], const struct subproc_fd *fds, unsigned n_f
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 
 	pid_t pid;
-	if (join && join[0])
-		ret = spawn_joined(argv, out[1], fds, n_fds, join, &pid);
+	bool special = in && ((in->join && in->join[0]) || in->enter);
+	if (special)
+		ret = spawn_in(argv, out[1], fds, n_fds, in, &pid);
 	else
 		ret = -posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
 	if (ret) {
-		pr_err("cannot run %s%s: %s", argv[0], join && join[0] ? " in its cgroups" : "",
+		pr_err("cannot run %s%s: %s", argv[0], special ? " where it belongs" : "",
 		       strerror(-ret));
 		goto destroy;
 	}
@@ -321,10 +325,10 @@ done:
 }
 
 int subproc_run_in(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
-		   const char *const *join, int timeout_ms, struct subproc_result *res)
+		   const struct subproc_in *in, int timeout_ms, struct subproc_result *res)
 {
 	struct subproc sp;
-	int ret = subproc_start(argv, fds, n_fds, join, &sp);
+	int ret = subproc_start(argv, fds, n_fds, in, &sp);
 	if (ret) {
 		*res = (struct subproc_result){ .status = -1 };
 		return ret;

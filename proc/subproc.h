@@ -38,17 +38,28 @@ struct subproc_result {
 int subproc_run(char *const argv[], const struct subproc_fd *fds, unsigned n_fds, int timeout_ms,
 	      struct subproc_result *res);
 
-/* As subproc_run, with the child first moved into each cgroup folder of
- * join (NULL-terminated; v1 or v2 folders, their cgroup.procs written with
- * "0"), so argv[0] and everything it forks start inside those groups and
- * are charged there from their first page (criu restore: the copy is born
- * under its limits; cgroup v1 has no CLONE_INTO_CGROUP). A folder that
- * cannot be joined fails the call (-errno of the write) before argv[0]
- * runs. join NULL or empty: exactly subproc_run. The child is made with
- * clone(CLONE_VM|CLONE_VFORK), as posix_spawn does, so its cost does not
- * grow with the daemon's size either. */
+/* Where the child is put before it execs argv[0]. */
+struct subproc_in {
+	/* cgroup folders (v1 or v2, NULL-terminated) whose cgroup.procs it
+	 * writes "0" to, so argv[0] and everything it forks start inside those
+	 * groups and are charged there from their first page (criu restore:
+	 * the copy is born under its limits; cgroup v1 has no
+	 * CLONE_INTO_CGROUP); NULL for none */
+	const char *const *join;
+	/* then, when set, enter(arg) in the child: raw system calls only (it
+	 * shares the caller's memory); 0 or an errno (proc/scratch.h's) */
+	int (*enter)(void *arg);
+	void *arg;
+};
+
+/* As subproc_run, with the child first put where in says. A group that
+ * cannot be joined, or an enter that fails, fails the call (-errno) before
+ * argv[0] runs. in NULL or empty: exactly subproc_run. The child is made
+ * with clone(CLONE_VM|CLONE_VFORK), as posix_spawn does, so its cost does
+ * not grow with the daemon's size either; it does not share the caller's
+ * filesystem context, so enter may change namespaces. */
 int subproc_run_in(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
-		   const char *const *join, int timeout_ms, struct subproc_result *res);
+		   const struct subproc_in *in, int timeout_ms, struct subproc_result *res);
 
 /* A child started by subproc_start and not yet reaped: the caller talks to
  * it (criu swrk), then subproc_wait collects its output and reaps it. */
@@ -63,7 +74,7 @@ struct subproc {
 /* The first half of subproc_run_in: starts argv as it does and returns
  * without waiting. 0, or -errno with nothing started (sp holds nothing). */
 int subproc_start(char *const argv[], const struct subproc_fd *fds, unsigned n_fds,
-		  const char *const *join, struct subproc *sp);
+		  const struct subproc_in *in, struct subproc *sp);
 /* The second half: waits for the exit (killing it after timeout_ms),
  * keeps its output in res and reaps it; returns as subproc_run does. sp
  * holds nothing after. */

@@ -4,6 +4,7 @@
 #include "proc/instance.h"
 #include "proc/netns.h"
 #include "proc/reslimit.h"
+#include "proc/scratch.h"
 
 #include "criu/rpc.pb-c.h"
 
@@ -92,7 +93,10 @@ static int worker_start(const char *criu, bool netns, struct criu_worker *w)
 				    { w->sv[1], CRIU_FD_CHANNEL },
 				    { w->lp[1], CRIU_FD_LOG },
 				    { w->netns, CRIU_FD_NETNS } };
-	ret = subproc_start(argv, fds, netns ? 4 : 3, NULL, &w->proc);
+	/* with private scratch, in a fresh namespace the copy is born in */
+	w->scratch_gen = scratch_generation();
+	struct subproc_in in = { .enter = scratch_on() ? scratch_enter : NULL };
+	ret = subproc_start(argv, fds, netns ? 4 : 3, &in, &w->proc);
 	close(sk[1]);
 	if (ret)
 		close_fds(w);
@@ -176,10 +180,10 @@ static bool exited(const struct subproc *sp)
 	return poll(&p, 1, 0) > 0;
 }
 
-int criu_swrk_take(const char *criu, bool netns, struct criu_worker *w)
+int criu_swrk_take(const char *criu, bool netns, bool scratch, struct criu_worker *w)
 {
 	const char *off = getenv("THAW_CRIU_WORKERS"); /* read each time: see .h */
-	if (!criu_swrk_spare() || (off && !strcmp(off, "0")))
+	if (!criu_swrk_spare() || (off && !strcmp(off, "0")) || scratch != scratch_on())
 		return -ENOENT;
 	int ret = -ENOENT;
 	pthread_mutex_lock(&lock);
@@ -193,6 +197,10 @@ int criu_swrk_take(const char *criu, bool netns, struct criu_worker *w)
 	netns_wanted |= netns;
 	while (n_ready[netns] && ret) {
 		*w = ready[netns][--n_ready[netns]];
+		if (w->scratch_gen != scratch_generation()) { /* its namespace lacks a folder */
+			discard_locked(w);
+			continue;
+		}
 		if (!exited(&w->proc)) {
 			ret = 0;
 			break;

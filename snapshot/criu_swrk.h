@@ -31,6 +31,7 @@
 #define CRIU_FD_LOG 4
 #define CRIU_FD_NETNS 5
 #define CRIU_FD_RPC 6 /* a worker's request socket */
+#define CRIU_FD_IMAGES 7 /* a dump's images folder, when criu runs in the instance's namespace */
 /* The key a custom runtime's network namespace is known by in its images:
  * declared external at dump, a fresh one handed in per restore. */
 #define CRIU_NETNS_KEY "thaw-net"
@@ -40,6 +41,7 @@ struct criu_worker {
 	int rpc;	     /* our end of its request socket */
 	int sv[2], lp[2];    /* the copy's channel and log pipe */
 	int netns;	     /* the copy's network namespace (custom runtimes), or -1 */
+	unsigned scratch_gen; /* scratch_generation() its mount namespace was made for */
 };
 
 /* What a restore asks for (the command line's -D, --inherit-fd, --root /
@@ -62,8 +64,11 @@ unsigned criu_swrk_spare(void);
 /* A started worker for the criu binary at criu, with a fresh network
  * namespace when netns (made ahead too: workers of that kind are kept from
  * the first such request on), or -ENOENT when none is ready (then one is
- * started for the next restore: the caller runs criu itself this time). */
-int criu_swrk_take(const char *criu, bool netns, struct criu_worker *w);
+ * started for the next restore: the caller runs criu itself this time).
+ * Workers start in a fresh private-scratch mount namespace when
+ * scratch_on() (proc/scratch.h): scratch says whether the snapshot wants
+ * one, and a snapshot that does not match gets -ENOENT. */
+int criu_swrk_take(const char *criu, bool netns, bool scratch, struct criu_worker *w);
 
 /* Moves the worker into the cgroup folders of join (NULL-terminated, may
  * be NULL), sends rq, and waits at most timeout_ms for criu's answer: the

@@ -7,6 +7,7 @@
 #include "snapshot/snapmem.h"
 #include "common/mem.h"
 #include "proc/netns.h"
+#include "proc/scratch.h"
 #include "proc/subproc.h"
 
 #include <dirent.h>
@@ -46,6 +47,7 @@ struct fds_file {
 	uint64_t log_ino;
 	int mntns; /* the instance had its own mount namespace */
 	int netns; /* ...its own network namespace (a custom runtime; no channel) */
+	int scratch; /* ...a private-scratch one criu joined: restored in a fresh one */
 };
 
 static double now_ms(void)
@@ -64,23 +66,17 @@ static const char *criu_path(void)
 /* Runs criu with argv (argv[0] is replaced by the binary's path); logs the
  * tail of its output on failure. */
 static int run_criu_in(const char *what, char **argv, const struct subproc_fd *fds,
-		       unsigned n_fds, const char *const *join, int timeout_ms,
+		       unsigned n_fds, const struct subproc_in *in, int timeout_ms,
 		       struct subproc_result *res)
 {
 	argv[0] = (char *)criu_path();
-	int ret = subproc_run_in(argv, fds, n_fds, join, timeout_ms, res);
+	int ret = subproc_run_in(argv, fds, n_fds, in, timeout_ms, res);
 	if (ret) {
 		char name[32];
 		snprintf(name, sizeof(name), "criu %s", what);
 		subproc_log_failure(name, ret, res);
 	}
 	return ret;
-}
-
-static int run_criu(const char *what, char **argv, const struct subproc_fd *fds, unsigned n_fds,
-		    int timeout_ms, struct subproc_result *res)
-{
-	return run_criu_in(what, argv, fds, n_fds, NULL, timeout_ms, res);
 }
 
 static void ensure_rundir(void)
@@ -247,8 +243,8 @@ static int write_fds_file(const char *dir, const struct fds_file *ff)
 		pr_perror("create %s", path);
 		goto out;
 	}
-	fprintf(f, "channel_ino %" PRIu64 "\nlog_ino %" PRIu64 "\nmntns %d\nnetns %d\n",
-		ff->channel_ino, ff->log_ino, ff->mntns, ff->netns);
+	fprintf(f, "channel_ino %" PRIu64 "\nlog_ino %" PRIu64 "\nmntns %d\nnetns %d\nscratch %d\n",
+		ff->channel_ino, ff->log_ino, ff->mntns, ff->netns, ff->scratch);
 	if (fclose(f)) {
 		ret = -errno;
 		pr_perror("write %s", path);
@@ -268,9 +264,10 @@ static int read_fds_file(const char *dir, struct fds_file *ff)
 		pr_perror("open %s (not a thaw snapshot?)", path);
 		goto out;
 	}
-	ff->netns = 0; /* absent from snapshots of before custom runtimes */
-	if (fscanf(f, "channel_ino %" SCNu64 " log_ino %" SCNu64 " mntns %d netns %d",
-		   &ff->channel_ino, &ff->log_ino, &ff->mntns, &ff->netns) < 3 ||
+	/* absent from snapshots of before custom runtimes, private scratch */
+	ff->netns = ff->scratch = 0;
+	if (fscanf(f, "channel_ino %" SCNu64 " log_ino %" SCNu64 " mntns %d netns %d scratch %d",
+		   &ff->channel_ino, &ff->log_ino, &ff->mntns, &ff->netns, &ff->scratch) < 3 ||
 	    (!ff->channel_ino && !ff->netns) || !ff->log_ino) {
 		ret = -EBADMSG;
 		pr_err("%s: malformed", path);
@@ -399,8 +396,9 @@ int snapshot_dump(const struct instance_proc *p, const char *dir,
 	*info = (struct snapshot_info){ 0 };
 	struct fds_file ff = { .channel_ino = p->channel_ino,
 			       .log_ino = p->log_ino,
-			       .mntns = ns_differs(p->pid, "mnt"),
-			       .netns = ns_differs(p->pid, "net") };
+			       .mntns = !p->scratch && ns_differs(p->pid, "mnt"),
+			       .netns = ns_differs(p->pid, "net"),
+			       .scratch = p->scratch };
 	if (p->pid <= 0 || (!ff.channel_ino && !ff.netns) || !ff.log_ino) {
 		pr_err("dump: instance without pid or channel/log inodes");
 		return -EINVAL;
@@ -455,8 +453,39 @@ int snapshot_dump(const struct instance_proc *p, const char *dir,
 	}
 	argv[argc] = NULL;
 
+	/* private scratch: criu dumps from inside the instance's namespace,
+	 * which is then its own and not one to rebuild at restore. It gets
+	 * the images folder as an fd: the instance's view of the path is as
+	 * old as the instance (the folder may have been made since). */
+	int mnt = -1, images = -1;
+	struct subproc_in in = { .enter = scratch_join, .arg = &mnt };
+	struct subproc_fd images_fd = { -1, CRIU_FD_IMAGES };
+	char images_s[32];
+	if (ff.scratch) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)p->pid);
+		if ((mnt = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
+		    (images = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			ret = -errno;
+			pr_perror("open %s", mnt < 0 ? path : dir);
+			if (mnt >= 0)
+				close(mnt);
+			return ret;
+		}
+		images_fd.fd = images;
+		snprintf(images_s, sizeof(images_s), "/proc/self/fd/%d", CRIU_FD_IMAGES);
+		argv[5] = images_s;
+	}
 	struct subproc_result res;
-	ret = run_criu("dump", argv, NULL, 0, DUMP_TIMEOUT_MS, &res);
+	ret = run_criu_in("dump", argv, ff.scratch ? &images_fd : NULL, ff.scratch, ff.scratch ? &in : NULL,
+			  DUMP_TIMEOUT_MS, &res);
+	if (mnt >= 0) {
+		close(mnt);
+		close(images);
+	}
+	if (ret == -EPERM && ff.scratch)
+		pr_err("dump: criu cannot enter the instance's mount namespace: setns needs "
+		       "CAP_SYS_ADMIN and CAP_SYS_CHROOT (thaw serve --scratch-mb 0 does without)");
 	info->dump_ms = res.ms;
 	subproc_result_fini(&res);
 	if (ret)
@@ -545,6 +574,7 @@ static int adopt_copy(pid_t pid, int sv[2], int lp[2], const struct fds_file *ff
 		return ret;
 	}
 	instance_proc_adopt(out, pid, pidfd, sv, lp);
+	out->scratch = ff->scratch;
 	if (ff->netns) { /* a custom runtime: HTTP in its namespace, no channel */
 		close(out->channel_fd);
 		out->channel_fd = -1;
@@ -615,7 +645,7 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 	ensure_rundir(); /* the pidfile goes there; cheap if it exists */
 	/* a criu started ahead, where one is ready */
 	struct criu_worker w;
-	if (criu_swrk_take(criu_path(), ff.netns, &w) == 0)
+	if (criu_swrk_take(criu_path(), ff.netns, ff.scratch, &w) == 0)
 		return restore_swrk(&w, dir, &ff, join, out, t, t0);
 	if ((ret = instance_fds_new(sv, lp)))
 		return ret;
@@ -665,7 +695,9 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 	argv[argc] = NULL;
 
 	struct subproc_result res;
-	ret = run_criu_in("restore", argv, fds, n_fds, join, RESTORE_TIMEOUT_MS, &res);
+	/* into the memory groups, and into a namespace with fresh scratch */
+	struct subproc_in in = { .join = join, .enter = ff.scratch ? scratch_enter : NULL };
+	ret = run_criu_in("restore", argv, fds, n_fds, &in, RESTORE_TIMEOUT_MS, &res);
 	if (netns_fd >= 0) /* the copy holds it now */
 		close(netns_fd);
 	netns_fd = -1;

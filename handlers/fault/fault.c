@@ -30,6 +30,10 @@
  *   /whoami         {"uid":N,"gid":N}: who the instance runs as
  *   /open?path=P    opens P (absolute) for reading, then for writing:
  *                   {"read":0 or errno,"write":0 or errno}
+ *   /write?path=P&mb=N
+ *                   creates P (absolute) and writes N MiB (N <= 4096) into it,
+ *                   stopping at the first error:
+ *                   {"written_mb":M,"errno":0 or the error's}
  *   /log?n=N        thaw_log()s N lines "fault log line I of N" (N <= 100000),
  *                   200 {"logged":N}
  *   /sdk-check      runs the SDK's response-header validation and answers
@@ -44,7 +48,8 @@
  *   anything else   200, the body verbatim with the request's content type
  *
  * init() honours FAULT_INIT_SLEEP_MS=N (sleeps), FAULT_INIT_CRASH=1
- * (crashes) and FAULT_INIT_FAIL=<message> (fails with that message), in that
+ * (crashes), FAULT_INIT_FAIL=<message> (fails with that message) and
+ * FAULT_INIT_WRITE=<path> (writes "init" there and closes it), in that
  * order; before_checkpoint() crashes with FAULT_CHECKPOINT_CRASH=1 and fails
  * with FAULT_CHECKPOINT_FAIL=<message>.
  */
@@ -258,6 +263,29 @@ static int do_open(const struct thaw_request *req, struct thaw_response *res)
 	return json_printf(res, 200, "{\"read\":%d,\"write\":%d}", re, we);
 }
 
+static int do_write(const struct thaw_request *req, struct thaw_response *res)
+{
+	char path[1024];
+	long long mb = int_param(req, "mb", 0), done = 0;
+	if (!query_param(req->query, "path", path, sizeof(path)) || path[0] != '/')
+		return thaw_respond_error(res, 400, "path=/absolute/path expected");
+	if (mb < 0 || mb > 4096)
+		return thaw_respond_error(res, 400, "mb must be 0..4096");
+	static char chunk[1 << 20];
+	memset(chunk, 'w', sizeof(chunk));
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), err = fd < 0 ? errno : 0;
+	for (; fd >= 0 && done < mb; done++) {
+		ssize_t w = write(fd, chunk, sizeof(chunk));
+		if (w != (ssize_t)sizeof(chunk)) {
+			err = w < 0 ? errno : ENOSPC;
+			break;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return json_printf(res, 200, "{\"written_mb\":%lld,\"errno\":%d}", done, err);
+}
+
 static int do_work(const struct thaw_request *req, struct thaw_response *res)
 {
 	long long ms = int_param(req, "ms", 0), done = 0;
@@ -386,6 +414,8 @@ static int invoke(const struct thaw_request *req, struct thaw_response *res)
 				   (unsigned)getgid());
 	if (!strcmp(path, "/open"))
 		return do_open(req, res);
+	if (!strcmp(path, "/write"))
+		return do_write(req, res);
 	if (!strcmp(path, "/spin"))
 		return do_spin(req, res);
 	if (!strcmp(path, "/leak"))
@@ -483,6 +513,13 @@ static int init(void)
 	if (v) {
 		thaw_set_error("%s", v);
 		return -EINVAL;
+	}
+	if ((v = thaw_config("FAULT_INIT_WRITE"))) {
+		FILE *f = fopen(v, "we");
+		if (!f || fputs("init", f) < 0 || fclose(f)) {
+			thaw_set_error("FAULT_INIT_WRITE %s: %s", v, strerror(errno));
+			return -EIO;
+		}
 	}
 	seed();
 	thaw_log(THAW_LOG_INFO, "fault handler ready, instance %s", thaw_instance_id());

@@ -18,8 +18,10 @@ left out of the restore series (and named).
 Kinds: restore (snapshots on: the first instance was cold-started, warmed and
 checkpointed at daemon start, every measured instance is a CRIU restore by a
 criu started ahead, docs/criu.md), restore-exec (the same with criu exec'd per
-restore: THAW_CRIU_WORKERS=0; echo, predict and bigstate only) and cold (the
-same daemon with --no-snapshots). The daemon's own per-instance log
+restore: THAW_CRIU_WORKERS=0; echo, predict and bigstate only), restore-shared
+(the same as restore with --scratch-mb 0: instances share the daemon's /tmp
+and /dev/shm instead of each having its own; echo and bigstate only) and cold
+(the same daemon with --no-snapshots). The daemon's own per-instance log
 lines ("restored in X ms: verify A, criu B, on_restore and channel C", "ready in
 X ms") give the server-side breakdown of the same starts.
 
@@ -369,24 +371,25 @@ def main():
 
         plan = []  # (key, fn, req, c, kinds)
         if want("echo"):
-            plan.append(("echo", echo_fns, echo_req, 1, ("cold", "restore-exec", "restore")))
+            plan.append(("echo", echo_fns, echo_req, 1, ("cold", "restore-exec", "restore", "restore-shared")))
         if want("predict"):
             plan.append(("predict", predict_fns, status_req, 1, ("cold", "restore-exec", "restore")))
         if want("infer"):
             plan.append(("predict+infer", predict_fns, infer_req, 1, ("cold", "restore")))
         if want("bigstate"):
-            plan.append(("bigstate", big_fns, big_req, 1, ("cold", "restore-exec", "restore")))
+            plan.append(("bigstate", big_fns, big_req, 1, ("cold", "restore-exec", "restore", "restore-shared")))
         if want("conc"):
             for c in (4, 16):
                 plan.append(("predict c%d" % c, predict_fns, status_req, c, ("restore",)))
                 plan.append(("echo c%d" % c, echo_fns, echo_req, c, ("restore",)))
         runs = {}
         for run in range(args.runs):
-            for kind in ("cold", "restore-exec", "restore"):
+            for kind in ("cold", "restore-exec", "restore", "restore-shared"):
                 todo = [p for p in plan if kind in p[4]]
                 if not todo:
                     continue
                 argv = ["--threads", "1", "--no-access-log"] + (["--no-snapshots"] if kind == "cold" else [])
+                argv += ["--scratch-mb", "0"] if kind == "restore-shared" else []
                 env = {"THAW_CRIU_WORKERS": "0"} if kind == "restore-exec" else {}
                 with Daemon(fns, args=argv, ready_timeout=120, env=env) as d:
                     log = Log(d)
@@ -463,6 +466,17 @@ def report(res, wbytes):
             if e and r:
                 print("| %s | %.1f / %.1f ms | %.1f / %.1f ms | %s / %s ms |" % (
                     key, e["p50"], e["p99"], r["p50"], r["p99"], "%.1f" % e.get("srv_criu", 0), "%.1f" % r.get("srv_criu", 0)))
+    if any(k.endswith("/restore-shared") for k in S):
+        print()
+        print("Each instance with its own /tmp and /dev/shm (default) vs the daemon's shared (--scratch-mb 0):")
+        print("| function | own p50 / p99 | shared p50 / p99 | daemon criu median, own / shared |")
+        print("|---|---|---|---|")
+        for key in keys:
+            r = S.get(key + "/restore", {}).get("best")
+            sh = S.get(key + "/restore-shared", {}).get("best")
+            if r and sh:
+                print("| %s | %.1f / %.1f ms | %.1f / %.1f ms | %.1f / %.1f ms |" % (
+                    key, r["p50"], r["p99"], sh["p50"], sh["p99"], r.get("srv_criu", 0), sh.get("srv_criu", 0)))
     for key in keys:
         c = S.get(key + "/cold", {}).get("best")
         if c and "srv_total" in c:

@@ -311,7 +311,7 @@ def capabilities():
         print("note: SYS_RESOURCE is not in this machine's bounding set; the run had the others")
     # NET_ADMIN: `criu check` (thaw's probe) fails on TCP repair mode
     for c, why in [("SYS_ADMIN", "namespaces need root"), ("NET_ADMIN", "criu check failed"),
-                   ("SYS_CHROOT", "Can't change root"), ("SYS_TIME", "monotonic clock offset"),
+                   ("SYS_CHROOT", "setns needs CAP_SYS_ADMIN and CAP_SYS_CHROOT"), ("SYS_TIME", "monotonic clock offset"),
                    # criu restore without SETPCAP: no error, the restore never
                    # completes and /readyz stays 503 (a daemon bug to chase)
                    ("SETPCAP", None)]:

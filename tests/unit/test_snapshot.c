@@ -595,7 +595,8 @@ static void test_subproc_joins_cgroup(void **state)
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	const struct subproc_fd fds[] = { { p[1], 5 } };
 	const char *bad[] = { "/nonexistent/cgroup", NULL };
-	assert_int_equal(subproc_run_in(argv, fds, 1, bad, 2000, &res), -ENOENT);
+	const struct subproc_in bad_in = { .join = bad };
+	assert_int_equal(subproc_run_in(argv, fds, 1, &bad_in, 2000, &res), -ENOENT);
 	subproc_result_fini(&res);
 	assert_int_equal(other_children(), 0); /* reaped */
 
@@ -608,7 +609,8 @@ static void test_subproc_joins_cgroup(void **state)
 		skip(); /* no memory cgroup to make here */
 	}
 	const char *join[] = { dir, NULL };
-	int ret = subproc_run_in(argv, fds, 1, join, 5000, &res);
+	const struct subproc_in in = { .join = join };
+	int ret = subproc_run_in(argv, fds, 1, &in, 5000, &res);
 	char out[16] = "";
 	ssize_t n = read(p[0], out, sizeof(out) - 1);
 	assert_int_equal(ret, 0);

@@ -1,0 +1,273 @@
+#define LOG_PREFIX "scratch: "
+#include "proc/scratch.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *const tops[] = { "/tmp", "/dev/shm" };
+
+/* What the children do, prepared here: they may not allocate, and a
+ * vfork-style child shares this memory, so a plan is never changed once
+ * published: scratch_keep publishes a new one (and the old stays, at most
+ * SCRATCH_MAX_KEEP of them). */
+struct plan {
+	char opts[64];
+	unsigned n_keep;
+	char keep[SCRATCH_MAX_KEEP][PATH_MAX];
+	char cwd[PATH_MAX];
+};
+static struct plan *_Atomic plan;
+static _Atomic unsigned generation;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static char real_tops[2][PATH_MAX];
+
+/* path lies strictly under top (a folder, no trailing slash). */
+static bool under(const char *path, const char *top)
+{
+	size_t n = strlen(top);
+	return !strncmp(path, top, n) && path[n] == '/';
+}
+
+/* Whether p binds back path (absolute, resolved): it lies under /tmp or
+ * /dev/shm and in or under a kept folder. 0: it does; 1: it need not (not
+ * under those); -1: it does not. */
+static int covers(const struct plan *p, const char *path)
+{
+	if (!under(path, real_tops[0]) && !under(path, real_tops[1]))
+		return 1;
+	for (unsigned i = 0; i < p->n_keep; i++)
+		if (!strcmp(path, p->keep[i]) || under(path, p->keep[i]))
+			return 0;
+	return -1;
+}
+
+/* Adds path to p (not published): kept folders inside it go. */
+static void keep_one(struct plan *p, const char *path)
+{
+	for (int t = 0; t < 2; t++)
+		if (!strcmp(path, real_tops[t])) {
+			pr_warn("%s is %s itself: it cannot be bound back, instances get a fresh one",
+				path, tops[t]);
+			return;
+		}
+	if (covers(p, path) >= 0)
+		return;
+	unsigned k = 0;
+	for (unsigned i = 0; i < p->n_keep; i++)
+		if (!under(p->keep[i], path))
+			memmove(p->keep[k++], p->keep[i], PATH_MAX);
+	p->n_keep = k;
+	if (p->n_keep == SCRATCH_MAX_KEEP) {
+		pr_warn("%s: more than %d folders to bind back; left out", path, SCRATCH_MAX_KEEP);
+		return;
+	}
+	snprintf(p->keep[p->n_keep++], PATH_MAX, "%s", path);
+}
+
+/* path resolved, or as written when it is not there yet (it is taken at
+ * each start, when it may be); NULL when neither (relative). Freed by the
+ * caller. */
+static char *resolved(const char *path)
+{
+	char *r = realpath(path, NULL);
+	return r ? r : path[0] == '/' ? strdup(path) : NULL;
+}
+
+int scratch_configure(unsigned size_mb, const char *const *keep)
+{
+	atomic_store(&plan, NULL);
+	if (!size_mb)
+		return 0;
+	for (int t = 0; t < 2; t++)
+		if (!realpath(tops[t], real_tops[t])) {
+			int err = -errno;
+			pr_warn("%s: %s; instances share the daemon's /tmp and /dev/shm", tops[t],
+				strerror(errno));
+			return err;
+		}
+	struct plan *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	for (size_t i = 0; keep && keep[i]; i++) {
+		char *r = resolved(keep[i]);
+		if (r)
+			keep_one(p, r);
+		free(r);
+	}
+	if (!getcwd(p->cwd, sizeof(p->cwd)))
+		p->cwd[0] = '\0';
+	snprintf(p->opts, sizeof(p->opts), "mode=1777,size=%um", size_mb);
+	/* try it once, so that a place that forbids it (no CAP_SYS_ADMIN, a
+	 * seccomp or LSM refusing mounts) says so here, not in every start */
+	atomic_store(&plan, p);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(scratch_enter(NULL));
+	int status = 0;
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	int err = pid < 0 ? errno : WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
+	if (err) {
+		atomic_store(&plan, NULL);
+		free(p);
+		pr_warn("private scratch off: a mount namespace with its own /tmp and /dev/shm: %s; "
+			"instances share the daemon's", strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+bool scratch_on(void)
+{
+	return atomic_load(&plan) != NULL;
+}
+
+unsigned scratch_generation(void)
+{
+	return atomic_load(&generation);
+}
+
+void scratch_keep(const char *path)
+{
+	struct plan *old = atomic_load(&plan);
+	char *r = old && path ? resolved(path) : NULL;
+	if (!r)
+		return;
+	pthread_mutex_lock(&lock);
+	old = atomic_load(&plan);
+	if (covers(old, r) < 0) {
+		struct plan *p = malloc(sizeof(*p));
+		if (p) {
+			memcpy(p, old, sizeof(*p));
+			keep_one(p, r);
+			atomic_store(&plan, p);
+			atomic_fetch_add(&generation, 1);
+			pr_info("instances see %s too (bound back into their /tmp or /dev/shm)", r);
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	free(r);
+}
+
+/* mkdir -p, in a child: no allocation. */
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+	if (n >= sizeof(buf))
+		return ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p)
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(buf, 0755) && errno != EEXIST)
+			return errno;
+		if (!c)
+			return 0;
+		*p = c;
+	}
+}
+
+/* An empty file to mount a kept file on, and its folders. */
+static int mkfile_p(const char *path)
+{
+	char dir[PATH_MAX];
+	size_t n = strlen(path);
+	while (n > 1 && path[n - 1] != '/')
+		n--;
+	if (n >= sizeof(dir))
+		return ENAMETOOLONG;
+	memcpy(dir, path, n);
+	dir[n > 1 ? n - 1 : 1] = '\0';
+	int err = mkdir_p(dir);
+	if (err)
+		return err;
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return errno;
+	close(fd);
+	return 0;
+}
+
+int scratch_setup(void)
+{
+	const struct plan *p = atomic_load(&plan);
+	int fds[SCRATCH_MAX_KEEP], err = 0;
+	unsigned n = 0;
+	if (!p)
+		return EINVAL;
+	/* nothing mounted here may reach the daemon's namespace */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		return errno;
+	/* the kept folders, taken before the tmpfs hide them (one removed
+	 * since the start is left out) */
+	for (; n < p->n_keep; n++) {
+		fds[n] = open_tree(AT_FDCWD, p->keep[n],
+				   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		if (fds[n] < 0 && errno != ENOENT) {
+			err = errno;
+			goto out;
+		}
+	}
+	for (int t = 0; t < 2; t++)
+		if (mount("thaw-scratch", tops[t], "tmpfs", MS_NOSUID | MS_NODEV, p->opts)) {
+			err = errno;
+			goto out;
+		}
+	for (unsigned i = 0; i < n; i++) {
+		struct stat st;
+		if (fds[i] < 0 || fstat(fds[i], &st))
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			if ((err = mkdir_p(p->keep[i])))
+				goto out;
+		} else if ((err = mkfile_p(p->keep[i]))) {
+			goto out;
+		}
+		if (move_mount(fds[i], "", AT_FDCWD, p->keep[i], MOVE_MOUNT_F_EMPTY_PATH)) {
+			err = errno;
+			goto out;
+		}
+	}
+	/* the working folder by its path again: kept, or the fresh /tmp */
+	if (p->cwd[0] && chdir(p->cwd))
+		err = errno;
+out:
+	for (unsigned i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return err;
+}
+
+int scratch_enter(void *arg)
+{
+	(void)arg;
+	if (unshare(CLONE_NEWNS))
+		return errno;
+	return scratch_setup();
+}
+
+int scratch_join(void *arg)
+{
+	const struct plan *p = atomic_load(&plan);
+	if (setns(*(int *)arg, CLONE_NEWNS))
+		return errno;
+	/* setns put us at its root */
+	if (p && p->cwd[0] && chdir(p->cwd))
+		return errno;
+	return 0;
+}
