@@ -2,6 +2,7 @@
 #include "proc/scratch.h"
 #include "common/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -270,4 +271,92 @@ int scratch_join(void *arg)
 	if (p && p->cwd[0] && chdir(p->cwd))
 		return errno;
 	return 0;
+}
+
+/* Whether st lies on one of the two scratch mounts (devices). */
+static bool on_scratch(const struct stat *st, const dev_t dev[2])
+{
+	return st->st_dev == dev[0] || st->st_dev == dev[1];
+}
+
+/* Looks through /proc/PID/SUB (fd/ or map_files/) for an entry on dev;
+ * names the first in what. */
+static bool entries_on(pid_t pid, const char *sub, const dev_t dev[2], char *what, size_t len)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, sub);
+	DIR *d = opendir(path);
+	if (!d)
+		return false;
+	bool found = false;
+	struct dirent *e;
+	while (!found && (e = readdir(d))) {
+		struct stat st;
+		if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, 0))
+			continue;
+		if ((found = on_scratch(&st, dev))) {
+			char target[PATH_MAX];
+			ssize_t n = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+			target[n > 0 ? n : 0] = '\0';
+			snprintf(what, len, "pid %d %s %s", (int)pid,
+				 sub[0] == 'f' ? "keeps open" : "maps", target);
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+bool scratch_in_use(pid_t root, char *what, size_t len)
+{
+	char path[64];
+	dev_t dev[2];
+	for (int t = 0; t < 2; t++) {
+		struct stat st;
+		snprintf(path, sizeof(path), "/proc/%d/root%s", (int)root, tops[t]);
+		if (stat(path, &st))
+			return false;
+		dev[t] = st.st_dev;
+	}
+	enum { MAX_PIDS = 4096 };
+	pid_t *todo = malloc(MAX_PIDS * sizeof(pid_t));
+	if (!todo)
+		return false;
+	size_t n = 0;
+	bool found = false;
+	todo[n++] = root;
+	while (n && !found) {
+		pid_t pid = todo[--n];
+		struct stat st;
+		snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
+		if (!stat(path, &st) && on_scratch(&st, dev)) {
+			snprintf(what, len, "pid %d works in its own /tmp or /dev/shm", (int)pid);
+			found = true;
+			break;
+		}
+		found = entries_on(pid, "fd", dev, what, len) ||
+			entries_on(pid, "map_files", dev, what, len);
+		/* its children, thread by thread */
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+		DIR *d = opendir(path);
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			char kids[320], buf[4096];
+			snprintf(kids, sizeof(kids), "/proc/%d/task/%s/children", (int)pid, e->d_name);
+			int fd = e->d_name[0] == '.' ? -1 : open(kids, O_RDONLY | O_CLOEXEC);
+			ssize_t got = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+			if (fd >= 0)
+				close(fd);
+			buf[got > 0 ? got : 0] = '\0';
+			for (char *s = buf, *end; *s && n < MAX_PIDS; s = end) {
+				long kid = strtol(s, &end, 10);
+				if (end == s)
+					break;
+				todo[n++] = (pid_t)kid;
+			}
+		}
+		if (d)
+			closedir(d);
+	}
+	free(todo);
+	return found;
 }

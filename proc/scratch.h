@@ -22,6 +22,8 @@
 #define THAW_SCRATCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
 
 #define SCRATCH_MAX_KEEP 16
 
@@ -60,5 +62,11 @@ int scratch_enter(void *arg);
  * /proc/PID/ns/mnt), where criu then dumps that instance as one of its
  * own namespace. 0 or an errno. */
 int scratch_join(void *arg);
+
+/* Whether the process tree of root (an instance in its private-scratch
+ * namespace) holds something on its /tmp or /dev/shm: an open file, a
+ * mapping, its working folder. CRIU would dump it and could not restore it
+ * (copies start with both empty). what names the first one found. */
+bool scratch_in_use(pid_t root, char *what, size_t len);
 
 #endif

@@ -410,6 +410,13 @@ int snapshot_dump(const struct instance_proc *p, const char *dir,
 		pr_perror("unlink %s", stale);
 	free(stale);
 	clear_stale_proc_mount(p->pid);
+	char busy[PATH_MAX + 64];
+	if (ff.scratch && scratch_in_use(p->pid, busy, sizeof(busy))) {
+		pr_err("dump: %s: an instance's own /tmp and /dev/shm are not carried into copies, so "
+		       "they could not be restored; close it before the checkpoint (before_checkpoint, "
+		       "/pre-freeze) or run thaw serve --scratch-mb 0", busy);
+		return -EBUSY;
+	}
 	if ((ret = plugins_pre_dump(p->pid, dir, info->plugins, sizeof(info->plugins))))
 		return ret;
 	/* after the plugins: a GPU's state parked in host memory moves too */

@@ -49,8 +49,8 @@
  *
  * init() honours FAULT_INIT_SLEEP_MS=N (sleeps), FAULT_INIT_CRASH=1
  * (crashes), FAULT_INIT_FAIL=<message> (fails with that message) and
- * FAULT_INIT_WRITE=<path> (writes "init" there and closes it), in that
- * order; before_checkpoint() crashes with FAULT_CHECKPOINT_CRASH=1 and fails
+ * FAULT_INIT_WRITE=<path> (writes "init" there and closes it, or keeps it
+ * open with FAULT_INIT_HOLD=1), in that order; before_checkpoint() crashes with FAULT_CHECKPOINT_CRASH=1 and fails
  * with FAULT_CHECKPOINT_FAIL=<message>.
  */
 #include "thaw/handler.h"
@@ -515,8 +515,12 @@ static int init(void)
 		return -EINVAL;
 	}
 	if ((v = thaw_config("FAULT_INIT_WRITE"))) {
+		const char *hold = thaw_config("FAULT_INIT_HOLD");
 		FILE *f = fopen(v, "we");
-		if (!f || fputs("init", f) < 0 || fclose(f)) {
+		bool ok = f && fputs("init", f) >= 0 && fflush(f) == 0;
+		if (f && !(hold && !strcmp(hold, "1")) && fclose(f)) /* held: open for good */
+			ok = false;
+		if (!ok) {
 			thaw_set_error("FAULT_INIT_WRITE %s: %s", v, strerror(errno));
 			return -EIO;
 		}
