@@ -354,6 +354,15 @@ static int setup_instance_user(const char *name)
 	return 0;
 }
 
+/* path cut at its last slash, in place ("/" stays). */
+static char *parent(char *path)
+{
+	char *slash = strrchr(path, '/');
+	if (slash)
+		slash[slash == path] = '\0';
+	return path;
+}
+
 /* Each instance's own /tmp and /dev/shm (proc/scratch.h), with the
  * folders it and criu need bound back where they lie under those. */
 static void setup_scratch(void)
@@ -363,18 +372,14 @@ static void setup_scratch(void)
 		pr_info("private scratch off (--scratch-mb 0): instances share /tmp and /dev/shm");
 		return;
 	}
-	/* the folders of thaw-instance and of the criu that runs in there */
+	/* the folder above thaw-instance's (a source tree's build/: its
+	 * examples too) and the criu that runs in there */
 	const char *criu = getenv("THAW_CRIU");
-	char bin[sizeof(o->instance_bin)], criu_dir[PATH_MAX], cwd[PATH_MAX];
-	snprintf(bin, sizeof(bin), "%s", o->instance_bin);
-	snprintf(criu_dir, sizeof(criu_dir), "%s", criu && *criu ? criu : SNAPSHOT_CRIU_DEFAULT);
-	for (char *dir = bin; dir; dir = dir == bin ? criu_dir : NULL) {
-		char *slash = strrchr(dir, '/');
-		if (slash)
-			*slash = '\0';
-	}
+	char *tree = parent(parent(xstrdup(o->instance_bin)));
+	char *criu_dir = parent(xstrdup(criu && *criu ? criu : SNAPSHOT_CRIU_DEFAULT));
+	char cwd[PATH_MAX];
 	const char *keep[10] = { o->state_dir, o->snapshot_dir, CHANNEL_MEM_TMPFS,
-				 SNAPSHOT_CRIU_RUNDIR, bin, criu_dir };
+				 SNAPSHOT_CRIU_RUNDIR, tree, criu_dir };
 	size_t n = 6;
 	if (getcwd(cwd, sizeof(cwd)))
 		keep[n++] = cwd;
@@ -384,6 +389,8 @@ static void setup_scratch(void)
 	if (scratch_configure(o->scratch_mb, keep) == 0)
 		pr_info("private scratch: each instance gets its own /tmp and /dev/shm (tmpfs, %u MiB "
 			"each, counted in memorySize)", o->scratch_mb);
+	free(tree);
+	free(criu_dir);
 }
 
 int server_run(void)

@@ -352,7 +352,8 @@ def h2d_floor(sizes):
 def main():
     sizes = [int(s) for s in args.sizes.split(",") if s]
     floors = h2d_floor(sizes)
-    tmp = tempfile.mkdtemp(prefix="thaw-gpu-bench-")
+    # not under /tmp: instances have their own (docs/architecture.md "Private scratch")
+    tmp = tempfile.mkdtemp(prefix="thaw-gpu-bench-", dir=os.environ.get("BENCH_TMP", "/var/tmp"))
     ok = True
     try:
         for mib in sizes:

@@ -347,7 +347,8 @@ def memory(fns, predict_body, snapshots):
 def main():
     global LAYERS
     LAYERS = layers_for(args.weights_mib)
-    tmp = tempfile.mkdtemp(prefix="thaw-bench-restore-")
+    # not under /tmp: instances have their own (docs/architecture.md "Private scratch")
+    tmp = tempfile.mkdtemp(prefix="thaw-bench-restore-", dir=os.environ.get("BENCH_TMP", "/var/tmp"))
     results = {"series": {}, "memory": {}, "load_start": load(), "n": args.n, "runs": args.runs}
     try:
         weights = os.path.join(tmp, "w.safetensors")
