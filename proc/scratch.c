@@ -244,8 +244,9 @@ int scratch_setup(void)
 			goto out;
 		}
 	}
-	/* the working folder by its path again: kept, or the fresh /tmp */
-	if (p->cwd[0] && chdir(p->cwd))
+	/* the working folder by its path again: kept, or the fresh /tmp (or
+	 * the root, when it went away) */
+	if (p->cwd[0] && chdir(p->cwd) && chdir("/"))
 		err = errno;
 out:
 	for (unsigned i = 0; i < n; i++)

@@ -20,8 +20,9 @@ checkpointed at daemon start, every measured instance is a CRIU restore by a
 criu started ahead, docs/criu.md), restore-exec (the same with criu exec'd per
 restore: THAW_CRIU_WORKERS=0; echo, predict and bigstate only), restore-shared
 (the same as restore with --scratch-mb 0: instances share the daemon's /tmp
-and /dev/shm instead of each having its own; echo and bigstate only) and cold
-(the same daemon with --no-snapshots). The daemon's own per-instance log
+and /dev/shm instead of each having its own; echo and bigstate only), cold
+(the same daemon with --no-snapshots) and cold-shared (cold with
+--scratch-mb 0; echo only). The daemon's own per-instance log
 lines ("restored in X ms: verify A, criu B, on_restore and channel C", "ready in
 X ms") give the server-side breakdown of the same starts.
 
@@ -239,7 +240,7 @@ def series(d, log, fns, req, n, c, kind):
                 server.append({"total": float(m.group(3)), "cold": True})
     if bad:
         raise RuntimeError("%s %s c=%d: non-200 answers %r" % (fns[0], kind, c, bad[:5]))
-    if kind != "cold" and any(x.get("cold") for x in server):
+    if not kind.startswith("cold") and any(x.get("cold") for x in server):
         print("restore: warning: cold starts in a restore series:\n" +
               "\n".join(l for l in d.logs().splitlines()
                         if ("snapshot" in l or "restore" in l) and "restored in" not in l)[-3000:])
@@ -372,7 +373,8 @@ def main():
 
         plan = []  # (key, fn, req, c, kinds)
         if want("echo"):
-            plan.append(("echo", echo_fns, echo_req, 1, ("cold", "restore-exec", "restore", "restore-shared")))
+            plan.append(("echo", echo_fns, echo_req, 1,
+                         ("cold", "cold-shared", "restore-exec", "restore", "restore-shared")))
         if want("predict"):
             plan.append(("predict", predict_fns, status_req, 1, ("cold", "restore-exec", "restore")))
         if want("infer"):
@@ -385,17 +387,17 @@ def main():
                 plan.append(("echo c%d" % c, echo_fns, echo_req, c, ("restore",)))
         runs = {}
         for run in range(args.runs):
-            for kind in ("cold", "restore-exec", "restore", "restore-shared"):
+            for kind in ("cold", "cold-shared", "restore-exec", "restore", "restore-shared"):
                 todo = [p for p in plan if kind in p[4]]
                 if not todo:
                     continue
-                argv = ["--threads", "1", "--no-access-log"] + (["--no-snapshots"] if kind == "cold" else [])
-                argv += ["--scratch-mb", "0"] if kind == "restore-shared" else []
+                argv = ["--threads", "1", "--no-access-log"] + (["--no-snapshots"] if kind.startswith("cold") else [])
+                argv += ["--scratch-mb", "0"] if kind.endswith("-shared") else []
                 env = {"THAW_CRIU_WORKERS": "0"} if kind == "restore-exec" else {}
                 with Daemon(fns, args=argv, ready_timeout=120, env=env) as d:
                     log = Log(d)
                     snapped = set(fns)
-                    if kind != "cold":
+                    if not kind.startswith("cold"):
                         txt = d.logs()
                         snapped = set(m.group(1) for m in RE_SNAP.finditer(txt))
                         for line in txt.splitlines():
@@ -470,14 +472,15 @@ def report(res, wbytes):
     if any(k.endswith("/restore-shared") for k in S):
         print()
         print("Each instance with its own /tmp and /dev/shm (default) vs the daemon's shared (--scratch-mb 0):")
-        print("| function | own p50 / p99 | shared p50 / p99 | daemon criu median, own / shared |")
+        print("| start | own p50 / p99 | shared p50 / p99 | daemon median (criu, or ready in), own / shared |")
         print("|---|---|---|---|")
         for key in keys:
-            r = S.get(key + "/restore", {}).get("best")
-            sh = S.get(key + "/restore-shared", {}).get("best")
-            if r and sh:
-                print("| %s | %.1f / %.1f ms | %.1f / %.1f ms | %.1f / %.1f ms |" % (
-                    key, r["p50"], r["p99"], sh["p50"], sh["p99"], r.get("srv_criu", 0), sh.get("srv_criu", 0)))
+            for kind, srv in (("restore", "srv_criu"), ("cold", "srv_total")):
+                r = S.get("%s/%s" % (key, kind), {}).get("best")
+                sh = S.get("%s/%s-shared" % (key, kind), {}).get("best")
+                if r and sh:
+                    print("| %s %s | %.1f / %.1f ms | %.1f / %.1f ms | %.1f / %.1f ms |" % (
+                        key, kind, r["p50"], r["p99"], sh["p50"], sh["p99"], r.get(srv, 0), sh.get(srv, 0)))
     for key in keys:
         c = S.get(key + "/cold", {}).get("best")
         if c and "srv_total" in c:
