@@ -7,7 +7,12 @@ looks, the daemon's own is deleted, and the daemon starts again:
     then a snapshot taken here;
   - its bytes do not match its manifest (a changed image file, an image file
     the manifest does not list, a folder inside): refused the same way;
-  - none came (no thaw-node): nothing said, a cold start.
+  - none came (no thaw-node): nothing said, a cold start;
+  - one that fits is restored where it lies: the daemon's folder holds only
+    links to it, the instance maps its memory file from it, nothing is
+    written into it; a restore from it that fails (a memory file's mode
+    changed) leads to a snapshot taken here, of real files, and the shipped
+    folder stays as it was.
 tests/e2e/test_podman.py does the same through images, a registry and pods."""
 import json
 import os
@@ -132,7 +137,91 @@ def main():
               any(" ready in " in l for l in lines),
               "none came (no thaw-node): nothing said, a cold start", lines[-6:])
         build_cases(d, pristine, os.path.join(d.fn_dir, "echo"))
+    in_place_cases()
     finish()
+
+
+def listing(folder):
+    """name -> (size, mtime, SHA-256) of every file of folder."""
+    import hashlib
+    out = {}
+    for n in sorted(os.listdir(folder)):
+        p = os.path.join(folder, n)
+        st = os.lstat(p)
+        out[n] = (st.st_size, st.st_mtime_ns, hashlib.sha256(open(p, "rb").read()).hexdigest())
+    return out
+
+
+def mapped_anywhere(path):
+    """Whether a process of this machine maps path."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if path in open("/proc/%s/maps" % pid).read():
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def in_place_cases():
+    fields = {"handler": handler_so("bigstate"), "timeout": 10,
+              "environmentVariables": {"STATE_MB": "8"}}
+    d = Daemon({"state": fields}, args=["--snapshot-from", ""])
+    travel = os.path.join(d.tmp, "travel")
+    came = os.path.join(travel, "state")
+    with d:
+        log = Log(d)
+        check(d.request("POST", "/state/", b"x").status == 200, "in place: bigstate answers")
+        local = os.path.join(d.snap_dir, "state-v1")
+        check(wait_for(lambda: os.path.exists(os.path.join(local, "thaw-manifest")), 30),
+              "in place: it took a snapshot")
+        mems = [n for n in os.listdir(local) if n.startswith("thaw-mem-")]
+        check(mems, "in place: the snapshot has a memory file", os.listdir(local))
+        shutil.copytree(local, came)
+        d.args = ["--snapshot-from", travel]
+
+        def restart():
+            d.keep = True
+            d.stop()
+            d.keep = False
+            shutil.rmtree(local, ignore_errors=True)
+            log.new()
+            d.start()
+            check(d.request("POST", "/state/", b"x").status == 200, "in place: answered")
+
+        before = listing(came)
+        restart()
+        lines = log.new()
+        check(any("nothing copied" in l for l in lines) and any("restored in" in l for l in lines)
+              and not any(" ready in " in l for l in lines),
+              "in place: restored from the shipped snapshot", lines[-8:])
+        links = {n: os.readlink(os.path.join(local, n)) for n in os.listdir(local)
+                 if os.path.islink(os.path.join(local, n))}
+        copied = [n for n in os.listdir(local) if n not in links and not n.startswith("stats-")]
+        shipped = {n for n in before if not n.startswith("stats-")}  # criu's, per run
+        check(not copied and set(links) == shipped and
+              all(links[n] == os.path.join(came, n) for n in links),
+              "in place: nothing copied, the daemon's folder links to every shipped file",
+              (copied, links))
+        check(any(mapped_anywhere(os.path.join(came, m)) for m in mems),
+              "in place: the restored instance maps its memory file from the shipped folder")
+        check(listing(came) == before, "in place: nothing written into the shipped folder",
+              sorted(set(listing(came)) ^ set(before)))
+
+        # a restore from it that fails (CRIU checks a memory file's mode)
+        os.chmod(os.path.join(came, mems[0]), 0o644)
+        restart()
+        check(wait_for(lambda: os.path.exists(os.path.join(local, "thaw-manifest")), 30),
+              "in place, restore failed: a snapshot taken here")
+        lines = log.new()
+        check(any("restore failed" in l and "taking a new snapshot" in l for l in lines) and
+              any("snapshot of pid" in l for l in lines),
+              "in place, restore failed: the daemon says so and takes a snapshot here", lines[-10:])
+        names = os.listdir(local)
+        check(any(n.startswith("thaw-mem-") for n in names) and not any(os.path.islink(os.path.join(local, n))
+                                                       for n in names),
+              "in place, restore failed: the new snapshot is of real files, no links", names)
+        check(listing(came) == before, "in place, restore failed: the shipped folder is unchanged")
 
 
 def build(args):
