@@ -1,6 +1,7 @@
 """Snapshots that travel (daemon/travel.h), on this machine without an
-engine: a snapshot folder a daemon took is put where `--snapshot-from`
-looks, the daemon's own is deleted, and the daemon starts again:
+engine: a snapshot folder a daemon took, fetched with `thaw snapshot`, is
+put where `--snapshot-from` looks, the daemon's own is deleted, and the
+daemon starts again:
   - it fits: the daemon says so, and the first instance is a restore;
   - it does not fit (another kernel, a CPU flag this machine lacks, another
     fc.yaml, another function): one line with the reason, a cold start,
@@ -13,10 +14,14 @@ looks, the daemon's own is deleted, and the daemon starts again:
     written into it; a restore from it that fails (a memory file's mode
     changed) leads to a snapshot taken here, of real files, and the shipped
     folder stays as it was.
+`thaw snapshot` itself: the admin API's answer is a plain tar of the
+folder; a wrong token, or a snapshot that fails its manifest, writes
+nothing.
 tests/e2e/test_podman.py does the same through images, a registry and pods."""
 import json
 import os
 import shutil
+import io
 import subprocess
 import sys
 import tarfile
@@ -33,6 +38,46 @@ def set_fact(folder, key, value):
     with open(p, "w") as f:
         f.write("\n".join(lines) + "\n")
     rewrite_manifest_line(folder, "thaw-node")
+
+
+def thaw_snapshot(d, fn, out, token=None):
+    env = dict(os.environ, THAW_TOKEN=token) if token else None
+    return subprocess.run([THAW, "snapshot", fn, "-o", out, "--url", "http://127.0.0.1:%d" % d.port,
+                           "--state-dir", d.state_dir], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def export_cases(d, local, out):
+    """thaw snapshot FN -o OUT: OUT holds local's files (modes kept)."""
+    p = thaw_snapshot(d, "echo", out + "-x", token="wrong")
+    check(p.returncode == 4 and not os.path.exists(out + "-x") and
+          not os.path.exists(out + "-x.part"),
+          "thaw snapshot: a wrong admin token exits 4, nothing written", (p.returncode, p.stderr))
+    p = thaw_snapshot(d, "nosuch", out + "-x")
+    check(p.returncode == 1 and "not found" in p.stderr and not os.path.exists(out + "-x.part"),
+          "thaw snapshot: an unknown function exits 1", (p.returncode, p.stderr))
+    p = thaw_snapshot(d, "echo", out)
+    check(p.returncode == 0 and "verified" in p.stdout, "thaw snapshot: exit 0",
+          (p.returncode, p.stdout, p.stderr))
+    want = {n: os.lstat(os.path.join(local, n)).st_mode for n in os.listdir(local)
+            if not n.startswith("stats-")}
+    got = {n: os.lstat(os.path.join(out, n)).st_mode for n in os.listdir(out)} \
+        if os.path.isdir(out) else {}
+    same = all(open(os.path.join(out, n), "rb").read() == open(os.path.join(local, n), "rb").read()
+               for n in got if n in want)
+    check(got == want and same, "thaw snapshot: the daemon's folder, byte for byte, modes kept",
+          sorted(set(got) ^ set(want)))
+    token = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    r = d.request("GET", "/admin/functions/echo/snapshot",
+                  headers={"Authorization": "Bearer " + token})
+    names = []
+    if r.status == 200:
+        with tarfile.open(fileobj=io.BytesIO(r.body)) as t:
+            names = [m.name for m in t.getmembers() if m.isfile()]
+    check(r.status == 200 and sorted(names) == sorted(want) and names[-1] == "thaw-manifest",
+          "the admin API answers a tar that tarfile reads, the manifest last", (r.status, names))
+    r = d.request("GET", "/admin/functions/echo/snapshot")
+    check(r.status == 401, "the admin API wants the token for a snapshot", r.status)
 
 
 def main():
@@ -58,7 +103,7 @@ def main():
               "its thaw-node records function, kernel, criu, thaw build, folder and CPU flags",
               node)
         pristine = os.path.join(d.tmp, "pristine")
-        shutil.copytree(local, pristine)
+        export_cases(d, local, pristine)
         fc = os.path.join(d.fn_dir, "echo", "fc.yaml")
         fc_text = open(fc).read()
 
@@ -177,7 +222,20 @@ def in_place_cases():
               "in place: it took a snapshot")
         mems = [n for n in os.listdir(local) if n.startswith("thaw-mem-")]
         check(mems, "in place: the snapshot has a memory file", os.listdir(local))
-        shutil.copytree(local, came)
+        os.makedirs(travel)
+        p = thaw_snapshot(d, "state", came)
+        check(p.returncode == 0 and os.stat(os.path.join(came, mems[0])).st_mode & 0o777 == 0o400,
+              "in place: thaw snapshot wrote it, the memory file 0400", (p.returncode, p.stderr))
+        with open(os.path.join(local, "pages-1.img"), "r+b") as g:
+            b = g.read(1)
+            g.seek(0)
+            g.write(bytes([b[0] ^ 0xff]))
+        bad = os.path.join(d.tmp, "bad")
+        p = thaw_snapshot(d, "state", bad)
+        check(p.returncode == 1 and "pages-1.img: SHA-256 mismatch" in p.stderr and
+              not os.path.exists(bad) and not os.path.exists(bad + ".part"),
+              "thaw snapshot: a snapshot that fails its manifest is not sent, nothing written",
+              (p.returncode, p.stderr))
         d.args = ["--snapshot-from", travel]
 
         def restart():
