@@ -280,9 +280,9 @@ int manifest_open(const char *dir, struct manifest_files *m, char *why, size_t l
 	mfd = open_listed(dfd, MANIFEST_NAME);
 	int dup_fd = mfd < 0 ? -1 : fcntl(mfd, F_DUPFD_CLOEXEC, 0);
 	if (dup_fd < 0 || !(f = fdopen(dup_fd, "r"))) {
-		ret = mfd == -ENOENT || mfd == -EBADMSG ? -EBADMSG : -errno;
+		ret = mfd >= 0 ? -errno : mfd == -ENOENT ? -EBADMSG : mfd;
 		snprintf(why, len, "%s/%s: %s (partial or unfinished snapshot?)", dir, MANIFEST_NAME,
-			 strerror(mfd < 0 ? -mfd : errno));
+			 mfd == -EBADMSG ? "not a regular file" : strerror(mfd < 0 ? -mfd : -ret));
 		if (dup_fd >= 0)
 			close(dup_fd);
 		goto out;
