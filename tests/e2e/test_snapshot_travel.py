@@ -208,6 +208,30 @@ def mapped_anywhere(path):
     return False
 
 
+def leave_mid_stream(d, fn):
+    """Clients that go away while the daemon verifies, and after 64 KiB of
+    the stream: the daemon drops the export and serves on."""
+    import socket
+    token = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    head = b""
+    for want in (0, 65536):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        s.sendall(("GET /admin/functions/%s/snapshot HTTP/1.1\r\nHost: t\r\n"
+                   "Authorization: Bearer %s\r\n\r\n" % (fn, token)).encode())
+        got = b""
+        while len(got) < want:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        head = head or got
+        s.close()
+    check(head.startswith(b"HTTP/1.1 200") and b"application/x-tar" in head.split(b"\r\n\r\n")[0]
+          and d.request("POST", "/%s/" % fn, b"x").status == 200 and d.proc.poll() is None,
+          "thaw snapshot: clients that leave mid-verify and mid-stream: the daemon serves on",
+          head[:200])
+
+
 def in_place_cases():
     fields = {"handler": handler_so("bigstate"), "timeout": 10,
               "environmentVariables": {"STATE_MB": "8"}}
@@ -226,6 +250,7 @@ def in_place_cases():
         p = thaw_snapshot(d, "state", came)
         check(p.returncode == 0 and os.stat(os.path.join(came, mems[0])).st_mode & 0o777 == 0o400,
               "in place: thaw snapshot wrote it, the memory file 0400", (p.returncode, p.stderr))
+        leave_mid_stream(d, "state")
         with open(os.path.join(local, "pages-1.img"), "r+b") as g:
             b = g.read(1)
             g.seek(0)
