@@ -7,7 +7,6 @@
 #include "common/ustar.h"
 #include "daemon/conn.h"
 #include "daemon/jobs.h"
-#include "daemon/registry.h"
 #include "daemon/server.h"
 #include "snapshot/manifest.h"
 
@@ -56,8 +55,9 @@ static void verify_run(struct job *j)
 	x->ret = manifest_open(x->dir, &x->m, x->why, sizeof(x->why));
 }
 
-/* Fills x->piece with the next bytes of the tar. Returns their length, 0
- * at the end, -errno when a file gave less than it held when hashed. */
+/* Fills x->piece with the next bytes of the tar and returns their length
+ * (x->file passes m.n with the piece that holds the end blocks), or -errno
+ * when a file gave less than it held when hashed. */
 static ssize_t next_piece(struct snapexport *x)
 {
 	size_t len = 0;

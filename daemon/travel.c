@@ -295,8 +295,10 @@ static int link_flat(const char *from, const char *to, unsigned *files, uint64_t
 			ret = -EBADMSG;
 		else if (symlink(a, b) < 0)
 			ret = -errno;
-		else
-			*bytes += (uint64_t)st.st_size, (*files)++;
+		else {
+			*bytes += (uint64_t)st.st_size;
+			(*files)++;
+		}
 		if (ret)
 			snprintf(why, len, "%s: %s", a,
 				 ret == -EBADMSG ? "not a regular file" : strerror(-ret));
@@ -329,6 +331,14 @@ bool travel_import(struct function *fn)
 			fn->cfg.name, from, why);
 		goto out;
 	}
+	/* the links must name it from anywhere: --snapshot-from may be relative */
+	char *abs = realpath(from, NULL);
+	if (!abs) {
+		snprintf(why, sizeof(why), "%s: %s", from, strerror(errno));
+		goto refuse;
+	}
+	free(from);
+	from = abs;
 	fs_rm_rf(fn->snap_dir);
 	mkdir(server.opt.snapshot_dir, 0700);
 	/* checked where it lies, read only: the read also fills the page cache

@@ -261,7 +261,8 @@ def in_place_cases():
               not os.path.exists(bad) and not os.path.exists(bad + ".part"),
               "thaw snapshot: a snapshot that fails its manifest is not sent, nothing written",
               (p.returncode, p.stderr))
-        d.args = ["--snapshot-from", travel]
+        # relative, as a command line may give it: the links must still be absolute
+        d.args = ["--snapshot-from", os.path.relpath(travel)]
 
         def restart():
             d.keep = True
