@@ -141,8 +141,8 @@ static void verify_done(struct job *j)
 	if (x->ret) {
 		c->snapexport = NULL;
 		pr_err("%s: version %u's snapshot not sent: %s", x->name, x->version, x->why);
-		conn_respond_error(c, 500, "%s version %u: its snapshot fails its manifest, not sent: %s",
-				   x->name, x->version, x->why);
+		conn_respond_error(c, 500, "%s version %u's snapshot is not sent: %s", x->name,
+				   x->version, x->why);
 		export_free(x);
 		return;
 	}
@@ -171,9 +171,8 @@ void snapexport_start(struct conn *c, struct fn_name *nm)
 	}
 	int ss = atomic_load(&fn->snap_state);
 	if (ss != SNAP_READY) {
-		conn_respond_error(c, 409, "%s version %u has no snapshot ready (%s)%s", nm->name,
-				   fn->version, snap_names[ss],
-				   ss == SNAP_OFF ? ": snapshots are off for it (thaw ls says why)" : "");
+		conn_respond_error(c, 409, "%s version %u has no snapshot ready (%s)", nm->name,
+				   fn->version, snap_names[ss]);
 		return;
 	}
 	struct snapexport *x = xcalloc(1, sizeof(*x));

@@ -11,7 +11,7 @@
  * manifest goes last: a stream cut short holds none, and `thaw snapshot`
  * refuses it. Answers before the stream: 409 when the function has no
  * version serving or no snapshot ready (and why), 500 when the snapshot
- * fails its manifest (the reason); the admin token is checked by the
+ * fails its manifest or cannot be read (the reason); the admin token is checked by the
  * caller (endpoints.c).
  */
 #ifndef THAW_SNAPEXPORT_H
