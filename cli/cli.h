@@ -1,7 +1,7 @@
 /*
  * The client commands of `thaw`: deploy, ls, invoke, rollback, history, top,
- * logs, rm and snapshot talk to a running daemon over its HTTP API (docs/http-api.md) at
- * $THAW_URL (default http://127.0.0.1:9000). Admin calls carry the token
+ * logs, rm and snapshot talk to a running daemon over its HTTP API
+ * (docs/http-api.md) at $THAW_URL (default http://127.0.0.1:9000). Admin calls carry the token
  * from $THAW_TOKEN, else STATE_DIR/admin.token.
  *
  * Exit codes, the same for every command (docs/cli.md):
