@@ -1,8 +1,8 @@
 /*
  * The client commands of `thaw`: deploy, ls, invoke, rollback, history, top,
  * logs, rm and snapshot talk to a running daemon over its HTTP API
- * (docs/http-api.md) at $THAW_URL (default http://127.0.0.1:9000). Admin calls carry the token
- * from $THAW_TOKEN, else STATE_DIR/admin.token.
+ * (docs/http-api.md) at $THAW_URL (default http://127.0.0.1:9000). Admin
+ * calls carry the token from $THAW_TOKEN, else STATE_DIR/admin.token.
  *
  * Exit codes, the same for every command (docs/cli.md):
  *   0 ok, 1 failure reported by the daemon or the function, 2 usage,
