@@ -20,7 +20,7 @@ static const char usage[] =
 	"usage: thaw snapshot FN -o DIR [options]\n"
 	"Writes the snapshot that the serving version of FN restores from into DIR,\n"
 	"which must not exist, verified against its manifest: the folder that\n"
-	"`thaw build DIR --base BASE --snapshot DIR` layers into FN's image.\n"
+	"`thaw build FNDIR --base BASE --snapshot DIR` layers into FN's image.\n"
 	"  -o, --output DIR  the folder to create\n" CLI_COMMON_USAGE;
 
 #define MAX_FILES 10000 /* a snapshot folder holds a few dozen */
