@@ -63,7 +63,8 @@ void layer_fingerprint(const struct layer *l, time_t mtime, char out[65])
 	for (size_t i = 0; i < l->n; i++) {
 		const struct layer_entry *e = &l->e[i];
 		EVP_DigestUpdate(md, e->path, strlen(e->path) + 1);
-		n = snprintf(line, sizeof(line), "%d %d %llu %llu %llu %lld %lld\n", e->dir, e->exec,
+		n = snprintf(line, sizeof(line), "%d %d %d %llu %llu %llu %lld %lld\n", e->dir,
+			     e->exec, e->owner_ro,
 			     (unsigned long long)e->size, (unsigned long long)e->dev,
 			     (unsigned long long)e->ino, (long long)e->mtime_ns,
 			     (long long)e->ctime_ns);
@@ -221,7 +222,7 @@ int layer_write(struct layer *l, const char *blobs_dir, time_t mtime, struct oci
 		archive_entry_clear(ae);
 		archive_entry_set_pathname(ae, e->path);
 		archive_entry_set_filetype(ae, e->dir ? AE_IFDIR : AE_IFREG);
-		archive_entry_set_perm(ae, e->exec ? 0755 : 0644);
+		archive_entry_set_perm(ae, e->exec ? 0755 : e->owner_ro ? 0400 : 0644);
 		archive_entry_set_size(ae, e->dir ? 0 : (la_int64_t)e->size);
 		archive_entry_set_mtime(ae, mtime, 0);
 		archive_entry_set_uid(ae, 0);

@@ -3,11 +3,12 @@
  * straight into a blob (common/oci.h) while it is hashed.
  *
  * Every entry gets mtime = the given epoch (0 or SOURCE_DATE_EPOCH), uid and
- * gid 0, no user or group names, mode 0755 (folders and executables) or
- * 0644, and entries are written in byte order of their paths, so the same
- * inputs give the same bytes. File contents are copied in 1 MiB chunks,
- * never held whole. pax format: a header extension only where ustar cannot
- * say it (paths over 100 bytes, files of 8 GiB and more).
+ * gid 0, no user or group names, mode 0755 (folders and executables), 0400
+ * (entries marked owner_ro) or 0644, and entries are written in byte order
+ * of their paths, so the same inputs give the same bytes. File contents are
+ * copied in 1 MiB chunks, never held whole. pax format: a header extension
+ * only where ustar cannot say it (paths over 100 bytes, files of 8 GiB and
+ * more).
  */
 #ifndef THAW_BUILDER_LAYER_H
 #define THAW_BUILDER_LAYER_H
@@ -25,6 +26,8 @@ struct layer_entry {
 	char *src;    /* file on disk (NULL for a folder); owned */
 	bool dir;
 	bool exec;    /* 0755 rather than 0644 */
+	bool owner_ro; /* 0400: a file whose reader checks its mode (CRIU checks
+			* a snapshot's memory files', snapmem: 0400) */
 	uint64_t size; /* bytes expected in src (from stat) */
 	size_t seq;    /* order added: the first of equal paths wins */
 	/* Identity of src when added, for layer_fingerprint. */

@@ -305,6 +305,8 @@ static int snapshot_layer(const char *layout, const char *dir, const char *name,
 		else {
 			char *in = xasprintf(SNAPSHOT_DIR_IN_IMAGE "/%s/%s", name, names[i]);
 			layer_add_file(&l, in, src, &st, false);
+			/* restores in place check it (daemon/travel.h) */
+			l.e[l.n - 1].owner_ro = (st.st_mode & 07777) == 0400;
 			free(in);
 			(*n_files)++;
 		}

@@ -22,7 +22,7 @@ static const struct {
 	{ "deploy", cli_deploy },	{ "ls", cli_ls },	{ "history", cli_history },
 	{ "rollback", cli_rollback }, { "invoke", cli_invoke }, { "top", cli_top },
 	{ "logs", cli_logs },	{ "rm", cli_rm },		{ "dev", cli_dev },
-	{ "k8s", cli_k8s },
+	{ "k8s", cli_k8s },	{ "snapshot", cli_snapshot },
 };
 
 bool cli_is_command(const char *name)
@@ -159,6 +159,8 @@ static int admin_do(struct cli *cli, struct cli_http_req *req, const char *path,
 	if (!req->timeout_ms)
 		req->timeout_ms = cli->admin_timeout_ms ? cli->admin_timeout_ms : ADMIN_TIMEOUT_MS;
 	int ret = cli_http_do(req, res);
+	if (ret == -ECANCELED) /* the stream's receiver stopped it and said why */
+		return CLI_FAILED;
 	if (ret)
 		return cli_transport_error(cli, ret, res->err);
 	if (res->status == 401 || res->status == 403)
@@ -181,6 +183,16 @@ int cli_admin_upload(struct cli *cli, const char *path, FILE *f, uint64_t size,
 {
 	struct cli_http_req req = { .method = "PUT", .upload = f, .upload_size = size,
 				    .progress = progress, .progress_ctx = ctx };
+	struct cli_http_res res;
+	int ret = admin_do(cli, &req, path, false, &res);
+	cli_http_res_fini(&res);
+	return ret;
+}
+
+int cli_admin_stream(struct cli *cli, const char *path,
+		     bool (*sink)(void *ctx, const char *data, size_t len), void *ctx)
+{
+	struct cli_http_req req = { .method = "GET", .stream = sink, .stream_ctx = ctx };
 	struct cli_http_res res;
 	int ret = admin_do(cli, &req, path, false, &res);
 	cli_http_res_fini(&res);

@@ -1,8 +1,8 @@
 /*
  * The client commands of `thaw`: deploy, ls, invoke, rollback, history, top,
- * logs and rm talk to a running daemon over its HTTP API (docs/http-api.md) at
- * $THAW_URL (default http://127.0.0.1:9000). Admin calls carry the token
- * from $THAW_TOKEN, else STATE_DIR/admin.token.
+ * logs, rm and snapshot talk to a running daemon over its HTTP API
+ * (docs/http-api.md) at $THAW_URL (default http://127.0.0.1:9000). Admin
+ * calls carry the token from $THAW_TOKEN, else STATE_DIR/admin.token.
  *
  * Exit codes, the same for every command (docs/cli.md):
  *   0 ok, 1 failure reported by the daemon or the function, 2 usage,
@@ -77,6 +77,7 @@ int cli_logs(struct cli *cli, int argc, char **argv);
 int cli_rm(struct cli *cli, int argc, char **argv);
 int cli_dev(struct cli *cli, int argc, char **argv);
 int cli_k8s(struct cli *cli, int argc, char **argv); /* cli/k8s.c: no daemon involved */
+int cli_snapshot(struct cli *cli, int argc, char **argv);
 
 /* An admin API call: method on cli->url + path with an optional JSON body.
  * On a 2xx answer returns CLI_OK and, when out is not NULL, the parsed JSON
@@ -90,6 +91,11 @@ int cli_admin(struct cli *cli, const char *method, const char *path, const char 
  * the exit code as cli_admin. */
 int cli_admin_upload(struct cli *cli, const char *path, FILE *f, uint64_t size,
 		     void (*progress)(void *ctx, uint64_t sent, uint64_t total), void *ctx);
+/* GET of admin path whose 2xx answer goes to sink as it comes (sink
+ * returns false to stop: then CLI_FAILED, with only sink's own word):
+ * CLI_OK or the exit code as cli_admin. */
+int cli_admin_stream(struct cli *cli, const char *path,
+		     bool (*sink)(void *ctx, const char *data, size_t len), void *ctx);
 /* GET of admin path: CLI_OK with *exists false on 404, true on 2xx; else
  * the exit code as cli_admin. */
 int cli_admin_exists(struct cli *cli, const char *path, bool *exists);

@@ -21,13 +21,21 @@ static CURL *handle;
 struct sink {
 	struct cli_http_res *res;
 	size_t cap, max;
-	bool too_big;
+	bool too_big, stopped;
+	const struct cli_http_req *req;
+	CURL *h;
 };
 
 static size_t on_data(char *p, size_t size, size_t n, void *arg)
 {
 	struct sink *s = arg;
 	size_t len = size * n;
+	long status = 0;
+	if (s->req->stream && !curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status) &&
+	    status / 100 == 2) {
+		s->stopped = !s->req->stream(s->req->stream_ctx, p, len);
+		return s->stopped ? 0 : len;
+	}
 	if (s->res->len + len > s->max) {
 		s->too_big = true;
 		return 0; /* curl stops with CURLE_WRITE_ERROR */
@@ -86,10 +94,12 @@ static CURL *get_handle(void)
 }
 
 /* What a curl failure means to a script: no daemon, a slow one, or else. */
-static int map_error(CURL *h, CURLcode rc, bool too_big)
+static int map_error(CURL *h, CURLcode rc, const struct sink *s)
 {
-	if (too_big)
+	if (s->too_big)
 		return -EFBIG;
+	if (s->stopped)
+		return -ECANCELED;
 	switch (rc) {
 	case CURLE_URL_MALFORMAT:
 	case CURLE_UNSUPPORTED_PROTOCOL:
@@ -121,7 +131,7 @@ int cli_http_do(const struct cli_http_req *req, struct cli_http_res *res)
 		snprintf(res->err, sizeof(res->err), "libcurl did not initialize");
 		return -EIO;
 	}
-	struct sink sink = { .res = res, .cap = 1,
+	struct sink sink = { .res = res, .cap = 1, .req = req, .h = h,
 			     .max = req->max_body ? req->max_body : DEFAULT_MAX_BODY };
 	char errbuf[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
@@ -159,13 +169,15 @@ int cli_http_do(const struct cli_http_req *req, struct cli_http_res *res)
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)req);
 	}
+	if (req->upload || req->stream) {
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 0L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+	}
 	if (req->upload) { /* a PUT */
 		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(h, CURLOPT_READDATA, req->upload);
 		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->upload_size);
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 0L);
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
 	} else if (!strcmp(req->method, "HEAD") && !body)
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 	else if (!strcmp(req->method, "GET") && !body)
@@ -178,8 +190,10 @@ int cli_http_do(const struct cli_http_req *req, struct cli_http_res *res)
 	/* the handle is kept: do not leave it pointing at our stack */
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 	if (rc != CURLE_OK) {
-		int ret = map_error(h, rc, sink.too_big);
-		if (ret == -EFBIG)
+		int ret = map_error(h, rc, &sink);
+		if (ret == -ECANCELED)
+			snprintf(res->err, sizeof(res->err), "stopped by the receiver");
+		else if (ret == -EFBIG)
 			snprintf(res->err, sizeof(res->err), "answer larger than %zu bytes", sink.max);
 		else
 			snprintf(res->err, sizeof(res->err), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));

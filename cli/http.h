@@ -6,6 +6,7 @@
 #ifndef THAW_CLI_HTTP_H
 #define THAW_CLI_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +26,12 @@ struct cli_http_req {
 	uint64_t upload_size;
 	void (*progress)(void *ctx, uint64_t sent, uint64_t total); /* NULL: none */
 	void *progress_ctx;
+	/* A 2xx answer's body goes here as it comes, not into res->body
+	 * (other answers still do): returns false to stop (cli_http_do then
+	 * fails with -ECANCELED). No total deadline, but failing when nothing
+	 * moves for 60 s. NULL: none. */
+	bool (*stream)(void *ctx, const char *data, size_t len);
+	void *stream_ctx;
 };
 
 struct cli_http_res {
@@ -40,7 +47,8 @@ struct cli_http_res {
  * answered (any status), -ECONNREFUSED when it could not be reached (no
  * connection, reset, closed without an answer), -ETIMEDOUT when it was
  * reached but did not answer within the deadline, -EINVAL for a bad URL,
- * -EFBIG for an answer over max_body, -EIO otherwise; res->err says why. */
+ * -EFBIG for an answer over max_body, -ECANCELED when req->stream stopped
+ * it, -EIO otherwise; res->err says why. */
 int cli_http_do(const struct cli_http_req *req, struct cli_http_res *res);
 
 void cli_http_res_fini(struct cli_http_res *res);

@@ -174,6 +174,7 @@ static const char usage[] = "usage: thaw <command> [options]\n"
 			    "  rm        remove a function\n"
 			    "  top       live requests/s, latency and instances per function\n"
 			    "  k8s       print a Knative Service (or Deployment) for a function folder\n"
+			    "  snapshot  write a function's snapshot into a folder, for build --snapshot\n"
 			    "  version   print the version\n"
 			    "thaw COMMAND --help for each; docs/cli.md\n";
 

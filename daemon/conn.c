@@ -387,9 +387,13 @@ static void on_send(struct loop_op *op, struct io_uring_cqe *cqe)
 			stream_flush(c);
 			return;
 		}
-		if (!c->stream_ended)
-			return; /* the next piece sends */
+		if (!c->stream_ended) {
+			if (c->stream_drained) /* it may send, end or close */
+				c->stream_drained(c);
+			return; /* else the next piece sends */
+		}
 		c->streaming = c->stream_ended = false;
+		c->stream_drained = NULL;
 	}
 	request_done(c);
 }

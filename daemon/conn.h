@@ -24,6 +24,7 @@
 struct function;
 struct invocation;
 struct imagestore_upload;
+struct snapexport;
 
 enum conn_state { CONN_READING, CONN_WAITING, CONN_WRITING, CONN_CLOSING };
 
@@ -57,6 +58,10 @@ struct conn {
 	 * send is in flight (out must not move under the kernel) */
 	bool streaming, stream_ended;
 	struct buf pending;
+	/* a producer that gives the next piece when the last went out (NULL:
+	 * pieces come as they come) */
+	void (*stream_drained)(struct conn *c);
+	struct snapexport *snapexport; /* GET /admin/functions/NAME/snapshot */
 	struct h2 *h2;         /* HTTP/2 (h2.h) since the preface, or NULL */
 	struct conn *next_conn, *prev_conn; /* the shard's list */
 };

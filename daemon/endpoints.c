@@ -15,6 +15,7 @@
 #include "daemon/pool.h"
 #include "common/router.h"
 #include "daemon/server.h"
+#include "daemon/snapexport.h"
 #include "common/timer.h"
 
 #include <cjson/cJSON.h>
@@ -321,6 +322,7 @@ void endpoints_on_headers(struct conn *c, const struct route *rt)
 
 void endpoints_conn_closed(struct conn *c)
 {
+	snapexport_conn_closed(c);
 	if (c->upload) {
 		imagestore_upload_abort(c->upload);
 		free(c->upload);
@@ -536,7 +538,8 @@ static void admin_logs(struct conn *c, struct fn_name *nm)
 	buf_free(&b);
 }
 
-/* /admin/functions/NAME[/rollback|/logs|/history], DELETE /admin/functions/NAME */
+/* /admin/functions/NAME[/rollback|/logs|/history|/snapshot], DELETE
+ * /admin/functions/NAME */
 static void admin_function(struct conn *c, const char *rest, size_t len)
 {
 	size_t n = 0;
@@ -559,6 +562,8 @@ static void admin_function(struct conn *c, const char *rest, size_t len)
 		admin_logs(c, nm);
 	else if (len - n == 8 && !memcmp(rest + n, "/history", 8) && get)
 		console_history(c, nm);
+	else if (len - n == 9 && !memcmp(rest + n, "/snapshot", 9) && get)
+		snapexport_start(c, nm);
 	else
 		conn_respond_error(c, 404, "no admin endpoint %.*s", (int)len, rest);
 }

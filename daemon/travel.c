@@ -5,10 +5,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "snapshot/manifest.h"
-#include "snapshot/snapmem.h"
 #include "snapshot/snapshot.h"
-#include "daemon/fnsnap.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -255,43 +252,21 @@ static int read_small(const char *path, char *out, size_t len)
 	return ret;
 }
 
-static int copy_file(const char *from, const char *to, mode_t mode)
+/* Whether CRIU (re)writes name in its images folder on every run: never
+ * linked, or CRIU would write through the link into the shipped folder. */
+static bool criu_writes(const char *name)
 {
-	int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, ret = 0;
-	if (in < 0)
-		return -errno;
-	out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (out < 0) {
-		ret = -errno;
-		goto close_in;
-	}
-	char buf[1 << 16];
-	ssize_t n;
-	while ((n = read(in, buf, sizeof(buf))) > 0) {
-		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(out, buf + off, (size_t)(n - off));
-			if (w < 0) {
-				ret = -errno;
-				goto close_out;
-			}
-			off += w;
-		}
-	}
-	if (n < 0)
-		ret = -errno;
-	if (!ret && fchmod(out, mode) < 0)
-		ret = -errno;
-close_out:
-	close(out);
-close_in:
-	close(in);
-	return ret;
+	size_t n = strlen(name);
+	return !strncmp(name, "stats-", 6) || (n > 4 && !strcmp(name + n - 4, ".log"));
 }
 
-/* Copies the regular files of from (a flat snapshot folder) into to, which
- * must not exist. Anything else in from (folders, links, devices) is
- * refused: a snapshot folder holds only files. */
-static int copy_flat(const char *from, const char *to, char *why, size_t len)
+/* Makes to (which must not exist) a folder of links to the files of from (a
+ * flat snapshot folder): CRIU reads its images and maps the memory files
+ * through them, at the paths the snapshot recorded, while the bytes stay in
+ * from, shared by every daemon on the node. Anything else in from
+ * (folders, links, devices) is refused: a snapshot folder holds only files. */
+static int link_flat(const char *from, const char *to, unsigned *files, uint64_t *bytes,
+		     char *why, size_t len)
 {
 	if (mkdir(to, 0700) < 0) {
 		snprintf(why, len, "mkdir %.300s: %s", to, strerror(errno));
@@ -305,7 +280,7 @@ static int copy_flat(const char *from, const char *to, char *why, size_t len)
 	int ret = 0, n = 0;
 	struct dirent *e;
 	while (!ret && (e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || criu_writes(e->d_name))
 			continue;
 		if (++n > MAX_SNAPSHOT_FILES) {
 			snprintf(why, len, "%s: more than %d files", from, MAX_SNAPSHOT_FILES);
@@ -318,13 +293,12 @@ static int copy_flat(const char *from, const char *to, char *why, size_t len)
 			ret = -errno;
 		else if (!S_ISREG(st.st_mode))
 			ret = -EBADMSG;
-		else /* an image layer keeps no modes that matter; CRIU checks
-		      * the memory files' (snapmem: 0400) */
-			ret = copy_file(a, b,
-					strncmp(e->d_name, SNAPSHOT_MEM_PREFIX,
-						sizeof(SNAPSHOT_MEM_PREFIX) - 1)
-						? 0600
-						: 0400);
+		else if (symlink(a, b) < 0)
+			ret = -errno;
+		else {
+			*bytes += (uint64_t)st.st_size;
+			(*files)++;
+		}
 		if (ret)
 			snprintf(why, len, "%s: %s", a,
 				 ret == -EBADMSG ? "not a regular file" : strerror(-ret));
@@ -357,24 +331,25 @@ bool travel_import(struct function *fn)
 			fn->cfg.name, from, why);
 		goto out;
 	}
+	/* the links must name it from anywhere: --snapshot-from may be relative */
+	char *abs = realpath(from, NULL);
+	if (!abs) {
+		snprintf(why, sizeof(why), "%s: %s", from, strerror(errno));
+		goto refuse;
+	}
+	free(from);
+	from = abs;
 	fs_rm_rf(fn->snap_dir);
 	mkdir(server.opt.snapshot_dir, 0700);
+	/* checked where it lies, read only: the read also fills the page cache
+	 * the restore maps from (docs/kubernetes.md says why it still hashes) */
 	double t0 = now_ms();
-	if (copy_flat(from, fn->snap_dir, why, sizeof(why)) ||
-	    snapshot_verify(fn->snap_dir, why, sizeof(why)))
+	uint64_t bytes = 0;
+	unsigned files = 0;
+	if (link_flat(from, fn->snap_dir, &files, &bytes, why, sizeof(why)) ||
+	    snapshot_verify(from, why, sizeof(why)))
 		goto refuse;
-	/* bind it to this daemon's source (fnsnap.h), then a new manifest: the
-	 * one that came was checked above, file by file */
-	char *src = xasprintf("%s/%s", fn->snap_dir, FNSNAP_SOURCE_NAME);
-	unlink(src);
-	free(src);
-	uint64_t bytes;
-	uint32_t files;
-	int ret = fnsnap_write_source(fn);
-	if (!ret)
-		ret = manifest_write(fn->snap_dir, &bytes, &files);
-	if (!ret)
-		ret = snapshot_fingerprint(fn->snap_dir, &fp);
+	int ret = snapshot_fingerprint(fn->snap_dir, &fp);
 	if (ret) {
 		snprintf(why, sizeof(why), "%.300s: %s", fn->snap_dir, strerror(-ret));
 		goto refuse;
@@ -384,8 +359,8 @@ bool travel_import(struct function *fn)
 	fn->snap_reused = true;
 	ok = true;
 	pr_info("%s: restoring from the snapshot that came with the image (%s: kernel, criu, "
-		"thaw build, source and CPU flags fit; %u files, %.1f MiB, copied and verified "
-		"in %.1f ms): no cold start",
+		"thaw build, source and CPU flags fit; %u files, %.1f MiB, verified in place in "
+		"%.1f ms, nothing copied): no cold start",
 		fn->cfg.name, from, files, (double)bytes / (1 << 20), now_ms() - t0);
 	goto out;
 refuse:

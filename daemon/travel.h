@@ -20,10 +20,17 @@
  * <--snapshot-from>/<name>/ (default /snapshot) at start, and no snapshot
  * of its own to reuse, compares the folder's facts with its node: same
  * kernel, criu, thaw build, source and folder path, and every CPU flag the
- * snapshot's CPU had. Match: the folder is copied into the snapshot dir,
- * its manifest verified there (nothing from a registry is trusted), and the
- * first instance is a restore. Mismatch: one line with the reason, and the
- * usual path: a cold start, then a snapshot taken here.
+ * snapshot's CPU had. Match: the folder's files are verified against its
+ * manifest where they lie (nothing from a registry is trusted), and fn's
+ * snapshot dir becomes a folder of links to them: CRIU reads the images and
+ * maps the memory files through the links at the paths the dump recorded,
+ * nothing is copied, and every daemon on the node shares the layer's page
+ * cache. CRIU's own files (stats-restore) land beside the links, so nothing
+ * is ever written into the shipped folder. The first instance is a
+ * restore. Mismatch: one line with the reason, and the usual path: a cold
+ * start, then a snapshot taken here. A snapshot taken here later (after a
+ * failed restore) deletes the links, never what they point at, and writes
+ * real files.
  */
 #ifndef THAW_TRAVEL_H
 #define THAW_TRAVEL_H

@@ -10,7 +10,7 @@ the generated Deployment (1 replica) of A and of B; the clock starts just
 before `kube play` and stops at the first 200 answer from the pod's address
 (polled every 5 ms); then `podman kube down`. Also the daemon's own figures
 from the pod's log (cold start "ready in", restore "restored in", the
-travelled snapshot's copy and verification).
+travelled snapshot's verification in place: "import").
 
     bash tests/bench/podman_pods.sh build      # or: python3 tests/bench/podman_pods.py [ROUNDS]
 
@@ -75,7 +75,8 @@ def one_pod(lab, fn_dir, name, repo, digest, tag):
     log = lab.logs(tag + "-pod-0-thaw")
     lab.podman("kube", "down", path, timeout=300, check=False)
     m = re.search(r"(ready|restored) in ([0-9.]+) ms", log)
-    c = re.search(r"copied and verified in ([0-9.]+) ms", log)
+    # before in-place restores the daemon copied the folder first
+    c = re.search(r"(?:copied and verified|verified in place) in ([0-9.]+) ms", log)
     return {"first_ms": t_first * 1e3, "play_ms": t_play * 1e3, "answered": got is not None,
             "how": m.group(1) if m else "?", "daemon_ms": float(m.group(2)) if m else None,
             "import_ms": float(c.group(1)) if c else None}
@@ -127,7 +128,7 @@ def main():
                           statistics.median(r["play_ms"] for r in rs),
                           "/".join(sorted({r["how"] for r in rs})),
                           " ".join("%.1f" % r["daemon_ms"] for r in rs if r["daemon_ms"]),
-                          "" if kind == "cold" else "; copy+verify " + " ".join(
+                          "" if kind == "cold" else "; import (verify, or copy+verify) " + " ".join(
                               "%.1f" % r["import_ms"] for r in rs if r["import_ms"]),
                           all(r["answered"] for r in rs)))
     finally:

@@ -48,8 +48,9 @@ def make_function(root):
 
 
 def take_snapshot(lab, image, out):
-    """Runs image as the Deployment would, waits for its snapshot, copies
-    the snapshot folder to out. Returns (folder name, daemon log)."""
+    """Runs image as the Deployment would, waits for its snapshot, writes it
+    into out with `thaw snapshot` in the container. Returns (folder name,
+    daemon log)."""
     name = "snapshot-taker"
     lab.podman("run", "-d", "--tls-verify=false", "--name", name, *lab.security_args(), "-v", "%s:/out" % out,
                image, "--port", "8080", "--functions", "/", "--state-dir", "/var/lib/thaw")
@@ -58,12 +59,21 @@ def take_snapshot(lab, image, out):
         log = lab.logs(name)
         for line in log.splitlines():
             if "snapshot of pid" in line and " in /" in line:
-                snap = line.split(" in ", 1)[1].split(":")[0]
+                snap = os.path.basename(line.split(" in ", 1)[1].split(":")[0])
         time.sleep(0.2)
-    if snap:
-        lab.podman("exec", name, "cp", "-a", snap, "/out/")
+    got = None
+    while snap and time.time() < end:  # ready a moment after the log line
+        got = lab.podman("exec", name, "thaw", "snapshot", snap.rsplit("-v", 1)[0], "-o",
+                         "/out/" + snap, "--url", "http://127.0.0.1:8080", "--state-dir",
+                         "/var/lib/thaw", check=False)
+        if got.returncode == 0 or "no snapshot ready" not in got.stderr:
+            break
+        time.sleep(0.2)
+    if got and got.returncode:
+        log += "\nthaw snapshot: " + got.stderr
+        snap = None
     lab.podman("rm", "-f", name, check=False)
-    return (os.path.basename(snap) if snap else None), log
+    return snap, log
 
 
 def deployment(lab, fn_dir, layout, name, ref_repo, digest, replicas, seccomp="unconfined"):
@@ -179,6 +189,13 @@ def run(lab):
         check(" ready in " not in log and "restored in" in log,
               "%s: no cold start, a restore" % pod,
               [l for l in log.splitlines() if "ready in" in l or "restored in" in l])
+        snap_dir = node["dir"]
+        ls = lab.podman("exec", pod + "-thaw", "ls", "-l", snap_dir, check=False).stdout
+        files = [l for l in ls.splitlines()[1:] if "stats-" not in l]
+        check("nothing copied" in log and files and
+              all(" -> /snapshot/echo/" in l for l in files),
+              "%s: restores in place, nothing copied: its snapshot folder links into the layer"
+              % pod, files[:6])
         status = lab.podman("exec", pod + "-thaw", "cat", "/proc/1/status").stdout
         caps = [l for l in status.splitlines() if l.startswith(("CapEff", "Seccomp:"))]
         check(any(l.startswith("Seccomp:") and l.split()[1] == "0" for l in caps) and

@@ -1,17 +1,27 @@
 """Snapshots that travel (daemon/travel.h), on this machine without an
-engine: a snapshot folder a daemon took is put where `--snapshot-from`
-looks, the daemon's own is deleted, and the daemon starts again:
+engine: a snapshot folder a daemon took, fetched with `thaw snapshot`, is
+put where `--snapshot-from` looks, the daemon's own is deleted, and the
+daemon starts again:
   - it fits: the daemon says so, and the first instance is a restore;
   - it does not fit (another kernel, a CPU flag this machine lacks, another
     fc.yaml, another function): one line with the reason, a cold start,
     then a snapshot taken here;
   - its bytes do not match its manifest (a changed image file, an image file
     the manifest does not list, a folder inside): refused the same way;
-  - none came (no thaw-node): nothing said, a cold start.
+  - none came (no thaw-node): nothing said, a cold start;
+  - one that fits is restored where it lies: the daemon's folder holds only
+    links to it, the instance maps its memory file from it, nothing is
+    written into it; a restore from it that fails (a memory file's mode
+    changed) leads to a snapshot taken here, of real files, and the shipped
+    folder stays as it was.
+`thaw snapshot` itself: the admin API's answer is a plain tar of the
+folder; a wrong token, or a snapshot that fails its manifest, writes
+nothing.
 tests/e2e/test_podman.py does the same through images, a registry and pods."""
 import json
 import os
 import shutil
+import io
 import subprocess
 import sys
 import tarfile
@@ -28,6 +38,46 @@ def set_fact(folder, key, value):
     with open(p, "w") as f:
         f.write("\n".join(lines) + "\n")
     rewrite_manifest_line(folder, "thaw-node")
+
+
+def thaw_snapshot(d, fn, out, token=None):
+    env = dict(os.environ, THAW_TOKEN=token) if token else None
+    return subprocess.run([THAW, "snapshot", fn, "-o", out, "--url", "http://127.0.0.1:%d" % d.port,
+                           "--state-dir", d.state_dir], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def export_cases(d, local, out):
+    """thaw snapshot FN -o OUT: OUT holds local's files (modes kept)."""
+    p = thaw_snapshot(d, "echo", out + "-x", token="wrong")
+    check(p.returncode == 4 and not os.path.exists(out + "-x") and
+          not os.path.exists(out + "-x.part"),
+          "thaw snapshot: a wrong admin token exits 4, nothing written", (p.returncode, p.stderr))
+    p = thaw_snapshot(d, "nosuch", out + "-x")
+    check(p.returncode == 1 and "not found" in p.stderr and not os.path.exists(out + "-x.part"),
+          "thaw snapshot: an unknown function exits 1", (p.returncode, p.stderr))
+    p = thaw_snapshot(d, "echo", out)
+    check(p.returncode == 0 and "verified" in p.stdout, "thaw snapshot: exit 0",
+          (p.returncode, p.stdout, p.stderr))
+    want = {n: os.lstat(os.path.join(local, n)).st_mode for n in os.listdir(local)
+            if not n.startswith("stats-")}
+    got = {n: os.lstat(os.path.join(out, n)).st_mode for n in os.listdir(out)} \
+        if os.path.isdir(out) else {}
+    same = all(open(os.path.join(out, n), "rb").read() == open(os.path.join(local, n), "rb").read()
+               for n in got if n in want)
+    check(got == want and same, "thaw snapshot: the daemon's folder, byte for byte, modes kept",
+          sorted(set(got) ^ set(want)))
+    token = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    r = d.request("GET", "/admin/functions/echo/snapshot",
+                  headers={"Authorization": "Bearer " + token})
+    names = []
+    if r.status == 200:
+        with tarfile.open(fileobj=io.BytesIO(r.body)) as t:
+            names = [m.name for m in t.getmembers() if m.isfile()]
+    check(r.status == 200 and sorted(names) == sorted(want) and names[-1] == "thaw-manifest",
+          "the admin API answers a tar that tarfile reads, the manifest last", (r.status, names))
+    r = d.request("GET", "/admin/functions/echo/snapshot")
+    check(r.status == 401, "the admin API wants the token for a snapshot", r.status)
 
 
 def main():
@@ -53,7 +103,7 @@ def main():
               "its thaw-node records function, kernel, criu, thaw build, folder and CPU flags",
               node)
         pristine = os.path.join(d.tmp, "pristine")
-        shutil.copytree(local, pristine)
+        export_cases(d, local, pristine)
         fc = os.path.join(d.fn_dir, "echo", "fc.yaml")
         fc_text = open(fc).read()
 
@@ -132,7 +182,138 @@ def main():
               any(" ready in " in l for l in lines),
               "none came (no thaw-node): nothing said, a cold start", lines[-6:])
         build_cases(d, pristine, os.path.join(d.fn_dir, "echo"))
+    in_place_cases()
     finish()
+
+
+def listing(folder):
+    """name -> (size, mtime, SHA-256) of every file of folder."""
+    import hashlib
+    out = {}
+    for n in sorted(os.listdir(folder)):
+        p = os.path.join(folder, n)
+        st = os.lstat(p)
+        out[n] = (st.st_size, st.st_mtime_ns, hashlib.sha256(open(p, "rb").read()).hexdigest())
+    return out
+
+
+def mapped_anywhere(path):
+    """Whether a process of this machine maps path."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if path in open("/proc/%s/maps" % pid).read():
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def leave_mid_stream(d, fn):
+    """Clients that go away while the daemon verifies, and after 64 KiB of
+    the stream: the daemon drops the export and serves on."""
+    import socket
+    token = open(os.path.join(d.state_dir, "admin.token")).read().strip()
+    head = b""
+    for want in (0, 65536):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        s.sendall(("GET /admin/functions/%s/snapshot HTTP/1.1\r\nHost: t\r\n"
+                   "Authorization: Bearer %s\r\n\r\n" % (fn, token)).encode())
+        got = b""
+        while len(got) < want:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        head = head or got
+        s.close()
+    check(head.startswith(b"HTTP/1.1 200") and b"application/x-tar" in head.split(b"\r\n\r\n")[0]
+          and d.request("POST", "/%s/" % fn, b"x").status == 200 and d.proc.poll() is None,
+          "thaw snapshot: clients that leave mid-verify and mid-stream: the daemon serves on",
+          head[:200])
+
+
+def in_place_cases():
+    """bigstate (a memory file): exported with thaw snapshot, then restored
+    from where it lies; then a restore from it that fails."""
+    fields = {"handler": handler_so("bigstate"), "timeout": 10,
+              "environmentVariables": {"STATE_MB": "8"}}
+    d = Daemon({"state": fields, "nosnap": {"handler": handler_so("echo"), "snapshot": False}},
+               args=["--snapshot-from", ""])
+    travel = os.path.join(d.tmp, "travel")
+    came = os.path.join(travel, "state")
+    with d:
+        log = Log(d)
+        check(d.request("POST", "/state/", b"x").status == 200, "in place: bigstate answers")
+        p = thaw_snapshot(d, "nosnap", os.path.join(d.tmp, "nosnap"))
+        check(p.returncode == 1 and "has no snapshot ready (off)" in p.stderr and
+              not os.path.exists(os.path.join(d.tmp, "nosnap")),
+              "thaw snapshot: a function without snapshots exits 1 and says so",
+              (p.returncode, p.stderr))
+        local = os.path.join(d.snap_dir, "state-v1")
+        check(wait_for(lambda: os.path.exists(os.path.join(local, "thaw-manifest")), 30),
+              "in place: it took a snapshot")
+        mems = [n for n in os.listdir(local) if n.startswith("thaw-mem-")]
+        check(mems, "in place: the snapshot has a memory file", os.listdir(local))
+        os.makedirs(travel)
+        p = thaw_snapshot(d, "state", came)
+        check(p.returncode == 0 and os.stat(os.path.join(came, mems[0])).st_mode & 0o777 == 0o400,
+              "in place: thaw snapshot wrote it, the memory file 0400", (p.returncode, p.stderr))
+        leave_mid_stream(d, "state")
+        with open(os.path.join(local, "pages-1.img"), "r+b") as g:
+            b = g.read(1)
+            g.seek(0)
+            g.write(bytes([b[0] ^ 0xff]))
+        bad = os.path.join(d.tmp, "bad")
+        p = thaw_snapshot(d, "state", bad)
+        check(p.returncode == 1 and "pages-1.img: SHA-256 mismatch" in p.stderr and
+              not os.path.exists(bad) and not os.path.exists(bad + ".part"),
+              "thaw snapshot: a snapshot that fails its manifest is not sent, nothing written",
+              (p.returncode, p.stderr))
+        # relative, as a command line may give it: the links must still be absolute
+        d.args = ["--snapshot-from", os.path.relpath(travel)]
+
+        def restart():
+            d.keep = True
+            d.stop()
+            d.keep = False
+            shutil.rmtree(local, ignore_errors=True)
+            log.new()
+            d.start()
+            check(d.request("POST", "/state/", b"x").status == 200, "in place: answered")
+
+        before = listing(came)
+        restart()
+        lines = [l for l in log.new() if " state:" in l]  # not nosnap's
+        check(any("nothing copied" in l for l in lines) and any("restored in" in l for l in lines)
+              and not any(" ready in " in l for l in lines),
+              "in place: restored from the shipped snapshot", lines[-8:])
+        links = {n: os.readlink(os.path.join(local, n)) for n in os.listdir(local)
+                 if os.path.islink(os.path.join(local, n))}
+        copied = [n for n in os.listdir(local) if n not in links and not n.startswith("stats-")]
+        shipped = {n for n in before if not n.startswith("stats-")}  # criu's, per run
+        check(not copied and set(links) == shipped and
+              all(links[n] == os.path.join(came, n) for n in links),
+              "in place: nothing copied, the daemon's folder links to every shipped file",
+              (copied, links))
+        check(any(mapped_anywhere(os.path.join(came, m)) for m in mems),
+              "in place: the restored instance maps its memory file from the shipped folder")
+        check(listing(came) == before, "in place: nothing written into the shipped folder",
+              sorted(set(listing(came)) ^ set(before)))
+
+        # a restore from it that fails (CRIU checks a memory file's mode)
+        os.chmod(os.path.join(came, mems[0]), 0o644)
+        restart()
+        check(wait_for(lambda: os.path.exists(os.path.join(local, "thaw-manifest")), 30),
+              "in place, restore failed: a snapshot taken here")
+        lines = log.new()
+        check(any("restore failed" in l and "taking a new snapshot" in l for l in lines) and
+              any("snapshot of pid" in l for l in lines),
+              "in place, restore failed: the daemon says so and takes a snapshot here", lines[-10:])
+        names = os.listdir(local)
+        links = [n for n in names if os.path.islink(os.path.join(local, n))]
+        check(any(n.startswith("thaw-mem-") for n in names) and not links,
+              "in place, restore failed: the new snapshot is of real files, no links", names)
+        check(listing(came) == before, "in place, restore failed: the shipped folder is unchanged")
 
 
 def build(args):
