@@ -429,6 +429,26 @@ def main():
             json.dump(results, f, indent=1)
 
 
+def side_by_side(S, keys, title, a_name, b_name, kinds):
+    """A table of the series of kinds (kind a, kind b, the daemon's figure)
+    that ran both ways."""
+    rows = []
+    for key in keys:
+        for ka, kb, srv in kinds:
+            a = S.get("%s/%s" % (key, ka), {}).get("best")
+            b = S.get("%s/%s" % (key, kb), {}).get("best")
+            if a and b:
+                rows.append("| %s %s | %.1f / %.1f ms | %.1f / %.1f ms | %.1f / %.1f ms |" % (
+                    key, ka, a["p50"], a["p99"], b["p50"], b["p99"], a.get(srv, 0), b.get(srv, 0)))
+    if rows:
+        print()
+        print(title)
+        print("| series | %s p50 / p99 | %s p50 / p99 | daemon median (criu, or ready in), %s / %s |"
+              % (a_name, b_name, a_name, b_name))
+        print("|---|---|---|---|")
+        print("\n".join(rows))
+
+
 def report(res, wbytes):
     S = res["series"]
     print()
@@ -458,29 +478,11 @@ def report(res, wbytes):
         print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, conc, f(c, "p50"), f(c, "p99"), f(r, "p50"), f(r, "p99"), ratio, f(r, "srv_total"),
             f(r, "srv_verify"), f(r, "srv_criu"), f(r, "srv_channel"), wait))
-    if any(k.endswith("/restore-exec") for k in S):
-        print()
-        print("The same restores with criu exec'd per restore (THAW_CRIU_WORKERS=0) vs started ahead (default):")
-        print("| function | exec'd p50 / p99 | started ahead p50 / p99 | daemon criu median, exec'd / ahead |")
-        print("|---|---|---|---|")
-        for key in keys:
-            e = S.get(key + "/restore-exec", {}).get("best")
-            r = S.get(key + "/restore", {}).get("best")
-            if e and r:
-                print("| %s | %.1f / %.1f ms | %.1f / %.1f ms | %s / %s ms |" % (
-                    key, e["p50"], e["p99"], r["p50"], r["p99"], "%.1f" % e.get("srv_criu", 0), "%.1f" % r.get("srv_criu", 0)))
-    if any(k.endswith("/restore-shared") for k in S):
-        print()
-        print("Each instance with its own /tmp and /dev/shm (default) vs the daemon's shared (--scratch-mb 0):")
-        print("| start | own p50 / p99 | shared p50 / p99 | daemon median (criu, or ready in), own / shared |")
-        print("|---|---|---|---|")
-        for key in keys:
-            for kind, srv in (("restore", "srv_criu"), ("cold", "srv_total")):
-                r = S.get("%s/%s" % (key, kind), {}).get("best")
-                sh = S.get("%s/%s-shared" % (key, kind), {}).get("best")
-                if r and sh:
-                    print("| %s %s | %.1f / %.1f ms | %.1f / %.1f ms | %.1f / %.1f ms |" % (
-                        key, kind, r["p50"], r["p99"], sh["p50"], sh["p99"], r.get(srv, 0), sh.get(srv, 0)))
+    side_by_side(S, keys, "The same restores with criu exec'd per restore (THAW_CRIU_WORKERS=0) vs started "
+                 "ahead (default):", "exec'd", "started ahead", [("restore-exec", "restore", "srv_criu")])
+    side_by_side(S, keys, "Each instance with its own /tmp and /dev/shm (default) vs the daemon's shared "
+                 "(--scratch-mb 0):", "own", "shared",
+                 [("restore", "restore-shared", "srv_criu"), ("cold", "cold-shared", "srv_total")])
     for key in keys:
         c = S.get(key + "/cold", {}).get("best")
         if c and "srv_total" in c:

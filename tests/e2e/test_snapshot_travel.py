@@ -31,6 +31,17 @@ from thawtest import (BUILD, ROOT, THAW, Daemon, Log, check, criu_works, finish,
                       handler_so, need_built, rewrite_manifest_line, skip, wait_for)
 
 
+
+def restart_without(d, local, log):
+    """Restarts d with its state kept and its own snapshot folder local
+    deleted; log starts a new section."""
+    d.keep = True
+    d.stop()
+    d.keep = False
+    shutil.rmtree(local, ignore_errors=True)
+    log.new()
+    d.start()
+
 def set_fact(folder, key, value):
     p = os.path.join(folder, "thaw-node")
     lines = [("%s %s" % (key, value)) if l.split(" ", 1)[0] == key else l
@@ -116,12 +127,7 @@ def main():
             shutil.copytree(pristine, came)
             if change:
                 change(came)
-            d.keep = True
-            d.stop()
-            d.keep = False
-            shutil.rmtree(local, ignore_errors=True)
-            log.new()
-            d.start()
+            restart_without(d, local, log)
             got = d.request("POST", "/echo/", what.encode())
             check(got.status == 200 and got.body == what.encode(), "%s: answered" % what, got)
             wait_for(lambda: os.path.exists(os.path.join(local, "thaw-manifest")), 20)
@@ -273,12 +279,7 @@ def in_place_cases():
         d.args = ["--snapshot-from", os.path.relpath(travel)]
 
         def restart():
-            d.keep = True
-            d.stop()
-            d.keep = False
-            shutil.rmtree(local, ignore_errors=True)
-            log.new()
-            d.start()
+            restart_without(d, local, log)
             check(d.request("POST", "/state/", b"x").status == 200, "in place: answered")
 
         before = listing(came)
