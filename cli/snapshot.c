@@ -70,7 +70,7 @@ static bool start_file(struct untar *u)
  * (CRIU checks its memory files' 0400). */
 static bool end_file(struct untar *u)
 {
-	int r = fchmod(u->fd, u->mode);
+	int r = fchmod(u->fd, u->mode & 0777); /* no set-id bits from the stream */
 	if (close(u->fd) || r) {
 		snprintf(u->why, sizeof(u->why), "%s: %s", u->name, strerror(errno));
 		u->fd = -1;

@@ -13,6 +13,7 @@ from the pod's log (cold start "ready in", restore "restored in", the
 travelled snapshot's verification in place: "import").
 
     bash tests/bench/podman_pods.sh build      # or: python3 tests/bench/podman_pods.py [ROUNDS]
+    BENCH_POD_FUNCTIONS=state1g bash tests/bench/podman_pods.sh build   # only those
 
 tests/k8s/podlab.py says what the lab changes in the played manifest.
 """
@@ -30,23 +31,27 @@ import podlab  # noqa: E402
 from test_podman import take_snapshot  # noqa: E402
 
 FUNCTIONS = [
-    # name, handler, extra fc.yaml, what it stands for
-    ("echo", "echo", "", "init does nothing"),
-    ("slowinit", "fault", "environmentVariables:\n  FAULT_INIT_SLEEP_MS: \"1000\"\n",
+    # name, handler, memorySize, extra fc.yaml, what it stands for
+    ("echo", "echo", 1024, "", "init does nothing"),
+    ("slowinit", "fault", 1024, "environmentVariables:\n  FAULT_INIT_SLEEP_MS: \"1000\"\n",
      "init sleeps 1 s (loading a model)"),
-    ("state256", "bigstate", "environmentVariables:\n  STATE_MB: \"256\"\n",
+    ("state256", "bigstate", 1024, "environmentVariables:\n  STATE_MB: \"256\"\n",
      "init builds 256 MiB of state"),
+    ("state1g", "bigstate", 2048, "environmentVariables:\n  STATE_MB: \"1024\"\n",
+     "init builds 1 GiB of state (the issue's handler)"),
 ]
+# BENCH_POD_FUNCTIONS=echo,state1g: only those
+ONLY = [f for f in os.environ.get("BENCH_POD_FUNCTIONS", "").split(",") if f]
 
 
-def make_function(root, name, handler, extra):
+def make_function(root, name, handler, memory, extra):
     fn = os.path.join(root, name)
     os.makedirs(fn)
     shutil.copy(os.path.join(podlab.BUILD, "handlers", handler + ".so"), fn)
     with open(os.path.join(fn, "fc.yaml"), "w") as f:
-        f.write("name: %s\nhandler: %s.so\ntimeout: 10\nmemorySize: 1024\n"
+        f.write("name: %s\nhandler: %s.so\ntimeout: 10\nmemorySize: %d\n"
                 "instanceConcurrency: 4\nscalingConfig:\n  maxInstances: 1\n%s"
-                % (name, handler, extra))
+                % (name, handler, memory, extra))
     return fn
 
 
@@ -94,8 +99,10 @@ def main():
         print("machine: %s, %d cpus, kernel %s; podman %s" % (
             os.uname().nodename, os.cpu_count(), os.uname().release,
             lab.podman("--version").stdout.split()[-1]))
-        for name, handler, extra, what in FUNCTIONS:
-            fn = make_function(lab.dir, name, handler, extra)
+        for name, handler, memory, extra, what in FUNCTIONS:
+            if ONLY and name not in ONLY:
+                continue
+            fn = make_function(lab.dir, name, handler, memory, extra)
             a = lab.build_function(fn, os.path.join(lab.dir, name + "-a"))
             repo = lab.repo(name)
             lab.push(os.path.join(lab.dir, name + "-a"), repo + ":a")
