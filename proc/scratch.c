@@ -89,6 +89,7 @@ static char *resolved(const char *path)
 int scratch_configure(unsigned size_mb, const char *const *keep)
 {
 	atomic_store(&plan, NULL);
+	atomic_fetch_add(&generation, 1); /* namespaces made ahead are stale */
 	if (!size_mb)
 		return 0;
 	for (int t = 0; t < 2; t++)
