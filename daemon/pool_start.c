@@ -170,18 +170,29 @@ static void restore_run(struct job *j)
 	}
 	in->verify_ms = (double)(now_ns() - t0) / 1e6;
 	struct snapshot_timing t = { 0 };
-	/* criu runs in the copy's own memory group (start_restore made it):
-	 * the copy is born there and every page criu restores is charged
-	 * under memorySize (v1 never moves charges). Its v1 cpu group it
-	 * joins right after criu returns, before CH_RESTORED lets it run
-	 * handler code: criu's own work (~20 ms of CPU) is then not
-	 * throttled by a small cpu quota (cpu 0.1 made restores 2-8x slower) */
+	/* criu runs in the copy's own memory group: the copy is born there
+	 * and every page criu restores is charged under memorySize (v1 never
+	 * moves charges). A criu started ahead was born in groups of its own
+	 * that become the copy's (moving a process costs an RCU grace period,
+	 * ~7-10 ms here); an exec'd one joins those start_restore made. The
+	 * cpu limit comes right after criu returns, before CH_RESTORED lets
+	 * the copy run handler code: criu's own work (~20 ms of CPU) is then
+	 * not throttled by a small cpu quota (cpu 0.1 made restores 2-8x
+	 * slower) */
 	const char *join[2] = { in->cgroups.mem[0] ? in->cgroups.mem : NULL, NULL };
+	struct snapshot_groups g = { .join = join, .memory_mb = fn->cfg.memory_mb };
 	if (in->job_ret)
 		pr_err("%s: snapshot refused: %s", in->pool->fn->cfg.name, why);
 	else
-		in->job_ret = snapshot_restore_in(in->pool->fn->snap_dir, join, &in->proc, &t);
-	if (!in->job_ret && in->cgroups.cpu[0] && reslimit_move(in->proc.pid, in->cgroups.cpu)) {
+		in->job_ret = snapshot_restore_in(in->pool->fn->snap_dir, &g, &in->proc, &t);
+	if (!in->job_ret && g.born.mem[0]) {
+		pool__release_later(&in->cgroups); /* made for an exec'd criu, unused */
+		in->cgroups = g.born;
+		if (reslimit_limit_cpu(&in->cgroups, fn->cfg.cpu))
+			pr_warn("%s: restored pid %d: no cpu limit in %s: runs without it",
+				fn->cfg.name, (int)in->proc.pid, in->cgroups.cpu);
+	} else if (!in->job_ret && in->cgroups.cpu[0] &&
+		   reslimit_move(in->proc.pid, in->cgroups.cpu)) {
 		pr_warn("%s: restored pid %d: cpu group %s refused it: runs without the cpu limit",
 			fn->cfg.name, (int)in->proc.pid, in->cgroups.cpu);
 	}

@@ -287,6 +287,52 @@ int reslimit_prepare(uint32_t memory_mb, double cpu, struct reslimit_groups *g)
 	return reslimit_apply(0, memory_mb, cpu, g);
 }
 
+static void remove_group(const char *path);
+
+int reslimit_prepare_open(struct reslimit_groups *g)
+{
+	g->mem[0] = g->cpu[0] = '\0';
+	if (!mem_parent[0])
+		return -ENOENT;
+	int ret = join_group(mem_parent, 0, NULL, 0, g->mem);
+	if (!ret && cpu_parent[0] && strcmp(cpu_parent, mem_parent) &&
+	    (ret = join_group(cpu_parent, 0, NULL, 0, g->cpu))) {
+		remove_group(g->mem);
+		g->mem[0] = '\0';
+	}
+	return ret;
+}
+
+int reslimit_limit_memory(const struct reslimit_groups *g, uint32_t memory_mb)
+{
+	char mem[32];
+	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)memory_mb << 20);
+	if (!g->mem[0])
+		return -ENOENT;
+	int ret = write_file(g->mem, v2 ? "memory.max" : "memory.limit_in_bytes", mem);
+	if (!ret && v2)
+		write_file(g->mem, "memory.swap.max", "0"); /* optional, as in reslimit_apply */
+	return ret;
+}
+
+int reslimit_limit_cpu(const struct reslimit_groups *g, double cpu)
+{
+	char quota[48], period[16];
+	unsigned long long q = (unsigned long long)reslimit_cpu_quota_us(cpu);
+	if (v2) {
+		if (!cpu_parent[0] || !g->mem[0])
+			return cpu_parent[0] ? -ENOENT : 0;
+		snprintf(quota, sizeof(quota), "%llu %d", q, RESLIMIT_CPU_PERIOD_US);
+		return write_file(g->mem, "cpu.max", quota);
+	}
+	if (!g->cpu[0])
+		return cpu_parent[0] ? -ENOENT : 0;
+	snprintf(period, sizeof(period), "%d", RESLIMIT_CPU_PERIOD_US);
+	snprintf(quota, sizeof(quota), "%llu", q);
+	int ret = write_file(g->cpu, "cpu.cfs_period_us", period);
+	return ret ? ret : write_file(g->cpu, "cpu.cfs_quota_us", quota);
+}
+
 int reslimit_move(pid_t pid, const char *dir)
 {
 	char v[16];

@@ -44,6 +44,20 @@ int reslimit_apply(pid_t pid, uint32_t memory_mb, double cpu, struct reslimit_gr
  * paths ("" where a limit is off). Returns 0 or the first -errno, as
  * reslimit_apply. */
 int reslimit_prepare(uint32_t memory_mb, double cpu, struct reslimit_groups *g);
+/* Makes new groups with no limits yet, for a process that joins them as
+ * it starts, ahead of the instance it becomes (a criu worker: the copy it
+ * restores is born there); reslimit_limit_memory and reslimit_limit_cpu
+ * then set them without moving anything. Moving a live process costs an
+ * RCU grace period when none moved lately (~7-10 ms measured here), which
+ * a restore should not wait for. 0, -ENOENT without a memory cgroup, or
+ * -errno. */
+int reslimit_prepare_open(struct reslimit_groups *g);
+/* memorySize for g's memory group; 0 or -errno. */
+int reslimit_limit_memory(const struct reslimit_groups *g, uint32_t memory_mb);
+/* The cpu quota for g (nothing to do without a cpu controller); 0 or
+ * -errno. */
+int reslimit_limit_cpu(const struct reslimit_groups *g, double cpu);
+
 /* Moves process pid (all its threads) into the prepared group dir.
  * Returns 0 or -errno. */
 int reslimit_move(pid_t pid, const char *dir);

@@ -37,7 +37,11 @@ static char ready_path[PATH_MAX]; /* the criu binary the ready ones run */
  * was used: start no more of them (a criu that cannot serve swrk, no
  * network namespaces here; restores exec criu as before) */
 static bool broken[2];
-static struct subproc used[MAX_USED];
+/* workers to reap, and the groups of those that never restored */
+static struct used {
+	struct subproc sp;
+	struct reslimit_groups groups;
+} used[MAX_USED];
 static unsigned n_used;
 static bool keeper_running;
 
@@ -78,6 +82,7 @@ static int worker_start(const char *criu, bool netns, struct criu_worker *w)
 {
 	int sk[2], ret;
 	*w = (struct criu_worker){ .rpc = -1, .sv = { -1, -1 }, .lp = { -1, -1 }, .netns = -1 };
+	reslimit_prepare_open(&w->groups); /* "" without cgroups: moved at restore */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sk) < 0)
 		return -errno;
 	w->rpc = sk[0];
@@ -93,26 +98,36 @@ static int worker_start(const char *criu, bool netns, struct criu_worker *w)
 				    { w->sv[1], CRIU_FD_CHANNEL },
 				    { w->lp[1], CRIU_FD_LOG },
 				    { w->netns, CRIU_FD_NETNS } };
-	/* with private scratch, in a fresh namespace the copy is born in */
+	/* born in its groups, with private scratch in a fresh namespace:
+	 * where the copy is born too */
 	w->scratch_gen = scratch_generation();
-	struct subproc_in in = { .enter = scratch_on() ? scratch_enter : NULL };
+	const char *join[] = { w->groups.mem[0] ? w->groups.mem : NULL,
+			       w->groups.cpu[0] ? w->groups.cpu : NULL, NULL };
+	struct subproc_in in = { .join = join, .enter = scratch_on() ? scratch_enter : NULL };
 	ret = subproc_start(argv, fds, netns ? 4 : 3, &in, &w->proc);
 	close(sk[1]);
-	if (ret)
+	if (ret) {
 		close_fds(w);
+		reslimit_release(&w->groups);
+	}
 	return ret;
 }
 
-/* Called with the lock held: hands the process to the keeper to reap. */
-static void retire_locked(struct subproc *sp)
+/* Called with the lock held: hands the process to the keeper to reap,
+ * and then to remove groups (NULL: none left to it). */
+static void retire_locked(struct subproc *sp, const struct reslimit_groups *groups)
 {
+	struct used u = { .sp = *sp };
+	if (groups)
+		u.groups = *groups;
 	if (n_used == MAX_USED) { /* the keeper is far behind: reap here */
 		struct subproc_result res;
-		subproc_wait(sp, REAP_TIMEOUT_MS, &res);
+		subproc_wait(&u.sp, REAP_TIMEOUT_MS, &res);
 		subproc_result_fini(&res);
+		reslimit_release(&u.groups);
 		return;
 	}
-	used[n_used++] = *sp;
+	used[n_used++] = u;
 	pthread_cond_signal(&wake);
 }
 
@@ -121,7 +136,7 @@ static void discard_locked(struct criu_worker *w)
 {
 	kill(w->proc.pid, SIGKILL);
 	close_fds(w);
-	retire_locked(&w->proc);
+	retire_locked(&w->proc, &w->groups);
 }
 
 /* The kind of worker the keeper starts next, or -1 when both are stocked. */
@@ -147,11 +162,12 @@ static void *keeper_main(void *arg)
 			continue;
 		}
 		if (n_used) {
-			struct subproc sp = used[--n_used];
+			struct used u = used[--n_used];
 			pthread_mutex_unlock(&lock);
 			struct subproc_result res;
-			subproc_wait(&sp, REAP_TIMEOUT_MS, &res);
+			subproc_wait(&u.sp, REAP_TIMEOUT_MS, &res);
 			subproc_result_fini(&res);
+			reslimit_release(&u.groups);
 			pthread_mutex_lock(&lock);
 			continue;
 		}
@@ -331,9 +347,15 @@ int criu_swrk_restore(struct criu_worker *w, const struct criu_swrk_restore *rq,
 	double t0 = now_ms();
 	char why[256] = "";
 	int ret = 0;
-	for (const char *const *g = join; g && *g && !ret; g++)
-		if ((ret = reslimit_move(w->proc.pid, *g)))
-			snprintf(why, sizeof(why), "joining %.200s: %s", *g, strerror(-ret));
+	if (w->groups.mem[0]) { /* born there: only the limit, before any page */
+		if (rq->memory_mb && (ret = reslimit_limit_memory(&w->groups, rq->memory_mb)))
+			snprintf(why, sizeof(why), "memory limit in %.200s: %s", w->groups.mem,
+				 strerror(-ret));
+	} else {
+		for (const char *const *g = join; g && *g && !ret; g++)
+			if ((ret = reslimit_move(w->proc.pid, *g)))
+				snprintf(why, sizeof(why), "joining %.200s: %s", *g, strerror(-ret));
+	}
 	if (!ret)
 		ret = ask(w, rq, timeout_ms, pid, why, sizeof(why));
 	*ms = now_ms() - t0;
@@ -351,10 +373,11 @@ int criu_swrk_restore(struct criu_worker *w, const struct criu_swrk_restore *rq,
 		pr_err("restore of %s failed: %s", rq->dir, why);
 		subproc_log_failure("criu swrk", wret ? wret : -EIO, &res);
 		subproc_result_fini(&res);
+		reslimit_release(&w->groups); /* what criu left there is dead (-S: our children) */
 		return ret;
 	}
 	pthread_mutex_lock(&lock);
-	retire_locked(&w->proc);
+	retire_locked(&w->proc, NULL); /* its groups are the copy's */
 	pthread_mutex_unlock(&lock);
 	return 0;
 }

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "proc/reslimit.h"
 #include "proc/subproc.h"
 
 /* The fd numbers a restoring criu has the copy's fresh channel and log
@@ -42,6 +43,9 @@ struct criu_worker {
 	int sv[2], lp[2];    /* the copy's channel and log pipe */
 	int netns;	     /* the copy's network namespace (custom runtimes), or -1 */
 	unsigned scratch_gen; /* scratch_generation() its mount namespace was made for */
+	/* the groups it was born in (reslimit_prepare_open), where the copy it
+	 * restores is born too: none to move at restore ("" without cgroups) */
+	struct reslimit_groups groups;
 };
 
 /* What a restore asks for (the command line's -D, --inherit-fd, --root /
@@ -53,6 +57,7 @@ struct criu_swrk_restore {
 	uint64_t log_ino;
 	bool mntns;
 	bool netns; /* into the worker's fresh network namespace */
+	uint32_t memory_mb; /* the limit the worker's own groups get first (0: none) */
 };
 
 /* How many workers are kept started: $THAW_CRIU_WORKERS as it was at the
@@ -70,11 +75,14 @@ unsigned criu_swrk_spare(void);
  * one, and a snapshot that does not match gets -ENOENT. */
 int criu_swrk_take(const char *criu, bool netns, bool scratch, struct criu_worker *w);
 
-/* Moves the worker into the cgroup folders of join (NULL-terminated, may
- * be NULL), sends rq, and waits at most timeout_ms for criu's answer: the
- * copy's pid, or -errno with criu's output tail logged. The worker is
- * used up either way (reaped by this module, its netns fd closed); w->sv
- * and w->lp stay the caller's. *ms gets the time from request to answer. */
+/* Puts the worker under rq->memory_mb in the groups it was born in, or
+ * where it has none moves it into the cgroup folders of join
+ * (NULL-terminated, may be NULL), sends rq, and waits at most timeout_ms
+ * for criu's answer: the copy's pid, or -errno with criu's output tail
+ * logged. The worker is used up either way (reaped by this module, its
+ * netns fd closed, its groups removed on failure); w->sv, w->lp and on
+ * success w->groups (the copy's now) are the caller's. *ms gets the time
+ * from the limit or move to the answer. */
 int criu_swrk_restore(struct criu_worker *w, const struct criu_swrk_restore *rq,
 		      const char *const *join, int timeout_ms, pid_t *pid, double *ms);
 

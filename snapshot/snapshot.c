@@ -601,15 +601,17 @@ static int adopt_copy(pid_t pid, int sv[2], int lp[2], const struct fds_file *ff
 
 /* The restore through a criu started ahead (criu_swrk.h). */
 static int restore_swrk(struct criu_worker *w, const char *dir, const struct fds_file *ff,
-			const char *const *join, struct instance_proc *out,
+			struct snapshot_groups *g, struct instance_proc *out,
 			struct snapshot_timing *t, double t0)
 {
 	struct criu_swrk_restore rq = { .dir = dir, .channel_ino = ff->channel_ino,
 					.log_ino = ff->log_ino, .mntns = ff->mntns,
-					.netns = ff->netns };
+					.netns = ff->netns, .memory_mb = g ? g->memory_mb : 0 };
 	pid_t pid = 0;
 	double ms = 0;
-	int ret = criu_swrk_restore(w, &rq, join, RESTORE_TIMEOUT_MS, &pid, &ms);
+	int ret = criu_swrk_restore(w, &rq, g ? g->join : NULL, RESTORE_TIMEOUT_MS, &pid, &ms);
+	if (!ret && g)
+		g->born = w->groups;
 	if (t) {
 		t->criu_ms = ms;
 		t->criu_ahead = 1;
@@ -629,9 +631,12 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 	return snapshot_restore_in(dir, NULL, out, t);
 }
 
-int snapshot_restore_in(const char *dir, const char *const *join, struct instance_proc *out,
+int snapshot_restore_in(const char *dir, struct snapshot_groups *g, struct instance_proc *out,
 			struct snapshot_timing *t)
 {
+	const char *const *join = g ? g->join : NULL;
+	if (g)
+		g->born = (struct reslimit_groups){ 0 };
 	static unsigned long counter; /* unique pidfile names */
 	double t0 = now_ms();
 	struct fds_file ff;
@@ -653,7 +658,7 @@ int snapshot_restore_in(const char *dir, const char *const *join, struct instanc
 	/* a criu started ahead, where one is ready */
 	struct criu_worker w;
 	if (criu_swrk_take(criu_path(), ff.netns, ff.scratch, &w) == 0)
-		return restore_swrk(&w, dir, &ff, join, out, t, t0);
+		return restore_swrk(&w, dir, &ff, g, out, t, t0);
 	if ((ret = instance_fds_new(sv, lp)))
 		return ret;
 

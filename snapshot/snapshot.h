@@ -31,6 +31,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proc/reslimit.h"
 #include <sys/types.h>
 
 #include "proc/instance.h"
@@ -105,11 +107,22 @@ int snapshot_fingerprint(const char *dir, uint64_t *out);
  * or -errno (criu's output tail logged; out holds nothing to close). */
 int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot_timing *t);
 
-/* As snapshot_restore, with criu run inside the cgroup folders of join
- * (NULL-terminated, subproc_run_in): the copy is born in them, under its
- * limits, and the pages criu restores are charged there. criu's own
- * memory and CPU count against those limits while it runs. */
-int snapshot_restore_in(const char *dir, const char *const *join, struct instance_proc *out,
+/* Where a restore puts the copy: the copy is born in its groups, under
+ * memorySize, and the pages criu restores are charged there; criu's own
+ * memory counts there while it runs. */
+struct snapshot_groups {
+	/* cgroup folders (NULL-terminated) criu runs in when it is exec'd or
+	 * its worker has no groups of its own (subproc_run_in) */
+	const char *const *join;
+	uint32_t memory_mb; /* what a worker's own groups are limited to first */
+	/* set when a criu started ahead restored the copy into the groups it
+	 * was born in (criu_swrk.h): the copy's groups now, the caller's to
+	 * release; join's are then unused. "" otherwise. */
+	struct reslimit_groups born;
+};
+
+/* As snapshot_restore, into the groups g says (may be NULL: none). */
+int snapshot_restore_in(const char *dir, struct snapshot_groups *g, struct instance_proc *out,
 			struct snapshot_timing *t);
 
 #endif
