@@ -37,6 +37,7 @@
 #define CRIU_NOISE "RLIMIT_NOFILE"
 #define PROC_MOUNTPOINT "proc.crtools" /* criu/pie/parasite.c */
 #define STALE_PROC_MOUNT_MS 1000
+#define CRIU_CGROUP_IMG "cgroup.img"
 #ifndef CAP_CHECKPOINT_RESTORE
 #define CAP_CHECKPOINT_RESTORE 40
 #endif
@@ -498,6 +499,14 @@ int snapshot_dump(const struct instance_proc *p, const char *dir,
 	if (ret)
 		return ret;
 
+	/* restores run with --manage-cgroups=ignore (the copy is born in the
+	 * groups criu runs in), yet criu reads this image and starts its
+	 * cgroupd helper for it: 1.6 ms of a 7.7 ms restore here. Without it
+	 * criu restores as for a task that shared its cgroups. */
+	char *cg = xasprintf("%s/%s", dir, CRIU_CGROUP_IMG);
+	if (unlink(cg) && errno != ENOENT)
+		pr_perror("unlink %s", cg);
+	free(cg);
 	ret = write_fds_file(dir, &ff);
 	if (ret)
 		return ret;
