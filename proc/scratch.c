@@ -269,8 +269,9 @@ int scratch_join(void *arg)
 	const struct plan *p = atomic_load(&plan);
 	if (setns(*(int *)arg, CLONE_NEWNS))
 		return errno;
-	/* setns put us at its root */
-	if (p && p->cwd[0] && chdir(p->cwd))
+	/* setns put us at its root; the working folder again where it is
+	 * there (as scratch_setup does) */
+	if (p && p->cwd[0] && chdir(p->cwd) && chdir("/"))
 		return errno;
 	return 0;
 }

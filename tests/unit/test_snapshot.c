@@ -408,7 +408,8 @@ static void test_restore_timing_scratch(void **state)
 	char img[160];
 	snprintf(img, sizeof(img), "%s/img-scratch", fx.root);
 	assert_int_equal(mkdir(img, 0700), 0);
-	const char *keep[] = { fx.root, SNAPSHOT_CRIU_RUNDIR, NULL };
+	char cwd[PATH_MAX]; /* as the daemon keeps its own (a checkout under /tmp in CI) */
+	const char *keep[] = { fx.root, SNAPSHOT_CRIU_RUNDIR, getcwd(cwd, sizeof(cwd)), NULL };
 	if (scratch_configure(64, keep))
 		skip(); /* said why: mounts refused here */
 	struct snapshot_info info;
