@@ -21,9 +21,10 @@ static const char *const tops[] = { "/tmp", "/dev/shm" };
 
 /* What the children do, prepared here: they may not allocate, and a
  * vfork-style child shares this memory, so a plan is never changed once
- * published: scratch_keep publishes a new one (and the old stays, at most
- * SCRATCH_MAX_KEEP of them). */
+ * published: scratch_keep publishes a new one, and the old stays until the
+ * next scratch_configure (at most SCRATCH_MAX_KEEP of them). */
 struct plan {
+	struct plan *older; /* the one it replaced, freed by scratch_configure */
 	char opts[64];
 	unsigned n_keep;
 	char keep[SCRATCH_MAX_KEEP][PATH_MAX];
@@ -88,7 +89,11 @@ static char *resolved(const char *path)
 
 int scratch_configure(unsigned size_mb, const char *const *keep)
 {
-	atomic_store(&plan, NULL);
+	/* before any instance starts: no child reads these */
+	for (struct plan *q = atomic_exchange(&plan, NULL), *o; q; q = o) {
+		o = q->older;
+		free(q);
+	}
 	atomic_fetch_add(&generation, 1); /* namespaces made ahead are stale */
 	if (!size_mb)
 		return 0;
@@ -153,6 +158,7 @@ void scratch_keep(const char *path)
 		struct plan *p = malloc(sizeof(*p));
 		if (p) {
 			memcpy(p, old, sizeof(*p));
+			p->older = old;
 			keep_one(p, r);
 			atomic_store(&plan, p);
 			atomic_fetch_add(&generation, 1);
