@@ -17,7 +17,7 @@
 #   BENCH_RESTORE_REPLICAS     copies of each function timed in turn (default 4)
 #   THAW_CRIU                  another criu binary
 # Exit: 0, 77 when not root, CRIU or the build is missing, 1 on a failure.
-# Needs ~1 GiB free in /tmp (and as page cache) for the weights.
+# Needs ~1 GiB free in /var/tmp (BENCH_TMP; and as page cache) for the weights.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
