@@ -187,15 +187,6 @@ static void reap_done(struct job *j)
 	free(container_of(j, struct reap_job, job));
 }
 
-void pool__release_later(const struct reslimit_groups *g)
-{
-	struct reap_job *r = xcalloc(1, sizeof(*r));
-	*r = (struct reap_job){ .job = { .run = reap_run, .done = reap_done, .slow = true },
-				.proc = { .pidfd = -1, .channel_fd = -1, .log_fd = -1 },
-				.cgroups = *g };
-	jobs_submit(&r->job);
-}
-
 void pool__maybe_free(struct instance *in)
 {
 	if (in->state != I_DEAD || in->ops)

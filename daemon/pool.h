@@ -58,7 +58,10 @@ struct instance {
 	/* moving a process into a cgroup takes ~9 ms (cgroup v1): done off
 	 * the start path, by a job of its own (counted in ops) */
 	struct job limit_job;
-	struct reslimit_groups limit_groups;
+	/* the groups the restore or the limit job made: the job writes them,
+	 * its done() makes them cgroups on the loop (which reads cgroups
+	 * while jobs run) */
+	struct reslimit_groups job_groups;
 	int64_t restored_ns;       /* criu done: CH_RESTORED sent */
 	unsigned ops; /* io_uring operations in flight */
 	struct loop_op recv_op, send_op, log_op, exit_op;

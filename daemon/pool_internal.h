@@ -12,9 +12,6 @@
 /* pool.c */
 void pool__flush(struct instance *in);
 void pool__maybe_free(struct instance *in);
-/* Removes groups nothing is in on a job, later: rmdir of a cgroup waits an
- * RCU grace period (~8 ms here), which no restore should. */
-void pool__release_later(const struct reslimit_groups *g);
 void pool__kill_instance(struct instance *in, int status, const char *why);
 int pool__category(const struct instance *in);
 void pool__gauge_move(struct instance *in, int before);

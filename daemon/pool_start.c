@@ -96,14 +96,14 @@ static void limit_run(struct job *j)
 {
 	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, limit_job));
 	const struct config *cfg = &in->pool->fn->cfg;
-	reslimit_apply(in->proc.pid, cfg->memory_mb, cfg->cpu, &in->limit_groups);
+	reslimit_apply(in->proc.pid, cfg->memory_mb, cfg->cpu, &in->job_groups);
 }
 
 static void limit_done(struct job *j)
 {
 	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, limit_job));
 	in->ops--;
-	in->cgroups = in->limit_groups;
+	in->cgroups = in->job_groups;
 	pool__maybe_free(in); /* it may have died meanwhile: its group goes with it */
 }
 
@@ -170,31 +170,27 @@ static void restore_run(struct job *j)
 	}
 	in->verify_ms = (double)(now_ns() - t0) / 1e6;
 	struct snapshot_timing t = { 0 };
-	/* criu runs in the copy's own memory group: the copy is born there
-	 * and every page criu restores is charged under memorySize (v1 never
-	 * moves charges). A criu started ahead was born in groups of its own
-	 * that become the copy's (moving a process costs an RCU grace period,
-	 * ~7-10 ms here); an exec'd one joins those start_restore made. The
-	 * cpu limit comes right after criu returns, before CH_RESTORED lets
-	 * the copy run handler code: criu's own work (~20 ms of CPU) is then
-	 * not throttled by a small cpu quota (cpu 0.1 made restores 2-8x
-	 * slower) */
-	const char *join[2] = { in->cgroups.mem[0] ? in->cgroups.mem : NULL, NULL };
-	struct snapshot_groups g = { .join = join, .memory_mb = fn->cfg.memory_mb };
+	/* the copy is born in its own groups and every page criu restores is
+	 * charged under memorySize (v1 never moves charges): a criu started
+	 * ahead was born in groups that become the copy's (moving a process,
+	 * or removing a group, waits an RCU grace period, ~7-10 ms here); an
+	 * exec'd one runs in groups made for it. The cpu limit comes right
+	 * after criu returns, before CH_RESTORED lets the copy run handler
+	 * code: criu's own work (~20 ms of CPU) is then not throttled by a
+	 * small cpu quota (cpu 0.1 made restores 2-8x slower) */
+	struct snapshot_groups g = { .memory_mb = fn->cfg.memory_mb, .cpu = fn->cfg.cpu };
 	if (in->job_ret)
 		pr_err("%s: snapshot refused: %s", in->pool->fn->cfg.name, why);
 	else
 		in->job_ret = snapshot_restore_in(in->pool->fn->snap_dir, &g, &in->proc, &t);
-	if (!in->job_ret && g.born.mem[0]) {
-		pool__release_later(&in->cgroups); /* made for an exec'd criu, unused */
-		in->cgroups = g.born;
-		if (reslimit_limit_cpu(&in->cgroups, fn->cfg.cpu))
-			pr_warn("%s: restored pid %d: no cpu limit in %s: runs without it",
-				fn->cfg.name, (int)in->proc.pid, in->cgroups.cpu);
-	} else if (!in->job_ret && in->cgroups.cpu[0] &&
-		   reslimit_move(in->proc.pid, in->cgroups.cpu)) {
+	in->job_groups = g.groups; /* released with the instance, restored or not */
+	if (!in->job_ret && g.born && reslimit_limit_cpu(&g.groups, fn->cfg.cpu)) {
+		pr_warn("%s: restored pid %d: no cpu limit in %s: runs without it", fn->cfg.name,
+			(int)in->proc.pid, g.groups.cpu);
+	} else if (!in->job_ret && !g.born && g.groups.cpu[0] &&
+		   reslimit_move(in->proc.pid, g.groups.cpu)) {
 		pr_warn("%s: restored pid %d: cpu group %s refused it: runs without the cpu limit",
-			fn->cfg.name, (int)in->proc.pid, in->cgroups.cpu);
+			fn->cfg.name, (int)in->proc.pid, g.groups.cpu);
 	}
 	in->criu_ms = t.criu_ms;
 	in->criu_ahead = t.criu_ahead;
@@ -208,6 +204,7 @@ static void restore_done(struct job *j)
 	struct instance *in = (struct instance *)((char *)j - offsetof(struct instance, job));
 	struct pool *p = in->pool;
 	in->ops--;
+	in->cgroups = in->job_groups;
 	if (in->state == I_DEAD || p->sh->stopping) {
 		pool__kill_instance(in, 503, "stopped while restoring");
 		pool__maybe_free(in);
@@ -261,11 +258,7 @@ static struct instance *start_restore(struct pool *p)
 {
 	struct instance *in = new_instance(p);
 	in->restored = true;
-	/* groups first, as for cold starts: criu restores inside them */
-	if (reslimit_prepare(p->fn->cfg.memory_mb, p->fn->cfg.cpu, &in->cgroups)) {
-		reslimit_release(&in->cgroups);
-		in->cgroups = (struct reslimit_groups){ 0 };
-	}
+	/* its groups come with the restore (restore_run), off the loop */
 	add_instance(p, in);
 	in->job = (struct job){ .run = restore_run, .done = restore_done, .sh = p->sh };
 	in->ops++;

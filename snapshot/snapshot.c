@@ -608,6 +608,20 @@ static int adopt_copy(pid_t pid, int sv[2], int lp[2], const struct fds_file *ff
 	return 0;
 }
 
+/* Groups made now with both limits, for a criu that was not born in any:
+ * join gets the memory group criu runs in ("" none could be made). */
+static void make_groups(struct snapshot_groups *g, const char *join[2])
+{
+	join[0] = join[1] = NULL;
+	if (!g)
+		return;
+	if (reslimit_prepare(g->memory_mb, g->cpu, &g->groups)) {
+		reslimit_release(&g->groups);
+		g->groups = (struct reslimit_groups){ 0 };
+	}
+	join[0] = g->groups.mem[0] ? g->groups.mem : NULL;
+}
+
 /* The restore through a criu started ahead (criu_swrk.h). */
 static int restore_swrk(struct criu_worker *w, const char *dir, const struct fds_file *ff,
 			struct snapshot_groups *g, struct instance_proc *out,
@@ -618,9 +632,14 @@ static int restore_swrk(struct criu_worker *w, const char *dir, const struct fds
 					.netns = ff->netns, .memory_mb = g ? g->memory_mb : 0 };
 	pid_t pid = 0;
 	double ms = 0;
-	int ret = criu_swrk_restore(w, &rq, g ? g->join : NULL, RESTORE_TIMEOUT_MS, &pid, &ms);
-	if (!ret && g)
-		g->born = w->groups;
+	const char *join[2] = { NULL, NULL };
+	if (!w->groups.mem[0]) /* born in none: moved into some made now */
+		make_groups(g, join);
+	int ret = criu_swrk_restore(w, &rq, join, RESTORE_TIMEOUT_MS, &pid, &ms);
+	if (!ret && g && w->groups.mem[0]) {
+		g->groups = w->groups;
+		g->born = true;
+	}
 	if (t) {
 		t->criu_ms = ms;
 		t->criu_ahead = 1;
@@ -643,9 +662,10 @@ int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot
 int snapshot_restore_in(const char *dir, struct snapshot_groups *g, struct instance_proc *out,
 			struct snapshot_timing *t)
 {
-	const char *const *join = g ? g->join : NULL;
-	if (g)
-		g->born = (struct reslimit_groups){ 0 };
+	if (g) {
+		g->groups = (struct reslimit_groups){ 0 };
+		g->born = false;
+	}
 	static unsigned long counter; /* unique pidfile names */
 	double t0 = now_ms();
 	struct fds_file ff;
@@ -670,6 +690,8 @@ int snapshot_restore_in(const char *dir, struct snapshot_groups *g, struct insta
 		return restore_swrk(&w, dir, &ff, g, out, t, t0);
 	if ((ret = instance_fds_new(sv, lp)))
 		return ret;
+	const char *join[2];
+	make_groups(g, join);
 
 	char pidfile[PATH_MAX], chan_s[64], log_s[64];
 	snprintf(pidfile, sizeof(pidfile), "%s/restore-%d-%lu.pid", SNAPSHOT_CRIU_RUNDIR,

@@ -107,18 +107,21 @@ int snapshot_fingerprint(const char *dir, uint64_t *out);
  * or -errno (criu's output tail logged; out holds nothing to close). */
 int snapshot_restore(const char *dir, struct instance_proc *out, struct snapshot_timing *t);
 
-/* Where a restore puts the copy: the copy is born in its groups, under
- * memorySize, and the pages criu restores are charged there; criu's own
- * memory counts there while it runs. */
+/* Where a restore puts the copy: born in its own groups, under
+ * memorySize, the pages criu restores charged there, criu's own memory
+ * too while it runs. */
 struct snapshot_groups {
-	/* cgroup folders (NULL-terminated) criu runs in when it is exec'd or
-	 * its worker has no groups of its own (subproc_run_in) */
-	const char *const *join;
-	uint32_t memory_mb; /* what a worker's own groups are limited to first */
-	/* set when a criu started ahead restored the copy into the groups it
-	 * was born in (criu_swrk.h): the copy's groups now, the caller's to
-	 * release; join's are then unused. "" otherwise. */
-	struct reslimit_groups born;
+	uint32_t memory_mb; /* fc.yaml memorySize */
+	double cpu;	    /* and cpu */
+	/* out: the copy's groups ("" where none could be made), the caller's
+	 * to release. born: a criu started ahead was born in them
+	 * (criu_swrk.h), limited to memory_mb before the request; the cpu
+	 * limit is the caller's to write (reslimit_limit_cpu) once criu is
+	 * done. Otherwise made here with both limits for an exec'd criu,
+	 * which runs in the memory group; the caller moves the copy into the
+	 * v1 cpu group once criu is done. */
+	struct reslimit_groups groups;
+	bool born;
 };
 
 /* As snapshot_restore, into the groups g says (may be NULL: none). */
