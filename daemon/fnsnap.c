@@ -70,13 +70,7 @@ static bool same_source(const struct function *fn, const char *dir)
 {
 	char path[sizeof(fn->snap_dir) + 32], got[sizeof(fn->snap_source)] = "";
 	snprintf(path, sizeof(path), "%s/%s", dir, FNSNAP_SOURCE_NAME);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, got, sizeof(got) - 1);
-	close(fd);
-	got[n > 0 ? n : 0] = '\0';
-	return !strcmp(got, fn->snap_source);
+	return fs_read_text(path, got, sizeof(got)) >= 0 && !strcmp(got, fn->snap_source);
 }
 
 void fnsnap_init(struct function *fn)

@@ -4,6 +4,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/fnenv.h"
+#include "common/fsutil.h"
 #include "common/mem.h"
 #include "proc/netns.h"
 #include "proc/reslimit.h"
@@ -196,12 +197,7 @@ static bool catches(pid_t pid, int sig)
 {
 	char path[64], text[4096];
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	text[n > 0 ? n : 0] = '\0';
+	fs_read_text(path, text, sizeof(text));
 	const char *c = strstr(text, "SigCgt:");
 	return c && (strtoull(c + 7, NULL, 16) >> (sig - 1)) & 1;
 }

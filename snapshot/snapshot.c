@@ -6,6 +6,7 @@
 #include "snapshot/manifest.h"
 #include "snapshot/snapmem.h"
 #include "common/mem.h"
+#include "common/fsutil.h"
 #include "proc/netns.h"
 #include "proc/scratch.h"
 #include "proc/subproc.h"
@@ -325,14 +326,11 @@ static int plugins_pre_dump(pid_t pid, const char *dir, char *notes, size_t len)
  * its dump used, last first. 0 or the first -errno. */
 static int plugins_post_restore(pid_t pid, const char *dir, char *notes, size_t len)
 {
-	char *path = xasprintf("%s/%s", dir, SNAPSHOT_PLUGINS_NAME), names[256] = "";
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char *path = xasprintf("%s/%s", dir, SNAPSHOT_PLUGINS_NAME), names[256];
+	ssize_t n = fs_read_text(path, names, sizeof(names));
 	free(path);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	ssize_t n = read(fd, names, sizeof(names) - 1);
-	close(fd);
-	names[n > 0 ? n : 0] = '\0';
+	if (n < 0)
+		return n == -ENOENT ? 0 : (int)n;
 	for (size_t i = N_PLUGINS; i-- > 0;) {
 		char want[80];
 		snprintf(want, sizeof(want), "%s\n", plugins[i]->name);
@@ -561,13 +559,11 @@ int snapshot_fingerprint(const char *dir, uint64_t *out)
 
 static pid_t read_pidfile(const char *path)
 {
-	char buf[32] = { 0 };
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	long v = n > 0 ? strtol(buf, NULL, 10) : 0;
+	char buf[32];
+	ssize_t n = fs_read_text(path, buf, sizeof(buf));
+	if (n < 0)
+		return (pid_t)n;
+	long v = strtol(buf, NULL, 10);
 	return v > 0 && v < INT_MAX ? (pid_t)v : -EBADMSG;
 }
 
