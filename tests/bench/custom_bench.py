@@ -117,6 +117,18 @@ def burst(d, path, n):
         t.join()
 
 
+def snapshot_mib(folder):
+    """(CRIU images, memory files) of a snapshot folder, in MiB: the files'
+    sizes, and the memory files' blocks (they are sparse)."""
+    img = mf = 0
+    for e in os.scandir(folder):
+        if e.name.startswith("thaw-mem-"):
+            mf += e.stat().st_blocks * 512
+        else:
+            img += e.stat().st_size
+    return img / 1048576.0, mf / 1048576.0
+
+
 def copy_memory(d, fn):
     """(copies, Pss MiB per copy, anonymous MiB per copy) of fn's restored
     copies alive (their pids from the daemon's log; a cold one is left out).
@@ -221,15 +233,7 @@ def run(snaps):
             mem[k] = copy_memory(d, xfn)
         rs = restores(d)
         logs = d.logs()
-        files = {}  # (CRIU images, memory files) in MiB
-        for k, fn in VARIANTS.items():
-            img = mf = 0
-            for e in os.scandir(os.path.join(snap_dir, fn + "-v1")):
-                if e.name.startswith("thaw-mem-"):
-                    mf += e.stat().st_blocks * 512
-                else:
-                    img += e.stat().st_size
-            files[k] = (img / 1048576.0, mf / 1048576.0)
+        files = {k: snapshot_mib(os.path.join(snap_dir, fn + "-v1")) for k, fn in VARIANTS.items()}
         snap, criu, hook, moved = {}, {}, {}, {}
         for k, fn in VARIANTS.items():
             snap[k] = re.search(r" %s: snapshot of pid \d+ in \S+: ([\d.]+) MiB in \d+ files, dump ([\d.]+) ms" % fn, logs)

@@ -17,7 +17,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 from thawtest import Daemon, skip, wait_for  # noqa: E402
-from custom_bench import at_zero, copy_memory, pct  # noqa: E402
+from custom_bench import at_zero, pct, snapshot_mib  # noqa: E402
 
 PY = "/usr/bin/python3"
 SERVER = os.path.join(HERE, "..", "e2e", "custom", "state_server.py")
@@ -64,12 +64,7 @@ def main():
             print("custom runtime with a %d MiB Python heap (%s), snapshots in %s" % (
                 STATE_MB, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), snap_dir))
             for k, name in VARIANTS.items():
-                img = mf = 0
-                for e in os.scandir(os.path.join(snap_dir, name + "-v1")):
-                    if e.name.startswith("thaw-mem-"):
-                        mf += e.stat().st_blocks * 512
-                    else:
-                        img += e.stat().st_size
+                img, mf = snapshot_mib(os.path.join(snap_dir, name + "-v1"))
                 criu = [float(x) for x in re.findall(
                     r" %s: instance \S+ \(pid \d+\) restored in [\d.]+ ms: .*?criu ([\d.]+)" % name, logs)]
                 dump = re.search(r" %s: snapshot of pid \d+ in \S+: [\d.]+ MiB in \d+ files, dump ([\d.]+) ms" % name, logs)
@@ -87,7 +82,7 @@ def main():
                           "restore hook + port %.1f ms" % (statistics.median(total), statistics.median(criu),
                                                            statistics.median(hook)))
                 print("  CRIU images %.1f MiB, memory files %.1f MiB, dump %s ms%s" % (
-                    img / 1048576.0, mf / 1048576.0, dump.group(1) if dump else "?",
+                    img, mf, dump.group(1) if dump else "?",
                     ", moved %s MiB in %s mappings in %s ms before it" % moved.groups() if moved else ""))
     finally:
         if snaps:

@@ -36,11 +36,14 @@ import os
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
+import sys
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from thawtest import free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get("THAW_BUILD", os.path.join(ROOT, "build")))
@@ -60,14 +63,6 @@ def has_cap(n):
         if line.startswith("CapBnd:"):
             return bool(int(line.split()[1], 16) >> n & 1)
     return False
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class LabError(Exception):
